@@ -1,0 +1,1 @@
+//! The content-hash cache: keys, the local content-addressed store, the remote.

@@ -1,0 +1,293 @@
+//! The command line (SPEC §1), as clap derive types.
+//!
+//! `taskrun <MANIFEST>` is shorthand for `taskrun run <MANIFEST>`: [`parse`] inserts the `run`
+//! word when the first argument is not a subcommand, so clap still sees one tree of commands.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run pipelines declared in TOML manifests: downloads, commands, services and groups, with
+/// dependencies, retries, concurrency pools and a content-hash cache.
+#[derive(Debug, Parser)]
+#[command(
+    name = "taskrun",
+    version,
+    about,
+    after_help = "A bare `taskrun MANIFEST [TARGET...]` is `taskrun run MANIFEST [TARGET...]`.\n\
+                  Exit codes: 0 ok, 1 a task failed, 2 usage or manifest error, 130/143 interrupted."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline (TARGETs: only them and their dependencies)
+    Run(RunArgs),
+    /// Show what would run, in what order and why; runs nothing, writes nothing
+    Plan(PlanArgs),
+    /// Validate manifests (for CI); exit 0 when clean, 2 on any problem
+    Check(CheckArgs),
+    /// List the tasks with their descriptions
+    List(ListArgs),
+    /// Show why TASK is or is not cached: its key's parts against the last run
+    Explain(ExplainArgs),
+    /// Inspect or prune the cache
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Print the manifest JSON Schema
+    Schema,
+    /// Print shell completions
+    Completions(CompletionsArgs),
+}
+
+/// `taskrun run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The manifest to run
+    pub manifest: PathBuf,
+    /// Tasks to run (with their dependencies); all tasks when none is given
+    pub targets: Vec<String>,
+    /// Print the plan instead of running (same as `taskrun plan`)
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Plan format, with --dry-run
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Running-task limit (overrides pipeline.concurrency)
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// After a failure, still run everything not downstream of it
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
+    /// Run even on a cache hit (the new result is still stored)
+    #[arg(long)]
+    pub force: bool,
+    /// Neither read nor write the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Set a variable, overriding [vars] (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Also write the JSON run report here
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Write a JUnit XML report here (one testcase per task)
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Live progress view
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub progress: When,
+    /// Format of log lines
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More output (replays cached output, debug logs)
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Errors and the final summary only
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Colours
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub color: When,
+}
+
+/// `taskrun plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The manifest
+    pub manifest: PathBuf,
+    /// Tasks to plan (with their dependencies)
+    pub targets: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Set a variable, overriding [vars] (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Predict as if run with --force
+    #[arg(long)]
+    pub force: bool,
+    /// Predict as if run with --no-cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Colours
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub color: When,
+}
+
+/// `taskrun check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Manifests to validate
+    #[arg(required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// Set a variable, overriding [vars] (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Colours
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub color: When,
+}
+
+/// `taskrun list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The manifest
+    pub manifest: PathBuf,
+    /// Set a variable, overriding [vars] (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+/// `taskrun explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The manifest
+    pub manifest: PathBuf,
+    /// The task to explain
+    pub task: String,
+    /// Set a variable, overriding [vars] (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+/// `taskrun cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Entries, bytes and the last run's hit rate
+    Stats(CacheArgs),
+    /// Evict least-recently-used entries beyond --max-size / --max-age
+    Gc(CacheArgs),
+    /// Delete the whole cache
+    Clean(CacheArgs),
+}
+
+/// Arguments shared by the cache subcommands.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Use this manifest's cache dir (else TASKRUN_CACHE_DIR or ./.taskrun/cache)
+    pub manifest: Option<PathBuf>,
+    /// gc: keep the store under this size, e.g. 2GiB
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// gc: drop entries not used for this long, e.g. 30d
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+}
+
+/// `taskrun completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    pub shell: Shell,
+}
+
+/// Shells we print completions for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    /// bash
+    Bash,
+    /// zsh
+    Zsh,
+    /// fish
+    Fish,
+}
+
+/// Plan output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// Human-readable levels with reasons
+    Text,
+    /// Machine-readable (schema/plan.schema.json)
+    Json,
+    /// Graphviz
+    Dot,
+    /// Mermaid flowchart
+    Mermaid,
+}
+
+/// auto / always / never switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum When {
+    /// Decide from the terminal and the environment
+    Auto,
+    /// Always
+    Always,
+    /// Never
+    Never,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Plain text
+    Text,
+    /// One JSON object per line
+    Json,
+}
+
+const SUBCOMMANDS: &[&str] = &[
+    "run",
+    "plan",
+    "check",
+    "list",
+    "explain",
+    "cache",
+    "schema",
+    "completions",
+    "help",
+];
+
+/// Parses the process arguments, treating `taskrun MANIFEST ...` as `taskrun run MANIFEST ...`.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
+        let top_level_flag = matches!(first, "-h" | "--help" | "-V" | "--version");
+        if !top_level_flag && !SUBCOMMANDS.contains(&first) {
+            args.insert(1, OsString::from("run"));
+        }
+    }
+    Cli::try_parse_from(args)
+}
+
+/// Builds the clap command, for completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Cli {
+        parse(args.iter().map(OsString::from)).unwrap()
+    }
+
+    #[test]
+    fn bare_manifest_means_run() {
+        match p(&["taskrun", "m.toml", "a", "-j", "3"]).command {
+            Command::Run(r) => {
+                assert_eq!(r.manifest, PathBuf::from("m.toml"));
+                assert_eq!(r.targets, vec!["a".to_string()]);
+                assert_eq!(r.jobs, Some(3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_first_still_run() {
+        assert!(matches!(p(&["taskrun", "-n", "m.toml"]).command, Command::Run(r) if r.dry_run));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        command().debug_assert();
+    }
+}

@@ -1,0 +1,1 @@
+//! Past-tense events from the scheduler, consumed by the reporters.

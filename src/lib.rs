@@ -1,0 +1,35 @@
+//! taskrun runs pipelines declared in TOML manifests.
+//!
+//! The data flow, one way: [`cli`] → [`manifest`] (raw → validated [`model`]) → [`plan`]
+//! (the DAG) → [`scheduler`] (ready queue, pools, retry) → [`actions`] (command, download,
+//! service) ↔ [`cache`] → [`events`] → [`report`] sinks (console, JSON, JUnit).
+
+pub mod actions;
+pub mod cache;
+pub mod cli;
+pub mod commands;
+pub mod events;
+pub mod exit_code;
+pub mod manifest;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod scheduler;
+pub mod template;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Parses `args`, runs the command and maps the outcome to a documented exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match cli::parse(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS };
+            // A closed stdout (e.g. `| head`) is not an error worth reporting.
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    ExitCode::from(commands::dispatch(cli.command))
+}

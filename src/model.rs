@@ -1,0 +1,341 @@
+//! The validated pipeline: what every later stage (plan, scheduler, actions, cache) reads.
+//!
+//! Nothing here knows about TOML or spans; the loader in [`crate::manifest`] has already
+//! checked every rule of the manifest format, so these types hold only meaningful values.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use crate::template::Template;
+
+/// A loaded, validated manifest.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The manifest file as given on the command line.
+    pub manifest_path: PathBuf,
+    /// The manifest's directory: the workspace root every task path is relative to.
+    pub root: PathBuf,
+    /// `[pipeline] name`, or the manifest's file stem.
+    pub name: String,
+    /// `[pipeline] description`.
+    pub description: Option<String>,
+    /// Global running-task limit (`-j` overrides).
+    pub concurrency: usize,
+    /// Stop starting tasks after the first failure (`--keep-going` overrides).
+    pub fail_fast: bool,
+    /// `[env]`, given to every command and service on top of the caller's environment.
+    pub env: BTreeMap<String, Template>,
+    /// `[pools]`: name to slot count.
+    pub pools: BTreeMap<String, u32>,
+    /// `[cache]`.
+    pub cache: CacheConfig,
+    /// `[http]`.
+    pub http: HttpConfig,
+    /// Tasks in manifest order; the index is the task's id everywhere else.
+    pub tasks: IndexMap<String, Task>,
+}
+
+/// Where results are stored and shared.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Absolute path of the local store (already resolved against the root / env).
+    pub dir: PathBuf,
+    /// The Bazel-HTTP-protocol remote, if any.
+    pub remote: Option<url::Url>,
+    /// Whether this machine uploads to the remote.
+    pub remote_write: bool,
+}
+
+/// Settings for all downloads.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Connections per host at once.
+    pub max_per_host: usize,
+    /// TCP + TLS connect limit.
+    pub connect_timeout: Duration,
+    /// Sent unless a task sets its own `User-Agent`.
+    pub user_agent: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_per_host: 8,
+            connect_timeout: Duration::from_secs(10),
+            user_agent: format!("taskrun/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// One node of the pipeline.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The task's name (its key under `[tasks]`).
+    pub name: String,
+    /// Shown by `list` and `plan`.
+    pub description: Option<String>,
+    /// Names of the tasks that must succeed first.
+    pub deps: Vec<String>,
+    /// What the task does.
+    pub action: Action,
+    /// Working directory of commands, relative to the root.
+    pub cwd: Option<RelPath>,
+    /// Task env over `[env]`.
+    pub env: BTreeMap<String, Template>,
+    /// Globs whose files enter the cache key.
+    pub inputs: Vec<InputPattern>,
+    /// Files or directories the task produces.
+    pub outputs: Vec<RelPath>,
+    /// Per-attempt limit (not for services).
+    pub timeout: Option<Duration>,
+    /// Attempts and waits.
+    pub retry: RetryPolicy,
+    /// Pool name to slots.
+    pub uses: BTreeMap<String, u32>,
+    /// Cache policy as written (`auto` resolved by [`Task::is_cacheable`]).
+    pub cache: CachePolicy,
+    /// Keep a failed command's outputs instead of deleting them.
+    pub keep_failed_outputs: bool,
+    /// A cached result older than this is a miss.
+    pub cache_ttl: Option<Duration>,
+}
+
+impl Task {
+    /// Whether results of this task are looked up and stored (SPEC §5).
+    pub fn is_cacheable(&self) -> bool {
+        match (&self.action, self.cache) {
+            (Action::Service(_), _) => false,
+            (_, CachePolicy::Off) => false,
+            (_, CachePolicy::On) => true,
+            (Action::Download(_), CachePolicy::Auto) => true,
+            (Action::Command(_), CachePolicy::Auto) => !self.outputs.is_empty(),
+            (Action::Group, CachePolicy::Auto) => false,
+        }
+    }
+
+    /// The task's kind word, as shown in plans and reports.
+    pub fn kind(&self) -> TaskKind {
+        self.action.kind()
+    }
+}
+
+/// A path relative to the workspace root, checked not to escape it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelPath(pub String);
+
+impl RelPath {
+    /// The path as written (normalised: no `.` parts, `/` separators).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RelPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One `inputs` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputPattern {
+    /// The glob, relative to the root.
+    pub glob: String,
+    /// `?`-prefixed: matching nothing is fine.
+    pub optional: bool,
+}
+
+/// The four task kinds.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// `run = ...`
+    Command(CommandLine),
+    /// `download = { ... }`
+    Download(Download),
+    /// `service = { ... }`
+    Service(Service),
+    /// Only `deps`.
+    Group,
+}
+
+impl Action {
+    /// The kind word.
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Action::Command(_) => TaskKind::Command,
+            Action::Download(_) => TaskKind::Download,
+            Action::Service(_) => TaskKind::Service,
+            Action::Group => TaskKind::Group,
+        }
+    }
+}
+
+/// The kind of a task as printed (`command`, `download`, `service`, `group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// A `run` task.
+    Command,
+    /// A `download` task.
+    Download,
+    /// A `service` task.
+    Service,
+    /// A group of deps.
+    Group,
+}
+
+impl TaskKind {
+    /// The word used in text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Command => "command",
+            TaskKind::Download => "download",
+            TaskKind::Service => "service",
+            TaskKind::Group => "group",
+        }
+    }
+}
+
+/// A command to run: through `sh -c`, or exec'd directly.
+#[derive(Debug, Clone)]
+pub enum CommandLine {
+    /// `run = "shell text"`
+    Shell(Template),
+    /// `run = ["prog", "arg"]`
+    Argv(Vec<Template>),
+}
+
+impl CommandLine {
+    /// The command as shown to users (secrets redacted).
+    pub fn display(&self) -> String {
+        match self {
+            CommandLine::Shell(t) => t.redacted(),
+            CommandLine::Argv(args) => args
+                .iter()
+                .map(|a| {
+                    let s = a.redacted();
+                    if s.is_empty() || s.contains([' ', '"', '\'', '\\', '$']) {
+                        format!("{s:?}")
+                    } else {
+                        s
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// An HTTP(S) GET streamed to a file.
+#[derive(Debug, Clone)]
+pub struct Download {
+    /// Mirrors, tried in order within an attempt (at least one).
+    pub urls: Vec<Template>,
+    /// Destination file, relative to the root.
+    pub dest: RelPath,
+    /// Expected content digest (lowercase hex).
+    pub sha256: Option<String>,
+    /// Request headers; values may hold secrets.
+    pub headers: BTreeMap<String, Template>,
+    /// Refuse bodies larger than this.
+    pub max_bytes: Option<u64>,
+    /// Keep `<dest>.part` and continue with `Range` next time.
+    pub resume: bool,
+    /// On a cache hit of an unpinned URL, ask the origin whether it changed.
+    pub revalidate: bool,
+}
+
+/// A long-running process its dependents need.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The process.
+    pub run: CommandLine,
+    /// When it counts as started.
+    pub ready: Readiness,
+    /// How long readiness may take.
+    pub ready_timeout: Duration,
+}
+
+/// A service's readiness probe.
+#[derive(Debug, Clone)]
+pub enum Readiness {
+    /// Ready when the URL answers any status below 500.
+    Url(Template),
+    /// Ready when a TCP connection succeeds.
+    Tcp(String),
+}
+
+/// `cache = "auto" | "on" | "off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CachePolicy {
+    /// On for downloads and for commands with outputs.
+    #[default]
+    Auto,
+    /// Always cached.
+    On,
+    /// Always runs.
+    Off,
+}
+
+/// How retry waits are randomised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// Exactly the computed wait.
+    None,
+    /// Uniform in 0..wait.
+    #[default]
+    Full,
+    /// wait/2 + uniform in 0..wait/2.
+    Equal,
+}
+
+/// Attempts and waits between them (SPEC §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Total attempts including the first (>= 1).
+    pub max_attempts: u32,
+    /// Wait before the second attempt.
+    pub initial_delay: Duration,
+    /// Growth of each wait.
+    pub factor: f64,
+    /// Cap on one wait.
+    pub max_delay: Duration,
+    /// Randomisation.
+    pub jitter: Jitter,
+    /// Give up once this much time has passed since the first attempt.
+    pub max_elapsed: Option<Duration>,
+    /// Commands: only these exit codes are retried (None: any non-zero).
+    pub exit_codes: Option<Vec<i32>>,
+}
+
+impl RetryPolicy {
+    /// The defaults for a task kind: 1 attempt for commands, 3 for downloads.
+    pub fn default_for(kind: TaskKind) -> Self {
+        Self {
+            max_attempts: if kind == TaskKind::Download { 3 } else { 1 },
+            initial_delay: Duration::from_secs(1),
+            factor: 2.0,
+            max_delay: Duration::from_secs(60),
+            jitter: Jitter::Full,
+            max_elapsed: None,
+            exit_codes: None,
+        }
+    }
+
+    /// The un-jittered wait before attempt `next_attempt` (2 = the first retry).
+    pub fn base_delay(&self, next_attempt: u32) -> Duration {
+        let n = next_attempt.saturating_sub(1).max(1);
+        let secs = self.initial_delay.as_secs_f64() * self.factor.powi(n as i32 - 1);
+        let cap = self.max_delay.as_secs_f64();
+        if !secs.is_finite() || secs >= cap {
+            self.max_delay
+        } else {
+            Duration::from_secs_f64(secs.max(0.0))
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The frozen DAG: task indices, dependency edges, topological levels and target selection.
+//!
+//! Tasks are addressed by their index in [`Pipeline::tasks`]; every later stage uses these
+//! indices so no stage looks tasks up by name on a hot path.
+
+pub mod render;
+
+use crate::model::{Pipeline, Task};
+
+/// A validated pipeline with its graph, restricted to the selected targets.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The whole pipeline (unselected tasks included, so indices stay stable).
+    pub pipeline: Pipeline,
+    /// `deps[i]`: indices of task i's dependencies, in manifest order.
+    pub deps: Vec<Vec<usize>>,
+    /// `dependents[i]`: indices of the tasks that depend on i.
+    pub dependents: Vec<Vec<usize>>,
+    /// `level[i]`: 0 for tasks without deps, else 1 + the highest dep level.
+    pub level: Vec<usize>,
+    /// Selected task indices in a topological order (by level, then manifest order).
+    pub order: Vec<usize>,
+    /// `selected[i]`: task i is a target or a transitive dependency of one.
+    pub selected: Vec<bool>,
+}
+
+/// A TARGET that names no task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTarget {
+    /// What the user typed.
+    pub name: String,
+    /// The closest task name, if any is close.
+    pub suggestion: Option<String>,
+}
+
+impl std::fmt::Display for UnknownTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown task `{}`", self.name)?;
+        if let Some(s) = &self.suggestion {
+            write!(f, ": did you mean `{s}`?")?;
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// Builds the graph. The pipeline must be validated (deps exist, no cycles).
+    pub fn build(pipeline: Pipeline, targets: &[String]) -> Result<Plan, Vec<UnknownTarget>> {
+        let n = pipeline.tasks.len();
+        let mut deps = Vec::with_capacity(n);
+        let mut dependents = vec![Vec::new(); n];
+        for (i, task) in pipeline.tasks.values().enumerate() {
+            let ds: Vec<usize> = task
+                .deps
+                .iter()
+                .filter_map(|d| pipeline.tasks.get_index_of(d.as_str()))
+                .collect();
+            for &d in &ds {
+                dependents[d].push(i);
+            }
+            deps.push(ds);
+        }
+
+        let mut unknown = Vec::new();
+        let mut roots = Vec::new();
+        for t in targets {
+            match pipeline.tasks.get_index_of(t.as_str()) {
+                Some(i) => roots.push(i),
+                None => unknown.push(UnknownTarget {
+                    name: t.clone(),
+                    suggestion: crate::manifest::suggest(t, pipeline.tasks.keys().map(|k| k.as_str())),
+                }),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
+        let mut selected = vec![targets.is_empty(); n];
+        let mut stack = roots;
+        while let Some(i) = stack.pop() {
+            if !selected[i] {
+                selected[i] = true;
+                stack.extend(deps[i].iter().copied());
+            }
+        }
+
+        // Kahn's algorithm gives levels in O(V + E).
+        let mut level = vec![0usize; n];
+        let mut remaining: Vec<usize> = deps.iter().map(Vec::len).collect();
+        let mut frontier: Vec<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
+        let mut topo = Vec::with_capacity(n);
+        while let Some(i) = frontier.pop() {
+            topo.push(i);
+            for &j in &dependents[i] {
+                level[j] = level[j].max(level[i] + 1);
+                remaining[j] -= 1;
+                if remaining[j] == 0 {
+                    frontier.push(j);
+                }
+            }
+        }
+        let mut order: Vec<usize> = topo.into_iter().filter(|&i| selected[i]).collect();
+        order.sort_by_key(|&i| (level[i], i));
+        Ok(Plan {
+            pipeline,
+            deps,
+            dependents,
+            level,
+            order,
+            selected,
+        })
+    }
+
+    /// The task at index `i`.
+    pub fn task(&self, i: usize) -> &Task {
+        &self.pipeline.tasks[i]
+    }
+
+    /// Number of selected tasks.
+    pub fn selected_count(&self) -> usize {
+        self.order.len()
+    }
+}

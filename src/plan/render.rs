@@ -1,0 +1,1 @@
+//! Plan output: text, JSON, Graphviz dot, Mermaid.

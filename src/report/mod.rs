@@ -1,0 +1,1 @@
+//! Event sinks: console, plain lines, JSON report, JUnit, GitHub Actions.

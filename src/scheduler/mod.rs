@@ -1,0 +1,1 @@
+//! The run loop: ready queue, pools, retry, cancellation.
