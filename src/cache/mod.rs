@@ -1,1 +1,104 @@
 //! The content-hash cache: keys, the local content-addressed store, the remote.
+//!
+//! The scheduler talks to the cache only through [`TaskCache`], so it never sees the store's
+//! layout and the cache never sees the run loop. [`NoCache`] is what `--no-cache` uses.
+
+use std::path::PathBuf;
+
+use crate::plan::Plan;
+
+/// A sha256 digest.
+pub type Digest = [u8; 32];
+
+/// Where a hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheSource {
+    /// This machine's store.
+    Local,
+    /// The shared remote (copied into the local store).
+    Remote,
+}
+
+/// What the cache says about a task that is about to run.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// Run the action. `key` is the task's cache key when it has one (shown in reports).
+    Run {
+        /// Hex cache key, when the task is cacheable.
+        key: Option<String>,
+        /// Why it must run ("no entry", "--force", "cache off", ...).
+        reason: String,
+    },
+    /// The outputs are in place (restored where needed); do not run.
+    Hit {
+        /// Hex cache key.
+        key: String,
+        /// Where the entry came from.
+        source: CacheSource,
+        /// The digest dependents put in their keys.
+        digest: Digest,
+        /// Recorded combined output, replayed with `-v`.
+        output: Option<Vec<u8>>,
+    },
+}
+
+/// A cache problem that fails the task (e.g. an input glob that matches nothing).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct CacheError(pub String);
+
+/// The scheduler's view of the cache. Methods do blocking file I/O: call them from
+/// `spawn_blocking`.
+pub trait TaskCache: Send + Sync {
+    /// Task `task` is about to run: its deps finished with `dep_digests` (in `plan.deps[task]`
+    /// order) and its input globs expanded to `inputs` (sorted, relative to the root).
+    fn lookup(
+        &self,
+        plan: &Plan,
+        task: usize,
+        inputs: &[PathBuf],
+        dep_digests: &[Digest],
+    ) -> Result<Lookup, CacheError>;
+
+    /// Task `task` succeeded: store its outputs (when it has a key) and return the digest its
+    /// dependents use. `output` is its combined stdout/stderr as logged.
+    fn record_success(
+        &self,
+        plan: &Plan,
+        task: usize,
+        key: Option<&str>,
+        dep_digests: &[Digest],
+        output: &[u8],
+    ) -> Result<Digest, CacheError>;
+}
+
+/// No cache at all (`--no-cache`): everything runs, nothing is stored.
+#[derive(Debug, Default)]
+pub struct NoCache;
+
+impl TaskCache for NoCache {
+    fn lookup(
+        &self,
+        _plan: &Plan,
+        _task: usize,
+        _inputs: &[PathBuf],
+        _dep_digests: &[Digest],
+    ) -> Result<Lookup, CacheError> {
+        Ok(Lookup::Run {
+            key: None,
+            reason: "cache disabled (--no-cache)".into(),
+        })
+    }
+
+    fn record_success(
+        &self,
+        _plan: &Plan,
+        _task: usize,
+        _key: Option<&str>,
+        _dep_digests: &[Digest],
+        _output: &[u8],
+    ) -> Result<Digest, CacheError> {
+        Ok([0; 32])
+    }
+}
