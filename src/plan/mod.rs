@@ -68,7 +68,10 @@ impl Plan {
                 Some(i) => roots.push(i),
                 None => unknown.push(UnknownTarget {
                     name: t.clone(),
-                    suggestion: crate::manifest::suggest(t, pipeline.tasks.keys().map(|k| k.as_str())),
+                    suggestion: crate::manifest::suggest(
+                        t,
+                        pipeline.tasks.keys().map(|k| k.as_str()),
+                    ),
                 }),
             }
         }
