@@ -3,6 +3,8 @@
 //! Tasks are addressed by their index in [`Pipeline::tasks`]; every later stage uses these
 //! indices so no stage looks tasks up by name on a hot path.
 
+pub mod json;
+pub mod predict;
 pub mod render;
 
 use crate::model::{Pipeline, Task};
