@@ -153,13 +153,13 @@ pub fn explain_text(plan: &Plan, store: &Store, task: usize, prediction: &Predic
         } else {
             String::new()
         };
-        let _ = writeln!(
-            out,
+        let line = format!(
             "{:width$}  {:12}  {:12}{mark}",
             d.name,
             short(&d.now),
             short(&d.last)
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     for &dep in &plan.deps[task] {
         let name = &plan.task(dep).name;

@@ -24,7 +24,7 @@ use super::record::{ActionRecord, BlobRef, OutputFile, RECORD_VERSION, record_pa
 use super::stat::StatCache;
 use super::store::Store;
 use super::{CacheError, CacheSource, Digest, Lookup, TaskCache};
-use crate::model::{Action, CachePolicy, Pipeline, Task};
+use crate::model::{Action, Pipeline, Task};
 use crate::plan::Plan;
 
 /// A hit rewrites its record's `last_used` only when the stored value is older than this, so
@@ -54,13 +54,9 @@ pub struct LocalCache {
 }
 
 /// Why a task that is never looked up in the cache runs.
+/// (The plan's wording, so `plan` says the same with or without a store.)
 pub fn not_cacheable_reason(task: &Task) -> &'static str {
-    match (&task.action, task.cache) {
-        (Action::Service(_), _) => "services are never cached",
-        (Action::Group, _) => "groups are not cached",
-        (_, CachePolicy::Off) => "cache = \"off\"",
-        _ => "no outputs (cache = \"auto\")",
-    }
+    crate::plan::predict::off_reason(task)
 }
 
 /// The miss reason when the entry is older than `cache_ttl`, if it is.

@@ -238,7 +238,10 @@ fn predictions_give_reasons() {
     assert_eq!(pr[1].reason.as_deref(), Some("dependency gen will run"));
     assert_eq!(
         (pr[2].status, pr[2].reason.as_deref()),
-        (PredictedStatus::Off, Some("no outputs (cache = \"auto\")"))
+        (
+            PredictedStatus::Off,
+            Some(crate::plan::predict::off_reason(&p.pipeline.tasks[2]))
+        )
     );
     assert!(!p.pipeline.cache.dir.exists(), "plan writes nothing");
 

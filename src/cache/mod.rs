@@ -23,7 +23,9 @@ pub mod store;
 pub(crate) mod testutil;
 
 pub use local::{CacheOptions, LocalCache};
-pub use predict::{PredictOptions, PredictedStatus, Prediction, predict, predict_plan};
+pub use predict::{
+    PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
+};
 
 /// A sha256 digest.
 pub type Digest = [u8; 32];

@@ -23,17 +23,8 @@ use super::store::Store;
 use crate::model::Action;
 use crate::plan::Plan;
 
-/// Predicted cache status of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PredictedStatus {
-    /// Will be restored / reused, not run.
-    Hit,
-    /// Cacheable, but will run.
-    Miss,
-    /// Not cached: always runs (or a group/service/unselected task).
-    Off,
-}
+/// Predicted cache status of a task (the plan's own type: hit / miss / off).
+pub use crate::plan::predict::CacheStatus as PredictedStatus;
 
 /// What `plan` shows per task.
 #[derive(Debug, Clone, Serialize)]
@@ -251,6 +242,29 @@ fn hit_prediction(
         reason,
         parts: tk.parts.clone(),
     }
+}
+
+impl Prediction {
+    /// The plan's view of this prediction (what `plan` renders).
+    pub fn to_plan(&self) -> crate::plan::predict::Prediction {
+        crate::plan::predict::Prediction {
+            status: self.status,
+            key: self.key.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// What `taskrun plan` shows: [`predict_plan`] in the plan's types, one per task index.
+pub fn plan_predictions(
+    plan: &Plan,
+    force: bool,
+    no_cache: bool,
+) -> Vec<crate::plan::predict::Prediction> {
+    predict_plan(plan, PredictOptions { force, no_cache })
+        .iter()
+        .map(Prediction::to_plan)
+        .collect()
 }
 
 /// Short form of a digest for tables.
