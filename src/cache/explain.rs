@@ -140,11 +140,7 @@ pub fn explain_text(plan: &Plan, store: &Store, task: usize, prediction: &Predic
         .max()
         .unwrap_or(4)
         .max(10);
-    let _ = writeln!(
-        out,
-        "\n{:width$}  {:12}  {:12}",
-        "ingredient", "now", "last run"
-    );
+    let _ = writeln!(out, "\n{:width$}  {:12}  last run", "ingredient", "now");
     for d in &diffs {
         let mark = if last.is_none() {
             String::new()
