@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Generate the benchmark workloads: a taskrun manifest plus the equivalent peer input.
+
+usage:
+  bench/gen.py dag   DIR [--tasks 10000] [--width 100]   group tasks in a layered DAG:
+                                                        DIR/dag.toml, DIR/Makefile
+  bench/gen.py true  DIR [--tasks 1000]                  independent `true` command tasks:
+                                                        DIR/true.toml, DIR/Makefile
+  bench/gen.py cache DIR [--tasks 10000]                 one input -> one output (`cp`) each:
+                                                        DIR/cache.toml, DIR/build.ninja, DIR/in/N.txt
+  bench/gen.py downloads DIR --base URL --files F... --name NAME [--jobs 16]
+                                                        one pinned download per file:
+                                                        DIR/NAME.toml, NAME.urls, NAME.curl,
+                                                        NAME.sha256 (sha256sum -c format)
+
+The layered DAG is the same shape as benches/plan.rs: WIDTH tasks per layer, each task of a
+layer after the first depending on two tasks of the layer before. Files are rewritten only when
+their content changes, so re-running is cheap and leaves make/ninja state alone.
+"""
+import argparse
+import hashlib
+import os
+import sys
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except FileNotFoundError:
+        pass
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def layered_deps(i, width):
+    if i < width:
+        return []
+    start = (i // width - 1) * width
+    a = start + (i * 7) % width
+    b = start + (i * 13 + 5) % width
+    return sorted({a, b})
+
+
+def gen_dag(d, tasks, width):
+    toml = ['version = 1\n[pipeline]\nname = "bench-dag"\n']
+    mk = [".PHONY: all " + " ".join(f"t{i}" for i in range(tasks)) + "\n",
+          "all: " + " ".join(f"t{i}" for i in range(tasks)) + "\n"]
+    for i in range(tasks):
+        deps = layered_deps(i, width)
+        toml.append(f"\n[tasks.t{i}]\n")
+        if deps:
+            toml.append("deps = [" + ", ".join(f'"t{j}"' for j in deps) + "]\n")
+        else:
+            toml.append("deps = []\n")
+        mk.append(f"t{i}:" + "".join(f" t{j}" for j in deps) + "\n")
+    write(os.path.join(d, "dag.toml"), "".join(toml))
+    write(os.path.join(d, "Makefile"), "".join(mk))
+
+
+def gen_true(d, tasks):
+    toml = ['version = 1\n[pipeline]\nname = "bench-true"\nconcurrency = 2\n']
+    names = " ".join(f"t{i}" for i in range(tasks))
+    mk = [f".PHONY: all {names}\nall: {names}\n"]
+    for i in range(tasks):
+        toml.append(f'\n[tasks.t{i}]\nrun = "true"\n')
+        mk.append(f"t{i}:\n\ttrue\n")
+    write(os.path.join(d, "true.toml"), "".join(toml))
+    write(os.path.join(d, "Makefile"), "".join(mk))
+
+
+def gen_cache(d, tasks):
+    toml = ['version = 1\n[pipeline]\nname = "bench-cache"\n']
+    ninja = ["rule cp\n  command = cp $in $out\n\n"]
+    for i in range(tasks):
+        toml.append(f'\n[tasks.t{i}]\nrun = "cp in/{i}.txt out/{i}.txt"\n'
+                    f'inputs = ["in/{i}.txt"]\noutputs = ["out/{i}.txt"]\n')
+        ninja.append(f"build out/{i}.txt: cp in/{i}.txt\n")
+        write(os.path.join(d, "in", f"{i}.txt"), f"input {i}\n")
+    os.makedirs(os.path.join(d, "out"), exist_ok=True)
+    write(os.path.join(d, "cache.toml"), "".join(toml))
+    write(os.path.join(d, "build.ninja"), "".join(ninja))
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def gen_downloads(d, base, root, files, name, jobs):
+    """FILES are paths relative to ROOT (the directory the server serves)."""
+    toml = [f'version = 1\n[pipeline]\nname = "bench-{name}"\nconcurrency = {jobs}\n\n'
+            f'[vars]\nmirror = "{base}"\n\n[http]\nmax_per_host = {jobs}\n']
+    urls, curl, sums = [], [], []
+    for rel in files:
+        digest = sha256_file(os.path.join(root, rel))
+        task = rel.replace("/", "-").rsplit(".", 1)[0]
+        toml.append(f'\n[tasks.{task}]\ndownload = {{ url = "${{vars.mirror}}/{rel}", '
+                    f'dest = "out/{rel}", sha256 = "{digest}" }}\n')
+        urls.append(f"{base}/{rel}\n")
+        curl.append(f'url = "{base}/{rel}"\noutput = "out/{rel}"\n')
+        sums.append(f"{digest}  out/{rel}\n")
+    write(os.path.join(d, f"{name}.toml"), "".join(toml))
+    write(os.path.join(d, f"{name}.urls"), "".join(urls))
+    write(os.path.join(d, f"{name}.curl"), "".join(curl))
+    write(os.path.join(d, f"{name}.sha256"), "".join(sums))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=["dag", "true", "cache", "downloads"])
+    p.add_argument("dir")
+    p.add_argument("--tasks", type=int)
+    p.add_argument("--width", type=int, default=100)
+    p.add_argument("--base")
+    p.add_argument("--root")
+    p.add_argument("--name")
+    p.add_argument("--jobs", type=int, default=16)
+    p.add_argument("--files", nargs="*")
+    a = p.parse_args()
+    if a.kind == "dag":
+        gen_dag(a.dir, a.tasks or 10000, a.width)
+    elif a.kind == "true":
+        gen_true(a.dir, a.tasks or 1000)
+    elif a.kind == "cache":
+        gen_cache(a.dir, a.tasks or 10000)
+    else:
+        if not (a.base and a.root and a.name and a.files):
+            sys.exit("downloads needs --base, --root, --name and --files")
+        gen_downloads(a.dir, a.base, a.root, a.files, a.name, a.jobs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+# Shared helpers for the bench/*.sh scripts. Source it; do not run it.
+#
+# Environment (all optional):
+#   BENCH_WORK  where fixtures, outputs and results go (default /dev/shm/taskrun-bench: tmpfs,
+#               outside the repository; nothing generated is ever committed)
+#   TASKRUN     the taskrun binary (default target/release/taskrun of this checkout). When it
+#               is missing, or cannot run pipelines yet, the taskrun rows are skipped and the
+#               peers are still measured.
+#   RUNS        hyperfine runs per command (each script has its own default)
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+BENCH_WORK=${BENCH_WORK:-/dev/shm/taskrun-bench}
+TASKRUN=${TASKRUN:-$REPO_ROOT/target/release/taskrun}
+RESULTS=$BENCH_WORK/results
+mkdir -p "$RESULTS"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || die "$c is missing (see BENCHMARKS.md, 'Setup')"
+    done
+}
+
+# have_taskrun: true when $TASKRUN exists and has the `run` subcommand.
+have_taskrun() {
+    [[ -x $TASKRUN ]] && "$TASKRUN" run --help >/dev/null 2>&1
+}
+
+# hf NAME [hyperfine args...]: run hyperfine, export JSON to $RESULTS/NAME.json.
+hf() {
+    local name=$1
+    shift
+    hyperfine --style basic --export-json "$RESULTS/$name.json" "$@" >&2
+}
+
+# peak_rss NAME CMD...: run CMD once under GNU time; record its peak RSS (KiB) and exit code
+# in $RESULTS/NAME.rss ("label kib status"). Exit status of CMD is not fatal.
+peak_rss() {
+    local name=$1
+    shift
+    local tf
+    tf=$(mktemp)
+    local rc=0
+    /usr/bin/time -f '%M' -o "$tf" "$@" >/dev/null 2>"$tf.err" || rc=$?
+    local kib
+    kib=$(tail -n1 "$tf")
+    printf '%s\t%s\t%s\n' "$name" "$kib" "$rc" >>"$RESULTS/rss.tsv"
+    printf '%s: peak RSS %s KiB (%.1f MiB), exit %s\n' "$name" "$kib" "$(echo "$kib/1024" | bc -l)" "$rc" >&2
+    rm -f "$tf" "$tf.err"
+}
+
+# machine_info: the facts every results file starts with.
+machine_info() {
+    echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
+    echo "- CPU flags: sha_ni=$(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no), avx2=$(grep -qw avx2 /proc/cpuinfo && echo yes || echo no)"
+    echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared; see the notes)"
+    if have_taskrun; then
+        echo "- taskrun: $("$TASKRUN" --version) ($(git -C "$REPO_ROOT" rev-parse --short HEAD), release build)"
+    else
+        echo "- taskrun: not measured ($TASKRUN missing or without \`run\`)"
+    fi
+}

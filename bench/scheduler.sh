@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Scheduler overhead (issue 3), taskrun and its peers measured in the same hyperfine run:
+#   A. 10,000 group tasks in a layered DAG: the whole `taskrun M -q --progress never` process
+#      vs an empty `make` run of the equivalent Makefile and bench/peers/asyncio_dag.py.
+#   B. 1,000 independent `true` command tasks at -j2 vs `make -j2` and `xargs -P2`.
+#
+# usage: bench/scheduler.sh          (env: BENCH_WORK, TASKRUN, RUNS; see bench/lib.sh)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+need hyperfine make python3 xargs
+RUNS=${RUNS:-20}
+
+dag=$BENCH_WORK/sched-dag
+tru=$BENCH_WORK/sched-true
+log "generating workloads in $dag and $tru"
+python3 "$BENCH_DIR/gen.py" dag "$dag" --tasks 10000 --width 100
+python3 "$BENCH_DIR/gen.py" true "$tru" --tasks 1000
+
+peer=$BENCH_DIR/peers/asyncio_dag.py
+a=() b=()
+if have_taskrun; then
+    # Sanity: taskrun must run the workloads successfully before we time them.
+    (cd "$dag" && "$TASKRUN" dag.toml -q --progress never) || die "taskrun failed on dag.toml"
+    (cd "$tru" && "$TASKRUN" true.toml -j2 -q --progress never) || die "taskrun failed on true.toml"
+    a=("$TASKRUN dag.toml -q --progress never")
+    b=("$TASKRUN true.toml -j2 -q --progress never")
+else
+    log "taskrun not measured: $TASKRUN missing or without 'run'"
+fi
+
+log "A. 10,000 group tasks, layered DAG"
+cd "$dag"
+hf sched-dag --warmup 3 --runs "$RUNS" --prepare 'rm -rf .taskrun' \
+    "${a[@]}" \
+    "make -s -f Makefile" \
+    "python3 $peer dag.toml"
+
+log "B. 1,000 true command tasks, 2 at a time"
+cd "$tru"
+hf sched-true --warmup 2 --runs "$RUNS" --prepare 'rm -rf .taskrun' \
+    "${b[@]}" \
+    "make -s -j2 -f Makefile" \
+    "seq 1000 | xargs -P2 -n1 true" \
+    "python3 $peer -j2 true.toml"
+
+{
+    echo "### Scheduler (issue 3)"
+    machine_info
+    echo "- tools: $(make --version | head -1), $(python3 --version), hyperfine $(hyperfine --version | cut -d' ' -f2)"
+    echo
+    echo "A. 10,000 group tasks in a layered DAG (100 per layer, 2 deps each), in \`$dag\`:"
+    echo
+    python3 "$BENCH_DIR/report.py" "$RESULTS/sched-dag.json"
+    echo
+    echo "B. 1,000 independent \`true\` command tasks, 2 at a time, in \`$tru\`:"
+    echo
+    python3 "$BENCH_DIR/report.py" "$RESULTS/sched-true.json"
+} | tee "$RESULTS/scheduler.md"
