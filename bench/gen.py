@@ -8,6 +8,10 @@ usage:
                                                         DIR/true.toml, DIR/Makefile
   bench/gen.py cache DIR [--tasks 10000]                 one input -> one output (`cp`) each:
                                                         DIR/cache.toml, DIR/build.ninja, DIR/in/N.txt
+  bench/gen.py fixtures WWW                              random download fixtures:
+                                                        WWW/small/fNNNN.bin 1,000 x 64 KiB,
+                                                        WWW/large/lNN.bin 20 x 50 MiB,
+                                                        WWW/huge/g.bin 1 GiB
   bench/gen.py downloads DIR --base URL --files F... --name NAME [--jobs 16]
                                                         one pinned download per file:
                                                         DIR/NAME.toml, NAME.urls, NAME.curl,
@@ -113,9 +117,29 @@ def gen_downloads(d, base, root, files, name, jobs):
     write(os.path.join(d, f"{name}.sha256"), "".join(sums))
 
 
+def gen_fixtures(www):
+    """Random (incompressible) files; a file that already has the right size is kept."""
+    sets = [("small", [f"f{i:04d}.bin" for i in range(1000)], 64 << 10),
+            ("large", [f"l{i:02d}.bin" for i in range(20)], 50 << 20),
+            ("huge", ["g.bin"], 1 << 30)]
+    for sub, names, size in sets:
+        os.makedirs(os.path.join(www, sub), exist_ok=True)
+        for n in names:
+            path = os.path.join(www, sub, n)
+            if os.path.exists(path) and os.path.getsize(path) == size:
+                continue
+            with open(path + ".tmp", "wb") as f:
+                left = size
+                while left:
+                    k = min(left, 8 << 20)
+                    f.write(os.urandom(k))
+                    left -= k
+            os.replace(path + ".tmp", path)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["dag", "true", "cache", "downloads"])
+    p.add_argument("kind", choices=["dag", "true", "cache", "fixtures", "downloads"])
     p.add_argument("dir")
     p.add_argument("--tasks", type=int)
     p.add_argument("--width", type=int, default=100)
@@ -131,6 +155,8 @@ def main():
         gen_true(a.dir, a.tasks or 1000)
     elif a.kind == "cache":
         gen_cache(a.dir, a.tasks or 10000)
+    elif a.kind == "fixtures":
+        gen_fixtures(a.dir)
     else:
         if not (a.base and a.root and a.name and a.files):
             sys.exit("downloads needs --base, --root, --name and --files")

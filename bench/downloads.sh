@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Download throughput, memory and fault tolerance (issue 4), taskrun and its peers in the same
+# hyperfine runs, all at concurrency 16, from a real nginx on 127.0.0.1, outputs on tmpfs.
+#
+# usage: bench/downloads.sh [small] [large] [huge] [faults]     (default: all four)
+#   small   1,000 x 64 KiB
+#   large   20 x 50 MiB (every taskrun download has its sha256 pinned; peak RSS of each tool)
+#   huge    one 1 GiB file (peak RSS: memory must not grow with file size)
+#   faults  1,000 x 64 KiB from bench/peers/faulty_server.py: 10% of files answer 503 once,
+#           13% are cut off mid-body once; which tools end with every file complete?
+# env: BENCH_WORK (default /dev/shm/taskrun-bench, must be tmpfs for the published numbers),
+#      TASKRUN, RUNS, PORT (nginx, default 18088), FAULT_PORT (default 18089); see bench/lib.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+need hyperfine nginx curl aria2c wget2 python3 sha256sum
+python3 -c 'import aiohttp' 2>/dev/null || die "python aiohttp is missing (pip install aiohttp)"
+
+sets=("$@")
+[[ ${#sets[@]} -eq 0 ]] && sets=(small large huge faults)
+for s in "${sets[@]}"; do
+    [[ $s =~ ^(small|large|huge|faults)$ ]] || die "unknown set '$s' (small, large, huge, faults)"
+done
+
+PORT=${PORT:-18088}
+FAULT_PORT=${FAULT_PORT:-18089}
+base=http://127.0.0.1:$PORT
+www=$BENCH_WORK/www
+dl=$BENCH_WORK/dl
+ngx=$BENCH_WORK/nginx
+mkdir -p "$dl" "$ngx/tmp"
+
+log "fixtures in $www (random; kept between runs)"
+python3 "$BENCH_DIR/gen.py" fixtures "$www"
+files() { (cd "$www" && ls "$1"/*.bin); }
+python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$base" --root "$www" --name small --files $(files small)
+python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$base" --root "$www" --name large --files $(files large)
+python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$base" --root "$www" --name huge --files $(files huge)
+python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "http://127.0.0.1:$FAULT_PORT" --root "$www" --name faults --files $(files small)
+
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT INT TERM
+
+# wait_port PORT: until something answers on 127.0.0.1:PORT (at most 10 s).
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
+        sleep 0.1
+    done
+    die "nothing answers on 127.0.0.1:$1"
+}
+
+sed -e "s#@WORK@#$ngx#g" -e "s#@ROOT@#$www#g" -e "s#@PORT@#$PORT#g" "$BENCH_DIR/nginx.conf" >"$ngx/nginx.conf"
+if curl -s -o /dev/null "$base/"; then die "port $PORT is taken; set PORT"; fi
+nginx -p "$ngx" -c "$ngx/nginx.conf" &
+pids+=($!)
+wait_port "$PORT"
+log "nginx $(nginx -v 2>&1 | cut -d/ -f2) serving $www on $base"
+
+cd "$dl"
+have=0
+have_taskrun && have=1
+[[ $have == 1 ]] || log "taskrun not measured: $TASKRUN missing or without 'run'"
+tr_cmd() { echo "$TASKRUN $1.toml -j16 --no-cache -q --progress never"; }
+
+# The commands of set NAME, one per line: "label<TAB>command" (run in $dl, after `prepare`).
+commands() {
+    local n=$1
+    [[ $have == 1 ]] && printf 'taskrun\t%s\n' "$(tr_cmd "$n")"
+    printf 'curl\t%s\n' "curl -s --parallel --parallel-max 16 --create-dirs -K $n.curl"
+    printf 'aria2c\t%s\n' "aria2c -q -j16 -i $n.urls -d out/$n --allow-overwrite=true --auto-file-renaming=false"
+    printf 'wget2\t%s\n' "wget2 -q --max-threads=16 -i $n.urls -P out/$n"
+    if [[ $n != huge ]]; then
+        printf 'aiohttp\t%s\n' "python3 $BENCH_DIR/peers/aiohttp_dl.py $n.sha256 -j16 --base $base"
+        printf 'aiohttp+sha256\t%s\n' "python3 $BENCH_DIR/peers/aiohttp_dl.py $n.sha256 -j16 --base $base --hash"
+    fi
+    printf 'local copy\t%s\n' "cp -r $www/$n out/"
+}
+prepare='rm -rf out .taskrun && mkdir -p out'
+
+# verify NAME: "ok missing corrupt" of out/ against NAME.sha256.
+verify() {
+    python3 - "$1.sha256" <<'PY'
+import hashlib, os, sys
+ok = missing = bad = 0
+for line in open(sys.argv[1]):
+    pin, path = line.split(None, 1)
+    path = path.strip()
+    if not os.path.isfile(path):
+        missing += 1
+        continue
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while c := f.read(1 << 20):
+            h.update(c)
+    if h.hexdigest() == pin:
+        ok += 1
+    else:
+        bad += 1
+print(ok, missing, bad)
+PY
+}
+
+# check SET: each tool once more under GNU time: exit code, wall, peak RSS, files verified.
+check() {
+    local n=$1 label cmd out
+    echo "| tool | exit | wall | peak RSS | files ok / missing / corrupt |" >"$RESULTS/dl-$n-check.md"
+    echo "|---|---:|---:|---:|---|" >>"$RESULTS/dl-$n-check.md"
+    while IFS=$'\t' read -r label cmd; do
+        eval "$prepare"
+        local rc=0
+        /usr/bin/time -f '%e %M' -o "$BENCH_WORK/time.out" bash -c "$cmd" >/dev/null 2>"$BENCH_WORK/cmd.err" || rc=$?
+        read -r wall kib <"$BENCH_WORK/time.out" || true
+        [[ $rc == 0 ]] || { wall=$(tail -n1 "$BENCH_WORK/time.out" | cut -d' ' -f1); kib=$(tail -n1 "$BENCH_WORK/time.out" | cut -d' ' -f2); }
+        read -r ok missing bad < <(verify "$n")
+        printf '| %s | %s | %s s | %.1f MiB | %s / %s / %s |\n' "$label" "$rc" "$wall" "$(echo "$kib/1024" | bc -l)" "$ok" "$missing" "$bad" >>"$RESULTS/dl-$n-check.md"
+        log "$n $label: exit $rc, ${wall}s, $kib KiB, ok $ok missing $missing corrupt $bad"
+    done < <(commands "$n")
+}
+
+timed() {
+    local n=$1 runs=$2 warm=$3
+    local cmds=()
+    while IFS=$'\t' read -r _ cmd; do cmds+=("$cmd"); done < <(commands "$n")
+    log "timing $n: ${#cmds[@]} commands x $runs runs"
+    hf "dl-$n" --warmup "$warm" --runs "$runs" --prepare "$prepare" "${cmds[@]}"
+    check "$n"
+}
+
+# fault_run: every tool against a fresh faulty_server (its faults happen once per path).
+fault_run() {
+    local out=$RESULTS/dl-faults.md label cmd
+    {
+        echo "| tool | exit | wall | files ok / missing / corrupt | server: requests, 503s, cuts |"
+        echo "|---|---:|---:|---|---|"
+    } >"$out"
+    local fbase=http://127.0.0.1:$FAULT_PORT
+    {
+        [[ $have == 1 ]] && printf 'taskrun (defaults: 3 attempts)\t%s\n' "$(tr_cmd faults)"
+        printf 'wget2 (defaults)\t%s\n' "wget2 -q --max-threads=16 -i faults.urls -P out/small"
+        printf 'curl (defaults)\t%s\n' "curl -s --parallel --parallel-max 16 --create-dirs -K faults.curl"
+        printf 'curl --fail --retry 3\t%s\n' "curl -s --fail --retry 3 --parallel --parallel-max 16 --create-dirs -K faults.curl"
+        printf 'aria2c (defaults)\t%s\n' "aria2c -q -j16 -i faults.urls -d out/small --allow-overwrite=true --auto-file-renaming=false"
+        printf 'aiohttp (no retry)\t%s\n' "python3 $BENCH_DIR/peers/aiohttp_dl.py faults.sha256 -j16 --base $fbase --hash"
+    } >"$BENCH_WORK/fault-cmds.tsv"
+    while IFS=$'\t' read -r label cmd; do
+        eval "$prepare"
+        rm -f "$BENCH_WORK/faults.stats"
+        python3 "$BENCH_DIR/peers/faulty_server.py" "$www" --port "$FAULT_PORT" --lifetime 600 \
+            --stats "$BENCH_WORK/faults.stats" 2>/dev/null &
+        local spid=$!
+        pids+=("$spid")
+        wait_port "$FAULT_PORT"
+        local rc=0
+        /usr/bin/time -f '%e' -o "$BENCH_WORK/time.out" timeout 300 bash -c "$cmd" >/dev/null 2>"$BENCH_WORK/cmd.err" || rc=$?
+        local wall
+        wall=$(tail -n1 "$BENCH_WORK/time.out")
+        kill "$spid"
+        wait "$spid" 2>/dev/null || true
+        local stats
+        stats=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); f=d["faults"]; print(d["requests"], f["503"], f["cut"], sep=", ")' "$BENCH_WORK/faults.stats")
+        read -r ok missing bad < <(verify faults)
+        printf '| %s | %s | %s s | %s / %s / %s | %s |\n' "$label" "$rc" "$wall" "$ok" "$missing" "$bad" "$stats" >>"$out"
+        log "faults $label: exit $rc, ${wall}s, ok $ok missing $missing corrupt $bad; server $stats"
+        if [[ $label == taskrun* && $rc != 0 ]]; then
+            sed -n '1,20p' "$BENCH_WORK/cmd.err" >&2
+        fi
+    done <"$BENCH_WORK/fault-cmds.tsv"
+}
+
+RUNS_SMALL=${RUNS:-10}
+RUNS_LARGE=${RUNS:-5}
+RUNS_HUGE=${RUNS:-3}
+for s in "${sets[@]}"; do
+    case $s in
+        small) timed small "$RUNS_SMALL" 2 ;;
+        large) timed large "$RUNS_LARGE" 1 ;;
+        huge) timed huge "$RUNS_HUGE" 1 ;;
+        faults) fault_run ;;
+    esac
+done
+rm -rf out .taskrun
+
+{
+    echo "### Downloads (issue 4)"
+    machine_info
+    echo "- tools: nginx $(nginx -v 2>&1 | cut -d/ -f2), $(curl --version | head -1 | cut -d' ' -f1-2), $(aria2c --version | head -1), $(wget2 --version | head -1 | cut -d' ' -f1-3), Python $(python3 -c 'import sys,aiohttp; print(sys.version.split()[0], "+ aiohttp", aiohttp.__version__)')"
+    echo "- server: nginx on $base (bench/nginx.conf: sendfile, 2 workers, access_log off); fixtures and outputs on tmpfs under $BENCH_WORK; the commands run in $dl"
+    for s in small large huge; do
+        [[ -f $RESULTS/dl-$s.json && " ${sets[*]} " == *" $s "* ]] || continue
+        echo
+        echo "Set \`$s\` (hyperfine; prepare: \`$prepare\`):"
+        echo
+        python3 "$BENCH_DIR/report.py" "$RESULTS/dl-$s.json"
+        echo
+        echo "One more run of each under \`/usr/bin/time\`, then every file checked against its sha256:"
+        echo
+        cat "$RESULTS/dl-$s-check.md"
+    done
+    if [[ " ${sets[*]} " == *" faults "* ]]; then
+        echo
+        echo "Faults: 1,000 x 64 KiB from bench/peers/faulty_server.py (10% of files 503 once, 13% cut mid-body once), fresh server per tool:"
+        echo
+        cat "$RESULTS/dl-faults.md"
+    fi
+} | tee "$RESULTS/downloads.md"
