@@ -6,7 +6,7 @@ use taskrun::actions::download::FailureKind;
 use taskrun::model::HttpConfig;
 use taskrun::template::Template;
 
-use crate::fault_server::{Fault, Route};
+use crate::fault_server::Route;
 use crate::helpers::{Env, body};
 
 #[tokio::test]
@@ -202,5 +202,4 @@ async fn the_timeout_bounds_waiting_for_headers_too() {
     assert!(fail.retryable);
     assert_eq!(fail.kind, FailureKind::Timeout);
     assert!(env.files().is_empty());
-    let _ = Fault::Reset;
 }

@@ -76,7 +76,10 @@ async fn all_failing_is_retryable_if_any_was() {
         .unwrap_err();
     assert!(fail.retryable);
     assert_eq!(fail.retry_after, Some(std::time::Duration::from_secs(3)));
-    assert_eq!(fail.url.as_deref(), Some(env.server.url("/c").as_str()));
+    // Described by the mirror that makes it worth retrying.
+    assert_eq!(fail.url.as_deref(), Some(env.server.url("/b").as_str()));
+    assert_eq!(fail.http_status, Some(503));
+    assert_eq!(fail.kind, FailureKind::HttpStatus);
     for p in ["/a", "/b", "/c"] {
         assert!(
             fail.message.contains(&env.server.url(p)),

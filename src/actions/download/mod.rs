@@ -233,11 +233,11 @@ async fn mirrors(
     Err(combine(failures))
 }
 
-/// One failure for the whole attempt: retryable if any mirror's was; the largest
-/// `Retry-After` among retryable ones (every server that asked for a pause gets it);
-/// status and URL of the last mirror; every mirror's reason in the message.
+/// One failure for the whole attempt: retryable if any mirror's was, and then described by
+/// the last retryable mirror (its kind, status and URL explain why it is worth retrying);
+/// the largest `Retry-After` among retryable mirrors (every server that asked for a pause
+/// gets it); every mirror's reason in the message.
 fn combine(failures: Vec<AttemptFailure>) -> AttemptFailure {
-    let retryable = failures.iter().any(|f| f.retryable);
     let retry_after = failures
         .iter()
         .filter(|f| f.retryable)
@@ -251,19 +251,21 @@ fn combine(failures: Vec<AttemptFailure>) -> AttemptFailure {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let last = failures.into_iter().last();
-    let mut out = last.unwrap_or_else(|| {
+    let pick = failures
+        .iter()
+        .rposition(|f| f.retryable)
+        .or(failures.len().checked_sub(1));
+    let mut out = match pick {
+        Some(i) => failures.into_iter().nth(i),
+        None => None,
+    }
+    .unwrap_or_else(|| {
         failure(
             FailureKind::Invalid,
             false,
             "the download has no URL".into(),
         )
     });
-    if out.kind == FailureKind::HttpStatus && !out.retryable && retryable {
-        // Report a retryable reason for the attempt as a whole.
-        out.kind = FailureKind::Connection;
-    }
-    out.retryable = retryable;
     out.retry_after = retry_after;
     if !message.is_empty() {
         out.message = message;
