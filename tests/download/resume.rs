@@ -314,3 +314,22 @@ async fn after_a_dropped_attempt_the_same_client_waits_for_the_writer() {
     assert_eq!(done.bytes, 210_000);
     assert_eq!(std::fs::read(env.dest("w")).unwrap(), data);
 }
+
+#[tokio::test]
+async fn a_pin_alone_does_not_resume_a_part_from_another_url() {
+    let env = Env::new().await;
+    let data = body(80_000);
+    env.server.route(
+        "/one",
+        Route::ok(data.clone()).then(Fault::Truncate(30_000)),
+    );
+    env.server.route("/two", Route::ok(data.clone()));
+    let mut dl = env.download(&["/one"], "p");
+    dl.sha256 = Some(sha(&data));
+    env.attempt(&dl).await.unwrap_err();
+    dl.urls = vec![taskrun::template::Template::literal(env.server.url("/two"))];
+    let done = env.attempt(&dl).await.unwrap();
+    assert_eq!(env.server.requests("/two")[0].header("range"), None);
+    assert_eq!(done.resumed_from, 0);
+    assert_eq!(std::fs::read(env.dest("p")).unwrap(), data);
+}

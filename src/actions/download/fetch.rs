@@ -99,10 +99,12 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
     let mut allow_resume = f.download.resume && f.conditional.is_none();
     loop {
         // A part file is worth continuing only if the server can tell us it is still the same
-        // representation (If-Range), or the pin will catch a mix of two versions.
+        // representation (If-Range), or, from the same URL, the pin will catch a mix of two
+        // versions.
         let from = if allow_resume {
-            resume::load(f.dest)
-                .filter(|(meta, len)| *len > 0 && (meta.validator().is_some() || pinned))
+            resume::load(f.dest).filter(|(meta, len)| {
+                *len > 0 && (meta.validator().is_some() || (pinned && meta.url == shown))
+            })
         } else {
             None
         };

@@ -158,7 +158,7 @@ async fn run(
     let secrets = secret_values(req.download);
     let received = AtomicU64::new(0);
     let current = Mutex::new(None::<String>);
-    let work = mirrors(client, req, &dest, cond, &received, &current);
+    let work = mirrors(client, req, &dest, cond, &received, &current, &secrets);
     let result = match req.timeout {
         None => work.await,
         Some(limit) => match tokio::time::timeout(limit, work).await {
@@ -208,6 +208,7 @@ async fn mirrors(
     cond: Option<&Conditional<'_>>,
     received: &AtomicU64,
     current: &Mutex<Option<String>>,
+    secrets: &[String],
 ) -> Result<Outcome, AttemptFailure> {
     let headers = build_headers(req.download)?;
     let fetch = Fetch {
@@ -224,7 +225,8 @@ async fn mirrors(
         *current.lock().unwrap_or_else(PoisonError::into_inner) = Some(url.redacted());
         match fetch::mirror(&fetch, url).await {
             Ok(outcome) => return Ok(outcome),
-            Err(fail) => {
+            Err(mut fail) => {
+                fail.message = redact_values(&fail.message, secrets);
                 tracing::debug!(url = %url, error = %fail.message, "mirror failed");
                 failures.push(fail);
             }
