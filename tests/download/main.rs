@@ -9,6 +9,7 @@ mod fault_server;
 mod helpers;
 
 mod basics;
+mod bench;
 mod classify;
 mod limits;
 mod mirrors;
