@@ -16,6 +16,7 @@ pub mod plan;
 pub mod report;
 pub mod scheduler;
 pub mod template;
+pub mod units;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -25,7 +26,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(err) => {
-            let code = if err.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS };
+            let code = if err.use_stderr() {
+                exit_code::USAGE
+            } else {
+                exit_code::SUCCESS
+            };
             // A closed stdout (e.g. `| head`) is not an error worth reporting.
             let _ = err.print();
             return ExitCode::from(code);

@@ -1,22 +1,118 @@
 //! One module per subcommand; each returns the process exit code.
 
-use crate::cli::Command;
+pub mod check;
+pub mod list;
+pub mod plan;
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use crate::cli::{Command, When};
+use crate::exit_code;
+use crate::manifest::{self, LoadError, LoadOptions};
+use crate::model::Pipeline;
+use crate::plan::Plan;
 
 /// Runs one subcommand and returns its exit code.
 pub fn dispatch(command: Command) -> u8 {
     match command {
-        Command::Run(_) => todo_exit("run"),
-        Command::Plan(_) => todo_exit("plan"),
-        Command::Check(_) => todo_exit("check"),
-        Command::List(_) => todo_exit("list"),
+        Command::Run(args) => {
+            if args.dry_run {
+                plan::print_plan(
+                    &args.manifest,
+                    &args.targets,
+                    &args.vars,
+                    args.format,
+                    args.color,
+                    args.force,
+                    args.no_cache,
+                )
+            } else {
+                todo_exit("run")
+            }
+        }
+        Command::Plan(args) => plan::run(args),
+        Command::Check(args) => check::run(args),
+        Command::List(args) => list::run(args),
         Command::Explain(_) => todo_exit("explain"),
         Command::Cache(_) => todo_exit("cache"),
-        Command::Schema => todo_exit("schema"),
-        Command::Completions(_) => todo_exit("completions"),
+        Command::Schema => print_stdout(&manifest::schema::manifest_schema_json()),
+        Command::Completions(args) => {
+            let shell = match args.shell {
+                crate::cli::Shell::Bash => clap_complete::Shell::Bash,
+                crate::cli::Shell::Zsh => clap_complete::Shell::Zsh,
+                crate::cli::Shell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut crate::cli::command(), "taskrun", &mut buf);
+            print_stdout(&String::from_utf8_lossy(&buf))
+        }
     }
 }
 
 fn todo_exit(what: &str) -> u8 {
     eprintln!("taskrun: `{what}` is not built yet");
-    crate::exit_code::USAGE
+    exit_code::USAGE
+}
+
+/// Writes to stdout; a closed pipe (e.g. `| head`) is not an error.
+pub fn print_stdout(text: &str) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => exit_code::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit_code::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write output: {e}");
+            exit_code::TASK_FAILED
+        }
+    }
+}
+
+/// Whether to colour stderr: `--color`, `NO_COLOR`, and whether stderr is a terminal.
+pub fn stderr_color(when: When) -> bool {
+    match when {
+        When::Always => true,
+        When::Never => false,
+        When::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    }
+}
+
+/// Prints a load error (and GitHub annotations under Actions) to stderr.
+pub fn report_load_error(err: &LoadError, color: bool) {
+    eprint!("{}", err.render(color));
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true")
+        && let LoadError::Invalid(errors) = err
+    {
+        print!("{}", errors.github_annotations());
+    }
+}
+
+/// Loads a manifest, printing its problems; `Err` carries exit code 2.
+pub fn load_pipeline(path: &Path, vars: &[String], color: bool) -> Result<Pipeline, u8> {
+    let result =
+        manifest::parse_var_args(vars).and_then(|vars| manifest::load(path, &LoadOptions { vars }));
+    result.map_err(|e| {
+        report_load_error(&e, color);
+        exit_code::USAGE
+    })
+}
+
+/// Loads a manifest and builds its plan for `targets`; `Err` carries exit code 2.
+pub fn load_plan(
+    path: &Path,
+    vars: &[String],
+    targets: &[String],
+    color: bool,
+) -> Result<Plan, u8> {
+    let pipeline = load_pipeline(path, vars, color)?;
+    Plan::build(pipeline, targets).map_err(|unknown| {
+        for u in unknown {
+            eprintln!("error: {u}");
+        }
+        eprintln!("hint: `taskrun list {}` shows the tasks", path.display());
+        exit_code::USAGE
+    })
 }

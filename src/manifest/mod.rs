@@ -1,4 +1,20 @@
-//! Reading a manifest: TOML with spans → validated [`crate::model::Pipeline`].
+//! Reading a manifest: TOML with spans → every problem collected → [`crate::model::Pipeline`].
+//!
+//! The loader walks the spanned TOML tree itself instead of deriving serde types, so that one
+//! pass reports every problem (unknown keys, bad values, graph errors) with its place.
+
+pub mod diagnostic;
+pub mod graph;
+pub mod interpolate;
+pub mod keys;
+pub mod load;
+pub mod paths;
+pub mod schema;
+pub mod task;
+pub mod walk;
+
+pub use diagnostic::{LoadError, ManifestErrors, Problem};
+pub use load::{LoadOptions, load, load_str, parse_var_args};
 
 /// The closest candidate to `name` (edit distance < 3), for "did you mean" hints.
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {

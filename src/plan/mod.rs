@@ -3,6 +3,8 @@
 //! Tasks are addressed by their index in [`Pipeline::tasks`]; every later stage uses these
 //! indices so no stage looks tasks up by name on a hot path.
 
+pub mod json;
+pub mod predict;
 pub mod render;
 
 use crate::model::{Pipeline, Task};
@@ -68,7 +70,10 @@ impl Plan {
                 Some(i) => roots.push(i),
                 None => unknown.push(UnknownTarget {
                     name: t.clone(),
-                    suggestion: crate::manifest::suggest(t, pipeline.tasks.keys().map(|k| k.as_str())),
+                    suggestion: crate::manifest::suggest(
+                        t,
+                        pipeline.tasks.keys().map(|k| k.as_str()),
+                    ),
                 }),
             }
         }

@@ -1,1 +1,229 @@
-//! Plan output: text, JSON, Graphviz dot, Mermaid.
+//! Plan output for people and tools: text, JSON, Graphviz dot, Mermaid.
+
+use std::fmt::Write as _;
+
+use super::Plan;
+use super::json::{PlanAction, document, schedule_words, short_duration};
+use super::predict::{CacheStatus, Prediction};
+use crate::cli::PlanFormat;
+
+/// Renders the plan in `format`.
+pub fn render(
+    plan: &Plan,
+    targets: &[String],
+    predictions: &[Prediction],
+    format: PlanFormat,
+) -> String {
+    match format {
+        PlanFormat::Text => text(plan, predictions),
+        PlanFormat::Json => {
+            let doc = document(plan, targets, predictions);
+            serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+        }
+        PlanFormat::Dot => dot(plan),
+        PlanFormat::Mermaid => mermaid(plan),
+    }
+}
+
+fn text(plan: &Plan, predictions: &[Prediction]) -> String {
+    let p = &plan.pipeline;
+    let doc = document(plan, &[], predictions);
+    let levels = plan
+        .order
+        .iter()
+        .map(|&i| plan.level[i])
+        .max()
+        .map_or(0, |l| l + 1);
+    let runs = doc
+        .tasks
+        .iter()
+        .filter(|t| t.cache.status != CacheStatus::Hit)
+        .count();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Plan for `{}` ({}): {} task{} in {levels} level{}, {runs} to run, concurrency {}{}",
+        p.name,
+        p.manifest_path.display(),
+        doc.tasks.len(),
+        plural(doc.tasks.len()),
+        plural(levels),
+        p.concurrency,
+        if p.fail_fast { "" } else { ", keep going" },
+    );
+    if let Some(d) = &p.description {
+        let _ = writeln!(out, "{d}");
+    }
+    let width = doc.tasks.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let mut level = usize::MAX;
+    for t in &doc.tasks {
+        if t.level != level {
+            level = t.level;
+            let _ = writeln!(out, "\nlevel {level}");
+        }
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:8}  {}",
+            t.name,
+            t.kind.as_str(),
+            action_line(&t.action)
+        );
+        let pad = " ".repeat(width + 4);
+        if let Some(d) = &t.description {
+            let _ = writeln!(out, "{pad}{d}");
+        }
+        if !t.deps.is_empty() {
+            let _ = writeln!(out, "{pad}after: {}", t.deps.join(", "));
+        }
+        let mut details = Vec::new();
+        if matches!(
+            t.kind,
+            crate::model::TaskKind::Command | crate::model::TaskKind::Download
+        ) {
+            let task = plan.pipeline.tasks.get(t.name.as_str());
+            if let Some(task) = task {
+                details.push(format!("retry: {}", schedule_words(&task.retry)));
+            }
+        }
+        if let Some(ms) = t.timeout_ms {
+            details.push(format!(
+                "timeout {}",
+                short_duration(std::time::Duration::from_millis(ms))
+            ));
+        }
+        if !t.pools.is_empty() {
+            let pools: Vec<String> = t.pools.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            details.push(format!("pools {}", pools.join(" ")));
+        }
+        if !details.is_empty() {
+            let _ = writeln!(out, "{pad}{}", details.join(" · "));
+        }
+        if !t.inputs.is_empty() {
+            let _ = writeln!(out, "{pad}inputs: {}", t.inputs.join(", "));
+        }
+        if !t.outputs.is_empty() {
+            let _ = writeln!(out, "{pad}outputs: {}", t.outputs.join(", "));
+        }
+        let status = match t.cache.status {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Off => "off",
+        };
+        let reason = t
+            .cache
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let key = t
+            .cache
+            .key
+            .as_deref()
+            .map(|k| format!(" key {}", &k[..k.len().min(12)]))
+            .unwrap_or_default();
+        let _ = writeln!(out, "{pad}cache: {status}{reason}{key}");
+    }
+    out
+}
+
+fn action_line(a: &PlanAction) -> String {
+    match a {
+        PlanAction::Command {
+            shell, argv, cwd, ..
+        } => {
+            let cmd = match (shell, argv) {
+                (Some(s), _) => s.clone(),
+                (None, Some(a)) => format!(
+                    "[{}]",
+                    a.iter()
+                        .map(|x| format!("{x:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => String::new(),
+            };
+            let cmd = first_line(&cmd);
+            match cwd {
+                Some(c) if !c.is_empty() => format!("{cmd}  (in {c})"),
+                _ => cmd,
+            }
+        }
+        PlanAction::Download {
+            urls, dest, sha256, ..
+        } => {
+            let mirrors = if urls.len() > 1 {
+                format!(" (+{} mirror{})", urls.len() - 1, plural(urls.len() - 1))
+            } else {
+                String::new()
+            };
+            let pin = sha256
+                .as_deref()
+                .map(|s| format!(", sha256 {}…", &s[..12.min(s.len())]))
+                .unwrap_or_default();
+            format!(
+                "{} -> {dest}{mirrors}{pin}",
+                urls.first().map(String::as_str).unwrap_or("")
+            )
+        }
+        PlanAction::Service { run, ready, .. } => format!("{}  (ready: {ready})", first_line(run)),
+        PlanAction::Group {} => "(group)".into(),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let mut lines = s.trim().lines();
+    let first = lines.next().unwrap_or("").to_string();
+    if lines.next().is_some() {
+        format!("{first} …")
+    } else {
+        first
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn dot(plan: &Plan) -> String {
+    let mut out = format!(
+        "digraph {:?} {{\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        plan.pipeline.name
+    );
+    for &i in &plan.order {
+        let t = plan.task(i);
+        let shape = match t.kind() {
+            crate::model::TaskKind::Group => "ellipse",
+            crate::model::TaskKind::Service => "component",
+            crate::model::TaskKind::Download => "note",
+            crate::model::TaskKind::Command => "box",
+        };
+        let _ = writeln!(
+            out,
+            "  {:?} [label={:?}, shape={shape}];",
+            t.name,
+            format!("{}\n{}", t.name, t.kind().as_str())
+        );
+    }
+    for &i in &plan.order {
+        for &d in &plan.deps[i] {
+            let _ = writeln!(out, "  {:?} -> {:?};", plan.task(d).name, plan.task(i).name);
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn mermaid(plan: &Plan) -> String {
+    let mut out = String::from("flowchart LR\n");
+    for &i in &plan.order {
+        let t = plan.task(i);
+        let label = format!("{} ({})", t.name, t.kind().as_str()).replace('"', "#quot;");
+        let _ = writeln!(out, "  t{i}[\"{label}\"]");
+    }
+    for &i in &plan.order {
+        for &d in &plan.deps[i] {
+            let _ = writeln!(out, "  t{d} --> t{i}");
+        }
+    }
+    out
+}

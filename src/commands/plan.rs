@@ -1,0 +1,44 @@
+//! `taskrun plan` and `taskrun run --dry-run`: what would run and why. Runs nothing, opens no
+//! connection, writes no file.
+
+use std::path::Path;
+
+use crate::cli::{PlanArgs, PlanFormat, When};
+use crate::plan::Plan;
+use crate::plan::predict::Prediction;
+use crate::plan::render::render;
+
+/// `taskrun plan`.
+pub fn run(args: PlanArgs) -> u8 {
+    print_plan(
+        &args.manifest,
+        &args.targets,
+        &args.vars,
+        args.format,
+        args.color,
+        args.force,
+        args.no_cache,
+    )
+}
+
+/// Loads, plans, predicts the cache and prints the plan.
+pub fn print_plan(
+    manifest: &Path,
+    targets: &[String],
+    vars: &[String],
+    format: PlanFormat,
+    color: When,
+    force: bool,
+    no_cache: bool,
+) -> u8 {
+    let plan = match super::load_plan(manifest, vars, targets, super::stderr_color(color)) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let predictions = predict(&plan, force, no_cache);
+    super::print_stdout(&render(&plan, targets, &predictions, format))
+}
+
+fn predict(plan: &Plan, _force: bool, _no_cache: bool) -> Vec<Prediction> {
+    Prediction::without_store(plan)
+}

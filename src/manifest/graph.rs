@@ -1,0 +1,206 @@
+//! Checks that span tasks: missing deps, cycles, clashing outputs, pool use.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+
+use super::diagnostic::Problem;
+use super::load::Pools;
+use super::suggest;
+use super::task::TaskSpans;
+use super::walk::Reader;
+use crate::model::Task;
+
+/// Runs every cross-task check; `spans[i]` belongs to `tasks[i]`.
+pub fn check(
+    r: &mut Reader<'_>,
+    tasks: &IndexMap<String, Task>,
+    spans: &[TaskSpans],
+    pools: &Pools,
+) {
+    missing_deps(r, tasks, spans);
+    cycles(r, tasks, spans);
+    outputs(r, tasks, spans);
+    pool_use(r, tasks, spans, pools);
+}
+
+fn missing_deps(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans]) {
+    for (task, s) in tasks.values().zip(spans) {
+        for (dep, span) in &s.deps {
+            if !tasks.contains_key(dep.as_str()) {
+                let p = Problem::at(
+                    span.clone(),
+                    format!(
+                        "task `{}` depends on `{dep}`, which does not exist",
+                        task.name
+                    ),
+                )
+                .label("no such task");
+                r.push(match suggest(dep, tasks.keys().map(String::as_str)) {
+                    Some(s) => p.help(format!("did you mean `{s}`?")),
+                    None => p,
+                });
+            }
+        }
+    }
+}
+
+fn cycles(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans]) {
+    let n = tasks.len();
+    let deps: Vec<Vec<(usize, usize)>> = spans
+        .iter()
+        .map(|s| {
+            s.deps
+                .iter()
+                .enumerate()
+                .filter_map(|(k, (d, _))| tasks.get_index_of(d.as_str()).map(|i| (i, k)))
+                .collect()
+        })
+        .collect();
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut state = vec![0u8; n];
+    let mut seen_cycles: Vec<Vec<usize>> = Vec::new();
+    for start in 0..n {
+        if state[start] != 0 {
+            continue;
+        }
+        // Stack of (node, next dep position to look at).
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some(&mut (node, ref mut pos)) = stack.last_mut() {
+            if let Some(&(dep, dep_pos)) = deps[node].get(*pos) {
+                *pos += 1;
+                match state[dep] {
+                    0 => {
+                        state[dep] = 1;
+                        stack.push((dep, 0));
+                    }
+                    1 => {
+                        let from = stack.iter().position(|&(t, _)| t == dep).unwrap_or(0);
+                        let cycle: Vec<usize> = stack[from..].iter().map(|&(t, _)| t).collect();
+                        let mut key = cycle.clone();
+                        key.sort_unstable();
+                        if !seen_cycles.contains(&key) {
+                            seen_cycles.push(key);
+                            let mut names: Vec<&str> =
+                                cycle.iter().map(|&t| tasks[t].name.as_str()).collect();
+                            names.push(&tasks[dep].name);
+                            let span = spans[node].deps[dep_pos].1.clone();
+                            r.push(
+                                Problem::at(
+                                    span,
+                                    format!("dependency cycle: {}", names.join(" -> ")),
+                                )
+                                .label("closes the cycle")
+                                .help("remove one of these dependencies"),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            } else {
+                state[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+}
+
+fn outputs(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans]) {
+    // Exact output paths and every proper ancestor of one, each with its owner.
+    let mut exact: HashMap<&str, usize> = HashMap::new();
+    let mut ancestors: HashMap<&str, usize> = HashMap::new();
+    for (i, (task, s)) in tasks.values().zip(spans).enumerate() {
+        for (out, span) in task.outputs.iter().zip(&s.outputs) {
+            let path = out.as_str();
+            let clash = exact
+                .get(path)
+                .map(|&o| {
+                    (
+                        o,
+                        format!("`{path}` is also an output of task `{}`", tasks[o].name),
+                    )
+                })
+                .or_else(|| {
+                    ancestors.get(path).map(|&o| {
+                        (
+                            o,
+                            format!(
+                                "output `{path}` contains an output of task `{}`",
+                                tasks[o].name
+                            ),
+                        )
+                    })
+                })
+                .or_else(|| {
+                    parents(path).find_map(|a| {
+                        exact.get(a).map(|&o| {
+                            (
+                                o,
+                                format!(
+                                    "output `{path}` lies inside `{a}`, an output of task `{}`",
+                                    tasks[o].name
+                                ),
+                            )
+                        })
+                    })
+                });
+            if let Some((owner, msg)) = clash
+                && owner != i
+            {
+                r.push(Problem::at(span.clone(), msg).label("clashing output").help("two tasks may not write the same file or directory, nor one inside the other"));
+                continue;
+            }
+            exact.entry(path).or_insert(i);
+            for a in parents(path) {
+                ancestors.entry(a).or_insert(i);
+            }
+        }
+    }
+}
+
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
+fn pool_use(
+    r: &mut Reader<'_>,
+    tasks: &IndexMap<String, Task>,
+    spans: &[TaskSpans],
+    pools: &Pools,
+) {
+    for (task, s) in tasks.values().zip(spans) {
+        for (pool, slots, span) in &s.uses {
+            match pools.get(pool) {
+                None => {
+                    let p = Problem::at(
+                        span.clone(),
+                        format!(
+                            "task `{}` uses pool `{pool}`, which is not declared",
+                            task.name
+                        ),
+                    )
+                    .label("unknown pool");
+                    r.push(match suggest(pool, pools.keys().map(String::as_str)) {
+                        Some(s) => p.help(format!("did you mean `{s}`?")),
+                        None => p.help(format!("declare it: [pools] {pool} = N")),
+                    });
+                }
+                Some((size, _)) if slots > size => {
+                    r.push(
+                        Problem::at(
+                            span.clone(),
+                            format!(
+                                "task `{}` asks {slots} slots of pool `{pool}`, which has {size}",
+                                task.name
+                            ),
+                        )
+                        .label("more than the pool has")
+                        .help("the task could never start; lower `uses` or raise the pool size"),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Top-level loading: TOML text → every section read and checked → [`Pipeline`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use toml::de::{DeTable, DeValue};
+
+use super::diagnostic::{LoadError, ManifestErrors, Problem};
+use super::interpolate::{Context, interpolate};
+use super::task::{TaskBuilder, TaskSpans};
+use super::walk::{Reader, Val, get};
+use super::{graph, keys};
+use crate::model::{CacheConfig, HttpConfig, Pipeline};
+use crate::template::Template;
+
+/// What the command line adds to a manifest.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--var NAME=VALUE` overrides, in order.
+    pub vars: Vec<(String, String)>,
+}
+
+/// Splits `--var NAME=VALUE` arguments.
+pub fn parse_var_args(args: &[String]) -> Result<Vec<(String, String)>, LoadError> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(LoadError::BadVar(format!(
+                "--var `{a}` must look like NAME=VALUE"
+            ))),
+        })
+        .collect()
+}
+
+/// Reads and validates a manifest file.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let env = |k: &str| std::env::var(k).ok();
+    load_str(path, source, opts, &env)
+}
+
+/// Validates manifest text; `env` stands for the caller's environment.
+pub fn load_str(
+    path: &Path,
+    source: String,
+    opts: &LoadOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, LoadError> {
+    let (pipeline, problems) = read(path, &source, opts, env);
+    match pipeline {
+        Some(p) if problems.is_empty() => Ok(p),
+        _ => Err(LoadError::Invalid(Box::new(ManifestErrors {
+            path: path.to_path_buf(),
+            source,
+            problems,
+        }))),
+    }
+}
+
+fn read(
+    path: &Path,
+    source: &str,
+    opts: &LoadOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<Pipeline>, Vec<Problem>) {
+    let doc = match DeTable::parse(source) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let msg = e.message().trim().to_string();
+            return (
+                None,
+                vec![Problem::at(span, format!("TOML syntax error: {msg}")).label("here")],
+            );
+        }
+    };
+    let mut r = Reader {
+        source,
+        problems: Vec::new(),
+    };
+    let root = doc.get_ref();
+    r.check_keys(root, keys::TOP, "the manifest");
+
+    if let Some(v) = get(root, "version")
+        && let Some(n) = r.integer(v, "version")
+        && n != 1
+    {
+        r.push(
+            Problem::at(v.span(), format!("unsupported manifest version {n}"))
+                .label("only version 1 exists")
+                .help("write `version = 1` or leave it out"),
+        );
+    }
+
+    let root_dir = manifest_dir(path);
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pipeline".into());
+    let (name, description, concurrency, fail_fast) = read_pipeline(&mut r, root, stem);
+
+    let vars = read_vars(&mut r, root, opts, env);
+    let ctx = Context {
+        vars: &vars,
+        env,
+        allow_vars_and_secrets: true,
+    };
+    let global_env = read_env(&mut r, get(root, "env"), "env", &ctx).unwrap_or_default();
+    let pools = read_pools(&mut r, root);
+    let http = read_http(&mut r, root);
+    let cache = read_cache(&mut r, root, &root_dir, env);
+
+    let defaults = get(root, "defaults").and_then(|v| r.table(v, "defaults"));
+    if let Some(d) = defaults {
+        r.check_keys(d, keys::DEFAULTS, "[defaults]");
+    }
+
+    let mut tasks = IndexMap::new();
+    let mut spans: Vec<TaskSpans> = Vec::new();
+    if let Some(v) = get(root, "tasks")
+        && let Some(t) = r.table(v, "tasks")
+    {
+        tasks.reserve(t.len());
+        for (key, value) in t.iter() {
+            let name = key.get_ref().to_string();
+            check_task_name(&mut r, &name, key.span());
+            let Some(table) = r.table(value, &format!("tasks.{name}")) else {
+                continue;
+            };
+            let builder = TaskBuilder {
+                name: &name,
+                name_span: key.span(),
+                table,
+                defaults,
+                ctx: &ctx,
+            };
+            if let Some((task, task_spans)) = builder.build(&mut r) {
+                tasks.insert(name, task);
+                spans.push(task_spans);
+            }
+        }
+    }
+
+    graph::check(&mut r, &tasks, &spans, &pools);
+
+    let pipeline = Pipeline {
+        manifest_path: path.to_path_buf(),
+        root: root_dir,
+        name,
+        description,
+        concurrency,
+        fail_fast,
+        env: global_env,
+        pools: pools.into_iter().map(|(k, (n, _))| (k, n)).collect(),
+        cache,
+        http,
+        tasks,
+    };
+    (Some(pipeline), r.problems)
+}
+
+/// The manifest's directory, absolute, so every task path has one fixed base.
+pub fn manifest_dir(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn check_task_name(r: &mut Reader<'_>, name: &str, span: std::ops::Range<usize>) {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if !ok {
+        r.push(
+            Problem::at(span, format!("task name `{name}` is not allowed"))
+                .label("bad task name")
+                .help("use letters, digits, `-`, `_`, `.` and `:` (it names log files too)"),
+        );
+    }
+}
+
+fn read_pipeline(
+    r: &mut Reader<'_>,
+    root: &DeTable<'_>,
+    stem: String,
+) -> (String, Option<String>, usize, bool) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut out = (stem, None, cpus, true);
+    let Some(t) = get(root, "pipeline").and_then(|v| r.table(v, "pipeline")) else {
+        return out;
+    };
+    r.check_keys(t, keys::PIPELINE, "[pipeline]");
+    if let Some((s, _)) = get(t, "name").and_then(|v| r.string(v, "pipeline.name")) {
+        out.0 = s;
+    }
+    out.1 = get(t, "description")
+        .and_then(|v| r.string(v, "pipeline.description"))
+        .map(|(s, _)| s);
+    if let Some(n) =
+        get(t, "concurrency").and_then(|v| r.integer_in(v, "pipeline.concurrency", 1, 1_000_000))
+    {
+        out.2 = n as usize;
+    }
+    if let Some(b) = get(t, "fail_fast").and_then(|v| r.boolean(v, "pipeline.fail_fast")) {
+        out.3 = b;
+    }
+    out
+}
+
+fn read_vars(
+    r: &mut Reader<'_>,
+    root: &DeTable<'_>,
+    opts: &LoadOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    // `--var` wins over the manifest, also inside later vars that refer to it.
+    let overrides: BTreeMap<String, String> = opts.vars.iter().cloned().collect();
+    if let Some(entries) = get(root, "vars").and_then(|v| r.string_table(v, "vars")) {
+        for e in entries {
+            if let Some(v) = overrides.get(&e.key) {
+                vars.insert(e.key, v.clone());
+                continue;
+            }
+            // A var may use env and the vars declared before it.
+            let ctx = Context {
+                vars: &vars,
+                env,
+                allow_vars_and_secrets: false,
+            };
+            match interpolate(&e.value, &ctx) {
+                Ok(t) => {
+                    vars.insert(e.key, t.redacted());
+                }
+                Err(errs) => report_interpolation(r, &e.span, &e.value, errs),
+            }
+        }
+    }
+    vars.extend(overrides);
+    vars
+}
+
+/// Records interpolation errors at their place inside the string value.
+pub fn report_interpolation(
+    r: &mut Reader<'_>,
+    span: &std::ops::Range<usize>,
+    text: &str,
+    errs: Vec<super::interpolate::InterpolationError>,
+) {
+    for e in errs {
+        let at = r.inner_span(span, text, e.range);
+        let mut p = Problem::at(at, e.message).label("cannot interpolate");
+        if let Some(h) = e.help {
+            p = p.help(h);
+        }
+        r.push(p);
+    }
+}
+
+/// Reads an env table (`[env]` or a task's `env`), interpolating values.
+pub fn read_env(
+    r: &mut Reader<'_>,
+    v: Option<&Val<'_>>,
+    what: &str,
+    ctx: &Context<'_>,
+) -> Option<BTreeMap<String, Template>> {
+    let entries = r.string_table(v?, what)?;
+    let mut out = BTreeMap::new();
+    for e in entries {
+        match interpolate(&e.value, ctx) {
+            Ok(t) => {
+                out.insert(e.key, t);
+            }
+            Err(errs) => report_interpolation(r, &e.span, &e.value, errs),
+        }
+    }
+    Some(out)
+}
+
+/// Pool name → (slots, span of the declaration).
+pub type Pools = BTreeMap<String, (u32, std::ops::Range<usize>)>;
+
+fn read_pools(r: &mut Reader<'_>, root: &DeTable<'_>) -> Pools {
+    let mut pools = BTreeMap::new();
+    let Some(t) = get(root, "pools").and_then(|v| r.table(v, "pools")) else {
+        return pools;
+    };
+    for (k, v) in t.iter() {
+        let name = k.get_ref().to_string();
+        if let Some(n) = r.integer_in(v, &format!("pools.{name}"), 1, u32::MAX as i64) {
+            pools.insert(name, (n as u32, k.span()));
+        }
+    }
+    pools
+}
+
+fn read_http(r: &mut Reader<'_>, root: &DeTable<'_>) -> HttpConfig {
+    let mut http = HttpConfig::default();
+    let Some(t) = get(root, "http").and_then(|v| r.table(v, "http")) else {
+        return http;
+    };
+    r.check_keys(t, keys::HTTP, "[http]");
+    if let Some(n) =
+        get(t, "max_per_host").and_then(|v| r.integer_in(v, "http.max_per_host", 1, 10_000))
+    {
+        http.max_per_host = n as usize;
+    }
+    if let Some(d) = get(t, "connect_timeout").and_then(|v| r.duration(v, "http.connect_timeout")) {
+        http.connect_timeout = d.max(Duration::from_millis(1));
+    }
+    if let Some((s, _)) = get(t, "user_agent").and_then(|v| r.string(v, "http.user_agent")) {
+        http.user_agent = s;
+    }
+    http
+}
+
+fn read_cache(
+    r: &mut Reader<'_>,
+    root: &DeTable<'_>,
+    root_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> CacheConfig {
+    let mut dir = root_dir.join(".taskrun").join("cache");
+    let mut remote = None;
+    let mut remote_write = true;
+    if let Some(t) = get(root, "cache").and_then(|v| r.table(v, "cache")) {
+        r.check_keys(t, keys::CACHE, "[cache]");
+        if let Some((s, span)) = get(t, "dir").and_then(|v| r.string(v, "cache.dir")) {
+            match super::paths::normalize(&s, false) {
+                Ok(p) => dir = root_dir.join(p.as_str()),
+                Err(e) => r.push(
+                    Problem::at(span, e.message("cache.dir", &s))
+                        .label("must stay inside the manifest's directory")
+                        .help("use TASKRUN_CACHE_DIR for a cache elsewhere"),
+                ),
+            }
+        }
+        if let Some((s, span)) = get(t, "remote").and_then(|v| r.string(v, "cache.remote")) {
+            remote = check_url(r, &s, span, "cache.remote");
+        }
+        if let Some(b) = get(t, "remote_write").and_then(|v| r.boolean(v, "cache.remote_write")) {
+            remote_write = b;
+        }
+    }
+    if let Some(d) = env("TASKRUN_CACHE_DIR").filter(|d| !d.is_empty()) {
+        dir = std::path::absolute(&d).unwrap_or_else(|_| PathBuf::from(d));
+    }
+    if let Some(u) = env("TASKRUN_REMOTE_CACHE").filter(|u| !u.is_empty()) {
+        remote = url::Url::parse(&u).ok();
+    }
+    CacheConfig {
+        dir,
+        remote,
+        remote_write,
+    }
+}
+
+/// Parses an http(s) URL, recording a problem when it is malformed.
+pub fn check_url(
+    r: &mut Reader<'_>,
+    text: &str,
+    span: std::ops::Range<usize>,
+    what: &str,
+) -> Option<url::Url> {
+    match url::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(u) => {
+            r.push(
+                Problem::at(
+                    span,
+                    format!(
+                        "`{what}` must be an http or https URL, not `{}:`",
+                        u.scheme()
+                    ),
+                )
+                .label("unsupported URL"),
+            );
+            None
+        }
+        Err(e) => {
+            r.push(
+                Problem::at(span, format!("malformed URL `{text}` for `{what}`: {e}"))
+                    .label("not a URL")
+                    .help("write a full URL like \"https://host/path/file.csv\""),
+            );
+            None
+        }
+    }
+}
+
+/// True for a table value, so callers can tell `retry = 4` from `retry = { ... }`.
+pub fn is_table(v: &Val<'_>) -> bool {
+    matches!(v.get_ref(), DeValue::Table(_))
+}
