@@ -145,7 +145,7 @@ mod tests {
             Segment::Secret("TOKEN".into()),
         ]);
         assert_eq!(t.to_string(), "Bearer ***");
-        assert_eq!(format!("{t:?}").contains("hunter2"), false);
+        assert!(!format!("{t:?}").contains("hunter2"));
         let v = t.expose_with(|_| Some("hunter2".into())).unwrap();
         assert_eq!(v, "Bearer hunter2");
         assert_eq!(

@@ -33,7 +33,11 @@ pub fn expand(root: &Path, patterns: &[InputPattern]) -> Result<Vec<PathBuf>, Ca
     Ok(found)
 }
 
-fn expand_one(root: &Path, pattern: &InputPattern, found: &mut Vec<PathBuf>) -> Result<(), CacheError> {
+fn expand_one(
+    root: &Path,
+    pattern: &InputPattern,
+    found: &mut Vec<PathBuf>,
+) -> Result<(), CacheError> {
     let glob = GlobBuilder::new(&pattern.glob)
         .literal_separator(true)
         .build()
@@ -54,7 +58,8 @@ fn expand_one(root: &Path, pattern: &InputPattern, found: &mut Vec<PathBuf>) -> 
                 .unwrap_or(true)
         });
     for entry in walker {
-        let entry = entry.map_err(|e| CacheError(format!("reading inputs `{}`: {e}", pattern.glob)))?;
+        let entry =
+            entry.map_err(|e| CacheError(format!("reading inputs `{}`: {e}", pattern.glob)))?;
         if !entry.file_type().is_file() {
             continue;
         }
@@ -107,12 +112,27 @@ mod tests {
     #[test]
     fn star_stays_in_one_dir_and_double_star_crosses() {
         let d = tempfile::tempdir().unwrap();
-        for f in ["data/a.csv", "data/b.csv", "data/sub/c.csv", "scripts/x.py", "scripts/deep/y/z.py", ".taskrun/cache/q.py"] {
+        for f in [
+            "data/a.csv",
+            "data/b.csv",
+            "data/sub/c.csv",
+            "scripts/x.py",
+            "scripts/deep/y/z.py",
+            ".taskrun/cache/q.py",
+        ] {
             touch(d.path(), f);
         }
         let got = expand(d.path(), &[pat("data/*.csv", false), pat("**/*.py", false)]).unwrap();
         let got: Vec<String> = got.iter().map(|p| p.display().to_string()).collect();
-        assert_eq!(got, vec!["data/a.csv", "data/b.csv", "scripts/deep/y/z.py", "scripts/x.py"]);
+        assert_eq!(
+            got,
+            vec![
+                "data/a.csv",
+                "data/b.csv",
+                "scripts/deep/y/z.py",
+                "scripts/x.py"
+            ]
+        );
     }
 
     #[test]
@@ -128,6 +148,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let err = expand(d.path(), &[pat("missing/*.csv", false)]).unwrap_err();
         assert!(err.0.contains("missing/*.csv"), "{err}");
-        assert!(expand(d.path(), &[pat("missing/*.csv", true)]).unwrap().is_empty());
+        assert!(
+            expand(d.path(), &[pat("missing/*.csv", true)])
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod list;
 pub mod plan;
+pub mod run;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -28,7 +29,7 @@ pub fn dispatch(command: Command) -> u8 {
                     args.no_cache,
                 )
             } else {
-                todo_exit("run")
+                run::run(args)
             }
         }
         Command::Plan(args) => plan::run(args),

@@ -233,7 +233,10 @@ impl<'a> Loop<'a> {
     }
 
     fn dep_digests(&self, i: usize) -> Vec<Digest> {
-        self.plan.deps[i].iter().map(|&d| self.recs[d].digest).collect()
+        self.plan.deps[i]
+            .iter()
+            .map(|&d| self.recs[d].digest)
+            .collect()
     }
 
     fn start_job(&mut self, i: usize) {
@@ -321,7 +324,8 @@ impl<'a> Loop<'a> {
                 self.sink.event(&Event::OutputLine { name, stream, line });
             }
             Progress::Download { bytes, total } => {
-                self.sink.event(&Event::DownloadProgress { name, bytes, total });
+                self.sink
+                    .event(&Event::DownloadProgress { name, bytes, total });
             }
         }
     }
@@ -705,7 +709,12 @@ impl<'a> Loop<'a> {
                 self.complete(i, TaskStatus::Cancelled);
             }
         }
-        let tasks: Vec<_> = self.plan.order.iter().map(|&i| self.recs[i].report()).collect();
+        let tasks: Vec<_> = self
+            .plan
+            .order
+            .iter()
+            .map(|&i| self.recs[i].report())
+            .collect();
         let summary = RunReport::summarize(&tasks);
         let (status, code) = match self.interrupted {
             Some(Signal::Int) => (RunStatus::Interrupted, exit_code::SIGINT),
@@ -781,3 +790,8 @@ impl Signals {
 
 #[cfg(test)]
 mod tests;
+
+/// A retry wait in whole milliseconds (as reported in `wait_ms`).
+pub fn retry_wait_ms(wait: std::time::Duration) -> u64 {
+    millis(wait)
+}

@@ -36,12 +36,7 @@ impl Slots {
         Need {
             pools: uses
                 .iter()
-                .filter_map(|(name, n)| {
-                    self.names
-                        .iter()
-                        .position(|p| p == name)
-                        .map(|i| (i, *n))
-                })
+                .filter_map(|(name, n)| self.names.iter().position(|p| p == name).map(|i| (i, *n)))
                 .collect(),
         }
     }
@@ -80,7 +75,10 @@ mod tests {
     fn all_or_nothing() {
         let pools = BTreeMap::from([("net".to_string(), 2), ("db".to_string(), 1)]);
         let mut s = Slots::new(3, &pools);
-        let both = s.need(&BTreeMap::from([("net".to_string(), 1), ("db".to_string(), 1)]));
+        let both = s.need(&BTreeMap::from([
+            ("net".to_string(), 1),
+            ("db".to_string(), 1),
+        ]));
         let net2 = s.need(&BTreeMap::from([("net".to_string(), 2)]));
         assert!(s.try_take(&both));
         assert!(!s.try_take(&net2), "net has one slot left");

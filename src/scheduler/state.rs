@@ -113,10 +113,7 @@ impl Rec {
             kind: self.kind,
             status: self.status.unwrap_or(TaskStatus::Cancelled),
             started_at: self.started.map(|(t, _)| rfc3339(t)),
-            finished_at: self
-                .started
-                .and(self.finished)
-                .map(|(t, _)| rfc3339(t)),
+            finished_at: self.started.and(self.finished).map(|(t, _)| rfc3339(t)),
             duration_ms,
             cache_key: self.key.clone(),
             cache_hit: self.status == Some(TaskStatus::Cached) && self.cache_source.is_some(),

@@ -256,7 +256,13 @@ async fn missing_input_fails_the_task_before_it_runs() {
     }];
     let (res, _) = go(pipeline(d.path(), 2, vec![t]), opts()).await;
     assert_eq!(res.exit_code, 1);
-    assert!(res.report.tasks[0].error.as_deref().unwrap().contains("data/*.csv"));
+    assert!(
+        res.report.tasks[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("data/*.csv")
+    );
     assert!(!d.path().join("ran").exists());
 }
 

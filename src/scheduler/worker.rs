@@ -114,11 +114,26 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
             let patterns = task.inputs.clone();
             match blocking(move || crate::cache::inputs::expand(&root, &patterns)).await {
                 Ok(Ok(v)) => v,
-                Ok(Err(e)) => return Done::Failed { task: job.task, error: e.0 },
-                Err(e) => return Done::Failed { task: job.task, error: e },
+                Ok(Err(e)) => {
+                    return Done::Failed {
+                        task: job.task,
+                        error: e.0,
+                    };
+                }
+                Err(e) => {
+                    return Done::Failed {
+                        task: job.task,
+                        error: e,
+                    };
+                }
             }
         };
-        let (p, c, t, deps) = (plan.clone(), shared.cache.clone(), job.task, job.dep_digests.clone());
+        let (p, c, t, deps) = (
+            plan.clone(),
+            shared.cache.clone(),
+            job.task,
+            job.dep_digests.clone(),
+        );
         match blocking(move || c.lookup(&p, t, &inputs, &deps)).await {
             Ok(Ok(Lookup::Hit {
                 key,
@@ -141,7 +156,12 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
                     error: format!("cache: {}", e.0),
                 };
             }
-            Err(e) => return Done::Failed { task: job.task, error: e },
+            Err(e) => {
+                return Done::Failed {
+                    task: job.task,
+                    error: e,
+                };
+            }
         }
     }
     let sink = shared.sink(job.task);
@@ -157,7 +177,13 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     let finished = SystemTime::now();
     let digest = if result.outcome == crate::report::AttemptOutcome::Succeeded {
         let output = sink.take_captured();
-        let (p, c, t, k, deps) = (plan.clone(), shared.cache.clone(), job.task, key.clone(), job.dep_digests);
+        let (p, c, t, k, deps) = (
+            plan.clone(),
+            shared.cache.clone(),
+            job.task,
+            key.clone(),
+            job.dep_digests,
+        );
         Some(
             match blocking(move || c.record_success(&p, t, k.as_deref(), &deps, &output)).await {
                 Ok(Ok(d)) => Ok(d),
@@ -194,7 +220,15 @@ pub(super) async fn run_service(shared: Arc<Shared>, task: usize, release: onesh
     let sink = shared.sink(task);
     let (ready_tx, ready_rx) = oneshot::channel();
     let started = SystemTime::now();
-    let run = service::run(svc, &plan.pipeline, t, &sink, shared.stop.clone(), release, ready_tx);
+    let run = service::run(
+        svc,
+        &plan.pipeline,
+        t,
+        &sink,
+        shared.stop.clone(),
+        release,
+        ready_tx,
+    );
     tokio::pin!(run);
     let end = tokio::select! {
         end = &mut run => end,
