@@ -2,7 +2,7 @@
 
 use std::net::TcpListener;
 
-use crate::support::{Workspace, alive, task};
+use crate::support::{Workspace, dies_soon, task};
 
 /// The service's readiness is served by the test itself (a bound listener), so no port is
 /// picked and bound later.
@@ -27,7 +27,7 @@ run = "kill -0 $(cat svc.pid) && touch use2.ok"
     ws.run(&[]).code(0);
     assert!(ws.path("use1.ok").exists() && ws.path("use2.ok").exists());
     let pid: i32 = ws.read("svc.pid").trim().parse().unwrap();
-    assert!(!alive(pid), "service {pid} still running");
+    assert!(dies_soon(pid), "service {pid} still running");
     let report = ws.last_report();
     assert_eq!(task(&report, "svc")["status"], "succeeded");
     assert_eq!(task(&report, "svc")["kind"], "service");
@@ -91,7 +91,7 @@ run = "true"
     );
     assert_eq!(task(&report, "user")["status"], "skipped");
     let pid: i32 = ws.read("svc.pid").trim().parse().unwrap();
-    assert!(!alive(pid));
+    assert!(dies_soon(pid));
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Workspace, alive, task};
+use crate::support::{Workspace, dies_soon, task};
 
 const TREE: &str = r#"
 [pipeline]
@@ -63,7 +63,7 @@ fn interrupt_with(sig: i32, want_code: i32) {
     assert_eq!(out.status.code(), Some(want_code), "{out:?}");
     for f in pids {
         let p = pid(ws.root(), f);
-        assert!(!alive(p), "{f} ({p}) survived");
+        assert!(dies_soon(p), "{f} ({p}) survived");
     }
     let report = ws.last_report();
     assert_eq!(report["status"], "interrupted");
@@ -114,6 +114,6 @@ fn a_second_sigint_kills_at_once() {
         sent.elapsed()
     );
     assert_eq!(status.code(), Some(130));
-    assert!(!alive(pid(ws.root(), "g.pid")));
+    assert!(dies_soon(pid(ws.root(), "g.pid")));
     assert_eq!(ws.last_report()["status"], "interrupted");
 }

@@ -163,3 +163,15 @@ pub fn max_overlap(iv: &[(String, u128, u128)]) -> usize {
     }
     max as usize
 }
+
+/// Whether `pid` is gone within a few seconds (SIGKILL is delivered asynchronously).
+pub fn dies_soon(pid: i32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
+}
