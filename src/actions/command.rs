@@ -31,7 +31,20 @@ async fn run(
     vars: &[(String, String)],
     ctx: &AttemptCtx<'_>,
 ) -> AttemptResult {
-    let child = match process::spawn(argv, cwd, vars) {
+    // A plain shell string is exec'd without `sh` (see `env::direct_words`).
+    let direct = match argv {
+        [sh, c, text] if sh == "sh" && c == "-c" => env::direct_words(text),
+        _ => None,
+    };
+    let spawned = match direct
+        .as_deref()
+        .map(|words| process::spawn(words, cwd, vars))
+    {
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => process::spawn(argv, cwd, vars),
+        Some(other) => other,
+        None => process::spawn(argv, cwd, vars),
+    };
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let prog = argv.first().map(String::as_str).unwrap_or("");

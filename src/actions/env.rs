@@ -72,3 +72,51 @@ fn push_cmd<'a>(c: &'a CommandLine, out: &mut Vec<&'a Template>) {
         CommandLine::Argv(a) => out.extend(a.iter()),
     }
 }
+
+/// The words of a shell string that needs no shell: no quoting, expansion, redirection,
+/// operators or assignments. Such a command is exec'd directly, as make does, which saves a
+/// `sh` process per task; a program that is not found falls back to `sh -c`.
+pub fn direct_words(text: &str) -> Option<Vec<String>> {
+    const SPECIAL: &[char] = &[
+        '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '{', '}', '(', ')', '<', '>', '|', '&', ';',
+        '~', '#', '!', '\n', '\r', '\t',
+    ];
+    if text.contains(SPECIAL) {
+        return None;
+    }
+    let words: Vec<String> = text
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect();
+    match words.first() {
+        Some(first) if !first.contains('=') => Some(words),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::direct_words;
+
+    #[test]
+    fn only_plain_words_skip_the_shell() {
+        assert_eq!(direct_words("true"), Some(vec!["true".to_string()]));
+        assert_eq!(
+            direct_words("cargo  build --release=yes"),
+            Some(vec!["cargo".into(), "build".into(), "--release=yes".into()])
+        );
+        for s in [
+            "echo $HOME",
+            "a && b",
+            "a > f",
+            "FOO=1 cmd",
+            "echo 'x'",
+            "ls *.rs",
+            "",
+            "  ",
+        ] {
+            assert_eq!(direct_words(s), None, "{s}");
+        }
+    }
+}
