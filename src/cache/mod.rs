@@ -9,6 +9,26 @@ use std::path::PathBuf;
 
 use crate::plan::Plan;
 
+pub mod digest;
+pub mod explain;
+pub mod gc;
+mod glob;
+pub mod key;
+pub mod local;
+pub mod lock;
+pub mod outputs;
+pub mod predict;
+pub mod record;
+pub mod stat;
+pub mod store;
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use local::{CacheOptions, LocalCache};
+pub use predict::{
+    PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
+};
+
 /// A sha256 digest.
 pub type Digest = [u8; 32];
 
@@ -65,6 +85,10 @@ pub trait TaskCache: Send + Sync {
 
     /// Task `task` succeeded: store its outputs (when it has a key) and return the digest its
     /// dependents use. `output` is its combined stdout/stderr as logged.
+    ///
+    /// Contract: call this only after a success. A failed, timed-out or interrupted task is
+    /// never recorded, so the cache never holds a result that did not complete. `lookup` must
+    /// have been called for the task first (except for groups and services).
     fn record_success(
         &self,
         plan: &Plan,
@@ -73,6 +97,11 @@ pub trait TaskCache: Send + Sync {
         dep_digests: &[Digest],
         output: &[u8],
     ) -> Result<Digest, CacheError>;
+
+    /// The run is over (successful or not): persist run-wide state such as the stat records.
+    fn finish(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
 }
 
 /// No cache at all (`--no-cache`): everything runs, nothing is stored.

@@ -1,6 +1,8 @@
 //! One module per subcommand; each returns the process exit code.
 
+pub mod cache;
 pub mod check;
+pub mod explain;
 pub mod list;
 pub mod plan;
 pub mod run;
@@ -35,8 +37,8 @@ pub fn dispatch(command: Command) -> u8 {
         Command::Plan(args) => plan::run(args),
         Command::Check(args) => check::run(args),
         Command::List(args) => list::run(args),
-        Command::Explain(_) => todo_exit("explain"),
-        Command::Cache(_) => todo_exit("cache"),
+        Command::Explain(args) => explain::run(args),
+        Command::Cache(cmd) => cache::run(cmd),
         Command::Schema => print_stdout(&manifest::schema::manifest_schema_json()),
         Command::Completions(args) => {
             let shell = match args.shell {

@@ -39,6 +39,7 @@ pub fn print_plan(
     super::print_stdout(&render(&plan, targets, &predictions, format))
 }
 
-fn predict(plan: &Plan, _force: bool, _no_cache: bool) -> Vec<Prediction> {
-    Prediction::without_store(plan)
+/// Reads the cache (never writes it) to predict hit / miss for each task.
+fn predict(plan: &Plan, force: bool, no_cache: bool) -> Vec<Prediction> {
+    crate::cache::plan_predictions(plan, force, no_cache)
 }

@@ -51,7 +51,10 @@ pub fn load_str(
     opts: &LoadOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Pipeline, LoadError> {
-    let (pipeline, problems) = read(path, &source, opts, env);
+    let (pipeline, mut problems) = read(path, &source, opts, env);
+    // `[defaults]` values are read once per task; report each of their problems once.
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert((p.span.clone(), p.message.clone())));
     match pipeline {
         Some(p) if problems.is_empty() => Ok(p),
         _ => Err(LoadError::Invalid(Box::new(ManifestErrors {

@@ -271,3 +271,47 @@ pub fn manifest_schema_json() -> String {
     let schema = schemars::schema_for!(Manifest);
     serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::keys;
+    use serde_json::Value;
+
+    fn properties(schema: &Value, def: Option<&str>) -> Vec<String> {
+        let node = match def {
+            Some(d) => &schema["$defs"][d],
+            None => schema,
+        };
+        let mut keys: Vec<String> = node["properties"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(list: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn schema_tables_accept_exactly_the_loader_keys() {
+        let schema: Value = serde_json::from_str(&super::manifest_schema_json()).unwrap();
+        assert_eq!(properties(&schema, None), sorted(keys::TOP));
+        for (def, list) in [
+            ("PipelineSection", keys::PIPELINE),
+            ("CacheSection", keys::CACHE),
+            ("HttpSection", keys::HTTP),
+            ("TaskSection", keys::TASK),
+            ("Defaults", keys::DEFAULTS),
+            ("Retry", keys::RETRY),
+            ("DownloadSection", keys::DOWNLOAD),
+            ("ServiceSection", keys::SERVICE),
+            ("Ready", keys::READY),
+        ] {
+            assert_eq!(properties(&schema, Some(def)), sorted(list), "{def}");
+        }
+    }
+}

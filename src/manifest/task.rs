@@ -403,8 +403,9 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
                 continue;
             };
             let probe = tpl.expose_with(|_| Some("x".into())).unwrap_or_default();
-            check_url(r, &probe, span, &self.what("download.url"))?;
-            templates.push(tpl);
+            if check_url(r, &probe, span, &self.what("download.url")).is_some() {
+                templates.push(tpl);
+            }
         }
         let dest = match get(t, "dest") {
             Some(d) => self.path(r, d, "dest", false),

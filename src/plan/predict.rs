@@ -25,31 +25,6 @@ pub struct Prediction {
     pub reason: Option<String>,
 }
 
-impl Prediction {
-    /// The prediction without looking at any store: cacheable tasks miss, others are off.
-    pub fn without_store(plan: &super::Plan) -> Vec<Prediction> {
-        plan.pipeline
-            .tasks
-            .values()
-            .map(|t| {
-                if t.is_cacheable() {
-                    Prediction {
-                        status: CacheStatus::Miss,
-                        key: None,
-                        reason: Some("no entry".into()),
-                    }
-                } else {
-                    Prediction {
-                        status: CacheStatus::Off,
-                        key: None,
-                        reason: Some(off_reason(t).into()),
-                    }
-                }
-            })
-            .collect()
-    }
-}
-
 /// Why a task is not cached, in words.
 pub fn off_reason(task: &crate::model::Task) -> &'static str {
     use crate::model::{Action, CachePolicy};

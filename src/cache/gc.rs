@@ -1,0 +1,212 @@
+//! `taskrun cache stats|gc|clean` at the library level: they take a cache dir, so they work
+//! with or without a manifest. `gc` and `clean` expect the caller to hold the cache lock.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::lock::LOCK_FILE;
+use super::record::ActionRecord;
+use super::store::Store;
+
+/// What `cache stats` prints.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreStats {
+    /// Action records.
+    pub entries: usize,
+    /// Content blobs.
+    pub blobs: usize,
+    /// Bytes of every file under the cache dir.
+    pub bytes: u64,
+    /// The last run's summary: (cached, total, report file).
+    pub last_run: Option<(u64, u64, PathBuf)>,
+}
+
+/// Total size of the files under `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Counts the store at `cache_dir`; reads the newest run report in `runs_dir`, if given.
+pub fn stats(cache_dir: &Path, runs_dir: Option<&Path>) -> StoreStats {
+    let store = Store::new(cache_dir, true);
+    StoreStats {
+        entries: store.record_files().len(),
+        blobs: store.blob_files().len(),
+        bytes: dir_size(cache_dir),
+        last_run: runs_dir.and_then(last_run_summary),
+    }
+}
+
+/// `summary.cached` and `summary.total` of the newest `<run-id>.json` (run ids sort by time).
+pub fn last_run_summary(runs_dir: &Path) -> Option<(u64, u64, PathBuf)> {
+    let mut reports: Vec<PathBuf> = fs::read_dir(runs_dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    reports.sort();
+    let newest = reports.pop()?;
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&newest).ok()?).ok()?;
+    let summary = v.get("summary")?;
+    Some((
+        summary.get("cached")?.as_u64()?,
+        summary.get("total")?.as_u64()?,
+        newest,
+    ))
+}
+
+/// `cache gc` limits; at least one must be set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcLimits {
+    /// Keep the whole store under this many bytes.
+    pub max_size: Option<u64>,
+    /// Drop entries not used for this long.
+    pub max_age: Option<Duration>,
+}
+
+/// What `cache gc` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcOutcome {
+    /// Records evicted (corrupt ones included).
+    pub records_removed: usize,
+    /// Blobs deleted (no remaining record referred to them).
+    pub blobs_removed: usize,
+    /// Store size before.
+    pub bytes_before: u64,
+    /// Store size after.
+    pub bytes_after: u64,
+}
+
+struct Entry {
+    path: PathBuf,
+    size: u64,
+    last_used: SystemTime,
+    blobs: Vec<String>,
+}
+
+/// Evicts whole records least-recently-used first (those unused for longer than `max_age`,
+/// then more until the store fits `max_size`), then deletes blobs no remaining record uses.
+pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcOutcome> {
+    let store = Store::new(cache_dir, false);
+    let bytes_before = dir_size(cache_dir);
+    let mut total = bytes_before;
+    let mut outcome = GcOutcome {
+        bytes_before,
+        ..GcOutcome::default()
+    };
+
+    let mut entries = Vec::new();
+    for path in store.record_files() {
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let key = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let rec = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ActionRecord>(&b).ok())
+            .filter(|r| r.verify(&key).is_ok());
+        match rec {
+            Some(r) => entries.push(Entry {
+                last_used: r
+                    .last_used_time()
+                    .or_else(|| r.created_time())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                blobs: r.blobs().map(str::to_string).collect(),
+                path,
+                size,
+            }),
+            None => {
+                tracing::warn!("removing corrupt cache record {}", path.display());
+                fs::remove_file(&path)?;
+                total = total.saturating_sub(size);
+                outcome.records_removed += 1;
+            }
+        }
+    }
+
+    let mut blob_sizes: HashMap<String, (PathBuf, u64)> = HashMap::new();
+    for path in store.blob_files() {
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            blob_sizes.insert(name.to_string(), (path.clone(), size));
+        }
+    }
+    entries.sort_by_key(|e| e.last_used);
+    let mut refs: HashMap<&str, usize> = HashMap::new();
+    for e in &entries {
+        for b in &e.blobs {
+            *refs.entry(b.as_str()).or_default() += 1;
+        }
+    }
+    // Blobs nothing refers to (e.g. left by an interrupted run) go first.
+    for (name, (_, size)) in &blob_sizes {
+        if !refs.contains_key(name.as_str()) {
+            total = total.saturating_sub(*size);
+        }
+    }
+
+    let mut evicted = Vec::new();
+    for e in &entries {
+        let too_old = limits
+            .max_age
+            .is_some_and(|age| now.duration_since(e.last_used).unwrap_or_default() > age);
+        let too_big = limits.max_size.is_some_and(|max| total > max);
+        if !(too_old || too_big) {
+            continue;
+        }
+        total = total.saturating_sub(e.size);
+        for b in &e.blobs {
+            if let Some(n) = refs.get_mut(b.as_str()) {
+                *n -= 1;
+                if *n == 0 {
+                    total = total.saturating_sub(blob_sizes.get(b).map_or(0, |s| s.1));
+                }
+            }
+        }
+        evicted.push(&e.path);
+    }
+    for path in evicted {
+        fs::remove_file(path)?;
+        outcome.records_removed += 1;
+    }
+    for (name, (path, _)) in &blob_sizes {
+        if refs.get(name.as_str()).copied().unwrap_or(0) == 0 {
+            fs::remove_file(path)?;
+            outcome.blobs_removed += 1;
+        }
+    }
+    outcome.bytes_after = dir_size(cache_dir);
+    Ok(outcome)
+}
+
+/// Deletes everything in the cache dir but the lock file; returns the bytes freed.
+pub fn clean(cache_dir: &Path) -> io::Result<u64> {
+    let before = dir_size(cache_dir);
+    let Ok(entries) = fs::read_dir(cache_dir) else {
+        return Ok(0);
+    };
+    for e in entries.flatten() {
+        if e.file_name() == LOCK_FILE {
+            continue;
+        }
+        let path = e.path();
+        if e.file_type()?.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(before.saturating_sub(dir_size(cache_dir)))
+}

@@ -1,0 +1,392 @@
+//! [`LocalCache`]: the local store behind the scheduler's [`TaskCache`] seam.
+//!
+//! Contract with the scheduler:
+//! - open one `LocalCache` per run with [`LocalCache::open`] (it takes the cache dir lock,
+//!   which it holds until dropped);
+//! - for every selected task, once its deps are done and its inputs expanded, call
+//!   [`TaskCache::lookup`]; on `Run`, run the action; then **only if it succeeded** call
+//!   [`TaskCache::record_success`] (a failed, timed-out or interrupted task is never
+//!   recorded). Groups and services may skip `lookup`;
+//! - at the end of the run call [`TaskCache::finish`] (saves the stat records; dropping the
+//!   cache does the same, best effort).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use super::digest::{from_hex, to_hex};
+use super::explain::miss_reason;
+use super::key::{self, TaskKey, declared_outputs};
+use super::lock::CacheLock;
+use super::outputs;
+use super::record::{ActionRecord, BlobRef, OutputFile, RECORD_VERSION, record_parts};
+use super::stat::StatCache;
+use super::store::Store;
+use super::{CacheError, CacheSource, Digest, Lookup, TaskCache};
+use crate::model::{Action, Pipeline, Task};
+use crate::plan::Plan;
+
+/// A hit rewrites its record's `last_used` only when the stored value is older than this, so
+/// a no-op rerun does not rewrite every record (like `relatime`); LRU order for gc stays
+/// right to within this granularity.
+pub const LAST_USED_GRANULARITY: Duration = Duration::from_secs(3600);
+
+/// How a run uses the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// `--force`: every lookup says run (reason "--force"); results are still stored.
+    pub force: bool,
+    /// Never write: no lock, no records, no stat records (for inspection).
+    pub read_only: bool,
+}
+
+/// The local content-addressed cache of one run.
+#[derive(Debug)]
+pub struct LocalCache {
+    root: PathBuf,
+    store: Store,
+    stats: StatCache,
+    options: CacheOptions,
+    /// Keys computed by `lookup`, used by `record_success` of the same task.
+    pending: Mutex<HashMap<usize, TaskKey>>,
+    _lock: Option<CacheLock>,
+}
+
+/// Why a task that is never looked up in the cache runs.
+/// (The plan's wording, so `plan` says the same with or without a store.)
+pub fn not_cacheable_reason(task: &Task) -> &'static str {
+    crate::plan::predict::off_reason(task)
+}
+
+/// The miss reason when the entry is older than `cache_ttl`, if it is.
+pub fn expired_reason(
+    record: &ActionRecord,
+    ttl: Option<Duration>,
+    now: SystemTime,
+) -> Option<String> {
+    let ttl = ttl?;
+    let created = record.created_time().unwrap_or(SystemTime::UNIX_EPOCH);
+    let age = now.duration_since(created).unwrap_or_default();
+    (age > ttl).then(|| format!("expired (cache_ttl {})", humantime::format_duration(ttl)))
+}
+
+/// The record a pinned download's blob stands for (SPEC §5: content-addressed downloads).
+pub(crate) fn pinned_record(task: &Task, key: &TaskKey, store: &Store) -> Option<ActionRecord> {
+    let Action::Download(d) = &task.action else {
+        return None;
+    };
+    let pin = from_hex(d.sha256.as_deref()?)?;
+    if declared_outputs(task) != [d.dest.clone()] || !store.has_blob(&pin) {
+        return None;
+    }
+    let size = std::fs::metadata(store.blob_path(&pin))
+        .map(|m| m.len())
+        .ok()?;
+    let file = OutputFile {
+        path: d.dest.as_str().to_string(),
+        sha256: to_hex(&pin),
+        size,
+        mode: 0o644,
+    };
+    let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let mut rec = ActionRecord {
+        format_version: RECORD_VERSION,
+        key: key.hex(),
+        task: task.name.clone(),
+        parts: record_parts(&key.parts),
+        outputs: vec![file],
+        output_dirs: vec![],
+        digest: String::new(),
+        log: None,
+        created: now.clone(),
+        last_used: now,
+        checksum: String::new(),
+    };
+    rec.digest = to_hex(&key::outputs_digest(&rec.output_entries()));
+    Some(rec)
+}
+
+impl LocalCache {
+    /// Opens the store at `pipeline.cache.dir`; unless read-only, takes the cache dir lock
+    /// (printing "waiting for another taskrun using <dir>..." once when it must wait).
+    pub fn open(pipeline: &Pipeline, options: CacheOptions) -> Result<Self, CacheError> {
+        let dir = &pipeline.cache.dir;
+        let lock = if options.read_only {
+            None
+        } else {
+            Some(
+                CacheLock::acquire(dir)
+                    .map_err(|e| CacheError(format!("cache dir {}: {e}", dir.display())))?,
+            )
+        };
+        Ok(Self {
+            root: pipeline.root.clone(),
+            store: Store::new(dir, options.read_only),
+            stats: StatCache::open(dir, options.read_only),
+            options,
+            pending: Mutex::new(HashMap::new()),
+            _lock: lock,
+        })
+    }
+
+    /// The store (for `plan`/`explain` sharing one view, and tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The stat records.
+    pub fn stats(&self) -> &StatCache {
+        &self.stats
+    }
+
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<usize, TaskKey>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn key_for(
+        &self,
+        plan: &Plan,
+        task: usize,
+        inputs: &[PathBuf],
+        dep_digests: &[Digest],
+    ) -> Result<TaskKey, CacheError> {
+        let deps = &plan.deps[task];
+        if deps.len() != dep_digests.len() {
+            return Err(CacheError(format!(
+                "internal: {} dependency digests for {} dependencies",
+                dep_digests.len(),
+                deps.len()
+            )));
+        }
+        let mut ins = Vec::with_capacity(inputs.len());
+        for p in inputs {
+            let rel = p.strip_prefix(&self.root).unwrap_or(p);
+            let (d, _) = self
+                .stats
+                .digest(&self.root.join(rel))
+                .map_err(|e| CacheError(format!("input {}: {e}", rel.display())))?;
+            ins.push((rel.to_string_lossy().into_owned(), d));
+        }
+        let names: Vec<(String, Digest)> = deps
+            .iter()
+            .zip(dep_digests)
+            .map(|(&d, dg)| (plan.task(d).name.clone(), *dg))
+            .collect();
+        Ok(key::task_key(&plan.pipeline, plan.task(task), &ins, &names))
+    }
+
+    fn try_hit(
+        &self,
+        task: &Task,
+        key: &TaskKey,
+        mut rec: ActionRecord,
+        fresh: bool,
+    ) -> Result<Lookup, CacheError> {
+        let output = match &rec.log {
+            Some(log) => match from_hex(&log.sha256).map(|d| self.store.read_blob(&d)) {
+                Some(Ok(Some(bytes))) => Some(bytes),
+                _ => {
+                    return Ok(Lookup::Run {
+                        key: Some(key.hex()),
+                        reason: "cache entry corrupt (recorded output)".into(),
+                    });
+                }
+            },
+            None => None,
+        };
+        match outputs::restore(&self.root, &rec, &self.stats, &self.store) {
+            Ok(restored) => {
+                for (path, drift) in restored {
+                    tracing::debug!(task = %task.name, "output {path} {}: restored", drift.as_str());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(task = %task.name, "cache entry unusable: {e}");
+                return Ok(Lookup::Run {
+                    key: Some(key.hex()),
+                    reason: format!("cache entry unusable: {e}"),
+                });
+            }
+        }
+        let now = SystemTime::now();
+        let stale = rec
+            .last_used_time()
+            .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= LAST_USED_GRANULARITY);
+        if fresh || stale {
+            rec.last_used = humantime::format_rfc3339_millis(now).to_string();
+            if let Err(e) = self.store.write_record(&mut rec) {
+                tracing::warn!("cannot update cache record {}: {e}", rec.key);
+            }
+        }
+        if let Err(e) = self.store.set_last_key(&self.root, &task.name, &rec.key) {
+            tracing::warn!("cannot update the cache index: {e}");
+        }
+        Ok(Lookup::Hit {
+            key: key.hex(),
+            source: CacheSource::Local,
+            digest: rec.digest_bytes(),
+            output,
+        })
+    }
+}
+
+impl TaskCache for LocalCache {
+    fn lookup(
+        &self,
+        plan: &Plan,
+        task: usize,
+        inputs: &[PathBuf],
+        dep_digests: &[Digest],
+    ) -> Result<Lookup, CacheError> {
+        let t = plan.task(task);
+        if matches!(t.action, Action::Group | Action::Service(_)) {
+            return Ok(Lookup::Run {
+                key: None,
+                reason: not_cacheable_reason(t).into(),
+            });
+        }
+        let key = self.key_for(plan, task, inputs, dep_digests)?;
+        self.pending().insert(task, key.clone());
+        if !t.is_cacheable() {
+            return Ok(Lookup::Run {
+                key: None,
+                reason: not_cacheable_reason(t).into(),
+            });
+        }
+        let hex = key.hex();
+        if self.options.force {
+            return Ok(Lookup::Run {
+                key: Some(hex),
+                reason: "--force".into(),
+            });
+        }
+        match self.store.read_record(&hex) {
+            Some(rec) => {
+                if let Some(reason) = expired_reason(&rec, t.cache_ttl, SystemTime::now()) {
+                    return Ok(Lookup::Run {
+                        key: Some(hex),
+                        reason,
+                    });
+                }
+                self.try_hit(t, &key, rec, false)
+            }
+            None => match pinned_record(t, &key, &self.store) {
+                Some(rec) => self.try_hit(t, &key, rec, true),
+                None => Ok(Lookup::Run {
+                    key: Some(hex),
+                    reason: miss_reason(&self.store, &self.root, &t.name, &key.parts),
+                }),
+            },
+        }
+    }
+
+    fn record_success(
+        &self,
+        plan: &Plan,
+        task: usize,
+        key: Option<&str>,
+        dep_digests: &[Digest],
+        output: &[u8],
+    ) -> Result<Digest, CacheError> {
+        let t = plan.task(task);
+        match &t.action {
+            Action::Group => return Ok(key::group_digest(dep_digests)),
+            Action::Service(_) => return Ok(key::service_digest(&plan.pipeline, t)),
+            _ => {}
+        }
+        let tk = self.pending().remove(&task).ok_or_else(|| {
+            CacheError(format!(
+                "internal: record_success for `{}` without lookup",
+                t.name
+            ))
+        })?;
+        if let Some(k) = key
+            && k != tk.hex()
+        {
+            return Err(CacheError(format!(
+                "internal: key mismatch for `{}`",
+                t.name
+            )));
+        }
+        let store_it = t.is_cacheable() && !self.options.read_only;
+        let snap = outputs::snapshot(
+            &self.root,
+            &declared_outputs(t),
+            &self.stats,
+            store_it.then_some(&self.store),
+        )
+        .map_err(CacheError)?;
+        let entries: Vec<key::OutputEntry> = snap
+            .files
+            .iter()
+            .map(|o| key::OutputEntry {
+                path: o.path.clone(),
+                sha256: from_hex(&o.sha256).unwrap_or([0; 32]),
+                mode: o.mode,
+            })
+            .collect();
+        let digest =
+            key::dependency_digest(&plan.pipeline, t, Some(&tk.key), dep_digests, &entries);
+        if !store_it {
+            return Ok(digest);
+        }
+        let log = if output.is_empty() {
+            None
+        } else {
+            match self.store.put_bytes(output) {
+                Ok(d) => Some(BlobRef {
+                    sha256: to_hex(&d),
+                    size: output.len() as u64,
+                }),
+                Err(e) => {
+                    tracing::warn!("cannot store the output of `{}`: {e}", t.name);
+                    return Ok(digest);
+                }
+            }
+        };
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut rec = ActionRecord {
+            format_version: RECORD_VERSION,
+            key: tk.hex(),
+            task: t.name.clone(),
+            parts: record_parts(&tk.parts),
+            outputs: snap.files,
+            output_dirs: snap.dirs,
+            digest: to_hex(&digest),
+            log,
+            created: now.clone(),
+            last_used: now,
+            checksum: String::new(),
+        };
+        if let Err(e) = self.store.write_record(&mut rec) {
+            tracing::warn!("cannot store the cache entry of `{}`: {e}", t.name);
+        } else if let Err(e) = self.store.set_last_key(&self.root, &t.name, &rec.key) {
+            tracing::warn!("cannot update the cache index: {e}");
+        }
+        Ok(digest)
+    }
+
+    fn finish(&self) -> Result<(), CacheError> {
+        self.stats
+            .save()
+            .map_err(|e| CacheError(format!("saving stat records: {e}")))
+    }
+}
+
+impl Drop for LocalCache {
+    fn drop(&mut self) {
+        if let Err(e) = self.stats.save() {
+            tracing::warn!("saving stat records: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "local_tests.rs"]
+mod tests;

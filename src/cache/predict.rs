@@ -1,0 +1,273 @@
+//! `plan`'s cache column: for every selected task, hit / miss / off with its key and reason,
+//! computed from the files on disk without running, writing or locking anything.
+//!
+//! Tasks are walked in plan order. A predicted hit passes its recorded digest to its
+//! dependents (and its recorded outputs count as inputs that will exist); a task that will
+//! run makes its dependents "miss: dependency X will run", since its new digest is unknown.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::Digest;
+use super::digest::to_hex;
+use super::explain::miss_reason;
+use super::glob;
+use super::key::{self, KeyPart, TaskKey};
+use super::local::{expired_reason, not_cacheable_reason, pinned_record};
+use super::outputs;
+use super::record::ActionRecord;
+use super::stat::StatCache;
+use super::store::Store;
+use crate::model::Action;
+use crate::plan::Plan;
+
+/// Predicted cache status of a task (the plan's own type: hit / miss / off).
+pub use crate::plan::predict::CacheStatus as PredictedStatus;
+
+/// What `plan` shows per task.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    /// hit / miss / off.
+    pub status: PredictedStatus,
+    /// Hex key, when it can be computed now.
+    pub key: Option<String>,
+    /// Why it misses (or, for a hit, what will be restored).
+    pub reason: Option<String>,
+    /// The key's parts (known ones, when a dependency will run first), for `explain`.
+    #[serde(skip)]
+    pub parts: Vec<KeyPart>,
+}
+
+/// `--force` / `--no-cache` as the run would get them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PredictOptions {
+    /// Predict as with `--force`.
+    pub force: bool,
+    /// Predict as with `--no-cache`.
+    pub no_cache: bool,
+}
+
+fn off(reason: Option<&str>) -> Prediction {
+    Prediction {
+        status: PredictedStatus::Off,
+        key: None,
+        reason: reason.map(str::to_string),
+        parts: Vec::new(),
+    }
+}
+
+fn miss(key: Option<&TaskKey>, reason: String, parts: Vec<KeyPart>) -> Prediction {
+    Prediction {
+        status: PredictedStatus::Miss,
+        key: key.map(TaskKey::hex),
+        reason: Some(reason),
+        parts,
+    }
+}
+
+/// Predicts with a read-only view of `plan.pipeline.cache.dir` (what `plan` and `explain` use).
+pub fn predict_plan(plan: &Plan, options: PredictOptions) -> Vec<Prediction> {
+    let dir = &plan.pipeline.cache.dir;
+    predict(
+        plan,
+        &Store::new(dir, true),
+        &StatCache::open(dir, true),
+        options,
+    )
+}
+
+/// One prediction per task of `plan.pipeline.tasks` (by index); unselected tasks are `off`
+/// with no reason. `store` and `stats` should be read-only.
+pub fn predict(
+    plan: &Plan,
+    store: &Store,
+    stats: &StatCache,
+    options: PredictOptions,
+) -> Vec<Prediction> {
+    let n = plan.pipeline.tasks.len();
+    let root = &plan.pipeline.root;
+    let mut out: Vec<Prediction> = (0..n).map(|_| off(None)).collect();
+    // The digest each task will hand its dependents, when known without running it.
+    let mut known: Vec<Option<Digest>> = vec![None; n];
+    // Outputs predicted hits will restore: they count as inputs that will exist.
+    let mut overlay: HashMap<String, Digest> = HashMap::new();
+    let now = SystemTime::now();
+
+    for &i in &plan.order {
+        let t = plan.task(i);
+        let deps = &plan.deps[i];
+        let waiting = deps
+            .iter()
+            .find(|&&d| known[d].is_none())
+            .map(|&d| plan.task(d).name.clone());
+        let dep_digests: Vec<(String, Digest)> = deps
+            .iter()
+            .filter_map(|&d| known[d].map(|dg| (plan.task(d).name.clone(), dg)))
+            .collect();
+        match &t.action {
+            Action::Group => {
+                if waiting.is_none() {
+                    let ds: Vec<Digest> = dep_digests.iter().map(|d| d.1).collect();
+                    known[i] = Some(key::group_digest(&ds));
+                }
+                out[i] = off(Some(not_cacheable_reason(t)));
+                continue;
+            }
+            Action::Service(_) => {
+                known[i] = Some(key::service_digest(&plan.pipeline, t));
+                out[i] = off(Some(not_cacheable_reason(t)));
+                continue;
+            }
+            _ => {}
+        }
+        if options.no_cache {
+            out[i] = off(Some("--no-cache"));
+            continue;
+        }
+        let cacheable = t.is_cacheable();
+        let expanded = match glob::expand(root, &t.inputs, overlay.keys().map(String::as_str)) {
+            Ok(e) => e,
+            Err(e) => {
+                out[i] = miss(None, e, Vec::new());
+                continue;
+            }
+        };
+        let mut ins = Vec::with_capacity(expanded.files.len());
+        let mut unreadable = None;
+        for f in &expanded.files {
+            match overlay.get(f) {
+                Some(d) => ins.push((f.clone(), *d)),
+                None => match stats.digest(&root.join(f)) {
+                    Ok((d, _)) => ins.push((f.clone(), d)),
+                    Err(e) => unreadable = Some(format!("input {f} unreadable: {e}")),
+                },
+            }
+        }
+        let tk = key::task_key(&plan.pipeline, t, &ins, &dep_digests);
+        let status_if_runs = |reason: String, parts: Vec<KeyPart>| {
+            if cacheable {
+                miss(None, reason, parts)
+            } else {
+                Prediction {
+                    status: PredictedStatus::Off,
+                    key: None,
+                    reason: Some(reason),
+                    parts,
+                }
+            }
+        };
+        if let Some(dep) = waiting {
+            out[i] = status_if_runs(format!("dependency {dep} will run"), tk.parts);
+            continue;
+        }
+        if let Some(g) = expanded.unmatched.first() {
+            out[i] = status_if_runs(format!("input pattern {g} matches nothing"), tk.parts);
+            continue;
+        }
+        if let Some(r) = unreadable {
+            out[i] = status_if_runs(r, tk.parts);
+            continue;
+        }
+        if !cacheable {
+            out[i] = Prediction {
+                status: PredictedStatus::Off,
+                key: None,
+                reason: Some(not_cacheable_reason(t).into()),
+                parts: tk.parts,
+            };
+            continue;
+        }
+        if options.force {
+            out[i] = miss(Some(&tk), "--force".into(), tk.parts.clone());
+            continue;
+        }
+        let record = store
+            .read_record(&tk.hex())
+            .or_else(|| pinned_record(t, &tk, store));
+        let Some(rec) = record else {
+            let reason = miss_reason(store, root, &t.name, &tk.parts);
+            out[i] = miss(Some(&tk), reason, tk.parts.clone());
+            continue;
+        };
+        if let Some(reason) = expired_reason(&rec, t.cache_ttl, now) {
+            out[i] = miss(Some(&tk), reason, tk.parts.clone());
+            continue;
+        }
+        out[i] = hit_prediction(root, &rec, stats, store, &tk);
+        if out[i].status == PredictedStatus::Hit {
+            known[i] = Some(rec.digest_bytes());
+            for e in rec.output_entries() {
+                overlay.insert(e.path, e.sha256);
+            }
+        }
+    }
+    out
+}
+
+fn hit_prediction(
+    root: &std::path::Path,
+    rec: &ActionRecord,
+    stats: &StatCache,
+    store: &Store,
+    tk: &TaskKey,
+) -> Prediction {
+    let drifted = outputs::check(root, rec, stats);
+    for (path, _) in &drifted {
+        let blob = rec
+            .outputs
+            .iter()
+            .find(|o| &o.path == path)
+            .and_then(|o| super::digest::from_hex(&o.sha256));
+        if !blob.is_some_and(|d| store.has_blob(&d)) {
+            return miss(
+                Some(tk),
+                format!("cache entry incomplete: output {path} is not stored"),
+                tk.parts.clone(),
+            );
+        }
+    }
+    let reason = drifted.first().map(|(path, drift)| {
+        let more = if drifted.len() > 1 {
+            format!(" (and {} more)", drifted.len() - 1)
+        } else {
+            String::new()
+        };
+        format!("output {path} {}: restore{more}", drift.as_str())
+    });
+    Prediction {
+        status: PredictedStatus::Hit,
+        key: Some(tk.hex()),
+        reason,
+        parts: tk.parts.clone(),
+    }
+}
+
+impl Prediction {
+    /// The plan's view of this prediction (what `plan` renders).
+    pub fn to_plan(&self) -> crate::plan::predict::Prediction {
+        crate::plan::predict::Prediction {
+            status: self.status,
+            key: self.key.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// What `taskrun plan` shows: [`predict_plan`] in the plan's types, one per task index.
+pub fn plan_predictions(
+    plan: &Plan,
+    force: bool,
+    no_cache: bool,
+) -> Vec<crate::plan::predict::Prediction> {
+    predict_plan(plan, PredictOptions { force, no_cache })
+        .iter()
+        .map(Prediction::to_plan)
+        .collect()
+}
+
+/// Short form of a digest for tables.
+pub fn short_digest(d: &Digest) -> String {
+    to_hex(d)[..12].to_string()
+}

@@ -1,0 +1,225 @@
+//! Action records: what a cache entry says about one successful run of a key.
+//!
+//! Stored as JSON at `ac/<2 hex>/<key>.json` (the same bytes a Bazel-protocol remote keeps
+//! under `ac/<key>`). A record carries a checksum over its own canonical serialisation, so a
+//! truncated or altered record is detected and dropped, never trusted.
+
+use serde::{Deserialize, Serialize};
+
+use super::digest::{from_hex, hash_bytes, to_hex};
+use super::key::{KeyPart, OutputEntry};
+use super::{Digest, digest};
+
+/// Version of the record format.
+pub const RECORD_VERSION: u32 = 1;
+
+/// One key ingredient as recorded, for `plan` / `explain` comparisons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPart {
+    /// Display name (`input data/a.csv`, `dep fetch-a`).
+    pub name: String,
+    /// Hex digest of the ingredient.
+    pub digest: String,
+}
+
+/// One produced file (directory outputs are listed file by file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Root-relative path.
+    pub path: String,
+    /// Hex content digest (the blob in `cas/`).
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+    /// Unix permission bits, restored as they were (the executable bit above all).
+    pub mode: u32,
+}
+
+/// A blob reference (the recorded combined output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// Hex content digest.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// A cache entry. Only written after a task succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// [`RECORD_VERSION`].
+    pub format_version: u32,
+    /// Hex key (also the file name).
+    pub key: String,
+    /// The task name that produced it (informational: names are not part of keys).
+    pub task: String,
+    /// The key's ingredients, in key order.
+    pub parts: Vec<RecordPart>,
+    /// Produced files, sorted by path.
+    pub outputs: Vec<OutputFile>,
+    /// Declared outputs that were directories (recreated even when empty).
+    pub output_dirs: Vec<String>,
+    /// Hex digest dependents put in their keys.
+    pub digest: String,
+    /// Combined stdout/stderr, replayed with `-v`.
+    pub log: Option<BlobRef>,
+    /// RFC 3339, when the entry was stored (`cache_ttl` counts from here).
+    pub created: String,
+    /// RFC 3339, the last hit (gc evicts least recently used first).
+    pub last_used: String,
+    /// Hex sha256 of this record serialised with an empty checksum.
+    #[serde(default)]
+    pub checksum: String,
+}
+
+impl ActionRecord {
+    fn compute_checksum(&self) -> String {
+        let mut copy = self.clone();
+        copy.checksum.clear();
+        // Serialising plain structs of strings and integers cannot fail.
+        let bytes = serde_json::to_vec(&copy).unwrap_or_default();
+        to_hex(&hash_bytes(&bytes))
+    }
+
+    /// Sets the checksum; call before writing.
+    pub fn seal(&mut self) {
+        self.checksum = self.compute_checksum();
+    }
+
+    /// Checks the record read for `key` is whole and sane: version, key, checksum, digests,
+    /// and paths that stay inside the workspace (a record may come from a remote).
+    pub fn verify(&self, key: &str) -> Result<(), String> {
+        if self.format_version != RECORD_VERSION {
+            return Err(format!("format_version {}", self.format_version));
+        }
+        if self.key != key {
+            return Err("key does not match the file name".into());
+        }
+        if self.checksum != self.compute_checksum() {
+            return Err("checksum mismatch".into());
+        }
+        if from_hex(&self.digest).is_none() {
+            return Err("bad digest".into());
+        }
+        for o in &self.outputs {
+            if from_hex(&o.sha256).is_none() {
+                return Err(format!("bad digest for {}", o.path));
+            }
+            if !is_safe_rel_path(&o.path) {
+                return Err(format!("unsafe path {}", o.path));
+            }
+        }
+        if self.output_dirs.iter().any(|d| !is_safe_rel_path(d)) {
+            return Err("unsafe output directory".into());
+        }
+        if let Some(log) = &self.log
+            && from_hex(&log.sha256).is_none()
+        {
+            return Err("bad log digest".into());
+        }
+        Ok(())
+    }
+
+    /// The dependency digest (verified records always parse).
+    pub fn digest_bytes(&self) -> Digest {
+        from_hex(&self.digest).unwrap_or([0; 32])
+    }
+
+    /// The outputs as they enter an output digest.
+    pub fn output_entries(&self) -> Vec<OutputEntry> {
+        self.outputs
+            .iter()
+            .map(|o| OutputEntry {
+                path: o.path.clone(),
+                sha256: from_hex(&o.sha256).unwrap_or([0; 32]),
+                mode: o.mode,
+            })
+            .collect()
+    }
+
+    /// When the record was created.
+    pub fn created_time(&self) -> Option<std::time::SystemTime> {
+        humantime::parse_rfc3339_weak(&self.created).ok()
+    }
+
+    /// When the record was last used.
+    pub fn last_used_time(&self) -> Option<std::time::SystemTime> {
+        humantime::parse_rfc3339_weak(&self.last_used).ok()
+    }
+
+    /// Every blob this record refers to.
+    pub fn blobs(&self) -> impl Iterator<Item = &str> {
+        self.outputs
+            .iter()
+            .map(|o| o.sha256.as_str())
+            .chain(self.log.iter().map(|l| l.sha256.as_str()))
+    }
+}
+
+/// The recorded form of key parts.
+pub fn record_parts(parts: &[KeyPart]) -> Vec<RecordPart> {
+    parts
+        .iter()
+        .map(|p| RecordPart {
+            name: p.name.clone(),
+            digest: digest::to_hex(&p.digest),
+        })
+        .collect()
+}
+
+/// Relative, no `..`, no empty or `.` components, no backslashes.
+pub fn is_safe_rel_path(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains('\\')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> ActionRecord {
+        ActionRecord {
+            format_version: RECORD_VERSION,
+            key: "k".repeat(64),
+            task: "t".into(),
+            parts: vec![],
+            outputs: vec![OutputFile {
+                path: "out/x".into(),
+                sha256: "a".repeat(64),
+                size: 3,
+                mode: 0o755,
+            }],
+            output_dirs: vec![],
+            digest: "b".repeat(64),
+            log: None,
+            created: "2026-01-01T00:00:00Z".into(),
+            last_used: "2026-01-01T00:00:00Z".into(),
+            checksum: String::new(),
+        }
+    }
+
+    #[test]
+    fn sealed_record_verifies_and_tampering_is_caught() {
+        let mut r = sample();
+        r.seal();
+        assert_eq!(r.verify(&"k".repeat(64)), Ok(()));
+        assert!(r.verify(&"j".repeat(64)).is_err());
+        let mut t = r.clone();
+        t.outputs[0].size = 4;
+        assert!(t.verify(&"k".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn unsafe_paths_are_rejected() {
+        for p in ["../x", "/etc/passwd", "a/../../b", "", "a//b", "./a"] {
+            assert!(!is_safe_rel_path(p), "{p}");
+        }
+        assert!(is_safe_rel_path("out/x.csv"));
+        let mut r = sample();
+        r.outputs[0].path = "../escape".into();
+        r.seal();
+        assert!(r.verify(&"k".repeat(64)).is_err());
+    }
+}

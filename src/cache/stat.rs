@@ -1,0 +1,345 @@
+//! Stat records: a file's (size, mtime ns, ctime ns, inode) stands in for its sha256 until
+//! the file changes, so a no-op rerun costs a `stat` per file, like ninja, not a re-hash.
+//!
+//! Racy timestamps (git's rule): a file modified at about the time its record was taken could
+//! change again within the same clock tick without its stat changing. Such a record is not
+//! trusted: the file is re-hashed until its mtime is safely older than the record.
+//! File systems with whole-second timestamps get a wider margin.
+//!
+//! All records live in one file, `<cache dir>/stat.json`, read once when the cache opens and
+//! written atomically by [`StatCache::save`] (at the end of a run). `plan` and `explain` open
+//! it read-only: they use the records and never write them.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::Digest;
+use super::digest::{from_hex, hash_file, to_hex};
+
+/// The file's name inside the cache dir.
+pub const STAT_FILE: &str = "stat.json";
+const FORMAT_VERSION: u32 = 1;
+/// A record is trusted only for files whose mtime is at least this much older than the
+/// record: covers the kernel's coarse file clock lagging the wall clock by a tick.
+const RACY_MARGIN_NS: i64 = 100_000_000;
+/// The margin for file systems that store whole seconds (mtime's nanoseconds all zero).
+const RACY_MARGIN_COARSE_NS: i64 = 2_000_000_000;
+/// Records not used by a run and older than this are dropped on save, so the file does not
+/// grow forever with files that no longer exist.
+const PRUNE_AFTER_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
+
+/// One file's identity and hash, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+    /// Wall-clock time (ns) when the file was stat'ed just before hashing.
+    taken_ns: i64,
+    #[serde(with = "hex_digest")]
+    sha256: Digest,
+    /// Used by this process (not stored).
+    #[serde(skip)]
+    used: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StatFile {
+    format_version: u32,
+    entries: HashMap<PathBuf, Entry>,
+}
+
+/// The identity of a file right now, from `stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// Bytes.
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i64,
+    /// Status change time, ns since the epoch.
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub ino: u64,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+impl FileStat {
+    /// Reads the parts of `stat` that identify a file's content.
+    pub fn of(meta: &Metadata) -> Self {
+        Self {
+            size: meta.size(),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+            ino: meta.ino(),
+            mode: meta.mode() & 0o7777,
+        }
+    }
+}
+
+/// The stat records of one cache dir. Shared by the scheduler's blocking tasks (`&self`).
+#[derive(Debug)]
+pub struct StatCache {
+    path: Option<PathBuf>,
+    read_only: bool,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<PathBuf, Entry>,
+    dirty: bool,
+}
+
+/// Wall-clock nanoseconds since the epoch (the "taken" time of a stat record).
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl StatCache {
+    /// Loads `<cache_dir>/stat.json`; a missing file is empty, an unreadable one is ignored
+    /// with a warning (records are only an optimisation). `read_only`: never saved.
+    pub fn open(cache_dir: &Path, read_only: bool) -> Self {
+        let path = cache_dir.join(STAT_FILE);
+        let entries = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<StatFile>(&bytes) {
+                Ok(f) if f.format_version == FORMAT_VERSION => f.entries,
+                Ok(_) => HashMap::new(),
+                Err(e) => {
+                    tracing::warn!("ignoring unreadable stat records {}: {e}", path.display());
+                    HashMap::new()
+                }
+            },
+            Err(_) => HashMap::new(),
+        };
+        Self {
+            path: Some(path),
+            read_only,
+            inner: Mutex::new(Inner {
+                entries,
+                dirty: false,
+            }),
+        }
+    }
+
+    /// Records kept in memory only (tests, `--no-cache`).
+    pub fn in_memory() -> Self {
+        Self {
+            path: None,
+            read_only: true,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave an entry half-written; keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sha256 of the file at `path` (absolute), from its record when the file is unchanged
+    /// and not racy, else by hashing it (and remembering the result).
+    pub fn digest(&self, path: &Path) -> io::Result<(Digest, FileStat)> {
+        let meta = std::fs::metadata(path)?;
+        let st = FileStat::of(&meta);
+        if let Some(d) = self.cached(path, &st) {
+            return Ok((d, st));
+        }
+        let taken_ns = now_ns();
+        let (digest, _) = hash_file(path)?;
+        self.insert(path, st, taken_ns, digest);
+        Ok((digest, st))
+    }
+
+    /// The recorded digest when `st` matches the record and the record is not racy.
+    pub fn cached(&self, path: &Path, st: &FileStat) -> Option<Digest> {
+        let mut inner = self.lock();
+        let e = inner.entries.get_mut(path)?;
+        let same = e.size == st.size
+            && e.mtime_ns == st.mtime_ns
+            && e.ctime_ns == st.ctime_ns
+            && e.ino == st.ino;
+        let margin = if st.mtime_ns % 1_000_000_000 == 0 {
+            RACY_MARGIN_COARSE_NS
+        } else {
+            RACY_MARGIN_NS
+        };
+        let racy = st.mtime_ns.saturating_add(margin) >= e.taken_ns;
+        if same && !racy {
+            e.used = true;
+            Some(e.sha256)
+        } else {
+            None
+        }
+    }
+
+    /// Remembers that the file with stat `st` (taken before its content was read at
+    /// `taken_ns`) hashes to `digest`.
+    pub fn insert(&self, path: &Path, st: FileStat, taken_ns: i64, digest: Digest) {
+        let entry = Entry {
+            size: st.size,
+            mtime_ns: st.mtime_ns,
+            ctime_ns: st.ctime_ns,
+            ino: st.ino,
+            taken_ns,
+            sha256: digest,
+            used: true,
+        };
+        let mut inner = self.lock();
+        if inner.entries.get(path) != Some(&entry) {
+            inner.entries.insert(path.to_path_buf(), entry);
+            inner.dirty = true;
+        }
+    }
+
+    /// Remembers the digest of a file this process just wrote from known content.
+    pub fn remember_written(&self, path: &Path, digest: Digest) {
+        let taken_ns = now_ns();
+        if let Ok(meta) = std::fs::metadata(path) {
+            self.insert(path, FileStat::of(&meta), taken_ns, digest);
+        }
+    }
+
+    /// Writes the records (temp file + rename) when they changed; a no-op when read-only.
+    pub fn save(&self) -> io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if self.read_only {
+            return Ok(());
+        }
+        let mut inner = self.lock();
+        if !inner.dirty {
+            return Ok(());
+        }
+        let cutoff = now_ns().saturating_sub(PRUNE_AFTER_NS);
+        inner.entries.retain(|_, e| e.used || e.taken_ns >= cutoff);
+        let file = StatFile {
+            format_version: FORMAT_VERSION,
+            entries: std::mem::take(&mut inner.entries),
+        };
+        let bytes = serde_json::to_vec(&file).map_err(io::Error::other);
+        inner.entries = file.entries;
+        super::store::write_atomic(path, &bytes?)?;
+        inner.dirty = false;
+        Ok(())
+    }
+
+    /// Number of records (for tests and stats).
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// True when there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+mod hex_digest {
+    use super::{Digest, from_hex, to_hex};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_hex(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        from_hex(&s).ok_or_else(|| D::Error::custom("not a sha256"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::digest::hash_bytes;
+
+    fn old_mtime(path: &Path) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::now() - std::time::Duration::from_secs(60))
+            .unwrap();
+    }
+
+    #[test]
+    fn unchanged_file_is_served_from_its_record_and_survives_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.txt");
+        std::fs::write(&f, "one").unwrap();
+        old_mtime(&f);
+        let sc = StatCache::open(dir.path(), false);
+        let (d, st) = sc.digest(&f).unwrap();
+        assert_eq!(d, hash_bytes(b"one"));
+        assert_eq!(sc.cached(&f, &st), Some(d));
+        sc.save().unwrap();
+
+        let again = StatCache::open(dir.path(), true);
+        assert_eq!(again.cached(&f, &st), Some(d));
+    }
+
+    #[test]
+    fn changed_content_is_rehashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.txt");
+        std::fs::write(&f, "one").unwrap();
+        old_mtime(&f);
+        let sc = StatCache::open(dir.path(), false);
+        sc.digest(&f).unwrap();
+        std::fs::write(&f, "two").unwrap();
+        assert_eq!(sc.digest(&f).unwrap().0, hash_bytes(b"two"));
+    }
+
+    #[test]
+    fn racy_record_is_not_trusted_even_when_stat_is_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.txt");
+        std::fs::write(&f, "one").unwrap();
+        let sc = StatCache::in_memory();
+        let (d, st) = sc.digest(&f).unwrap();
+        assert_eq!(d, hash_bytes(b"one"));
+        // Modified just now: the record was taken within the racy window.
+        assert_eq!(sc.cached(&f, &st), None);
+        // A lying record with the same stat but an old taken time would be trusted, so the
+        // only thing protecting fresh files is the racy check above.
+        let old = FileStat {
+            mtime_ns: st.mtime_ns - 10_000_000_000,
+            ..st
+        };
+        sc.insert(&f, old, now_ns(), [9; 32]);
+        assert_eq!(sc.cached(&f, &old), Some([9; 32]));
+    }
+
+    #[test]
+    fn read_only_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.txt");
+        std::fs::write(&f, "one").unwrap();
+        let sc = StatCache::open(dir.path(), true);
+        sc.digest(&f).unwrap();
+        sc.save().unwrap();
+        assert!(!dir.path().join(STAT_FILE).exists());
+    }
+
+    #[test]
+    fn corrupt_stat_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STAT_FILE), "{not json").unwrap();
+        assert!(StatCache::open(dir.path(), false).is_empty());
+    }
+}

@@ -1,0 +1,282 @@
+//! The local content-addressed store: `cas/<2 hex>/<sha256>` blobs and
+//! `ac/<2 hex>/<key>.json` action records under the cache dir.
+//!
+//! Every write goes to a temp file in the destination's directory (for blobs whose digest is
+//! not known in advance, in `cas/`, the same file system) and is renamed into place, so a
+//! reader never sees half a file. Every read verifies the content against its digest; a
+//! corrupt or truncated entry is deleted (unless read-only) and reported as absent with a
+//! warning: a miss, never a wrong output. Files are not fsync'ed: after a crash a damaged
+//! entry is caught by the same verification.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::Digest;
+use super::digest::{from_hex, hash_bytes, hash_copy, to_hex};
+use super::record::ActionRecord;
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(parent)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Why a blob could not be copied out of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// Not in the store.
+    #[error("blob {0} is not in the cache")]
+    Missing(String),
+    /// Its content did not match its digest; it was removed.
+    #[error("blob {0} was corrupt and has been removed")]
+    Corrupt(String),
+    /// Reading the blob or writing the destination failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// The by-task index: the key of a task's most recent entry, for miss reasons.
+#[derive(Debug, Serialize, Deserialize)]
+struct LastKey {
+    task: String,
+    root: PathBuf,
+    key: String,
+}
+
+/// A local store rooted at a cache dir.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+    read_only: bool,
+}
+
+impl Store {
+    /// A store at `dir` (created lazily on the first write). `read_only`: never writes or
+    /// deletes anything (`plan`, `explain`, `stats`).
+    pub fn new(dir: impl Into<PathBuf>, read_only: bool) -> Self {
+        Self {
+            dir: dir.into(),
+            read_only,
+        }
+    }
+
+    /// The cache dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where a blob lives.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = to_hex(d);
+        self.dir.join("cas").join(&hex[..2]).join(hex)
+    }
+
+    /// Where a key's record lives (`key` is 64 hex digits).
+    pub fn record_path(&self, key: &str) -> PathBuf {
+        let prefix = key.get(..2).unwrap_or("xx");
+        self.dir.join("ac").join(prefix).join(format!("{key}.json"))
+    }
+
+    /// Whether a blob is present (not verified: reads verify).
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Copies a file into the store, hashing it in the same pass; skips the copy when the
+    /// caller already knows its digest and the blob exists. Returns (digest, size).
+    pub fn put_file(&self, src: &Path, known: Option<Digest>) -> io::Result<(Digest, u64)> {
+        if let Some(d) = known
+            && self.has_blob(&d)
+        {
+            return Ok((d, fs::metadata(src)?.len()));
+        }
+        let cas = self.dir.join("cas");
+        fs::create_dir_all(&cas)?;
+        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&cas)?;
+        let mut f = File::open(src)?;
+        let (digest, size) = hash_copy(&mut f, Some(tmp.as_file_mut()))?;
+        let dest = self.blob_path(&digest);
+        if dest.is_file() {
+            return Ok((digest, size));
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        Ok((digest, size))
+    }
+
+    /// Stores bytes as a blob; returns their digest.
+    pub fn put_bytes(&self, data: &[u8]) -> io::Result<Digest> {
+        let d = hash_bytes(data);
+        let path = self.blob_path(&d);
+        if !path.is_file() {
+            write_atomic(&path, data)?;
+        }
+        Ok(d)
+    }
+
+    /// Reads a whole blob, verified. `Ok(None)` when absent or corrupt (then removed, warned).
+    pub fn read_blob(&self, d: &Digest) -> io::Result<Option<Vec<u8>>> {
+        let path = self.blob_path(d);
+        match fs::read(&path) {
+            Ok(data) if hash_bytes(&data) == *d => Ok(Some(data)),
+            Ok(_) => {
+                self.drop_corrupt(&path, "blob content does not match its digest");
+                Ok(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Copies blob `d` to `dest` atomically (temp file beside it, then rename) with
+    /// permission bits `mode`, verifying the content on the way.
+    pub fn restore_blob(&self, d: &Digest, dest: &Path, mode: u32) -> Result<(), BlobError> {
+        let src = self.blob_path(d);
+        let mut f = match File::open(&src) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::Missing(to_hex(d)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let parent = dest.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(parent)?;
+        let (got, _) = hash_copy(&mut f, Some(tmp.as_file_mut()))?;
+        if got != *d {
+            self.drop_corrupt(&src, "blob content does not match its digest");
+            return Err(BlobError::Corrupt(to_hex(d)));
+        }
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+        tmp.persist(dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    fn drop_corrupt(&self, path: &Path, why: &str) {
+        tracing::warn!(
+            "cache entry {} is corrupt ({why}); treating it as a miss",
+            path.display()
+        );
+        if !self.read_only {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// The verified record for `key`; `None` when absent or corrupt (then removed, warned).
+    pub fn read_record(&self, key: &str) -> Option<ActionRecord> {
+        let path = self.record_path(key);
+        let bytes = fs::read(&path).ok()?;
+        match serde_json::from_slice::<ActionRecord>(&bytes) {
+            Ok(r) => match r.verify(key) {
+                Ok(()) => Some(r),
+                Err(why) => {
+                    self.drop_corrupt(&path, &why);
+                    None
+                }
+            },
+            Err(e) => {
+                self.drop_corrupt(&path, &e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Seals and writes a record atomically.
+    pub fn write_record(&self, record: &mut ActionRecord) -> io::Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        record.seal();
+        let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        write_atomic(&self.record_path(&record.key), &bytes)
+    }
+
+    fn last_key_path(&self, root: &Path, task: &str) -> PathBuf {
+        let mut id = root.as_os_str().as_encoded_bytes().to_vec();
+        id.push(0);
+        id.extend_from_slice(task.as_bytes());
+        let hex = to_hex(&hash_bytes(&id));
+        self.dir
+            .join("ac")
+            .join("by-task")
+            .join(format!("{}.json", &hex[..32]))
+    }
+
+    /// The key of the last entry stored or hit for task `task` of the workspace at `root`.
+    pub fn last_key(&self, root: &Path, task: &str) -> Option<String> {
+        let bytes = fs::read(self.last_key_path(root, task)).ok()?;
+        let lk: LastKey = serde_json::from_slice(&bytes).ok()?;
+        (lk.task == task && lk.root == root && from_hex(&lk.key).is_some()).then_some(lk.key)
+    }
+
+    /// Remembers `key` as task `task`'s latest entry (skipped when already so).
+    pub fn set_last_key(&self, root: &Path, task: &str, key: &str) -> io::Result<()> {
+        if self.read_only || self.last_key(root, task).as_deref() == Some(key) {
+            return Ok(());
+        }
+        let lk = LastKey {
+            task: task.into(),
+            root: root.into(),
+            key: key.into(),
+        };
+        let bytes = serde_json::to_vec(&lk).map_err(io::Error::other)?;
+        write_atomic(&self.last_key_path(root, task), &bytes)
+    }
+
+    /// Paths of every record file (`ac/<2 hex>/*.json`), for stats and gc.
+    pub fn record_files(&self) -> Vec<PathBuf> {
+        list_sharded(&self.dir.join("ac"), |name| name.ends_with(".json"))
+    }
+
+    /// Paths of every blob (`cas/<2 hex>/*`), for stats and gc.
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        list_sharded(&self.dir.join("cas"), |name| !name.starts_with(".tmp-"))
+    }
+}
+
+/// Files in the two-hex-digit shard directories under `top`.
+fn list_sharded(top: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(shards) = fs::read_dir(top) else {
+        return out;
+    };
+    for shard in shards.flatten() {
+        let name = shard.file_name();
+        let is_shard = name.len() == 2
+            && name
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !is_shard {
+            continue;
+        }
+        let Ok(files) = fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            if f.file_name().to_str().is_some_and(&keep) {
+                out.push(f.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -1,0 +1,154 @@
+//! `taskrun cache stats|gc|clean [MANIFEST]`: the cache dir of MANIFEST, or without one
+//! `TASKRUN_CACHE_DIR` or `./.taskrun/cache`. `gc` and `clean` take the cache lock (and wait
+//! for a running taskrun); `stats` only reads.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::cache::gc::{self, GcLimits};
+use crate::cache::lock::CacheLock;
+use crate::cli::{CacheArgs, CacheCommand, When};
+use crate::exit_code;
+use crate::units::{format_size, parse_size};
+
+/// Runs a `cache` subcommand.
+pub fn run(cmd: CacheCommand) -> u8 {
+    let (args, which) = match cmd {
+        CacheCommand::Stats(a) => (a, "stats"),
+        CacheCommand::Gc(a) => (a, "gc"),
+        CacheCommand::Clean(a) => (a, "clean"),
+    };
+    if which != "gc" && (args.max_size.is_some() || args.max_age.is_some()) {
+        eprintln!("error: --max-size and --max-age are options of `taskrun cache gc`");
+        return exit_code::USAGE;
+    }
+    let (cache_dir, runs_dir) = match dirs(&args) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let result = match which {
+        "stats" => Ok(stats_text(&cache_dir, Some(&runs_dir))),
+        "gc" => gc_command(
+            &cache_dir,
+            args.max_size.as_deref(),
+            args.max_age.as_deref(),
+        ),
+        _ => clean_command(&cache_dir),
+    };
+    match result {
+        Ok(text) => super::print_stdout(&text),
+        Err((code, msg)) => {
+            eprintln!("error: {msg}");
+            code
+        }
+    }
+}
+
+/// The cache dir and the run reports dir, from the manifest or the environment.
+fn dirs(args: &CacheArgs) -> Result<(PathBuf, PathBuf), u8> {
+    match &args.manifest {
+        Some(m) => {
+            let p = super::load_pipeline(m, &[], super::stderr_color(When::Auto))?;
+            Ok((p.cache.dir, p.root.join(".taskrun").join("runs")))
+        }
+        None => {
+            let dir = std::env::var_os("TASKRUN_CACHE_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".taskrun/cache"));
+            Ok((dir, PathBuf::from(".taskrun/runs")))
+        }
+    }
+}
+
+/// `cache stats` output: entries, blobs, bytes and the last run's hit rate.
+pub fn stats_text(cache_dir: &Path, runs_dir: Option<&Path>) -> String {
+    let s = gc::stats(cache_dir, runs_dir);
+    let mut out = format!(
+        "cache dir: {}\nentries:   {}\nblobs:     {}\nsize:      {} ({} bytes)\n",
+        cache_dir.display(),
+        s.entries,
+        s.blobs,
+        format_size(s.bytes),
+        s.bytes
+    );
+    match s.last_run {
+        Some((cached, total, file)) => {
+            let pct = if total == 0 {
+                0.0
+            } else {
+                cached as f64 * 100.0 / total as f64
+            };
+            out.push_str(&format!(
+                "last run:  {cached}/{total} tasks cached ({pct:.0}%) [{}]\n",
+                file.display()
+            ));
+        }
+        None => out.push_str("last run:  no run report\n"),
+    }
+    out
+}
+
+/// `cache gc`: at least one limit, else a usage error (exit 2).
+pub fn gc_command(
+    cache_dir: &Path,
+    max_size: Option<&str>,
+    max_age: Option<&str>,
+) -> Result<String, (u8, String)> {
+    let usage = |m: String| (exit_code::USAGE, m);
+    if max_size.is_none() && max_age.is_none() {
+        return Err(usage(
+            "`taskrun cache gc` needs a limit: --max-size SIZE and/or --max-age DURATION \
+             (e.g. --max-size 2GiB --max-age 30d)"
+                .into(),
+        ));
+    }
+    let limits = GcLimits {
+        max_size: max_size.map(parse_size).transpose().map_err(usage)?,
+        max_age: max_age
+            .map(|a| {
+                humantime::parse_duration(a)
+                    .map_err(|e| format!("malformed duration `{a}` for --max-age: {e}"))
+            })
+            .transpose()
+            .map_err(usage)?,
+    };
+    if !cache_dir.exists() {
+        return Ok(format!("{}: no cache yet\n", cache_dir.display()));
+    }
+    let io_err = |e: std::io::Error| {
+        (
+            exit_code::TASK_FAILED,
+            format!("{}: {e}", cache_dir.display()),
+        )
+    };
+    let _lock = CacheLock::acquire(cache_dir).map_err(io_err)?;
+    let o = gc::gc(cache_dir, limits, SystemTime::now()).map_err(io_err)?;
+    Ok(format!(
+        "removed {} entries and {} blobs: {} -> {}\n",
+        o.records_removed,
+        o.blobs_removed,
+        format_size(o.bytes_before),
+        format_size(o.bytes_after)
+    ))
+}
+
+/// `cache clean`: deletes the store (waiting for a running taskrun first).
+pub fn clean_command(cache_dir: &Path) -> Result<String, (u8, String)> {
+    if !cache_dir.exists() {
+        return Ok(format!("{}: no cache\n", cache_dir.display()));
+    }
+    let io_err = |e: std::io::Error| {
+        (
+            exit_code::TASK_FAILED,
+            format!("{}: {e}", cache_dir.display()),
+        )
+    };
+    let _lock = CacheLock::acquire(cache_dir).map_err(io_err)?;
+    let freed = gc::clean(cache_dir).map_err(io_err)?;
+    Ok(format!(
+        "removed {} ({})\n",
+        cache_dir.display(),
+        format_size(freed)
+    ))
+}

@@ -1,0 +1,35 @@
+//! `taskrun explain MANIFEST TASK`: why TASK is or is not cached — its key's parts beside the
+//! last run's. Reads the cache, never writes it, takes no lock.
+
+use crate::cache::predict::{PredictOptions, predict};
+use crate::cache::stat::StatCache;
+use crate::cache::store::Store;
+use crate::cli::{ExplainArgs, When};
+
+/// Runs `taskrun explain`.
+pub fn run(args: ExplainArgs) -> u8 {
+    let color = super::stderr_color(When::Auto);
+    let plan = match super::load_plan(
+        &args.manifest,
+        &args.vars,
+        std::slice::from_ref(&args.task),
+        color,
+    ) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let Some(index) = plan.pipeline.tasks.get_index_of(args.task.as_str()) else {
+        eprintln!("error: unknown task `{}`", args.task);
+        return crate::exit_code::USAGE;
+    };
+    let dir = &plan.pipeline.cache.dir;
+    let store = Store::new(dir, true);
+    let predictions = predict(
+        &plan,
+        &store,
+        &StatCache::open(dir, true),
+        PredictOptions::default(),
+    );
+    let text = crate::cache::explain::explain_text(&plan, &store, index, &predictions[index]);
+    super::print_stdout(&text)
+}

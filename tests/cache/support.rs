@@ -1,0 +1,130 @@
+//! A workspace in a temp dir with a manifest, and a tiny scheduler stand-in.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use taskrun::cache::store::Store;
+use taskrun::cache::{CacheOptions, LocalCache, Lookup, TaskCache};
+use taskrun::manifest::{LoadOptions, load};
+use taskrun::plan::Plan;
+
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new(manifest: &str) -> Self {
+        let ws = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        ws.write("taskrun.toml", manifest);
+        ws
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, data: &str) {
+        let p = self.root().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    }
+
+    pub fn plan(&self) -> Plan {
+        let pipeline = load(&self.root().join("taskrun.toml"), &LoadOptions::default()).unwrap();
+        Plan::build(pipeline, &[]).unwrap()
+    }
+
+    pub fn store(&self) -> Store {
+        Store::new(self.root().join(".taskrun/cache"), false)
+    }
+
+    pub fn last_key(&self, task: &str) -> String {
+        let plan = self.plan();
+        self.store().last_key(&plan.pipeline.root, task).unwrap()
+    }
+
+    /// Plays the scheduler over the whole plan: true per task that was a hit.
+    pub fn run_all(&self) -> Vec<bool> {
+        let plan = self.plan();
+        let cache = LocalCache::open(&plan.pipeline, CacheOptions::default()).unwrap();
+        let mut digests = vec![[0u8; 32]; plan.pipeline.tasks.len()];
+        let mut hits = Vec::new();
+        for &i in &plan.order {
+            let deps: Vec<[u8; 32]> = plan.deps[i].iter().map(|&d| digests[d]).collect();
+            let inputs = self.expand(&plan, i);
+            match cache.lookup(&plan, i, &inputs, &deps).unwrap() {
+                Lookup::Hit { digest, .. } => {
+                    hits.push(true);
+                    digests[i] = digest;
+                }
+                Lookup::Run { key, .. } => {
+                    hits.push(false);
+                    let taskrun::model::Action::Command(cmd) = &plan.task(i).action else {
+                        panic!()
+                    };
+                    fs::create_dir_all(self.root().join("out")).unwrap();
+                    let ok = Command::new("sh")
+                        .args(["-c", &cmd.display()])
+                        .current_dir(self.root())
+                        .status()
+                        .unwrap()
+                        .success();
+                    assert!(ok);
+                    digests[i] = cache
+                        .record_success(&plan, i, key.as_deref(), &deps, b"")
+                        .unwrap();
+                }
+            }
+        }
+        cache.finish().unwrap();
+        hits
+    }
+
+    fn expand(&self, plan: &Plan, i: usize) -> Vec<PathBuf> {
+        let root = self.root();
+        let mut out = Vec::new();
+        for pat in &plan.task(i).inputs {
+            let m = globset::GlobBuilder::new(&pat.glob)
+                .literal_separator(true)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            for e in walkdir::WalkDir::new(root).into_iter().flatten() {
+                let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+                if e.file_type().is_file() && m.is_match(&rel) {
+                    out.push(rel);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    pub fn taskrun(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_taskrun"))
+            .args(args)
+            .current_dir(self.root())
+            .env_remove("TASKRUN_CACHE_DIR")
+            .output()
+            .unwrap()
+    }
+
+    /// True when `f` leaves the stat records file untouched.
+    pub fn stat_unchanged_by(&self, f: impl FnOnce()) -> bool {
+        let p = self.root().join(".taskrun/cache/stat.json");
+        let before = fs::read(&p).ok();
+        f();
+        before == fs::read(&p).ok()
+    }
+}
+
+pub fn set_last_used(ws: &Workspace, key: &str, when: &str) {
+    let store = ws.store();
+    let mut rec = store.read_record(key).unwrap();
+    rec.last_used = when.into();
+    store.write_record(&mut rec).unwrap();
+}

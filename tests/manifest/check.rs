@@ -1,0 +1,180 @@
+//! `taskrun check`: every problem in SPEC §2 "Validation", all in one run, each placed.
+
+use crate::support::Workspace;
+
+const BROKEN: &str = r#"version = 1
+
+[pipeline]
+name = "broken"
+concurency = 4
+
+[pools]
+net = 2
+
+[tasks.a]
+run = "echo a"
+deps = ["c"]
+retries = 3
+
+[tasks.b]
+run = "echo b"
+download = { url = "http://127.0.0.1:1/x", dest = "x" }
+deps = ["a"]
+
+[tasks.c]
+run = "echo c"
+deps = ["b", "missing-task"]
+outputs = ["out/c.csv"]
+
+[tasks.d]
+run = "echo ${vars.nope}"
+outputs = ["out"]
+cwd = "../elsewhere"
+uses = { net = 3, disk = 1 }
+timeout = "ten seconds"
+retry = { max_attempts = 0 }
+
+[tasks.e]
+download = { url = "not a url", dest = "/etc/passwd", sha256 = "abc", max_bytes = "12 parsecs" }
+inputs = ["../secrets/*"]
+cache_ttl = "1 fortnight"
+"#;
+
+#[test]
+fn reports_every_problem_with_its_place() {
+    let ws = Workspace::new(BROKEN);
+    let out = ws
+        .taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let expected = [
+        "unknown key `concurency` in [pipeline]",
+        "did you mean `concurrency`?",
+        "unknown key `retries` in task `a`",
+        "use `retry.max_attempts`: the total number of attempts",
+        "task `b` has two kinds: `run` and `download`",
+        "depends on `missing-task`, which does not exist",
+        "dependency cycle: a -> c -> b -> a",
+        "output `out` contains an output of task `c`",
+        "unknown variable `vars.nope`",
+        "cwd `../elsewhere` escapes the manifest's directory",
+        "asks 3 slots of pool `net`, which has 2",
+        "uses pool `disk`, which is not declared",
+        "malformed duration `ten seconds`",
+        "`max_attempts = 0` would never run the task",
+        "malformed URL `not a url`",
+        "dest `/etc/passwd` is absolute",
+        "malformed sha256 `abc`",
+        "malformed size `12 parsecs`",
+        "input pattern `../secrets/*` escapes the manifest's directory",
+        "malformed duration `1 fortnight`",
+    ];
+    let mut missing = Vec::new();
+    for e in expected {
+        if !stderr.contains(e) {
+            missing.push(e);
+        }
+    }
+    assert!(missing.is_empty(), "missing {missing:?} in:\n{stderr}");
+    // Every problem carries file:line:col.
+    assert!(stderr.contains("[taskrun.toml:5:1]"), "{stderr}");
+    assert!(stderr.contains("error: taskrun.toml has"), "{stderr}");
+}
+
+#[test]
+fn diagnostics_render_with_a_caret() {
+    let ws =
+        Workspace::new("[tasks.a]\nrun = \"echo\"\nretries = 2\n\n[tasks.b]\ndeps = [\"aa\"]\n");
+    let out = ws
+        .taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    insta::assert_snapshot!(String::from_utf8(out.stderr).unwrap());
+}
+
+#[test]
+fn toml_syntax_errors_are_placed_too() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"echo\n");
+    let out = ws
+        .taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("TOML syntax error"), "{stderr}");
+    assert!(stderr.contains("taskrun.toml:2:"), "{stderr}");
+}
+
+#[test]
+fn version_other_than_one_is_refused() {
+    let ws = Workspace::new("version = 2\n");
+    ws.taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unsupported manifest version 2"));
+}
+
+#[test]
+fn unset_env_without_default_is_an_error_but_secrets_are_not() {
+    let ws = Workspace::new(
+        "[tasks.a]\nrun = \"echo ${env.TASKRUN_TEST_SURELY_UNSET} ${secret.TASKRUN_TEST_TOKEN}\"\n",
+    );
+    ws.taskrun(&["check", "taskrun.toml"])
+        .env_remove("TASKRUN_TEST_TOKEN")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "environment variable `TASKRUN_TEST_SURELY_UNSET` is not set",
+        ))
+        .stderr(predicates::str::contains("has 1 problem"));
+}
+
+#[test]
+fn clean_manifests_pass_and_all_are_checked() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"true\"\n");
+    ws.write("bad.toml", "[tasks.a]\nrun = 3\n");
+    ws.taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("ok: taskrun.toml (1 task)"));
+    ws.taskrun(&["check", "taskrun.toml", "bad.toml"])
+        .assert()
+        .code(2)
+        .stdout(predicates::str::contains("ok: taskrun.toml"))
+        .stderr(predicates::str::contains("`tasks.a.run` must be a string"));
+}
+
+#[test]
+fn github_actions_gets_error_annotations() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"true\"\nretries = 1\n");
+    ws.taskrun(&["check", "taskrun.toml"])
+        .env("GITHUB_ACTIONS", "true")
+        .assert()
+        .code(2)
+        .stdout(predicates::str::contains(
+            "::error file=taskrun.toml,line=3,col=1::unknown key `retries`",
+        ));
+}
+
+#[test]
+fn shipped_pipelines_pass_check() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_taskrun"));
+    cmd.current_dir(root).arg("check");
+    let mut n = 0;
+    for entry in std::fs::read_dir(format!("{root}/pipelines")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            cmd.arg(p);
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "pipelines/ should hold at least three manifests");
+    cmd.assert().code(0);
+}

@@ -1,0 +1,7 @@
+//! The manifest, `check`, `plan`, `list` and `schema`, tested through the real binary.
+
+mod check;
+mod plan;
+mod props;
+mod schema;
+mod support;

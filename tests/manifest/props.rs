@@ -1,0 +1,93 @@
+//! The loader never panics, whatever it is fed.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use taskrun::manifest::{LoadOptions, load_str};
+
+fn load(text: String) {
+    let env = |k: &str| (k == "HOME").then(|| "/home/x".to_string());
+    let _ = load_str(Path::new("fuzz.toml"), text, &LoadOptions::default(), &env);
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("run".to_string()),
+        Just("deps".to_string()),
+        Just("download".to_string()),
+        Just("service".to_string()),
+        Just("retry".to_string()),
+        Just("outputs".to_string()),
+        Just("inputs".to_string()),
+        Just("uses".to_string()),
+        Just("timeout".to_string()),
+        Just("url".to_string()),
+        Just("dest".to_string()),
+        Just("sha256".to_string()),
+        Just("max_attempts".to_string()),
+        Just("ready".to_string()),
+        "[a-z_]{1,8}",
+    ]
+}
+
+fn value() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        "\"[ -~]{0,12}\"".prop_map(|s| s),
+        Just("\"${vars.x}\"".to_string()),
+        Just("\"${env.HOME}\"".to_string()),
+        Just("\"${secret.T}\"".to_string()),
+        Just("\"../up\"".to_string()),
+        Just("\"1s\"".to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<bool>().prop_map(|b| b.to_string()),
+        Just("1.5".to_string()),
+        Just("[\"a\", \"b\"]".to_string()),
+    ];
+    leaf.prop_recursive(3, 12, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(", "))),
+            prop::collection::vec((key(), inner), 0..4).prop_map(|kv| {
+                let body: Vec<String> = kv.into_iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                format!("{{ {} }}", body.join(", "))
+            }),
+        ]
+    })
+}
+
+fn manifest() -> impl Strategy<Value = String> {
+    let task = (
+        prop_oneof![Just("a"), Just("b"), Just("c"), Just("d")],
+        prop::collection::vec((key(), value()), 0..6),
+    );
+    prop::collection::vec(task, 0..5).prop_map(|tasks| {
+        let mut s = String::from("[vars]\nx = \"1\"\n[pools]\nnet = 2\n");
+        let mut seen = std::collections::HashSet::new();
+        for (name, fields) in tasks {
+            if !seen.insert(name) {
+                continue;
+            }
+            s.push_str(&format!("[tasks.{name}]\n"));
+            let mut keys = std::collections::HashSet::new();
+            for (k, v) in fields {
+                if keys.insert(k.clone()) {
+                    s.push_str(&format!("{k} = {v}\n"));
+                }
+            }
+        }
+        s
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        load(String::from_utf8_lossy(&bytes).into_owned());
+    }
+
+    #[test]
+    fn arbitrary_valid_toml_never_panics(text in manifest()) {
+        load(text);
+    }
+}

@@ -1,0 +1,104 @@
+//! The checked-in JSON Schemas are current, and the shipped manifests and plan output obey them.
+
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compares a generated schema with its checked-in copy; `UPDATE_SCHEMAS=1` rewrites it.
+fn check_fresh(file: &str, generated: &str) {
+    let path = root().join("schema").join(file);
+    if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+        std::fs::write(&path, generated).unwrap();
+        return;
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "schema/{file} is stale: run `UPDATE_SCHEMAS=1 cargo test --test manifest schema` and commit it"
+    );
+}
+
+#[test]
+fn manifest_schema_is_fresh() {
+    check_fresh(
+        "taskrun.schema.json",
+        &taskrun::manifest::schema::manifest_schema_json(),
+    );
+}
+
+#[test]
+fn plan_schema_is_fresh() {
+    check_fresh("plan.schema.json", &taskrun::plan::json::plan_schema_json());
+}
+
+fn validator(file: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("schema").join(file)).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+#[test]
+fn shipped_pipelines_follow_the_manifest_schema() {
+    let v = validator("taskrun.schema.json");
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("pipelines")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("#:schema ../schema/taskrun.schema.json"),
+            "{} lacks the #:schema line",
+            p.display()
+        );
+        let value: toml::Value = toml::from_str(&text).unwrap();
+        let json = serde_json::to_value(value).unwrap();
+        let errors: Vec<String> = v
+            .iter_errors(&json)
+            .map(|e| format!("{e} at {}", e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", p.display());
+        n += 1;
+    }
+    assert!(n >= 3);
+}
+
+#[test]
+fn schema_rejects_what_the_loader_rejects() {
+    let v = validator("taskrun.schema.json");
+    let bad = serde_json::json!({"tasks": {"a": {"run": "x", "retries": 3}}});
+    assert!(!v.is_valid(&bad));
+    let good = serde_json::json!({"tasks": {"a": {"run": ["x", "y"], "retry": 3}, "b": {"retry": {"max_attempts": 2}}}});
+    assert!(
+        v.is_valid(&good),
+        "{:?}",
+        v.iter_errors(&good)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn plan_json_follows_the_plan_schema() {
+    let v = validator("plan.schema.json");
+    for manifest in ["download.toml", "data.toml", "ci.toml"] {
+        let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_taskrun"))
+            .current_dir(root().join("pipelines"))
+            .args(["plan", manifest, "--format", "json"])
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["format_version"], 1);
+        let errors: Vec<String> = v
+            .iter_errors(&json)
+            .map(|e| format!("{e} at {}", e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{manifest}: {errors:?}");
+    }
+}
