@@ -53,11 +53,6 @@ pub fn dispatch(command: Command) -> u8 {
     }
 }
 
-fn todo_exit(what: &str) -> u8 {
-    eprintln!("taskrun: `{what}` is not built yet");
-    exit_code::USAGE
-}
-
 /// Writes to stdout; a closed pipe (e.g. `| head`) is not an error.
 pub fn print_stdout(text: &str) -> u8 {
     let mut out = std::io::stdout().lock();
