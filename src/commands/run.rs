@@ -100,7 +100,23 @@ fn init_tracing(format: LogFormat) {
 
 /// Runs the pipeline; returns the exit code (0, 1, 2, 130, 143).
 pub fn run(args: RunArgs) -> u8 {
-    run_with_cache(args, |_plan| Arc::new(NoCache))
+    let (no_cache, force) = (args.no_cache, args.force);
+    run_with_cache(args, move |plan| -> Arc<dyn TaskCache> {
+        if no_cache {
+            return Arc::new(NoCache);
+        }
+        let options = crate::cache::CacheOptions {
+            force,
+            read_only: false,
+        };
+        match crate::cache::LocalCache::open(&plan.pipeline, options) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                eprintln!("warning: {e}; running without the cache");
+                Arc::new(NoCache)
+            }
+        }
+    })
 }
 
 /// Runs the pipeline with the cache `make_cache` builds for the plan (the seam the cache

@@ -499,3 +499,25 @@ fn log_format_json_emits_json_lines() {
         );
     }
 }
+
+#[test]
+fn a_rerun_is_cached_and_restores_outputs_and_force_reruns() {
+    let ws = Workspace::new(
+        "[tasks.gen]\nrun = \"echo generated > out.txt; echo run >> runs.log\"\noutputs = [\"out.txt\"]\n",
+    );
+    ws.run(&[]).code(0);
+    std::fs::remove_file(ws.path("out.txt")).unwrap();
+    ws.run(&[]).code(0);
+    let report = ws.last_report();
+    let gen_task = task(&report, "gen");
+    assert_eq!(gen_task["status"], "cached");
+    assert_eq!(gen_task["cache_hit"], true);
+    assert_eq!(gen_task["cache_source"], "local");
+    assert!(gen_task["cache_key"].is_string());
+    assert_eq!(ws.read("out.txt"), "generated\n");
+    assert_eq!(ws.read("runs.log"), "run\n");
+    ws.run(&["--force"]).code(0);
+    assert_eq!(ws.read("runs.log"), "run\nrun\n");
+    ws.run(&["--no-cache"]).code(0);
+    assert_eq!(ws.read("runs.log"), "run\nrun\nrun\n");
+}

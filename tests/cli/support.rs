@@ -67,7 +67,8 @@ impl Workspace {
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| e.unwrap().path())
             .collect();
-        files.sort();
+        // Run ids sort by second only; two runs in one second are told apart by mtime.
+        files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
         let last = files.last().expect("no run report");
         serde_json::from_str(&std::fs::read_to_string(last).unwrap()).unwrap()
     }
