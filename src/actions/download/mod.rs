@@ -14,6 +14,7 @@ mod fetch;
 mod resume;
 mod retry_after;
 mod sink;
+mod task;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 pub use classify::{FailureKind, is_retryable_status};
 pub use client::{DownloadError, HttpClient};
 pub use retry_after::parse_retry_after;
+pub use task::run_attempt;
 
 use crate::model::Download;
 use crate::template::{Template, redact_values};
