@@ -3,6 +3,8 @@
 //! The scheduler talks to the cache only through [`TaskCache`], so it never sees the store's
 //! layout and the cache never sees the run loop. [`NoCache`] is what `--no-cache` uses.
 
+pub mod inputs;
+
 use std::path::PathBuf;
 
 use crate::plan::Plan;
