@@ -130,7 +130,7 @@ timed() {
     local cmds=()
     while IFS=$'\t' read -r _ cmd; do cmds+=("$cmd"); done < <(commands "$n")
     log "timing $n: ${#cmds[@]} commands x $runs runs"
-    hf "dl-$n" --warmup "$warm" --runs "$runs" --prepare "$prepare" "${cmds[@]}"
+    hf "dl-$n" "$runs" "$warm" --prepare "$prepare" "${cmds[@]}"
     check "$n"
 }
 
@@ -194,11 +194,11 @@ rm -rf out .taskrun
     echo "- tools: nginx $(nginx -v 2>&1 | cut -d/ -f2), $(curl --version | head -1 | cut -d' ' -f1-2), $(aria2c --version | head -1), $(wget2 --version | head -1 | cut -d' ' -f1-3), Python $(python3 -c 'import sys,aiohttp; print(sys.version.split()[0], "+ aiohttp", aiohttp.__version__)')"
     echo "- server: nginx on $base (bench/nginx.conf: sendfile, 2 workers, access_log off); fixtures and outputs on tmpfs under $BENCH_WORK; the commands run in $dl"
     for s in small large huge; do
-        [[ -f $RESULTS/dl-$s.json && " ${sets[*]} " == *" $s "* ]] || continue
+        [[ -f $RESULTS/dl-$s.r1.json && " ${sets[*]} " == *" $s "* ]] || continue
         echo
         echo "Set \`$s\` (hyperfine; prepare: \`$prepare\`):"
         echo
-        python3 "$BENCH_DIR/report.py" "$RESULTS/dl-$s.json"
+        python3 "$BENCH_DIR/report.py" dl-$s
         echo
         echo "One more run of each under \`/usr/bin/time\`, then every file checked against its sha256:"
         echo

@@ -12,7 +12,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
 BENCH_WORK=${BENCH_WORK:-/dev/shm/taskrun-bench}
 TASKRUN=${TASKRUN:-$REPO_ROOT/target/release/taskrun}
-RESULTS=$BENCH_WORK/results
+export RESULTS=$BENCH_WORK/results
 mkdir -p "$RESULTS"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -30,11 +30,21 @@ have_taskrun() {
     [[ -x $TASKRUN ]] && "$TASKRUN" run --help >/dev/null 2>&1
 }
 
-# hf NAME [hyperfine args...]: run hyperfine, export JSON to $RESULTS/NAME.json.
+# hf NAME RUNS WARMUP [hyperfine args...] COMMAND...: time the commands with hyperfine, in
+# ROUNDS rounds (default 3) of about RUNS/ROUNDS runs each, so that all commands see the same
+# background load on this shared machine (one long hyperfine run measures its commands one
+# after the other). Exports $RESULTS/NAME.rN.json; bench/report.py merges the rounds.
 hf() {
-    local name=$1
-    shift
-    hyperfine --style basic --export-json "$RESULTS/$name.json" "$@" >&2
+    local name=$1 runs=$2 warm=$3
+    shift 3
+    local rounds=${ROUNDS:-3}
+    ((rounds > runs)) && rounds=$runs
+    local per=$(((runs + rounds - 1) / rounds)) r
+    rm -f "$RESULTS/$name".r*.json
+    for ((r = 1; r <= rounds; r++)); do
+        hyperfine --style basic --warmup "$warm" --runs "$per" \
+            --export-json "$RESULTS/$name.r$r.json" "$@" >&2
+    done
 }
 
 # peak_rss NAME CMD...: run CMD once under GNU time; record its peak RSS (KiB) and exit code

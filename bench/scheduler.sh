@@ -30,14 +30,14 @@ fi
 
 log "A. 10,000 group tasks, layered DAG"
 cd "$dag"
-hf sched-dag --warmup 3 --runs "$RUNS" --prepare 'rm -rf .taskrun' \
+hf sched-dag "$RUNS" 3 --prepare 'rm -rf .taskrun' \
     "${a[@]}" \
     "make -s -f Makefile" \
     "python3 $peer dag.toml"
 
 log "B. 1,000 true command tasks, 2 at a time"
 cd "$tru"
-hf sched-true --warmup 2 --runs "$RUNS" --prepare 'rm -rf .taskrun' \
+hf sched-true "$RUNS" 2 --prepare 'rm -rf .taskrun' \
     "${b[@]}" \
     "make -s -j2 -f Makefile" \
     "seq 1000 | xargs -P2 -n1 true" \
@@ -50,9 +50,9 @@ hf sched-true --warmup 2 --runs "$RUNS" --prepare 'rm -rf .taskrun' \
     echo
     echo "A. 10,000 group tasks in a layered DAG (100 per layer, 2 deps each), in \`$dag\`:"
     echo
-    python3 "$BENCH_DIR/report.py" "$RESULTS/sched-dag.json"
+    python3 "$BENCH_DIR/report.py" sched-dag
     echo
     echo "B. 1,000 independent \`true\` command tasks, 2 at a time, in \`$tru\`:"
     echo
-    python3 "$BENCH_DIR/report.py" "$RESULTS/sched-true.json"
+    python3 "$BENCH_DIR/report.py" sched-true
 } | tee "$RESULTS/scheduler.md"
