@@ -5,8 +5,11 @@
 //! Groups complete inside the loop (no process, no thread), services take no slot, and a
 //! task waiting between retries holds nothing.
 
+mod attempts;
 pub mod pools;
 pub mod retry;
+mod services;
+mod signals;
 mod state;
 mod worker;
 
@@ -17,7 +20,7 @@ use std::time::SystemTime;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::actions::{Progress, Stop};
 use crate::cache::{Digest, TaskCache};
@@ -25,10 +28,9 @@ use crate::events::{Event, Sink};
 use crate::exit_code;
 use crate::model::Action;
 use crate::plan::Plan;
-use crate::report::{
-    AttemptOutcome, AttemptReport, FORMAT_VERSION, RunReport, RunStatus, TaskStatus, rfc3339,
-};
+use crate::report::{FORMAT_VERSION, RunReport, RunStatus, TaskStatus, rfc3339};
 use pools::Slots;
+use signals::{Signal, Signals};
 use state::{Phase, Rec, millis};
 use worker::{Done, Job, Shared};
 
@@ -58,12 +60,6 @@ pub struct RunResult {
     pub report: Arc<RunReport>,
     /// The process exit code (0, 1, 130 or 143).
     pub exit_code: u8,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Signal {
-    Int,
-    Term,
 }
 
 /// Runs the selected tasks of `plan` and returns the report and exit code.
@@ -311,26 +307,6 @@ impl<'a> Loop<'a> {
         }
     }
 
-    fn start_service(&mut self, i: usize) {
-        let needed = self.recs[i].open_dependents > 0 || self.plan.dependents[i].is_empty();
-        if !needed {
-            // Every dependent already reached a final status: nothing needs it.
-            self.recs[i].phase = Phase::Waiting;
-            return;
-        }
-        let (tx, rx) = oneshot::channel();
-        let rec = &mut self.recs[i];
-        rec.phase = Phase::Running;
-        rec.release = Some(tx);
-        rec.mark_started();
-        self.sink.event(&Event::TaskStarted {
-            name: rec.name.clone(),
-            kind: rec.kind,
-        });
-        self.active += 1;
-        tokio::spawn(worker::run_service(self.shared.clone(), i, rx));
-    }
-
     fn on_progress(&mut self, task: usize, p: Progress) {
         let name = self.recs[task].name.clone();
         match p {
@@ -423,192 +399,6 @@ impl<'a> Loop<'a> {
             } => {
                 self.active -= 1;
                 self.on_service_ended(task, end, started, finished);
-            }
-        }
-    }
-
-    fn on_attempt(
-        &mut self,
-        task: usize,
-        key: Option<String>,
-        (started, finished): (SystemTime, SystemTime),
-        result: crate::actions::AttemptResult,
-        digest: Option<Result<Digest, String>>,
-    ) {
-        let rec = &mut self.recs[task];
-        rec.key = key;
-        rec.exit_code = result.exit_code;
-        if result.bytes.is_some() {
-            rec.bytes = Some(rec.bytes.unwrap_or(0) + result.bytes.unwrap_or(0));
-        }
-        let number = rec.next_attempt;
-        rec.attempts.push(AttemptReport {
-            number,
-            started_at: rfc3339(started),
-            finished_at: rfc3339(finished),
-            duration_ms: millis(finished.duration_since(started).unwrap_or_default()),
-            outcome: result.outcome,
-            exit_code: result.exit_code,
-            http_status: result.http_status,
-            url: result.url.clone(),
-            error: result.error.clone(),
-            wait_ms: None,
-        });
-        match (result.outcome, digest) {
-            (AttemptOutcome::Succeeded, Some(Ok(d))) => {
-                rec.digest = d;
-                self.complete(task, TaskStatus::Succeeded);
-            }
-            (AttemptOutcome::Succeeded, Some(Err(e))) => self.fail(task, e),
-            (AttemptOutcome::Succeeded, None) => self.complete(task, TaskStatus::Succeeded),
-            (AttemptOutcome::Cancelled, _) => {
-                rec.error = result.error;
-                self.complete(task, TaskStatus::Cancelled);
-            }
-            (AttemptOutcome::Failed | AttemptOutcome::TimedOut, _) => {
-                self.after_failed_attempt(task, number, result)
-            }
-        }
-    }
-
-    fn after_failed_attempt(
-        &mut self,
-        task: usize,
-        number: u32,
-        result: crate::actions::AttemptResult,
-    ) {
-        let reason = result.error.clone().unwrap_or_else(|| "failed".into());
-        if self.interrupted.is_some() {
-            return self.fail(task, reason);
-        }
-        let policy = &self.plan.task(task).retry;
-        let failure = retry::Failure {
-            attempt: number,
-            retryable: result.retryable,
-            exit_code: result.exit_code,
-            retry_after: result.retry_after,
-        };
-        let elapsed = self.recs[task]
-            .started
-            .map(|(_, t)| t.elapsed())
-            .unwrap_or_default();
-        match retry::decide(policy, &failure, elapsed, &mut self.rng) {
-            retry::Decision::Retry { next, wait } => {
-                let rec = &mut self.recs[task];
-                if let Some(a) = rec.attempts.last_mut() {
-                    a.wait_ms = Some(millis(wait));
-                }
-                rec.next_attempt = next;
-                rec.phase = Phase::RetryWait;
-                self.sink.event(&Event::RetryScheduled {
-                    name: rec.name.clone(),
-                    failed_attempt: number,
-                    reason,
-                    wait,
-                });
-                self.active += 1;
-                let tx = self.shared.done.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    let _ = tx.send(Done::RetryDue { task });
-                });
-            }
-            retry::Decision::GiveUp { .. } => {
-                let msg = if number > 1 {
-                    format!("{reason} (after {number} attempts)")
-                } else {
-                    reason
-                };
-                self.fail(task, msg);
-            }
-        }
-    }
-
-    fn on_service_ready(&mut self, task: usize) {
-        let digests = self.dep_digests(task);
-        let digest = self
-            .shared
-            .cache
-            .record_success(&self.plan, task, None, &digests, &[]);
-        let rec = &mut self.recs[task];
-        rec.service_ready = true;
-        if let Ok(d) = digest {
-            rec.digest = d;
-        }
-        self.sink.event(&Event::ServiceReady {
-            name: rec.name.clone(),
-        });
-        let dependents = self.plan.dependents[task].clone();
-        for d in dependents {
-            self.dep_finished_ok(d);
-        }
-        self.release_unneeded_service(task);
-    }
-
-    fn on_service_ended(
-        &mut self,
-        task: usize,
-        end: crate::actions::service::ServiceEnd,
-        started: SystemTime,
-        finished: SystemTime,
-    ) {
-        use crate::actions::service::ServiceEnd;
-        let ready = self.recs[task].service_ready;
-        let (outcome, error) = match &end {
-            ServiceEnd::Stopped if ready => (AttemptOutcome::Succeeded, None),
-            ServiceEnd::Stopped => (AttemptOutcome::Cancelled, Some("interrupted".to_string())),
-            ServiceEnd::Failed(e) => (AttemptOutcome::Failed, Some(e.clone())),
-        };
-        let rec = &mut self.recs[task];
-        rec.release = None;
-        rec.attempts.push(AttemptReport {
-            number: 1,
-            started_at: rfc3339(started),
-            finished_at: rfc3339(finished),
-            duration_ms: millis(finished.duration_since(started).unwrap_or_default()),
-            outcome,
-            exit_code: None,
-            http_status: None,
-            url: None,
-            error: error.clone(),
-            wait_ms: None,
-        });
-        match outcome {
-            AttemptOutcome::Succeeded => self.complete(task, TaskStatus::Succeeded),
-            AttemptOutcome::Cancelled => {
-                rec.error = error;
-                self.complete(task, TaskStatus::Cancelled)
-            }
-            _ => {
-                let msg = error.unwrap_or_default();
-                self.fail(task, format!("service {msg}"));
-            }
-        }
-    }
-
-    /// Stops a running service once no dependent is pending or running.
-    fn release_unneeded_service(&mut self, s: usize) {
-        let rec = &self.recs[s];
-        if !rec.service_ready || rec.release.is_none() {
-            return;
-        }
-        let needed = self.plan.dependents[s].iter().any(|&d| {
-            self.plan.selected[d]
-                && match self.recs[d].phase {
-                    Phase::Running | Phase::RetryWait => true,
-                    Phase::Waiting | Phase::Ready => !self.stopping,
-                    Phase::Done => false,
-                }
-        });
-        if !needed && let Some(tx) = self.recs[s].release.take() {
-            let _ = tx.send(());
-        }
-    }
-
-    fn release_all_unneeded_services(&mut self) {
-        for i in self.plan.order.clone() {
-            if self.recs[i].release.is_some() {
-                self.release_unneeded_service(i);
             }
         }
     }
@@ -757,48 +547,6 @@ impl<'a> Loop<'a> {
         RunResult {
             report,
             exit_code: code,
-        }
-    }
-}
-
-/// SIGINT and SIGTERM as a stream (nothing when signals are not handled).
-struct Signals {
-    int: Option<tokio::signal::unix::Signal>,
-    term: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new(enabled: bool) -> Self {
-        use tokio::signal::unix::{SignalKind, signal};
-        if !enabled {
-            return Self {
-                int: None,
-                term: None,
-            };
-        }
-        Self {
-            int: signal(SignalKind::interrupt()).ok(),
-            term: signal(SignalKind::terminate()).ok(),
-        }
-    }
-
-    async fn next(&mut self) -> Option<Signal> {
-        let Self { int, term } = self;
-        let int = async {
-            match int {
-                Some(s) => s.recv().await.map(|_| Signal::Int),
-                None => std::future::pending().await,
-            }
-        };
-        let term = async {
-            match term {
-                Some(s) => s.recv().await.map(|_| Signal::Term),
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            s = int => s,
-            s = term => s,
         }
     }
 }
