@@ -217,7 +217,7 @@ impl<'a> Loop<'a> {
                 continue;
             }
             match self.plan.task(i).action {
-                Action::Service(_) => self.start_service(i),
+                Action::Service(_) => self.standby_service(i),
                 _ => self.complete_group(i),
             }
             if self.stopping {
@@ -252,16 +252,19 @@ impl<'a> Loop<'a> {
 
     fn start_job(&mut self, i: usize) {
         let first = self.recs[i].started.is_none();
+        let needs_services = !self.services_ready(i);
         let rec = &mut self.recs[i];
         rec.holds_slots = true;
         rec.phase = Phase::Running;
         rec.mark_started();
+        let lookup = !std::mem::replace(&mut rec.looked_up, true);
         let attempt = rec.next_attempt;
         let (name, kind) = (rec.name.clone(), rec.kind);
         let job = Job {
             task: i,
             attempt,
-            first,
+            lookup,
+            needs_services,
             key: rec.key.clone(),
             dep_digests: self.dep_digests(i),
         };
@@ -330,6 +333,11 @@ impl<'a> Loop<'a> {
 
     fn on_done(&mut self, done: Done) {
         match done {
+            Done::Miss { task, key } => {
+                self.active -= 1;
+                self.release_slots(task);
+                self.on_miss_needing_services(task, key);
+            }
             Done::Failed { task, error } => {
                 self.active -= 1;
                 self.release_slots(task);
@@ -430,7 +438,7 @@ impl<'a> Loop<'a> {
         if rec.phase == Phase::Done {
             return;
         }
-        let was_service_ready = rec.service_ready;
+        let notified = std::mem::replace(&mut rec.notified, true);
         rec.phase = Phase::Done;
         rec.status = Some(status);
         rec.finished = Some((SystemTime::now(), tokio::time::Instant::now()));
@@ -441,7 +449,7 @@ impl<'a> Loop<'a> {
         let dependents = self.plan.dependents[i].clone();
         match status {
             TaskStatus::Succeeded | TaskStatus::Cached => {
-                if !was_service_ready {
+                if !notified {
                     for d in dependents {
                         self.dep_finished_ok(d);
                     }
@@ -460,6 +468,7 @@ impl<'a> Loop<'a> {
                 let rec = &mut self.recs[d];
                 rec.open_dependents = rec.open_dependents.saturating_sub(1);
                 self.release_unneeded_service(d);
+                self.settle_standby_service(d);
             }
         }
     }
@@ -468,7 +477,10 @@ impl<'a> Loop<'a> {
         if !self.plan.selected[i] {
             return;
         }
-        if matches!(self.recs[i].phase, Phase::Waiting | Phase::Ready) {
+        if matches!(
+            self.recs[i].phase,
+            Phase::Waiting | Phase::Ready | Phase::WaitService
+        ) {
             self.recs[i].error = Some(format!("skipped: {why}"));
             self.complete(i, TaskStatus::Skipped);
         }

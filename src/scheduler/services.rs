@@ -12,14 +12,92 @@ use tokio::sync::oneshot;
 use super::state::{Phase, millis};
 use super::{Loop, worker};
 use crate::events::Event;
+use crate::model::TaskKind;
 use crate::report::{AttemptOutcome, AttemptReport, TaskStatus, rfc3339};
 
 impl Loop<'_> {
+    /// The service's deps are done: its digest is its definition, so dependents may ask the
+    /// cache now; the process starts only when one of them misses.
+    pub(super) fn standby_service(&mut self, i: usize) {
+        if self.recs[i].open_dependents == 0 {
+            // Selected on its own (or nothing selected needs it): just run it.
+            return self.start_service(i);
+        }
+        let digests = self.dep_digests(i);
+        match self
+            .shared
+            .cache
+            .record_success(&self.plan, i, None, &digests, &[])
+        {
+            Ok(d) => self.recs[i].digest = d,
+            Err(e) => return self.fail(i, format!("cache: {}", e.0)),
+        }
+        let rec = &mut self.recs[i];
+        rec.standby = true;
+        rec.notified = true;
+        rec.phase = Phase::Running;
+        for d in self.plan.dependents[i].clone() {
+            self.dep_finished_ok(d);
+        }
+    }
+
+    /// True when every service `i` depends on is up.
+    pub(super) fn services_ready(&self, i: usize) -> bool {
+        self.plan.deps[i]
+            .iter()
+            .all(|&d| self.plan.task(d).kind() != TaskKind::Service || self.recs[d].service_ready)
+    }
+
+    /// Starts the standby services `i` depends on; true when all of them are ready.
+    fn ensure_services(&mut self, i: usize) -> bool {
+        for d in self.plan.deps[i].clone() {
+            if self.recs[d].standby {
+                self.recs[d].standby = false;
+                self.start_service(d);
+            }
+        }
+        self.services_ready(i)
+    }
+
+    /// A task missed the cache and needs services: start them, run it once they are up.
+    pub(super) fn on_miss_needing_services(&mut self, task: usize, key: Option<String>) {
+        self.recs[task].key = key;
+        self.recs[task].phase = Phase::WaitService;
+        if !self.stopping && self.ensure_services(task) {
+            self.resume_after_services(task);
+        }
+    }
+
+    fn resume_after_services(&mut self, task: usize) {
+        self.recs[task].phase = Phase::Ready;
+        if self.plan.task(task).kind() == TaskKind::Service {
+            self.start_service(task);
+        } else {
+            // It already started (and asked the cache): it goes first.
+            self.ready.push_front(task);
+        }
+    }
+
+    /// A standby service whose dependents are all done was never needed: it counts as cached.
+    pub(super) fn settle_standby_service(&mut self, s: usize) {
+        let rec = &mut self.recs[s];
+        if rec.standby && rec.open_dependents == 0 && rec.phase != Phase::Done {
+            rec.standby = false;
+            rec.error = None;
+            self.complete(s, TaskStatus::Cached);
+        }
+    }
+
+    /// Starts the service process (after the services it depends on are up).
     pub(super) fn start_service(&mut self, i: usize) {
         let needed = self.recs[i].open_dependents > 0 || self.plan.dependents[i].is_empty();
         if !needed {
             // Every dependent already reached a final status: nothing needs it.
             self.recs[i].phase = Phase::Waiting;
+            return;
+        }
+        if !self.ensure_services(i) {
+            self.recs[i].phase = Phase::WaitService;
             return;
         }
         let (tx, rx) = oneshot::channel();
@@ -46,12 +124,19 @@ impl Loop<'_> {
         if let Ok(d) = digest {
             rec.digest = d;
         }
+        let notified = std::mem::replace(&mut rec.notified, true);
         self.sink.event(&Event::ServiceReady {
             name: rec.name.clone(),
         });
         let dependents = self.plan.dependents[task].clone();
-        for d in dependents {
-            self.dep_finished_ok(d);
+        for &d in &dependents {
+            if !notified {
+                self.dep_finished_ok(d);
+            }
+            if self.recs[d].phase == Phase::WaitService && !self.stopping && self.ensure_services(d)
+            {
+                self.resume_after_services(d);
+            }
         }
         self.release_unneeded_service(task);
     }
@@ -106,7 +191,7 @@ impl Loop<'_> {
         let needed = self.plan.dependents[s].iter().any(|&d| {
             self.plan.selected[d]
                 && match self.recs[d].phase {
-                    Phase::Running | Phase::RetryWait => true,
+                    Phase::Running | Phase::RetryWait | Phase::WaitService => true,
                     Phase::Waiting | Phase::Ready => !self.stopping,
                     Phase::Done => false,
                 }

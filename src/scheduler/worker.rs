@@ -29,14 +29,18 @@ pub(super) struct Shared {
 pub(super) struct Job {
     pub task: usize,
     pub attempt: u32,
-    /// First attempt: expand inputs and ask the cache first.
-    pub first: bool,
+    /// Expand inputs and ask the cache first (the first attempt, unless already asked).
+    pub lookup: bool,
+    /// Some service dep is not running yet: on a miss, report back instead of running.
+    pub needs_services: bool,
     pub key: Option<String>,
     pub dep_digests: Vec<Digest>,
 }
 
 /// What a worker reports when it is done.
 pub(super) enum Done {
+    /// The cache missed and the task needs services that are not ready yet.
+    Miss { task: usize, key: Option<String> },
     /// The task failed before any attempt (inputs, cache).
     Failed { task: usize, error: String },
     /// The cache had the result.
@@ -108,7 +112,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     let plan = &shared.plan;
     let task = plan.task(job.task);
     let mut key = job.key;
-    if job.first {
+    if job.lookup {
         let inputs = if task.inputs.is_empty() {
             Vec::new()
         } else {
@@ -149,6 +153,12 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
                     source,
                     digest,
                     output,
+                };
+            }
+            Ok(Ok(Lookup::Run { key: k, .. })) if job.needs_services => {
+                return Done::Miss {
+                    task: job.task,
+                    key: k,
                 };
             }
             Ok(Ok(Lookup::Run { key: k, .. })) => key = k,
