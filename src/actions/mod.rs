@@ -27,6 +27,11 @@ pub use process::Stop;
 /// Something an action reports while it runs.
 #[derive(Debug, Clone)]
 pub enum Progress {
+    /// An attempt is about to run (sent before any of its output).
+    Started {
+        /// 1-based attempt number.
+        attempt: u32,
+    },
     /// A line of output (secrets redacted).
     Line {
         /// Which pipe.

@@ -251,35 +251,37 @@ impl<'a> Loop<'a> {
     }
 
     fn start_job(&mut self, i: usize) {
-        let first = self.recs[i].started.is_none();
         let needs_services = !self.services_ready(i);
         let rec = &mut self.recs[i];
         rec.holds_slots = true;
         rec.phase = Phase::Running;
         rec.mark_started();
         let lookup = !std::mem::replace(&mut rec.looked_up, true);
-        let attempt = rec.next_attempt;
-        let (name, kind) = (rec.name.clone(), rec.kind);
         let job = Job {
             task: i,
-            attempt,
+            attempt: rec.next_attempt,
             lookup,
             needs_services,
             key: rec.key.clone(),
             dep_digests: self.dep_digests(i),
         };
-        if first {
+        // "started" is announced by the worker once an attempt really begins (after a cache
+        // miss), so a hit shows as `cached` alone.
+        self.active += 1;
+        tokio::spawn(worker::run_job(self.shared.clone(), job));
+    }
+
+    /// An attempt is about to run: the first one announces the task.
+    fn on_attempt_started(&mut self, i: usize, number: u32) {
+        let rec = &mut self.recs[i];
+        let (name, kind) = (rec.name.clone(), rec.kind);
+        if !std::mem::replace(&mut rec.announced, true) {
             self.sink.event(&Event::TaskStarted {
                 name: name.clone(),
                 kind,
             });
         }
-        self.sink.event(&Event::AttemptStarted {
-            name,
-            number: attempt,
-        });
-        self.active += 1;
-        tokio::spawn(worker::run_job(self.shared.clone(), job));
+        self.sink.event(&Event::AttemptStarted { name, number });
     }
 
     fn complete_group(&mut self, i: usize) {
@@ -317,6 +319,7 @@ impl<'a> Loop<'a> {
                 self.recs[task].push_line(&line);
                 self.sink.event(&Event::OutputLine { name, stream, line });
             }
+            Progress::Started { attempt } => self.on_attempt_started(task, attempt),
             Progress::Download { bytes, total } => {
                 self.sink
                     .event(&Event::DownloadProgress { name, bytes, total });

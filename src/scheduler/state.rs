@@ -65,6 +65,8 @@ pub struct Rec {
     pub notified: bool,
     /// The cache was asked already (a miss waiting for services is not asked again).
     pub looked_up: bool,
+    /// `TaskStarted` was sent (at the first attempt that really runs).
+    pub announced: bool,
 }
 
 impl Rec {
@@ -95,6 +97,7 @@ impl Rec {
             standby: false,
             notified: false,
             looked_up: false,
+            announced: false,
         }
     }
 

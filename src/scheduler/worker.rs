@@ -183,6 +183,15 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
             }
         }
     }
+    let _ = shared
+        .progress
+        .send((
+            job.task,
+            Progress::Started {
+                attempt: job.attempt,
+            },
+        ))
+        .await;
     let sink = shared.sink(job.task);
     let started = SystemTime::now();
     let result = actions::attempt(AttemptCtx {
