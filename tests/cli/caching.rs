@@ -152,6 +152,27 @@ fn a_pinned_download_in_the_cache_needs_no_server_even_when_its_file_is_gone() {
     assert_eq!(task(&ws.last_report(), "fetch")["status"], "cached");
     assert_eq!(std::fs::read(ws.path("data/raw.txt")).unwrap(), RAW);
     assert_eq!(http.hits("/raw.txt"), 1);
+
+    // Content-addressed by the pin: another URL and another dest with the same sha256 are
+    // served from the store too.
+    ws.write(
+        "taskrun.toml",
+        &format!(
+            "[tasks.fetch]\ndownload = {{ url = \"{}\", dest = \"data/raw.txt\", sha256 = \"{sha}\" }}\n\n\
+             [tasks.copy]\ndownload = {{ url = \"{}\", dest = \"data/copy.txt\", sha256 = \"{sha}\" }}\n",
+            http.url("/moved/raw.txt"),
+            http.url("/elsewhere.txt"),
+            sha = sha(RAW),
+        ),
+    );
+    ws.run(&[]).code(0);
+    assert_eq!(
+        statuses(&ws.last_report()),
+        want(&[("fetch", "cached"), ("copy", "cached")])
+    );
+    assert_eq!(std::fs::read(ws.path("data/copy.txt")).unwrap(), RAW);
+    assert_eq!(http.hits("/moved/raw.txt"), 0);
+    assert_eq!(http.hits("/elsewhere.txt"), 0);
 }
 
 #[test]

@@ -362,6 +362,53 @@ fn a_secret_reaches_the_server_and_nothing_taskrun_writes_or_prints() {
     assert_eq!(http.hits("/s.bin"), 1, "plan touches no network");
 }
 
+#[test]
+fn a_secret_in_a_url_is_redacted_in_errors_reports_and_logs() {
+    let http = Http::start();
+    http.route("/ok", Route::ok(body(100)));
+    let secret = format!("urltok-{}-{:x}", std::process::id(), rand_suffix());
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.ok]
+download = {{ url = "{}?key=${{secret.TR_TOKEN}}", dest = "ok.bin" }}
+
+[tasks.bad]
+download = {{ urls = ["{}/${{secret.TR_TOKEN}}", "{}?key=${{secret.TR_TOKEN}}"], dest = "bad.bin" }}
+retry = 1
+"#,
+        http.url("/ok"),
+        http.url("/gone"),
+        http.url("/missing"),
+    ));
+    let run = crate::support::Run::from(
+        ws.cmd(&["taskrun.toml", "-k", "-v"])
+            .env("TR_TOKEN", &secret)
+            .output()
+            .unwrap(),
+    );
+    run.code(1);
+    assert_eq!(
+        http.requests("/ok")[0].target,
+        format!("/ok?key={secret}"),
+        "the server gets the real value"
+    );
+    assert_eq!(http.hits(&format!("/gone/{secret}")), 1);
+    assert_eq!(http.hits("/missing"), 1);
+    assert!(!run.stdout.contains(&secret), "stdout: {}", run.stdout);
+    assert!(!run.stderr.contains(&secret), "stderr: {}", run.stderr);
+    let report = ws.last_report();
+    assert_eq!(task(&report, "ok")["status"], "succeeded");
+    assert_eq!(task(&report, "bad")["status"], "failed");
+    assert!(
+        task(&report, "bad")["error"]
+            .as_str()
+            .unwrap()
+            .contains("***"),
+        "{report:#}"
+    );
+    assert_nowhere_on_disk(&ws, &secret);
+}
+
 fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
