@@ -83,6 +83,13 @@ fn a_404_fails_at_once_after_one_request() {
     assert_eq!(field(t, "outcome"), ["failed"]);
     assert_eq!(field(t, "wait_ms"), [&Value::Null]);
     assert!(!ws.path("data/missing.bin").exists());
+    assert!(
+        !files_under(ws.root())
+            .iter()
+            .any(|f| f.starts_with("data/")),
+        "{:?}",
+        files_under(ws.root())
+    );
     assert_eq!(report["summary"]["failed"], 1);
 }
 
@@ -527,4 +534,57 @@ fn sigint_mid_download_keeps_only_resume_files_and_the_next_run_resumes() {
         data.len() as u64 - kept,
         "bytes received in this run"
     );
+}
+
+#[test]
+fn sigint_during_a_retry_wait_keeps_the_part_file_for_the_next_run() {
+    let http = Http::start();
+    let data = body(500_000);
+    http.route(
+        "/w.bin",
+        Route::ok(data.clone())
+            .etag("\"w1\"")
+            .then(Fault::Truncate(300_000)),
+    );
+    let ws = Workspace::new(&format!(
+        "[tasks.get]\ndownload = {{ url = \"{}\", dest = \"w.bin\", sha256 = \"{}\" }}\n\
+         retry = {{ max_attempts = 3, initial_delay = \"60s\", jitter = \"none\" }}\n",
+        http.url("/w.bin"),
+        sha(&data)
+    ));
+    let child = ws
+        .cmd(&["taskrun.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let part = ws.path("w.bin.part");
+    // The failed attempt flushes what it received; the task then waits 60 s.
+    wait_until("the truncated attempt's part file", || {
+        std::fs::metadata(&part).is_ok_and(|m| m.len() == 300_000)
+    });
+    let sent = std::time::Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    crate::support::Run::from(out).code(130);
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "the wait was not cut short"
+    );
+    assert!(!ws.path("w.bin").exists());
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 300_000);
+    assert!(ws.path("w.bin.part.json").exists());
+    let report = ws.last_report();
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(task(&report, "get")["status"], "cancelled");
+
+    ws.run(&[]).code(0);
+    assert_eq!(std::fs::read(ws.path("w.bin")).unwrap(), data);
+    let reqs = http.requests("/w.bin");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].header("range"), Some("bytes=300000-"));
+    assert_eq!(task(&ws.last_report(), "get")["bytes"], 200_000);
 }
