@@ -148,6 +148,8 @@ pub struct AttemptResult {
     pub retry_after: Option<Duration>,
     /// Bytes received (downloads).
     pub bytes: Option<u64>,
+    /// A download's ETag / Last-Modified, kept with its cache entry for revalidation.
+    pub validators: Option<crate::cache::HttpValidators>,
 }
 
 impl AttemptResult {
@@ -162,6 +164,7 @@ impl AttemptResult {
             retryable: false,
             retry_after: None,
             bytes: None,
+            validators: None,
         }
     }
 

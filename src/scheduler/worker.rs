@@ -111,7 +111,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, job: Job) {
 async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     let plan = &shared.plan;
     let task = plan.task(job.task);
-    let mut key = job.key;
+    let mut key = job.key.clone();
     if job.lookup {
         let inputs = if task.inputs.is_empty() {
             Vec::new()
@@ -147,6 +147,13 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
                 digest,
                 output,
             })) => {
+                if let Action::Download(d) = &task.action
+                    && d.revalidate
+                    && d.sha256.is_none()
+                    && let Some(done) = revalidate_hit(shared, &job, d, &key).await
+                {
+                    return done;
+                }
                 return Done::Hit {
                     task: job.task,
                     key,
@@ -197,8 +204,17 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
             key.clone(),
             job.dep_digests,
         );
+        let validators = result.validators.clone();
         Some(
-            match blocking(move || c.record_success(&p, t, k.as_deref(), &deps, &output)).await {
+            match blocking(move || {
+                let digest = c.record_success(&p, t, k.as_deref(), &deps, &output)?;
+                if let (Some(k), Some(v)) = (k, validators) {
+                    c.set_http_validators(&k, v);
+                }
+                Ok::<_, crate::cache::CacheError>(digest)
+            })
+            .await
+            {
                 Ok(Ok(d)) => Ok(d),
                 Ok(Err(e)) => Err(format!("cache: {}", e.0)),
                 Err(e) => Err(e),
@@ -214,6 +230,82 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         finished,
         result,
         digest,
+    }
+}
+
+/// `revalidate = true` on a hit of an unpinned download: ask the origin (If-None-Match /
+/// If-Modified-Since). `None` keeps the hit: 304, or the origin could not be asked (a warning;
+/// the cached file is still good). A 200 downloads anew and counts as the task's attempt.
+async fn revalidate_hit(
+    shared: &Arc<Shared>,
+    job: &Job,
+    download: &crate::model::Download,
+    key: &str,
+) -> Option<Done> {
+    use crate::actions::download::{self, AttemptRequest, Revalidation};
+    let plan = &shared.plan;
+    let task = plan.task(job.task);
+    let client = shared.http.as_ref().ok()?;
+    let (c, k) = (shared.cache.clone(), key.to_string());
+    let v = blocking(move || c.http_validators(&k))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let sink = shared.sink(job.task);
+    let progress = |p: download::Progress| sink.download_progress(p.received, p.total);
+    let started = SystemTime::now();
+    let req = AttemptRequest {
+        download,
+        root: &plan.pipeline.root,
+        attempt: 1,
+        timeout: task.timeout,
+        progress: &progress,
+    };
+    let answer = download::revalidate(client, req, v.etag.as_deref(), v.last_modified.as_deref());
+    match answer.await {
+        Ok(Revalidation::NotModified) => None,
+        Ok(Revalidation::Changed(done)) => {
+            let result = download::succeeded(done);
+            let finished = SystemTime::now();
+            let (p, c, t, k, deps) = (
+                plan.clone(),
+                shared.cache.clone(),
+                job.task,
+                key.to_string(),
+                job.dep_digests.clone(),
+            );
+            let validators = result.validators.clone();
+            let digest = blocking(move || {
+                let digest = c.record_success(&p, t, Some(&k), &deps, &[])?;
+                if let Some(v) = validators {
+                    c.set_http_validators(&k, v);
+                }
+                Ok::<_, crate::cache::CacheError>(digest)
+            })
+            .await;
+            let digest = match digest {
+                Ok(Ok(d)) => Ok(d),
+                Ok(Err(e)) => Err(format!("cache: {}", e.0)),
+                Err(e) => Err(e),
+            };
+            Some(Done::Attempt {
+                task: job.task,
+                key: Some(key.to_string()),
+                started,
+                finished,
+                result,
+                digest: Some(digest),
+            })
+        }
+        Err(f) => {
+            sink.line(
+                crate::events::Stream::Stderr,
+                &format!("revalidation failed, using the cached file: {}", f.message),
+            )
+            .await;
+            None
+        }
     }
 }
 
