@@ -27,6 +27,11 @@ pub use process::Stop;
 /// Something an action reports while it runs.
 #[derive(Debug, Clone)]
 pub enum Progress {
+    /// An attempt is about to run (sent before any of its output).
+    Started {
+        /// 1-based attempt number.
+        attempt: u32,
+    },
     /// A line of output (secrets redacted).
     Line {
         /// Which pipe.
@@ -148,6 +153,8 @@ pub struct AttemptResult {
     pub retry_after: Option<Duration>,
     /// Bytes received (downloads).
     pub bytes: Option<u64>,
+    /// A download's ETag / Last-Modified, kept with its cache entry for revalidation.
+    pub validators: Option<crate::cache::HttpValidators>,
 }
 
 impl AttemptResult {
@@ -162,6 +169,7 @@ impl AttemptResult {
             retryable: false,
             retry_after: None,
             bytes: None,
+            validators: None,
         }
     }
 

@@ -10,6 +10,7 @@
 //! - at the end of the run call [`TaskCache::finish`] (saves the stat records; dropping the
 //!   cache does the same, best effort).
 
+use crate::cache::HttpValidators;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -101,6 +102,7 @@ pub(crate) fn pinned_record(task: &Task, key: &TaskKey, store: &Store) -> Option
         log: None,
         created: now.clone(),
         last_used: now,
+        http: None,
         checksum: String::new(),
     };
     rec.digest = to_hex(&key::outputs_digest(&rec.output_entries()));
@@ -362,6 +364,7 @@ impl TaskCache for LocalCache {
             log,
             created: now.clone(),
             last_used: now,
+            http: None,
             checksum: String::new(),
         };
         if let Err(e) = self.store.write_record(&mut rec) {
@@ -370,6 +373,22 @@ impl TaskCache for LocalCache {
             tracing::warn!("cannot update the cache index: {e}");
         }
         Ok(digest)
+    }
+
+    fn http_validators(&self, key: &str) -> Option<HttpValidators> {
+        self.store.read_record(key)?.http
+    }
+
+    fn set_http_validators(&self, key: &str, validators: HttpValidators) {
+        if self.options.read_only {
+            return;
+        }
+        if let Some(mut rec) = self.store.read_record(key) {
+            rec.http = Some(validators);
+            if let Err(e) = self.store.write_record(&mut rec) {
+                tracing::warn!("cannot store the HTTP validators of entry {key}: {e}");
+            }
+        }
     }
 
     fn finish(&self) -> Result<(), CacheError> {

@@ -5,8 +5,11 @@
 //! Groups complete inside the loop (no process, no thread), services take no slot, and a
 //! task waiting between retries holds nothing.
 
+mod attempts;
 pub mod pools;
 pub mod retry;
+mod services;
+mod signals;
 mod state;
 mod worker;
 
@@ -17,7 +20,7 @@ use std::time::SystemTime;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::actions::{Progress, Stop};
 use crate::cache::{Digest, TaskCache};
@@ -25,10 +28,9 @@ use crate::events::{Event, Sink};
 use crate::exit_code;
 use crate::model::Action;
 use crate::plan::Plan;
-use crate::report::{
-    AttemptOutcome, AttemptReport, FORMAT_VERSION, RunReport, RunStatus, TaskStatus, rfc3339,
-};
+use crate::report::{FORMAT_VERSION, RunReport, RunStatus, TaskStatus, rfc3339};
 use pools::Slots;
+use signals::{Signal, Signals};
 use state::{Phase, Rec, millis};
 use worker::{Done, Job, Shared};
 
@@ -58,12 +60,6 @@ pub struct RunResult {
     pub report: Arc<RunReport>,
     /// The process exit code (0, 1, 130 or 143).
     pub exit_code: u8,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Signal {
-    Int,
-    Term,
 }
 
 /// Runs the selected tasks of `plan` and returns the report and exit code.
@@ -221,7 +217,7 @@ impl<'a> Loop<'a> {
                 continue;
             }
             match self.plan.task(i).action {
-                Action::Service(_) => self.start_service(i),
+                Action::Service(_) => self.standby_service(i),
                 _ => self.complete_group(i),
             }
             if self.stopping {
@@ -255,32 +251,37 @@ impl<'a> Loop<'a> {
     }
 
     fn start_job(&mut self, i: usize) {
-        let first = self.recs[i].started.is_none();
+        let needs_services = !self.services_ready(i);
         let rec = &mut self.recs[i];
         rec.holds_slots = true;
         rec.phase = Phase::Running;
         rec.mark_started();
-        let attempt = rec.next_attempt;
-        let (name, kind) = (rec.name.clone(), rec.kind);
+        let lookup = !std::mem::replace(&mut rec.looked_up, true);
         let job = Job {
             task: i,
-            attempt,
-            first,
+            attempt: rec.next_attempt,
+            lookup,
+            needs_services,
             key: rec.key.clone(),
             dep_digests: self.dep_digests(i),
         };
-        if first {
+        // "started" is announced by the worker once an attempt really begins (after a cache
+        // miss), so a hit shows as `cached` alone.
+        self.active += 1;
+        tokio::spawn(worker::run_job(self.shared.clone(), job));
+    }
+
+    /// An attempt is about to run: the first one announces the task.
+    fn on_attempt_started(&mut self, i: usize, number: u32) {
+        let rec = &mut self.recs[i];
+        let (name, kind) = (rec.name.clone(), rec.kind);
+        if !std::mem::replace(&mut rec.announced, true) {
             self.sink.event(&Event::TaskStarted {
                 name: name.clone(),
                 kind,
             });
         }
-        self.sink.event(&Event::AttemptStarted {
-            name,
-            number: attempt,
-        });
-        self.active += 1;
-        tokio::spawn(worker::run_job(self.shared.clone(), job));
+        self.sink.event(&Event::AttemptStarted { name, number });
     }
 
     fn complete_group(&mut self, i: usize) {
@@ -311,26 +312,6 @@ impl<'a> Loop<'a> {
         }
     }
 
-    fn start_service(&mut self, i: usize) {
-        let needed = self.recs[i].open_dependents > 0 || self.plan.dependents[i].is_empty();
-        if !needed {
-            // Every dependent already reached a final status: nothing needs it.
-            self.recs[i].phase = Phase::Waiting;
-            return;
-        }
-        let (tx, rx) = oneshot::channel();
-        let rec = &mut self.recs[i];
-        rec.phase = Phase::Running;
-        rec.release = Some(tx);
-        rec.mark_started();
-        self.sink.event(&Event::TaskStarted {
-            name: rec.name.clone(),
-            kind: rec.kind,
-        });
-        self.active += 1;
-        tokio::spawn(worker::run_service(self.shared.clone(), i, rx));
-    }
-
     fn on_progress(&mut self, task: usize, p: Progress) {
         let name = self.recs[task].name.clone();
         match p {
@@ -338,6 +319,7 @@ impl<'a> Loop<'a> {
                 self.recs[task].push_line(&line);
                 self.sink.event(&Event::OutputLine { name, stream, line });
             }
+            Progress::Started { attempt } => self.on_attempt_started(task, attempt),
             Progress::Download { bytes, total } => {
                 self.sink
                     .event(&Event::DownloadProgress { name, bytes, total });
@@ -354,6 +336,11 @@ impl<'a> Loop<'a> {
 
     fn on_done(&mut self, done: Done) {
         match done {
+            Done::Miss { task, key } => {
+                self.active -= 1;
+                self.release_slots(task);
+                self.on_miss_needing_services(task, key);
+            }
             Done::Failed { task, error } => {
                 self.active -= 1;
                 self.release_slots(task);
@@ -427,192 +414,6 @@ impl<'a> Loop<'a> {
         }
     }
 
-    fn on_attempt(
-        &mut self,
-        task: usize,
-        key: Option<String>,
-        (started, finished): (SystemTime, SystemTime),
-        result: crate::actions::AttemptResult,
-        digest: Option<Result<Digest, String>>,
-    ) {
-        let rec = &mut self.recs[task];
-        rec.key = key;
-        rec.exit_code = result.exit_code;
-        if result.bytes.is_some() {
-            rec.bytes = Some(rec.bytes.unwrap_or(0) + result.bytes.unwrap_or(0));
-        }
-        let number = rec.next_attempt;
-        rec.attempts.push(AttemptReport {
-            number,
-            started_at: rfc3339(started),
-            finished_at: rfc3339(finished),
-            duration_ms: millis(finished.duration_since(started).unwrap_or_default()),
-            outcome: result.outcome,
-            exit_code: result.exit_code,
-            http_status: result.http_status,
-            url: result.url.clone(),
-            error: result.error.clone(),
-            wait_ms: None,
-        });
-        match (result.outcome, digest) {
-            (AttemptOutcome::Succeeded, Some(Ok(d))) => {
-                rec.digest = d;
-                self.complete(task, TaskStatus::Succeeded);
-            }
-            (AttemptOutcome::Succeeded, Some(Err(e))) => self.fail(task, e),
-            (AttemptOutcome::Succeeded, None) => self.complete(task, TaskStatus::Succeeded),
-            (AttemptOutcome::Cancelled, _) => {
-                rec.error = result.error;
-                self.complete(task, TaskStatus::Cancelled);
-            }
-            (AttemptOutcome::Failed | AttemptOutcome::TimedOut, _) => {
-                self.after_failed_attempt(task, number, result)
-            }
-        }
-    }
-
-    fn after_failed_attempt(
-        &mut self,
-        task: usize,
-        number: u32,
-        result: crate::actions::AttemptResult,
-    ) {
-        let reason = result.error.clone().unwrap_or_else(|| "failed".into());
-        if self.interrupted.is_some() {
-            return self.fail(task, reason);
-        }
-        let policy = &self.plan.task(task).retry;
-        let failure = retry::Failure {
-            attempt: number,
-            retryable: result.retryable,
-            exit_code: result.exit_code,
-            retry_after: result.retry_after,
-        };
-        let elapsed = self.recs[task]
-            .started
-            .map(|(_, t)| t.elapsed())
-            .unwrap_or_default();
-        match retry::decide(policy, &failure, elapsed, &mut self.rng) {
-            retry::Decision::Retry { next, wait } => {
-                let rec = &mut self.recs[task];
-                if let Some(a) = rec.attempts.last_mut() {
-                    a.wait_ms = Some(millis(wait));
-                }
-                rec.next_attempt = next;
-                rec.phase = Phase::RetryWait;
-                self.sink.event(&Event::RetryScheduled {
-                    name: rec.name.clone(),
-                    failed_attempt: number,
-                    reason,
-                    wait,
-                });
-                self.active += 1;
-                let tx = self.shared.done.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    let _ = tx.send(Done::RetryDue { task });
-                });
-            }
-            retry::Decision::GiveUp { .. } => {
-                let msg = if number > 1 {
-                    format!("{reason} (after {number} attempts)")
-                } else {
-                    reason
-                };
-                self.fail(task, msg);
-            }
-        }
-    }
-
-    fn on_service_ready(&mut self, task: usize) {
-        let digests = self.dep_digests(task);
-        let digest = self
-            .shared
-            .cache
-            .record_success(&self.plan, task, None, &digests, &[]);
-        let rec = &mut self.recs[task];
-        rec.service_ready = true;
-        if let Ok(d) = digest {
-            rec.digest = d;
-        }
-        self.sink.event(&Event::ServiceReady {
-            name: rec.name.clone(),
-        });
-        let dependents = self.plan.dependents[task].clone();
-        for d in dependents {
-            self.dep_finished_ok(d);
-        }
-        self.release_unneeded_service(task);
-    }
-
-    fn on_service_ended(
-        &mut self,
-        task: usize,
-        end: crate::actions::service::ServiceEnd,
-        started: SystemTime,
-        finished: SystemTime,
-    ) {
-        use crate::actions::service::ServiceEnd;
-        let ready = self.recs[task].service_ready;
-        let (outcome, error) = match &end {
-            ServiceEnd::Stopped if ready => (AttemptOutcome::Succeeded, None),
-            ServiceEnd::Stopped => (AttemptOutcome::Cancelled, Some("interrupted".to_string())),
-            ServiceEnd::Failed(e) => (AttemptOutcome::Failed, Some(e.clone())),
-        };
-        let rec = &mut self.recs[task];
-        rec.release = None;
-        rec.attempts.push(AttemptReport {
-            number: 1,
-            started_at: rfc3339(started),
-            finished_at: rfc3339(finished),
-            duration_ms: millis(finished.duration_since(started).unwrap_or_default()),
-            outcome,
-            exit_code: None,
-            http_status: None,
-            url: None,
-            error: error.clone(),
-            wait_ms: None,
-        });
-        match outcome {
-            AttemptOutcome::Succeeded => self.complete(task, TaskStatus::Succeeded),
-            AttemptOutcome::Cancelled => {
-                rec.error = error;
-                self.complete(task, TaskStatus::Cancelled)
-            }
-            _ => {
-                let msg = error.unwrap_or_default();
-                self.fail(task, format!("service {msg}"));
-            }
-        }
-    }
-
-    /// Stops a running service once no dependent is pending or running.
-    fn release_unneeded_service(&mut self, s: usize) {
-        let rec = &self.recs[s];
-        if !rec.service_ready || rec.release.is_none() {
-            return;
-        }
-        let needed = self.plan.dependents[s].iter().any(|&d| {
-            self.plan.selected[d]
-                && match self.recs[d].phase {
-                    Phase::Running | Phase::RetryWait => true,
-                    Phase::Waiting | Phase::Ready => !self.stopping,
-                    Phase::Done => false,
-                }
-        });
-        if !needed && let Some(tx) = self.recs[s].release.take() {
-            let _ = tx.send(());
-        }
-    }
-
-    fn release_all_unneeded_services(&mut self) {
-        for i in self.plan.order.clone() {
-            if self.recs[i].release.is_some() {
-                self.release_unneeded_service(i);
-            }
-        }
-    }
-
     fn dep_finished_ok(&mut self, d: usize) {
         if !self.plan.selected[d] {
             return;
@@ -640,7 +441,7 @@ impl<'a> Loop<'a> {
         if rec.phase == Phase::Done {
             return;
         }
-        let was_service_ready = rec.service_ready;
+        let notified = std::mem::replace(&mut rec.notified, true);
         rec.phase = Phase::Done;
         rec.status = Some(status);
         rec.finished = Some((SystemTime::now(), tokio::time::Instant::now()));
@@ -651,7 +452,7 @@ impl<'a> Loop<'a> {
         let dependents = self.plan.dependents[i].clone();
         match status {
             TaskStatus::Succeeded | TaskStatus::Cached => {
-                if !was_service_ready {
+                if !notified {
                     for d in dependents {
                         self.dep_finished_ok(d);
                     }
@@ -670,6 +471,7 @@ impl<'a> Loop<'a> {
                 let rec = &mut self.recs[d];
                 rec.open_dependents = rec.open_dependents.saturating_sub(1);
                 self.release_unneeded_service(d);
+                self.settle_standby_service(d);
             }
         }
     }
@@ -678,7 +480,10 @@ impl<'a> Loop<'a> {
         if !self.plan.selected[i] {
             return;
         }
-        if matches!(self.recs[i].phase, Phase::Waiting | Phase::Ready) {
+        if matches!(
+            self.recs[i].phase,
+            Phase::Waiting | Phase::Ready | Phase::WaitService
+        ) {
             self.recs[i].error = Some(format!("skipped: {why}"));
             self.complete(i, TaskStatus::Skipped);
         }
@@ -757,48 +562,6 @@ impl<'a> Loop<'a> {
         RunResult {
             report,
             exit_code: code,
-        }
-    }
-}
-
-/// SIGINT and SIGTERM as a stream (nothing when signals are not handled).
-struct Signals {
-    int: Option<tokio::signal::unix::Signal>,
-    term: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new(enabled: bool) -> Self {
-        use tokio::signal::unix::{SignalKind, signal};
-        if !enabled {
-            return Self {
-                int: None,
-                term: None,
-            };
-        }
-        Self {
-            int: signal(SignalKind::interrupt()).ok(),
-            term: signal(SignalKind::terminate()).ok(),
-        }
-    }
-
-    async fn next(&mut self) -> Option<Signal> {
-        let Self { int, term } = self;
-        let int = async {
-            match int {
-                Some(s) => s.recv().await.map(|_| Signal::Int),
-                None => std::future::pending().await,
-            }
-        };
-        let term = async {
-            match term {
-                Some(s) => s.recv().await.map(|_| Signal::Term),
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            s = int => s,
-            s = term => s,
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum Phase {
     Running,
     /// Between attempts, holding no slot.
     RetryWait,
+    /// Looked up and missed; waiting (without slots) for the services it needs to be ready.
+    WaitService,
     /// Final status reached.
     Done,
 }
@@ -57,6 +59,14 @@ pub struct Rec {
     pub release: Option<oneshot::Sender<()>>,
     /// A service answered its probe.
     pub service_ready: bool,
+    /// A service whose deps are done but that nothing has needed yet (not started).
+    pub standby: bool,
+    /// Dependents were told this task is done (services tell them before they finish).
+    pub notified: bool,
+    /// The cache was asked already (a miss waiting for services is not asked again).
+    pub looked_up: bool,
+    /// `TaskStarted` was sent (at the first attempt that really runs).
+    pub announced: bool,
 }
 
 impl Rec {
@@ -84,6 +94,10 @@ impl Rec {
             last_lines: VecDeque::new(),
             release: None,
             service_ready: false,
+            standby: false,
+            notified: false,
+            looked_up: false,
+            announced: false,
         }
     }
 

@@ -283,13 +283,18 @@ async fn missing_secret_fails_with_a_clear_error() {
 }
 
 #[tokio::test]
-async fn download_arm_is_not_wired_yet() {
+async fn a_download_to_a_closed_port_fails_after_its_attempts() {
     let d = tempfile::tempdir().unwrap();
-    let t = task(
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut t = task(
         "dl",
         &[],
         Action::Download(crate::model::Download {
-            urls: vec![Template::literal("http://127.0.0.1:9/x")],
+            urls: vec![Template::literal(format!("http://127.0.0.1:{port}/x"))],
             dest: crate::model::RelPath("x".into()),
             sha256: None,
             headers: BTreeMap::new(),
@@ -298,11 +303,13 @@ async fn download_arm_is_not_wired_yet() {
             revalidate: false,
         }),
     );
+    t.retry.max_attempts = 2;
+    t.retry.initial_delay = Duration::from_millis(1);
     let (res, _) = go(pipeline(d.path(), 2, vec![t]), opts()).await;
-    assert_eq!(
-        res.report.tasks[0].error.as_deref(),
-        Some("download tasks are not wired yet")
-    );
+    let task = &res.report.tasks[0];
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert_eq!(task.attempts.len(), 2, "a connection error is retried");
+    assert!(!d.path().join("x").exists(), "nothing at dest");
 }
 
 /// Whether `pid` is a live process (a zombie waiting for its reaper counts as dead).

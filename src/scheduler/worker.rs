@@ -29,14 +29,18 @@ pub(super) struct Shared {
 pub(super) struct Job {
     pub task: usize,
     pub attempt: u32,
-    /// First attempt: expand inputs and ask the cache first.
-    pub first: bool,
+    /// Expand inputs and ask the cache first (the first attempt, unless already asked).
+    pub lookup: bool,
+    /// Some service dep is not running yet: on a miss, report back instead of running.
+    pub needs_services: bool,
     pub key: Option<String>,
     pub dep_digests: Vec<Digest>,
 }
 
 /// What a worker reports when it is done.
 pub(super) enum Done {
+    /// The cache missed and the task needs services that are not ready yet.
+    Miss { task: usize, key: Option<String> },
     /// The task failed before any attempt (inputs, cache).
     Failed { task: usize, error: String },
     /// The cache had the result.
@@ -107,8 +111,8 @@ pub(super) async fn run_job(shared: Arc<Shared>, job: Job) {
 async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     let plan = &shared.plan;
     let task = plan.task(job.task);
-    let mut key = job.key;
-    if job.first {
+    let mut key = job.key.clone();
+    if job.lookup {
         let inputs = if task.inputs.is_empty() {
             Vec::new()
         } else {
@@ -143,12 +147,25 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
                 digest,
                 output,
             })) => {
+                if let Action::Download(d) = &task.action
+                    && d.revalidate
+                    && d.sha256.is_none()
+                    && let Some(done) = revalidate_hit(shared, &job, d, &key).await
+                {
+                    return done;
+                }
                 return Done::Hit {
                     task: job.task,
                     key,
                     source,
                     digest,
                     output,
+                };
+            }
+            Ok(Ok(Lookup::Run { key: k, .. })) if job.needs_services => {
+                return Done::Miss {
+                    task: job.task,
+                    key: k,
                 };
             }
             Ok(Ok(Lookup::Run { key: k, .. })) => key = k,
@@ -166,6 +183,15 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
             }
         }
     }
+    let _ = shared
+        .progress
+        .send((
+            job.task,
+            Progress::Started {
+                attempt: job.attempt,
+            },
+        ))
+        .await;
     let sink = shared.sink(job.task);
     let started = SystemTime::now();
     let result = actions::attempt(AttemptCtx {
@@ -187,8 +213,17 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
             key.clone(),
             job.dep_digests,
         );
+        let validators = result.validators.clone();
         Some(
-            match blocking(move || c.record_success(&p, t, k.as_deref(), &deps, &output)).await {
+            match blocking(move || {
+                let digest = c.record_success(&p, t, k.as_deref(), &deps, &output)?;
+                if let (Some(k), Some(v)) = (k, validators) {
+                    c.set_http_validators(&k, v);
+                }
+                Ok::<_, crate::cache::CacheError>(digest)
+            })
+            .await
+            {
                 Ok(Ok(d)) => Ok(d),
                 Ok(Err(e)) => Err(format!("cache: {}", e.0)),
                 Err(e) => Err(e),
@@ -204,6 +239,82 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         finished,
         result,
         digest,
+    }
+}
+
+/// `revalidate = true` on a hit of an unpinned download: ask the origin (If-None-Match /
+/// If-Modified-Since). `None` keeps the hit: 304, or the origin could not be asked (a warning;
+/// the cached file is still good). A 200 downloads anew and counts as the task's attempt.
+async fn revalidate_hit(
+    shared: &Arc<Shared>,
+    job: &Job,
+    download: &crate::model::Download,
+    key: &str,
+) -> Option<Done> {
+    use crate::actions::download::{self, AttemptRequest, Revalidation};
+    let plan = &shared.plan;
+    let task = plan.task(job.task);
+    let client = shared.http.as_ref().ok()?;
+    let (c, k) = (shared.cache.clone(), key.to_string());
+    let v = blocking(move || c.http_validators(&k))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let sink = shared.sink(job.task);
+    let progress = |p: download::Progress| sink.download_progress(p.received, p.total);
+    let started = SystemTime::now();
+    let req = AttemptRequest {
+        download,
+        root: &plan.pipeline.root,
+        attempt: 1,
+        timeout: task.timeout,
+        progress: &progress,
+    };
+    let answer = download::revalidate(client, req, v.etag.as_deref(), v.last_modified.as_deref());
+    match answer.await {
+        Ok(Revalidation::NotModified) => None,
+        Ok(Revalidation::Changed(done)) => {
+            let result = download::succeeded(done);
+            let finished = SystemTime::now();
+            let (p, c, t, k, deps) = (
+                plan.clone(),
+                shared.cache.clone(),
+                job.task,
+                key.to_string(),
+                job.dep_digests.clone(),
+            );
+            let validators = result.validators.clone();
+            let digest = blocking(move || {
+                let digest = c.record_success(&p, t, Some(&k), &deps, &[])?;
+                if let Some(v) = validators {
+                    c.set_http_validators(&k, v);
+                }
+                Ok::<_, crate::cache::CacheError>(digest)
+            })
+            .await;
+            let digest = match digest {
+                Ok(Ok(d)) => Ok(d),
+                Ok(Err(e)) => Err(format!("cache: {}", e.0)),
+                Err(e) => Err(e),
+            };
+            Some(Done::Attempt {
+                task: job.task,
+                key: Some(key.to_string()),
+                started,
+                finished,
+                result,
+                digest: Some(digest),
+            })
+        }
+        Err(f) => {
+            sink.line(
+                crate::events::Stream::Stderr,
+                &format!("revalidation failed, using the cached file: {}", f.message),
+            )
+            .await;
+            None
+        }
     }
 }
 

@@ -124,3 +124,56 @@ run = "touch user.ran"
     assert!(ws.path("user.ran").exists());
     server.join().unwrap();
 }
+
+/// SPEC §2: a service is not started when every dependent is cached; it is then `cached`.
+/// When one dependent misses, the service starts for it and the hits never wait for it.
+#[test]
+fn a_service_starts_only_when_a_dependent_misses_the_cache() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.svc]
+service = {{ run = "echo started >> svc.starts; exec sleep 60", ready = {{ tcp = "{addr}" }}, ready_timeout = "5s" }}
+
+[tasks.a]
+deps = ["svc"]
+inputs = ["a.in"]
+outputs = ["a.out"]
+run = "cp a.in a.out"
+
+[tasks.b]
+deps = ["svc"]
+inputs = ["b.in"]
+outputs = ["b.out"]
+run = "cp b.in b.out"
+"#
+    ));
+    ws.write("a.in", "a1").write("b.in", "b1");
+    ws.run(&[]).code(0);
+    assert_eq!(ws.read("svc.starts").lines().count(), 1);
+
+    ws.run(&[]).code(0);
+    let report = ws.last_report();
+    assert_eq!(task(&report, "svc")["status"], "cached");
+    assert_eq!(task(&report, "a")["status"], "cached");
+    assert_eq!(
+        ws.read("svc.starts").lines().count(),
+        1,
+        "all dependents hit: no start"
+    );
+
+    ws.write("b.in", "b2");
+    ws.run(&[]).code(0);
+    let report = ws.last_report();
+    assert_eq!(task(&report, "svc")["status"], "succeeded");
+    assert_eq!(task(&report, "a")["status"], "cached");
+    assert_eq!(task(&report, "b")["status"], "succeeded");
+    assert_eq!(ws.read("b.out"), "b2");
+    assert_eq!(
+        ws.read("svc.starts").lines().count(),
+        2,
+        "b missed: the service started"
+    );
+    drop(listener);
+}

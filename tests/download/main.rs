@@ -11,6 +11,7 @@ mod helpers;
 mod basics;
 mod bench;
 mod classify;
+mod cli_revalidate;
 mod limits;
 mod mirrors;
 mod resume;

@@ -26,7 +26,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 pub use classify::{FailureKind, is_retryable_status};
 pub use client::{DownloadError, HttpClient};
 pub use retry_after::parse_retry_after;
-pub use task::run_attempt;
+pub use task::{run_attempt, succeeded};
 
 use crate::model::Download;
 use crate::template::{Template, redact_values};

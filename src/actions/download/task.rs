@@ -43,12 +43,7 @@ pub async fn run_attempt(
     };
     tokio::select! {
         result = attempt(client, request) => match result {
-            Ok(done) => AttemptResult {
-                http_status: Some(done.http_status),
-                url: Some(done.url),
-                bytes: Some(done.bytes),
-                ..AttemptResult::succeeded()
-            },
+            Ok(done) => succeeded(done),
             Err(f) => AttemptResult {
                 outcome: if f.kind == FailureKind::Timeout { AttemptOutcome::TimedOut } else { AttemptOutcome::Failed },
                 http_status: f.http_status,
@@ -65,5 +60,22 @@ pub async fn run_attempt(
             error: Some("interrupted; the partial transfer is kept for resume".into()),
             ..AttemptResult::succeeded()
         },
+    }
+}
+
+/// The report fields of a finished download.
+pub fn succeeded(done: super::Downloaded) -> AttemptResult {
+    let validators = (done.etag.is_some() || done.last_modified.is_some()).then_some(
+        crate::cache::HttpValidators {
+            etag: done.etag,
+            last_modified: done.last_modified,
+        },
+    );
+    AttemptResult {
+        http_status: Some(done.http_status),
+        url: Some(done.url),
+        bytes: Some(done.bytes),
+        validators,
+        ..AttemptResult::succeeded()
     }
 }
