@@ -3,7 +3,7 @@
 //! `*` stays within one path component and `**` crosses them, like gitignore. Each pattern
 //! walks only from its literal prefix, so `data/*.csv` does not read the whole workspace.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use globset::GlobBuilder;
 
@@ -43,6 +43,15 @@ fn expand_one(
         .build()
         .map_err(|e| CacheError(format!("bad input pattern `{}`: {e}", pattern.glob)))?
         .compile_matcher();
+    if let Some(rel) = literal_path(&pattern.glob) {
+        // A plain path: one stat, not a walk of its directory (10,000 tasks with one literal
+        // input each in the same directory made a no-op rerun quadratic).
+        let in_state_dir = rel.components().next() == Some(Component::Normal(STATE_DIR.as_ref()));
+        if !in_state_dir && std::fs::metadata(root.join(&rel)).is_ok_and(|m| m.is_file()) {
+            found.push(rel);
+        }
+        return Ok(());
+    }
     let prefix = literal_prefix(&pattern.glob);
     let start = root.join(&prefix);
     if !start.exists() {
@@ -76,6 +85,21 @@ fn expand_one(
         }
     }
     Ok(())
+}
+
+/// `glob` as a relative path when it has no glob metacharacter and is already in the
+/// normal form the walk produces (`a/b.txt`: no `.`, `..`, empty or absolute components), so
+/// matching it is the same as checking that this one file exists.
+fn literal_path(glob: &str) -> Option<PathBuf> {
+    if glob.is_empty() || glob.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+        return None;
+    }
+    let path = PathBuf::from(glob);
+    let normal = path.components().all(|c| matches!(c, Component::Normal(_)))
+        && glob
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    normal.then_some(path)
 }
 
 /// The directories before the first component holding a glob metacharacter.
@@ -141,6 +165,24 @@ mod tests {
         touch(d.path(), "a.txt");
         let got = expand(d.path(), &[pat("a.txt", false), pat("*.txt", false)]).unwrap();
         assert_eq!(got, vec![PathBuf::from("a.txt")]);
+    }
+
+    #[test]
+    fn literal_paths_need_no_walk_and_match_like_globs() {
+        let d = tempfile::tempdir().unwrap();
+        touch(d.path(), "in/1.txt");
+        touch(d.path(), ".taskrun/x.txt");
+        std::fs::create_dir_all(d.path().join("in/dir")).unwrap();
+        let got = expand(d.path(), &[pat("in/1.txt", false)]).unwrap();
+        assert_eq!(got, vec![PathBuf::from("in/1.txt")]);
+        // A directory, the state dir and a missing file match nothing, as with a glob.
+        for p in ["in/dir", ".taskrun/x.txt", "in/2.txt"] {
+            assert!(expand(d.path(), &[pat(p, true)]).unwrap().is_empty(), "{p}");
+        }
+        assert_eq!(literal_path("in/1.txt"), Some(PathBuf::from("in/1.txt")));
+        for p in ["in/*.txt", "a//b", "./a", "a/../b", "in/[12].txt", "{a,b}"] {
+            assert_eq!(literal_path(p), None, "{p}");
+        }
     }
 
     #[test]
