@@ -38,20 +38,20 @@ fn expand_one(
     pattern: &InputPattern,
     found: &mut Vec<PathBuf>,
 ) -> Result<(), CacheError> {
-    let glob = GlobBuilder::new(&pattern.glob)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| CacheError(format!("bad input pattern `{}`: {e}", pattern.glob)))?
-        .compile_matcher();
     if let Some(rel) = literal_path(&pattern.glob) {
-        // A plain path: one stat, not a walk of its directory (10,000 tasks with one literal
-        // input each in the same directory made a no-op rerun quadratic).
+        // A plain path: one stat, no glob compiled, no walk of its directory (10,000 tasks
+        // with one literal input each in one directory made a no-op rerun quadratic).
         let in_state_dir = rel.components().next() == Some(Component::Normal(STATE_DIR.as_ref()));
         if !in_state_dir && std::fs::metadata(root.join(&rel)).is_ok_and(|m| m.is_file()) {
             found.push(rel);
         }
         return Ok(());
     }
+    let glob = GlobBuilder::new(&pattern.glob)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| CacheError(format!("bad input pattern `{}`: {e}", pattern.glob)))?
+        .compile_matcher();
     let prefix = literal_prefix(&pattern.glob);
     let start = root.join(&prefix);
     if !start.exists() {
