@@ -16,7 +16,10 @@ fn generate(tasks: usize) -> String {
     let mut s = String::with_capacity(tasks * 160);
     s.push_str("version = 1\n[pipeline]\nname = \"bench\"\nconcurrency = 8\n[pools]\nnet = 4\n[vars]\nout = \"build\"\n");
     for i in 0..tasks {
-        let _ = write!(s, "\n[tasks.t{i}]\nrun = \"echo {i} > ${{vars.out}}/t{i}.txt\"\noutputs = [\"build/t{i}.txt\"]\ninputs = [\"src/t{i}/*.c\"]\n");
+        let _ = write!(
+            s,
+            "\n[tasks.t{i}]\nrun = \"echo {i} > ${{vars.out}}/t{i}.txt\"\noutputs = [\"build/t{i}.txt\"]\ninputs = [\"src/t{i}/*.c\"]\n"
+        );
         if i >= width {
             let layer_start = (i / width - 1) * width;
             let a = layer_start + (i * 7) % width;
@@ -36,8 +39,13 @@ fn measure(tasks: usize, runs: usize) -> (Duration, usize) {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();
-        let pipeline = load_str(Path::new("bench.toml"), text.clone(), &LoadOptions::default(), &env)
-            .unwrap_or_else(|_| panic!("generated manifest is invalid"));
+        let pipeline = load_str(
+            Path::new("bench.toml"),
+            text.clone(),
+            &LoadOptions::default(),
+            &env,
+        )
+        .unwrap_or_else(|_| panic!("generated manifest is invalid"));
         let plan = Plan::build(pipeline, &[]).unwrap_or_else(|_| panic!("plan failed"));
         assert_eq!(plan.order.len(), tasks);
         times.push(start.elapsed());
@@ -49,7 +57,11 @@ fn measure(tasks: usize, runs: usize) -> (Duration, usize) {
 fn main() {
     // `cargo test --benches` runs this too; keep that quick.
     let quick = std::env::args().any(|a| a == "--test") || std::env::args().all(|a| a != "--bench");
-    let sizes: &[(usize, usize)] = if quick { &[(1_000, 1)] } else { &[(10_000, 7), (100_000, 5)] };
+    let sizes: &[(usize, usize)] = if quick {
+        &[(1_000, 1)]
+    } else {
+        &[(10_000, 7), (100_000, 5)]
+    };
     for &(tasks, runs) in sizes {
         let (median, bytes) = measure(tasks, runs);
         println!(

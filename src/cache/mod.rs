@@ -17,6 +17,7 @@ pub mod lock;
 pub mod outputs;
 pub mod predict;
 pub mod record;
+pub mod remote;
 pub mod stat;
 pub mod store;
 #[cfg(test)]
@@ -26,6 +27,7 @@ pub use local::{CacheOptions, LocalCache};
 pub use predict::{
     PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
 };
+pub use remote::{RemoteCache, RemoteOptions};
 
 /// A sha256 digest.
 pub type Digest = [u8; 32];

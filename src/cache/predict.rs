@@ -26,6 +26,9 @@ use crate::plan::Plan;
 /// Predicted cache status of a task (the plan's own type: hit / miss / off).
 pub use crate::plan::predict::CacheStatus as PredictedStatus;
 
+/// The miss reason `plan` gives for a task with no local entry when a remote is configured.
+pub const NO_LOCAL_ENTRY: &str = "no local entry (the remote may have it)";
+
 /// What `plan` shows per task.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
@@ -187,7 +190,11 @@ pub fn predict(
             .read_record(&tk.hex())
             .or_else(|| pinned_record(t, &tk, store));
         let Some(rec) = record else {
-            let reason = miss_reason(store, root, &t.name, &tk.parts);
+            let mut reason = miss_reason(store, root, &t.name, &tk.parts);
+            // `plan` never touches the network: it can only say the remote might help.
+            if reason == "no entry" && plan.pipeline.cache.remote.is_some() {
+                reason = NO_LOCAL_ENTRY.into();
+            }
             out[i] = miss(Some(&tk), reason, tk.parts.clone());
             continue;
         };
