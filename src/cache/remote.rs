@@ -40,7 +40,9 @@ const MAX_RECORD_BYTES: u64 = 64 << 20;
 pub struct RemoteOptions {
     /// TCP + TLS connect limit: short, so a dead host costs seconds, once.
     pub connect_timeout: Duration,
-    /// Whole-request limit (headers and body).
+    /// Limit on the wait for a response's headers, and on each read of its body (so a large
+    /// download is bounded by stalls, not by its size). An upload gets one more second per
+    /// MiB it sends, since its body is sent before the headers come back.
     pub timeout: Duration,
     /// Upload results (`[cache] remote_write`); false for laptops that only read.
     pub write: bool,
@@ -72,8 +74,10 @@ pub struct RemoteCache {
 
 /// What went wrong talking to the remote.
 enum Failure {
-    /// Down, timed out, 5xx, or an unexpected status: disable the remote.
+    /// Down, timed out, or 5xx: disable the remote.
     Unreachable(String),
+    /// A status the protocol does not expect (401, 403, 413, ...): disable the remote.
+    Refused(String),
     /// This one entry is bad (corrupt blob or record): a miss, the remote stays on.
     Corrupt(String),
     /// The local side failed (disk full, ...): a miss for this entry.
@@ -153,10 +157,10 @@ impl RemoteCache {
     }
 
     /// The first failure disables the remote and warns; later ones are silent.
-    fn disable(&self, why: &str) {
+    fn disable(&self, what: &str, why: &str) {
         if !self.disabled.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                "remote cache {} unreachable ({why}); continuing with the local cache",
+                "remote cache {} {what} ({why}); continuing with the local cache",
                 self.shown
             );
         }
@@ -192,7 +196,8 @@ impl RemoteCache {
         match resp.status() {
             s if s.is_success() => Ok(Some(resp)),
             StatusCode::NOT_FOUND => Ok(None),
-            s => Err(Failure::Unreachable(format!("HTTP {s}"))),
+            s if s.is_server_error() => Err(Failure::Unreachable(format!("HTTP {s}"))),
+            s => Err(Failure::Refused(format!("HTTP {s}"))),
         }
     }
 
@@ -201,7 +206,11 @@ impl RemoteCache {
         match r {
             Ok(v) => v,
             Err(Failure::Unreachable(why)) => {
-                self.disable(&why);
+                self.disable("unreachable", &why);
+                None
+            }
+            Err(Failure::Refused(why)) => {
+                self.disable(&format!("refused {what}"), &why);
                 None
             }
             Err(Failure::Corrupt(why)) => {
@@ -275,10 +284,21 @@ impl RemoteCache {
         Ok(self.send(client.head(self.url_for("cas", hex)))?.is_some())
     }
 
-    fn put(&self, client: &Client, kind: &str, name: &str, body: Body) -> Result<(), Failure> {
-        match self.send(client.put(self.url_for(kind, name)).body(body))? {
+    fn put(
+        &self,
+        client: &Client,
+        (kind, name): (&str, &str),
+        body: Body,
+        len: u64,
+    ) -> Result<(), Failure> {
+        let timeout = self.options.timeout + Duration::from_secs(len >> 20);
+        let req = client
+            .put(self.url_for(kind, name))
+            .timeout(timeout)
+            .body(body);
+        match self.send(req)? {
             Some(_) => Ok(()),
-            None => Err(Failure::Unreachable("HTTP 404 Not Found on PUT".into())),
+            None => Err(Failure::Refused("HTTP 404 Not Found on PUT".into())),
         }
     }
 
@@ -305,11 +325,12 @@ impl RemoteCache {
                     .metadata()
                     .map_err(|e| Failure::Local(format!("{}: {e}", path.display())))?
                     .len();
-                self.put(client, "cas", hex, Body::sized(file, len))?;
+                self.put(client, ("cas", hex), Body::sized(file, len), len)?;
             }
             let bytes = serde_json::to_vec_pretty(record)
                 .map_err(|e| Failure::Local(format!("serialising the record: {e}")))?;
-            self.put(client, "ac", &record.key, Body::from(bytes))?;
+            let len = bytes.len() as u64;
+            self.put(client, ("ac", &record.key), Body::from(bytes), len)?;
             Ok(Some(()))
         })();
         self.settle(&format!("ac/{}", record.key), r);

@@ -206,6 +206,71 @@ fn a_corrupt_remote_blob_is_a_miss_never_a_wrong_output() {
     }
 }
 
+#[test]
+fn a_corrupt_remote_record_is_a_miss_and_the_remote_stays_on() {
+    let server = CacheServer::new();
+    machine(&server.url(), true).run();
+    for p in server.paths().iter().filter(|p| p.starts_with("/ac/")) {
+        let mut data = server.get(p).unwrap();
+        let at = data.len() / 2;
+        data[at] ^= 1;
+        server.put(p, data);
+    }
+    let b = machine(&server.url(), true);
+    let (out, warnings) = with_warnings(|| b.run());
+    assert!(out.iter().all(ran), "{out:?}");
+    assert_eq!(warnings.len(), 2, "one per corrupt record: {warnings:?}");
+    assert!(
+        warnings.iter().all(|w| w.contains("corrupt")),
+        "{warnings:?}"
+    );
+    // Still enabled: b's results were uploaded, replacing the damaged records.
+    let c = machine(&server.url(), true);
+    assert_eq!(c.run(), vec![Outcome::Hit(Remote), Outcome::Hit(Remote)]);
+}
+
+#[test]
+fn a_read_only_remote_refusing_uploads_costs_one_warning() {
+    let server = CacheServer::new();
+    server.set_mode(Mode::ForbidPut);
+    let m = machine(&server.url(), true);
+    let (out, warnings) = with_warnings(|| m.run());
+    assert!(out.iter().all(ran), "{out:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("403"), "{warnings:?}");
+    assert_eq!(methods(&server, "PUT"), 1);
+}
+
+#[test]
+fn large_outputs_stream_through_the_remote_intact() {
+    let server = CacheServer::new();
+    let big = |url: &str| {
+        Machine::new(&format!(
+            r#"
+[pipeline]
+name = "t"
+
+[cache]
+remote = "{url}"
+
+[tasks.big]
+outputs = ["out/big.txt"]
+run = "mkdir -p out && seq 1 900000 > out/big.txt"
+"#
+        ))
+    };
+    let a = big(&server.url());
+    assert!(a.run().iter().all(ran));
+    let b = big(&server.url());
+    assert_eq!(b.run(), vec![Outcome::Hit(Remote)]);
+    let (x, y) = (
+        a.read("out/big.txt").unwrap(),
+        b.read("out/big.txt").unwrap(),
+    );
+    assert!(x.len() > 5 << 20);
+    assert!(x == y);
+}
+
 fn pinned_manifest(remote: &str, origin: &str, pin: &str) -> String {
     format!(
         r#"

@@ -19,6 +19,8 @@ pub enum Mode {
     Hang,
     /// `GET /cas/...` returns the stored bytes with the first byte flipped.
     CorruptBlobs,
+    /// A read-only cache: `PUT` gets `403 Forbidden`.
+    ForbidPut,
 }
 
 #[derive(Default)]
@@ -74,6 +76,15 @@ impl CacheServer {
         self.state.lock().unwrap().log.clear();
     }
 
+    /// Replaces a stored entry (to damage it).
+    pub fn put(&self, path: &str, data: Vec<u8>) {
+        self.state.lock().unwrap().store.insert(path.into(), data);
+    }
+
+    pub fn get(&self, path: &str) -> Option<Vec<u8>> {
+        self.state.lock().unwrap().store.get(path).cloned()
+    }
+
     /// Stored paths (`/ac/<key>`, `/cas/<sha256>`), sorted.
     pub fn paths(&self) -> Vec<String> {
         let mut v: Vec<String> = self.state.lock().unwrap().store.keys().cloned().collect();
@@ -124,7 +135,8 @@ impl CacheServer {
                     return;
                 }
                 Mode::Fail500 => ("500 Internal Server Error", Vec::new()),
-                Mode::Normal | Mode::CorruptBlobs => {
+                Mode::ForbidPut if method == "PUT" => ("403 Forbidden", Vec::new()),
+                Mode::Normal | Mode::CorruptBlobs | Mode::ForbidPut => {
                     let mut st = self.state.lock().unwrap();
                     match method.as_str() {
                         "PUT" => {
