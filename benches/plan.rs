@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use taskrun::manifest::{LoadOptions, load_str};
 use taskrun::plan::Plan;
 
+/// The same allocator as the binary, so the numbers match what users get.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn generate(tasks: usize) -> String {
     let width = 100;
     let mut s = String::with_capacity(tasks * 160);

@@ -1,1 +1,198 @@
 //! What a task does on a cache miss: run a command, download a file, start a service.
+//!
+//! Actions never see the DAG: they get one task, an [`OutputSink`] for their output and
+//! progress, and the run's stop signal, and they return one [`AttemptResult`] per attempt.
+//! The scheduler decides about retries, slots and the cache.
+
+pub mod command;
+pub mod download;
+pub mod env;
+pub mod outputs;
+pub mod process;
+pub mod service;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::events::Stream;
+use crate::model::{Action, Pipeline, Task};
+use crate::report::AttemptOutcome;
+use crate::template::redact_values;
+
+pub use process::Stop;
+
+/// Something an action reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// An attempt is about to run (sent before any of its output).
+    Started {
+        /// 1-based attempt number.
+        attempt: u32,
+    },
+    /// A line of output (secrets redacted).
+    Line {
+        /// Which pipe.
+        stream: Stream,
+        /// The text, without its newline.
+        line: String,
+    },
+    /// Download bytes so far.
+    Download {
+        /// Bytes received in this attempt.
+        bytes: u64,
+        /// Content-Length, if known.
+        total: Option<u64>,
+    },
+}
+
+/// Most output kept in memory per attempt for the cache (the log file keeps everything).
+const CAPTURE_LIMIT: usize = 64 << 20;
+
+/// Where a running task's output goes: the run loop (console), its log file, the cache.
+pub struct OutputSink {
+    task: usize,
+    tx: mpsc::Sender<(usize, Progress)>,
+    log: Option<Mutex<std::fs::File>>,
+    secrets: Vec<String>,
+    captured: Mutex<Vec<u8>>,
+}
+
+impl OutputSink {
+    /// A sink for task `task`, appending to `log` when given; `secrets` are redacted.
+    pub fn new(
+        task: usize,
+        tx: mpsc::Sender<(usize, Progress)>,
+        log: Option<std::fs::File>,
+        secrets: Vec<String>,
+    ) -> Self {
+        Self {
+            task,
+            tx,
+            log: log.map(Mutex::new),
+            secrets,
+            captured: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds secret values to redact (they become known when the attempt resolves them).
+    pub fn add_secrets(&mut self, more: impl IntoIterator<Item = String>) {
+        self.secrets.extend(more);
+    }
+
+    /// Records one line: redacted, appended to the log file at once, sent to the console.
+    pub async fn line(&self, stream: Stream, text: &str) {
+        let line = redact_values(text, &self.secrets);
+        if let Some(log) = &self.log
+            && let Ok(mut f) = log.lock()
+        {
+            let _ = writeln!(f, "{line}");
+        }
+        if let Ok(mut c) = self.captured.lock()
+            && c.len() < CAPTURE_LIMIT
+        {
+            c.extend_from_slice(line.as_bytes());
+            c.push(b'\n');
+        }
+        let _ = self
+            .tx
+            .send((self.task, Progress::Line { stream, line }))
+            .await;
+    }
+
+    /// Reports download progress; dropped when the console is behind (the next one follows).
+    pub fn download_progress(&self, bytes: u64, total: Option<u64>) {
+        let _ = self
+            .tx
+            .try_send((self.task, Progress::Download { bytes, total }));
+    }
+
+    /// The output captured since the last call (what the cache records on success).
+    pub fn take_captured(&self) -> Vec<u8> {
+        self.captured
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+}
+
+/// Everything one attempt needs.
+pub struct AttemptCtx<'a> {
+    /// The pipeline (root, `[env]`).
+    pub pipeline: &'a Pipeline,
+    /// The task.
+    pub task: &'a Task,
+    /// 1-based attempt number.
+    pub number: u32,
+    /// The run's stop request.
+    pub stop: watch::Receiver<Stop>,
+    /// Output and progress.
+    pub output: &'a OutputSink,
+    /// The run's HTTP client (downloads only), or why it could not be built.
+    pub http: Result<&'a Arc<download::HttpClient>, &'a str>,
+}
+
+/// How one attempt went.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    /// succeeded / failed / timed_out / cancelled.
+    pub outcome: AttemptOutcome,
+    /// A command's exit code.
+    pub exit_code: Option<i32>,
+    /// A download's HTTP status.
+    pub http_status: Option<u16>,
+    /// The URL a download ended on.
+    pub url: Option<String>,
+    /// What went wrong (secrets redacted).
+    pub error: Option<String>,
+    /// Whether another attempt may help.
+    pub retryable: bool,
+    /// A server's `Retry-After`.
+    pub retry_after: Option<Duration>,
+    /// Bytes received (downloads).
+    pub bytes: Option<u64>,
+    /// A download's ETag / Last-Modified, kept with its cache entry for revalidation.
+    pub validators: Option<crate::cache::HttpValidators>,
+}
+
+impl AttemptResult {
+    /// A successful attempt.
+    pub fn succeeded() -> Self {
+        Self {
+            outcome: AttemptOutcome::Succeeded,
+            exit_code: None,
+            http_status: None,
+            url: None,
+            error: None,
+            retryable: false,
+            retry_after: None,
+            bytes: None,
+            validators: None,
+        }
+    }
+
+    /// A failed attempt with a message.
+    pub fn failed(error: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            outcome: AttemptOutcome::Failed,
+            error: Some(error.into()),
+            retryable,
+            ..Self::succeeded()
+        }
+    }
+}
+
+/// Runs one attempt of a command or download task.
+pub async fn attempt(ctx: AttemptCtx<'_>) -> AttemptResult {
+    match &ctx.task.action {
+        Action::Command(cmd) => command::attempt(cmd, &ctx).await,
+        Action::Download(d) => download::run_attempt(d, &ctx, ctx.http).await,
+        // Groups and services never reach here: the run loop handles them itself.
+        Action::Group | Action::Service(_) => AttemptResult::succeeded(),
+    }
+}
+
+/// Shared handle type used by the scheduler for sinks.
+pub type SharedSink = Arc<OutputSink>;

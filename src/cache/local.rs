@@ -14,6 +14,7 @@
 //! [`super::remote`]); a remote hit is copied into the local store and reported as
 //! [`CacheSource::Remote`]. With `remote_write`, each recorded entry is uploaded too.
 
+use crate::cache::HttpValidators;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -118,6 +119,7 @@ pub(crate) fn pinned_record(task: &Task, key: &TaskKey, store: &Store) -> Option
         log: None,
         created: now.clone(),
         last_used: now,
+        http: None,
         checksum: String::new(),
     };
     rec.digest = to_hex(&key::outputs_digest(&rec.output_entries()));
@@ -447,6 +449,7 @@ impl TaskCache for LocalCache {
             log,
             created: now.clone(),
             last_used: now,
+            http: None,
             checksum: String::new(),
         };
         if let Err(e) = self.store.write_record(&mut rec) {
@@ -460,6 +463,22 @@ impl TaskCache for LocalCache {
             remote.upload(&self.store, &rec);
         }
         Ok(digest)
+    }
+
+    fn http_validators(&self, key: &str) -> Option<HttpValidators> {
+        self.store.read_record(key)?.http
+    }
+
+    fn set_http_validators(&self, key: &str, validators: HttpValidators) {
+        if self.options.read_only {
+            return;
+        }
+        if let Some(mut rec) = self.store.read_record(key) {
+            rec.http = Some(validators);
+            if let Err(e) = self.store.write_record(&mut rec) {
+                tracing::warn!("cannot store the HTTP validators of entry {key}: {e}");
+            }
+        }
     }
 
     fn finish(&self) -> Result<(), CacheError> {

@@ -3,9 +3,12 @@
 //! The scheduler talks to the cache only through [`TaskCache`], so it never sees the store's
 //! layout and the cache never sees the run loop. [`NoCache`] is what `--no-cache` uses.
 
+pub mod inputs;
+
 use std::path::PathBuf;
 
 use crate::plan::Plan;
+pub use record::HttpValidators;
 
 pub mod digest;
 pub mod explain;
@@ -102,6 +105,14 @@ pub trait TaskCache: Send + Sync {
     fn finish(&self) -> Result<(), CacheError> {
         Ok(())
     }
+
+    /// The ETag / Last-Modified recorded with a download's entry, for `revalidate = true`.
+    fn http_validators(&self, _key: &str) -> Option<HttpValidators> {
+        None
+    }
+
+    /// Records a download's validators with its entry (after `record_success`).
+    fn set_http_validators(&self, _key: &str, _validators: HttpValidators) {}
 }
 
 /// No cache at all (`--no-cache`): everything runs, nothing is stored.

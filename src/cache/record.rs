@@ -44,6 +44,15 @@ pub struct BlobRef {
     pub size: u64,
 }
 
+/// A download's HTTP validators, so `revalidate = true` can ask the origin whether it changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpValidators {
+    /// The `ETag` the origin sent.
+    pub etag: Option<String>,
+    /// The `Last-Modified` the origin sent.
+    pub last_modified: Option<String>,
+}
+
 /// A cache entry. Only written after a task succeeded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionRecord {
@@ -67,6 +76,9 @@ pub struct ActionRecord {
     pub created: String,
     /// RFC 3339, the last hit (gc evicts least recently used first).
     pub last_used: String,
+    /// A download's validators, for `revalidate` (absent for commands).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpValidators>,
     /// Hex sha256 of this record serialised with an empty checksum.
     #[serde(default)]
     pub checksum: String,
@@ -196,6 +208,7 @@ mod tests {
             log: None,
             created: "2026-01-01T00:00:00Z".into(),
             last_used: "2026-01-01T00:00:00Z".into(),
+            http: None,
             checksum: String::new(),
         }
     }

@@ -20,6 +20,7 @@ fn record(key: &str) -> ActionRecord {
         log: None,
         created: "2026-01-01T00:00:00Z".into(),
         last_used: "2026-01-01T00:00:00Z".into(),
+        http: None,
         checksum: String::new(),
     }
 }

@@ -5,6 +5,7 @@ pub mod check;
 pub mod explain;
 pub mod list;
 pub mod plan;
+pub mod run;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -30,7 +31,7 @@ pub fn dispatch(command: Command) -> u8 {
                     args.no_cache,
                 )
             } else {
-                todo_exit("run")
+                run::run(args)
             }
         }
         Command::Plan(args) => plan::run(args),
@@ -50,11 +51,6 @@ pub fn dispatch(command: Command) -> u8 {
             print_stdout(&String::from_utf8_lossy(&buf))
         }
     }
-}
-
-fn todo_exit(what: &str) -> u8 {
-    eprintln!("taskrun: `{what}` is not built yet");
-    exit_code::USAGE
 }
 
 /// Writes to stdout; a closed pipe (e.g. `| head`) is not an error.

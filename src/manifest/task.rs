@@ -9,13 +9,11 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostic::Problem;
 use super::interpolate::{Context, interpolate};
 use super::keys;
-use super::load::{check_url, read_env, report_interpolation};
+use super::load::{read_env, report_interpolation};
 use super::paths::normalize;
+use super::retry::apply_retry;
 use super::walk::{Reader, Val, get, key_span};
-use crate::model::{
-    Action, CachePolicy, CommandLine, Download, InputPattern, Jitter, Readiness, RelPath,
-    RetryPolicy, Service, Task, TaskKind,
-};
+use crate::model::{Action, CachePolicy, InputPattern, RelPath, RetryPolicy, Task, TaskKind};
 use crate::template::Template;
 
 /// Where a task's names and paths are, for the cross-task checks in [`super::graph`].
@@ -50,7 +48,7 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         get(self.table, key).or_else(|| self.defaults.and_then(|d| get(d, key)))
     }
 
-    fn what(&self, key: &str) -> String {
+    pub(super) fn what(&self, key: &str) -> String {
         format!("tasks.{}.{key}", self.name)
     }
 
@@ -196,7 +194,12 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         Some((task, spans))
     }
 
-    fn template(&self, r: &mut Reader<'_>, text: &str, span: &Range<usize>) -> Option<Template> {
+    pub(super) fn template(
+        &self,
+        r: &mut Reader<'_>,
+        text: &str,
+        span: &Range<usize>,
+    ) -> Option<Template> {
         match interpolate(text, self.ctx) {
             Ok(t) => Some(t),
             Err(errs) => {
@@ -206,38 +209,7 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         }
     }
 
-    fn command(&self, r: &mut Reader<'_>, v: &Val<'_>, key: &str) -> Option<CommandLine> {
-        let what = self.what(key);
-        match v.get_ref() {
-            DeValue::String(s) => {
-                if s.trim().is_empty() {
-                    r.push(
-                        Problem::at(v.span(), format!("`{what}` is empty")).label("nothing to run"),
-                    );
-                    return None;
-                }
-                self.template(r, s, &v.span()).map(CommandLine::Shell)
-            }
-            DeValue::Array(_) => {
-                let list = r.strings(v, &what, false)?;
-                if list.is_empty() {
-                    r.push(Problem::at(v.span(), format!("`{what}` is an empty array")).label("nothing to run").help("give the program and its arguments, e.g. [\"python3\", \"script.py\"]"));
-                    return None;
-                }
-                let mut args = Vec::with_capacity(list.len());
-                for (text, span) in list {
-                    args.push(self.template(r, &text, &span)?);
-                }
-                Some(CommandLine::Argv(args))
-            }
-            _ => {
-                r.push(Problem::at(v.span(), format!("`{what}` must be a string (run with sh -c) or an array (program and arguments)")).label("wrong type"));
-                None
-            }
-        }
-    }
-
-    fn path(
+    pub(super) fn path(
         &self,
         r: &mut Reader<'_>,
         v: &Val<'_>,
@@ -361,291 +333,5 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             apply_retry(r, v, &mut policy, &self.what("retry"));
         }
         policy
-    }
-
-    fn download(&self, r: &mut Reader<'_>) -> Option<Download> {
-        let v = get(self.table, "download")?;
-        let t = r.table(v, &self.what("download"))?;
-        r.check_keys(t, keys::DOWNLOAD, &format!("tasks.{}.download", self.name));
-        let mut urls = Vec::new();
-        match (get(t, "url"), get(t, "urls")) {
-            (Some(_), Some(u)) => {
-                r.push(
-                    Problem::at(u.span(), "a download has `url` or `urls`, not both")
-                        .label("second URL field")
-                        .help("put every mirror in `urls`"),
-                );
-            }
-            (None, None) => {
-                r.push(
-                    Problem::at(
-                        v.span(),
-                        format!("download task `{}` has no `url`", self.name),
-                    )
-                    .label("missing url")
-                    .help("add `url = \"https://...\"`, or `urls = [...]` for mirrors"),
-                );
-            }
-            (Some(u), None) => urls.extend(r.string(u, &self.what("download.url"))),
-            (None, Some(u)) => {
-                let list = r
-                    .strings(u, &self.what("download.urls"), false)
-                    .unwrap_or_default();
-                if list.is_empty() {
-                    r.push(Problem::at(u.span(), "`urls` is empty").label("no mirror"));
-                }
-                urls.extend(list);
-            }
-        }
-        let mut templates = Vec::new();
-        for (text, span) in urls {
-            let Some(tpl) = self.template(r, &text, &span) else {
-                continue;
-            };
-            let probe = tpl.expose_with(|_| Some("x".into())).unwrap_or_default();
-            if check_url(r, &probe, span, &self.what("download.url")).is_some() {
-                templates.push(tpl);
-            }
-        }
-        let dest = match get(t, "dest") {
-            Some(d) => self.path(r, d, "dest", false),
-            None => {
-                r.push(
-                    Problem::at(
-                        v.span(),
-                        format!("download task `{}` has no `dest`", self.name),
-                    )
-                    .label("missing dest")
-                    .help("add `dest = \"data/file.csv\"`, relative to the manifest"),
-                );
-                None
-            }
-        };
-        let sha256 = get(t, "sha256").and_then(|s| {
-            let (text, span) = r.string(s, &self.what("download.sha256"))?;
-            let ok = text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit());
-            if !ok {
-                r.push(
-                    Problem::at(span, format!("malformed sha256 `{text}`"))
-                        .label("not a sha256 digest")
-                        .help("a sha256 is 64 hex digits (sha256sum FILE prints it)"),
-                );
-            }
-            ok.then(|| text.to_ascii_lowercase())
-        });
-        let mut headers = BTreeMap::new();
-        if let Some(h) =
-            get(t, "headers").and_then(|h| r.string_table(h, &self.what("download.headers")))
-        {
-            for e in h {
-                if let Some(tpl) = self.template(r, &e.value, &e.span) {
-                    headers.insert(e.key, tpl);
-                }
-            }
-        }
-        let max_bytes = get(t, "max_bytes").and_then(|m| match m.get_ref() {
-            DeValue::String(s) => match crate::units::parse_size(s) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    r.push(
-                        Problem::at(m.span(), e)
-                            .label("not a size")
-                            .help("write sizes like \"64MiB\" or a number of bytes"),
-                    );
-                    None
-                }
-            },
-            _ => r
-                .integer_in(m, &self.what("download.max_bytes"), 1, i64::MAX)
-                .map(|n| n as u64),
-        });
-        let resume = get(t, "resume")
-            .and_then(|b| r.boolean(b, &self.what("download.resume")))
-            .unwrap_or(true);
-        let revalidate = get(t, "revalidate")
-            .and_then(|b| r.boolean(b, &self.what("download.revalidate")))
-            .unwrap_or(false);
-        if templates.is_empty() {
-            return None;
-        }
-        Some(Download {
-            urls: templates,
-            dest: dest?,
-            sha256,
-            headers,
-            max_bytes,
-            resume,
-            revalidate,
-        })
-    }
-
-    fn service(&self, r: &mut Reader<'_>) -> Option<Service> {
-        let v = get(self.table, "service")?;
-        let t = r.table(v, &self.what("service"))?;
-        r.check_keys(t, keys::SERVICE, &format!("tasks.{}.service", self.name));
-        let run = match get(t, "run") {
-            Some(cmd) => self.command(r, cmd, "service.run"),
-            None => {
-                r.push(
-                    Problem::at(v.span(), format!("service `{}` has no `run`", self.name))
-                        .label("missing run"),
-                );
-                None
-            }
-        };
-        let ready = match get(t, "ready") {
-            None => {
-                r.push(Problem::at(v.span(), format!("service `{}` has no `ready` probe", self.name)).label("missing ready").help("add `ready = { url = \"http://127.0.0.1:8000/\" }` or `ready = { tcp = \"127.0.0.1:8000\" }`"));
-                None
-            }
-            Some(rv) => self.ready(r, rv),
-        };
-        let ready_timeout = get(t, "ready_timeout")
-            .and_then(|d| r.duration(d, &self.what("service.ready_timeout")))
-            .unwrap_or(Duration::from_secs(30));
-        Some(Service {
-            run: run?,
-            ready: ready?,
-            ready_timeout,
-        })
-    }
-
-    fn ready(&self, r: &mut Reader<'_>, v: &Val<'_>) -> Option<Readiness> {
-        let t = r.table(v, &self.what("service.ready"))?;
-        r.check_keys(
-            t,
-            keys::READY,
-            &format!("tasks.{}.service.ready", self.name),
-        );
-        match (get(t, "url"), get(t, "tcp")) {
-            (Some(u), None) => {
-                let (text, span) = r.string(u, &self.what("service.ready.url"))?;
-                let tpl = self.template(r, &text, &span)?;
-                let probe = tpl.expose_with(|_| Some("x".into())).unwrap_or_default();
-                check_url(r, &probe, span, &self.what("service.ready.url"))?;
-                Some(Readiness::Url(tpl))
-            }
-            (None, Some(a)) => {
-                let (text, span) = r.string(a, &self.what("service.ready.tcp"))?;
-                let tpl = self.template(r, &text, &span)?;
-                let addr = tpl.as_literal().unwrap_or("").to_string();
-                let ok = addr
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-                if !ok {
-                    r.push(
-                        Problem::at(span, format!("`ready.tcp` must be HOST:PORT, not `{addr}`"))
-                            .label("not an address"),
-                    );
-                    return None;
-                }
-                Some(Readiness::Tcp(addr))
-            }
-            _ => {
-                r.push(
-                    Problem::at(v.span(), "`ready` needs exactly one of `url` or `tcp`")
-                        .label("ambiguous probe"),
-                );
-                None
-            }
-        }
-    }
-}
-
-/// Applies a `retry` value (an int or a table) over `policy`, field by field.
-pub fn apply_retry(r: &mut Reader<'_>, v: &Val<'_>, policy: &mut RetryPolicy, what: &str) {
-    let max_attempts = |r: &mut Reader<'_>, v: &Val<'_>| -> Option<u32> {
-        let n = r.integer(v, &format!("{what}.max_attempts"))?;
-        if n < 1 {
-            r.push(Problem::at(v.span(), format!("`max_attempts = {n}` would never run the task")).label("must be at least 1").help("max_attempts is the total number of attempts, including the first; 1 means no retry"));
-            return None;
-        }
-        Some(n.min(u32::MAX as i64) as u32)
-    };
-    match v.get_ref() {
-        DeValue::Integer(_) => {
-            if let Some(n) = max_attempts(r, v) {
-                policy.max_attempts = n;
-            }
-        }
-        DeValue::Table(t) => {
-            r.check_keys(t, keys::RETRY, &format!("`{what}`"));
-            if let Some(n) = get(t, "max_attempts").and_then(|v| max_attempts(r, v)) {
-                policy.max_attempts = n;
-            }
-            if let Some(d) = get(t, "initial_delay")
-                .and_then(|v| r.duration(v, &format!("{what}.initial_delay")))
-            {
-                policy.initial_delay = d;
-            }
-            if let Some(d) =
-                get(t, "max_delay").and_then(|v| r.duration(v, &format!("{what}.max_delay")))
-            {
-                policy.max_delay = d;
-            }
-            if let Some(d) =
-                get(t, "max_elapsed").and_then(|v| r.duration(v, &format!("{what}.max_elapsed")))
-            {
-                policy.max_elapsed = Some(d);
-            }
-            if let Some(fv) = get(t, "factor")
-                && let Some(f) = r.number(fv, &format!("{what}.factor"))
-            {
-                if f.is_finite() && f >= 1.0 {
-                    policy.factor = f;
-                } else {
-                    r.push(
-                        Problem::at(fv.span(), format!("`factor = {f}` must be at least 1.0"))
-                            .label("waits would shrink")
-                            .help("1.0 keeps the wait constant; 2.0 doubles it"),
-                    );
-                }
-            }
-            if let Some((s, span)) =
-                get(t, "jitter").and_then(|v| r.string(v, &format!("{what}.jitter")))
-            {
-                match s.as_str() {
-                    "none" => policy.jitter = Jitter::None,
-                    "full" => policy.jitter = Jitter::Full,
-                    "equal" => policy.jitter = Jitter::Equal,
-                    other => r.push(
-                        Problem::at(
-                            span,
-                            format!(
-                                "`jitter` must be \"none\", \"full\" or \"equal\", not \"{other}\""
-                            ),
-                        )
-                        .label("unknown jitter"),
-                    ),
-                }
-            }
-            if let Some(ev) = get(t, "exit_codes") {
-                match ev.get_ref() {
-                    DeValue::Array(items) => {
-                        let codes: Vec<i32> = items
-                            .iter()
-                            .filter_map(|i| r.integer_in(i, &format!("{what}.exit_codes"), 1, 255))
-                            .map(|n| n as i32)
-                            .collect();
-                        policy.exit_codes = Some(codes);
-                    }
-                    _ => r.push(
-                        Problem::at(
-                            ev.span(),
-                            "`exit_codes` must be an array of exit codes, e.g. [1, 75]",
-                        )
-                        .label("wrong type"),
-                    ),
-                }
-            }
-        }
-        _ => r.push(
-            Problem::at(
-                v.span(),
-                format!("`{what}` must be a number of attempts or a table"),
-            )
-            .label("wrong type")
-            .help("e.g. `retry = 3` or `retry = { max_attempts = 3, initial_delay = \"1s\" }`"),
-        ),
     }
 }

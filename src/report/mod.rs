@@ -1,1 +1,239 @@
-//! Event sinks: console, plain lines, JSON report, JUnit, GitHub Actions.
+//! The run report (SPEC §6) and the event sinks that show a run: console, plain lines,
+//! GitHub Actions, JSON report, JUnit XML, the summary table.
+//!
+//! The report types here are the contract of `.taskrun/runs/<run-id>.json`; their field
+//! names must not change (see `schema/report.schema.json`, generated from them).
+
+pub mod console;
+pub mod github;
+pub mod json;
+pub mod junit;
+pub mod plain;
+pub mod summary;
+pub mod tracing_sink;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::cache::CacheSource;
+use crate::model::TaskKind;
+
+/// The version of the report format; bumped only on an incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `.taskrun/runs/<run-id>.json`: everything a run did.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RunReport {
+    /// Always 1 for this layout.
+    pub format_version: u32,
+    /// UTC start time plus a random suffix, e.g. `20261125T113201Z-7f3a`.
+    pub run_id: String,
+    /// `[pipeline] name`.
+    pub pipeline: String,
+    /// The manifest path as given.
+    pub manifest: String,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    /// RFC 3339 UTC.
+    pub finished_at: String,
+    /// Wall time of the run.
+    pub duration_ms: u64,
+    /// Overall outcome.
+    pub status: RunStatus,
+    /// Counts per status.
+    pub summary: Summary,
+    /// The selected tasks, in plan order.
+    pub tasks: Vec<TaskReport>,
+}
+
+/// Overall outcome of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every selected task succeeded or was cached.
+    Succeeded,
+    /// A task failed.
+    Failed,
+    /// SIGINT or SIGTERM stopped the run.
+    Interrupted,
+}
+
+/// Counts per task status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Summary {
+    /// Selected tasks.
+    pub total: usize,
+    /// Ran and succeeded.
+    pub succeeded: usize,
+    /// Not run: the cache had the result.
+    pub cached: usize,
+    /// Ran and failed for good.
+    pub failed: usize,
+    /// Not run because a dependency failed.
+    pub skipped: usize,
+    /// Not run, or stopped, because the run stopped.
+    pub cancelled: usize,
+    /// Bytes received by downloads in this run.
+    pub bytes_downloaded: u64,
+}
+
+/// A task's final status (live views also know pending and running).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Ran and succeeded.
+    Succeeded,
+    /// The cache had the result.
+    Cached,
+    /// Ran and failed for good.
+    Failed,
+    /// A dependency failed.
+    Skipped,
+    /// The run stopped (fail-fast or an interrupt).
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// The word used in text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Cached => "cached",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Skipped => "skipped",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One task in the report.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TaskReport {
+    /// The task's name.
+    pub name: String,
+    /// command, download, service or group.
+    pub kind: TaskKind,
+    /// Final status.
+    pub status: TaskStatus,
+    /// When it started (null when it never did).
+    pub started_at: Option<String>,
+    /// When it finished (null when it never started).
+    pub finished_at: Option<String>,
+    /// Wall time from start to finish, waits between attempts included.
+    pub duration_ms: Option<u64>,
+    /// Hex cache key, when the task is cacheable.
+    pub cache_key: Option<String>,
+    /// Whether the result came from the cache.
+    pub cache_hit: bool,
+    /// Where a hit came from.
+    pub cache_source: Option<CacheSource>,
+    /// Bytes received (downloads), else null.
+    pub bytes: Option<u64>,
+    /// The last attempt's exit code (commands).
+    pub exit_code: Option<i32>,
+    /// Why it failed, was skipped or cancelled.
+    pub error: Option<String>,
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptReport>,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// It worked.
+    Succeeded,
+    /// It failed (non-zero exit, HTTP error, ...).
+    Failed,
+    /// It ran past the task's `timeout`.
+    TimedOut,
+    /// An interrupt stopped it.
+    Cancelled,
+}
+
+impl AttemptOutcome {
+    /// The word used in text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::TimedOut => "timed_out",
+            AttemptOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One attempt of a task.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct AttemptReport {
+    /// 1-based.
+    pub number: u32,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    /// RFC 3339 UTC.
+    pub finished_at: String,
+    /// Wall time of the attempt.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// A command's exit code (null when killed by a signal or not a command).
+    pub exit_code: Option<i32>,
+    /// A download's HTTP status.
+    pub http_status: Option<u16>,
+    /// The URL a download attempt ended on.
+    pub url: Option<String>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// The wait chosen before the next attempt, or null.
+    pub wait_ms: Option<u64>,
+}
+
+impl RunReport {
+    /// Counts the tasks' statuses into a [`Summary`].
+    pub fn summarize(tasks: &[TaskReport]) -> Summary {
+        let mut s = Summary {
+            total: tasks.len(),
+            ..Summary::default()
+        };
+        for t in tasks {
+            match t.status {
+                TaskStatus::Succeeded => s.succeeded += 1,
+                TaskStatus::Cached => s.cached += 1,
+                TaskStatus::Failed => s.failed += 1,
+                TaskStatus::Skipped => s.skipped += 1,
+                TaskStatus::Cancelled => s.cancelled += 1,
+            }
+            if t.kind == TaskKind::Download {
+                s.bytes_downloaded += t.bytes.unwrap_or(0);
+            }
+        }
+        s
+    }
+}
+
+/// An RFC 3339 UTC timestamp with milliseconds, as every report time is written.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A new run id: the UTC start second plus a random suffix, sortable and without colons.
+pub fn new_run_id(start: std::time::SystemTime) -> String {
+    let stamp = humantime::format_rfc3339_seconds(start).to_string();
+    let compact: String = stamp.chars().filter(|c| *c != '-' && *c != ':').collect();
+    format!("{compact}-{:04x}", rand::random::<u16>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_id_looks_like_the_spec() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_606_321);
+        let id = new_run_id(t);
+        assert_eq!(id.len(), "20261125T113201Z-7f3a".len(), "{id}");
+        assert!(id.starts_with("20261125T"), "{id}");
+        assert!(id.contains("Z-"), "{id}");
+        assert!(!id.contains(':'));
+    }
+}

@@ -1,1 +1,575 @@
-//! The run loop: ready queue, pools, retry, cancellation.
+//! The run loop: one task owns the run state (ready queue, slots, statuses) and `select!`s
+//! over worker reports and signals. Workers only run one job and report back; nothing else
+//! mutates the state, so there are no locks and no per-node waiters.
+//!
+//! Groups complete inside the loop (no process, no thread), services take no slot, and a
+//! task waiting between retries holds nothing.
+
+mod attempts;
+pub mod pools;
+pub mod retry;
+mod services;
+mod signals;
+mod state;
+mod worker;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{mpsc, watch};
+
+use crate::actions::{Progress, Stop};
+use crate::cache::{Digest, TaskCache};
+use crate::events::{Event, Sink};
+use crate::exit_code;
+use crate::model::Action;
+use crate::plan::Plan;
+use crate::report::{FORMAT_VERSION, RunReport, RunStatus, TaskStatus, rfc3339};
+use pools::Slots;
+use signals::{Signal, Signals};
+use state::{Phase, Rec, millis};
+use worker::{Done, Job, Shared};
+
+pub use worker::log_file_name;
+
+/// How a run is carried out (from the command line).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run id (see [`crate::report::new_run_id`]).
+    pub run_id: String,
+    /// `-j`: overrides `pipeline.concurrency`.
+    pub jobs: Option<usize>,
+    /// `--keep-going` (else the pipeline's `fail_fast` decides).
+    pub keep_going: bool,
+    /// Where task logs go (`.taskrun/logs/<run-id>`); created by the caller. None: no logs.
+    pub log_dir: Option<PathBuf>,
+    /// Listen for SIGINT/SIGTERM (the binary does; library tests need not).
+    pub handle_signals: bool,
+    /// `-v`: replay a cache hit's recorded output.
+    pub replay_cached_output: bool,
+}
+
+/// What a finished run hands back.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The report (also sent to the sinks as `RunFinished`).
+    pub report: Arc<RunReport>,
+    /// The process exit code (0, 1, 130 or 143).
+    pub exit_code: u8,
+}
+
+/// Runs the selected tasks of `plan` and returns the report and exit code.
+pub async fn run(
+    plan: Arc<Plan>,
+    cache: Arc<dyn TaskCache>,
+    opts: RunOptions,
+    sink: &mut dyn Sink,
+) -> RunResult {
+    let (progress_tx, progress_rx) = mpsc::channel(1024);
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    let shared = Arc::new(Shared {
+        plan: plan.clone(),
+        cache,
+        stop: stop_rx,
+        log_dir: opts.log_dir.clone(),
+        progress: progress_tx,
+        done: done_tx,
+        http: http_client(&plan),
+    });
+    let mut r = Loop::new(plan, shared, &opts, sink, stop_tx);
+    r.run(progress_rx, done_rx, opts.handle_signals).await
+}
+
+/// The run's HTTP client, built only when a selected task downloads (it loads TLS roots).
+fn http_client(plan: &Plan) -> Result<Arc<crate::actions::download::HttpClient>, String> {
+    let downloads = plan
+        .order
+        .iter()
+        .any(|&i| matches!(plan.task(i).action, crate::model::Action::Download(_)));
+    if !downloads {
+        return Err("no download task in this run".into());
+    }
+    crate::actions::download::HttpClient::new(&plan.pipeline.http)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+struct Loop<'a> {
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    recs: Vec<Rec>,
+    ready: VecDeque<usize>,
+    instant: Vec<usize>,
+    slots: Slots,
+    active: usize,
+    stopping: bool,
+    interrupted: Option<Signal>,
+    keep_going: bool,
+    replay: bool,
+    run_id: String,
+    started: (SystemTime, tokio::time::Instant),
+    sink: &'a mut dyn Sink,
+    stop_tx: watch::Sender<Stop>,
+    rng: StdRng,
+}
+
+impl<'a> Loop<'a> {
+    fn new(
+        plan: Arc<Plan>,
+        shared: Arc<Shared>,
+        opts: &RunOptions,
+        sink: &'a mut dyn Sink,
+        stop_tx: watch::Sender<Stop>,
+    ) -> Self {
+        let p = &plan.pipeline;
+        let slots = Slots::new(opts.jobs.unwrap_or(p.concurrency), &p.pools);
+        let mut recs: Vec<Rec> = p
+            .tasks
+            .values()
+            .map(|t| Rec::new(&t.name, t.kind(), slots.need(&t.uses)))
+            .collect();
+        for &i in &plan.order {
+            recs[i].waiting_on = plan.deps[i].iter().filter(|&&d| plan.selected[d]).count();
+            recs[i].open_dependents = plan.dependents[i]
+                .iter()
+                .filter(|&&d| plan.selected[d])
+                .count();
+        }
+        Self {
+            keep_going: opts.keep_going || !p.fail_fast,
+            plan,
+            shared,
+            recs,
+            ready: VecDeque::new(),
+            instant: Vec::new(),
+            slots,
+            active: 0,
+            stopping: false,
+            interrupted: None,
+            replay: opts.replay_cached_output,
+            run_id: opts.run_id.clone(),
+            started: (SystemTime::now(), tokio::time::Instant::now()),
+            sink,
+            stop_tx,
+            rng: StdRng::from_os_rng(),
+        }
+    }
+
+    async fn run(
+        &mut self,
+        mut progress: mpsc::Receiver<(usize, Progress)>,
+        mut done: mpsc::UnboundedReceiver<Done>,
+        handle_signals: bool,
+    ) -> RunResult {
+        self.sink.event(&Event::RunStarted {
+            run_id: self.run_id.clone(),
+            pipeline: self.plan.pipeline.name.clone(),
+            total: self.plan.order.len(),
+        });
+        let mut signals = Signals::new(handle_signals);
+        let order = self.plan.order.clone();
+        for i in order {
+            if self.recs[i].waiting_on == 0 {
+                self.make_ready(i);
+            }
+        }
+        self.schedule();
+        while self.active > 0 {
+            tokio::select! {
+                biased;
+                Some((task, p)) = progress.recv() => self.on_progress(task, p),
+                Some(d) = done.recv() => self.on_done(d),
+                Some(sig) = signals.next() => self.on_signal(sig),
+            }
+            self.schedule();
+        }
+        // Output sent just before the last report may still be queued.
+        while let Ok((task, p)) = progress.try_recv() {
+            self.on_progress(task, p);
+        }
+        self.finish()
+    }
+
+    fn make_ready(&mut self, i: usize) {
+        let rec = &mut self.recs[i];
+        if rec.phase != Phase::Waiting {
+            return;
+        }
+        rec.phase = Phase::Ready;
+        match self.plan.task(i).action {
+            Action::Group | Action::Service(_) => self.instant.push(i),
+            _ => self.ready.push_back(i),
+        }
+    }
+
+    /// Starts everything that may start now.
+    fn schedule(&mut self) {
+        if self.stopping {
+            return;
+        }
+        while let Some(i) = self.instant.pop() {
+            if self.recs[i].phase != Phase::Ready {
+                continue;
+            }
+            match self.plan.task(i).action {
+                Action::Service(_) => self.standby_service(i),
+                _ => self.complete_group(i),
+            }
+            if self.stopping {
+                return;
+            }
+        }
+        if self.slots.saturated() {
+            return;
+        }
+        let mut idx = 0;
+        while idx < self.ready.len() && !self.slots.saturated() {
+            let i = self.ready[idx];
+            if self.recs[i].phase != Phase::Ready {
+                self.ready.remove(idx);
+                continue;
+            }
+            if self.slots.try_take(&self.recs[i].need) {
+                self.ready.remove(idx);
+                self.start_job(i);
+            } else {
+                idx += 1;
+            }
+        }
+    }
+
+    fn dep_digests(&self, i: usize) -> Vec<Digest> {
+        self.plan.deps[i]
+            .iter()
+            .map(|&d| self.recs[d].digest)
+            .collect()
+    }
+
+    fn start_job(&mut self, i: usize) {
+        let needs_services = !self.services_ready(i);
+        let rec = &mut self.recs[i];
+        rec.holds_slots = true;
+        rec.phase = Phase::Running;
+        rec.mark_started();
+        let lookup = !std::mem::replace(&mut rec.looked_up, true);
+        let job = Job {
+            task: i,
+            attempt: rec.next_attempt,
+            lookup,
+            needs_services,
+            key: rec.key.clone(),
+            dep_digests: self.dep_digests(i),
+        };
+        // "started" is announced by the worker once an attempt really begins (after a cache
+        // miss), so a hit shows as `cached` alone.
+        self.active += 1;
+        tokio::spawn(worker::run_job(self.shared.clone(), job));
+    }
+
+    /// An attempt is about to run: the first one announces the task.
+    fn on_attempt_started(&mut self, i: usize, number: u32) {
+        let rec = &mut self.recs[i];
+        let (name, kind) = (rec.name.clone(), rec.kind);
+        if !std::mem::replace(&mut rec.announced, true) {
+            self.sink.event(&Event::TaskStarted {
+                name: name.clone(),
+                kind,
+            });
+        }
+        self.sink.event(&Event::AttemptStarted { name, number });
+    }
+
+    fn complete_group(&mut self, i: usize) {
+        let deps = &self.plan.deps[i];
+        let all_cached = !deps.is_empty()
+            && deps
+                .iter()
+                .all(|&d| self.recs[d].status == Some(TaskStatus::Cached));
+        // Digesting the deps' digests is pure computation: no need for a blocking thread.
+        let digests = self.dep_digests(i);
+        match self
+            .shared
+            .cache
+            .record_success(&self.plan, i, None, &digests, &[])
+        {
+            Ok(d) => {
+                let rec = &mut self.recs[i];
+                rec.mark_started();
+                rec.digest = d;
+                let status = if all_cached {
+                    TaskStatus::Cached
+                } else {
+                    TaskStatus::Succeeded
+                };
+                self.complete(i, status);
+            }
+            Err(e) => self.fail(i, format!("cache: {}", e.0)),
+        }
+    }
+
+    fn on_progress(&mut self, task: usize, p: Progress) {
+        let name = self.recs[task].name.clone();
+        match p {
+            Progress::Line { stream, line } => {
+                self.recs[task].push_line(&line);
+                self.sink.event(&Event::OutputLine { name, stream, line });
+            }
+            Progress::Started { attempt } => self.on_attempt_started(task, attempt),
+            Progress::Download { bytes, total } => {
+                self.sink
+                    .event(&Event::DownloadProgress { name, bytes, total });
+            }
+        }
+    }
+
+    fn release_slots(&mut self, i: usize) {
+        if self.recs[i].holds_slots {
+            self.recs[i].holds_slots = false;
+            self.slots.release(&self.recs[i].need);
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Miss { task, key } => {
+                self.active -= 1;
+                self.release_slots(task);
+                self.on_miss_needing_services(task, key);
+            }
+            Done::Failed { task, error } => {
+                self.active -= 1;
+                self.release_slots(task);
+                self.fail(task, error);
+            }
+            Done::Hit {
+                task,
+                key,
+                source,
+                digest,
+                output,
+            } => {
+                self.active -= 1;
+                self.release_slots(task);
+                let name = self.recs[task].name.clone();
+                self.sink.event(&Event::CacheHit {
+                    name: name.clone(),
+                    source,
+                });
+                if self.replay
+                    && let Some(out) = output
+                {
+                    for line in String::from_utf8_lossy(&out).lines() {
+                        self.sink.event(&Event::OutputLine {
+                            name: name.clone(),
+                            stream: crate::events::Stream::Stdout,
+                            line: line.to_string(),
+                        });
+                    }
+                }
+                let rec = &mut self.recs[task];
+                rec.key = Some(key);
+                rec.cache_source = Some(source);
+                rec.digest = digest;
+                self.complete(task, TaskStatus::Cached);
+            }
+            Done::Attempt {
+                task,
+                key,
+                started,
+                finished,
+                result,
+                digest,
+            } => {
+                self.active -= 1;
+                self.release_slots(task);
+                self.on_attempt(task, key, (started, finished), result, digest);
+            }
+            Done::RetryDue { task } => {
+                if self.recs[task].phase == Phase::RetryWait {
+                    self.active -= 1;
+                    self.recs[task].phase = Phase::Ready;
+                    if self.stopping && self.interrupted.is_some() {
+                        self.complete(task, TaskStatus::Cancelled);
+                    } else {
+                        // Retries go first: the task already started.
+                        self.ready.push_front(task);
+                    }
+                }
+            }
+            Done::ServiceReady { task } => self.on_service_ready(task),
+            Done::ServiceEnded {
+                task,
+                end,
+                started,
+                finished,
+            } => {
+                self.active -= 1;
+                self.on_service_ended(task, end, started, finished);
+            }
+        }
+    }
+
+    fn dep_finished_ok(&mut self, d: usize) {
+        if !self.plan.selected[d] {
+            return;
+        }
+        let rec = &mut self.recs[d];
+        rec.waiting_on = rec.waiting_on.saturating_sub(1);
+        if rec.waiting_on == 0 {
+            self.make_ready(d);
+        }
+    }
+
+    /// The task failed for good.
+    fn fail(&mut self, i: usize, error: String) {
+        self.recs[i].error = Some(error);
+        self.complete(i, TaskStatus::Failed);
+        if !self.keep_going && !self.stopping {
+            self.stopping = true;
+            self.release_all_unneeded_services();
+        }
+    }
+
+    /// Records a final status and lets the graph move on.
+    fn complete(&mut self, i: usize, status: TaskStatus) {
+        let rec = &mut self.recs[i];
+        if rec.phase == Phase::Done {
+            return;
+        }
+        let notified = std::mem::replace(&mut rec.notified, true);
+        rec.phase = Phase::Done;
+        rec.status = Some(status);
+        rec.finished = Some((SystemTime::now(), tokio::time::Instant::now()));
+        self.sink.event(&Event::TaskFinished {
+            task: Box::new(rec.report()),
+            last_lines: rec.last_lines.iter().cloned().collect(),
+        });
+        let dependents = self.plan.dependents[i].clone();
+        match status {
+            TaskStatus::Succeeded | TaskStatus::Cached => {
+                if !notified {
+                    for d in dependents {
+                        self.dep_finished_ok(d);
+                    }
+                }
+            }
+            TaskStatus::Failed | TaskStatus::Skipped => {
+                let why = format!("dependency `{}` {}", self.recs[i].name, status.as_str());
+                for d in dependents {
+                    self.skip_downstream(d, &why);
+                }
+            }
+            TaskStatus::Cancelled => {}
+        }
+        for d in self.plan.deps[i].clone() {
+            if self.plan.task(d).kind() == crate::model::TaskKind::Service {
+                let rec = &mut self.recs[d];
+                rec.open_dependents = rec.open_dependents.saturating_sub(1);
+                self.release_unneeded_service(d);
+                self.settle_standby_service(d);
+            }
+        }
+    }
+
+    fn skip_downstream(&mut self, i: usize, why: &str) {
+        if !self.plan.selected[i] {
+            return;
+        }
+        if matches!(
+            self.recs[i].phase,
+            Phase::Waiting | Phase::Ready | Phase::WaitService
+        ) {
+            self.recs[i].error = Some(format!("skipped: {why}"));
+            self.complete(i, TaskStatus::Skipped);
+        }
+    }
+
+    fn on_signal(&mut self, sig: Signal) {
+        let name = match sig {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+        };
+        if self.interrupted.is_some() {
+            let _ = self.stop_tx.send(Stop::Kill);
+            self.sink.event(&Event::Interrupted {
+                signal: name,
+                forced: true,
+            });
+            return;
+        }
+        self.interrupted = Some(sig);
+        self.stopping = true;
+        let _ = self.stop_tx.send(Stop::Terminate);
+        self.sink.event(&Event::Interrupted {
+            signal: name,
+            forced: false,
+        });
+        for i in self.plan.order.clone() {
+            if self.recs[i].phase == Phase::RetryWait {
+                self.active -= 1;
+                self.recs[i].error = Some("interrupted while waiting to retry".into());
+                self.complete(i, TaskStatus::Cancelled);
+            }
+        }
+    }
+
+    fn finish(&mut self) -> RunResult {
+        let why = match self.interrupted {
+            Some(_) => "not started: the run was interrupted".to_string(),
+            None => "not started: the run stopped after a failure (fail-fast)".to_string(),
+        };
+        for i in self.plan.order.clone() {
+            if self.recs[i].phase != Phase::Done {
+                self.recs[i].error.get_or_insert_with(|| why.clone());
+                self.complete(i, TaskStatus::Cancelled);
+            }
+        }
+        let tasks: Vec<_> = self
+            .plan
+            .order
+            .iter()
+            .map(|&i| self.recs[i].report())
+            .collect();
+        let summary = RunReport::summarize(&tasks);
+        let (status, code) = match self.interrupted {
+            Some(Signal::Int) => (RunStatus::Interrupted, exit_code::SIGINT),
+            Some(Signal::Term) => (RunStatus::Interrupted, exit_code::SIGTERM),
+            None if summary.failed > 0 => (RunStatus::Failed, exit_code::TASK_FAILED),
+            None => (RunStatus::Succeeded, exit_code::SUCCESS),
+        };
+        let finished = SystemTime::now();
+        let p = &self.plan.pipeline;
+        let report = Arc::new(RunReport {
+            format_version: FORMAT_VERSION,
+            run_id: self.run_id.clone(),
+            pipeline: p.name.clone(),
+            manifest: p.manifest_path.display().to_string(),
+            started_at: rfc3339(self.started.0),
+            finished_at: rfc3339(finished),
+            duration_ms: millis(self.started.1.elapsed()),
+            status,
+            summary,
+            tasks,
+        });
+        self.sink.event(&Event::RunFinished {
+            report: report.clone(),
+        });
+        RunResult {
+            report,
+            exit_code: code,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// A retry wait in whole milliseconds (as reported in `wait_ms`).
+pub fn retry_wait_ms(wait: std::time::Duration) -> u64 {
+    millis(wait)
+}

@@ -1,6 +1,7 @@
 //! The manifest, `check`, `plan`, `list` and `schema`, tested through the real binary.
 
 mod check;
+mod flagship;
 mod plan;
 mod props;
 mod schema;

@@ -1,0 +1,85 @@
+//! `run` tasks: one attempt of a command in its own process group, with a timeout.
+
+use crate::actions::outputs::Snapshot;
+use crate::actions::process::{self, End};
+use crate::actions::{AttemptCtx, AttemptResult, env};
+use crate::model::CommandLine;
+use crate::report::AttemptOutcome;
+
+/// Runs the command once: resolves secrets, spawns, streams output, applies the timeout, and
+/// on failure deletes the declared outputs it created or changed (unless told to keep them).
+pub async fn attempt(cmd: &CommandLine, ctx: &AttemptCtx<'_>) -> AttemptResult {
+    let (argv, vars) = match (env::argv(cmd), env::env(ctx.pipeline, ctx.task)) {
+        (Ok(a), Ok(v)) => (a, v),
+        (Err(e), _) | (_, Err(e)) => return AttemptResult::failed(e.to_string(), false),
+    };
+    let cwd = env::workdir(ctx.pipeline, ctx.task);
+    let snapshot = Snapshot::take(&ctx.pipeline.root, &ctx.task.outputs);
+    let result = run(&argv, &cwd, &vars, ctx).await;
+    if result.outcome != AttemptOutcome::Succeeded && !ctx.task.keep_failed_outputs {
+        for path in snapshot.delete_changed() {
+            let rel = path.strip_prefix(&ctx.pipeline.root).unwrap_or(&path);
+            tracing::info!(task = %ctx.task.name, path = %rel.display(), "deleted output of failed attempt");
+        }
+    }
+    result
+}
+
+async fn run(
+    argv: &[String],
+    cwd: &std::path::Path,
+    vars: &[(String, String)],
+    ctx: &AttemptCtx<'_>,
+) -> AttemptResult {
+    // A plain shell string is exec'd without `sh` (see `env::direct_words`).
+    let direct = match argv {
+        [sh, c, text] if sh == "sh" && c == "-c" => env::direct_words(text),
+        _ => None,
+    };
+    let spawned = match direct
+        .as_deref()
+        .map(|words| process::spawn(words, cwd, vars))
+    {
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => process::spawn(argv, cwd, vars),
+        Some(other) => other,
+        None => process::spawn(argv, cwd, vars),
+    };
+    let child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let prog = argv.first().map(String::as_str).unwrap_or("");
+            return AttemptResult::failed(
+                format!("cannot start `{prog}` in {}: {e}", cwd.display()),
+                false,
+            );
+        }
+    };
+    match process::supervise(child, ctx.task.timeout, ctx.stop.clone(), ctx.output).await {
+        Ok(End::Exited(status)) if status.success() => AttemptResult {
+            exit_code: Some(0),
+            ..AttemptResult::succeeded()
+        },
+        Ok(End::Exited(status)) => {
+            let (code, what) = process::describe(&status);
+            AttemptResult {
+                exit_code: code,
+                ..AttemptResult::failed(what, true)
+            }
+        }
+        Ok(End::TimedOut) => {
+            let limit = ctx.task.timeout.unwrap_or_default();
+            AttemptResult {
+                outcome: AttemptOutcome::TimedOut,
+                ..AttemptResult::failed(
+                    format!("timed out after {}", humantime::format_duration(limit)),
+                    true,
+                )
+            }
+        }
+        Ok(End::Stopped) => AttemptResult {
+            outcome: AttemptOutcome::Cancelled,
+            ..AttemptResult::failed("interrupted", false)
+        },
+        Err(e) => AttemptResult::failed(format!("waiting for the command failed: {e}"), false),
+    }
+}

@@ -1,0 +1,101 @@
+//! Which failures are worth another attempt (SPEC §3), and how transport errors read.
+
+use std::error::Error as _;
+
+/// Why an attempt (or one mirror within it) failed; the scheduler logs it as the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// DNS, refused or reset connection, TLS handshake, or an error while sending.
+    Connection,
+    /// The attempt's `timeout` elapsed (connect, headers or a stalled body).
+    Timeout,
+    /// The body ended (or the connection broke) before all announced bytes arrived.
+    Truncated,
+    /// The received bytes do not match the `sha256` pin.
+    Checksum,
+    /// The server answered with a status that is not a success.
+    HttpStatus,
+    /// The body is larger than `max_bytes`.
+    TooLarge,
+    /// A `${secret.*}` the request needs is not set.
+    MissingSecret,
+    /// A URL or header that cannot be sent, more than 10 redirects, or a malformed answer.
+    Invalid,
+    /// Reading or writing local files failed.
+    Io,
+}
+
+impl FailureKind {
+    /// A short word for logs and the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connection => "connection error",
+            FailureKind::Timeout => "timed out",
+            FailureKind::Truncated => "truncated body",
+            FailureKind::Checksum => "checksum mismatch",
+            FailureKind::HttpStatus => "http status",
+            FailureKind::TooLarge => "too large",
+            FailureKind::MissingSecret => "missing secret",
+            FailureKind::Invalid => "invalid request",
+            FailureKind::Io => "i/o error",
+        }
+    }
+}
+
+/// True for the statuses SPEC §3 retries: 408, 425, 429, 500, 502, 503, 504.
+///
+/// Every other non-success status (any other 4xx, 501, 505, an unfollowed 3xx) fails at once:
+/// asking again would get the same answer.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Classifies a transport error from reqwest into a kind and whether it is retryable.
+///
+/// `during_body` marks errors raised while reading the body: those are truncations (the
+/// connection was cut or reset mid-transfer) unless they are timeouts.
+pub(crate) fn classify_transport(err: &reqwest::Error, during_body: bool) -> (FailureKind, bool) {
+    if err.is_timeout() {
+        (FailureKind::Timeout, true)
+    } else if err.is_redirect() || err.is_builder() {
+        (FailureKind::Invalid, false)
+    } else if during_body || err.is_body() || err.is_decode() {
+        (FailureKind::Truncated, true)
+    } else {
+        // Connect errors, resets while sending, protocol errors from a flaky peer.
+        (FailureKind::Connection, true)
+    }
+}
+
+/// The error and its causes on one line, without the URL (callers name the redacted mirror).
+pub(crate) fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_retryable_statuses() {
+        for s in [408, 425, 429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [
+            300, 304, 400, 401, 403, 404, 405, 410, 413, 416, 418, 451, 501, 505, 599,
+        ] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+}

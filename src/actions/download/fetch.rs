@@ -1,0 +1,332 @@
+//! One request to one mirror: resume decision, status handling, streaming, verification.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use reqwest::header::{self, HeaderMap};
+
+use super::classify::{self, FailureKind, is_retryable_status};
+use super::resume::{self, PartMeta};
+use super::sink::{Sink, SinkSpec};
+use super::{AttemptFailure, Downloaded, HttpClient, Progress, parse_retry_after};
+use crate::model::Download;
+use crate::template::Template;
+
+/// Validators of a cached copy, for a conditional GET.
+pub(crate) struct Conditional<'a> {
+    /// Sent as `If-None-Match`.
+    pub etag: Option<&'a str>,
+    /// Sent as `If-Modified-Since`.
+    pub last_modified: Option<&'a str>,
+}
+
+/// Everything one mirror request needs from the attempt.
+pub(crate) struct Fetch<'a> {
+    pub client: &'a HttpClient,
+    pub download: &'a Download,
+    /// Absolute destination.
+    pub dest: &'a Path,
+    /// Task headers, secrets exposed (marked sensitive).
+    pub headers: &'a HeaderMap,
+    pub progress: &'a (dyn Fn(Progress) + Send + Sync),
+    /// Bytes received over the network in this attempt, across mirrors.
+    pub received: &'a AtomicU64,
+    pub conditional: Option<&'a Conditional<'a>>,
+}
+
+/// A mirror's success.
+pub(crate) enum Outcome {
+    /// The file is at `dest`, verified.
+    Done(Downloaded),
+    /// A conditional request got 304: the cached copy is current.
+    NotModified,
+}
+
+/// A failure of this mirror, before redaction and combination with the other mirrors.
+pub(crate) fn failure(kind: FailureKind, retryable: bool, message: String) -> AttemptFailure {
+    AttemptFailure {
+        kind,
+        retryable,
+        retry_after: None,
+        http_status: None,
+        url: None,
+        bytes: 0,
+        message,
+    }
+}
+
+fn transport(err: reqwest::Error, during_body: bool) -> AttemptFailure {
+    let (kind, retryable) = classify::classify_transport(&err, during_body);
+    failure(kind, retryable, classify::describe(err))
+}
+
+fn io_failure(what: &str, err: &std::io::Error) -> AttemptFailure {
+    failure(FailureKind::Io, false, format!("{what}: {err}"))
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Fetches `url` into `dest`; the failure's `url` is filled in here.
+pub(crate) async fn mirror(f: &Fetch<'_>, url: &Template) -> Result<Outcome, AttemptFailure> {
+    let shown = url.redacted();
+    let mut result = request(f, url, &shown).await;
+    if let Err(fail) = &mut result {
+        fail.url = Some(shown);
+    }
+    result
+}
+
+async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, AttemptFailure> {
+    let raw = url
+        .expose()
+        .map_err(|e| failure(FailureKind::MissingSecret, false, e.to_string()))?;
+    let parsed = reqwest::Url::parse(&raw)
+        .map_err(|e| failure(FailureKind::Invalid, false, format!("invalid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        let msg = format!("unsupported URL scheme `{}`", parsed.scheme());
+        return Err(failure(FailureKind::Invalid, false, msg));
+    }
+    let lock = f.client.dest_lock(f.dest);
+    let guard = lock.lock_owned().await;
+    let _permit = f.client.host_permit(&parsed).await;
+    let pinned = f.download.sha256.is_some();
+    let mut allow_resume = f.download.resume && f.conditional.is_none();
+    loop {
+        // A part file is worth continuing only if the server can tell us it is still the same
+        // representation (If-Range), or, from the same URL, the pin will catch a mix of two
+        // versions.
+        let from = if allow_resume {
+            resume::load(f.dest).filter(|(meta, len)| {
+                *len > 0 && (meta.validator().is_some() || (pinned && meta.url == shown))
+            })
+        } else {
+            None
+        };
+        let mut rb = f
+            .client
+            .inner
+            .get(parsed.clone())
+            .headers(f.headers.clone());
+        if let Some((meta, len)) = &from {
+            rb = rb.header(header::RANGE, format!("bytes={len}-"));
+            if let Some(v) = meta.validator() {
+                rb = rb.header(header::IF_RANGE, v);
+            }
+        }
+        if let Some(c) = f.conditional {
+            if let Some(tag) = c.etag {
+                rb = rb.header(header::IF_NONE_MATCH, tag);
+            }
+            if let Some(date) = c.last_modified {
+                rb = rb.header(header::IF_MODIFIED_SINCE, date);
+            }
+        }
+        let resp = rb.send().await.map_err(|e| transport(e, false))?;
+        let status = resp.status().as_u16();
+        let offset = from.as_ref().map_or(0, |(_, len)| *len);
+        match status {
+            304 if f.conditional.is_some() => return Ok(Outcome::NotModified),
+            416 if offset > 0 => {
+                // Our part is at or past the end of what the server has: start over.
+                tracing::debug!(url = shown, offset, "range not satisfiable; restarting");
+                resume::discard(f.dest);
+                allow_resume = false;
+            }
+            206 if offset > 0 => match content_range(resp.headers()) {
+                Some((start, total)) if start == offset => {
+                    let total = total.or_else(|| resp.content_length().map(|n| n + offset));
+                    return stream(f, resp, shown, offset, total, guard).await;
+                }
+                _ => {
+                    tracing::debug!(url = shown, offset, "unusable Content-Range; restarting");
+                    resume::discard(f.dest);
+                    allow_resume = false;
+                }
+            },
+            200..=299 if status != 206 => {
+                let total = resp.content_length();
+                return stream(f, resp, shown, 0, total, guard).await;
+            }
+            _ => return Err(status_failure(&resp)),
+        }
+    }
+}
+
+fn status_failure(resp: &reqwest::Response) -> AttemptFailure {
+    let status = resp.status();
+    let code = status.as_u16();
+    let retry_after = header_str(resp.headers(), header::RETRY_AFTER)
+        .and_then(|v| parse_retry_after(&v, SystemTime::now()));
+    let mut message = format!("HTTP {status}");
+    if let Some(wait) = retry_after {
+        message.push_str(&format!(" (Retry-After: {}s)", wait.as_secs()));
+    }
+    let mut fail = failure(FailureKind::HttpStatus, is_retryable_status(code), message);
+    fail.http_status = Some(code);
+    fail.retry_after = retry_after;
+    fail
+}
+
+/// `Content-Range: bytes START-END/TOTAL` → (START, TOTAL); `*` totals are `None`.
+fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
+    let value = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end: u64 = end.trim().parse().ok()?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    if end < start || total.is_some_and(|t| end >= t) {
+        return None;
+    }
+    Some((start, total))
+}
+
+async fn stream(
+    f: &Fetch<'_>,
+    mut resp: reqwest::Response,
+    shown: &str,
+    offset: u64,
+    total: Option<u64>,
+    guard: tokio::sync::OwnedMutexGuard<()>,
+) -> Result<Outcome, AttemptFailure> {
+    let status = resp.status().as_u16();
+    let with_status = |mut fail: AttemptFailure| {
+        fail.http_status = Some(status);
+        fail
+    };
+    if let (Some(max), Some(total)) = (f.download.max_bytes, total)
+        && total > max
+    {
+        resume::discard(f.dest);
+        let msg = format!("the server announced {total} bytes, more than max_bytes ({max})");
+        return Err(with_status(failure(FailureKind::TooLarge, false, msg)));
+    }
+    if let Some(parent) = f.dest.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(|e| {
+            with_status(io_failure(
+                &format!("cannot create {}", parent.display()),
+                &e,
+            ))
+        })?;
+    }
+    let etag = header_str(resp.headers(), header::ETAG);
+    let last_modified = header_str(resp.headers(), header::LAST_MODIFIED);
+    let meta = f.download.resume.then(|| PartMeta {
+        version: 1,
+        url: shown.to_owned(),
+        etag: etag.clone(),
+        last_modified: last_modified.clone(),
+        bytes: offset,
+        total,
+    });
+    let mut sink = Sink::start(SinkSpec {
+        dest: f.dest.to_path_buf(),
+        offset,
+        meta,
+        guard,
+    });
+    let mut got = offset;
+    (f.progress)(Progress {
+        received: got,
+        total,
+    });
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let n = chunk.len() as u64;
+                got += n;
+                f.received.fetch_add(n, Ordering::Relaxed);
+                if let Some(max) = f.download.max_bytes
+                    && got > max
+                {
+                    sink.discard().await;
+                    let msg = format!("the body exceeds max_bytes ({max})");
+                    return Err(with_status(failure(FailureKind::TooLarge, false, msg)));
+                }
+                if !sink.write(chunk).await {
+                    let err = sink.abort().await;
+                    let err = err.unwrap_or_else(|| std::io::Error::other("writer stopped"));
+                    return Err(with_status(io_failure("cannot write the part file", &err)));
+                }
+                (f.progress)(Progress {
+                    received: got,
+                    total,
+                });
+            }
+            Ok(None) => break,
+            Err(err) => {
+                sink.abort().await;
+                let mut fail = transport(err, true);
+                fail.message = format!("{} after {got} bytes", fail.message);
+                return Err(with_status(fail));
+            }
+        }
+    }
+    if let Some(total) = total
+        && got < total
+    {
+        sink.abort().await;
+        let msg = format!("the body ended after {got} of {total} bytes");
+        return Err(with_status(failure(FailureKind::Truncated, true, msg)));
+    }
+    let written = sink
+        .finish()
+        .await
+        .map_err(|e| with_status(io_failure("cannot write the part file", &e)))?;
+    if let Some(pin) = &f.download.sha256
+        && !pin.eq_ignore_ascii_case(&written.sha256)
+    {
+        resume::discard(f.dest);
+        let msg = format!("sha256 mismatch: expected {pin}, got {}", written.sha256);
+        return Err(with_status(failure(FailureKind::Checksum, true, msg)));
+    }
+    let part = resume::part_path(f.dest);
+    if let Err(err) = tokio::fs::rename(&part, f.dest).await {
+        resume::discard(f.dest);
+        let what = format!("cannot move the download to {}", f.dest.display());
+        return Err(with_status(io_failure(&what, &err)));
+    }
+    resume::remove_meta(f.dest);
+    drop(written.guard);
+    Ok(Outcome::Done(Downloaded {
+        url: shown.to_owned(),
+        http_status: status,
+        bytes: got - offset,
+        sha256: written.sha256,
+        size: written.size,
+        etag,
+        last_modified,
+        resumed_from: offset,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cr(v: &str) -> Option<(u64, Option<u64>)> {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_RANGE, v.parse().unwrap());
+        content_range(&h)
+    }
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(cr("bytes 10-99/100"), Some((10, Some(100))));
+        assert_eq!(cr("bytes 10-99/*"), Some((10, None)));
+        assert_eq!(cr("bytes 10-100/100"), None);
+        assert_eq!(cr("bytes 20-10/100"), None);
+        assert_eq!(cr("bytes */100"), None);
+        assert_eq!(cr("items 1-2/3"), None);
+    }
+}

@@ -1,0 +1,323 @@
+//! The `download` action (SPEC §4): one attempt of an HTTP(S) GET streamed to a file.
+//!
+//! The scheduler owns the retry loop, the waits and the slots; it calls [`attempt`] once per
+//! attempt and reads [`AttemptFailure::retryable`] and [`AttemptFailure::retry_after`] to
+//! decide what comes next. Within an attempt the mirrors are tried in order.
+//!
+//! On disk: the body streams to `<dest>.part` (hashed in the same pass, see [`sink`]), with
+//! `<dest>.part.json` beside it when `resume` is on; `dest` only ever appears by renaming a
+//! complete, verified part file onto it.
+
+mod classify;
+mod client;
+mod fetch;
+mod resume;
+mod retry_after;
+mod sink;
+mod task;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub use classify::{FailureKind, is_retryable_status};
+pub use client::{DownloadError, HttpClient};
+pub use retry_after::parse_retry_after;
+pub use task::{run_attempt, succeeded};
+
+use crate::model::Download;
+use crate::template::{Template, redact_values};
+use fetch::{Conditional, Fetch, Outcome, failure};
+
+/// Live progress of the running transfer, for bytes / rate / ETA displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes in the part file so far, including any resumed prefix.
+    pub received: u64,
+    /// The full size, when the server announced it.
+    pub total: Option<u64>,
+}
+
+/// What one attempt needs; the scheduler builds one per attempt.
+pub struct AttemptRequest<'a> {
+    /// The task's download definition.
+    pub download: &'a Download,
+    /// The workspace root `dest` is relative to.
+    pub root: &'a Path,
+    /// 1-based attempt number (for logs).
+    pub attempt: u32,
+    /// Bounds the whole attempt, all mirrors included; a stall past it is a retryable timeout.
+    pub timeout: Option<Duration>,
+    /// Called from the transfer task after each chunk; keep it cheap (store, don't render).
+    pub progress: &'a (dyn Fn(Progress) + Send + Sync),
+}
+
+/// A verified file now at `dest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// The mirror that served it, secrets redacted.
+    pub url: String,
+    /// 200, or 206 when a part file was continued.
+    pub http_status: u16,
+    /// Bytes received over the network in this attempt (all mirrors), the report's `bytes`.
+    pub bytes: u64,
+    /// Lowercase hex sha256 of the whole file.
+    pub sha256: String,
+    /// The file's size.
+    pub size: u64,
+    /// The server's `ETag`, for later revalidation.
+    pub etag: Option<String>,
+    /// The server's `Last-Modified`, for later revalidation.
+    pub last_modified: Option<String>,
+    /// Bytes kept from an earlier part file (0 when the transfer started from scratch).
+    pub resumed_from: u64,
+}
+
+/// Why an attempt failed, and whether the scheduler should try again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFailure {
+    /// The reason, for logs.
+    pub kind: FailureKind,
+    /// SPEC §3: connection errors, timeouts, truncation, checksum, 408/425/429/5xx-listed.
+    pub retryable: bool,
+    /// The server's `Retry-After`, uncapped (the scheduler caps it by `max_delay`).
+    pub retry_after: Option<Duration>,
+    /// The last HTTP status seen, if a response arrived.
+    pub http_status: Option<u16>,
+    /// The (last) mirror tried, secrets redacted.
+    pub url: Option<String>,
+    /// Bytes received over the network in this attempt.
+    pub bytes: u64,
+    /// What happened, per mirror; secrets redacted; names both digests on a mismatch.
+    pub message: String,
+}
+
+impl std::fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AttemptFailure {}
+
+/// The answer to a conditional request for a cached download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revalidation {
+    /// 304: the cached file is current; nothing was written.
+    NotModified,
+    /// 200: the new content is now at `dest`, verified like any download.
+    Changed(Downloaded),
+}
+
+/// Runs one attempt: tries each mirror in order until one delivers a verified file.
+///
+/// Leaves nothing at `dest` unless it succeeds. On failure (or when this future is dropped)
+/// only `<dest>.part` and `<dest>.part.json` remain, and only when `resume` is on.
+pub async fn attempt(
+    client: &HttpClient,
+    req: AttemptRequest<'_>,
+) -> Result<Downloaded, AttemptFailure> {
+    match run(client, &req, None).await? {
+        Outcome::Done(done) => Ok(done),
+        Outcome::NotModified => Err(failure(
+            FailureKind::Invalid,
+            false,
+            "unexpected 304 Not Modified to an unconditional request".into(),
+        )),
+    }
+}
+
+/// Asks the mirrors whether a cached download changed (`If-None-Match` / `If-Modified-Since`).
+///
+/// 304 leaves `dest` alone; 200 downloads anew exactly like [`attempt`] (atomically replacing
+/// `dest`). Without any validator this is a plain download.
+pub async fn revalidate(
+    client: &HttpClient,
+    req: AttemptRequest<'_>,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> Result<Revalidation, AttemptFailure> {
+    let cond = Conditional {
+        etag,
+        last_modified,
+    };
+    let cond = (etag.is_some() || last_modified.is_some()).then_some(&cond);
+    Ok(match run(client, &req, cond).await? {
+        Outcome::Done(done) => Revalidation::Changed(done),
+        Outcome::NotModified => Revalidation::NotModified,
+    })
+}
+
+async fn run(
+    client: &HttpClient,
+    req: &AttemptRequest<'_>,
+    cond: Option<&Conditional<'_>>,
+) -> Result<Outcome, AttemptFailure> {
+    let dest = req.root.join(req.download.dest.as_str());
+    let secrets = secret_values(req.download);
+    let received = AtomicU64::new(0);
+    let current = Mutex::new(None::<String>);
+    let work = mirrors(client, req, &dest, cond, &received, &current, &secrets);
+    let result = match req.timeout {
+        None => work.await,
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The transfer was dropped; wait until its writer has settled the part files.
+                drop(client.dest_lock(&dest).lock().await);
+                let url = current
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let mut fail = failure(
+                    FailureKind::Timeout,
+                    true,
+                    format!(
+                        "{}: timed out after {}",
+                        url.as_deref().unwrap_or("download"),
+                        humantime::format_duration(limit)
+                    ),
+                );
+                fail.url = url;
+                Err(fail)
+            }
+        },
+    };
+    let bytes = received.load(Ordering::Relaxed);
+    match result {
+        Ok(Outcome::Done(mut done)) => {
+            done.bytes = bytes;
+            tracing::debug!(url = %done.url, bytes, attempt = req.attempt, "downloaded");
+            Ok(Outcome::Done(done))
+        }
+        Ok(other) => Ok(other),
+        Err(mut fail) => {
+            fail.bytes = bytes;
+            fail.message = redact_values(&fail.message, &secrets);
+            fail.url = fail.url.map(|u| redact_values(&u, &secrets));
+            Err(fail)
+        }
+    }
+}
+
+async fn mirrors(
+    client: &HttpClient,
+    req: &AttemptRequest<'_>,
+    dest: &Path,
+    cond: Option<&Conditional<'_>>,
+    received: &AtomicU64,
+    current: &Mutex<Option<String>>,
+    secrets: &[String],
+) -> Result<Outcome, AttemptFailure> {
+    let headers = build_headers(req.download)?;
+    let fetch = Fetch {
+        client,
+        download: req.download,
+        dest,
+        headers: &headers,
+        progress: req.progress,
+        received,
+        conditional: cond,
+    };
+    let mut failures = Vec::new();
+    for url in &req.download.urls {
+        *current.lock().unwrap_or_else(PoisonError::into_inner) = Some(url.redacted());
+        match fetch::mirror(&fetch, url).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(mut fail) => {
+                fail.message = redact_values(&fail.message, secrets);
+                tracing::debug!(url = %url, error = %fail.message, "mirror failed");
+                failures.push(fail);
+            }
+        }
+    }
+    Err(combine(failures))
+}
+
+/// One failure for the whole attempt: retryable if any mirror's was, and then described by
+/// the last retryable mirror (its kind, status and URL explain why it is worth retrying);
+/// the largest `Retry-After` among retryable mirrors (every server that asked for a pause
+/// gets it); every mirror's reason in the message.
+fn combine(failures: Vec<AttemptFailure>) -> AttemptFailure {
+    let retry_after = failures
+        .iter()
+        .filter(|f| f.retryable)
+        .filter_map(|f| f.retry_after)
+        .max();
+    let message = failures
+        .iter()
+        .map(|f| match &f.url {
+            Some(url) => format!("{url}: {}", f.message),
+            None => f.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let pick = failures
+        .iter()
+        .rposition(|f| f.retryable)
+        .or(failures.len().checked_sub(1));
+    let mut out = match pick {
+        Some(i) => failures.into_iter().nth(i),
+        None => None,
+    }
+    .unwrap_or_else(|| {
+        failure(
+            FailureKind::Invalid,
+            false,
+            "the download has no URL".into(),
+        )
+    });
+    out.retry_after = retry_after;
+    if !message.is_empty() {
+        out.message = message;
+    }
+    out
+}
+
+/// The task's headers with secrets exposed; secret-bearing values are marked sensitive.
+fn build_headers(download: &Download) -> Result<HeaderMap, AttemptFailure> {
+    let mut map = HeaderMap::new();
+    for (name, value) in &download.headers {
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            failure(
+                FailureKind::Invalid,
+                false,
+                format!("`{name}` is not a valid header name"),
+            )
+        })?;
+        let exposed = value
+            .expose()
+            .map_err(|e| failure(FailureKind::MissingSecret, false, e.to_string()))?;
+        let mut v = HeaderValue::from_str(&exposed).map_err(|_| {
+            let msg = format!("the value of header `{name}` is not a valid header value");
+            failure(FailureKind::Invalid, false, msg)
+        })?;
+        v.set_sensitive(value.has_secret());
+        map.insert(header, v);
+    }
+    Ok(map)
+}
+
+/// The secret values this download uses, plain and URL-encoded, for [`redact_values`].
+fn secret_values(download: &Download) -> Vec<String> {
+    let templates = download.urls.iter().chain(download.headers.values());
+    let mut out = Vec::new();
+    for name in templates.flat_map(Template::secret_names) {
+        if let Ok(value) = std::env::var(name)
+            && !value.is_empty()
+        {
+            let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+            if encoded != value {
+                out.push(encoded);
+            }
+            out.push(value);
+        }
+    }
+    // Longest first, so a secret containing another is redacted whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}

@@ -1,0 +1,127 @@
+//! Resume state: `<dest>.part` holds the bytes so far, `<dest>.part.json` the validator.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What `<dest>.part.json` records, so a later attempt or run can send `Range` + `If-Range`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PartMeta {
+    /// Format of this file.
+    pub version: u32,
+    /// The mirror the bytes came from, secrets redacted.
+    pub url: String,
+    /// The server's `ETag` for the representation being downloaded.
+    pub etag: Option<String>,
+    /// The server's `Last-Modified`, used when there is no strong `ETag`.
+    pub last_modified: Option<String>,
+    /// Bytes in the part file when this was last written.
+    pub bytes: u64,
+    /// The full size, when the server said.
+    pub total: Option<u64>,
+}
+
+impl PartMeta {
+    /// The `If-Range` value: a strong `ETag`, else `Last-Modified` (weak tags are not allowed).
+    pub fn validator(&self) -> Option<&str> {
+        match (&self.etag, &self.last_modified) {
+            (Some(tag), _) if !tag.starts_with("W/") => Some(tag),
+            (_, Some(date)) => Some(date),
+            _ => None,
+        }
+    }
+}
+
+/// `<dest>.part`.
+pub(crate) fn part_path(dest: &Path) -> PathBuf {
+    with_suffix(dest, ".part")
+}
+
+/// `<dest>.part.json`.
+pub(crate) fn meta_path(dest: &Path) -> PathBuf {
+    with_suffix(dest, ".part.json")
+}
+
+fn with_suffix(dest: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(dest.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The resume state for `dest`, if both files exist and the JSON is readable.
+///
+/// Returns the metadata and the part file's actual length (what was really flushed, which
+/// wins over the recorded count after a crash).
+pub(crate) fn load(dest: &Path) -> Option<(PartMeta, u64)> {
+    let len = std::fs::metadata(part_path(dest)).ok()?.len();
+    let text = std::fs::read(meta_path(dest)).ok()?;
+    let meta: PartMeta = serde_json::from_slice(&text).ok()?;
+    (meta.version == 1).then_some((meta, len))
+}
+
+/// Writes `<dest>.part.json` atomically (temp file + rename).
+pub(crate) fn store(dest: &Path, meta: &PartMeta) -> io::Result<()> {
+    let path = meta_path(dest);
+    let tmp = with_suffix(dest, ".part.json.tmp");
+    let text = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// Removes both resume files; missing files are fine.
+pub(crate) fn discard(dest: &Path) {
+    remove_quietly(&part_path(dest));
+    remove_quietly(&meta_path(dest));
+}
+
+/// Removes only the metadata (after a successful rename of the part file).
+pub(crate) fn remove_meta(dest: &Path) {
+    remove_quietly(&meta_path(dest));
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(err) = std::fs::remove_file(path)
+        && err.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), %err, "cannot remove download temp file");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(etag: Option<&str>, lm: Option<&str>) -> PartMeta {
+        PartMeta {
+            version: 1,
+            url: "u".into(),
+            etag: etag.map(Into::into),
+            last_modified: lm.map(Into::into),
+            bytes: 0,
+            total: None,
+        }
+    }
+
+    #[test]
+    fn validator_prefers_strong_etag() {
+        assert_eq!(meta(Some("\"a\""), Some("d")).validator(), Some("\"a\""));
+        assert_eq!(meta(Some("W/\"a\""), Some("d")).validator(), Some("d"));
+        assert_eq!(meta(Some("W/\"a\""), None).validator(), None);
+        assert_eq!(meta(None, None).validator(), None);
+    }
+
+    #[test]
+    fn store_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.bin");
+        assert!(load(&dest).is_none());
+        std::fs::write(part_path(&dest), b"abc").unwrap();
+        let m = meta(Some("\"x\""), None);
+        store(&dest, &m).unwrap();
+        assert_eq!(load(&dest), Some((m, 3)));
+        discard(&dest);
+        assert!(!part_path(&dest).exists() && !meta_path(&dest).exists());
+    }
+}

@@ -1,0 +1,81 @@
+//! The scheduler's side of a download: one [`AttemptCtx`] in, one [`AttemptResult`] out.
+//!
+//! Adds what the transfer itself does not know about: the run's stop signal (an interrupt
+//! drops the transfer, leaving only the resume files) and the report's fields.
+
+use std::sync::Arc;
+
+use super::{AttemptRequest, FailureKind, HttpClient, Progress, attempt};
+use crate::actions::{AttemptCtx, AttemptResult, Stop};
+use crate::model::Download;
+use crate::report::AttemptOutcome;
+
+/// Runs one attempt of `download` for the task in `ctx`.
+pub async fn run_attempt(
+    download: &Download,
+    ctx: &AttemptCtx<'_>,
+    client: Result<&Arc<HttpClient>, &str>,
+) -> AttemptResult {
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => return AttemptResult::failed(format!("cannot start HTTP client: {e}"), false),
+    };
+    let output = ctx.output;
+    let progress = move |p: Progress| output.download_progress(p.received, p.total);
+    let request = AttemptRequest {
+        download,
+        root: &ctx.pipeline.root,
+        attempt: ctx.number,
+        timeout: ctx.task.timeout,
+        progress: &progress,
+    };
+    let mut stop = ctx.stop.clone();
+    let stopped = async move {
+        loop {
+            if *stop.borrow_and_update() != Stop::No {
+                return;
+            }
+            if stop.changed().await.is_err() {
+                // The run loop is gone; nothing will ask us to stop.
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        result = attempt(client, request) => match result {
+            Ok(done) => succeeded(done),
+            Err(f) => AttemptResult {
+                outcome: if f.kind == FailureKind::Timeout { AttemptOutcome::TimedOut } else { AttemptOutcome::Failed },
+                http_status: f.http_status,
+                url: f.url,
+                bytes: Some(f.bytes),
+                retryable: f.retryable,
+                retry_after: f.retry_after,
+                error: Some(f.message),
+                ..AttemptResult::succeeded()
+            },
+        },
+        () = stopped => AttemptResult {
+            outcome: AttemptOutcome::Cancelled,
+            error: Some("interrupted; the partial transfer is kept for resume".into()),
+            ..AttemptResult::succeeded()
+        },
+    }
+}
+
+/// The report fields of a finished download.
+pub fn succeeded(done: super::Downloaded) -> AttemptResult {
+    let validators = (done.etag.is_some() || done.last_modified.is_some()).then_some(
+        crate::cache::HttpValidators {
+            etag: done.etag,
+            last_modified: done.last_modified,
+        },
+    );
+    AttemptResult {
+        http_status: Some(done.http_status),
+        url: Some(done.url),
+        bytes: Some(done.bytes),
+        validators,
+        ..AttemptResult::succeeded()
+    }
+}

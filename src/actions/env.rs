@@ -1,0 +1,122 @@
+//! Resolving a task's command line, environment and working directory at run time.
+//!
+//! This is where `${secret.*}` values are read (and only here), so a missing secret fails
+//! the task that needs it, not `check` or `plan`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::model::{Action, CommandLine, Pipeline, Readiness, Task};
+use crate::template::{MissingSecret, Template};
+
+/// The argv to exec: `sh -c TEXT` for a shell string, the array as given otherwise.
+pub fn argv(cmd: &CommandLine) -> Result<Vec<String>, MissingSecret> {
+    match cmd {
+        CommandLine::Shell(t) => Ok(vec!["sh".into(), "-c".into(), t.expose()?]),
+        CommandLine::Argv(args) => args.iter().map(Template::expose).collect(),
+    }
+}
+
+/// `[env]` with the task's `env` over it (the caller's environment is inherited underneath).
+pub fn env(pipeline: &Pipeline, task: &Task) -> Result<Vec<(String, String)>, MissingSecret> {
+    let mut merged: BTreeMap<&str, &Template> = BTreeMap::new();
+    for (k, v) in pipeline.env.iter().chain(task.env.iter()) {
+        merged.insert(k, v);
+    }
+    merged
+        .into_iter()
+        .map(|(k, v)| Ok((k.to_string(), v.expose()?)))
+        .collect()
+}
+
+/// The working directory: `cwd` under the root, or the root itself.
+pub fn workdir(pipeline: &Pipeline, task: &Task) -> PathBuf {
+    match &task.cwd {
+        Some(c) => pipeline.root.join(c.as_str()),
+        None => pipeline.root.clone(),
+    }
+}
+
+/// The values of every secret the task refers to that is set, for redacting its output.
+pub fn secret_values(pipeline: &Pipeline, task: &Task) -> Vec<String> {
+    let mut templates: Vec<&Template> = pipeline.env.values().chain(task.env.values()).collect();
+    let mut extra: Vec<&Template> = Vec::new();
+    match &task.action {
+        Action::Command(c) => push_cmd(c, &mut extra),
+        Action::Service(s) => {
+            push_cmd(&s.run, &mut extra);
+            if let Readiness::Url(u) = &s.ready {
+                extra.push(u);
+            }
+        }
+        Action::Download(d) => {
+            extra.extend(d.urls.iter());
+            extra.extend(d.headers.values());
+        }
+        Action::Group => {}
+    }
+    templates.extend(extra);
+    let mut names: Vec<&str> = templates.iter().flat_map(|t| t.secret_names()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|n| std::env::var(n).ok())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn push_cmd<'a>(c: &'a CommandLine, out: &mut Vec<&'a Template>) {
+    match c {
+        CommandLine::Shell(t) => out.push(t),
+        CommandLine::Argv(a) => out.extend(a.iter()),
+    }
+}
+
+/// The words of a shell string that needs no shell: no quoting, expansion, redirection,
+/// operators or assignments. Such a command is exec'd directly, as make does, which saves a
+/// `sh` process per task; a program that is not found falls back to `sh -c`.
+pub fn direct_words(text: &str) -> Option<Vec<String>> {
+    const SPECIAL: &[char] = &[
+        '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '{', '}', '(', ')', '<', '>', '|', '&', ';',
+        '~', '#', '!', '\n', '\r', '\t',
+    ];
+    if text.contains(SPECIAL) {
+        return None;
+    }
+    let words: Vec<String> = text
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect();
+    match words.first() {
+        Some(first) if !first.contains('=') => Some(words),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::direct_words;
+
+    #[test]
+    fn only_plain_words_skip_the_shell() {
+        assert_eq!(direct_words("true"), Some(vec!["true".to_string()]));
+        assert_eq!(
+            direct_words("cargo  build --release=yes"),
+            Some(vec!["cargo".into(), "build".into(), "--release=yes".into()])
+        );
+        for s in [
+            "echo $HOME",
+            "a && b",
+            "a > f",
+            "FOO=1 cmd",
+            "echo 'x'",
+            "ls *.rs",
+            "",
+            "  ",
+        ] {
+            assert_eq!(direct_words(s), None, "{s}");
+        }
+    }
+}

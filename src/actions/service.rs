@@ -1,0 +1,164 @@
+//! `service` tasks: a long-running process started before its dependents, ready once its
+//! probe answers, stopped (group SIGTERM, then SIGKILL) when nothing needs it any more.
+
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+use crate::actions::process::{self, Stop};
+use crate::actions::{OutputSink, env};
+use crate::events::Stream;
+use crate::model::{Pipeline, Readiness, Service, Task};
+
+/// How often the readiness probe is tried.
+const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How a service ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceEnd {
+    /// taskrun stopped it after use (or because the run was interrupted).
+    Stopped,
+    /// It never became ready, or exited on its own: the message says which.
+    Failed(String),
+}
+
+/// Runs the service until `release` fires (or the run stops); sends `Ok` on `ready` once the
+/// probe succeeds, or `Err` when it never does.
+pub async fn run(
+    svc: &Service,
+    pipeline: &Pipeline,
+    task: &Task,
+    output: &OutputSink,
+    mut stop: watch::Receiver<Stop>,
+    release: oneshot::Receiver<()>,
+    ready: oneshot::Sender<()>,
+) -> ServiceEnd {
+    let (argv, vars) = match (env::argv(&svc.run), env::env(pipeline, task)) {
+        (Ok(a), Ok(v)) => (a, v),
+        (Err(e), _) | (_, Err(e)) => return ServiceEnd::Failed(e.to_string()),
+    };
+    let probe = match &svc.ready {
+        Readiness::Url(u) => match u.expose() {
+            Ok(url) => Probe::Url(url, u.redacted()),
+            Err(e) => return ServiceEnd::Failed(e.to_string()),
+        },
+        Readiness::Tcp(addr) => Probe::Tcp(addr.clone()),
+    };
+    let cwd = env::workdir(pipeline, task);
+    let mut child = match process::spawn(&argv, &cwd, &vars) {
+        Ok(c) => c,
+        Err(e) => return ServiceEnd::Failed(format!("cannot start the service: {e}")),
+    };
+    let pid = child.id().unwrap_or(0);
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let pumping = async {
+        let o = async {
+            if let Some(r) = out {
+                process::pump(r, Stream::Stdout, output).await;
+            }
+        };
+        let e = async {
+            if let Some(r) = err {
+                process::pump(r, Stream::Stderr, output).await;
+            }
+        };
+        tokio::join!(o, e);
+    };
+    let control = async {
+        let became_ready = tokio::select! {
+            status = child.wait() => Err(match status {
+                Ok(s) => format!("exited before it was ready ({})", process::describe(&s).1),
+                Err(e) => format!("waiting for the service failed: {e}"),
+            }),
+            r = probe.until_ready(svc.ready_timeout) => r,
+            () = stopped(&mut stop) => Err("interrupted before it was ready".to_string()),
+        };
+        if let Err(e) = became_ready {
+            let _ = process::terminate(&mut child, pid, &mut stop).await;
+            return ServiceEnd::Failed(e);
+        }
+        let _ = ready.send(());
+        tokio::select! {
+            status = child.wait() => ServiceEnd::Failed(match status {
+                Ok(s) => format!("exited on its own ({})", process::describe(&s).1),
+                Err(e) => format!("waiting for the service failed: {e}"),
+            }),
+            _ = release => {
+                let _ = process::terminate(&mut child, pid, &mut stop).await;
+                ServiceEnd::Stopped
+            }
+            () = stopped(&mut stop) => {
+                let _ = process::terminate(&mut child, pid, &mut stop).await;
+                ServiceEnd::Stopped
+            }
+        }
+    };
+    tokio::pin!(pumping, control);
+    let mut pumped = false;
+    let end = loop {
+        tokio::select! {
+            end = &mut control => break end,
+            () = &mut pumping, if !pumped => pumped = true,
+        }
+    };
+    if !pumped {
+        let _ = tokio::time::timeout(Duration::from_millis(250), &mut pumping).await;
+    }
+    end
+}
+
+async fn stopped(stop: &mut watch::Receiver<Stop>) {
+    loop {
+        if *stop.borrow_and_update() != Stop::No {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+enum Probe {
+    /// The exposed URL, and the one shown to users.
+    Url(String, String),
+    Tcp(String),
+}
+
+impl Probe {
+    async fn until_ready(&self, limit: Duration) -> Result<(), String> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| format!("cannot build the readiness client: {e}"))?;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let ok = match self {
+                Probe::Url(url, _) => match client.get(url).send().await {
+                    Ok(r) => r.status().as_u16() < 500,
+                    Err(_) => false,
+                },
+                Probe::Tcp(addr) => tokio::net::TcpStream::connect(addr.as_str()).await.is_ok(),
+            };
+            if ok {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + PROBE_INTERVAL > deadline {
+                return Err(format!(
+                    "not ready within {} ({})",
+                    humantime::format_duration(limit),
+                    self.describe()
+                ));
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Probe::Url(_, u) => format!("GET {u} answered no status below 500"),
+            Probe::Tcp(a) => format!("no TCP connection to {a}"),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `taskrun run`: load, plan, run the scheduler, write the report files, pick the exit code.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::cache::{NoCache, TaskCache};
+use crate::cli::{LogFormat, RunArgs, When};
+use crate::commands::{load_plan, stderr_color};
+use crate::events::Fanout;
+use crate::exit_code;
+use crate::report::{self, github::Github, junit::Junit, plain, tracing_sink::TracingSink};
+use crate::scheduler::{self, RunOptions};
+
+/// Facts about where taskrun runs, read once so sinks can be tested with any of them.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// stdout is a terminal.
+    pub is_terminal: bool,
+    /// `CI` is set (no live view).
+    pub is_ci: bool,
+    /// `GITHUB_ACTIONS=true`.
+    pub github: bool,
+    /// `$GITHUB_STEP_SUMMARY`.
+    pub step_summary: Option<PathBuf>,
+    /// `NO_COLOR` is set.
+    pub no_color: bool,
+}
+
+impl Facts {
+    /// Reads the facts from the process environment.
+    pub fn from_env() -> Self {
+        let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+        Self {
+            is_terminal: std::io::stdout().is_terminal(),
+            is_ci: set("CI"),
+            github: std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true"),
+            step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            no_color: set("NO_COLOR"),
+        }
+    }
+}
+
+/// Chooses the sinks for the console from the options and the facts.
+pub fn console_sinks(args: &RunArgs, facts: &Facts) -> Fanout {
+    let mut sinks = Fanout::new();
+    if args.log_format == LogFormat::Json {
+        sinks.push(Box::new(TracingSink));
+        return sinks;
+    }
+    let verbosity = if args.quiet {
+        plain::Verbosity::Quiet
+    } else {
+        plain::Verbosity::Normal
+    };
+    let live = match args.progress {
+        When::Always => true,
+        When::Never => false,
+        When::Auto => facts.is_terminal && !facts.is_ci && !facts.github,
+    };
+    let color = match args.color {
+        When::Always => true,
+        When::Never => false,
+        When::Auto => facts.is_terminal && !facts.no_color,
+    };
+    if facts.github {
+        sinks.push(Box::new(Github::new(
+            std::io::stdout(),
+            args.quiet,
+            facts.step_summary.clone(),
+        )));
+    } else if live && !args.quiet {
+        sinks.push(Box::new(report::console::Console::new(color)));
+    } else {
+        sinks.push(Box::new(plain::Plain::new(std::io::stdout(), verbosity)));
+    }
+    sinks
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match format {
+        LogFormat::Json => "taskrun=info",
+        LogFormat::Text => "warn",
+    };
+    let filter = EnvFilter::try_from_env("TASKRUN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stdout)
+            .try_init(),
+        LogFormat::Text => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
+
+/// Runs the pipeline; returns the exit code (0, 1, 2, 130, 143).
+pub fn run(args: RunArgs) -> u8 {
+    let (no_cache, force) = (args.no_cache, args.force);
+    run_with_cache(args, move |plan| -> Arc<dyn TaskCache> {
+        if no_cache {
+            return Arc::new(NoCache);
+        }
+        let options = crate::cache::CacheOptions {
+            force,
+            read_only: false,
+        };
+        match crate::cache::LocalCache::open(&plan.pipeline, options) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                eprintln!("warning: {e}; running without the cache");
+                Arc::new(NoCache)
+            }
+        }
+    })
+}
+
+/// Runs the pipeline with the cache `make_cache` builds for the plan (the seam the cache
+/// wiring uses; it sees `--force` / `--no-cache` through `args`).
+pub fn run_with_cache(
+    args: RunArgs,
+    make_cache: impl FnOnce(&crate::plan::Plan) -> Arc<dyn TaskCache>,
+) -> u8 {
+    let color = stderr_color(args.color);
+    init_tracing(args.log_format);
+    let plan = match load_plan(&args.manifest, &args.vars, &args.targets, color) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit_code::TASK_FAILED;
+        }
+    };
+    let started = SystemTime::now();
+    let run_id = report::new_run_id(started);
+    let state_dir = plan.pipeline.root.join(".taskrun");
+    let log_dir = state_dir.join("logs").join(&run_id);
+    let log_dir = match std::fs::create_dir_all(&log_dir) {
+        Ok(()) => Some(log_dir),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot create {}: {e}; task logs are not kept",
+                log_dir.display()
+            );
+            None
+        }
+    };
+    let cache = make_cache(&plan);
+    let facts = Facts::from_env();
+    let mut sinks = console_sinks(&args, &facts);
+    if let Some(path) = &args.junit {
+        sinks.push(Box::new(Junit::new(path.clone())));
+    }
+    let opts = RunOptions {
+        run_id: run_id.clone(),
+        jobs: args.jobs.map(|j| j as usize),
+        keep_going: args.keep_going,
+        log_dir,
+        handle_signals: true,
+        replay_cached_output: args.verbose,
+    };
+    let plan = Arc::new(plan);
+    let result = runtime.block_on(scheduler::run(plan, cache, opts, &mut sinks));
+    let run_report = state_dir.join("runs").join(format!("{run_id}.json"));
+    for path in std::iter::once(&run_report).chain(args.report.as_ref()) {
+        if let Err(e) = report::json::write(&result.report, path) {
+            eprintln!(
+                "warning: cannot write the run report {}: {e}",
+                path.display()
+            );
+        }
+    }
+    // Services and timers are stopped; do not wait for stray blocking work.
+    runtime.shutdown_background();
+    drop(sinks);
+    result.exit_code
+}

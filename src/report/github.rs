@@ -1,0 +1,112 @@
+//! GitHub Actions output: each task's output in a `::group::`, failures as `::error`
+//! annotations, and the summary table appended to `$GITHUB_STEP_SUMMARY` (SPEC §7).
+//!
+//! Tasks run concurrently, so their output is buffered and printed as one group when the
+//! task finishes; interleaved lines would break the groups.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::events::{Event, Sink, Stream};
+use crate::report::TaskStatus;
+use crate::report::plain::finished_line;
+use crate::report::summary::{markdown, table};
+
+/// The GitHub Actions sink.
+pub struct Github<W: Write + Send> {
+    out: W,
+    quiet: bool,
+    step_summary: Option<PathBuf>,
+    buffered: HashMap<String, Vec<String>>,
+}
+
+impl<W: Write + Send> Github<W> {
+    /// A sink printing to `out`, appending Markdown to `step_summary` when given.
+    pub fn new(out: W, quiet: bool, step_summary: Option<PathBuf>) -> Self {
+        Self {
+            out,
+            quiet,
+            step_summary,
+            buffered: HashMap::new(),
+        }
+    }
+}
+
+/// Escapes a workflow-command message (`%`, CR, LF).
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+impl<W: Write + Send> Sink for Github<W> {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::OutputLine { name, line, stream } => {
+                let l = match stream {
+                    Stream::Stdout => line.clone(),
+                    Stream::Stderr => format!("! {line}"),
+                };
+                self.buffered.entry(name.to_string()).or_default().push(l);
+            }
+            Event::RetryScheduled {
+                name,
+                reason,
+                failed_attempt,
+                wait,
+            } => {
+                self.buffered
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(format!(
+                        "=> attempt {failed_attempt} failed ({reason}); retrying in {}ms",
+                        crate::scheduler::retry_wait_ms(*wait)
+                    ));
+            }
+            Event::TaskFinished { task, .. } => {
+                let lines = self.buffered.remove(&task.name).unwrap_or_default();
+                let failed = task.status == TaskStatus::Failed;
+                if !self.quiet || failed {
+                    let _ = writeln!(self.out, "::group::{}", finished_line(task));
+                    if !self.quiet {
+                        for l in &lines {
+                            let _ = writeln!(self.out, "{l}");
+                        }
+                    }
+                    let _ = writeln!(self.out, "::endgroup::");
+                }
+                if failed {
+                    let _ = writeln!(
+                        self.out,
+                        "::error title=taskrun: task {} failed::{}",
+                        escape_data(&task.name),
+                        escape_data(task.error.as_deref().unwrap_or("failed"))
+                    );
+                }
+                let _ = self.out.flush();
+            }
+            Event::Interrupted { signal, .. } => {
+                let _ = writeln!(self.out, "::warning::taskrun interrupted by {signal}");
+            }
+            Event::Warning { message } => {
+                let _ = writeln!(self.out, "::warning::{}", escape_data(message));
+            }
+            Event::RunFinished { report } => {
+                let _ = write!(self.out, "{}", table(report));
+                let _ = self.out.flush();
+                if let Some(path) = &self.step_summary {
+                    let res = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .and_then(|mut f| f.write_all(markdown(report).as_bytes()));
+                    if let Err(e) = res {
+                        eprintln!("warning: cannot append to {}: {e}", path.display());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Writing the JSON run report, and its JSON Schema.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::report::RunReport;
+
+/// The report as pretty JSON.
+pub fn to_string(report: &RunReport) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Writes the report to `path` via a temp file and a rename, so no reader sees half of it.
+pub fn write(report: &RunReport, path: &Path) -> std::io::Result<()> {
+    write_atomic(path, to_string(report).as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.write_all(b"\n")?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The JSON Schema of the run report (checked in as `schema/report.schema.json`).
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(RunReport);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in schema must match the types; `UPDATE_SCHEMAS=1 cargo test` refreshes it.
+    #[test]
+    fn report_schema_is_up_to_date() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/report.schema.json");
+        let fresh = schema();
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &fresh).unwrap();
+            return;
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == fresh,
+            "schema/report.schema.json is stale: run `UPDATE_SCHEMAS=1 cargo test --lib report_schema` and commit it"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! Plain lines, one per event, with no escape codes: for logs, pipes and CI (SPEC §7).
+//!
+//! Task output is shown line by line as `task | text`; `-q` keeps only failures and the
+//! final totals line.
+
+use std::io::Write;
+
+use crate::events::{Event, Sink, Stream};
+use crate::model::TaskKind;
+use crate::report::TaskStatus;
+use crate::report::summary::{human_ms, table, totals_line};
+
+/// How much a [`Plain`] sink shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// `-q`: failures and the totals line.
+    Quiet,
+    /// Every event and all task output.
+    Normal,
+}
+
+/// The plain-lines sink, writing to `out` (stdout in the binary, a buffer in tests).
+pub struct Plain<W: Write + Send> {
+    out: W,
+    verbosity: Verbosity,
+}
+
+impl<W: Write + Send> Plain<W> {
+    /// A sink writing to `out`.
+    pub fn new(out: W, verbosity: Verbosity) -> Self {
+        Self { out, verbosity }
+    }
+
+    /// The writer back (for tests).
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// The one-line description of a finished task, e.g. `=> build: succeeded in 1.20s`.
+pub fn finished_line(task: &crate::report::TaskReport) -> String {
+    let mut line = format!("=> {}: {}", task.name, task.status.as_str());
+    match task.status {
+        TaskStatus::Succeeded => {
+            if let Some(ms) = task.duration_ms
+                && task.kind != TaskKind::Group
+            {
+                line.push_str(&format!(" in {}", human_ms(ms)));
+            }
+            if task.attempts.len() > 1 {
+                line.push_str(&format!(" (attempt {})", task.attempts.len()));
+            }
+            if task.kind == TaskKind::Download
+                && let (Some(bytes), Some(ms)) = (task.bytes, task.duration_ms)
+            {
+                line.push_str(&format!(": {}", transfer_summary(bytes, ms)));
+            }
+        }
+        TaskStatus::Cached => {
+            if let Some(src) = task.cache_source {
+                line.push_str(match src {
+                    crate::cache::CacheSource::Local => " (local)",
+                    crate::cache::CacheSource::Remote => " (remote)",
+                });
+            }
+        }
+        TaskStatus::Failed | TaskStatus::Skipped | TaskStatus::Cancelled => {
+            if let Some(e) = &task.error {
+                let e = e.strip_prefix("skipped: ").unwrap_or(e);
+                line.push_str(&format!(": {e}"));
+            }
+        }
+    }
+    line
+}
+
+/// "downloaded 12.3 MiB in 0.8 s, 15.4 MiB/s".
+pub fn transfer_summary(bytes: u64, ms: u64) -> String {
+    let secs = (ms as f64 / 1000.0).max(0.001);
+    let rate = (bytes as f64 / secs) as u64;
+    format!(
+        "downloaded {} in {secs:.1} s, {}/s",
+        crate::units::format_size(bytes),
+        crate::units::format_size(rate)
+    )
+}
+
+impl<W: Write + Send> Sink for Plain<W> {
+    fn event(&mut self, event: &Event) {
+        let quiet = self.verbosity == Verbosity::Quiet;
+        let text = match event {
+            Event::RunStarted { .. }
+            | Event::DownloadProgress { .. }
+            | Event::AttemptStarted { .. } => None,
+            Event::TaskStarted { name, .. } if !quiet => Some(format!("=> {name}: started")),
+            Event::OutputLine { name, line, stream } if !quiet => Some(match stream {
+                Stream::Stdout => format!("{name} | {line}"),
+                Stream::Stderr => format!("{name} ! {line}"),
+            }),
+            Event::RetryScheduled {
+                name,
+                failed_attempt,
+                reason,
+                wait,
+            } if !quiet => Some(format!(
+                "=> {name}: attempt {failed_attempt} failed ({reason}); retrying in {}",
+                human_ms(crate::scheduler::retry_wait_ms(*wait))
+            )),
+            Event::ServiceReady { name } if !quiet => Some(format!("=> {name}: ready")),
+            Event::TaskFinished { task, .. } => {
+                let show = !quiet || task.status == TaskStatus::Failed;
+                show.then(|| finished_line(task))
+            }
+            Event::Interrupted { signal, forced } => Some(if *forced {
+                format!("=> {signal} again: killing every task now")
+            } else {
+                format!("=> {signal}: stopping running tasks (again to kill them at once)")
+            }),
+            Event::Warning { message } => Some(format!("warning: {message}")),
+            Event::RunFinished { report } => Some(if quiet {
+                totals_line(report)
+            } else {
+                table(report).trim_end().to_string()
+            }),
+            _ => None,
+        };
+        if let Some(t) = text {
+            let _ = writeln!(self.out, "{t}");
+            let _ = self.out.flush();
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The summary table printed at the end of a run, as text and as Markdown.
+
+use std::fmt::Write;
+
+use crate::report::{RunReport, TaskReport};
+
+/// A duration in ms as people read it: `850ms`, `1.25s`, `2m 05s`.
+pub fn human_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.2}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// A byte count with a binary unit: `512 B`, `1.5 KiB`, `3.2 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn row(t: &TaskReport) -> [String; 5] {
+    [
+        t.name.clone(),
+        t.status.as_str().to_string(),
+        t.attempts.len().to_string(),
+        t.duration_ms.map(human_ms).unwrap_or_else(|| "-".into()),
+        t.bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+    ]
+}
+
+const HEADER: [&str; 5] = ["TASK", "STATUS", "ATTEMPTS", "DURATION", "BYTES"];
+
+/// The final line: counts per status, bytes and wall time.
+pub fn totals_line(r: &RunReport) -> String {
+    let s = &r.summary;
+    let mut line = format!(
+        "{} {}: {} tasks, {} succeeded, {} cached, {} failed, {} skipped, {} cancelled",
+        r.pipeline,
+        match r.status {
+            crate::report::RunStatus::Succeeded => "succeeded",
+            crate::report::RunStatus::Failed => "failed",
+            crate::report::RunStatus::Interrupted => "interrupted",
+        },
+        s.total,
+        s.succeeded,
+        s.cached,
+        s.failed,
+        s.skipped,
+        s.cancelled
+    );
+    if s.bytes_downloaded > 0 {
+        let _ = write!(line, ", {} downloaded", human_bytes(s.bytes_downloaded));
+    }
+    let _ = write!(line, " in {}", human_ms(r.duration_ms));
+    line
+}
+
+/// The table of tasks (task, status, attempts, duration, bytes), then the totals line.
+pub fn table(r: &RunReport) -> String {
+    let rows: Vec<[String; 5]> = r.tasks.iter().map(row).collect();
+    let mut width = HEADER.map(str::len);
+    for row in &rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(width).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&HEADER);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out.push_str(&totals_line(r));
+    out.push('\n');
+    out
+}
+
+/// The same table as Markdown, for `$GITHUB_STEP_SUMMARY`.
+pub fn markdown(r: &RunReport) -> String {
+    let mut out = format!("### taskrun: {}\n\n", r.pipeline);
+    out.push_str("| task | status | attempts | duration | bytes |\n|---|---|---:|---:|---:|\n");
+    for t in &r.tasks {
+        let [name, status, attempts, duration, bytes] = row(t);
+        let name = name.replace('|', "\\|");
+        let _ = writeln!(
+            out,
+            "| `{name}` | {status} | {attempts} | {duration} | {bytes} |"
+        );
+    }
+    let _ = writeln!(out, "\n{}\n", totals_line(r));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(human_ms(850), "850ms");
+        assert_eq!(human_ms(1250), "1.25s");
+        assert_eq!(human_ms(125_000), "2m 05s");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

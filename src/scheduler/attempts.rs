@@ -1,0 +1,109 @@
+//! What the run loop does when an attempt ends: record it, then succeed, retry or give up.
+
+use std::time::SystemTime;
+
+use super::state::{Phase, millis};
+use super::worker::Done;
+use super::{Loop, retry};
+use crate::cache::Digest;
+use crate::events::Event;
+use crate::report::{AttemptOutcome, AttemptReport, TaskStatus, rfc3339};
+
+impl Loop<'_> {
+    pub(super) fn on_attempt(
+        &mut self,
+        task: usize,
+        key: Option<String>,
+        (started, finished): (SystemTime, SystemTime),
+        result: crate::actions::AttemptResult,
+        digest: Option<Result<Digest, String>>,
+    ) {
+        let rec = &mut self.recs[task];
+        rec.key = key;
+        rec.exit_code = result.exit_code;
+        if result.bytes.is_some() {
+            rec.bytes = Some(rec.bytes.unwrap_or(0) + result.bytes.unwrap_or(0));
+        }
+        let number = rec.next_attempt;
+        rec.attempts.push(AttemptReport {
+            number,
+            started_at: rfc3339(started),
+            finished_at: rfc3339(finished),
+            duration_ms: millis(finished.duration_since(started).unwrap_or_default()),
+            outcome: result.outcome,
+            exit_code: result.exit_code,
+            http_status: result.http_status,
+            url: result.url.clone(),
+            error: result.error.clone(),
+            wait_ms: None,
+        });
+        match (result.outcome, digest) {
+            (AttemptOutcome::Succeeded, Some(Ok(d))) => {
+                rec.digest = d;
+                self.complete(task, TaskStatus::Succeeded);
+            }
+            (AttemptOutcome::Succeeded, Some(Err(e))) => self.fail(task, e),
+            (AttemptOutcome::Succeeded, None) => self.complete(task, TaskStatus::Succeeded),
+            (AttemptOutcome::Cancelled, _) => {
+                rec.error = result.error;
+                self.complete(task, TaskStatus::Cancelled);
+            }
+            (AttemptOutcome::Failed | AttemptOutcome::TimedOut, _) => {
+                self.after_failed_attempt(task, number, result)
+            }
+        }
+    }
+
+    pub(super) fn after_failed_attempt(
+        &mut self,
+        task: usize,
+        number: u32,
+        result: crate::actions::AttemptResult,
+    ) {
+        let reason = result.error.clone().unwrap_or_else(|| "failed".into());
+        if self.interrupted.is_some() {
+            return self.fail(task, reason);
+        }
+        let policy = &self.plan.task(task).retry;
+        let failure = retry::Failure {
+            attempt: number,
+            retryable: result.retryable,
+            exit_code: result.exit_code,
+            retry_after: result.retry_after,
+        };
+        let elapsed = self.recs[task]
+            .started
+            .map(|(_, t)| t.elapsed())
+            .unwrap_or_default();
+        match retry::decide(policy, &failure, elapsed, &mut self.rng) {
+            retry::Decision::Retry { next, wait } => {
+                let rec = &mut self.recs[task];
+                if let Some(a) = rec.attempts.last_mut() {
+                    a.wait_ms = Some(millis(wait));
+                }
+                rec.next_attempt = next;
+                rec.phase = Phase::RetryWait;
+                self.sink.event(&Event::RetryScheduled {
+                    name: rec.name.clone(),
+                    failed_attempt: number,
+                    reason,
+                    wait,
+                });
+                self.active += 1;
+                let tx = self.shared.done.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let _ = tx.send(Done::RetryDue { task });
+                });
+            }
+            retry::Decision::GiveUp { .. } => {
+                let msg = if number > 1 {
+                    format!("{reason} (after {number} attempts)")
+                } else {
+                    reason
+                };
+                self.fail(task, msg);
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Services in the run loop: started lazily, when a dependent that must run needs them;
+//! stopped once no dependent is pending or running.
+//!
+//! A service whose deps are done goes on standby: its digest (its definition) is known, so its
+//! dependents can ask the cache. Only a dependent that misses starts it; when every dependent
+//! hits, the service never starts and is reported `cached` (SPEC §2).
+
+use std::time::SystemTime;
+
+use tokio::sync::oneshot;
+
+use super::state::{Phase, millis};
+use super::{Loop, worker};
+use crate::events::Event;
+use crate::model::TaskKind;
+use crate::report::{AttemptOutcome, AttemptReport, TaskStatus, rfc3339};
+
+impl Loop<'_> {
+    /// The service's deps are done: its digest is its definition, so dependents may ask the
+    /// cache now; the process starts only when one of them misses.
+    pub(super) fn standby_service(&mut self, i: usize) {
+        if self.recs[i].open_dependents == 0 {
+            // Selected on its own (or nothing selected needs it): just run it.
+            return self.start_service(i);
+        }
+        let digests = self.dep_digests(i);
+        match self
+            .shared
+            .cache
+            .record_success(&self.plan, i, None, &digests, &[])
+        {
+            Ok(d) => self.recs[i].digest = d,
+            Err(e) => return self.fail(i, format!("cache: {}", e.0)),
+        }
+        let rec = &mut self.recs[i];
+        rec.standby = true;
+        rec.notified = true;
+        rec.phase = Phase::Running;
+        for d in self.plan.dependents[i].clone() {
+            self.dep_finished_ok(d);
+        }
+    }
+
+    /// True when every service `i` depends on is up.
+    pub(super) fn services_ready(&self, i: usize) -> bool {
+        self.plan.deps[i]
+            .iter()
+            .all(|&d| self.plan.task(d).kind() != TaskKind::Service || self.recs[d].service_ready)
+    }
+
+    /// Starts the standby services `i` depends on; true when all of them are ready.
+    fn ensure_services(&mut self, i: usize) -> bool {
+        for d in self.plan.deps[i].clone() {
+            if self.recs[d].standby {
+                self.recs[d].standby = false;
+                self.start_service(d);
+            }
+        }
+        self.services_ready(i)
+    }
+
+    /// A task missed the cache and needs services: start them, run it once they are up.
+    pub(super) fn on_miss_needing_services(&mut self, task: usize, key: Option<String>) {
+        self.recs[task].key = key;
+        self.recs[task].phase = Phase::WaitService;
+        if !self.stopping && self.ensure_services(task) {
+            self.resume_after_services(task);
+        }
+    }
+
+    fn resume_after_services(&mut self, task: usize) {
+        self.recs[task].phase = Phase::Ready;
+        if self.plan.task(task).kind() == TaskKind::Service {
+            self.start_service(task);
+        } else {
+            // It already started (and asked the cache): it goes first.
+            self.ready.push_front(task);
+        }
+    }
+
+    /// A standby service whose dependents are all done was never needed: it counts as cached.
+    pub(super) fn settle_standby_service(&mut self, s: usize) {
+        let rec = &mut self.recs[s];
+        if rec.standby && rec.open_dependents == 0 && rec.phase != Phase::Done {
+            rec.standby = false;
+            rec.error = None;
+            self.complete(s, TaskStatus::Cached);
+        }
+    }
+
+    /// Starts the service process (after the services it depends on are up).
+    pub(super) fn start_service(&mut self, i: usize) {
+        let needed = self.recs[i].open_dependents > 0 || self.plan.dependents[i].is_empty();
+        if !needed {
+            // Every dependent already reached a final status: nothing needs it.
+            self.recs[i].phase = Phase::Waiting;
+            return;
+        }
+        if !self.ensure_services(i) {
+            self.recs[i].phase = Phase::WaitService;
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let rec = &mut self.recs[i];
+        rec.phase = Phase::Running;
+        rec.release = Some(tx);
+        rec.mark_started();
+        self.sink.event(&Event::TaskStarted {
+            name: rec.name.clone(),
+            kind: rec.kind,
+        });
+        self.active += 1;
+        tokio::spawn(worker::run_service(self.shared.clone(), i, rx));
+    }
+
+    pub(super) fn on_service_ready(&mut self, task: usize) {
+        let digests = self.dep_digests(task);
+        let digest = self
+            .shared
+            .cache
+            .record_success(&self.plan, task, None, &digests, &[]);
+        let rec = &mut self.recs[task];
+        rec.service_ready = true;
+        if let Ok(d) = digest {
+            rec.digest = d;
+        }
+        let notified = std::mem::replace(&mut rec.notified, true);
+        self.sink.event(&Event::ServiceReady {
+            name: rec.name.clone(),
+        });
+        let dependents = self.plan.dependents[task].clone();
+        for &d in &dependents {
+            if !notified {
+                self.dep_finished_ok(d);
+            }
+            if self.recs[d].phase == Phase::WaitService && !self.stopping && self.ensure_services(d)
+            {
+                self.resume_after_services(d);
+            }
+        }
+        self.release_unneeded_service(task);
+    }
+
+    pub(super) fn on_service_ended(
+        &mut self,
+        task: usize,
+        end: crate::actions::service::ServiceEnd,
+        started: SystemTime,
+        finished: SystemTime,
+    ) {
+        use crate::actions::service::ServiceEnd;
+        let ready = self.recs[task].service_ready;
+        let (outcome, error) = match &end {
+            ServiceEnd::Stopped if ready => (AttemptOutcome::Succeeded, None),
+            ServiceEnd::Stopped => (AttemptOutcome::Cancelled, Some("interrupted".to_string())),
+            ServiceEnd::Failed(e) => (AttemptOutcome::Failed, Some(e.clone())),
+        };
+        let rec = &mut self.recs[task];
+        rec.release = None;
+        rec.attempts.push(AttemptReport {
+            number: 1,
+            started_at: rfc3339(started),
+            finished_at: rfc3339(finished),
+            duration_ms: millis(finished.duration_since(started).unwrap_or_default()),
+            outcome,
+            exit_code: None,
+            http_status: None,
+            url: None,
+            error: error.clone(),
+            wait_ms: None,
+        });
+        match outcome {
+            AttemptOutcome::Succeeded => self.complete(task, TaskStatus::Succeeded),
+            AttemptOutcome::Cancelled => {
+                rec.error = error;
+                self.complete(task, TaskStatus::Cancelled)
+            }
+            _ => {
+                let msg = error.unwrap_or_default();
+                self.fail(task, format!("service {msg}"));
+            }
+        }
+    }
+
+    /// Stops a running service once no dependent is pending or running.
+    pub(super) fn release_unneeded_service(&mut self, s: usize) {
+        let rec = &self.recs[s];
+        if !rec.service_ready || rec.release.is_none() {
+            return;
+        }
+        let needed = self.plan.dependents[s].iter().any(|&d| {
+            self.plan.selected[d]
+                && match self.recs[d].phase {
+                    Phase::Running | Phase::RetryWait | Phase::WaitService => true,
+                    Phase::Waiting | Phase::Ready => !self.stopping,
+                    Phase::Done => false,
+                }
+        });
+        if !needed && let Some(tx) = self.recs[s].release.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub(super) fn release_all_unneeded_services(&mut self) {
+        for i in self.plan.order.clone() {
+            if self.recs[i].release.is_some() {
+                self.release_unneeded_service(i);
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Per-task run state kept by the run loop, and its conversion into the report.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::cache::{CacheSource, Digest};
+use crate::model::TaskKind;
+use crate::report::{AttemptReport, TaskReport, TaskStatus, rfc3339};
+use crate::scheduler::pools::Need;
+
+/// How many output lines are kept per task for failure messages and JUnit.
+pub const LAST_LINES: usize = 20;
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Some dependency has not finished.
+    Waiting,
+    /// In the ready queue, waiting for slots.
+    Ready,
+    /// A worker is on it (or a service is starting / up).
+    Running,
+    /// Between attempts, holding no slot.
+    RetryWait,
+    /// Looked up and missed; waiting (without slots) for the services it needs to be ready.
+    WaitService,
+    /// Final status reached.
+    Done,
+}
+
+/// Everything the loop knows about one task.
+pub struct Rec {
+    pub name: Arc<str>,
+    pub kind: TaskKind,
+    pub phase: Phase,
+    /// Selected dependencies not yet succeeded (or ready, for services).
+    pub waiting_on: usize,
+    /// Selected dependents that have not reached a final status.
+    pub open_dependents: usize,
+    pub need: Need,
+    pub holds_slots: bool,
+    pub next_attempt: u32,
+    pub started: Option<(SystemTime, Instant)>,
+    pub finished: Option<(SystemTime, Instant)>,
+    pub attempts: Vec<AttemptReport>,
+    pub key: Option<String>,
+    pub cache_source: Option<CacheSource>,
+    pub bytes: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub status: Option<TaskStatus>,
+    pub digest: Digest,
+    pub last_lines: VecDeque<String>,
+    /// A running service's stop handle.
+    pub release: Option<oneshot::Sender<()>>,
+    /// A service answered its probe.
+    pub service_ready: bool,
+    /// A service whose deps are done but that nothing has needed yet (not started).
+    pub standby: bool,
+    /// Dependents were told this task is done (services tell them before they finish).
+    pub notified: bool,
+    /// The cache was asked already (a miss waiting for services is not asked again).
+    pub looked_up: bool,
+    /// `TaskStarted` was sent (at the first attempt that really runs).
+    pub announced: bool,
+}
+
+impl Rec {
+    /// A fresh record for a task.
+    pub fn new(name: &str, kind: TaskKind, need: Need) -> Self {
+        Self {
+            name: Arc::from(name),
+            kind,
+            phase: Phase::Waiting,
+            waiting_on: 0,
+            open_dependents: 0,
+            need,
+            holds_slots: false,
+            next_attempt: 1,
+            started: None,
+            finished: None,
+            attempts: Vec::new(),
+            key: None,
+            cache_source: None,
+            bytes: None,
+            exit_code: None,
+            error: None,
+            status: None,
+            digest: [0; 32],
+            last_lines: VecDeque::new(),
+            release: None,
+            service_ready: false,
+            standby: false,
+            notified: false,
+            looked_up: false,
+            announced: false,
+        }
+    }
+
+    /// Keeps the last [`LAST_LINES`] lines of output.
+    pub fn push_line(&mut self, line: &str) {
+        if self.last_lines.len() == LAST_LINES {
+            self.last_lines.pop_front();
+        }
+        self.last_lines.push_back(line.to_string());
+    }
+
+    /// Marks the start, once.
+    pub fn mark_started(&mut self) {
+        if self.started.is_none() {
+            self.started = Some((SystemTime::now(), Instant::now()));
+        }
+    }
+
+    /// The task's report entry.
+    pub fn report(&self) -> TaskReport {
+        let duration_ms = match (self.started, self.finished) {
+            (Some((_, a)), Some((_, b))) => Some(millis(b.saturating_duration_since(a))),
+            _ => None,
+        };
+        TaskReport {
+            name: self.name.to_string(),
+            kind: self.kind,
+            status: self.status.unwrap_or(TaskStatus::Cancelled),
+            started_at: self.started.map(|(t, _)| rfc3339(t)),
+            finished_at: self.started.and(self.finished).map(|(t, _)| rfc3339(t)),
+            duration_ms,
+            cache_key: self.key.clone(),
+            cache_hit: self.status == Some(TaskStatus::Cached) && self.cache_source.is_some(),
+            cache_source: self.cache_source,
+            bytes: self.bytes,
+            exit_code: self.exit_code,
+            error: self.error.clone(),
+            attempts: self.attempts.clone(),
+        }
+    }
+}
+
+/// Milliseconds of a duration, saturating.
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,339 @@
+//! Run-loop tests on pipelines built in code, running real `sh` processes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::{RunOptions, run};
+use crate::cache::NoCache;
+use crate::events::{Event, Recorder};
+use crate::model::{
+    Action, CacheConfig, CachePolicy, CommandLine, HttpConfig, Pipeline, RetryPolicy, Task,
+    TaskKind,
+};
+use crate::plan::Plan;
+use crate::report::{AttemptOutcome, RunStatus, TaskStatus};
+use crate::template::Template;
+
+fn task(name: &str, deps: &[&str], action: Action) -> Task {
+    Task {
+        name: name.into(),
+        description: None,
+        deps: deps.iter().map(|s| s.to_string()).collect(),
+        retry: RetryPolicy::default_for(action.kind()),
+        action,
+        cwd: None,
+        env: BTreeMap::new(),
+        inputs: vec![],
+        outputs: vec![],
+        timeout: None,
+        uses: BTreeMap::new(),
+        cache: CachePolicy::Auto,
+        keep_failed_outputs: false,
+        cache_ttl: None,
+    }
+}
+
+fn sh(name: &str, deps: &[&str], script: &str) -> Task {
+    task(
+        name,
+        deps,
+        Action::Command(CommandLine::Shell(Template::literal(script))),
+    )
+}
+
+fn pipeline(root: &Path, concurrency: usize, tasks: Vec<Task>) -> Pipeline {
+    Pipeline {
+        manifest_path: root.join("taskrun.toml"),
+        root: root.to_path_buf(),
+        name: "test".into(),
+        description: None,
+        concurrency,
+        fail_fast: true,
+        env: BTreeMap::new(),
+        pools: BTreeMap::new(),
+        cache: CacheConfig {
+            dir: root.join(".taskrun/cache"),
+            remote: None,
+            remote_write: false,
+        },
+        http: HttpConfig::default(),
+        tasks: tasks
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect::<IndexMap<_, _>>(),
+    }
+}
+
+fn opts() -> RunOptions {
+    RunOptions {
+        run_id: "20260101T000000Z-0000".into(),
+        jobs: None,
+        keep_going: false,
+        log_dir: None,
+        handle_signals: false,
+        replay_cached_output: false,
+    }
+}
+
+async fn go(p: Pipeline, o: RunOptions) -> (super::RunResult, Vec<Event>) {
+    let plan = Arc::new(Plan::build(p, &[]).unwrap());
+    let mut rec = Recorder::default();
+    let res = run(plan, Arc::new(NoCache), o, &mut rec).await;
+    let events = rec.events.lock().unwrap().clone();
+    (res, events)
+}
+
+fn status(res: &super::RunResult, name: &str) -> TaskStatus {
+    res.report
+        .tasks
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap()
+        .status
+}
+
+#[tokio::test]
+async fn deps_run_first_and_groups_complete() {
+    let d = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        d.path(),
+        4,
+        vec![
+            sh("a", &[], "echo a >> order"),
+            sh("b", &["a"], "echo b >> order"),
+            task("all", &["b"], Action::Group),
+        ],
+    );
+    let (res, events) = go(p, opts()).await;
+    assert_eq!(res.exit_code, 0);
+    assert_eq!(res.report.status, RunStatus::Succeeded);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("order")).unwrap(),
+        "a\nb\n"
+    );
+    assert_eq!(status(&res, "all"), TaskStatus::Succeeded);
+    assert_eq!(res.report.summary.succeeded, 3);
+    assert!(matches!(events.last(), Some(Event::RunFinished { .. })));
+}
+
+#[tokio::test]
+async fn fail_fast_skips_downstream_and_cancels_the_rest() {
+    let d = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        d.path(),
+        1,
+        vec![
+            sh("bad", &[], "echo oops; exit 3"),
+            sh("after-bad", &["bad"], "true"),
+            sh("other", &[], "true"),
+        ],
+    );
+    let (res, events) = go(p, opts()).await;
+    assert_eq!(res.exit_code, 1);
+    assert_eq!(status(&res, "bad"), TaskStatus::Failed);
+    assert_eq!(status(&res, "after-bad"), TaskStatus::Skipped);
+    assert_eq!(status(&res, "other"), TaskStatus::Cancelled);
+    let bad = &res.report.tasks[0];
+    assert_eq!(bad.exit_code, Some(3));
+    assert_eq!(bad.error.as_deref(), Some("exit code 3"));
+    let finished = events.iter().find_map(|e| match e {
+        Event::TaskFinished { task, last_lines } if task.name == "bad" => Some(last_lines.clone()),
+        _ => None,
+    });
+    assert_eq!(finished.unwrap(), vec!["oops".to_string()]);
+}
+
+#[tokio::test]
+async fn keep_going_runs_everything_not_downstream() {
+    let d = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        d.path(),
+        1,
+        vec![
+            sh("bad", &[], "exit 1"),
+            sh("after-bad", &["bad"], "true"),
+            sh("other", &[], "true"),
+        ],
+    );
+    let (res, _) = go(
+        p,
+        RunOptions {
+            keep_going: true,
+            ..opts()
+        },
+    )
+    .await;
+    assert_eq!(res.exit_code, 1);
+    assert_eq!(status(&res, "after-bad"), TaskStatus::Skipped);
+    assert_eq!(status(&res, "other"), TaskStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn retries_until_success_and_reports_every_attempt() {
+    let d = tempfile::tempdir().unwrap();
+    let mut t = sh(
+        "flaky",
+        &[],
+        "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; [ $n -ge 3 ]",
+    );
+    t.retry = RetryPolicy {
+        max_attempts: 5,
+        initial_delay: Duration::from_millis(10),
+        jitter: crate::model::Jitter::None,
+        ..RetryPolicy::default_for(TaskKind::Command)
+    };
+    let (res, events) = go(pipeline(d.path(), 2, vec![t]), opts()).await;
+    assert_eq!(res.exit_code, 0);
+    let r = &res.report.tasks[0];
+    let outcomes: Vec<_> = r.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            AttemptOutcome::Failed,
+            AttemptOutcome::Failed,
+            AttemptOutcome::Succeeded
+        ]
+    );
+    let waits: Vec<_> = r.attempts.iter().map(|a| a.wait_ms).collect();
+    assert_eq!(waits, vec![Some(10), Some(20), None]);
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, Event::RetryScheduled { .. }))
+        .count();
+    assert_eq!(retries, 2);
+}
+
+#[tokio::test]
+async fn timeout_kills_the_group_and_counts_as_an_attempt() {
+    let d = tempfile::tempdir().unwrap();
+    let mut t = sh("slow", &[], "sleep 30 & echo $! > child.pid; wait");
+    t.timeout = Some(Duration::from_millis(300));
+    let (res, _) = go(pipeline(d.path(), 2, vec![t]), opts()).await;
+    assert_eq!(res.exit_code, 1);
+    let r = &res.report.tasks[0];
+    assert_eq!(r.attempts[0].outcome, AttemptOutcome::TimedOut);
+    assert!(r.error.as_deref().unwrap().contains("timed out"), "{r:?}");
+    let pid: i32 = std::fs::read_to_string(d.path().join("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(dies_soon(pid), "grandchild {pid} survived the timeout");
+}
+
+#[tokio::test]
+async fn failed_command_outputs_are_deleted_unless_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let mut t = sh("w", &[], "echo partial > out.txt; exit 1");
+    t.outputs = vec![crate::model::RelPath("out.txt".into())];
+    let mut k = sh("k", &[], "echo partial > kept.txt; exit 1");
+    k.outputs = vec![crate::model::RelPath("kept.txt".into())];
+    k.keep_failed_outputs = true;
+    let (res, _) = go(
+        pipeline(d.path(), 2, vec![t, k]),
+        RunOptions {
+            keep_going: true,
+            ..opts()
+        },
+    )
+    .await;
+    assert_eq!(res.exit_code, 1);
+    assert!(!d.path().join("out.txt").exists());
+    assert!(d.path().join("kept.txt").exists());
+}
+
+#[tokio::test]
+async fn missing_input_fails_the_task_before_it_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let mut t = sh("needs", &[], "touch ran");
+    t.inputs = vec![crate::model::InputPattern {
+        glob: "data/*.csv".into(),
+        optional: false,
+    }];
+    let (res, _) = go(pipeline(d.path(), 2, vec![t]), opts()).await;
+    assert_eq!(res.exit_code, 1);
+    assert!(
+        res.report.tasks[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("data/*.csv")
+    );
+    assert!(!d.path().join("ran").exists());
+}
+
+#[tokio::test]
+async fn missing_secret_fails_with_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let t = task(
+        "s",
+        &[],
+        Action::Command(CommandLine::Shell(Template::from_segments([
+            crate::template::Segment::Literal("echo ".into()),
+            crate::template::Segment::Secret("TASKRUN_TEST_UNSET_SECRET".into()),
+        ]))),
+    );
+    let (res, _) = go(pipeline(d.path(), 2, vec![t]), opts()).await;
+    let err = res.report.tasks[0].error.clone().unwrap();
+    assert!(err.contains("TASKRUN_TEST_UNSET_SECRET"), "{err}");
+}
+
+#[tokio::test]
+async fn a_download_to_a_closed_port_fails_after_its_attempts() {
+    let d = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut t = task(
+        "dl",
+        &[],
+        Action::Download(crate::model::Download {
+            urls: vec![Template::literal(format!("http://127.0.0.1:{port}/x"))],
+            dest: crate::model::RelPath("x".into()),
+            sha256: None,
+            headers: BTreeMap::new(),
+            max_bytes: None,
+            resume: true,
+            revalidate: false,
+        }),
+    );
+    t.retry.max_attempts = 2;
+    t.retry.initial_delay = Duration::from_millis(1);
+    let (res, _) = go(pipeline(d.path(), 2, vec![t]), opts()).await;
+    let task = &res.report.tasks[0];
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert_eq!(task.attempts.len(), 2, "a connection error is retried");
+    assert!(!d.path().join("x").exists(), "nothing at dest");
+}
+
+/// Whether `pid` is a live process (a zombie waiting for its reaper counts as dead).
+pub(crate) fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only probes for existence.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// SIGKILL is delivered asynchronously: give the kernel a moment to finish the process.
+pub(crate) fn dies_soon(pid: i32) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}

@@ -1,0 +1,360 @@
+//! The work done off the run loop: input globs, the cache lookup, one attempt, the cache
+//! store; and a service's whole life. Workers report back over channels and own no run state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::actions::service::{self, ServiceEnd};
+use crate::actions::{self, AttemptCtx, AttemptResult, OutputSink, Progress, Stop};
+use crate::cache::{CacheSource, Digest, Lookup, TaskCache};
+use crate::model::Action;
+use crate::plan::Plan;
+
+/// What every worker shares.
+pub(super) struct Shared {
+    pub plan: Arc<Plan>,
+    pub cache: Arc<dyn TaskCache>,
+    pub stop: watch::Receiver<Stop>,
+    pub log_dir: Option<PathBuf>,
+    pub progress: mpsc::Sender<(usize, Progress)>,
+    pub done: mpsc::UnboundedSender<Done>,
+    /// One HTTP client per run, shared by every download (connection reuse, per-host limits).
+    pub http: Result<Arc<actions::download::HttpClient>, String>,
+}
+
+/// One job for a command or download task.
+pub(super) struct Job {
+    pub task: usize,
+    pub attempt: u32,
+    /// Expand inputs and ask the cache first (the first attempt, unless already asked).
+    pub lookup: bool,
+    /// Some service dep is not running yet: on a miss, report back instead of running.
+    pub needs_services: bool,
+    pub key: Option<String>,
+    pub dep_digests: Vec<Digest>,
+}
+
+/// What a worker reports when it is done.
+pub(super) enum Done {
+    /// The cache missed and the task needs services that are not ready yet.
+    Miss { task: usize, key: Option<String> },
+    /// The task failed before any attempt (inputs, cache).
+    Failed { task: usize, error: String },
+    /// The cache had the result.
+    Hit {
+        task: usize,
+        key: String,
+        source: CacheSource,
+        digest: Digest,
+        output: Option<Vec<u8>>,
+    },
+    /// One attempt ended.
+    Attempt {
+        task: usize,
+        key: Option<String>,
+        started: SystemTime,
+        finished: SystemTime,
+        result: AttemptResult,
+        /// On success: the digest dependents use (or the cache error that failed the task).
+        digest: Option<Result<Digest, String>>,
+    },
+    /// A service answered its probe.
+    ServiceReady { task: usize },
+    /// A service ended.
+    ServiceEnded {
+        task: usize,
+        end: ServiceEnd,
+        started: SystemTime,
+        finished: SystemTime,
+    },
+    /// A retry wait is over.
+    RetryDue { task: usize },
+}
+
+impl Shared {
+    fn sink(&self, task: usize) -> OutputSink {
+        let t = self.plan.task(task);
+        let log = self.log_dir.as_ref().and_then(|dir| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(log_file_name(&t.name)))
+                .ok()
+        });
+        OutputSink::new(
+            task,
+            self.progress.clone(),
+            log,
+            actions::env::secret_values(&self.plan.pipeline, t),
+        )
+    }
+}
+
+/// The log file of a task: its name with path separators replaced.
+pub fn log_file_name(task: &str) -> String {
+    let safe: String = task
+        .chars()
+        .map(|c| if c == '/' || c == '\\' { '_' } else { c })
+        .collect();
+    format!("{safe}.log")
+}
+
+/// Runs one job to its end and reports it.
+pub(super) async fn run_job(shared: Arc<Shared>, job: Job) {
+    let done = job_inner(&shared, job).await;
+    let _ = shared.done.send(done);
+}
+
+async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
+    let plan = &shared.plan;
+    let task = plan.task(job.task);
+    let mut key = job.key.clone();
+    if job.lookup {
+        let inputs = if task.inputs.is_empty() {
+            Vec::new()
+        } else {
+            let root = plan.pipeline.root.clone();
+            let patterns = task.inputs.clone();
+            match blocking(move || crate::cache::inputs::expand(&root, &patterns)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    return Done::Failed {
+                        task: job.task,
+                        error: e.0,
+                    };
+                }
+                Err(e) => {
+                    return Done::Failed {
+                        task: job.task,
+                        error: e,
+                    };
+                }
+            }
+        };
+        let (p, c, t, deps) = (
+            plan.clone(),
+            shared.cache.clone(),
+            job.task,
+            job.dep_digests.clone(),
+        );
+        match blocking(move || c.lookup(&p, t, &inputs, &deps)).await {
+            Ok(Ok(Lookup::Hit {
+                key,
+                source,
+                digest,
+                output,
+            })) => {
+                if let Action::Download(d) = &task.action
+                    && d.revalidate
+                    && d.sha256.is_none()
+                    && let Some(done) = revalidate_hit(shared, &job, d, &key).await
+                {
+                    return done;
+                }
+                return Done::Hit {
+                    task: job.task,
+                    key,
+                    source,
+                    digest,
+                    output,
+                };
+            }
+            Ok(Ok(Lookup::Run { key: k, .. })) if job.needs_services => {
+                return Done::Miss {
+                    task: job.task,
+                    key: k,
+                };
+            }
+            Ok(Ok(Lookup::Run { key: k, .. })) => key = k,
+            Ok(Err(e)) => {
+                return Done::Failed {
+                    task: job.task,
+                    error: format!("cache: {}", e.0),
+                };
+            }
+            Err(e) => {
+                return Done::Failed {
+                    task: job.task,
+                    error: e,
+                };
+            }
+        }
+    }
+    let _ = shared
+        .progress
+        .send((
+            job.task,
+            Progress::Started {
+                attempt: job.attempt,
+            },
+        ))
+        .await;
+    let sink = shared.sink(job.task);
+    let started = SystemTime::now();
+    let result = actions::attempt(AttemptCtx {
+        pipeline: &plan.pipeline,
+        task,
+        number: job.attempt,
+        stop: shared.stop.clone(),
+        output: &sink,
+        http: shared.http.as_ref().map_err(String::as_str),
+    })
+    .await;
+    let finished = SystemTime::now();
+    let digest = if result.outcome == crate::report::AttemptOutcome::Succeeded {
+        let output = sink.take_captured();
+        let (p, c, t, k, deps) = (
+            plan.clone(),
+            shared.cache.clone(),
+            job.task,
+            key.clone(),
+            job.dep_digests,
+        );
+        let validators = result.validators.clone();
+        Some(
+            match blocking(move || {
+                let digest = c.record_success(&p, t, k.as_deref(), &deps, &output)?;
+                if let (Some(k), Some(v)) = (k, validators) {
+                    c.set_http_validators(&k, v);
+                }
+                Ok::<_, crate::cache::CacheError>(digest)
+            })
+            .await
+            {
+                Ok(Ok(d)) => Ok(d),
+                Ok(Err(e)) => Err(format!("cache: {}", e.0)),
+                Err(e) => Err(e),
+            },
+        )
+    } else {
+        None
+    };
+    Done::Attempt {
+        task: job.task,
+        key,
+        started,
+        finished,
+        result,
+        digest,
+    }
+}
+
+/// `revalidate = true` on a hit of an unpinned download: ask the origin (If-None-Match /
+/// If-Modified-Since). `None` keeps the hit: 304, or the origin could not be asked (a warning;
+/// the cached file is still good). A 200 downloads anew and counts as the task's attempt.
+async fn revalidate_hit(
+    shared: &Arc<Shared>,
+    job: &Job,
+    download: &crate::model::Download,
+    key: &str,
+) -> Option<Done> {
+    use crate::actions::download::{self, AttemptRequest, Revalidation};
+    let plan = &shared.plan;
+    let task = plan.task(job.task);
+    let client = shared.http.as_ref().ok()?;
+    let (c, k) = (shared.cache.clone(), key.to_string());
+    let v = blocking(move || c.http_validators(&k))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let sink = shared.sink(job.task);
+    let progress = |p: download::Progress| sink.download_progress(p.received, p.total);
+    let started = SystemTime::now();
+    let req = AttemptRequest {
+        download,
+        root: &plan.pipeline.root,
+        attempt: 1,
+        timeout: task.timeout,
+        progress: &progress,
+    };
+    let answer = download::revalidate(client, req, v.etag.as_deref(), v.last_modified.as_deref());
+    match answer.await {
+        Ok(Revalidation::NotModified) => None,
+        Ok(Revalidation::Changed(done)) => {
+            let result = download::succeeded(done);
+            let finished = SystemTime::now();
+            let (p, c, t, k, deps) = (
+                plan.clone(),
+                shared.cache.clone(),
+                job.task,
+                key.to_string(),
+                job.dep_digests.clone(),
+            );
+            let validators = result.validators.clone();
+            let digest = blocking(move || {
+                let digest = c.record_success(&p, t, Some(&k), &deps, &[])?;
+                if let Some(v) = validators {
+                    c.set_http_validators(&k, v);
+                }
+                Ok::<_, crate::cache::CacheError>(digest)
+            })
+            .await;
+            let digest = match digest {
+                Ok(Ok(d)) => Ok(d),
+                Ok(Err(e)) => Err(format!("cache: {}", e.0)),
+                Err(e) => Err(e),
+            };
+            Some(Done::Attempt {
+                task: job.task,
+                key: Some(key.to_string()),
+                started,
+                finished,
+                result,
+                digest: Some(digest),
+            })
+        }
+        Err(f) => {
+            sink.line(
+                crate::events::Stream::Stderr,
+                &format!("revalidation failed, using the cached file: {}", f.message),
+            )
+            .await;
+            None
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("internal error: {e}"))
+}
+
+/// Runs a service: reports readiness, then waits for `release` (or the run's stop).
+pub(super) async fn run_service(shared: Arc<Shared>, task: usize, release: oneshot::Receiver<()>) {
+    let plan = &shared.plan;
+    let t = plan.task(task);
+    let Action::Service(svc) = &t.action else {
+        return;
+    };
+    let sink = shared.sink(task);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let started = SystemTime::now();
+    let run = service::run(
+        svc,
+        &plan.pipeline,
+        t,
+        &sink,
+        shared.stop.clone(),
+        release,
+        ready_tx,
+    );
+    tokio::pin!(run);
+    let end = tokio::select! {
+        end = &mut run => end,
+        Ok(()) = ready_rx => {
+            let _ = shared.done.send(Done::ServiceReady { task });
+            run.await
+        }
+    };
+    let _ = shared.done.send(Done::ServiceEnded {
+        task,
+        end,
+        started,
+        finished: SystemTime::now(),
+    });
+}

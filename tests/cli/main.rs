@@ -1,0 +1,12 @@
+//! CLI integration tests: real manifests in temp dirs, the real binary, real processes.
+
+#[path = "../support/fault_server.rs"]
+mod fault_server;
+
+mod caching;
+mod downloads;
+mod http;
+mod run;
+mod services;
+mod signals;
+mod support;

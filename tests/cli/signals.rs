@@ -1,0 +1,119 @@
+//! SIGINT / SIGTERM: no new task, every process group stopped, report `interrupted`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Workspace, dies_soon, task};
+
+const TREE: &str = r#"
+[pipeline]
+concurrency = 4
+
+[tasks.tree]
+run = "sleep 60 & echo $! > tree-grandchild.pid; echo $$$$ > tree.pid; wait"
+
+[tasks.other]
+run = ["sh", "-c", "sleep 60 & echo $! > other-grandchild.pid; wait"]
+
+[tasks.after]
+deps = ["tree"]
+run = "touch after.ran"
+"#;
+
+fn wait_for_files(root: &Path, files: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !files
+        .iter()
+        .all(|f| std::fs::read_to_string(root.join(f)).is_ok_and(|s| s.ends_with('\n')))
+    {
+        assert!(Instant::now() < deadline, "tasks never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pid(root: &Path, f: &str) -> i32 {
+    std::fs::read_to_string(root.join(f))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+fn interrupt_with(sig: i32, want_code: i32) {
+    let ws = Workspace::new(TREE);
+    let child = ws
+        .cmd(&["taskrun.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = ["tree.pid", "tree-grandchild.pid", "other-grandchild.pid"];
+    wait_for_files(ws.root(), &pids);
+    signal(&child, sig);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(want_code), "{out:?}");
+    for f in pids {
+        let p = pid(ws.root(), f);
+        assert!(dies_soon(p), "{f} ({p}) survived");
+    }
+    let report = ws.last_report();
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(task(&report, "tree")["status"], "cancelled");
+    assert_eq!(task(&report, "other")["status"], "cancelled");
+    assert_eq!(task(&report, "after")["status"], "cancelled");
+    assert_eq!(task(&report, "tree")["attempts"][0]["outcome"], "cancelled");
+    assert!(!ws.path("after.ran").exists());
+}
+
+#[test]
+fn sigint_stops_every_process_group_and_writes_the_report() {
+    interrupt_with(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_exits_143() {
+    interrupt_with(libc::SIGTERM, 143);
+}
+
+#[test]
+fn a_second_sigint_kills_at_once() {
+    // The task ignores SIGTERM (and so does its sleep), so only SIGKILL stops it.
+    let ws = Workspace::new(
+        "[tasks.stubborn]\nrun = \"trap '' TERM; sleep 60 & echo $! > g.pid; wait; wait\"\n",
+    );
+    let mut child = ws
+        .cmd(&["taskrun.toml"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_files(ws.root(), &["g.pid"]);
+    let stdout = child.stdout.take().unwrap();
+    signal(&child, libc::SIGINT);
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("SIGINT: stopping") {
+            break;
+        }
+    }
+    let sent = Instant::now();
+    signal(&child, libc::SIGINT);
+    let status = child.wait().unwrap();
+    // Well under the 5 s grace period the first SIGINT would have waited.
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    assert!(dies_soon(pid(ws.root(), "g.pid")));
+    assert_eq!(ws.last_report()["status"], "interrupted");
+}

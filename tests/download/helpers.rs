@@ -1,0 +1,133 @@
+//! Shared set-up: a server, a temp workspace, a client, and a download definition.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use taskrun::actions::download::{
+    AttemptFailure, AttemptRequest, Downloaded, HttpClient, Progress, attempt,
+};
+use taskrun::model::{Download, HttpConfig, RelPath};
+use taskrun::template::Template;
+
+use crate::fault_server::FaultServer;
+
+/// A server, a workspace and a client with default `[http]` settings.
+pub struct Env {
+    pub server: FaultServer,
+    pub dir: tempfile::TempDir,
+    pub client: HttpClient,
+}
+
+impl Env {
+    pub async fn new() -> Self {
+        Self::with_http(HttpConfig::default()).await
+    }
+
+    pub async fn with_http(cfg: HttpConfig) -> Self {
+        Self {
+            server: FaultServer::start().await,
+            dir: tempfile::tempdir().unwrap(),
+            client: HttpClient::new(&cfg).unwrap(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A download of `paths` (mirrors on this server, in order) to `dest`.
+    pub fn download(&self, paths: &[&str], dest: &str) -> Download {
+        download(paths.iter().map(|p| self.server.url(p)).collect(), dest)
+    }
+
+    pub fn dest(&self, dest: &str) -> PathBuf {
+        self.root().join(dest)
+    }
+
+    /// One attempt with no timeout.
+    pub async fn attempt(&self, dl: &Download) -> Result<Downloaded, AttemptFailure> {
+        self.attempt_with(dl, None).await
+    }
+
+    pub async fn attempt_with(
+        &self,
+        dl: &Download,
+        timeout: Option<Duration>,
+    ) -> Result<Downloaded, AttemptFailure> {
+        let noop = |_: Progress| {};
+        attempt(
+            &self.client,
+            AttemptRequest {
+                download: dl,
+                root: self.root(),
+                attempt: 1,
+                timeout,
+                progress: &noop,
+            },
+        )
+        .await
+    }
+
+    /// Every file under the workspace, relative, sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut out: Vec<String> = walkdir::WalkDir::new(self.root())
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                e.path()
+                    .strip_prefix(self.root())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+pub fn download(urls: Vec<String>, dest: &str) -> Download {
+    Download {
+        urls: urls.into_iter().map(Template::literal).collect(),
+        dest: RelPath(dest.to_string()),
+        sha256: None,
+        headers: BTreeMap::new(),
+        max_bytes: None,
+        resume: true,
+        revalidate: false,
+    }
+}
+
+/// Deterministic, incompressible-looking bytes.
+pub fn body(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn sha(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Records every progress callback.
+#[derive(Default)]
+pub struct ProgressLog(pub Mutex<Vec<Progress>>);
+
+impl ProgressLog {
+    pub fn record(&self, p: Progress) {
+        self.0.lock().unwrap().push(p);
+    }
+}
