@@ -97,15 +97,18 @@ impl Read for Tracked {
     }
 }
 
+/// "what failed: root cause" (reqwest's middle layers only repeat themselves).
 fn chain(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
+    let mut root = None;
     let mut src = e.source();
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        root = Some(inner.to_string());
         src = inner.source();
     }
-    s
+    match root {
+        Some(r) => format!("{e}: {r}"),
+        None => e.to_string(),
+    }
 }
 
 impl RemoteCache {

@@ -1,6 +1,7 @@
 //! The remote cache (SPEC §5 "Remote cache"): two machines with their own local stores share
 //! an in-process Bazel-HTTP-protocol server; the library plays the scheduler's part.
 
+mod cli;
 mod nginx;
 mod server;
 mod support;
