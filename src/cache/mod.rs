@@ -13,7 +13,6 @@ pub use record::HttpValidators;
 pub mod digest;
 pub mod explain;
 pub mod gc;
-mod glob;
 pub mod key;
 pub mod local;
 pub mod lock;

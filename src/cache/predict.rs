@@ -13,7 +13,6 @@ use serde::Serialize;
 use super::Digest;
 use super::digest::to_hex;
 use super::explain::miss_reason;
-use super::glob;
 use super::key::{self, KeyPart, TaskKey};
 use super::local::{expired_reason, not_cacheable_reason, pinned_record};
 use super::outputs;
@@ -130,13 +129,14 @@ pub fn predict(
             continue;
         }
         let cacheable = t.is_cacheable();
-        let expanded = match glob::expand(root, &t.inputs, overlay.keys().map(String::as_str)) {
-            Ok(e) => e,
-            Err(e) => {
-                out[i] = miss(None, e, Vec::new());
-                continue;
-            }
-        };
+        let expanded =
+            match super::inputs::expand_with(root, &t.inputs, overlay.keys().map(String::as_str)) {
+                Ok(e) => e,
+                Err(e) => {
+                    out[i] = miss(None, e.0, Vec::new());
+                    continue;
+                }
+            };
         let mut ins = Vec::with_capacity(expanded.files.len());
         let mut unreadable = None;
         for f in &expanded.files {
