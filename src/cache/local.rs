@@ -255,14 +255,16 @@ impl LocalCache {
         let stale = rec
             .last_used_time()
             .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= LAST_USED_GRANULARITY);
+        // A no-op rerun should cost stats, not writes: the record's `last_used` and the
+        // task's "last key" index are refreshed at most once per granularity period.
         if fresh || stale {
             rec.last_used = humantime::format_rfc3339_millis(now).to_string();
             if let Err(e) = self.store.write_record(&mut rec) {
                 tracing::warn!("cannot update cache record {}: {e}", rec.key);
             }
-        }
-        if let Err(e) = self.store.set_last_key(&self.root, &task.name, &rec.key) {
-            tracing::warn!("cannot update the cache index: {e}");
+            if let Err(e) = self.store.set_last_key(&self.root, &task.name, &rec.key) {
+                tracing::warn!("cannot update the cache index: {e}");
+            }
         }
         Ok(Lookup::Hit {
             key: key.hex(),
