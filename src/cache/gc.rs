@@ -208,10 +208,12 @@ fn remove_stale_temp_files(cache_dir: &Path, now: SystemTime) {
             .ok()
             .and_then(|m| m.modified().ok())
             .is_some_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP);
-        if is_temp && old && entry.file_type().is_file() {
-            if let Err(e) = fs::remove_file(entry.path()) {
-                tracing::warn!("cannot remove {}: {e}", entry.path().display());
-            }
+        if is_temp
+            && old
+            && entry.file_type().is_file()
+            && let Err(e) = fs::remove_file(entry.path())
+        {
+            tracing::warn!("cannot remove {}: {e}", entry.path().display());
         }
     }
 }
