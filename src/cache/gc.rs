@@ -187,8 +187,35 @@ pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcO
             outcome.blobs_removed += 1;
         }
     }
+    remove_stale_temp_files(cache_dir, now);
     outcome.bytes_after = dir_size(cache_dir);
     Ok(outcome)
+}
+
+/// Temp files older than this were left by a process that died mid-write (gc holds the lock,
+/// so no live writer is this slow).
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes `.tmp-*` files a killed taskrun left behind.
+fn remove_stale_temp_files(cache_dir: &Path, now: SystemTime) {
+    for entry in walkdir::WalkDir::new(cache_dir).into_iter().flatten() {
+        let is_temp = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".tmp-"));
+        let old = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .is_some_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP);
+        if is_temp
+            && old
+            && entry.file_type().is_file()
+            && let Err(e) = fs::remove_file(entry.path())
+        {
+            tracing::warn!("cannot remove {}: {e}", entry.path().display());
+        }
+    }
 }
 
 /// Deletes everything in the cache dir but the lock file; returns the bytes freed.
@@ -209,4 +236,33 @@ pub fn clean(cache_dir: &Path) -> io::Result<u64> {
         }
     }
     Ok(before.saturating_sub(dir_size(cache_dir)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gc_removes_temp_files_a_dead_process_left_but_not_fresh_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("cas/ab")).unwrap();
+        let old = dir.path().join("cas/ab/.tmp-old");
+        let fresh = dir.path().join(".tmp-fresh");
+        std::fs::write(&old, b"x").unwrap();
+        std::fs::write(&fresh, b"y").unwrap();
+        let two_hours_ago = SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let limits = GcLimits {
+            max_size: None,
+            max_age: Some(std::time::Duration::from_secs(86400)),
+        };
+        gc(dir.path(), limits, SystemTime::now()).unwrap();
+        assert!(!old.exists());
+        assert!(fresh.exists());
+    }
 }

@@ -3,7 +3,7 @@
 //! `*` stays within one path component and `**` crosses them, like gitignore. Each pattern
 //! walks only from its literal prefix, so `data/*.csv` does not read the whole workspace.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use globset::GlobBuilder;
 
@@ -13,47 +13,78 @@ use crate::model::InputPattern;
 /// The workspace's own state dir, never an input.
 const STATE_DIR: &str = ".taskrun";
 
+/// The result of expanding a task's input patterns.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expanded {
+    /// Matching files, root-relative with `/` separators, sorted, unique.
+    pub files: Vec<String>,
+    /// Required (non-`?`) patterns that matched nothing.
+    pub unmatched: Vec<String>,
+}
+
 /// Expands `patterns` under `root` into sorted, de-duplicated file paths relative to `root`.
 ///
 /// A pattern that matches no file is an error unless it is optional (`?`-prefixed).
 pub fn expand(root: &Path, patterns: &[InputPattern]) -> Result<Vec<PathBuf>, CacheError> {
-    let mut found: Vec<PathBuf> = Vec::new();
-    for pattern in patterns {
-        let before = found.len();
-        expand_one(root, pattern, &mut found)?;
-        if found.len() == before && !pattern.optional {
-            return Err(CacheError(format!(
-                "input pattern `{}` matches no file (prefix it with `?` if that is fine)",
-                pattern.glob
-            )));
-        }
+    let e = expand_with(root, patterns, std::iter::empty())?;
+    if let Some(glob) = e.unmatched.first() {
+        return Err(CacheError(format!(
+            "input pattern `{glob}` matches no file (prefix it with `?` if that is fine)"
+        )));
     }
-    found.sort();
-    found.dedup();
-    Ok(found)
+    Ok(e.files.into_iter().map(PathBuf::from).collect())
 }
 
-fn expand_one(
+/// Expands `patterns`, also matching `extra` root-relative paths that do not exist yet but
+/// will when the task runs (`plan` passes the outputs a predicted hit will restore).
+pub fn expand_with<'a>(
+    root: &Path,
+    patterns: &[InputPattern],
+    extra: impl Iterator<Item = &'a str> + Clone,
+) -> Result<Expanded, CacheError> {
+    let mut files = Vec::new();
+    let mut unmatched = Vec::new();
+    for pattern in patterns {
+        let before = files.len();
+        if is_literal(&pattern.glob) {
+            // A plain path (the common case) is one stat, not a directory walk.
+            if root.join(&pattern.glob).is_file() || extra.clone().any(|e| e == pattern.glob) {
+                files.push(pattern.glob.clone());
+            }
+        } else {
+            let glob = GlobBuilder::new(&pattern.glob)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| CacheError(format!("bad input pattern `{}`: {e}", pattern.glob)))?
+                .compile_matcher();
+            walk(root, pattern, &glob, &mut files)?;
+            files.extend(
+                extra
+                    .clone()
+                    .filter(|e| glob.is_match(e))
+                    .map(str::to_string),
+            );
+        }
+        if files.len() == before && !pattern.optional {
+            unmatched.push(pattern.glob.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(Expanded { files, unmatched })
+}
+
+fn is_literal(glob: &str) -> bool {
+    !glob.contains(['*', '?', '[', '{', '\\'])
+}
+
+fn walk(
     root: &Path,
     pattern: &InputPattern,
-    found: &mut Vec<PathBuf>,
+    glob: &globset::GlobMatcher,
+    found: &mut Vec<String>,
 ) -> Result<(), CacheError> {
-    if let Some(rel) = literal_path(&pattern.glob) {
-        // A plain path: one stat, no glob compiled, no walk of its directory (10,000 tasks
-        // with one literal input each in one directory made a no-op rerun quadratic).
-        let in_state_dir = rel.components().next() == Some(Component::Normal(STATE_DIR.as_ref()));
-        if !in_state_dir && std::fs::metadata(root.join(&rel)).is_ok_and(|m| m.is_file()) {
-            found.push(rel);
-        }
-        return Ok(());
-    }
-    let glob = GlobBuilder::new(&pattern.glob)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| CacheError(format!("bad input pattern `{}`: {e}", pattern.glob)))?
-        .compile_matcher();
-    let prefix = literal_prefix(&pattern.glob);
-    let start = root.join(&prefix);
+    let start = root.join(literal_prefix(&pattern.glob));
     if !start.exists() {
         return Ok(());
     }
@@ -81,25 +112,10 @@ fn expand_one(
             .collect::<Vec<_>>()
             .join("/");
         if glob.is_match(&rel_str) {
-            found.push(rel.to_path_buf());
+            found.push(rel_str);
         }
     }
     Ok(())
-}
-
-/// `glob` as a relative path when it has no glob metacharacter and is already in the
-/// normal form the walk produces (`a/b.txt`: no `.`, `..`, empty or absolute components), so
-/// matching it is the same as checking that this one file exists.
-fn literal_path(glob: &str) -> Option<PathBuf> {
-    if glob.is_empty() || glob.contains(['*', '?', '[', ']', '{', '}', '\\']) {
-        return None;
-    }
-    let path = PathBuf::from(glob);
-    let normal = path.components().all(|c| matches!(c, Component::Normal(_)))
-        && glob
-            .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != "..");
-    normal.then_some(path)
 }
 
 /// The directories before the first component holding a glob metacharacter.
@@ -168,24 +184,6 @@ mod tests {
     }
 
     #[test]
-    fn literal_paths_need_no_walk_and_match_like_globs() {
-        let d = tempfile::tempdir().unwrap();
-        touch(d.path(), "in/1.txt");
-        touch(d.path(), ".taskrun/x.txt");
-        std::fs::create_dir_all(d.path().join("in/dir")).unwrap();
-        let got = expand(d.path(), &[pat("in/1.txt", false)]).unwrap();
-        assert_eq!(got, vec![PathBuf::from("in/1.txt")]);
-        // A directory, the state dir and a missing file match nothing, as with a glob.
-        for p in ["in/dir", ".taskrun/x.txt", "in/2.txt"] {
-            assert!(expand(d.path(), &[pat(p, true)]).unwrap().is_empty(), "{p}");
-        }
-        assert_eq!(literal_path("in/1.txt"), Some(PathBuf::from("in/1.txt")));
-        for p in ["in/*.txt", "a//b", "./a", "a/../b", "in/[12].txt", "{a,b}"] {
-            assert_eq!(literal_path(p), None, "{p}");
-        }
-    }
-
-    #[test]
     fn nothing_matched_is_an_error_unless_optional() {
         let d = tempfile::tempdir().unwrap();
         let err = expand(d.path(), &[pat("missing/*.csv", false)]).unwrap_err();
@@ -195,5 +193,42 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn expands_from_the_literal_prefix_and_reports_unmatched() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        for f in [
+            "data/a.csv",
+            "data/b.csv",
+            "data/sub/c.csv",
+            "scripts/x/y.py",
+            ".taskrun/cache/z.csv",
+        ] {
+            std::fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
+            std::fs::write(r.join(f), "x").unwrap();
+        }
+        let pats = |gs: &[&str]| -> Vec<InputPattern> {
+            gs.iter()
+                .map(|g| InputPattern {
+                    glob: g.trim_start_matches('?').into(),
+                    optional: g.starts_with('?'),
+                })
+                .collect()
+        };
+        let e = expand_with(
+            r,
+            &pats(&["data/*.csv", "scripts/**/*.py", "?none/*", "gone/*"]),
+            ["data/new.csv"].into_iter(),
+        )
+        .unwrap();
+        assert_eq!(
+            e.files,
+            vec!["data/a.csv", "data/b.csv", "data/new.csv", "scripts/x/y.py"]
+        );
+        assert_eq!(e.unmatched, vec!["gone/*".to_string()]);
+        let all = expand_with(r, &pats(&["**/*.csv"]), std::iter::empty()).unwrap();
+        assert_eq!(all.files.len(), 3, "{:?}", all.files);
     }
 }

@@ -9,6 +9,10 @@
 //!   recorded). Groups and services may skip `lookup`;
 //! - at the end of the run call [`TaskCache::finish`] (saves the stat records; dropping the
 //!   cache does the same, best effort).
+//!
+//! With a remote configured (`[cache] remote`), a local miss asks the remote (see
+//! [`super::remote`]); a remote hit is copied into the local store and reported as
+//! [`CacheSource::Remote`]. With `remote_write`, each recorded entry is uploaded too.
 
 use crate::cache::HttpValidators;
 use std::collections::HashMap;
@@ -22,6 +26,7 @@ use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
 use super::outputs;
 use super::record::{ActionRecord, BlobRef, OutputFile, RECORD_VERSION, record_parts};
+use super::remote::RemoteCache;
 use super::stat::StatCache;
 use super::store::Store;
 use super::{CacheError, CacheSource, Digest, Lookup, TaskCache};
@@ -51,6 +56,8 @@ pub struct LocalCache {
     options: CacheOptions,
     /// Keys computed by `lookup`, used by `record_success` of the same task.
     pending: Mutex<HashMap<usize, TaskKey>>,
+    /// The shared tier behind the local store, when configured (never when read-only).
+    remote: Option<RemoteCache>,
     _lock: Option<CacheLock>,
 }
 
@@ -72,13 +79,23 @@ pub fn expired_reason(
     (age > ttl).then(|| format!("expired (cache_ttl {})", humantime::format_duration(ttl)))
 }
 
+/// The pin of a download whose only output is its pinned `dest`: its content is known
+/// before it runs, so its blob alone stands for a cache entry.
+fn pinned_blob(task: &Task) -> Option<Digest> {
+    let Action::Download(d) = &task.action else {
+        return None;
+    };
+    let pin = from_hex(d.sha256.as_deref()?)?;
+    (declared_outputs(task) == [d.dest.clone()]).then_some(pin)
+}
+
 /// The record a pinned download's blob stands for (SPEC §5: content-addressed downloads).
 pub(crate) fn pinned_record(task: &Task, key: &TaskKey, store: &Store) -> Option<ActionRecord> {
     let Action::Download(d) = &task.action else {
         return None;
     };
-    let pin = from_hex(d.sha256.as_deref()?)?;
-    if declared_outputs(task) != [d.dest.clone()] || !store.has_blob(&pin) {
+    let pin = pinned_blob(task)?;
+    if !store.has_blob(&pin) {
         return None;
     }
     let size = std::fs::metadata(store.blob_path(&pin))
@@ -128,8 +145,25 @@ impl LocalCache {
             stats: StatCache::open(dir, options.read_only),
             options,
             pending: Mutex::new(HashMap::new()),
+            remote: if options.read_only {
+                None
+            } else {
+                RemoteCache::from_config(&pipeline.cache)
+            },
             _lock: lock,
         })
+    }
+
+    /// Replaces the remote `open` configured from the pipeline (tests use it for short
+    /// timeouts; `None` makes the run local-only).
+    pub fn with_remote(mut self, remote: Option<RemoteCache>) -> Self {
+        self.remote = if self.options.read_only { None } else { remote };
+        self
+    }
+
+    /// The remote tier, if any.
+    pub fn remote(&self) -> Option<&RemoteCache> {
+        self.remote.as_ref()
     }
 
     /// The store (for `plan`/`explain` sharing one view, and tests).
@@ -189,6 +223,7 @@ impl LocalCache {
         key: &TaskKey,
         mut rec: ActionRecord,
         fresh: bool,
+        source: CacheSource,
     ) -> Result<Lookup, CacheError> {
         let output = match &rec.log {
             Some(log) => match from_hex(&log.sha256).map(|d| self.store.read_blob(&d)) {
@@ -220,21 +255,68 @@ impl LocalCache {
         let stale = rec
             .last_used_time()
             .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= LAST_USED_GRANULARITY);
+        // A no-op rerun should cost stats, not writes: the record's `last_used` and the
+        // task's "last key" index are refreshed at most once per granularity period.
         if fresh || stale {
             rec.last_used = humantime::format_rfc3339_millis(now).to_string();
             if let Err(e) = self.store.write_record(&mut rec) {
                 tracing::warn!("cannot update cache record {}: {e}", rec.key);
             }
-        }
-        if let Err(e) = self.store.set_last_key(&self.root, &task.name, &rec.key) {
-            tracing::warn!("cannot update the cache index: {e}");
+            if let Err(e) = self.store.set_last_key(&self.root, &task.name, &rec.key) {
+                tracing::warn!("cannot update the cache index: {e}");
+            }
         }
         Ok(Lookup::Hit {
             key: key.hex(),
-            source: CacheSource::Local,
+            source,
             digest: rec.digest_bytes(),
             output,
         })
+    }
+}
+
+impl LocalCache {
+    /// A local miss asks the remote: a pinned download by its blob (`cas/<pin>`, so the
+    /// origin is never contacted), anything else by its record (`ac/<key>`) and then each
+    /// blob the local store lacks. Everything is verified and copied into the local store
+    /// before outputs are restored from it. `None`: no remote, remote down, or not there.
+    fn remote_lookup(&self, t: &Task, key: &TaskKey) -> Result<Option<Lookup>, CacheError> {
+        let Some(remote) = self.remote.as_ref().filter(|r| r.is_enabled()) else {
+            return Ok(None);
+        };
+        let rec = match (pinned_blob(t), &t.action) {
+            (Some(pin), Action::Download(d)) => {
+                if !remote.fetch_blob(&self.store, &pin, d.max_bytes) {
+                    return Ok(None);
+                }
+                pinned_record(t, key, &self.store)
+            }
+            _ => remote.get_record(&key.hex()),
+        };
+        let Some(rec) = rec else {
+            return Ok(None);
+        };
+        if let Some(reason) = expired_reason(&rec, t.cache_ttl, SystemTime::now()) {
+            return Ok(Some(Lookup::Run {
+                key: Some(key.hex()),
+                reason,
+            }));
+        }
+        let blobs = rec
+            .outputs
+            .iter()
+            .map(|o| (o.sha256.as_str(), o.size))
+            .chain(rec.log.iter().map(|l| (l.sha256.as_str(), l.size)));
+        for (hex, size) in blobs {
+            let Some(d) = from_hex(hex) else {
+                return Ok(None);
+            };
+            if !self.store.has_blob(&d) && !remote.fetch_blob(&self.store, &d, Some(size)) {
+                return Ok(None);
+            }
+        }
+        self.try_hit(t, key, rec, true, CacheSource::Remote)
+            .map(Some)
     }
 }
 
@@ -276,15 +358,20 @@ impl TaskCache for LocalCache {
                         reason,
                     });
                 }
-                self.try_hit(t, &key, rec, false)
+                self.try_hit(t, &key, rec, false, CacheSource::Local)
             }
-            None => match pinned_record(t, &key, &self.store) {
-                Some(rec) => self.try_hit(t, &key, rec, true),
-                None => Ok(Lookup::Run {
+            None => {
+                if let Some(rec) = pinned_record(t, &key, &self.store) {
+                    return self.try_hit(t, &key, rec, true, CacheSource::Local);
+                }
+                if let Some(found) = self.remote_lookup(t, &key)? {
+                    return Ok(found);
+                }
+                Ok(Lookup::Run {
                     key: Some(hex),
                     reason: miss_reason(&self.store, &self.root, &t.name, &key.parts),
-                }),
-            },
+                })
+            }
         }
     }
 
@@ -369,8 +456,13 @@ impl TaskCache for LocalCache {
         };
         if let Err(e) = self.store.write_record(&mut rec) {
             tracing::warn!("cannot store the cache entry of `{}`: {e}", t.name);
-        } else if let Err(e) = self.store.set_last_key(&self.root, &t.name, &rec.key) {
+            return Ok(digest);
+        }
+        if let Err(e) = self.store.set_last_key(&self.root, &t.name, &rec.key) {
             tracing::warn!("cannot update the cache index: {e}");
+        }
+        if let Some(remote) = &self.remote {
+            remote.upload(&self.store, &rec);
         }
         Ok(digest)
     }

@@ -13,13 +13,13 @@ pub use record::HttpValidators;
 pub mod digest;
 pub mod explain;
 pub mod gc;
-mod glob;
 pub mod key;
 pub mod local;
 pub mod lock;
 pub mod outputs;
 pub mod predict;
 pub mod record;
+pub mod remote;
 pub mod stat;
 pub mod store;
 #[cfg(test)]
@@ -29,6 +29,7 @@ pub use local::{CacheOptions, LocalCache};
 pub use predict::{
     PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
 };
+pub use remote::{RemoteCache, RemoteOptions};
 
 /// A sha256 digest.
 pub type Digest = [u8; 32];

@@ -13,7 +13,6 @@ use serde::Serialize;
 use super::Digest;
 use super::digest::to_hex;
 use super::explain::miss_reason;
-use super::glob;
 use super::key::{self, KeyPart, TaskKey};
 use super::local::{expired_reason, not_cacheable_reason, pinned_record};
 use super::outputs;
@@ -25,6 +24,9 @@ use crate::plan::Plan;
 
 /// Predicted cache status of a task (the plan's own type: hit / miss / off).
 pub use crate::plan::predict::CacheStatus as PredictedStatus;
+
+/// The miss reason `plan` gives for a task with no local entry when a remote is configured.
+pub const NO_LOCAL_ENTRY: &str = "no local entry (the remote may have it)";
 
 /// What `plan` shows per task.
 #[derive(Debug, Clone, Serialize)]
@@ -127,13 +129,14 @@ pub fn predict(
             continue;
         }
         let cacheable = t.is_cacheable();
-        let expanded = match glob::expand(root, &t.inputs, overlay.keys().map(String::as_str)) {
-            Ok(e) => e,
-            Err(e) => {
-                out[i] = miss(None, e, Vec::new());
-                continue;
-            }
-        };
+        let expanded =
+            match super::inputs::expand_with(root, &t.inputs, overlay.keys().map(String::as_str)) {
+                Ok(e) => e,
+                Err(e) => {
+                    out[i] = miss(None, e.0, Vec::new());
+                    continue;
+                }
+            };
         let mut ins = Vec::with_capacity(expanded.files.len());
         let mut unreadable = None;
         for f in &expanded.files {
@@ -187,7 +190,11 @@ pub fn predict(
             .read_record(&tk.hex())
             .or_else(|| pinned_record(t, &tk, store));
         let Some(rec) = record else {
-            let reason = miss_reason(store, root, &t.name, &tk.parts);
+            let mut reason = miss_reason(store, root, &t.name, &tk.parts);
+            // `plan` never touches the network: it can only say the remote might help.
+            if reason == "no entry" && plan.pipeline.cache.remote.is_some() {
+                reason = NO_LOCAL_ENTRY.into();
+            }
             out[i] = miss(Some(&tk), reason, tk.parts.clone());
             continue;
         };

@@ -9,7 +9,7 @@
 //! entry is caught by the same verification.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -114,6 +114,37 @@ impl Store {
         }
         tmp.persist(&dest).map_err(|e| e.error)?;
         Ok((digest, size))
+    }
+
+    /// Streams a blob whose digest is known in advance (a remote's `cas/<sha256>`) into the
+    /// store: temp file in `cas/`, hashed on the way, renamed into place only when the content
+    /// matches `expected`, so a damaged transfer never becomes a blob. At most `max_len` bytes
+    /// are read when given (one more would already be a mismatch).
+    pub fn put_verified(
+        &self,
+        reader: &mut impl Read,
+        expected: &Digest,
+        max_len: Option<u64>,
+    ) -> Result<u64, BlobError> {
+        let cas = self.dir.join("cas");
+        fs::create_dir_all(&cas)?;
+        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&cas)?;
+        let (got, size) = match max_len {
+            Some(n) => hash_copy(
+                &mut reader.take(n.saturating_add(1)),
+                Some(tmp.as_file_mut()),
+            )?,
+            None => hash_copy(reader, Some(tmp.as_file_mut()))?,
+        };
+        if got != *expected || max_len.is_some_and(|n| size > n) {
+            return Err(BlobError::Corrupt(to_hex(expected)));
+        }
+        let dest = self.blob_path(expected);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        Ok(size)
     }
 
     /// Stores bytes as a blob; returns their digest.

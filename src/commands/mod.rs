@@ -10,7 +10,7 @@ pub mod run;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use crate::cli::{Command, When};
+use crate::cli::{Command, LogFormat, When};
 use crate::exit_code;
 use crate::manifest::{self, LoadError, LoadOptions};
 use crate::model::Pipeline;
@@ -18,6 +18,13 @@ use crate::plan::Plan;
 
 /// Runs one subcommand and returns its exit code.
 pub fn dispatch(command: Command) -> u8 {
+    let (format, color) = match &command {
+        Command::Run(a) => (a.log_format, a.color),
+        Command::Plan(a) => (LogFormat::Text, a.color),
+        Command::Check(a) => (LogFormat::Text, a.color),
+        _ => (LogFormat::Text, When::Auto),
+    };
+    init_tracing(format, stderr_color(color));
     match command {
         Command::Run(args) => {
             if args.dry_run {
@@ -113,4 +120,29 @@ pub fn load_plan(
         eprintln!("hint: `taskrun list {}` shows the tasks", path.display());
         exit_code::USAGE
     })
+}
+
+/// Log lines: warnings (e.g. an unreachable remote cache) as short plain lines on stderr;
+/// `--log-format json` gives every event as a JSON line on stdout. `TASKRUN_LOG` filters.
+fn init_tracing(format: LogFormat, color: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match format {
+        LogFormat::Json => "taskrun=info",
+        LogFormat::Text => "warn",
+    };
+    let filter = EnvFilter::try_from_env("TASKRUN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stdout)
+            .try_init(),
+        LogFormat::Text => builder
+            .without_time()
+            .with_target(false)
+            .with_ansi(color)
+            .with_writer(std::io::stderr)
+            .try_init(),
+    };
 }

@@ -80,24 +80,6 @@ pub fn console_sinks(args: &RunArgs, facts: &Facts) -> Fanout {
     sinks
 }
 
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let default = match format {
-        LogFormat::Json => "taskrun=info",
-        LogFormat::Text => "warn",
-    };
-    let filter = EnvFilter::try_from_env("TASKRUN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_writer(std::io::stdout)
-            .try_init(),
-        LogFormat::Text => builder.with_writer(std::io::stderr).try_init(),
-    };
-}
-
 /// Runs the pipeline; returns the exit code (0, 1, 2, 130, 143).
 pub fn run(args: RunArgs) -> u8 {
     let (no_cache, force) = (args.no_cache, args.force);
@@ -126,7 +108,6 @@ pub fn run_with_cache(
     make_cache: impl FnOnce(&crate::plan::Plan) -> Arc<dyn TaskCache>,
 ) -> u8 {
     let color = stderr_color(args.color);
-    init_tracing(args.log_format);
     let plan = match load_plan(&args.manifest, &args.vars, &args.targets, color) {
         Ok(p) => p,
         Err(code) => return code,

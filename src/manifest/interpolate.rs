@@ -67,7 +67,10 @@ pub fn interpolate(text: &str, ctx: &Context<'_>) -> Result<Template, Vec<Interp
             i += close + 1;
         } else {
             // Copy up to the next `$` in one go; `$` alone (e.g. `$HOME`) is left to the shell.
-            let next = rest[1..].find('$').map_or(text.len(), |p| i + 1 + p);
+            let first = rest.chars().next().map_or(1, char::len_utf8);
+            let next = rest[first..]
+                .find('$')
+                .map_or(text.len(), |p| i + first + p);
             literal.push_str(&text[i..next]);
             i = next;
         }
@@ -171,6 +174,12 @@ mod tests {
             .unwrap();
         assert_eq!(t.redacted(), "http://127.0.0.1:1/a /home/x d *** $ $HOME");
         assert!(t.has_secret());
+    }
+
+    #[test]
+    fn non_ascii_text_is_kept_whole() {
+        let t = ctx_run("é ${vars.mirror} ü$ ø").unwrap();
+        assert_eq!(t.redacted(), "é http://127.0.0.1:1 ü$ ø");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! task waiting between retries holds nothing.
 
 mod attempts;
+mod lookup;
 pub mod pools;
 pub mod retry;
 mod services;
@@ -85,6 +86,9 @@ pub async fn run(
     r.run(progress_rx, done_rx, opts.handle_signals).await
 }
 
+/// Threads asking the cache at once: lookups are stats and small reads (or remote requests).
+const LOOKUP_THREADS: usize = 4;
+
 /// The run's HTTP client, built only when a selected task downloads (it loads TLS roots).
 fn http_client(plan: &Plan) -> Result<Arc<crate::actions::download::HttpClient>, String> {
     let downloads = plan
@@ -105,6 +109,10 @@ struct Loop<'a> {
     recs: Vec<Rec>,
     ready: VecDeque<usize>,
     instant: Vec<usize>,
+    /// Ready tasks whose cache lookup has not been sent yet.
+    to_lookup: Vec<usize>,
+    /// Started on the first lookup (a run of groups needs none).
+    lookups: Option<lookup::LookupPool>,
     slots: Slots,
     active: usize,
     stopping: bool,
@@ -147,6 +155,8 @@ impl<'a> Loop<'a> {
             recs,
             ready: VecDeque::new(),
             instant: Vec::new(),
+            to_lookup: Vec::new(),
+            lookups: None,
             slots,
             active: 0,
             stopping: false,
@@ -201,10 +211,47 @@ impl<'a> Loop<'a> {
             return;
         }
         rec.phase = Phase::Ready;
-        match self.plan.task(i).action {
+        match &self.plan.task(i).action {
             Action::Group | Action::Service(_) => self.instant.push(i),
-            _ => self.ready.push_back(i),
+            // Revalidation is an async request: that lookup stays with the job.
+            Action::Download(d) if d.revalidate && d.sha256.is_none() => self.ready.push_back(i),
+            _ => self.to_lookup.push(i),
         }
+    }
+
+    /// Sends the ready tasks to the lookup threads; a hit never takes a slot.
+    fn dispatch_lookups(&mut self) {
+        let pending = std::mem::take(&mut self.to_lookup);
+        for i in pending {
+            if self.recs[i].phase != Phase::Ready {
+                continue;
+            }
+            let deps = self.dep_digests(i);
+            let shared = &self.shared;
+            let pool = self
+                .lookups
+                .get_or_insert_with(|| lookup::LookupPool::start(shared.clone(), LOOKUP_THREADS));
+            let rec = &mut self.recs[i];
+            rec.phase = Phase::Running;
+            rec.looked_up = true;
+            rec.mark_started();
+            if pool.submit(i, deps) {
+                self.active += 1;
+            } else {
+                self.fail(i, "internal: the cache lookup threads are gone".into());
+            }
+        }
+    }
+
+    /// The cache said run: queue for slots (or wait for the services it needs).
+    fn on_looked(&mut self, task: usize, key: Option<String>) {
+        if !self.services_ready(task) {
+            return self.on_miss_needing_services(task, key);
+        }
+        let rec = &mut self.recs[task];
+        rec.key = key;
+        rec.phase = Phase::Ready;
+        self.ready.push_back(task);
     }
 
     /// Starts everything that may start now.
@@ -224,6 +271,7 @@ impl<'a> Loop<'a> {
                 return;
             }
         }
+        self.dispatch_lookups();
         if self.slots.saturated() {
             return;
         }
@@ -336,6 +384,10 @@ impl<'a> Loop<'a> {
 
     fn on_done(&mut self, done: Done) {
         match done {
+            Done::Looked { task, key } => {
+                self.active -= 1;
+                self.on_looked(task, key);
+            }
             Done::Miss { task, key } => {
                 self.active -= 1;
                 self.release_slots(task);

@@ -41,6 +41,8 @@ pub(super) struct Job {
 pub(super) enum Done {
     /// The cache missed and the task needs services that are not ready yet.
     Miss { task: usize, key: Option<String> },
+    /// The lookup pool asked the cache: the task must run (with this key).
+    Looked { task: usize, key: Option<String> },
     /// The task failed before any attempt (inputs, cache).
     Failed { task: usize, error: String },
     /// The cache had the result.
@@ -102,6 +104,50 @@ pub fn log_file_name(task: &str) -> String {
     format!("{safe}.log")
 }
 
+/// What the cache said about a task about to run.
+pub(super) enum Checked {
+    /// Outputs in place; do not run.
+    Hit {
+        key: String,
+        source: CacheSource,
+        digest: Digest,
+        output: Option<Vec<u8>>,
+    },
+    /// Run it (with this key, when cacheable).
+    Run { key: Option<String> },
+    /// Inputs or the cache failed the task.
+    Failed(String),
+}
+
+/// Expands the task's input globs and asks the cache. Blocking: file I/O, maybe the remote.
+pub(super) fn check_cache(shared: &Shared, task: usize, dep_digests: &[Digest]) -> Checked {
+    let plan = &shared.plan;
+    let t = plan.task(task);
+    let inputs = if t.inputs.is_empty() {
+        Vec::new()
+    } else {
+        match crate::cache::inputs::expand(&plan.pipeline.root, &t.inputs) {
+            Ok(v) => v,
+            Err(e) => return Checked::Failed(e.0),
+        }
+    };
+    match shared.cache.lookup(plan, task, &inputs, dep_digests) {
+        Ok(Lookup::Hit {
+            key,
+            source,
+            digest,
+            output,
+        }) => Checked::Hit {
+            key,
+            source,
+            digest,
+            output,
+        },
+        Ok(Lookup::Run { key, .. }) => Checked::Run { key },
+        Err(e) => Checked::Failed(format!("cache: {}", e.0)),
+    }
+}
+
 /// Runs one job to its end and reports it.
 pub(super) async fn run_job(shared: Arc<Shared>, job: Job) {
     let done = job_inner(&shared, job).await;
@@ -113,40 +159,14 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     let task = plan.task(job.task);
     let mut key = job.key.clone();
     if job.lookup {
-        let inputs = if task.inputs.is_empty() {
-            Vec::new()
-        } else {
-            let root = plan.pipeline.root.clone();
-            let patterns = task.inputs.clone();
-            match blocking(move || crate::cache::inputs::expand(&root, &patterns)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => {
-                    return Done::Failed {
-                        task: job.task,
-                        error: e.0,
-                    };
-                }
-                Err(e) => {
-                    return Done::Failed {
-                        task: job.task,
-                        error: e,
-                    };
-                }
-            }
-        };
-        let (p, c, t, deps) = (
-            plan.clone(),
-            shared.cache.clone(),
-            job.task,
-            job.dep_digests.clone(),
-        );
-        match blocking(move || c.lookup(&p, t, &inputs, &deps)).await {
-            Ok(Ok(Lookup::Hit {
+        let (sh, t, deps) = (shared.clone(), job.task, job.dep_digests.clone());
+        match blocking(move || check_cache(&sh, t, &deps)).await {
+            Ok(Checked::Hit {
                 key,
                 source,
                 digest,
                 output,
-            })) => {
+            }) => {
                 if let Action::Download(d) = &task.action
                     && d.revalidate
                     && d.sha256.is_none()
@@ -162,23 +182,23 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
                     output,
                 };
             }
-            Ok(Ok(Lookup::Run { key: k, .. })) if job.needs_services => {
+            Ok(Checked::Run { key: k }) if job.needs_services => {
                 return Done::Miss {
                     task: job.task,
                     key: k,
                 };
             }
-            Ok(Ok(Lookup::Run { key: k, .. })) => key = k,
-            Ok(Err(e)) => {
+            Ok(Checked::Run { key: k }) => key = k,
+            Ok(Checked::Failed(error)) => {
                 return Done::Failed {
                     task: job.task,
-                    error: format!("cache: {}", e.0),
+                    error,
                 };
             }
-            Err(e) => {
+            Err(error) => {
                 return Done::Failed {
                     task: job.task,
-                    error: e,
+                    error,
                 };
             }
         }

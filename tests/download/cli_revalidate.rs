@@ -6,6 +6,14 @@ use std::process::Command;
 
 use crate::fault_server::{FaultServer, Route};
 
+/// Runs the binary off the async runtime (the test server lives on it).
+async fn run_async(dir: &std::path::Path) -> serde_json::Value {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || run(&dir))
+        .await
+        .unwrap()
+}
+
 fn run(dir: &std::path::Path) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_taskrun"))
         .current_dir(dir)
@@ -36,32 +44,17 @@ async fn revalidate_reuses_on_304_and_downloads_on_200() {
     .unwrap();
     let root = dir.path().to_path_buf();
 
-    let r = tokio::task::spawn_blocking({
-        let root = root.clone();
-        move || run(&root)
-    })
-    .await
-    .unwrap();
+    let r = run_async(&root).await;
     assert_eq!(r["tasks"][0]["status"], "succeeded");
 
-    let r = tokio::task::spawn_blocking({
-        let root = root.clone();
-        move || run(&root)
-    })
-    .await
-    .unwrap();
+    let r = run_async(&root).await;
     assert_eq!(r["tasks"][0]["status"], "cached");
     let reqs = server.requests("/data.csv");
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].header("if-none-match"), Some("\"one\""));
 
     server.route("/data.csv", Route::ok(b"v2\n".to_vec()).etag("\"two\""));
-    let r = tokio::task::spawn_blocking({
-        let root = root.clone();
-        move || run(&root)
-    })
-    .await
-    .unwrap();
+    let r = run_async(&root).await;
     assert_eq!(r["tasks"][0]["status"], "succeeded");
     assert_eq!(r["tasks"][0]["attempts"][0]["http_status"], 200);
     assert_eq!(std::fs::read(root.join("data.csv")).unwrap(), b"v2\n");

@@ -33,6 +33,7 @@ fn key() -> impl Strategy<Value = String> {
 fn value() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
         "\"[ -~]{0,12}\"".prop_map(|s| s),
+        "\"[^\"\\\\\u{0}-\u{1f}]{0,12}\"".prop_map(|s| s),
         Just("\"${vars.x}\"".to_string()),
         Just("\"${env.HOME}\"".to_string()),
         Just("\"${secret.T}\"".to_string()),
@@ -89,5 +90,14 @@ proptest! {
     #[test]
     fn arbitrary_valid_toml_never_panics(text in manifest()) {
         load(text);
+    }
+
+    #[test]
+    fn any_string_in_every_interpolated_field_never_panics(s in "\\PC{0,24}") {
+        let q = toml::Value::String(s).to_string();
+        load(format!(
+            "[vars]\nx = {q}\n[env]\nE = {q}\n[tasks.a]\nrun = {q}\ncwd = {q}\ninputs = [{q}]\noutputs = [{q}]\n\
+             [tasks.b]\ndownload = {{ url = {q}, dest = {q}, headers = {{ H = {q} }} }}\n"
+        ));
     }
 }

@@ -1,0 +1,122 @@
+//! `taskrun run` end to end against the in-process remote: the binary, its report and its
+//! warnings, with the remote given by `TASKRUN_REMOTE_CACHE`.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::server::CacheServer;
+
+const MANIFEST: &str = r#"
+[pipeline]
+name = "t"
+
+[tasks.merge]
+inputs = ["data/*.csv"]
+outputs = ["out/merged.csv"]
+run = "mkdir -p out && cat data/*.csv > out/merged.csv"
+
+[tasks.count]
+deps = ["merge"]
+inputs = ["out/merged.csv"]
+outputs = ["out/count.txt"]
+run = "wc -l < out/merged.csv > out/count.txt"
+"#;
+
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("taskrun.toml"), MANIFEST).unwrap();
+    fs::create_dir_all(dir.path().join("data")).unwrap();
+    fs::write(dir.path().join("data/a.csv"), "1\n2\n").unwrap();
+    dir
+}
+
+fn taskrun(root: &Path, remote: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_taskrun"))
+        .args(args)
+        .current_dir(root)
+        .env_remove("TASKRUN_CACHE_DIR")
+        .env_remove("TASKRUN_LOG")
+        .env("TASKRUN_REMOTE_CACHE", remote)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn taskrun_run_reports_remote_hits_on_a_second_machine() {
+    let server = CacheServer::new();
+    let a = workspace();
+    let out = taskrun(a.path(), &server.url(), &["run", "taskrun.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        server
+            .paths()
+            .iter()
+            .filter(|p| p.starts_with("/ac/"))
+            .count(),
+        2
+    );
+
+    let b = workspace();
+    let out = taskrun(b.path(), &server.url(), &["run", "taskrun.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(text(&out).matches("(remote)").count(), 2, "{}", text(&out));
+    assert_eq!(
+        fs::read(b.path().join("out/count.txt")).unwrap(),
+        fs::read(a.path().join("out/count.txt")).unwrap()
+    );
+
+    // `plan` on a third machine touches no network and says what it can.
+    let c = workspace();
+    server.clear_log();
+    let out = taskrun(c.path(), &server.url(), &["plan", "taskrun.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("the remote may have it"),
+        "{}",
+        text(&out)
+    );
+    assert!(server.log().is_empty());
+}
+
+#[test]
+fn taskrun_run_with_a_dead_remote_warns_once_and_succeeds() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let ws = workspace();
+    let out = taskrun(
+        ws.path(),
+        &format!("http://{addr}"),
+        &["run", "taskrun.toml"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert_eq!(all.matches("unreachable").count(), 1, "{all}");
+    assert!(all.contains("continuing with the local cache"), "{all}");
+    assert!(ws.path().join("out/count.txt").is_file());
+}
+
+#[test]
+fn taskrun_run_no_cache_uses_neither_store() {
+    let server = CacheServer::new();
+    let ws = workspace();
+    let out = taskrun(
+        ws.path(),
+        &server.url(),
+        &["run", "--no-cache", "taskrun.toml"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(server.log().is_empty(), "{:?}", server.log());
+    assert!(!ws.path().join(".taskrun/cache/ac").exists());
+}
