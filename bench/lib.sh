@@ -8,6 +8,14 @@
 #               peers are still measured.
 #   RUNS        hyperfine runs per command (each script has its own default)
 
+# -h/--help on any bench script prints its header comment.
+for _arg in "$@"; do
+    if [[ $_arg == -h || $_arg == --help ]]; then
+        sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+        exit 0
+    fi
+done
+
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
 BENCH_WORK=${BENCH_WORK:-/dev/shm/taskrun-bench}
