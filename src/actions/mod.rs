@@ -55,23 +55,26 @@ const CAPTURE_LIMIT: usize = 64 << 20;
 pub struct OutputSink {
     task: usize,
     tx: mpsc::Sender<(usize, Progress)>,
-    log: Option<Mutex<std::fs::File>>,
+    /// The task's log: its path, and the file once the first line arrives (a task that
+    /// prints nothing leaves no empty file behind).
+    log: Option<Mutex<LogFile>>,
     secrets: Vec<String>,
     captured: Mutex<Vec<u8>>,
 }
 
 impl OutputSink {
-    /// A sink for task `task`, appending to `log` when given; `secrets` are redacted.
+    /// A sink for task `task`, appending to the file at `log` when given; `secrets` are
+    /// redacted.
     pub fn new(
         task: usize,
         tx: mpsc::Sender<(usize, Progress)>,
-        log: Option<std::fs::File>,
+        log: Option<std::path::PathBuf>,
         secrets: Vec<String>,
     ) -> Self {
         Self {
             task,
             tx,
-            log: log.map(Mutex::new),
+            log: log.map(|path| Mutex::new(LogFile { path, file: None })),
             secrets,
             captured: Mutex::new(Vec::new()),
         }
@@ -86,9 +89,9 @@ impl OutputSink {
     pub async fn line(&self, stream: Stream, text: &str) {
         let line = redact_values(text, &self.secrets);
         if let Some(log) = &self.log
-            && let Ok(mut f) = log.lock()
+            && let Ok(mut log) = log.lock()
         {
-            let _ = writeln!(f, "{line}");
+            log.write_line(&line);
         }
         if let Ok(mut c) = self.captured.lock()
             && c.len() < CAPTURE_LIMIT
@@ -115,6 +118,27 @@ impl OutputSink {
             .lock()
             .map(|mut c| std::mem::take(&mut *c))
             .unwrap_or_default()
+    }
+}
+
+/// A task's log file, opened (for appending) when its first line arrives.
+struct LogFile {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl LogFile {
+    fn write_line(&mut self, line: &str) {
+        if self.file.is_none() {
+            self.file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .ok();
+        }
+        if let Some(f) = &mut self.file {
+            let _ = writeln!(f, "{line}");
+        }
     }
 }
 

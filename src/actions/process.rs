@@ -45,7 +45,7 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
-    let mut cmd = Command::new(prog);
+    let mut cmd = Command::new(resolve_program(prog, env));
     cmd.args(args)
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -54,6 +54,50 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
         .stderr(Stdio::piped())
         .process_group(0);
     cmd.spawn()
+}
+
+/// The program's full path from `PATH`, found once per run and remembered.
+///
+/// Left to the child, every spawn would try each `PATH` entry with a failing `execve`; for
+/// thousands of small commands that search was a large share of taskrun's cost. A name with a
+/// `/`, a `PATH` with relative entries, or a program not found is left to the OS as it is.
+fn resolve_program(prog: &str, env: &[(String, String)]) -> std::path::PathBuf {
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Mutex, OnceLock};
+    static FOUND: OnceLock<Mutex<HashMap<(String, String), std::path::PathBuf>>> = OnceLock::new();
+
+    let plain = std::path::PathBuf::from(prog);
+    if prog.contains('/') || prog.is_empty() {
+        return plain;
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    if path.split(':').any(|d| !d.starts_with('/')) {
+        return plain;
+    }
+    let key = (path, prog.to_string());
+    let cache = FOUND.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(p) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return p;
+    }
+    let found = key.0.split(':').map(|d| Path::new(d).join(prog)).find(|c| {
+        std::fs::metadata(c).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    });
+    match found {
+        Some(p) => {
+            if let Ok(mut c) = cache.lock() {
+                c.insert(key, p.clone());
+            }
+            p
+        }
+        None => plain,
+    }
 }
 
 /// Sends `signal` to the process group led by `pid` (ignoring a group that is already gone).
@@ -204,5 +248,37 @@ pub fn describe(status: &ExitStatus) -> (Option<i32>, String) {
         (Some(code), _) => (Some(code), format!("exit code {code}")),
         (None, Some(sig)) => (None, format!("killed by signal {sig}")),
         (None, None) => (None, "ended without an exit code".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_program;
+
+    fn env(path: &str) -> Vec<(String, String)> {
+        vec![("PATH".to_string(), path.to_string())]
+    }
+
+    #[test]
+    fn programs_are_found_on_the_path_the_task_gets() {
+        let sh = resolve_program("sh", &env("/nonexistent:/bin:/usr/bin"));
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("mytool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let p = format!("{}:/bin", dir.path().display());
+        assert_eq!(resolve_program("mytool", &env(&p)), tool);
+    }
+
+    #[test]
+    fn names_with_a_slash_relative_paths_and_unknown_programs_are_left_alone() {
+        assert_eq!(resolve_program("./x", &env("/bin")).to_str(), Some("./x"));
+        assert_eq!(resolve_program("sh", &env("bin:/bin")).to_str(), Some("sh"));
+        assert_eq!(
+            resolve_program("surely-not-a-program-xyz", &env("/bin")).to_str(),
+            Some("surely-not-a-program-xyz")
+        );
     }
 }

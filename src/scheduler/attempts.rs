@@ -61,9 +61,7 @@ impl Loop<'_> {
         result: crate::actions::AttemptResult,
     ) {
         let reason = result.error.clone().unwrap_or_else(|| "failed".into());
-        if self.interrupted.is_some() {
-            return self.fail(task, reason);
-        }
+        let interrupted = self.interrupted.is_some();
         let policy = &self.plan.task(task).retry;
         let failure = retry::Failure {
             attempt: number,
@@ -76,6 +74,11 @@ impl Loop<'_> {
             .map(|(_, t)| t.elapsed())
             .unwrap_or_default();
         match retry::decide(policy, &failure, elapsed, &mut self.rng) {
+            retry::Decision::Retry { .. } if interrupted => {
+                // It would have been retried: the interrupt, not the task, stopped it.
+                self.recs[task].error = Some(format!("interrupted before a retry ({reason})"));
+                self.complete(task, TaskStatus::Cancelled);
+            }
             retry::Decision::Retry { next, wait } => {
                 let rec = &mut self.recs[task];
                 if let Some(a) = rec.attempts.last_mut() {

@@ -82,8 +82,17 @@ pub async fn run(
         done: done_tx,
         http: http_client(&plan),
     });
+    let cache = shared.cache.clone();
     let mut r = Loop::new(plan, shared, &opts, sink, stop_tx);
-    r.run(progress_rx, done_rx, opts.handle_signals).await
+    let result = r.run(progress_rx, done_rx, opts.handle_signals).await;
+    drop(r);
+    // Persist run-wide cache state (stat records) now: worker threads may still hold the
+    // cache when the process exits, so its Drop is no place to rely on.
+    let finished = tokio::task::spawn_blocking(move || cache.finish()).await;
+    if let Ok(Err(e)) = finished {
+        tracing::warn!("{e}");
+    }
+    result
 }
 
 /// Threads asking the cache at once: lookups are stats and small reads (or remote requests).

@@ -79,13 +79,10 @@ pub(super) enum Done {
 impl Shared {
     fn sink(&self, task: usize) -> OutputSink {
         let t = self.plan.task(task);
-        let log = self.log_dir.as_ref().and_then(|dir| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(log_file_name(&t.name)))
-                .ok()
-        });
+        let log = self
+            .log_dir
+            .as_ref()
+            .map(|dir| dir.join(log_file_name(&t.name)));
         OutputSink::new(
             task,
             self.progress.clone(),
