@@ -153,13 +153,12 @@ pub fn run_with_cache(
     let plan = Arc::new(plan);
     let result = runtime.block_on(scheduler::run(plan, cache, opts, &mut sinks));
     let run_report = state_dir.join("runs").join(format!("{run_id}.json"));
-    for path in std::iter::once(&run_report).chain(args.report.as_ref()) {
-        if let Err(e) = report::json::write(&result.report, path) {
-            eprintln!(
-                "warning: cannot write the run report {}: {e}",
-                path.display()
-            );
-        }
+    let paths = std::iter::once(run_report.as_path()).chain(args.report.as_deref());
+    for (path, e) in report::json::write_all(&result.report, paths) {
+        eprintln!(
+            "warning: cannot write the run report {}: {e}",
+            path.display()
+        );
     }
     prune_old_runs(&state_dir, KEEP_RUNS);
     // Services and timers are stopped; do not wait for stray blocking work.
