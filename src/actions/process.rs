@@ -166,19 +166,37 @@ pub async fn supervise(
         terminate(&mut child, pid, &mut stop).await?;
         Ok(end)
     };
-    tokio::pin!(pumping, waiting);
+    drive(pumping, waiting).await
+}
+
+/// Reads output (`pumping`) while `control` decides how the process ends, then gives the
+/// pipes a short while more: a background grandchild may hold them open, and it must not
+/// keep the task waiting forever.
+pub async fn drive<T>(pumping: impl Future<Output = ()>, control: impl Future<Output = T>) -> T {
+    tokio::pin!(pumping, control);
     let mut pumped = false;
     let end = loop {
         tokio::select! {
-            end = &mut waiting => break end,
+            end = &mut control => break end,
             () = &mut pumping, if !pumped => pumped = true,
         }
     };
     if !pumped {
-        // A background grandchild may hold the pipes open; do not wait for it forever.
         let _ = tokio::time::timeout(PIPE_LINGER, &mut pumping).await;
     }
     end
+}
+
+/// Resolves once the run asks running work to stop (never, if the run loop is gone).
+pub async fn stopped(stop: &mut watch::Receiver<Stop>) {
+    loop {
+        if *stop.borrow_and_update() != Stop::No {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// How long output is still read after the child exited while something else holds its pipes.

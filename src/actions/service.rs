@@ -72,7 +72,7 @@ pub async fn run(
                 Err(e) => format!("waiting for the service failed: {e}"),
             }),
             r = probe.until_ready(svc.ready_timeout) => r,
-            () = stopped(&mut stop) => Err("interrupted before it was ready".to_string()),
+            () = process::stopped(&mut stop) => Err("interrupted before it was ready".to_string()),
         };
         if let Err(e) = became_ready {
             let _ = process::terminate(&mut child, pid, &mut stop).await;
@@ -88,35 +88,13 @@ pub async fn run(
                 let _ = process::terminate(&mut child, pid, &mut stop).await;
                 ServiceEnd::Stopped
             }
-            () = stopped(&mut stop) => {
+            () = process::stopped(&mut stop) => {
                 let _ = process::terminate(&mut child, pid, &mut stop).await;
                 ServiceEnd::Stopped
             }
         }
     };
-    tokio::pin!(pumping, control);
-    let mut pumped = false;
-    let end = loop {
-        tokio::select! {
-            end = &mut control => break end,
-            () = &mut pumping, if !pumped => pumped = true,
-        }
-    };
-    if !pumped {
-        let _ = tokio::time::timeout(Duration::from_millis(250), &mut pumping).await;
-    }
-    end
-}
-
-async fn stopped(stop: &mut watch::Receiver<Stop>) {
-    loop {
-        if *stop.borrow_and_update() != Stop::No {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
+    process::drive(pumping, control).await
 }
 
 enum Probe {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{AttemptRequest, FailureKind, HttpClient, Progress, attempt};
-use crate::actions::{AttemptCtx, AttemptResult, Stop};
+use crate::actions::{AttemptCtx, AttemptResult};
 use crate::model::Download;
 use crate::report::AttemptOutcome;
 
@@ -30,17 +30,7 @@ pub async fn run_attempt(
         progress: &progress,
     };
     let mut stop = ctx.stop.clone();
-    let stopped = async move {
-        loop {
-            if *stop.borrow_and_update() != Stop::No {
-                return;
-            }
-            if stop.changed().await.is_err() {
-                // The run loop is gone; nothing will ask us to stop.
-                std::future::pending::<()>().await;
-            }
-        }
-    };
+    let stopped = async move { crate::actions::process::stopped(&mut stop).await };
     tokio::select! {
         result = attempt(client, request) => match result {
             Ok(done) => succeeded(done),
