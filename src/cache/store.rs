@@ -45,7 +45,7 @@ pub enum BlobError {
     Io(#[from] io::Error),
 }
 
-/// The by-task index: the key of a task's most recent entry, for miss reasons.
+/// The task index (`index/`): the key of a task's most recent entry, for miss reasons.
 #[derive(Debug, Serialize, Deserialize)]
 struct LastKey {
     task: String,
@@ -242,10 +242,8 @@ impl Store {
         id.push(0);
         id.extend_from_slice(task.as_bytes());
         let hex = to_hex(&hash_bytes(&id));
-        self.dir
-            .join("ac")
-            .join("by-task")
-            .join(format!("{}.json", &hex[..32]))
+        // Beside `ac/`, not in it: `ac/` holds only `<2 hex>/<key>.json` records.
+        self.dir.join("index").join(format!("{}.json", &hex[..32]))
     }
 
     /// The key of the last entry stored or hit for task `task` of the workspace at `root`.

@@ -90,7 +90,7 @@ fn store(ws: &Workspace) -> BTreeMap<String, Vec<u8>> {
 fn action_records(ws: &Workspace) -> usize {
     store(ws)
         .keys()
-        .filter(|f| f.starts_with(".taskrun/cache/ac/") && !f.contains("/by-task/"))
+        .filter(|f| f.starts_with(".taskrun/cache/ac/"))
         .count()
 }
 
