@@ -1,4 +1,4 @@
-//! The action part of a task: `run`, `download` and `service` tables → [`Action`] pieces.
+//! The action part of a task: `run`, `download` and `service` tables → [`crate::model::Action`] pieces.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

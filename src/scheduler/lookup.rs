@@ -7,7 +7,9 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use super::state::Phase;
 use super::worker::{Checked, Done, Shared, check_cache};
+use super::{LOOKUP_THREADS, Loop};
 use crate::cache::Digest;
 
 /// Threads asking the cache; dropped with the run (the threads end when the channel closes).
@@ -66,5 +68,42 @@ fn serve(shared: &Shared, rx: &Mutex<mpsc::Receiver<(usize, Vec<Digest>)>>) {
         if shared.done.send(done).is_err() {
             return;
         }
+    }
+}
+
+impl Loop<'_> {
+    /// Sends the ready tasks to the lookup threads; a hit never takes a slot.
+    pub(super) fn dispatch_lookups(&mut self) {
+        let pending = std::mem::take(&mut self.to_lookup);
+        for i in pending {
+            if self.recs[i].phase != Phase::Ready {
+                continue;
+            }
+            let deps = self.dep_digests(i);
+            let shared = &self.shared;
+            let pool = self
+                .lookups
+                .get_or_insert_with(|| LookupPool::start(shared.clone(), LOOKUP_THREADS));
+            let rec = &mut self.recs[i];
+            rec.phase = Phase::Running;
+            rec.looked_up = true;
+            rec.mark_started();
+            if pool.submit(i, deps) {
+                self.active += 1;
+            } else {
+                self.fail(i, "internal: the cache lookup threads are gone".into());
+            }
+        }
+    }
+
+    /// The cache said run: queue for slots (or wait for the services it needs).
+    pub(super) fn on_looked(&mut self, task: usize, key: Option<String>) {
+        if !self.services_ready(task) {
+            return self.on_miss_needing_services(task, key);
+        }
+        let rec = &mut self.recs[task];
+        rec.key = key;
+        rec.phase = Phase::Ready;
+        self.ready.push_back(task);
     }
 }

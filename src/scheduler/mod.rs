@@ -228,41 +228,6 @@ impl<'a> Loop<'a> {
         }
     }
 
-    /// Sends the ready tasks to the lookup threads; a hit never takes a slot.
-    fn dispatch_lookups(&mut self) {
-        let pending = std::mem::take(&mut self.to_lookup);
-        for i in pending {
-            if self.recs[i].phase != Phase::Ready {
-                continue;
-            }
-            let deps = self.dep_digests(i);
-            let shared = &self.shared;
-            let pool = self
-                .lookups
-                .get_or_insert_with(|| lookup::LookupPool::start(shared.clone(), LOOKUP_THREADS));
-            let rec = &mut self.recs[i];
-            rec.phase = Phase::Running;
-            rec.looked_up = true;
-            rec.mark_started();
-            if pool.submit(i, deps) {
-                self.active += 1;
-            } else {
-                self.fail(i, "internal: the cache lookup threads are gone".into());
-            }
-        }
-    }
-
-    /// The cache said run: queue for slots (or wait for the services it needs).
-    fn on_looked(&mut self, task: usize, key: Option<String>) {
-        if !self.services_ready(task) {
-            return self.on_miss_needing_services(task, key);
-        }
-        let rec = &mut self.recs[task];
-        rec.key = key;
-        rec.phase = Phase::Ready;
-        self.ready.push_back(task);
-    }
-
     /// Starts everything that may start now.
     fn schedule(&mut self) {
         if self.stopping {
