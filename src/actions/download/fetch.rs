@@ -301,7 +301,7 @@ async fn stream(
                     let msg = format!("the body exceeds max_bytes ({max})");
                     return Err(with_status(failure(FailureKind::TooLarge, false, msg)));
                 }
-                if let Err(err) = sink.write(&chunk).await {
+                if let Err(err) = sink.write(chunk).await {
                     sink.discard().await;
                     let what = format!("cannot write {}", resume::part_path(f.dest).display());
                     return Err(with_status(io_failure(&what, &err)));

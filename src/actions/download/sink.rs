@@ -1,15 +1,17 @@
 //! The part-file writer: hashes a transfer's body and writes it to `<dest>.part`.
 //!
-//! The task that drives the socket copies each chunk into a buffer of [`BUFFER`] bytes; a full
-//! buffer goes to the shared writer pool ([`super::pool`]) to be hashed and written while the
-//! task fills a second one. A transfer so holds at most two buffers and one pool job however
-//! large the file, and hyper can reuse its read buffer at once, as no chunk outlives the copy
-//! (queuing hyper's own chunks kept its buffers alive: ~3 MiB per transfer at concurrency 16).
+//! Hashing and writing run on the shared writer pool ([`super::pool`]), one job per chunk
+//! of hyper's (up to ~400 KiB), and the transfer waits for that job before it takes the next
+//! chunk. hyper reads the next chunk from the socket meanwhile (its body channel holds one),
+//! so receiving and hashing still overlap, while a transfer keeps at most two of hyper's
+//! buffers alive; anything beyond that waits in the kernel's socket buffer, not in our heap.
+//! (Queuing chunks, or copying them into buffers of our own while hyper read on, cost 1-3 MiB
+//! per transfer at concurrency 16.) Small chunks are first copied together into one buffer
+//! of [`BUFFER`] bytes, so a job is never tiny.
 //!
-//! A body that fits in one buffer (small files) never leaves the task: it is hashed and
+//! A body that fits in that buffer (small files) never leaves the task: it is hashed and
 //! written in one go when it ends. That is tens of microseconds of blocking work on a tokio
-//! thread, less than the cross-thread hand-off it saves. The same holds for the last, partial
-//! buffer of a large file.
+//! thread, less than the cross-thread hand-off it saves.
 //!
 //! Files appear lazily: `<dest>.part` with the first write, `<dest>.part.json` once the part
 //! file holds [`META_AFTER`] bytes, or when the transfer stops early (an error, a timeout, an
@@ -21,15 +23,15 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::OwnedMutexGuard;
 
 use super::pool::{self, Pending};
 use super::resume::{self, PartMeta};
 
-/// Size of each of a transfer's two buffers; also the read size when hashing an existing part
-/// file. Large enough that a write costs few syscalls per MiB, small enough that 16 transfers
-/// hold 4 MiB of buffers.
+/// Chunks smaller than this are copied into one buffer of this size before they are written,
+/// and a body no larger is written inline; also the read size when hashing an existing part.
 const BUFFER: usize = 128 * 1024;
 /// Once the part file holds this many bytes `<dest>.part.json` is written, so that a transfer
 /// worth resuming stays resumable even if the process is killed without a chance to write it.
@@ -168,7 +170,7 @@ impl Part {
     }
 }
 
-/// A pool job's return: the part, the buffer (for reuse) and the outcome of the write.
+/// A pool job's return: the part, the buffer (emptied for reuse) and the outcome.
 type Job = (Box<Part>, Vec<u8>, io::Result<()>);
 
 /// One transfer's writer. [`Sink::finish`] ends it successfully; [`Sink::abort`], or dropping
@@ -177,12 +179,10 @@ type Job = (Box<Part>, Vec<u8>, io::Result<()>);
 pub(crate) struct Sink {
     /// `None` while a pool job holds it, and once settled.
     part: Option<Box<Part>>,
-    /// The buffer being written by the pool, at most one.
+    /// The pool job writing for this transfer, while one runs.
     job: Option<Pending<Job>>,
-    /// The buffer being filled.
+    /// Small chunks, copied together; written before the next large chunk or when full.
     buf: Vec<u8>,
-    /// The other buffer, back from the pool.
-    spare: Option<Vec<u8>>,
     /// A write failed: the part file's contents are unknown and it is discarded at the end.
     broken: bool,
 }
@@ -201,6 +201,7 @@ impl Sink {
         if meta_on_disk && offset == 0 {
             resume::remove_meta(&dest);
         }
+        // A small body is collected whole, so size the buffer to it.
         let first = expected.map_or(BUFFER, |n| usize::try_from(n).unwrap_or(BUFFER).min(BUFFER));
         Self {
             part: Some(Box::new(Part {
@@ -215,43 +216,42 @@ impl Sink {
             })),
             job: None,
             buf: Vec::with_capacity(first),
-            spare: None,
             broken: false,
         }
     }
 
     /// Takes one chunk of the body; fails when writing the part file failed (call
-    /// [`Sink::discard`] then).
-    pub async fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            let room = BUFFER - self.buf.len();
-            let take = data.len().min(room);
-            if self.buf.capacity() < self.buf.len() + take {
-                self.buf.reserve_exact(room);
+    /// [`Sink::discard`] then). Returns once the chunk is written or copied, so the caller
+    /// never holds hyper's buffer while asking for the next.
+    pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+        if self.buf.len() + chunk.len() <= BUFFER {
+            self.buf.extend_from_slice(&chunk);
+            if self.buf.len() == BUFFER {
+                self.run(None).await?;
             }
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.buf.len() >= BUFFER {
-                self.flush().await?;
-            }
+            return Ok(());
         }
-        Ok(())
+        if chunk.len() < BUFFER / 2 {
+            // Small but overflowing: write what is collected, then start collecting again.
+            self.run(None).await?;
+            self.buf.extend_from_slice(&chunk);
+            return Ok(());
+        }
+        self.run(Some(chunk)).await
     }
 
-    /// Hands the full buffer to the pool, once the previous one is written.
-    async fn flush(&mut self) -> io::Result<()> {
-        self.wait_job().await?;
+    /// Writes the collected buffer, then `chunk`, on the pool, and waits for it.
+    async fn run(&mut self, chunk: Option<Bytes>) -> io::Result<()> {
         let mut part = self.take_part()?;
-        let next = self
-            .spare
-            .take()
-            .unwrap_or_else(|| Vec::with_capacity(BUFFER));
-        let full = std::mem::replace(&mut self.buf, next);
+        let buf = std::mem::take(&mut self.buf);
         self.job = Some(pool::spawn(move || {
-            let result = part.append(&full);
-            (part, full, result)
+            let mut result = part.append(&buf);
+            if let (Ok(()), Some(chunk)) = (&result, chunk) {
+                result = part.append(&chunk);
+            }
+            (part, buf, result)
         }));
-        Ok(())
+        self.wait_job().await
     }
 
     /// Waits for the pool's job, if any. The part is back in `self.part` afterwards, even
@@ -271,9 +271,9 @@ impl Sink {
     }
 
     fn put_back(&mut self, done: Option<Job>) -> io::Result<()> {
-        let (part, mut used, result) = done.ok_or_else(lost)?;
-        used.clear();
-        self.spare = Some(used);
+        let (part, mut buf, result) = done.ok_or_else(lost)?;
+        buf.clear();
+        self.buf = buf;
         self.part = Some(part);
         if result.is_err() {
             self.broken = true;
@@ -284,18 +284,17 @@ impl Sink {
     /// Ends the transfer successfully: writes the rest, closes the file, returns the digest.
     pub async fn finish(mut self) -> io::Result<Written> {
         self.wait_job().await?;
+        if self
+            .part
+            .as_ref()
+            .is_some_and(|p| p.file.is_none() && p.offset > 0)
+        {
+            // The kept prefix must be hashed first, and it may be large: not on this thread.
+            self.run(None).await?;
+        }
         let mut part = self.take_part()?;
         let rest = std::mem::take(&mut self.buf);
-        if part.file.is_none() && part.offset > 0 {
-            // The kept prefix must be hashed first, and it may be large: not on this thread.
-            let done = pool::spawn(move || {
-                let result = part.append(&rest);
-                (part, rest, result)
-            })
-            .await;
-            self.put_back(done)?;
-            part = self.take_part()?;
-        } else if let Err(err) = part.append(&rest) {
+        if let Err(err) = part.append(&rest) {
             self.part = Some(part);
             self.broken = true;
             return Err(err);
