@@ -34,28 +34,33 @@ static QUEUE: Queue = Queue {
     ready: Condvar::new(),
 };
 
-/// Whether the pool's threads are running (started on first use; `false` if none could be
-/// spawned, and jobs then run on the caller's thread).
-static STARTED: OnceLock<bool> = OnceLock::new();
+/// How many pool threads run (started on first use; 0 if none could be spawned, and jobs
+/// then run on the caller's thread).
+static STARTED: OnceLock<usize> = OnceLock::new();
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn started() -> bool {
+fn started() -> usize {
     *STARTED.get_or_init(|| {
         let n = std::thread::available_parallelism()
             .map_or(2, NonZero::get)
             .clamp(1, MAX_THREADS);
-        let mut ok = false;
+        let mut ok = 0;
         for i in 0..n {
             let spawned = std::thread::Builder::new()
                 .name(format!("taskrun-dl-{i}"))
                 .spawn(work);
-            ok |= spawned.is_ok();
+            ok += usize::from(spawned.is_ok());
         }
         ok
     })
+}
+
+/// The number of pool threads (0 when jobs run on the caller's thread).
+pub(crate) fn threads() -> usize {
+    started()
 }
 
 fn work() {
@@ -88,7 +93,7 @@ pub(crate) fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     });
     let out = slot.clone();
     let job = move || out.put(catch_unwind(AssertUnwindSafe(f)).ok());
-    if started() {
+    if started() > 0 {
         lock(&QUEUE.jobs).push_back(Box::new(job));
         QUEUE.ready.notify_one();
     } else {

@@ -22,6 +22,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -170,6 +172,37 @@ impl Part {
     }
 }
 
+/// One more chunk for a running job: lets a single large transfer keep a pool thread busy
+/// without a round trip through the transfer's task between chunks.
+struct Inbox {
+    next: Option<Bytes>,
+    /// The job still looks here before it ends.
+    open: bool,
+}
+
+impl Inbox {
+    fn deposit(&mut self, chunk: Bytes) -> Result<(), Bytes> {
+        if self.open && self.next.is_none() {
+            self.next = Some(chunk);
+            Ok(())
+        } else {
+            Err(chunk)
+        }
+    }
+
+    fn take_or_close(&mut self) -> Option<Bytes> {
+        let next = self.next.take();
+        if next.is_none() {
+            self.open = false;
+        }
+        next
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A pool job's return: the part, the buffer (emptied for reuse) and the outcome.
 type Job = (Box<Part>, Vec<u8>, io::Result<()>);
 
@@ -181,11 +214,18 @@ pub(crate) struct Sink {
     part: Option<Box<Part>>,
     /// The pool job writing for this transfer, while one runs.
     job: Option<Pending<Job>>,
+    /// Where that job takes one more chunk before it ends.
+    inbox: Option<Arc<Mutex<Inbox>>>,
     /// Small chunks, copied together; written before the next large chunk or when full.
     buf: Vec<u8>,
     /// A write failed: the part file's contents are unknown and it is discarded at the end.
     broken: bool,
+    /// Counted in [`LARGE`].
+    large: bool,
 }
+
+/// Transfers running whose body is larger than [`BUFFER`] (or of unknown length).
+static LARGE: AtomicUsize = AtomicUsize::new(0);
 
 impl Sink {
     /// Prepares a transfer; no file is touched unless a stale `<dest>.part.json` must go.
@@ -201,6 +241,10 @@ impl Sink {
         if meta_on_disk && offset == 0 {
             resume::remove_meta(&dest);
         }
+        let large = expected.is_none_or(|n| n > BUFFER as u64);
+        if large {
+            LARGE.fetch_add(1, Ordering::Relaxed);
+        }
         // A small body is collected whole, so size the buffer to it.
         let first = expected.map_or(BUFFER, |n| usize::try_from(n).unwrap_or(BUFFER).min(BUFFER));
         Self {
@@ -215,14 +259,18 @@ impl Sink {
                 guard,
             })),
             job: None,
+            inbox: None,
             buf: Vec::with_capacity(first),
             broken: false,
+            large,
         }
     }
 
     /// Takes one chunk of the body; fails when writing the part file failed (call
     /// [`Sink::discard`] then). Returns once the chunk is written or copied, so the caller
-    /// never holds hyper's buffer while asking for the next.
+    /// does not hold hyper's buffer while asking for the next; except with fewer large
+    /// transfers than pool threads, where the chunk may be handed to the running job and the
+    /// transfer reads on, so that one large download keeps a pool thread busy.
     pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
         if self.buf.len() + chunk.len() <= BUFFER {
             self.buf.extend_from_slice(&chunk);
@@ -237,26 +285,51 @@ impl Sink {
             self.buf.extend_from_slice(&chunk);
             return Ok(());
         }
+        let chunk = match &self.inbox {
+            Some(inbox) if self.buf.is_empty() => match lock(inbox).deposit(chunk) {
+                Ok(()) => return Ok(()),
+                Err(chunk) => chunk,
+            },
+            _ => chunk,
+        };
         self.run(Some(chunk)).await
     }
 
-    /// Writes the collected buffer, then `chunk`, on the pool, and waits for it.
+    /// Writes the collected buffer, then `chunk`, on the pool. Waits for it unless there are
+    /// fewer large transfers than pool threads (then the next chunk may join this job, see
+    /// [`Sink::write`]); with more, the pool is busy anyway and waiting bounds memory.
     async fn run(&mut self, chunk: Option<Bytes>) -> io::Result<()> {
+        self.wait_job().await?;
         let mut part = self.take_part()?;
         let buf = std::mem::take(&mut self.buf);
+        let inbox = Arc::new(Mutex::new(Inbox {
+            next: None,
+            open: true,
+        }));
+        let jobs_inbox = inbox.clone();
         self.job = Some(pool::spawn(move || {
             let mut result = part.append(&buf);
             if let (Ok(()), Some(chunk)) = (&result, chunk) {
                 result = part.append(&chunk);
             }
+            while let Some(next) = lock(&jobs_inbox).take_or_close() {
+                if result.is_ok() {
+                    result = part.append(&next);
+                }
+            }
             (part, buf, result)
         }));
-        self.wait_job().await
+        self.inbox = Some(inbox);
+        if LARGE.load(Ordering::Relaxed) >= pool::threads() {
+            self.wait_job().await?;
+        }
+        Ok(())
     }
 
     /// Waits for the pool's job, if any. The part is back in `self.part` afterwards, even
     /// when the write failed (unless the job panicked and took it down).
     async fn wait_job(&mut self) -> io::Result<()> {
+        self.inbox = None;
         match self.job.take() {
             Some(job) => {
                 let done = job.await;
@@ -272,8 +345,11 @@ impl Sink {
 
     fn put_back(&mut self, done: Option<Job>) -> io::Result<()> {
         let (part, mut buf, result) = done.ok_or_else(lost)?;
-        buf.clear();
-        self.buf = buf;
+        if self.buf.is_empty() {
+            // Reuse the job's buffer, unless chunks were collected while it ran.
+            buf.clear();
+            self.buf = buf;
+        }
         self.part = Some(part);
         if result.is_err() {
             self.broken = true;
@@ -291,6 +367,7 @@ impl Sink {
         {
             // The kept prefix must be hashed first, and it may be large: not on this thread.
             self.run(None).await?;
+            self.wait_job().await?;
         }
         let mut part = self.take_part()?;
         let rest = std::mem::take(&mut self.buf);
@@ -364,6 +441,9 @@ impl Drop for Sink {
     /// it guarantees the resume files are complete before anyone can look at them, including
     /// a process about to exit.
     fn drop(&mut self) {
+        if self.large {
+            LARGE.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(job) = self.job.take() {
             let done = job.wait();
             let _ = self.put_back(done);
