@@ -7,7 +7,9 @@
 //! buffers alive; anything beyond that waits in the kernel's socket buffer, not in our heap.
 //! (Queuing chunks, or copying them into buffers of our own while hyper read on, cost 1-3 MiB
 //! per transfer at concurrency 16.) Small chunks are first copied together into one buffer
-//! of [`BUFFER`] bytes, so a job is never tiny.
+//! of [`BUFFER`] bytes, so a job is never tiny. With fewer large transfers than pool threads
+//! (one big file), the next chunk may join the running job instead, so that the pool thread
+//! goes on hashing without a round trip through the transfer's task.
 //!
 //! A body that fits in that buffer (small files) never leaves the task: it is hashed and
 //! written in one go when it ends. That is tens of microseconds of blocking work on a tokio
@@ -16,8 +18,8 @@
 //! Files appear lazily: `<dest>.part` with the first write, `<dest>.part.json` once the part
 //! file holds [`META_AFTER`] bytes, or when the transfer stops early (an error, a timeout, an
 //! interrupt: whenever the sink is aborted or dropped unfinished). A hard kill can therefore
-//! lose the resume data of a small transfer (it restarts from zero next time), never of a
-//! large one.
+//! lose the resume data of a transfer that has received less than [`META_AFTER`] (it
+//! restarts from zero next time), not of one that has received more.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
