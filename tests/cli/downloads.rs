@@ -470,7 +470,7 @@ fn a_missing_secret_fails_only_the_run_of_the_tasks_that_need_it() {
 #[test]
 fn sigint_mid_download_keeps_only_resume_files_and_the_next_run_resumes() {
     let http = Http::start();
-    // More than the writer's 256 KiB buffer before the stall, so bytes reach the disk.
+    // More than the writer's two 128 KiB buffers before the stall, so bytes reach the disk.
     let data = body(1_000_000);
     http.route(
         "/i.bin",

@@ -75,8 +75,8 @@ impl HttpClient {
 
     /// The lock that serialises work on one `dest` and its `.part` files.
     ///
-    /// A dropped attempt's writer thread keeps it until it has flushed the part file and
-    /// its `.part.json`, so the next attempt never reads a half-written resume state.
+    /// A transfer keeps it until it has flushed the part file and its `.part.json` (also when
+    /// its future is dropped), so the next attempt never reads a half-written resume state.
     pub(crate) fn dest_lock(&self, dest: &Path) -> Arc<tokio::sync::Mutex<()>> {
         let mut dests = self.dests.lock().unwrap_or_else(PoisonError::into_inner);
         dests.entry(dest.to_path_buf()).or_default().clone()

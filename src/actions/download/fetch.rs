@@ -1,7 +1,9 @@
 //! One request to one mirror: resume decision, status handling, streaming, verification.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::SystemTime;
 
 use reqwest::header::{self, HeaderMap};
@@ -12,6 +14,9 @@ use super::sink::{Sink, SinkSpec};
 use super::{AttemptFailure, Downloaded, HttpClient, Progress, parse_retry_after};
 use crate::model::Download;
 use crate::template::Template;
+
+/// A transfer that never waits for the network still reports its progress this often.
+const PROGRESS_EVERY: u64 = 4 * 1024 * 1024;
 
 /// Validators of a cached copy, for a conditional GET.
 pub(crate) struct Conditional<'a> {
@@ -101,12 +106,20 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
         // A part file is worth continuing only if the server can tell us it is still the same
         // representation (If-Range), or, from the same URL, the pin will catch a mix of two
         // versions.
-        let from = if allow_resume {
-            resume::load(f.dest).filter(|(meta, len)| {
-                *len > 0 && (meta.validator().is_some() || (pinned && meta.url == shown))
-            })
-        } else {
-            None
+        //
+        // Without a part file there is no metadata either (see `resume::part_len`): the common
+        // fresh download costs one failed `stat` here and no cleanup later.
+        let (from, meta_on_disk) = match allow_resume.then(|| resume::part_len(f.dest)) {
+            Some(None) => (None, false),
+            Some(Some(len)) => {
+                let from = resume::read_meta(f.dest)
+                    .filter(|meta| {
+                        len > 0 && (meta.validator().is_some() || (pinned && meta.url == shown))
+                    })
+                    .map(|meta| (meta, len));
+                (from, true)
+            }
+            None => (None, true),
         };
         let mut rb = f
             .client
@@ -141,7 +154,12 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
             206 if offset > 0 => match content_range(resp.headers()) {
                 Some((start, total)) if start == offset => {
                     let total = total.or_else(|| resp.content_length().map(|n| n + offset));
-                    return stream(f, resp, shown, offset, total, guard).await;
+                    let at = Start {
+                        offset,
+                        total,
+                        meta_on_disk,
+                    };
+                    return stream(f, resp, shown, at, guard).await;
                 }
                 _ => {
                     tracing::debug!(url = shown, offset, "unusable Content-Range; restarting");
@@ -150,8 +168,12 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
                 }
             },
             200..=299 if status != 206 => {
-                let total = resp.content_length();
-                return stream(f, resp, shown, 0, total, guard).await;
+                let at = Start {
+                    offset: 0,
+                    total: resp.content_length(),
+                    meta_on_disk,
+                };
+                return stream(f, resp, shown, at, guard).await;
             }
             _ => return Err(status_failure(&resp)),
         }
@@ -191,14 +213,28 @@ fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
     Some((start, total))
 }
 
+/// Where a response's body starts in the file.
+struct Start {
+    /// Bytes of the part file kept (a 206 continuation), else 0.
+    offset: u64,
+    /// The full size, when known.
+    total: Option<u64>,
+    /// `<dest>.part.json` may exist (see [`SinkSpec::meta_on_disk`]).
+    meta_on_disk: bool,
+}
+
 async fn stream(
     f: &Fetch<'_>,
     mut resp: reqwest::Response,
     shown: &str,
-    offset: u64,
-    total: Option<u64>,
+    at: Start,
     guard: tokio::sync::OwnedMutexGuard<()>,
 ) -> Result<Outcome, AttemptFailure> {
+    let Start {
+        offset,
+        total,
+        meta_on_disk,
+    } = at;
     let status = resp.status().as_u16();
     let with_status = |mut fail: AttemptFailure| {
         fail.http_status = Some(status);
@@ -210,14 +246,6 @@ async fn stream(
         resume::discard(f.dest);
         let msg = format!("the server announced {total} bytes, more than max_bytes ({max})");
         return Err(with_status(failure(FailureKind::TooLarge, false, msg)));
-    }
-    if let Some(parent) = f.dest.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(|e| {
-            with_status(io_failure(
-                &format!("cannot create {}", parent.display()),
-                &e,
-            ))
-        })?;
     }
     let etag = header_str(resp.headers(), header::ETAG);
     let last_modified = header_str(resp.headers(), header::LAST_MODIFIED);
@@ -232,16 +260,36 @@ async fn stream(
     let mut sink = Sink::start(SinkSpec {
         dest: f.dest.to_path_buf(),
         offset,
+        expected: total.map(|t| t.saturating_sub(offset)),
         meta,
+        meta_on_disk,
         guard,
     });
     let mut got = offset;
-    (f.progress)(Progress {
-        received: got,
-        total,
-    });
+    // Progress goes to the run loop's thread (a wake-up each time), so it is reported only
+    // when the transfer is about to wait for the network (then the display is worth
+    // updating), at least every `PROGRESS_EVERY` bytes, and once at the end if anything was.
+    // A small file that arrives in one go reports nothing.
+    let mut reported: Option<u64> = None;
+    let report = |got: u64, reported: &mut Option<u64>| {
+        if *reported != Some(got) {
+            (f.progress)(Progress {
+                received: got,
+                total,
+            });
+            *reported = Some(got);
+        }
+    };
     loop {
-        match resp.chunk().await {
+        let mut next = std::pin::pin!(resp.chunk());
+        let item = match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+            Poll::Ready(item) => item,
+            Poll::Pending => {
+                report(got, &mut reported);
+                next.await
+            }
+        };
+        match item {
             Ok(Some(chunk)) => {
                 let n = chunk.len() as u64;
                 got += n;
@@ -253,17 +301,21 @@ async fn stream(
                     let msg = format!("the body exceeds max_bytes ({max})");
                     return Err(with_status(failure(FailureKind::TooLarge, false, msg)));
                 }
-                if !sink.write(chunk).await {
-                    let err = sink.abort().await;
-                    let err = err.unwrap_or_else(|| std::io::Error::other("writer stopped"));
-                    return Err(with_status(io_failure("cannot write the part file", &err)));
+                if let Err(err) = sink.write(chunk).await {
+                    sink.discard().await;
+                    let what = format!("cannot write {}", resume::part_path(f.dest).display());
+                    return Err(with_status(io_failure(&what, &err)));
                 }
-                (f.progress)(Progress {
-                    received: got,
-                    total,
-                });
+                if got - reported.unwrap_or(offset) >= PROGRESS_EVERY {
+                    report(got, &mut reported);
+                }
             }
-            Ok(None) => break,
+            Ok(None) => {
+                if reported.is_some() {
+                    report(got, &mut reported);
+                }
+                break;
+            }
             Err(err) => {
                 sink.abort().await;
                 let mut fail = transport(err, true);
@@ -279,10 +331,10 @@ async fn stream(
         let msg = format!("the body ended after {got} of {total} bytes");
         return Err(with_status(failure(FailureKind::Truncated, true, msg)));
     }
-    let written = sink
-        .finish()
-        .await
-        .map_err(|e| with_status(io_failure("cannot write the part file", &e)))?;
+    let written = sink.finish().await.map_err(|e| {
+        let what = format!("cannot write {}", resume::part_path(f.dest).display());
+        with_status(io_failure(&what, &e))
+    })?;
     if let Some(pin) = &f.download.sha256
         && !pin.eq_ignore_ascii_case(&written.sha256)
     {
@@ -290,13 +342,18 @@ async fn stream(
         let msg = format!("sha256 mismatch: expected {pin}, got {}", written.sha256);
         return Err(with_status(failure(FailureKind::Checksum, true, msg)));
     }
+    // Metadata first: a crash in between leaves a part without metadata, which is restarted.
+    // Both are single metadata operations on a local file system, cheaper inline than the
+    // hand-off to a blocking thread that `tokio::fs` would make.
+    if written.meta_on_disk {
+        resume::remove_meta(f.dest);
+    }
     let part = resume::part_path(f.dest);
-    if let Err(err) = tokio::fs::rename(&part, f.dest).await {
+    if let Err(err) = std::fs::rename(&part, f.dest) {
         resume::discard(f.dest);
         let what = format!("cannot move the download to {}", f.dest.display());
         return Err(with_status(io_failure(&what, &err)));
     }
-    resume::remove_meta(f.dest);
     drop(written.guard);
     Ok(Outcome::Done(Downloaded {
         url: shown.to_owned(),

@@ -5,12 +5,13 @@
 //! decide what comes next. Within an attempt the mirrors are tried in order.
 //!
 //! On disk: the body streams to `<dest>.part` (hashed in the same pass, see [`sink`]), with
-//! `<dest>.part.json` beside it when `resume` is on; `dest` only ever appears by renaming a
-//! complete, verified part file onto it.
+//! `<dest>.part.json` beside it when `resume` is on and the transfer is large or was cut
+//! short; `dest` only ever appears by renaming a complete, verified part file onto it.
 
 mod classify;
 mod client;
 mod fetch;
+mod pool;
 mod resume;
 mod retry_after;
 mod sink;
@@ -51,7 +52,9 @@ pub struct AttemptRequest<'a> {
     pub attempt: u32,
     /// Bounds the whole attempt, all mirrors included; a stall past it is a retryable timeout.
     pub timeout: Option<Duration>,
-    /// Called from the transfer task after each chunk; keep it cheap (store, don't render).
+    /// Called from the transfer task whenever it is about to wait for the network, at least
+    /// every 4 MiB, and at the end of the body if it was called before (a body that arrives
+    /// without a wait reports nothing); keep it cheap (store, don't render).
     pub progress: &'a (dyn Fn(Progress) + Send + Sync),
 }
 
@@ -166,7 +169,8 @@ async fn run(
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
             Err(_) => {
-                // The transfer was dropped; wait until its writer has settled the part files.
+                // The transfer was dropped and has settled its part files; wait for any other
+                // holder of the destination (none is expected) before reporting.
                 drop(client.dest_lock(&dest).lock().await);
                 let url = current
                     .lock()

@@ -50,15 +50,19 @@ fn with_suffix(dest: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The resume state for `dest`, if both files exist and the JSON is readable.
-///
-/// Returns the metadata and the part file's actual length (what was really flushed, which
-/// wins over the recorded count after a crash).
-pub(crate) fn load(dest: &Path) -> Option<(PartMeta, u64)> {
-    let len = std::fs::metadata(part_path(dest)).ok()?.len();
+/// The length of `<dest>.part`, if it exists: what was really flushed, which wins over the
+/// count recorded in the metadata. `<dest>.part.json` never exists without it
+/// (it is written after the part file and removed before it), so `None` also means there is
+/// no metadata to clean up.
+pub(crate) fn part_len(dest: &Path) -> Option<u64> {
+    Some(std::fs::metadata(part_path(dest)).ok()?.len())
+}
+
+/// `<dest>.part.json`, if it exists and is readable.
+pub(crate) fn read_meta(dest: &Path) -> Option<PartMeta> {
     let text = std::fs::read(meta_path(dest)).ok()?;
     let meta: PartMeta = serde_json::from_slice(&text).ok()?;
-    (meta.version == 1).then_some((meta, len))
+    (meta.version == 1).then_some(meta)
 }
 
 /// Writes `<dest>.part.json` atomically (temp file + rename).
@@ -70,13 +74,14 @@ pub(crate) fn store(dest: &Path, meta: &PartMeta) -> io::Result<()> {
     std::fs::rename(&tmp, &path)
 }
 
-/// Removes both resume files; missing files are fine.
+/// Removes both resume files (the metadata first, see [`part_len`]); missing files are fine.
 pub(crate) fn discard(dest: &Path) {
-    remove_quietly(&part_path(dest));
     remove_quietly(&meta_path(dest));
+    remove_quietly(&part_path(dest));
 }
 
-/// Removes only the metadata (after a successful rename of the part file).
+/// Removes only the metadata (before the part file is renamed onto `dest`, or rewritten from
+/// zero).
 pub(crate) fn remove_meta(dest: &Path) {
     remove_quietly(&meta_path(dest));
 }
@@ -116,11 +121,11 @@ mod tests {
     fn store_and_load_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f.bin");
-        assert!(load(&dest).is_none());
+        assert!(part_len(&dest).is_none() && read_meta(&dest).is_none());
         std::fs::write(part_path(&dest), b"abc").unwrap();
         let m = meta(Some("\"x\""), None);
         store(&dest, &m).unwrap();
-        assert_eq!(load(&dest), Some((m, 3)));
+        assert_eq!((read_meta(&dest), part_len(&dest)), (Some(m), Some(3)));
         discard(&dest);
         assert!(!part_path(&dest).exists() && !meta_path(&dest).exists());
     }
