@@ -5,8 +5,6 @@ use std::ops::Deref;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 use crate::fault_server::FaultServer;
 
 /// A [`FaultServer`] on 127.0.0.1:0, served by a runtime this value owns.
@@ -39,25 +37,7 @@ impl Deref for Http {
     }
 }
 
-/// Deterministic, incompressible-looking bytes.
-pub fn body(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-pub fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::bytes::{body, sha};
 
 /// Every regular file under `root`, relative, sorted.
 pub fn files_under(root: &Path) -> Vec<String> {

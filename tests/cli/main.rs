@@ -1,5 +1,7 @@
 //! CLI integration tests: real manifests in temp dirs, the real binary, real processes.
 
+#[path = "../support/bytes.rs"]
+mod bytes;
 #[path = "../support/fault_server.rs"]
 mod fault_server;
 

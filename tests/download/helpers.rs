@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use taskrun::actions::download::{
     AttemptFailure, AttemptRequest, Downloaded, HttpClient, Progress, attempt,
 };
@@ -102,25 +101,7 @@ pub fn download(urls: Vec<String>, dest: &str) -> Download {
     }
 }
 
-/// Deterministic, incompressible-looking bytes.
-pub fn body(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-pub fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::bytes::{body, sha};
 
 /// Records every progress callback.
 #[derive(Default)]

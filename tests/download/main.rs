@@ -3,6 +3,8 @@
 //! Each test calls `taskrun::actions::download::attempt` directly, playing the scheduler's
 //! part (attempt after attempt) where a test needs more than one.
 
+#[path = "../support/bytes.rs"]
+mod bytes;
 #[path = "../support/fault_server.rs"]
 mod fault_server;
 
