@@ -105,6 +105,12 @@ pub trait TaskCache: Send + Sync {
         Ok(())
     }
 
+    /// False when lookups never hit (`--no-cache`): a task without inputs then skips the
+    /// lookup entirely instead of a round trip to a lookup thread.
+    fn can_hit(&self) -> bool {
+        true
+    }
+
     /// The ETag / Last-Modified recorded with a download's entry, for `revalidate = true`.
     fn http_validators(&self, _key: &str) -> Option<HttpValidators> {
         None
@@ -119,6 +125,10 @@ pub trait TaskCache: Send + Sync {
 pub struct NoCache;
 
 impl TaskCache for NoCache {
+    fn can_hit(&self) -> bool {
+        false
+    }
+
     fn lookup(
         &self,
         _plan: &Plan,

@@ -224,6 +224,11 @@ impl<'a> Loop<'a> {
             Action::Group | Action::Service(_) => self.instant.push(i),
             // Revalidation is an async request: that lookup stays with the job.
             Action::Download(d) if d.revalidate && d.sha256.is_none() => self.ready.push_back(i),
+            // Nothing to look up or expand: straight to the slots.
+            _ if !self.shared.cache.can_hit() && self.plan.task(i).inputs.is_empty() => {
+                rec.looked_up = true;
+                self.ready.push_back(i);
+            }
             _ => self.to_lookup.push(i),
         }
     }
