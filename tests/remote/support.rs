@@ -129,20 +129,14 @@ impl Machine {
         outcomes
     }
 
+    /// The task's inputs as the scheduler would expand them (unmatched patterns left out).
     fn expand(&self, plan: &Plan, i: usize) -> Vec<PathBuf> {
-        let root = self.root();
-        let mut out = Vec::new();
-        for pat in &plan.task(i).inputs {
-            let m = globset::Glob::new(&pat.glob).unwrap().compile_matcher();
-            for e in walkdir::WalkDir::new(root).into_iter().flatten() {
-                let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
-                if e.file_type().is_file() && m.is_match(&rel) {
-                    out.push(rel);
-                }
-            }
-        }
-        out.sort();
-        out
+        taskrun::cache::inputs::expand_with(self.root(), &plan.task(i).inputs, std::iter::empty())
+            .unwrap()
+            .files
+            .into_iter()
+            .map(PathBuf::from)
+            .collect()
     }
 
     /// Blob files in the local store.
