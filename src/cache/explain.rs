@@ -1,11 +1,10 @@
 //! Why a key missed: its parts against the last entry of the same task.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use super::digest::to_hex;
 use super::key::KeyPart;
-use super::predict::{PredictedStatus, Prediction};
+use super::predict::{CacheView, PredictedStatus, Prediction};
 use super::record::RecordPart;
 use super::store::Store;
 use crate::plan::Plan;
@@ -81,10 +80,10 @@ pub fn summarize(diffs: &[PartDiff]) -> Option<String> {
     }
 }
 
-/// The reason a key has no entry, from the task's last entry: "no entry" when there is none.
-pub fn miss_reason(store: &Store, root: &Path, task: &str, parts: &[KeyPart]) -> String {
-    store
-        .last_key(root, task)
+/// The reason a key has no entry, from the task's last entry (its key from the journal):
+/// "no entry" when there is none.
+pub fn miss_reason(store: &Store, last_key: Option<String>, parts: &[KeyPart]) -> String {
+    last_key
         .and_then(|k| store.read_record(&k))
         .and_then(|rec| summarize(&diff_parts(&rec.parts, parts)))
         .unwrap_or_else(|| "no entry".into())
@@ -96,7 +95,7 @@ fn short(hex: &Option<String>) -> String {
 }
 
 /// `taskrun explain`: the task's status and reason, then its key parts beside the last run's.
-pub fn explain_text(plan: &Plan, store: &Store, task: usize, prediction: &Prediction) -> String {
+pub fn explain_text(plan: &Plan, view: &CacheView, task: usize, prediction: &Prediction) -> String {
     let t = plan.task(task);
     let mut out = String::new();
     let status = match prediction.status {
@@ -114,9 +113,10 @@ pub fn explain_text(plan: &Plan, store: &Store, task: usize, prediction: &Predic
         "key:      {}",
         prediction.key.as_deref().unwrap_or("-")
     );
-    let last = store
-        .last_key(&plan.pipeline.root, &t.name)
-        .and_then(|k| store.read_record(&k));
+    let last = view
+        .journal
+        .last_key(&t.name)
+        .and_then(|k| view.store.read_record(&k));
     match &last {
         Some(rec) => {
             let _ = writeln!(

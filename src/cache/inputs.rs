@@ -3,6 +3,7 @@
 //! `*` stays within one path component and `**` crosses them, like gitignore. Each pattern
 //! walks only from its literal prefix, so `data/*.csv` does not read the whole workspace.
 
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
 use globset::GlobBuilder;
@@ -22,17 +23,41 @@ pub struct Expanded {
     pub unmatched: Vec<String>,
 }
 
-/// Expands `patterns` under `root` into sorted, de-duplicated file paths relative to `root`.
+/// One input file of a task about to run: its root-relative path, and its `stat` when
+/// expanding took one (a literal path), so the cache does not `stat` it a second time.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Root-relative path.
+    pub path: PathBuf,
+    /// The file's metadata, taken while expanding.
+    pub meta: Option<Metadata>,
+}
+
+impl From<PathBuf> for InputFile {
+    fn from(path: PathBuf) -> Self {
+        Self { path, meta: None }
+    }
+}
+
+/// Expands `patterns` under `root` into sorted, de-duplicated files relative to `root`.
 ///
 /// A pattern that matches no file is an error unless it is optional (`?`-prefixed).
-pub fn expand(root: &Path, patterns: &[InputPattern]) -> Result<Vec<PathBuf>, CacheError> {
-    let e = expand_with(root, patterns, std::iter::empty())?;
-    if let Some(glob) = e.unmatched.first() {
+pub fn expand(root: &Path, patterns: &[InputPattern]) -> Result<Vec<InputFile>, CacheError> {
+    let (mut found, unmatched) = collect(root, patterns, std::iter::empty())?;
+    if let Some(glob) = unmatched.first() {
         return Err(CacheError(format!(
             "input pattern `{glob}` matches no file (prefix it with `?` if that is fine)"
         )));
     }
-    Ok(e.files.into_iter().map(PathBuf::from).collect())
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.dedup_by(|a, b| a.0 == b.0);
+    Ok(found
+        .into_iter()
+        .map(|(path, meta)| InputFile {
+            path: PathBuf::from(path),
+            meta,
+        })
+        .collect())
 }
 
 /// Expands `patterns`, also matching `extra` root-relative paths that do not exist yet but
@@ -42,14 +67,33 @@ pub fn expand_with<'a>(
     patterns: &[InputPattern],
     extra: impl Iterator<Item = &'a str> + Clone,
 ) -> Result<Expanded, CacheError> {
-    let mut files = Vec::new();
+    let (found, unmatched) = collect(root, patterns, extra)?;
+    let mut files: Vec<String> = found.into_iter().map(|(path, _)| path).collect();
+    files.sort();
+    files.dedup();
+    Ok(Expanded { files, unmatched })
+}
+
+type Found = Vec<(String, Option<Metadata>)>;
+
+/// Every match of every pattern (unsorted), and the required patterns that matched nothing.
+fn collect<'a>(
+    root: &Path,
+    patterns: &[InputPattern],
+    extra: impl Iterator<Item = &'a str> + Clone,
+) -> Result<(Found, Vec<String>), CacheError> {
+    let mut files: Found = Vec::new();
     let mut unmatched = Vec::new();
     for pattern in patterns {
         let before = files.len();
         if is_literal(&pattern.glob) {
             // A plain path (the common case) is one stat, not a directory walk.
-            if root.join(&pattern.glob).is_file() || extra.clone().any(|e| e == pattern.glob) {
-                files.push(pattern.glob.clone());
+            match std::fs::metadata(root.join(&pattern.glob)) {
+                Ok(meta) if meta.is_file() => files.push((pattern.glob.clone(), Some(meta))),
+                _ if extra.clone().any(|e| e == pattern.glob) => {
+                    files.push((pattern.glob.clone(), None));
+                }
+                _ => {}
             }
         } else {
             let glob = GlobBuilder::new(&pattern.glob)
@@ -62,16 +106,14 @@ pub fn expand_with<'a>(
                 extra
                     .clone()
                     .filter(|e| glob.is_match(e))
-                    .map(str::to_string),
+                    .map(|e| (e.to_string(), None)),
             );
         }
         if files.len() == before && !pattern.optional {
             unmatched.push(pattern.glob.clone());
         }
     }
-    files.sort();
-    files.dedup();
-    Ok(Expanded { files, unmatched })
+    Ok((files, unmatched))
 }
 
 fn is_literal(glob: &str) -> bool {
@@ -82,7 +124,7 @@ fn walk(
     root: &Path,
     pattern: &InputPattern,
     glob: &globset::GlobMatcher,
-    found: &mut Vec<String>,
+    found: &mut Found,
 ) -> Result<(), CacheError> {
     let start = root.join(literal_prefix(&pattern.glob));
     if !start.exists() {
@@ -112,7 +154,7 @@ fn walk(
             .collect::<Vec<_>>()
             .join("/");
         if glob.is_match(&rel_str) {
-            found.push(rel_str);
+            found.push((rel_str, None));
         }
     }
     Ok(())
@@ -163,7 +205,7 @@ mod tests {
             touch(d.path(), f);
         }
         let got = expand(d.path(), &[pat("data/*.csv", false), pat("**/*.py", false)]).unwrap();
-        let got: Vec<String> = got.iter().map(|p| p.display().to_string()).collect();
+        let got: Vec<String> = got.iter().map(|p| p.path.display().to_string()).collect();
         assert_eq!(
             got,
             vec![
@@ -180,7 +222,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         touch(d.path(), "a.txt");
         let got = expand(d.path(), &[pat("a.txt", false), pat("*.txt", false)]).unwrap();
-        assert_eq!(got, vec![PathBuf::from("a.txt")]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].path, PathBuf::from("a.txt"));
+        assert!(
+            got[0].meta.is_some(),
+            "a literal path keeps the stat it was found with"
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use super::digest::{from_hex, to_hex};
 use super::explain::miss_reason;
+use super::inputs::InputFile;
+use super::journal::{Journal, Stamp};
 use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
 use super::outputs;
@@ -53,9 +55,13 @@ pub struct LocalCache {
     root: PathBuf,
     store: Store,
     stats: StatCache,
+    /// Each task's latest entry, so a no-op rerun reads one file, not a record per task.
+    journal: Journal,
     options: CacheOptions,
     /// Keys computed by `lookup`, used by `record_success` of the same task.
     pending: Mutex<HashMap<usize, TaskKey>>,
+    /// The manifest's task names (the journal keeps only these).
+    tasks: std::collections::HashSet<String>,
     /// The shared tier behind the local store, when configured (never when read-only).
     remote: Option<RemoteCache>,
     _lock: Option<CacheLock>,
@@ -143,8 +149,10 @@ impl LocalCache {
             root: pipeline.root.clone(),
             store: Store::new(dir, options.read_only),
             stats: StatCache::open(dir, options.read_only),
+            journal: Journal::open(dir, &pipeline.manifest_path, options.read_only),
             options,
             pending: Mutex::new(HashMap::new()),
+            tasks: pipeline.tasks.keys().cloned().collect(),
             remote: if options.read_only {
                 None
             } else {
@@ -176,6 +184,11 @@ impl LocalCache {
         &self.stats
     }
 
+    /// The last-results journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     /// The workspace root.
     pub fn root(&self) -> &Path {
         &self.root
@@ -189,7 +202,7 @@ impl LocalCache {
         &self,
         plan: &Plan,
         task: usize,
-        inputs: &[PathBuf],
+        inputs: &[InputFile],
         dep_digests: &[Digest],
     ) -> Result<TaskKey, CacheError> {
         let deps = &plan.deps[task];
@@ -201,12 +214,14 @@ impl LocalCache {
             )));
         }
         let mut ins = Vec::with_capacity(inputs.len());
-        for p in inputs {
-            let rel = p.strip_prefix(&self.root).unwrap_or(p);
-            let (d, _) = self
-                .stats
-                .digest(&self.root.join(rel))
-                .map_err(|e| CacheError(format!("input {}: {e}", rel.display())))?;
+        for input in inputs {
+            let rel = input.path.strip_prefix(&self.root).unwrap_or(&input.path);
+            let abs = self.root.join(rel);
+            let (d, _) = match &input.meta {
+                Some(meta) => self.stats.digest_with(&abs, meta),
+                None => self.stats.digest(&abs),
+            }
+            .map_err(|e| CacheError(format!("input {}: {e}", rel.display())))?;
             ins.push((rel.to_string_lossy().into_owned(), d));
         }
         let names: Vec<(String, Digest)> = deps
@@ -222,7 +237,7 @@ impl LocalCache {
         task: &Task,
         key: &TaskKey,
         mut rec: ActionRecord,
-        fresh: bool,
+        origin: Origin,
         source: CacheSource,
     ) -> Result<Lookup, CacheError> {
         let output = match &rec.log {
@@ -252,19 +267,24 @@ impl LocalCache {
             }
         }
         let now = SystemTime::now();
-        let stale = rec
-            .last_used_time()
-            .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= LAST_USED_GRANULARITY);
-        // A no-op rerun should cost stats, not writes: the record's `last_used` and the
-        // task's "last key" index are refreshed at most once per granularity period.
-        if fresh || stale {
-            rec.last_used = humantime::format_rfc3339_millis(now).to_string();
-            if let Err(e) = self.store.write_record(&mut rec) {
-                tracing::warn!("cannot update cache record {}: {e}", rec.key);
+        // A no-op rerun should cost stats, not writes: the record's `last_used` is refreshed
+        // at most once per granularity period (the caller never sends a stale journal hit).
+        let stamp = match origin {
+            Origin::Journal => None,
+            Origin::Stored(stamp) if !is_stale(&rec, now) => Some(stamp),
+            Origin::Stored(_) | Origin::Fresh => {
+                rec.last_used = humantime::format_rfc3339_millis(now).to_string();
+                match self.store.write_record(&mut rec) {
+                    Ok(stamp) => stamp,
+                    Err(e) => {
+                        tracing::warn!("cannot update cache record {}: {e}", rec.key);
+                        None
+                    }
+                }
             }
-            if let Err(e) = self.store.set_last_key(&self.root, &task.name, &rec.key) {
-                tracing::warn!("cannot update the cache index: {e}");
-            }
+        };
+        if let Some(stamp) = stamp {
+            self.journal.remember(&task.name, &rec, stamp);
         }
         Ok(Lookup::Hit {
             key: key.hex(),
@@ -315,7 +335,7 @@ impl LocalCache {
                 return Ok(None);
             }
         }
-        self.try_hit(t, key, rec, true, CacheSource::Remote)
+        self.try_hit(t, key, rec, Origin::Fresh, CacheSource::Remote)
             .map(Some)
     }
 }
@@ -325,7 +345,7 @@ impl TaskCache for LocalCache {
         &self,
         plan: &Plan,
         task: usize,
-        inputs: &[PathBuf],
+        inputs: &[InputFile],
         dep_digests: &[Digest],
     ) -> Result<Lookup, CacheError> {
         let t = plan.task(task);
@@ -350,29 +370,37 @@ impl TaskCache for LocalCache {
                 reason: "--force".into(),
             });
         }
-        match self.store.read_record(&hex) {
-            Some(rec) => {
-                if let Some(reason) = expired_reason(&rec, t.cache_ttl, SystemTime::now()) {
+        let now = SystemTime::now();
+        let journaled = self
+            .journal
+            .record(&t.name, &hex, &self.store.record_path(&hex))
+            .filter(|rec| !is_stale(rec, now));
+        let (rec, origin) = match journaled {
+            Some(rec) => (rec, Origin::Journal),
+            None => match self.store.read_record_stamped(&hex) {
+                Some((rec, stamp)) => (rec, Origin::Stored(stamp)),
+                None => {
+                    if let Some(rec) = pinned_record(t, &key, &self.store) {
+                        return self.try_hit(t, &key, rec, Origin::Fresh, CacheSource::Local);
+                    }
+                    if let Some(found) = self.remote_lookup(t, &key)? {
+                        return Ok(found);
+                    }
+                    let last = self.journal.last_key(&t.name);
                     return Ok(Lookup::Run {
                         key: Some(hex),
-                        reason,
+                        reason: miss_reason(&self.store, last, &key.parts),
                     });
                 }
-                self.try_hit(t, &key, rec, false, CacheSource::Local)
-            }
-            None => {
-                if let Some(rec) = pinned_record(t, &key, &self.store) {
-                    return self.try_hit(t, &key, rec, true, CacheSource::Local);
-                }
-                if let Some(found) = self.remote_lookup(t, &key)? {
-                    return Ok(found);
-                }
-                Ok(Lookup::Run {
-                    key: Some(hex),
-                    reason: miss_reason(&self.store, &self.root, &t.name, &key.parts),
-                })
-            }
+            },
+        };
+        if let Some(reason) = expired_reason(&rec, t.cache_ttl, now) {
+            return Ok(Lookup::Run {
+                key: Some(hex),
+                reason,
+            });
         }
+        self.try_hit(t, &key, rec, origin, CacheSource::Local)
     }
 
     fn record_success(
@@ -454,12 +482,13 @@ impl TaskCache for LocalCache {
             http: None,
             checksum: String::new(),
         };
-        if let Err(e) = self.store.write_record(&mut rec) {
-            tracing::warn!("cannot store the cache entry of `{}`: {e}", t.name);
-            return Ok(digest);
-        }
-        if let Err(e) = self.store.set_last_key(&self.root, &t.name, &rec.key) {
-            tracing::warn!("cannot update the cache index: {e}");
+        match self.store.write_record(&mut rec) {
+            Ok(Some(stamp)) => self.journal.remember(&t.name, &rec, stamp),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("cannot store the cache entry of `{}`: {e}", t.name);
+                return Ok(digest);
+            }
         }
         if let Some(remote) = &self.remote {
             remote.upload(&self.store, &rec);
@@ -484,6 +513,15 @@ impl TaskCache for LocalCache {
     }
 
     fn finish(&self) -> Result<(), CacheError> {
+        self.save()
+    }
+}
+
+impl LocalCache {
+    fn save(&self) -> Result<(), CacheError> {
+        self.journal
+            .save(|task| self.tasks.contains(task))
+            .map_err(|e| CacheError(format!("saving the last-results journal: {e}")))?;
         self.stats
             .save()
             .map_err(|e| CacheError(format!("saving stat records: {e}")))
@@ -492,10 +530,27 @@ impl TaskCache for LocalCache {
 
 impl Drop for LocalCache {
     fn drop(&mut self) {
-        if let Err(e) = self.stats.save() {
-            tracing::warn!("saving stat records: {e}");
+        if let Err(e) = self.save() {
+            tracing::warn!("{}", e.0);
         }
     }
+}
+
+/// Where a hit's record came from, which decides what is written back.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// The journal (unchanged record file, `last_used` fresh): nothing to write.
+    Journal,
+    /// The record file, read with this stamp: rewritten only when `last_used` is stale.
+    Stored(Stamp),
+    /// Made or fetched just now (pinned blob, remote): written.
+    Fresh,
+}
+
+/// True when the record's `last_used` is due for a refresh.
+fn is_stale(rec: &ActionRecord, now: SystemTime) -> bool {
+    rec.last_used_time()
+        .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= LAST_USED_GRANULARITY)
 }
 
 #[cfg(test)]

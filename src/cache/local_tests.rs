@@ -3,7 +3,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::*;
-use crate::cache::predict::{PredictOptions, PredictedStatus, predict};
+use crate::cache::inputs::InputFile;
+use crate::cache::predict::{CacheView, PredictOptions, PredictedStatus, predict};
 use crate::cache::testutil::{command, plan, with_io};
 
 /// Plays the scheduler: lookup, "run" with `work` on a miss, record_success.
@@ -14,23 +15,13 @@ fn step(
     deps: &[Digest],
     work: impl FnOnce(),
 ) -> (bool, Digest) {
-    let root = p.pipeline.root.clone();
-    let inputs: Vec<PathBuf> = p
-        .task(i)
-        .inputs
-        .iter()
-        .flat_map(|g| {
-            let m = globset::Glob::new(&g.glob).unwrap().compile_matcher();
-            walkdir::WalkDir::new(&root)
-                .sort_by_file_name()
-                .into_iter()
-                .flatten()
-                .filter(|e| e.file_type().is_file())
-                .map(|e| e.path().strip_prefix(&root).unwrap().to_path_buf())
-                .filter(|r| m.is_match(r))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let inputs: Vec<InputFile> =
+        crate::cache::inputs::expand_with(&p.pipeline.root, &p.task(i).inputs, std::iter::empty())
+            .unwrap()
+            .files
+            .into_iter()
+            .map(|f| InputFile::from(PathBuf::from(f)))
+            .collect();
     match cache.lookup(p, i, &inputs, deps).unwrap() {
         Lookup::Hit { digest, .. } => (true, digest),
         Lookup::Run { key, .. } => {
@@ -225,11 +216,7 @@ fn predictions_give_reasons() {
         command("echo", "echo hi"),
     ];
     let p = plan(root, tasks.clone());
-    let ro = |p: &Plan| {
-        let store = Store::new(&p.pipeline.cache.dir, true);
-        let stats = StatCache::open(&p.pipeline.cache.dir, true);
-        predict(p, &store, &stats, PredictOptions::default())
-    };
+    let ro = |p: &Plan| predict(p, &CacheView::open(&p.pipeline), PredictOptions::default());
     let pr = ro(&p);
     assert_eq!(
         (pr[0].status, pr[0].reason.as_deref()),
@@ -284,4 +271,41 @@ fn predictions_give_reasons() {
     ));
     let pr = ro(&plan(root, tasks));
     assert_eq!(pr[0].reason.as_deref(), Some("command changed"));
+}
+
+#[test]
+fn journal_stands_for_an_unchanged_record_and_a_corrupted_one_is_still_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let p = plan(root, vec![with_io(command("t", "t"), &[], &["o"], &[])]);
+    let cache = LocalCache::open(&p.pipeline, CacheOptions::default()).unwrap();
+    step(&cache, &p, 0, &[], || write(root, "o", "good"));
+    let key = cache.journal().last_key("t").unwrap();
+    let record = cache.store().record_path(&key);
+    // Just written: racy, so the journal does not vouch for it yet.
+    assert!(cache.journal().record("t", &key, &record).is_none());
+
+    // Once the record is safely older than its stamp, a hit re-stamps it and from then on
+    // the journal answers without reading the record.
+    let f = fs::File::options().write(true).open(&record).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+    assert!(matches!(
+        cache.lookup(&p, 0, &[], &[]).unwrap(),
+        Lookup::Hit { .. }
+    ));
+    assert!(cache.journal().record("t", &key, &record).is_some());
+    assert!(matches!(
+        cache.lookup(&p, 0, &[], &[]).unwrap(),
+        Lookup::Hit { .. }
+    ));
+
+    // A record damaged in place no longer matches its stamp: it is read, found corrupt,
+    // deleted, and the task runs.
+    fs::write(&record, "{\"damaged\": true}").unwrap();
+    assert!(matches!(
+        cache.lookup(&p, 0, &[], &[]).unwrap(),
+        Lookup::Run { .. }
+    ));
+    assert!(!record.exists());
 }

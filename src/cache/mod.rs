@@ -4,8 +4,7 @@
 //! layout and the cache never sees the run loop. [`NoCache`] is what `--no-cache` uses.
 
 pub mod inputs;
-
-use std::path::PathBuf;
+pub mod journal;
 
 use crate::plan::Plan;
 pub use record::HttpValidators;
@@ -20,6 +19,7 @@ pub mod outputs;
 pub mod predict;
 pub mod record;
 pub mod remote;
+pub mod sealed;
 pub mod stat;
 pub mod store;
 #[cfg(test)]
@@ -27,7 +27,7 @@ pub(crate) mod testutil;
 
 pub use local::{CacheOptions, LocalCache};
 pub use predict::{
-    PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
+    CacheView, PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
 };
 pub use remote::{RemoteCache, RemoteOptions};
 
@@ -81,7 +81,7 @@ pub trait TaskCache: Send + Sync {
         &self,
         plan: &Plan,
         task: usize,
-        inputs: &[PathBuf],
+        inputs: &[inputs::InputFile],
         dep_digests: &[Digest],
     ) -> Result<Lookup, CacheError>;
 
@@ -133,7 +133,7 @@ impl TaskCache for NoCache {
         &self,
         _plan: &Plan,
         _task: usize,
-        _inputs: &[PathBuf],
+        _inputs: &[inputs::InputFile],
         _dep_digests: &[Digest],
     ) -> Result<Lookup, CacheError> {
         Ok(Lookup::Run {

@@ -132,7 +132,7 @@ fn drift(root: &Path, o: &OutputFile, stats: &StatCache) -> Option<Drift> {
         Err(_) => return Some(Drift::Missing),
     };
     let exec_same = (FileStat::of(&meta).mode & 0o111 != 0) == (o.mode & 0o111 != 0);
-    match stats.digest(&abs) {
+    match stats.digest_with(&abs, &meta) {
         Ok((d, _)) if exec_same && to_hex(&d) == o.sha256 => None,
         _ => Some(Drift::Changed),
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::Digest;
 use super::digest::to_hex;
 use super::explain::miss_reason;
+use super::journal::Journal;
 use super::key::{self, KeyPart, TaskKey};
 use super::local::{expired_reason, not_cacheable_reason, pinned_record};
 use super::outputs;
@@ -69,25 +70,39 @@ fn miss(key: Option<&TaskKey>, reason: String, parts: Vec<KeyPart>) -> Predictio
     }
 }
 
+/// A read-only view of a pipeline's cache dir: what `plan` and `explain` read (they never
+/// write, not even stat records).
+#[derive(Debug)]
+pub struct CacheView {
+    /// The store, read-only.
+    pub store: Store,
+    /// The stat records, never saved.
+    pub stats: StatCache,
+    /// The manifest's last-results journal, never saved.
+    pub journal: Journal,
+}
+
+impl CacheView {
+    /// Opens the view of `pipeline.cache.dir`.
+    pub fn open(pipeline: &crate::model::Pipeline) -> Self {
+        let dir = &pipeline.cache.dir;
+        Self {
+            store: Store::new(dir, true),
+            stats: StatCache::open(dir, true),
+            journal: Journal::open(dir, &pipeline.manifest_path, true),
+        }
+    }
+}
+
 /// Predicts with a read-only view of `plan.pipeline.cache.dir` (what `plan` and `explain` use).
 pub fn predict_plan(plan: &Plan, options: PredictOptions) -> Vec<Prediction> {
-    let dir = &plan.pipeline.cache.dir;
-    predict(
-        plan,
-        &Store::new(dir, true),
-        &StatCache::open(dir, true),
-        options,
-    )
+    predict(plan, &CacheView::open(&plan.pipeline), options)
 }
 
 /// One prediction per task of `plan.pipeline.tasks` (by index); unselected tasks are `off`
-/// with no reason. `store` and `stats` should be read-only.
-pub fn predict(
-    plan: &Plan,
-    store: &Store,
-    stats: &StatCache,
-    options: PredictOptions,
-) -> Vec<Prediction> {
+/// with no reason.
+pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Prediction> {
+    let (store, stats) = (&view.store, &view.stats);
     let n = plan.pipeline.tasks.len();
     let root = &plan.pipeline.root;
     let mut out: Vec<Prediction> = (0..n).map(|_| off(None)).collect();
@@ -190,7 +205,7 @@ pub fn predict(
             .read_record(&tk.hex())
             .or_else(|| pinned_record(t, &tk, store));
         let Some(rec) = record else {
-            let mut reason = miss_reason(store, root, &t.name, &tk.parts);
+            let mut reason = miss_reason(store, view.journal.last_key(&t.name), &tk.parts);
             // `plan` never touches the network: it can only say the remote might help.
             if reason == "no entry" && plan.pipeline.cache.remote.is_some() {
                 reason = NO_LOCAL_ENTRY.into();

@@ -188,7 +188,7 @@ pub fn is_safe_rel_path(p: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> ActionRecord {

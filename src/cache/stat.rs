@@ -6,9 +6,10 @@
 //! trusted: the file is re-hashed until its mtime is safely older than the record.
 //! File systems with whole-second timestamps get a wider margin.
 //!
-//! All records live in one file, `<cache dir>/stat.json`, read once when the cache opens and
-//! written atomically by [`StatCache::save`] (at the end of a run). `plan` and `explain` open
-//! it read-only: they use the records and never write them.
+//! All records live in one sealed binary file, `<cache dir>/stat.bin` (see [`super::sealed`]),
+//! read once when the cache opens and written atomically by [`StatCache::save`] (at the end
+//! of a run). `plan` and `explain` open it read-only: they use the records and never write
+//! them.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -21,11 +22,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::Digest;
-use super::digest::{from_hex, hash_file, to_hex};
+use super::digest::hash_file;
 
 /// The file's name inside the cache dir.
-pub const STAT_FILE: &str = "stat.json";
-const FORMAT_VERSION: u32 = 1;
+pub const STAT_FILE: &str = "stat.bin";
+/// The JSON file earlier versions kept; removed on the first save.
+const LEGACY_STAT_FILE: &str = "stat.json";
+const MAGIC: &[u8] = b"taskrun stat records v2\n";
 /// A record is trusted only for files whose mtime is at least this much older than the
 /// record: covers the kernel's coarse file clock lagging the wall clock by a tick.
 const RACY_MARGIN_NS: i64 = 100_000_000;
@@ -44,21 +47,14 @@ struct Entry {
     ino: u64,
     /// Wall-clock time (ns) when the file was stat'ed just before hashing.
     taken_ns: i64,
-    #[serde(with = "hex_digest")]
     sha256: Digest,
     /// Used by this process (not stored).
     #[serde(skip)]
     used: bool,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StatFile {
-    format_version: u32,
-    entries: HashMap<PathBuf, Entry>,
-}
-
 /// The identity of a file right now, from `stat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStat {
     /// Bytes.
     pub size: u64,
@@ -113,21 +109,29 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Git's racy-timestamp rule: a record taken at `taken_ns` of a file last modified at
+/// `mtime_ns` is not trusted when the file could have changed again within the same clock
+/// tick (whole-second file systems get a wider margin).
+pub fn is_racy(mtime_ns: i64, taken_ns: i64) -> bool {
+    let margin = if mtime_ns % 1_000_000_000 == 0 {
+        RACY_MARGIN_COARSE_NS
+    } else {
+        RACY_MARGIN_NS
+    };
+    mtime_ns.saturating_add(margin) >= taken_ns
+}
+
 impl StatCache {
     /// Loads `<cache_dir>/stat.json`; a missing file is empty, an unreadable one is ignored
     /// with a warning (records are only an optimisation). `read_only`: never saved.
     pub fn open(cache_dir: &Path, read_only: bool) -> Self {
         let path = cache_dir.join(STAT_FILE);
-        let entries = match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<StatFile>(&bytes) {
-                Ok(f) if f.format_version == FORMAT_VERSION => f.entries,
-                Ok(_) => HashMap::new(),
-                Err(e) => {
-                    tracing::warn!("ignoring unreadable stat records {}: {e}", path.display());
-                    HashMap::new()
-                }
-            },
-            Err(_) => HashMap::new(),
+        let entries = match super::sealed::read::<HashMap<PathBuf, Entry>>(&path, MAGIC) {
+            Ok(found) => found.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("ignoring unreadable stat records {}: {e}", path.display());
+                HashMap::new()
+            }
         };
         Self {
             path: Some(path),
@@ -156,8 +160,12 @@ impl StatCache {
     /// The sha256 of the file at `path` (absolute), from its record when the file is unchanged
     /// and not racy, else by hashing it (and remembering the result).
     pub fn digest(&self, path: &Path) -> io::Result<(Digest, FileStat)> {
-        let meta = std::fs::metadata(path)?;
-        let st = FileStat::of(&meta);
+        self.digest_with(path, &std::fs::metadata(path)?)
+    }
+
+    /// [`Self::digest`] for a file whose `stat` the caller already has (one `stat`, not two).
+    pub fn digest_with(&self, path: &Path, meta: &Metadata) -> io::Result<(Digest, FileStat)> {
+        let st = FileStat::of(meta);
         if let Some(d) = self.cached(path, &st) {
             return Ok((d, st));
         }
@@ -175,13 +183,7 @@ impl StatCache {
             && e.mtime_ns == st.mtime_ns
             && e.ctime_ns == st.ctime_ns
             && e.ino == st.ino;
-        let margin = if st.mtime_ns % 1_000_000_000 == 0 {
-            RACY_MARGIN_COARSE_NS
-        } else {
-            RACY_MARGIN_NS
-        };
-        let racy = st.mtime_ns.saturating_add(margin) >= e.taken_ns;
-        if same && !racy {
+        if same && !is_racy(st.mtime_ns, e.taken_ns) {
             e.used = true;
             Some(e.sha256)
         } else {
@@ -230,14 +232,11 @@ impl StatCache {
         }
         let cutoff = now_ns().saturating_sub(PRUNE_AFTER_NS);
         inner.entries.retain(|_, e| e.used || e.taken_ns >= cutoff);
-        let file = StatFile {
-            format_version: FORMAT_VERSION,
-            entries: std::mem::take(&mut inner.entries),
-        };
-        let bytes = serde_json::to_vec(&file).map_err(io::Error::other);
-        inner.entries = file.entries;
-        super::store::write_atomic(path, &bytes?)?;
+        super::sealed::write(path, MAGIC, &inner.entries)?;
         inner.dirty = false;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::remove_file(dir.join(LEGACY_STAT_FILE));
+        }
         Ok(())
     }
 
@@ -249,20 +248,6 @@ impl StatCache {
     /// True when there are no records.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-mod hex_digest {
-    use super::{Digest, from_hex, to_hex};
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&to_hex(d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
-        let s = String::deserialize(d)?;
-        from_hex(&s).ok_or_else(|| D::Error::custom("not a sha256"))
     }
 }
 
@@ -339,7 +324,7 @@ mod tests {
     #[test]
     fn corrupt_stat_file_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(STAT_FILE), "{not json").unwrap();
+        std::fs::write(dir.path().join(STAT_FILE), "{not a stat file").unwrap();
         assert!(StatCache::open(dir.path(), false).is_empty());
     }
 }

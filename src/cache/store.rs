@@ -13,10 +13,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::Digest;
-use super::digest::{from_hex, hash_bytes, hash_copy, to_hex};
+use super::digest::{hash_bytes, hash_copy, to_hex};
+use super::journal::Stamp;
 use super::record::ActionRecord;
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
@@ -43,14 +42,6 @@ pub enum BlobError {
     /// Reading the blob or writing the destination failed.
     #[error("{0}")]
     Io(#[from] io::Error),
-}
-
-/// The task index (`index/`): the key of a task's most recent entry, for miss reasons.
-#[derive(Debug, Serialize, Deserialize)]
-struct LastKey {
-    task: String,
-    root: PathBuf,
-    key: String,
 }
 
 /// A local store rooted at a cache dir.
@@ -210,61 +201,47 @@ impl Store {
 
     /// The verified record for `key`; `None` when absent or corrupt (then removed, warned).
     pub fn read_record(&self, key: &str) -> Option<ActionRecord> {
+        self.read_record_stamped(key).map(|(rec, _)| rec)
+    }
+
+    /// [`Self::read_record`], with the record file's [`Stamp`] for the journal.
+    pub fn read_record_stamped(&self, key: &str) -> Option<(ActionRecord, Stamp)> {
         let path = self.record_path(key);
-        let bytes = fs::read(&path).ok()?;
-        match serde_json::from_slice::<ActionRecord>(&bytes) {
+        let mut file = File::open(&path).ok()?;
+        let stamp = Stamp::of(&file.metadata().ok()?);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
+        let rec = self.parse_record(&path, key, &bytes)?;
+        Some((rec, stamp))
+    }
+
+    fn parse_record(&self, path: &Path, key: &str, bytes: &[u8]) -> Option<ActionRecord> {
+        match serde_json::from_slice::<ActionRecord>(bytes) {
             Ok(r) => match r.verify(key) {
                 Ok(()) => Some(r),
                 Err(why) => {
-                    self.drop_corrupt(&path, &why);
+                    self.drop_corrupt(path, &why);
                     None
                 }
             },
             Err(e) => {
-                self.drop_corrupt(&path, &e.to_string());
+                self.drop_corrupt(path, &e.to_string());
                 None
             }
         }
     }
 
-    /// Seals and writes a record atomically.
-    pub fn write_record(&self, record: &mut ActionRecord) -> io::Result<()> {
+    /// Seals and writes a record atomically; returns the new file's [`Stamp`] (`None` when
+    /// read-only or when it cannot be stat'ed).
+    pub fn write_record(&self, record: &mut ActionRecord) -> io::Result<Option<Stamp>> {
         if self.read_only {
-            return Ok(());
+            return Ok(None);
         }
         record.seal();
         let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        write_atomic(&self.record_path(&record.key), &bytes)
-    }
-
-    fn last_key_path(&self, root: &Path, task: &str) -> PathBuf {
-        let mut id = root.as_os_str().as_encoded_bytes().to_vec();
-        id.push(0);
-        id.extend_from_slice(task.as_bytes());
-        let hex = to_hex(&hash_bytes(&id));
-        // Beside `ac/`, not in it: `ac/` holds only `<2 hex>/<key>.json` records.
-        self.dir.join("index").join(format!("{}.json", &hex[..32]))
-    }
-
-    /// The key of the last entry stored or hit for task `task` of the workspace at `root`.
-    pub fn last_key(&self, root: &Path, task: &str) -> Option<String> {
-        let bytes = fs::read(self.last_key_path(root, task)).ok()?;
-        let lk: LastKey = serde_json::from_slice(&bytes).ok()?;
-        (lk.task == task && lk.root == root && from_hex(&lk.key).is_some()).then_some(lk.key)
-    }
-
-    /// Remembers `key` as task `task`'s latest entry (skipped when already so).
-    pub fn set_last_key(&self, root: &Path, task: &str, key: &str) -> io::Result<()> {
-        if self.read_only || self.last_key(root, task).as_deref() == Some(key) {
-            return Ok(());
-        }
-        let lk = LastKey {
-            task: task.into(),
-            root: root.into(),
-            key: key.into(),
-        };
-        let bytes = serde_json::to_vec(&lk).map_err(io::Error::other)?;
-        write_atomic(&self.last_key_path(root, task), &bytes)
+        let path = self.record_path(&record.key);
+        write_atomic(&path, &bytes)?;
+        Ok(Stamp::take(&path))
     }
 
     /// Paths of every record file (`ac/<2 hex>/*.json`), for stats and gc.

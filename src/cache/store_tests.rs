@@ -103,16 +103,3 @@ fn read_only_store_reports_corruption_without_deleting() {
     assert_eq!(ro.read_blob(&d).unwrap(), None);
     assert!(ro.has_blob(&d));
 }
-
-#[test]
-fn last_key_is_per_workspace_and_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::new(dir.path(), false);
-    let (k1, k2) = ("1".repeat(64), "2".repeat(64));
-    store.set_last_key(Path::new("/w1"), "build", &k1).unwrap();
-    store.set_last_key(Path::new("/w2"), "build", &k2).unwrap();
-    assert_eq!(store.last_key(Path::new("/w1"), "build"), Some(k1));
-    assert_eq!(store.last_key(Path::new("/w2"), "build"), Some(k2));
-    assert_eq!(store.last_key(Path::new("/w1"), "test"), None);
-    assert!(store.record_files().is_empty(), "the index is not a record");
-}

@@ -1,9 +1,7 @@
 //! `taskrun explain MANIFEST TASK`: why TASK is or is not cached — its key's parts beside the
 //! last run's. Reads the cache, never writes it, takes no lock.
 
-use crate::cache::predict::{PredictOptions, predict};
-use crate::cache::stat::StatCache;
-use crate::cache::store::Store;
+use crate::cache::predict::{CacheView, PredictOptions, predict};
 use crate::cli::{ExplainArgs, When};
 
 /// Runs `taskrun explain`.
@@ -22,14 +20,8 @@ pub fn run(args: ExplainArgs) -> u8 {
         eprintln!("error: unknown task `{}`", args.task);
         return crate::exit_code::USAGE;
     };
-    let dir = &plan.pipeline.cache.dir;
-    let store = Store::new(dir, true);
-    let predictions = predict(
-        &plan,
-        &store,
-        &StatCache::open(dir, true),
-        PredictOptions::default(),
-    );
-    let text = crate::cache::explain::explain_text(&plan, &store, index, &predictions[index]);
+    let view = CacheView::open(&plan.pipeline);
+    let predictions = predict(&plan, &view, PredictOptions::default());
+    let text = crate::cache::explain::explain_text(&plan, &view, index, &predictions[index]);
     super::print_stdout(&text)
 }

@@ -88,7 +88,10 @@ fn explain_prints_parts_beside_the_last_run() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("dependency merge will run"), "{text}");
     assert!(
-        !ws.root().join(".taskrun/cache/stat.json").exists()
+        !ws.root()
+            .join(".taskrun/cache")
+            .join(taskrun::cache::stat::STAT_FILE)
+            .exists()
             || ws.stat_unchanged_by(|| {
                 ws.taskrun(&["explain", "taskrun.toml", "merge"]);
             })

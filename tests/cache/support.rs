@@ -4,6 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use taskrun::cache::inputs::InputFile;
 use taskrun::cache::store::Store;
 use taskrun::cache::{CacheOptions, LocalCache, Lookup, TaskCache};
 use taskrun::manifest::{LoadOptions, load};
@@ -43,7 +44,10 @@ impl Workspace {
 
     pub fn last_key(&self, task: &str) -> String {
         let plan = self.plan();
-        self.store().last_key(&plan.pipeline.root, task).unwrap()
+        taskrun::cache::CacheView::open(&plan.pipeline)
+            .journal
+            .last_key(task)
+            .unwrap()
     }
 
     /// Plays the scheduler over the whole plan: true per task that was a hit.
@@ -84,12 +88,12 @@ impl Workspace {
     }
 
     /// The task's inputs as the scheduler would expand them (unmatched patterns left out).
-    fn expand(&self, plan: &Plan, i: usize) -> Vec<PathBuf> {
+    fn expand(&self, plan: &Plan, i: usize) -> Vec<InputFile> {
         taskrun::cache::inputs::expand_with(self.root(), &plan.task(i).inputs, std::iter::empty())
             .unwrap()
             .files
             .into_iter()
-            .map(PathBuf::from)
+            .map(|f| InputFile::from(PathBuf::from(f)))
             .collect()
     }
 
@@ -104,7 +108,10 @@ impl Workspace {
 
     /// True when `f` leaves the stat records file untouched.
     pub fn stat_unchanged_by(&self, f: impl FnOnce()) -> bool {
-        let p = self.root().join(".taskrun/cache/stat.json");
+        let p = self
+            .root()
+            .join(".taskrun/cache")
+            .join(taskrun::cache::stat::STAT_FILE);
         let before = fs::read(&p).ok();
         f();
         before == fs::read(&p).ok()

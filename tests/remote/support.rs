@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use taskrun::cache::inputs::InputFile;
 use taskrun::cache::{
     CacheOptions, CacheSource, LocalCache, Lookup, RemoteCache, RemoteOptions, TaskCache,
 };
@@ -130,12 +131,12 @@ impl Machine {
     }
 
     /// The task's inputs as the scheduler would expand them (unmatched patterns left out).
-    fn expand(&self, plan: &Plan, i: usize) -> Vec<PathBuf> {
+    fn expand(&self, plan: &Plan, i: usize) -> Vec<InputFile> {
         taskrun::cache::inputs::expand_with(self.root(), &plan.task(i).inputs, std::iter::empty())
             .unwrap()
             .files
             .into_iter()
-            .map(PathBuf::from)
+            .map(|f| InputFile::from(PathBuf::from(f)))
             .collect()
     }
 
