@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 use crate::template::Template;
 
 /// A loaded, validated manifest.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Pipeline {
     /// The manifest file as given on the command line.
     pub manifest_path: PathBuf,
@@ -39,7 +39,7 @@ pub struct Pipeline {
 }
 
 /// Where results are stored and shared.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CacheConfig {
     /// Absolute path of the local store (already resolved against the root / env).
     pub dir: PathBuf,
@@ -50,7 +50,7 @@ pub struct CacheConfig {
 }
 
 /// Settings for all downloads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HttpConfig {
     /// Connections per host at once.
     pub max_per_host: usize,
@@ -71,7 +71,7 @@ impl Default for HttpConfig {
 }
 
 /// One node of the pipeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     /// The task's name (its key under `[tasks]`).
     pub name: String,
@@ -123,7 +123,9 @@ impl Task {
 }
 
 /// A path relative to the workspace root, checked not to escape it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct RelPath(pub String);
 
 impl RelPath {
@@ -140,7 +142,7 @@ impl std::fmt::Display for RelPath {
 }
 
 /// One `inputs` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InputPattern {
     /// The glob, relative to the root.
     pub glob: String,
@@ -149,7 +151,7 @@ pub struct InputPattern {
 }
 
 /// The four task kinds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// `run = ...`
     Command(CommandLine),
@@ -174,7 +176,9 @@ impl Action {
 }
 
 /// The kind of a task as printed (`command`, `download`, `service`, `group`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     /// A `run` task.
@@ -200,7 +204,7 @@ impl TaskKind {
 }
 
 /// A command to run: through `sh -c`, or exec'd directly.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum CommandLine {
     /// `run = "shell text"`
     Shell(Template),
@@ -230,7 +234,7 @@ impl CommandLine {
 }
 
 /// An HTTP(S) GET streamed to a file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Download {
     /// Mirrors, tried in order within an attempt (at least one).
     pub urls: Vec<Template>,
@@ -249,7 +253,7 @@ pub struct Download {
 }
 
 /// A long-running process its dependents need.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Service {
     /// The process.
     pub run: CommandLine,
@@ -260,7 +264,7 @@ pub struct Service {
 }
 
 /// A service's readiness probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Readiness {
     /// Ready when the URL answers any status below 500.
     Url(Template),
@@ -315,7 +319,7 @@ pub enum Jitter {
 }
 
 /// Attempts and waits between them (SPEC §3).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RetryPolicy {
     /// Total attempts including the first (>= 1).
     pub max_attempts: u32,

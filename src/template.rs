@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// One piece of an interpolated string.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Segment {
     /// Text known at load time (vars and env already substituted).
     Literal(String),
@@ -16,7 +16,7 @@ pub enum Segment {
 }
 
 /// An interpolated string whose secrets are not yet resolved; `Display` redacts them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct Template {
     segments: Vec<Segment>,
 }

@@ -97,8 +97,16 @@ pub fn report_load_error(err: &LoadError, color: bool) {
 
 /// Loads a manifest, printing its problems; `Err` carries exit code 2.
 pub fn load_pipeline(path: &Path, vars: &[String], color: bool) -> Result<Pipeline, u8> {
-    let result =
-        manifest::parse_var_args(vars).and_then(|vars| manifest::load(path, &LoadOptions { vars }));
+    load_pipeline_with(path, vars, color, manifest::load)
+}
+
+fn load_pipeline_with(
+    path: &Path,
+    vars: &[String],
+    color: bool,
+    load: fn(&Path, &LoadOptions) -> Result<Pipeline, manifest::LoadError>,
+) -> Result<Pipeline, u8> {
+    let result = manifest::parse_var_args(vars).and_then(|vars| load(path, &LoadOptions { vars }));
     result.map_err(|e| {
         report_load_error(&e, color);
         exit_code::USAGE
@@ -112,7 +120,22 @@ pub fn load_plan(
     targets: &[String],
     color: bool,
 ) -> Result<Plan, u8> {
-    let pipeline = load_pipeline(path, vars, color)?;
+    plan_pipeline(path, targets, load_pipeline(path, vars, color)?)
+}
+
+/// [`load_plan`] for `run`: the manifest comes from its memo when unchanged
+/// (see [`manifest::memo`]).
+pub fn load_plan_remembered(
+    path: &Path,
+    vars: &[String],
+    targets: &[String],
+    color: bool,
+) -> Result<Plan, u8> {
+    let pipeline = load_pipeline_with(path, vars, color, manifest::memo::load_remembered)?;
+    plan_pipeline(path, targets, pipeline)
+}
+
+fn plan_pipeline(path: &Path, targets: &[String], pipeline: Pipeline) -> Result<Plan, u8> {
     Plan::build(pipeline, targets).map_err(|unknown| {
         for u in unknown {
             eprintln!("error: {u}");

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use crate::cache::{NoCache, TaskCache};
 use crate::cli::{LogFormat, RunArgs, When};
-use crate::commands::{load_plan, stderr_color};
+use crate::commands::{load_plan_remembered, stderr_color};
 use crate::events::Fanout;
 use crate::exit_code;
 use crate::report::{self, github::Github, junit::Junit, plain, tracing_sink::TracingSink};
@@ -108,7 +108,7 @@ pub fn run_with_cache(
     make_cache: impl FnOnce(&crate::plan::Plan) -> Arc<dyn TaskCache>,
 ) -> u8 {
     let color = stderr_color(args.color);
-    let plan = match load_plan(&args.manifest, &args.vars, &args.targets, color) {
+    let plan = match load_plan_remembered(&args.manifest, &args.vars, &args.targets, color) {
         Ok(p) => p,
         Err(code) => return code,
     };

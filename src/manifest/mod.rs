@@ -9,6 +9,7 @@ pub mod interpolate;
 pub mod keys;
 pub mod kinds;
 pub mod load;
+pub mod memo;
 pub mod paths;
 pub mod retry;
 pub mod schema;

@@ -521,3 +521,39 @@ fn a_rerun_is_cached_and_restores_outputs_and_force_reruns() {
     ws.run(&["--no-cache"]).code(0);
     assert_eq!(ws.read("runs.log"), "run\nrun\nrun\n");
 }
+
+#[test]
+fn the_remembered_manifest_is_used_only_while_the_manifest_and_its_env_are_unchanged() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"echo ${env.GREETING} > out.txt\"\n");
+    let run = |greeting: &str| {
+        let out = ws
+            .cmd(&["taskrun.toml"])
+            .env("GREETING", greeting)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        ws.read("out.txt")
+    };
+    assert_eq!(run("hello"), "hello\n");
+    let memos = std::fs::read_dir(ws.path(".taskrun/manifest"))
+        .unwrap()
+        .count();
+    assert_eq!(memos, 1, "run remembers the loaded manifest");
+    assert_eq!(run("hello"), "hello\n");
+    assert_eq!(
+        run("bonjour"),
+        "bonjour\n",
+        "an env change reloads the manifest"
+    );
+
+    ws.write(
+        "taskrun.toml",
+        "version = 1\n[tasks.a]\nrun = \"echo edited ${env.GREETING} > out.txt\"\n",
+    );
+    assert_eq!(run("bonjour"), "edited bonjour\n");
+
+    ws.write("taskrun.toml", "version = 1\n[tasks.a]\nrun = 3\n");
+    let bad = ws.run(&[]);
+    bad.code(2);
+    assert!(bad.stderr.contains("taskrun.toml:3"), "{}", bad.stderr);
+}

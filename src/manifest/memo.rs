@@ -1,0 +1,171 @@
+//! The last loaded manifest, remembered for `run`: reading and validating a large manifest
+//! costs more than a whole no-op run of it (10,000 tasks: ~40 ms of TOML parsing and
+//! checking), and between two runs it almost never changes.
+//!
+//! `run` keeps the validated [`Pipeline`] in `<manifest dir>/.taskrun/manifest/<id>.bin`
+//! (sealed, see [`crate::cache::sealed`]) with everything it was derived from: the exact
+//! manifest bytes, the path as given, the working directory, the `--var` overrides, the
+//! taskrun binary (size, mtime, inode), and every environment variable the manifest read
+//! (`${env.X}`, `TASKRUN_CACHE_DIR`) with its value then. It is used only when all of them
+//! are the same now; otherwise the manifest is loaded as usual (with every diagnostic) and
+//! remembered again. Secrets are never in it: `${secret.*}` is resolved only when a task runs.
+//! `check`, `plan` and `--dry-run` never read or write it.
+
+use std::cell::RefCell;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::diagnostic::LoadError;
+use super::load::{LoadOptions, load_str, manifest_dir};
+use crate::cache::Digest;
+use crate::cache::digest::{hash_bytes, to_hex};
+use crate::cache::sealed;
+use crate::model::Pipeline;
+
+const MAGIC: &[u8] = b"taskrun manifest memo v1\n";
+
+#[derive(Serialize, Deserialize)]
+struct Memo {
+    /// Digest of the manifest bytes and everything else it was loaded with.
+    id: Digest,
+    /// Environment variables the manifest read, with their values (`None`: unset).
+    env: Vec<(String, Option<String>)>,
+    pipeline: Pipeline,
+}
+
+/// Loads the manifest at `path` like [`super::load`], from the memo when nothing it was
+/// derived from changed. Writing the memo is best effort.
+pub fn load_remembered(path: &Path, opts: &LoadOptions) -> Result<Pipeline, LoadError> {
+    load_remembered_with(path, opts, &|k| std::env::var(k).ok())
+}
+
+/// [`load_remembered`] with `env` standing for the process environment.
+fn load_remembered_with(
+    path: &Path,
+    opts: &LoadOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let Some(id) = memo_id(path, opts, &source) else {
+        return load_str(path, source, opts, env);
+    };
+    let file = memo_path(path);
+    if let Ok(Some(memo)) = sealed::read::<Memo>(&file, MAGIC)
+        && memo.id == id
+        && memo.env.iter().all(|(k, v)| env(k).as_ref() == v.as_ref())
+    {
+        return Ok(memo.pipeline);
+    }
+    let read = RefCell::new(Vec::new());
+    let recording = |k: &str| {
+        let v = env(k);
+        read.borrow_mut().push((k.to_string(), v.clone()));
+        v
+    };
+    let pipeline = load_str(path, source, opts, &recording)?;
+    let mut env = read.into_inner();
+    env.sort();
+    env.dedup();
+    let memo = Memo { id, env, pipeline };
+    if let Err(e) = sealed::write(&file, MAGIC, &memo) {
+        tracing::debug!("cannot remember the manifest in {}: {e}", file.display());
+    }
+    Ok(memo.pipeline)
+}
+
+/// Where the memo of the manifest at `path` lives.
+fn memo_path(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let hex = to_hex(&hash_bytes(abs.as_os_str().as_encoded_bytes()));
+    manifest_dir(path)
+        .join(".taskrun")
+        .join("manifest")
+        .join(format!("{}.bin", &hex[..32]))
+}
+
+/// Digest of what a load depends on besides the environment; `None` when the running
+/// binary or the working directory cannot be identified (then nothing is remembered).
+fn memo_id(path: &Path, opts: &LoadOptions, source: &str) -> Option<Digest> {
+    let exe = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
+    let cwd = std::env::current_dir().ok()?;
+    let mut buf = Vec::with_capacity(source.len() + 256);
+    let mut field = |bytes: &[u8]| {
+        buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        buf.extend_from_slice(bytes);
+    };
+    field(MAGIC);
+    field(env!("CARGO_PKG_VERSION").as_bytes());
+    for n in [
+        exe.size(),
+        exe.ino(),
+        exe.mtime() as u64,
+        exe.mtime_nsec() as u64,
+    ] {
+        field(&n.to_le_bytes());
+    }
+    field(cwd.as_os_str().as_encoded_bytes());
+    field(path.as_os_str().as_encoded_bytes());
+    for (k, v) in &opts.vars {
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    field(source.as_bytes());
+    Some(hash_bytes(&buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(dir: &Path, body: &str) -> PathBuf {
+        let p = dir.join("taskrun.toml");
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[test]
+    fn remembered_only_while_the_manifest_vars_and_env_are_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let var = "GREETING";
+        let value = RefCell::new("hello");
+        let env = |k: &str| (k == var).then(|| value.borrow().to_string());
+        let body = format!(
+            "version = 1\n[tasks.a]\nrun = \"echo ${{env.{var}}} ${{vars.who}}\"\n[vars]\nwho = \"w\"\n"
+        );
+        let p = manifest(dir.path(), &body);
+        let opts = LoadOptions::default();
+        let run = |p: &Path, o: &LoadOptions| match &load_remembered_with(p, o, &env).unwrap().tasks
+            ["a"]
+            .action
+        {
+            crate::model::Action::Command(c) => c.display(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(run(&p, &opts), "echo hello w");
+        assert!(memo_path(&p).exists());
+        assert_eq!(run(&p, &opts), "echo hello w");
+
+        *value.borrow_mut() = "bonjour";
+        assert_eq!(run(&p, &opts), "echo bonjour w");
+        let vars = LoadOptions {
+            vars: vec![("who".into(), "x".into())],
+        };
+        assert_eq!(run(&p, &vars), "echo bonjour x");
+        let p = manifest(dir.path(), &body.replace("echo", "printf"));
+        assert_eq!(run(&p, &vars), "printf bonjour x");
+
+        // A damaged memo is ignored, and an invalid manifest still gets its diagnostics.
+        std::fs::write(memo_path(&p), b"garbage").unwrap();
+        assert_eq!(run(&p, &vars), "printf bonjour x");
+        let p = manifest(dir.path(), "version = 1\n[tasks.a]\nrun = 3\n");
+        assert!(matches!(
+            load_remembered_with(&p, &opts, &env),
+            Err(LoadError::Invalid(_))
+        ));
+    }
+}
