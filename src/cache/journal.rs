@@ -9,7 +9,7 @@
 //! the lookup read the record itself, verified as always. The journal also says which key a
 //! task last had, for miss reasons ("input x changed") in `run`, `plan` and `explain`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -101,7 +101,7 @@ impl Journal {
             Ok(found) => found.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!("ignoring unreadable journal {}: {e}", path.display());
-                HashMap::new()
+                HashMap::default()
             }
         };
         Self {

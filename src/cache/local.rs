@@ -145,11 +145,20 @@ impl LocalCache {
                     .map_err(|e| CacheError(format!("cache dir {}: {e}", dir.display())))?,
             )
         };
+        // Both files are read whole and decoded: do it on both cores.
+        let (stats, journal) = std::thread::scope(|s| {
+            let stats = s.spawn(|| StatCache::open(dir, options.read_only));
+            let journal = Journal::open(dir, &pipeline.manifest_path, options.read_only);
+            let stats = stats
+                .join()
+                .unwrap_or_else(|_| StatCache::open(dir, options.read_only));
+            (stats, journal)
+        });
         Ok(Self {
             root: pipeline.root.clone(),
             store: Store::new(dir, options.read_only),
-            stats: StatCache::open(dir, options.read_only),
-            journal: Journal::open(dir, &pipeline.manifest_path, options.read_only),
+            stats,
+            journal,
             options,
             pending: Mutex::new(HashMap::new()),
             tasks: pipeline.tasks.keys().cloned().collect(),

@@ -11,7 +11,7 @@
 //! of a run). `plan` and `explain` open it read-only: they use the records and never write
 //! them.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -130,7 +130,7 @@ impl StatCache {
             Ok(found) => found.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!("ignoring unreadable stat records {}: {e}", path.display());
-                HashMap::new()
+                HashMap::default()
             }
         };
         Self {

@@ -3,9 +3,14 @@
 //! A no-op rerun is thousands of stats and small reads. Feeding them through one channel to a
 //! fixed set of threads costs far less per task than a spawned job and two blocking-pool
 //! hand-offs each, and a lookup takes no concurrency slot: only running a task does.
+//!
+//! Results go back in batches while more lookups are queued (one wake-up of the run loop per
+//! batch, not per task); a thread that finds the queue empty, or has held a result for
+//! [`BATCH_MAX_AGE`], sends what it has at once, so dependents never wait on a batch.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::state::Phase;
 use super::worker::{Checked, Done, Shared, check_cache};
@@ -40,34 +45,75 @@ impl LookupPool {
     }
 }
 
+/// Results held back at most this long while more lookups are queued.
+const BATCH_MAX_AGE: Duration = Duration::from_millis(2);
+/// Results per batch at most.
+const BATCH_MAX: usize = 256;
+
 fn serve(shared: &Shared, rx: &Mutex<mpsc::Receiver<(usize, Vec<Digest>)>>) {
-    loop {
-        let job = match rx.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok((task, deps)) = job else {
-            return;
-        };
-        let done = match check_cache(shared, task, &deps) {
-            Checked::Hit {
-                key,
-                source,
-                digest,
-                output,
-            } => Done::Hit {
-                task,
-                key,
-                source,
-                digest,
-                output,
-            },
-            Checked::Run { key } => Done::Looked { task, key },
-            Checked::Failed(error) => Done::Failed { task, error },
-        };
-        if shared.done.send(done).is_err() {
+    let mut batch: Vec<Done> = Vec::new();
+    let mut oldest = Instant::now();
+    while let Some((task, deps)) = next_job(shared, rx, &mut batch) {
+        if batch.is_empty() {
+            oldest = Instant::now();
+        }
+        batch.push(look_up(shared, task, &deps));
+        if (batch.len() >= BATCH_MAX || oldest.elapsed() >= BATCH_MAX_AGE)
+            && !flush(shared, &mut batch)
+        {
             return;
         }
+    }
+    flush(shared, &mut batch);
+}
+
+/// The next queued lookup; when none is queued, first sends the held results, then waits.
+/// `None`: the run is over (or the run loop is gone).
+fn next_job(
+    shared: &Shared,
+    rx: &Mutex<mpsc::Receiver<(usize, Vec<Digest>)>>,
+    batch: &mut Vec<Done>,
+) -> Option<(usize, Vec<Digest>)> {
+    // Never wait for the queue while holding results: the thread holding the lock may be
+    // waiting for work that only those results can release.
+    if let Ok(rx) = rx.try_lock() {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+    }
+    if !flush(shared, batch) {
+        return None;
+    }
+    rx.lock().ok()?.recv().ok()
+}
+
+/// Sends the held results; false when the run loop is gone.
+fn flush(shared: &Shared, batch: &mut Vec<Done>) -> bool {
+    match batch.len() {
+        0 => true,
+        1 => batch.pop().is_some_and(|d| shared.done.send(d).is_ok()),
+        _ => shared.done.send(Done::Batch(std::mem::take(batch))).is_ok(),
+    }
+}
+
+fn look_up(shared: &Shared, task: usize, deps: &[Digest]) -> Done {
+    match check_cache(shared, task, deps) {
+        Checked::Hit {
+            key,
+            source,
+            digest,
+            output,
+        } => Done::Hit {
+            task,
+            key,
+            source,
+            digest,
+            output,
+        },
+        Checked::Run { key } => Done::Looked { task, key },
+        Checked::Failed(error) => Done::Failed { task, error },
     }
 }
 

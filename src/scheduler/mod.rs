@@ -363,6 +363,11 @@ impl<'a> Loop<'a> {
 
     fn on_done(&mut self, done: Done) {
         match done {
+            Done::Batch(all) => {
+                for d in all {
+                    self.on_done(d);
+                }
+            }
             Done::Looked { task, key } => {
                 self.active -= 1;
                 self.on_looked(task, key);

@@ -74,6 +74,8 @@ pub(super) enum Done {
     },
     /// A retry wait is over.
     RetryDue { task: usize },
+    /// Several results at once (the lookup threads batch theirs).
+    Batch(Vec<Done>),
 }
 
 impl Shared {

@@ -465,3 +465,37 @@ fn plan_names_the_changed_input_and_the_dependents_it_affects() {
     assert_eq!(http.hits("/raw.txt"), 1);
     assert_eq!(files_under(ws.root()), before);
 }
+
+/// Many cached lookups finishing together, then dependents waiting on all of them: the lookup
+/// threads batch their results, and a batch must never wait for work only it can release.
+#[test]
+fn a_wide_no_op_rerun_with_fan_in_finishes_and_runs_nothing() {
+    let mut m = String::new();
+    let mut names = Vec::new();
+    for i in 0..200 {
+        m.push_str(&format!(
+            "[tasks.t{i}]\ninputs = [\"in/{i}.txt\"]\noutputs = [\"out/{i}.txt\"]\nrun = \"mkdir -p out && cp in/{i}.txt out/{i}.txt\"\n\n"
+        ));
+        names.push(format!("\"t{i}\""));
+    }
+    for j in 0..10 {
+        m.push_str(&format!(
+            "[tasks.join{j}]\ndeps = [{}]\noutputs = [\"join/{j}.txt\"]\nrun = \"mkdir -p join && echo {j} > join/{j}.txt\"\n\n",
+            names.join(", ")
+        ));
+    }
+    let ws = Workspace::new(&m);
+    for i in 0..200 {
+        ws.write(&format!("in/{i}.txt"), &format!("{i}\n"));
+    }
+    ws.run(&[]).code(0);
+    for round in 0..3 {
+        let out = assert_cmd::Command::from_std(ws.cmd(&["taskrun.toml"]))
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "round {round}: {out:?}");
+        let s = &ws.last_report()["summary"];
+        assert_eq!(s["cached"], 210, "round {round}: {s}");
+    }
+}
