@@ -16,6 +16,7 @@ mod classify;
 mod cli_revalidate;
 mod limits;
 mod mirrors;
+mod redirects;
 mod resume;
 mod revalidate;
 mod secrets;

@@ -1,6 +1,8 @@
 //! Which failures are worth another attempt (SPEC §3), and how transport errors read.
 
-use std::error::Error as _;
+use std::error::Error as StdError;
+
+use super::transport::Error;
 
 /// Why an attempt (or one mirror within it) failed; the scheduler logs it as the reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,16 +52,27 @@ pub fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// Classifies a transport error from reqwest into a kind and whether it is retryable.
+/// Classifies a transport error into a kind and whether it is retryable; both transports'
+/// errors read the same.
 ///
 /// `during_body` marks errors raised while reading the body: those are truncations (the
 /// connection was cut or reset mid-transfer) unless they are timeouts.
-pub(crate) fn classify_transport(err: &reqwest::Error, during_body: bool) -> (FailureKind, bool) {
-    if err.is_timeout() {
+pub(crate) fn classify_transport(err: &Error, during_body: bool) -> (FailureKind, bool) {
+    let invalid = match err {
+        Error::Tls(e) => e.is_redirect() || e.is_builder(),
+        Error::Invalid(_) => true,
+        Error::Plain(_) | Error::PlainBody(_) => false,
+    };
+    let body = match err {
+        Error::Tls(e) => e.is_body() || e.is_decode(),
+        Error::PlainBody(_) => true,
+        Error::Plain(_) | Error::Invalid(_) => false,
+    };
+    if is_timeout(err) {
         (FailureKind::Timeout, true)
-    } else if err.is_redirect() || err.is_builder() {
+    } else if invalid {
         (FailureKind::Invalid, false)
-    } else if during_body || err.is_body() || err.is_decode() {
+    } else if during_body || body {
         (FailureKind::Truncated, true)
     } else {
         // Connect errors, resets while sending, protocol errors from a flaky peer.
@@ -67,9 +80,36 @@ pub(crate) fn classify_transport(err: &reqwest::Error, during_body: bool) -> (Fa
     }
 }
 
+/// reqwest's own verdict, or for hyper's errors (which have no such flag on the client
+/// side) a timed-out I/O error anywhere in the chain: the connect timeout.
+fn is_timeout(err: &Error) -> bool {
+    if let Error::Tls(e) = err {
+        return e.is_timeout();
+    }
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// The error and its causes on one line, without the URL (callers name the redacted mirror).
-pub(crate) fn describe(err: reqwest::Error) -> String {
-    let err = err.without_url();
+pub(crate) fn describe(err: Error) -> String {
+    let err = match err {
+        Error::Tls(e) => Error::Tls(e.without_url()),
+        other => other,
+    };
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::transport::Transport;
 use crate::model::HttpConfig;
 
 /// Building the shared client failed (e.g. the TLS backend could not initialise).
@@ -13,14 +14,16 @@ use crate::model::HttpConfig;
 #[error("cannot build the HTTP client: {0}")]
 pub struct DownloadError(String);
 
-/// Shared by every download of a run: one connection pool, and a semaphore per host so that
+/// Shared by every download of a run: the connection pools, and a semaphore per host so that
 /// no host sees more than `[http] max_per_host` requests at once.
 ///
-/// reqwest is built with rustls (certificates always verified, webpki roots), proxies from
-/// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, at most 10 redirects, `connect_timeout` and the
-/// default `User-Agent` (a task's own `User-Agent` header replaces it).
+/// Plain HTTP goes over hyper's client with a small read buffer (memory), HTTPS over reqwest
+/// with rustls (certificates always verified, webpki roots); both honour proxies from
+/// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (a proxied URL goes through reqwest), at most 10
+/// redirects, `connect_timeout` and the default `User-Agent` (a task's own `User-Agent` header
+/// replaces it). See [`super::transport`].
 pub struct HttpClient {
-    pub(crate) inner: reqwest::Client,
+    pub(crate) transport: Transport,
     max_per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     dests: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
@@ -37,17 +40,9 @@ impl std::fmt::Debug for HttpClient {
 impl HttpClient {
     /// Builds the client from `[http]`.
     pub fn new(cfg: &HttpConfig) -> Result<Self, DownloadError> {
-        let inner = reqwest::Client::builder()
-            .use_rustls_tls()
-            .https_only(false)
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .connect_timeout(cfg.connect_timeout)
-            .user_agent(cfg.user_agent.clone())
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| DownloadError(e.to_string()))?;
+        let transport = Transport::new(cfg).map_err(DownloadError)?;
         Ok(Self {
-            inner,
+            transport,
             max_per_host: cfg.max_per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
             dests: Mutex::new(HashMap::new()),

@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::SystemTime;
 
-use reqwest::header::{self, HeaderMap};
+use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use super::classify::{self, FailureKind, is_retryable_status};
 use super::resume::{self, PartMeta};
 use super::sink::{Sink, SinkSpec};
-use super::{AttemptFailure, Downloaded, HttpClient, Progress, parse_retry_after};
+use super::transport::{self, Response};
+use super::{AttemptFailure, Downloaded, HttpClient, Progress, parse_retry_after, redirect};
 use crate::model::Download;
 use crate::template::Template;
 
@@ -61,7 +62,7 @@ pub(crate) fn failure(kind: FailureKind, retryable: bool, message: String) -> At
     }
 }
 
-fn transport(err: reqwest::Error, during_body: bool) -> AttemptFailure {
+fn transport_failure(err: transport::Error, during_body: bool) -> AttemptFailure {
     let (kind, retryable) = classify::classify_transport(&err, during_body);
     failure(kind, retryable, classify::describe(err))
 }
@@ -121,26 +122,10 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
             }
             None => (None, true),
         };
-        let mut rb = f
-            .client
-            .inner
-            .get(parsed.clone())
-            .headers(f.headers.clone());
-        if let Some((meta, len)) = &from {
-            rb = rb.header(header::RANGE, format!("bytes={len}-"));
-            if let Some(v) = meta.validator() {
-                rb = rb.header(header::IF_RANGE, v);
-            }
-        }
-        if let Some(c) = f.conditional {
-            if let Some(tag) = c.etag {
-                rb = rb.header(header::IF_NONE_MATCH, tag);
-            }
-            if let Some(date) = c.last_modified {
-                rb = rb.header(header::IF_MODIFIED_SINCE, date);
-            }
-        }
-        let resp = rb.send().await.map_err(|e| transport(e, false))?;
+        let headers = request_headers(f, from.as_ref().map(|(meta, len)| (meta, *len)))?;
+        let resp = redirect::send(&f.client.transport, &parsed, headers)
+            .await
+            .map_err(|e| transport_failure(e, false))?;
         let status = resp.status().as_u16();
         let offset = from.as_ref().map_or(0, |(_, len)| *len);
         match status {
@@ -180,7 +165,40 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
     }
 }
 
-fn status_failure(resp: &reqwest::Response) -> AttemptFailure {
+/// The task's headers plus this request's, appended after them as reqwest's `header()` did:
+/// `Range`/`If-Range` to continue `from` (a part file's metadata and length), the
+/// conditional-request validators.
+fn request_headers(
+    f: &Fetch<'_>,
+    from: Option<(&PartMeta, u64)>,
+) -> Result<HeaderMap, AttemptFailure> {
+    let mut headers = f.headers.clone();
+    let mut set = |name: header::HeaderName, value: &str| {
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            let msg = format!("the {name} value `{value}` is not a valid header value");
+            failure(FailureKind::Invalid, false, msg)
+        })?;
+        headers.append(name, value);
+        Ok::<(), AttemptFailure>(())
+    };
+    if let Some((meta, len)) = from {
+        set(header::RANGE, &format!("bytes={len}-"))?;
+        if let Some(v) = meta.validator() {
+            set(header::IF_RANGE, v)?;
+        }
+    }
+    if let Some(c) = f.conditional {
+        if let Some(tag) = c.etag {
+            set(header::IF_NONE_MATCH, tag)?;
+        }
+        if let Some(date) = c.last_modified {
+            set(header::IF_MODIFIED_SINCE, date)?;
+        }
+    }
+    Ok(headers)
+}
+
+fn status_failure(resp: &Response) -> AttemptFailure {
     let status = resp.status();
     let code = status.as_u16();
     let retry_after = header_str(resp.headers(), header::RETRY_AFTER)
@@ -225,7 +243,7 @@ struct Start {
 
 async fn stream(
     f: &Fetch<'_>,
-    mut resp: reqwest::Response,
+    mut resp: Response,
     shown: &str,
     at: Start,
     guard: tokio::sync::OwnedMutexGuard<()>,
@@ -318,7 +336,7 @@ async fn stream(
             }
             Err(err) => {
                 sink.abort().await;
-                let mut fail = transport(err, true);
+                let mut fail = transport_failure(err, true);
                 fail.message = format!("{} after {got} bytes", fail.message);
                 return Err(with_status(fail));
             }

@@ -12,10 +12,12 @@ mod classify;
 mod client;
 mod fetch;
 mod pool;
+mod redirect;
 mod resume;
 mod retry_after;
 mod sink;
 mod task;
+mod transport;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

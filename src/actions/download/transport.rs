@@ -1,0 +1,322 @@
+//! One HTTP GET, over whichever stack fits the URL, answered in one response shape.
+//!
+//! Plain `http://` goes straight to hyper's client, whose HTTP/1 read buffer we can bound
+//! ([`READ_BUF`]). Through reqwest, hyper's adaptive read size grows to ~400 KiB, and every
+//! chunk of the body shares the allocation it was read into, so each connection kept two of
+//! those alive: at concurrency 16 that was most of the peak RSS of a large download run.
+//! `https://`, and any URL an environment proxy claims, still goes through reqwest (rustls,
+//! certificates always verified, proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`).
+//!
+//! Neither stack follows redirects: [`super::redirect`] does, above both, so that one chain
+//! may start on one and continue on the other with a single redirect budget.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::body::{Body as _, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{StatusCode, Url};
+
+use crate::model::HttpConfig;
+
+/// What hyper reads from a plain-HTTP socket at once, exactly (an adaptive size with this as
+/// its maximum still let a read fill a buffer grown to twice as much). A read buffer stays
+/// alive as long as any chunk cut from it, so this bounds what a connection pins to a few
+/// times this much: at 16 connections, 64 KiB gave a peak RSS of ~21-24 MiB, 96 KiB ~27,
+/// 128 KiB ~30 (20 x 50 MiB, see BENCHMARKS.md). It is also the largest response head hyper
+/// accepts (reqwest allowed ~400 KiB; real servers send a few KiB).
+const READ_BUF: usize = 64 * 1024;
+
+/// Idle keep-alive connections are closed after this long (reqwest's default).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// TCP keep-alive probes on idle connections (reqwest's default).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// A transport failure, before it is classified (see `classify::classify_transport`).
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// From reqwest (`https://`, or a URL sent through a proxy).
+    Tls(reqwest::Error),
+    /// From hyper's client, before the response head arrived.
+    Plain(hyper_util::client::legacy::Error),
+    /// From hyper, while reading a plain-HTTP body.
+    PlainBody(hyper::Error),
+    /// A request that cannot be made: more than 10 redirects, a redirect to a scheme other
+    /// than http(s), a URL hyper cannot take.
+    Invalid(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Tls(e) => e.fmt(f),
+            Error::Plain(e) => e.fmt(f),
+            Error::PlainBody(e) => e.fmt(f),
+            Error::Invalid(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Tls(e) => e.source(),
+            Error::Plain(e) => e.source(),
+            Error::PlainBody(e) => e.source(),
+            Error::Invalid(_) => None,
+        }
+    }
+}
+
+/// A response head and its body, whichever stack served it.
+pub(crate) struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Body,
+}
+
+enum Body {
+    Plain(Incoming),
+    Tls(reqwest::Body),
+}
+
+impl Response {
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body's length when the server announced it (`Content-Length`, or none at all).
+    pub fn content_length(&self) -> Option<u64> {
+        match &self.body {
+            Body::Plain(b) => b.size_hint().exact(),
+            Body::Tls(b) => b.size_hint().exact(),
+        }
+    }
+
+    /// The next chunk of the body; `None` at its end. Trailers are skipped.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        loop {
+            let frame = std::future::poll_fn(|cx| poll_frame(&mut self.body, cx)).await;
+            match frame {
+                None => return Ok(None),
+                Some(Err(err)) => return Err(err),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+type Frame = Option<Result<hyper::body::Frame<Bytes>, Error>>;
+
+fn poll_frame(body: &mut Body, cx: &mut Context<'_>) -> Poll<Frame> {
+    match body {
+        Body::Plain(b) => Pin::new(b)
+            .poll_frame(cx)
+            .map(|f| f.map(|r| r.map_err(Error::PlainBody))),
+        Body::Tls(b) => Pin::new(b)
+            .poll_frame(cx)
+            .map(|f| f.map(|r| r.map_err(Error::Tls))),
+    }
+}
+
+/// Both stacks, each with its own connection pool; shared by every download of a run.
+pub(crate) struct Transport {
+    plain: Client<Connector, Empty<Bytes>>,
+    tls: reqwest::Client,
+    /// Read from the environment once, as reqwest does: the URLs it claims go to reqwest.
+    proxies: Matcher,
+    /// reqwest's default headers, for requests that bypass it.
+    user_agent: HeaderValue,
+}
+
+impl Transport {
+    pub fn new(cfg: &HttpConfig) -> Result<Self, String> {
+        let tls = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(false)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(cfg.connect_timeout)
+            .user_agent(cfg.user_agent.clone())
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let user_agent = HeaderValue::from_str(&cfg.user_agent)
+            .map_err(|_| format!("invalid User-Agent `{}`", cfg.user_agent))?;
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_keepalive(Some(TCP_KEEPALIVE));
+        let connector = Connector {
+            http,
+            timeout: cfg.connect_timeout,
+        };
+        let plain = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .http1_read_buf_exact_size(READ_BUF)
+            .build(connector);
+        Ok(Self {
+            plain,
+            tls,
+            proxies: Matcher::from_env(),
+            user_agent,
+        })
+    }
+
+    /// Sends one GET for `url` (without credentials: see `redirect::send`); redirects are
+    /// returned as they are.
+    pub async fn get(&self, url: &Url, headers: HeaderMap) -> Result<Response, Error> {
+        match self.plain_uri(url) {
+            Some(uri) => self.get_plain(uri, headers).await,
+            None => self.get_tls(url, headers).await,
+        }
+    }
+
+    /// `url` as hyper's URI when hyper's client is the one to send it: plain HTTP, no proxy,
+    /// no credentials in the URL (reqwest turns those into basic auth).
+    fn plain_uri(&self, url: &Url) -> Option<hyper::Uri> {
+        if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
+        let uri: hyper::Uri = url.as_str().parse().ok()?;
+        self.proxies.intercept(&uri).is_none().then_some(uri)
+    }
+
+    async fn get_plain(&self, uri: hyper::Uri, mut headers: HeaderMap) -> Result<Response, Error> {
+        // reqwest's defaults, which a task's own headers override.
+        if let header::Entry::Vacant(e) = headers.entry(header::ACCEPT) {
+            e.insert(HeaderValue::from_static("*/*"));
+        }
+        if let header::Entry::Vacant(e) = headers.entry(header::USER_AGENT) {
+            e.insert(self.user_agent.clone());
+        }
+        let mut req = hyper::Request::new(Empty::new());
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        let (head, body) = self
+            .plain
+            .request(req)
+            .await
+            .map_err(Error::Plain)?
+            .into_parts();
+        Ok(Response {
+            status: head.status,
+            headers: head.headers,
+            body: Body::Plain(body),
+        })
+    }
+
+    async fn get_tls(&self, url: &Url, headers: HeaderMap) -> Result<Response, Error> {
+        let resp = self
+            .tls
+            .get(url.clone())
+            .headers(headers)
+            .send()
+            .await
+            .map_err(Error::Tls)?;
+        let (head, body) = hyper::Response::<reqwest::Body>::from(resp).into_parts();
+        Ok(Response {
+            status: head.status,
+            headers: head.headers,
+            body: Body::Tls(body),
+        })
+    }
+}
+
+/// hyper's TCP connector with reqwest's connect timeout: one limit on name resolution and
+/// connecting together.
+#[derive(Clone)]
+struct Connector {
+    http: HttpConnector,
+    timeout: Duration,
+}
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+impl tower_service::Service<hyper::Uri> for Connector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: hyper::Uri) -> Self::Future {
+        let connecting = self.http.call(dst);
+        let limit = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(done) => done.map_err(Into::into),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )
+                .into()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The point of the plain-HTTP path: however fast the server sends, no chunk (and so no
+    /// buffer a chunk keeps alive) is larger than [`READ_BUF`].
+    #[tokio::test]
+    async fn plain_http_chunks_are_bounded_by_the_read_buffer() {
+        const LEN: usize = 4 * 1024 * 1024;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                sock.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {LEN}\r\n\r\n");
+            sock.write_all(answer.as_bytes()).await.unwrap();
+            sock.write_all(&vec![7u8; LEN]).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let transport = Transport::new(&HttpConfig::default()).unwrap();
+        let url = Url::parse(&format!("http://{addr}/f")).unwrap();
+        let mut resp = transport.get(&url, HeaderMap::new()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.content_length(), Some(LEN as u64));
+        let (mut total, mut largest) = (0, 0);
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            total += chunk.len();
+            largest = largest.max(chunk.len());
+        }
+        assert_eq!(total, LEN);
+        assert!(largest <= READ_BUF, "a chunk of {largest} bytes");
+        let head = server.await.unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("get /f http/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\naccept: */*\r\n"), "{head}");
+        assert!(head.contains("\r\nuser-agent: taskrun/"), "{head}");
+        assert!(head.contains(&format!("\r\nhost: {addr}\r\n")), "{head}");
+    }
+}
