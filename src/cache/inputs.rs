@@ -88,7 +88,7 @@ fn collect<'a>(
         let before = files.len();
         if is_literal(&pattern.glob) {
             // A plain path (the common case) is one stat, not a directory walk.
-            match std::fs::metadata(root.join(&pattern.glob)) {
+            match super::stat::metadata(&root.join(&pattern.glob)) {
                 Ok(meta) if meta.is_file() => files.push((pattern.glob.clone(), Some(meta))),
                 _ if extra.clone().any(|e| e == pattern.glob) => {
                     files.push((pattern.glob.clone(), None));

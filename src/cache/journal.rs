@@ -144,7 +144,7 @@ impl Journal {
             }
             e.stamp
         };
-        let now = FileStat::of(&std::fs::metadata(record_path).ok()?);
+        let now = FileStat::of(&super::stat::metadata(record_path).ok()?);
         if !stamp.holds_for(&now) {
             return None;
         }

@@ -305,6 +305,54 @@ impl LocalCache {
 }
 
 impl LocalCache {
+    /// The lookup proper, once the key is known.
+    fn look_up_key(&self, t: &Task, key: &TaskKey) -> Result<Lookup, CacheError> {
+        if !t.is_cacheable() {
+            return Ok(Lookup::Run {
+                key: None,
+                reason: not_cacheable_reason(t).into(),
+            });
+        }
+        let hex = key.hex();
+        if self.options.force {
+            return Ok(Lookup::Run {
+                key: Some(hex),
+                reason: "--force".into(),
+            });
+        }
+        let now = SystemTime::now();
+        let journaled = self
+            .journal
+            .record(&t.name, &hex, &self.store.record_path(&hex))
+            .filter(|rec| !is_stale(rec, now));
+        let (rec, origin) = match journaled {
+            Some(rec) => (rec, Origin::Journal),
+            None => match self.store.read_record_stamped(&hex) {
+                Some((rec, stamp)) => (rec, Origin::Stored(stamp)),
+                None => {
+                    if let Some(rec) = pinned_record(t, key, &self.store) {
+                        return self.try_hit(t, key, rec, Origin::Fresh, CacheSource::Local);
+                    }
+                    if let Some(found) = self.remote_lookup(t, key)? {
+                        return Ok(found);
+                    }
+                    let last = self.journal.last_key(&t.name);
+                    return Ok(Lookup::Run {
+                        key: Some(hex),
+                        reason: miss_reason(&self.store, last, &key.parts),
+                    });
+                }
+            },
+        };
+        if let Some(reason) = expired_reason(&rec, t.cache_ttl, now) {
+            return Ok(Lookup::Run {
+                key: Some(hex),
+                reason,
+            });
+        }
+        self.try_hit(t, key, rec, origin, CacheSource::Local)
+    }
+
     /// A local miss asks the remote: a pinned download by its blob (`cas/<pin>`, so the
     /// origin is never contacted), anything else by its record (`ac/<key>`) and then each
     /// blob the local store lacks. Everything is verified and copied into the local store
@@ -365,51 +413,15 @@ impl TaskCache for LocalCache {
             });
         }
         let key = self.key_for(plan, task, inputs, dep_digests)?;
-        self.pending().insert(task, key.clone());
-        if !t.is_cacheable() {
-            return Ok(Lookup::Run {
-                key: None,
-                reason: not_cacheable_reason(t).into(),
-            });
+        let found = self.look_up_key(t, &key)?;
+        // Only a task that runs is recorded: keep its key for `record_success` (a hit of
+        // an unpinned `revalidate` download runs again when the origin has a new version).
+        let revalidates =
+            matches!(&t.action, Action::Download(d) if d.revalidate && d.sha256.is_none());
+        if revalidates || matches!(found, Lookup::Run { .. }) {
+            self.pending().insert(task, key);
         }
-        let hex = key.hex();
-        if self.options.force {
-            return Ok(Lookup::Run {
-                key: Some(hex),
-                reason: "--force".into(),
-            });
-        }
-        let now = SystemTime::now();
-        let journaled = self
-            .journal
-            .record(&t.name, &hex, &self.store.record_path(&hex))
-            .filter(|rec| !is_stale(rec, now));
-        let (rec, origin) = match journaled {
-            Some(rec) => (rec, Origin::Journal),
-            None => match self.store.read_record_stamped(&hex) {
-                Some((rec, stamp)) => (rec, Origin::Stored(stamp)),
-                None => {
-                    if let Some(rec) = pinned_record(t, &key, &self.store) {
-                        return self.try_hit(t, &key, rec, Origin::Fresh, CacheSource::Local);
-                    }
-                    if let Some(found) = self.remote_lookup(t, &key)? {
-                        return Ok(found);
-                    }
-                    let last = self.journal.last_key(&t.name);
-                    return Ok(Lookup::Run {
-                        key: Some(hex),
-                        reason: miss_reason(&self.store, last, &key.parts),
-                    });
-                }
-            },
-        };
-        if let Some(reason) = expired_reason(&rec, t.cache_ttl, now) {
-            return Ok(Lookup::Run {
-                key: Some(hex),
-                reason,
-            });
-        }
-        self.try_hit(t, &key, rec, origin, CacheSource::Local)
+        Ok(found)
     }
 
     fn record_success(

@@ -126,7 +126,7 @@ impl Drift {
 
 fn drift(root: &Path, o: &OutputFile, stats: &StatCache) -> Option<Drift> {
     let abs = root.join(&o.path);
-    let meta = match fs::metadata(&abs) {
+    let meta = match super::stat::metadata(&abs) {
         Ok(m) if m.is_file() => m,
         Ok(_) => return Some(Drift::Changed),
         Err(_) => return Some(Drift::Missing),

@@ -109,6 +109,20 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// `stat` for the hot paths of a no-op run (inputs, outputs, records): a path under the
+/// working directory is passed relative to it, so the kernel walks two or three components
+/// instead of the whole absolute path (a third of a no-op rerun's system time went to path
+/// walks). taskrun never changes its working directory, so both name the same file.
+pub fn metadata(path: &Path) -> io::Result<Metadata> {
+    static CWD: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let short = CWD
+        .get_or_init(|| std::env::current_dir().ok())
+        .as_deref()
+        .and_then(|cwd| path.strip_prefix(cwd).ok())
+        .filter(|rel| !rel.as_os_str().is_empty());
+    std::fs::metadata(short.unwrap_or(path))
+}
+
 /// Git's racy-timestamp rule: a record taken at `taken_ns` of a file last modified at
 /// `mtime_ns` is not trusted when the file could have changed again within the same clock
 /// tick (whole-second file systems get a wider margin).
@@ -160,7 +174,7 @@ impl StatCache {
     /// The sha256 of the file at `path` (absolute), from its record when the file is unchanged
     /// and not racy, else by hashing it (and remembering the result).
     pub fn digest(&self, path: &Path) -> io::Result<(Digest, FileStat)> {
-        self.digest_with(path, &std::fs::metadata(path)?)
+        self.digest_with(path, &metadata(path)?)
     }
 
     /// [`Self::digest`] for a file whose `stat` the caller already has (one `stat`, not two).
