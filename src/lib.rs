@@ -23,6 +23,11 @@ use std::process::ExitCode;
 
 /// Parses `args`, runs the command and maps the outcome to a documented exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    ExitCode::from(exit_status(args))
+}
+
+/// [`run`], returning the exit status as a number (the binary exits with it directly).
+pub fn exit_status(args: impl IntoIterator<Item = OsString>) -> u8 {
     let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(err) => {
@@ -33,8 +38,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
             // A closed stdout (e.g. `| head`) is not an error worth reporting.
             let _ = err.print();
-            return ExitCode::from(code);
+            return code;
         }
     };
-    ExitCode::from(commands::dispatch(cli.command))
+    commands::dispatch(cli.command)
 }
