@@ -43,42 +43,56 @@ impl Child {
     /// Wraps a child std just spawned with piped stdout and stderr.
     pub fn new(mut child: std::process::Child) -> io::Result<Self> {
         let pid = child.id();
-        let stdout = child
-            .stdout
-            .take()
-            .map(|p| Pipe::new(p.into()))
-            .transpose()?;
-        let stderr = child
-            .stderr
-            .take()
-            .map(|p| Pipe::new(p.into()))
-            .transpose()?;
+        let out = child.stdout.take().map(OwnedFd::from);
+        let err = child.stderr.take().map(OwnedFd::from);
         let pidfd = match pidfd_open(pid) {
-            // SAFETY: the AsyncFd owns the OwnedFd, which stays open and unchanged until
-            // the AsyncFd is dropped.
-            Ok(fd) => unsafe {
-                AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-                    .map(Some)
-                    .map_err(io::Error::from)
-            },
+            Ok(fd) => Ok(Some(fd)),
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(None),
             Err(e) => Err(e),
         };
-        let pidfd = match pidfd {
-            Ok(p) => p,
-            Err(e) => {
-                // Without a way to wait for it, do not leave it running unseen.
-                crate::actions::process::signal_group(pid, libc::SIGKILL);
-                let _ = child.wait();
-                return Err(e);
+        let assembled = pidfd.and_then(|fd| Self::assemble(pid, fd, out, err));
+        if assembled.is_err() {
+            // Without a way to wait for it, do not leave it running unseen.
+            crate::actions::process::signal_group(pid, libc::SIGKILL);
+            let _ = child.wait();
+        }
+        assembled
+    }
+
+    /// Wraps a child started by [`crate::actions::spawn`].
+    pub fn from_spawned(s: crate::actions::spawn::Spawned) -> io::Result<Self> {
+        let pid = s.pid;
+        let assembled = Self::assemble(pid, Some(s.pidfd), Some(s.stdout), Some(s.stderr));
+        if assembled.is_err() {
+            crate::actions::process::signal_group(pid, libc::SIGKILL);
+            // It dies at once; block until it is reaped.
+            while let Ok(None) = reap(pid) {
+                std::thread::sleep(Duration::from_millis(1));
             }
+        }
+        assembled
+    }
+
+    fn assemble(
+        pid: u32,
+        pidfd: Option<OwnedFd>,
+        out: Option<OwnedFd>,
+        err: Option<OwnedFd>,
+    ) -> io::Result<Self> {
+        let pidfd = match pidfd {
+            // SAFETY: the AsyncFd owns the OwnedFd, which stays open and unchanged until
+            // the AsyncFd is dropped.
+            Some(fd) => {
+                Some(unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)? })
+            }
+            None => None,
         };
         Ok(Self {
             pid,
             pidfd,
             status: None,
-            stdout,
-            stderr,
+            stdout: out.map(Pipe::new).transpose()?,
+            stderr: err.map(Pipe::new).transpose()?,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod env;
 pub mod outputs;
 pub mod process;
 pub mod service;
+pub mod spawn;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -3,6 +3,7 @@
 //! `kill_on_drop` would only reach the direct child; a shell's grandchildren would survive.
 //! Every child here leads its own group (`process_group(0)`) and is stopped with `killpg`.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -47,7 +48,16 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
-    let mut cmd = std::process::Command::new(resolve_program(prog, env));
+    let program = resolve_program(prog, env);
+    if let Some(stdin) = dev_null() {
+        let argv0 = program.to_string_lossy().into_owned();
+        let full: Vec<String> = std::iter::once(argv0).chain(args.iter().cloned()).collect();
+        let spawned = crate::actions::spawn::spawn(&program, &full, cwd, env, stdin.as_raw_fd())?;
+        if let Some(s) = spawned {
+            return Child::from_spawned(s);
+        }
+    }
+    let mut cmd = std::process::Command::new(program);
     cmd.args(args)
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -58,12 +68,17 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
     Child::new(cmd.spawn()?)
 }
 
-/// A child's stdin: `/dev/null`, opened once per run and duplicated for each child (a `dup`
-/// is cheaper than opening the path again).
-fn null_stdin() -> Stdio {
+/// `/dev/null`, opened once per run: every child's stdin.
+fn dev_null() -> Option<&'static std::fs::File> {
     static NULL: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
     NULL.get_or_init(|| std::fs::File::open("/dev/null").ok())
         .as_ref()
+}
+
+/// A child's stdin for std's `Command`: a `dup` of [`dev_null`] (cheaper than opening the
+/// path again).
+fn null_stdin() -> Stdio {
+    dev_null()
         .and_then(|f| f.try_clone().ok())
         .map_or_else(Stdio::null, Stdio::from)
 }
