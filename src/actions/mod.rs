@@ -4,12 +4,14 @@
 //! progress, and the run's stop signal, and they return one [`AttemptResult`] per attempt.
 //! The scheduler decides about retries, slots and the cache.
 
+pub mod child;
 pub mod command;
 pub mod download;
 pub mod env;
 pub mod outputs;
 pub mod process;
 pub mod service;
+pub mod spawn;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -74,7 +76,13 @@ impl OutputSink {
         Self {
             task,
             tx,
-            log: log.map(|path| Mutex::new(LogFile { path, file: None })),
+            log: log.map(|path| {
+                Mutex::new(LogFile {
+                    path,
+                    file: None,
+                    held: Vec::new(),
+                })
+            }),
             secrets,
             captured: Mutex::new(Vec::new()),
         }
@@ -87,11 +95,19 @@ impl OutputSink {
 
     /// Records one line: redacted, appended to the log file at once, sent to the console.
     pub async fn line(&self, stream: Stream, text: &str) {
+        self.line_held(stream, text).await;
+        self.flush_log();
+    }
+
+    /// Like [`OutputSink::line`], but the log file gets the line only at the next
+    /// [`OutputSink::flush_log`]: a reader that got many lines from one read writes them
+    /// with one system call instead of one per line.
+    pub(crate) async fn line_held(&self, stream: Stream, text: &str) {
         let line = redact_values(text, &self.secrets);
         if let Some(log) = &self.log
             && let Ok(mut log) = log.lock()
         {
-            log.write_line(&line);
+            log.hold_line(&line);
         }
         if let Ok(mut c) = self.captured.lock()
             && c.len() < CAPTURE_LIMIT
@@ -103,6 +119,15 @@ impl OutputSink {
             .tx
             .send((self.task, Progress::Line { stream, line }))
             .await;
+    }
+
+    /// Writes the lines held for the log file (see [`OutputSink::line_held`]).
+    pub(crate) fn flush_log(&self) {
+        if let Some(log) = &self.log
+            && let Ok(mut log) = log.lock()
+        {
+            log.flush();
+        }
     }
 
     /// Reports download progress; dropped when the console is behind (the next one follows).
@@ -121,14 +146,31 @@ impl OutputSink {
     }
 }
 
-/// A task's log file, opened (for appending) when its first line arrives.
+impl Drop for OutputSink {
+    fn drop(&mut self) {
+        // Lines held when a reader was cancelled (the pipe linger ran out) still reach the log.
+        self.flush_log();
+    }
+}
+
+/// A task's log file, opened (for appending) when its first line is written.
 struct LogFile {
     path: std::path::PathBuf,
     file: Option<std::fs::File>,
+    /// Lines not written yet (see [`OutputSink::line_held`]).
+    held: Vec<u8>,
 }
 
 impl LogFile {
-    fn write_line(&mut self, line: &str) {
+    fn hold_line(&mut self, line: &str) {
+        self.held.extend_from_slice(line.as_bytes());
+        self.held.push(b'\n');
+    }
+
+    fn flush(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
         if self.file.is_none() {
             self.file = std::fs::OpenOptions::new()
                 .create(true)
@@ -137,8 +179,9 @@ impl LogFile {
                 .ok();
         }
         if let Some(f) = &mut self.file {
-            let _ = writeln!(f, "{line}");
+            let _ = f.write_all(&self.held);
         }
+        self.held.clear();
     }
 }
 

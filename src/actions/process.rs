@@ -3,15 +3,18 @@
 //! `kill_on_drop` would only reach the direct child; a shell's grandchildren would survive.
 //! Every child here leads its own group (`process_group(0)`) and is stopped with `killpg`.
 
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::actions::OutputSink;
+pub use crate::actions::child::Child;
+use crate::actions::child::{LIVE_AFTER, Pipe};
 use crate::events::Stream;
 
 /// How long a SIGTERM'd group may take before it gets SIGKILL (SPEC §3, §8).
@@ -45,15 +48,39 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
-    let mut cmd = Command::new(resolve_program(prog, env));
+    let program = resolve_program(prog, env);
+    if let Some(stdin) = dev_null() {
+        let argv0 = program.to_string_lossy().into_owned();
+        let full: Vec<String> = std::iter::once(argv0).chain(args.iter().cloned()).collect();
+        let spawned = crate::actions::spawn::spawn(&program, &full, cwd, env, stdin.as_raw_fd())?;
+        if let Some(s) = spawned {
+            return Child::from_spawned(s);
+        }
+    }
+    let mut cmd = std::process::Command::new(program);
     cmd.args(args)
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(null_stdin())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    cmd.spawn()
+    Child::new(cmd.spawn()?)
+}
+
+/// `/dev/null`, opened once per run: every child's stdin.
+fn dev_null() -> Option<&'static std::fs::File> {
+    static NULL: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| std::fs::File::open("/dev/null").ok())
+        .as_ref()
+}
+
+/// A child's stdin for std's `Command`: a `dup` of [`dev_null`] (cheaper than opening the
+/// path again).
+fn null_stdin() -> Stdio {
+    dev_null()
+        .and_then(|f| f.try_clone().ok())
+        .map_or_else(Stdio::null, Stdio::from)
 }
 
 /// The program's full path from `PATH`, found once per run and remembered.
@@ -120,22 +147,13 @@ pub async fn supervise(
     mut stop: watch::Receiver<Stop>,
     sink: &OutputSink,
 ) -> std::io::Result<End> {
-    let pid = child.id().unwrap_or(0);
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let pumping = async {
-        let o = async {
-            if let Some(r) = out {
-                pump(r, Stream::Stdout, sink).await;
-            }
-        };
-        let e = async {
-            if let Some(r) = err {
-                pump(r, Stream::Stderr, sink).await;
-            }
-        };
-        tokio::join!(o, e);
-    };
+    let pid = child.id();
+    let exited = Notify::new();
+    let pumping = pump_output(
+        (child.stdout.take(), child.stderr.take()),
+        exited.notified(),
+        sink,
+    );
     let waiting = async {
         let deadline = async {
             match timeout {
@@ -154,7 +172,10 @@ pub async fn supervise(
             }
         };
         tokio::select! {
-            status = child.wait() => return status.map(End::Exited),
+            status = child.wait() => {
+                exited.notify_one();
+                return status.map(End::Exited);
+            }
             _ = deadline => {}
             _ = first_stop => {}
         }
@@ -164,9 +185,35 @@ pub async fn supervise(
             End::Stopped
         };
         terminate(&mut child, pid, &mut stop).await?;
+        exited.notify_one();
         Ok(end)
     };
     drive(pumping, waiting).await
+}
+
+/// Streams both output pipes into `sink` line by line, starting once `start` resolves (the
+/// child exited) or after [`LIVE_AFTER`], whichever is first: a short command's output is
+/// then read in one go after its exit, without registering its pipes with the event loop.
+pub async fn pump_output(
+    (out, err): (Option<Pipe>, Option<Pipe>),
+    start: impl Future<Output = ()>,
+    sink: &OutputSink,
+) {
+    tokio::select! {
+        () = start => {}
+        () = tokio::time::sleep(LIVE_AFTER) => {}
+    }
+    let o = async {
+        if let Some(r) = out {
+            pump(r, Stream::Stdout, sink).await;
+        }
+    };
+    let e = async {
+        if let Some(r) = err {
+            pump(r, Stream::Stderr, sink).await;
+        }
+    };
+    tokio::join!(o, e);
 }
 
 /// Reads output (`pumping`) while `control` decides how the process ends, then gives the
@@ -239,13 +286,18 @@ pub async fn terminate(
     }
 }
 
+/// Streams one pipe into `sink` line by line. The log file is written once per read, not
+/// once per line: before the next read (which may wait), every line read so far is written.
 pub(crate) async fn pump(reader: impl AsyncRead + Unpin, stream: Stream, sink: &OutputSink) {
     let mut lines = BufReader::new(reader);
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match lines.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                sink.flush_log();
+                return;
+            }
             Ok(_) => {
                 if buf.last() == Some(&b'\n') {
                     buf.pop();
@@ -253,7 +305,10 @@ pub(crate) async fn pump(reader: impl AsyncRead + Unpin, stream: Stream, sink: &
                 if buf.last() == Some(&b'\r') {
                     buf.pop();
                 }
-                sink.line(stream, &String::from_utf8_lossy(&buf)).await;
+                sink.line_held(stream, &String::from_utf8_lossy(&buf)).await;
+                if !lines.buffer().contains(&b'\n') {
+                    sink.flush_log();
+                }
             }
         }
     }
@@ -271,7 +326,66 @@ pub fn describe(status: &ExitStatus) -> (Option<i32>, String) {
 
 #[cfg(test)]
 mod tests {
-    use super::resolve_program;
+    use super::{End, Stop, resolve_program, spawn, supervise};
+    use crate::actions::OutputSink;
+
+    /// Runs `script` under `sh -c` to its end, its output going to a log in a temporary dir;
+    /// returns how it ended, the log's text and how long it took.
+    async fn run_sh(script: &str) -> (End, String, std::time::Duration) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("t.log");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let sink = OutputSink::new(0, tx, Some(log.clone()), Vec::new());
+        let (_stop_tx, stop) = tokio::sync::watch::channel(Stop::No);
+        let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
+        let started = std::time::Instant::now();
+        let child = spawn(&argv, dir.path(), &[]).unwrap();
+        let pid = child.id();
+        let end = supervise(child, None, stop, &sink).await.unwrap();
+        let took = started.elapsed();
+        // Whatever the script left running in its group.
+        super::signal_group(pid, libc::SIGKILL);
+        drop(sink);
+        drain.await.unwrap();
+        (end, std::fs::read_to_string(&log).unwrap_or_default(), took)
+    }
+
+    #[tokio::test]
+    async fn output_beyond_a_pipe_buffer_is_read_whole_and_in_order() {
+        let (end, log, _) = run_sh("seq 1 100000; echo done >&2; exit 3").await;
+        assert!(
+            matches!(end, End::Exited(s) if s.code() == Some(3)),
+            "{end:?}"
+        );
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 100_001);
+        let numbers: Vec<&str> = lines.iter().copied().filter(|l| *l != "done").collect();
+        assert_eq!(numbers.first(), Some(&"1"));
+        assert_eq!(numbers.last(), Some(&"100000"));
+        assert!(
+            numbers
+                .windows(2)
+                .all(|w| w[0].parse::<u32>().unwrap() + 1 == w[1].parse::<u32>().unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_printing_nothing_leaves_no_log_and_slow_output_is_kept() {
+        let (end, log, _) = run_sh("true").await;
+        assert!(matches!(end, End::Exited(s) if s.success()));
+        assert_eq!(log, "");
+        let (_, log, _) = run_sh("echo a; sleep 0.1; printf 'b\\r\\nc'").await;
+        assert_eq!(log, "a\nb\nc\n");
+    }
+
+    #[tokio::test]
+    async fn a_background_grandchild_holding_the_pipe_does_not_hold_the_task() {
+        let (end, log, took) = run_sh("sleep 3 & echo hi").await;
+        assert!(matches!(end, End::Exited(s) if s.success()));
+        assert_eq!(log, "hi\n");
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+    }
 
     fn env(path: &str) -> Vec<(String, String)> {
         vec![("PATH".to_string(), path.to_string())]

@@ -7,7 +7,6 @@ use tokio::sync::{oneshot, watch};
 
 use crate::actions::process::{self, Stop};
 use crate::actions::{OutputSink, env};
-use crate::events::Stream;
 use crate::model::{Pipeline, Readiness, Service, Task};
 
 /// How often the readiness probe is tried.
@@ -49,22 +48,13 @@ pub async fn run(
         Ok(c) => c,
         Err(e) => return ServiceEnd::Failed(format!("cannot start the service: {e}")),
     };
-    let pid = child.id().unwrap_or(0);
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let pumping = async {
-        let o = async {
-            if let Some(r) = out {
-                process::pump(r, Stream::Stdout, output).await;
-            }
-        };
-        let e = async {
-            if let Some(r) = err {
-                process::pump(r, Stream::Stderr, output).await;
-            }
-        };
-        tokio::join!(o, e);
-    };
+    let pid = child.id();
+    // A service is read live from the start.
+    let pumping = process::pump_output(
+        (child.stdout.take(), child.stderr.take()),
+        std::future::ready(()),
+        output,
+    );
     let control = async {
         let became_ready = tokio::select! {
             status = child.wait() => Err(match status {

@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Times commands one run each, in turn, for ROUNDS rounds: on a shared machine every command
+then sees the same load drift (hyperfine measures one command's runs back to back).
+
+usage: python3 bench/interleave.py ROUNDS 'CMD' ['CMD'...]   (run in the workload directory)
+
+Each run starts without `.taskrun/`. Wall time is measured around the process, CPU
+(user+sys) comes from its rusage, which includes the children it waited for.
+"""
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+
+def main():
+    rounds, cmds = int(sys.argv[1]), sys.argv[2:]
+    res = {c: ([], []) for c in cmds}
+    for _ in range(rounds):
+        for c in cmds:
+            shutil.rmtree(".taskrun", ignore_errors=True)
+            t0 = time.perf_counter()
+            p = subprocess.Popen(shlex.split(c), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            _, status, ru = os.wait4(p.pid, 0)
+            wall = time.perf_counter() - t0
+            if status != 0:
+                print(f"FAILED ({status}): {c}", file=sys.stderr)
+            res[c][0].append(wall * 1000)
+            res[c][1].append((ru.ru_utime + ru.ru_stime) * 1000)
+    print("| command | median wall | min wall | median CPU (user+sys) |")
+    print("|---|---:|---:|---:|")
+    for c in cmds:
+        w, u = res[c]
+        print(f"| `{c}` | {statistics.median(w):.1f} ms | {min(w):.1f} ms | "
+              f"{statistics.median(u):.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()
