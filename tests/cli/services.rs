@@ -4,6 +4,12 @@ use std::net::TcpListener;
 
 use crate::support::{Workspace, dies_soon, task};
 
+/// The tests' listener is "ready" before the service's shell has run its first line, and a
+/// service is stopped as soon as its last dependent ends: dependents that look at what the
+/// service wrote first wait (up to 5 s) for it, as they would for a real server's socket.
+const WAIT_PID: &str = "for i in $(seq 500); do [ -s svc.pid ] && break; sleep 0.01; done; ";
+const WAIT_STARTS: &str = "for i in $(seq 500); do [ -s svc.starts ] && break; sleep 0.01; done; ";
+
 /// The service's readiness is served by the test itself (a bound listener), so no port is
 /// picked and bound later.
 #[test]
@@ -17,11 +23,11 @@ service = {{ run = "echo $$$$ > svc.pid; exec sleep 60", ready = {{ tcp = "{addr
 
 [tasks.use1]
 deps = ["svc"]
-run = "kill -0 $(cat svc.pid) && touch use1.ok"
+run = "{WAIT_PID}kill -0 $(cat svc.pid) && touch use1.ok"
 
 [tasks.use2]
 deps = ["svc", "use1"]
-run = "kill -0 $(cat svc.pid) && touch use2.ok"
+run = "{WAIT_PID}kill -0 $(cat svc.pid) && touch use2.ok"
 "#
     ));
     ws.run(&[]).code(0);
@@ -140,13 +146,13 @@ service = {{ run = "echo started >> svc.starts; exec sleep 60", ready = {{ tcp =
 deps = ["svc"]
 inputs = ["a.in"]
 outputs = ["a.out"]
-run = "cp a.in a.out"
+run = "{WAIT_STARTS}cp a.in a.out"
 
 [tasks.b]
 deps = ["svc"]
 inputs = ["b.in"]
 outputs = ["b.out"]
-run = "cp b.in b.out"
+run = "{WAIT_STARTS}cp b.in b.out"
 "#
     ));
     ws.write("a.in", "a1").write("b.in", "b1");
