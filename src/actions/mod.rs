@@ -172,11 +172,29 @@ impl LogFile {
             return;
         }
         if self.file.is_none() {
-            self.file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .ok();
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+            };
+            // The run's log dir is made by the first task that prints anything.
+            let opened = match open() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.path.parent().map_or(Err(e), |dir| {
+                        std::fs::create_dir_all(dir).and_then(|()| open())
+                    })
+                }
+                other => other,
+            };
+            match opened {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    tracing::warn!("cannot write the log {}: {e}", self.path.display());
+                    self.held.clear();
+                    return;
+                }
+            }
         }
         if let Some(f) = &mut self.file {
             let _ = f.write_all(&self.held);

@@ -122,17 +122,8 @@ pub fn run_with_cache(
     let started = SystemTime::now();
     let run_id = report::new_run_id(started);
     let state_dir = plan.pipeline.root.join(".taskrun");
-    let log_dir = state_dir.join("logs").join(&run_id);
-    let log_dir = match std::fs::create_dir_all(&log_dir) {
-        Ok(()) => Some(log_dir),
-        Err(e) => {
-            eprintln!(
-                "warning: cannot create {}: {e}; task logs are not kept",
-                log_dir.display()
-            );
-            None
-        }
-    };
+    // Created by the first task that prints anything: a quiet run leaves no empty dir.
+    let log_dir = Some(state_dir.join("logs").join(&run_id));
     let cache = make_cache(&plan);
     let facts = Facts::from_env();
     let mut sinks = console_sinks(&args, &facts);

@@ -112,6 +112,12 @@ fn output_is_prefixed_and_logged_per_task() {
     let id = report["run_id"].as_str().unwrap();
     let log = ws.read(&format!(".taskrun/logs/{id}/talk.log"));
     assert!(log.contains("one\n") && log.contains("two\n"), "{log}");
+
+    // A run in which nothing prints leaves no log dir behind.
+    ws.write("taskrun.toml", "[tasks.quiet]\nrun = \"true\"\n");
+    ws.run(&[]).code(0);
+    let id = ws.last_report()["run_id"].as_str().unwrap().to_string();
+    assert!(!ws.path(&format!(".taskrun/logs/{id}")).exists());
 }
 
 #[test]
