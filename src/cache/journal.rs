@@ -9,16 +9,15 @@
 //! the lookup read the record itself, verified as always. The journal also says which key a
 //! task last had, for miss reasons ("input x changed") in `run`, `plan` and `explain`.
 
-use rustc_hash::FxHashMap as HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::MutexGuard;
 
 use serde::{Deserialize, Serialize};
 
 use super::digest::{hash_bytes, to_hex};
 use super::record::{ActionRecord, BlobRef, OutputFile, RECORD_VERSION};
-use super::sealed;
+use super::sealed::{MapState, SealedMap};
 use super::stat::{FileStat, is_racy, now_ns};
 
 const MAGIC: &[u8] = b"taskrun last results v1\n";
@@ -70,18 +69,10 @@ struct Entry {
     last_used: String,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    entries: HashMap<String, Entry>,
-    dirty: bool,
-}
-
 /// The journal of one manifest. Shared by the lookup threads (`&self`).
 #[derive(Debug)]
 pub struct Journal {
-    path: Option<PathBuf>,
-    read_only: bool,
-    inner: Mutex<Inner>,
+    map: SealedMap<String, Entry>,
 }
 
 /// The journal file of the manifest at `manifest` (absolute or as given; it is made
@@ -97,34 +88,20 @@ impl Journal {
     /// with a warning. `read_only`: never saved (`plan`, `explain`).
     pub fn open(cache_dir: &Path, manifest: &Path, read_only: bool) -> Self {
         let path = journal_path(cache_dir, manifest);
-        let entries = match sealed::read::<HashMap<String, Entry>>(&path, MAGIC) {
-            Ok(found) => found.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!("ignoring unreadable journal {}: {e}", path.display());
-                HashMap::default()
-            }
-        };
         Self {
-            path: Some(path),
-            read_only,
-            inner: Mutex::new(Inner {
-                entries,
-                dirty: false,
-            }),
+            map: SealedMap::open(path, MAGIC, read_only, "journal"),
         }
     }
 
     /// A journal kept in memory only (tests, `--no-cache`).
     pub fn in_memory() -> Self {
         Self {
-            path: None,
-            read_only: true,
-            inner: Mutex::new(Inner::default()),
+            map: SealedMap::in_memory(MAGIC),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, MapState<String, Entry>> {
+        self.map.lock()
     }
 
     /// The key of `task`'s latest entry.
@@ -188,21 +165,7 @@ impl Journal {
     /// Writes the journal when it changed, keeping only tasks for which `keep` holds (the
     /// manifest's current tasks); a no-op when read-only.
     pub fn save(&self, keep: impl Fn(&str) -> bool) -> io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        if self.read_only {
-            return Ok(());
-        }
-        let mut inner = self.lock();
-        let before = inner.entries.len();
-        inner.entries.retain(|task, _| keep(task));
-        if !inner.dirty && inner.entries.len() == before {
-            return Ok(());
-        }
-        sealed::write(path, MAGIC, &inner.entries)?;
-        inner.dirty = false;
-        Ok(())
+        self.map.save(|task, _| keep(task)).map(|_| ())
     }
 }
 

@@ -3,9 +3,12 @@
 //! the sha256 of everything before it, so a truncated or altered file is noticed and ignored
 //! (both files only save work; losing one costs a slower run, never a wrong result).
 
+use std::hash::Hash;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -54,6 +57,96 @@ pub fn write<T: Serialize>(path: &Path, magic: &[u8], value: &T) -> io::Result<(
     let digest = hash_bytes(&bytes[magic.len()..]);
     bytes.extend_from_slice(&digest);
     write_atomic(path, &bytes)
+}
+
+/// A map kept in one sealed file: read whole when opened, used and changed in memory by the
+/// lookup threads, written back (atomically) only when it changed.
+#[derive(Debug)]
+pub struct SealedMap<K, V> {
+    path: Option<PathBuf>,
+    read_only: bool,
+    magic: &'static [u8],
+    state: Mutex<MapState<K, V>>,
+}
+
+/// The entries of a [`SealedMap`], and whether they changed since it was read or saved.
+#[derive(Debug)]
+pub struct MapState<K, V> {
+    /// The entries.
+    pub entries: FxHashMap<K, V>,
+    /// Set by whoever changes `entries`.
+    pub dirty: bool,
+}
+
+impl<K, V> SealedMap<K, V>
+where
+    K: Eq + Hash + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// Reads the map at `path`: a missing file is empty, a damaged one is ignored with a
+    /// warning naming `what`. `read_only`: never saved.
+    pub fn open(path: PathBuf, magic: &'static [u8], read_only: bool, what: &str) -> Self {
+        let entries = match read::<FxHashMap<K, V>>(&path, magic) {
+            Ok(found) => found.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("ignoring unreadable {what} {}: {e}", path.display());
+                FxHashMap::default()
+            }
+        };
+        Self {
+            path: Some(path),
+            read_only,
+            magic,
+            state: Mutex::new(MapState {
+                entries,
+                dirty: false,
+            }),
+        }
+    }
+
+    /// A map with no file (tests, `--no-cache`).
+    pub fn in_memory(magic: &'static [u8]) -> Self {
+        Self {
+            path: None,
+            read_only: true,
+            magic,
+            state: Mutex::new(MapState {
+                entries: FxHashMap::default(),
+                dirty: false,
+            }),
+        }
+    }
+
+    /// The file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The entries, for reading or changing (set `dirty` when changing).
+    pub fn lock(&self) -> MutexGuard<'_, MapState<K, V>> {
+        // A panic while holding the lock cannot leave an entry half-written; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the entries `keep` accepts and writes the file when anything changed; returns
+    /// whether it wrote. A no-op when read-only or in memory.
+    pub fn save(&self, keep: impl FnMut(&K, &mut V) -> bool) -> io::Result<bool> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        if self.read_only {
+            return Ok(false);
+        }
+        let mut state = self.lock();
+        let before = state.entries.len();
+        state.entries.retain(keep);
+        if !state.dirty && state.entries.len() == before {
+            return Ok(false);
+        }
+        write(path, self.magic, &state.entries)?;
+        state.dirty = false;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

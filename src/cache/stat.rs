@@ -11,18 +11,18 @@
 //! of a run). `plan` and `explain` open it read-only: they use the records and never write
 //! them.
 
-use rustc_hash::FxHashMap as HashMap;
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::MutexGuard;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::Digest;
 use super::digest::hash_file;
+use super::sealed::{MapState, SealedMap};
 
 /// The file's name inside the cache dir.
 pub const STAT_FILE: &str = "stat.bin";
@@ -90,15 +90,7 @@ impl FileStat {
 /// The stat records of one cache dir. Shared by the scheduler's blocking tasks (`&self`).
 #[derive(Debug)]
 pub struct StatCache {
-    path: Option<PathBuf>,
-    read_only: bool,
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    entries: HashMap<PathBuf, Entry>,
-    dirty: bool,
+    map: SealedMap<PathBuf, Entry>,
 }
 
 /// Wall-clock nanoseconds since the epoch (the "taken" time of a stat record).
@@ -140,35 +132,20 @@ impl StatCache {
     /// with a warning (records are only an optimisation). `read_only`: never saved.
     pub fn open(cache_dir: &Path, read_only: bool) -> Self {
         let path = cache_dir.join(STAT_FILE);
-        let entries = match super::sealed::read::<HashMap<PathBuf, Entry>>(&path, MAGIC) {
-            Ok(found) => found.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!("ignoring unreadable stat records {}: {e}", path.display());
-                HashMap::default()
-            }
-        };
         Self {
-            path: Some(path),
-            read_only,
-            inner: Mutex::new(Inner {
-                entries,
-                dirty: false,
-            }),
+            map: SealedMap::open(path, MAGIC, read_only, "stat records"),
         }
     }
 
     /// Records kept in memory only (tests, `--no-cache`).
     pub fn in_memory() -> Self {
         Self {
-            path: None,
-            read_only: true,
-            inner: Mutex::new(Inner::default()),
+            map: SealedMap::in_memory(MAGIC),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave an entry half-written; keep going.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, MapState<PathBuf, Entry>> {
+        self.map.lock()
     }
 
     /// The sha256 of the file at `path` (absolute), from its record when the file is unchanged
@@ -233,22 +210,11 @@ impl StatCache {
     }
 
     /// Writes the records (temp file + rename) when they changed; a no-op when read-only.
+    /// Records neither used by this run nor taken in the last 30 days are dropped.
     pub fn save(&self) -> io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        if self.read_only {
-            return Ok(());
-        }
-        let mut inner = self.lock();
-        if !inner.dirty {
-            return Ok(());
-        }
         let cutoff = now_ns().saturating_sub(PRUNE_AFTER_NS);
-        inner.entries.retain(|_, e| e.used || e.taken_ns >= cutoff);
-        super::sealed::write(path, MAGIC, &inner.entries)?;
-        inner.dirty = false;
-        if let Some(dir) = path.parent() {
+        let written = self.map.save(|_, e| e.used || e.taken_ns >= cutoff)?;
+        if written && let Some(dir) = self.map.path().and_then(Path::parent) {
             let _ = std::fs::remove_file(dir.join(LEGACY_STAT_FILE));
         }
         Ok(())
