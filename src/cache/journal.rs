@@ -100,6 +100,11 @@ impl Journal {
         }
     }
 
+    /// True when the journal file is still the one this was read from.
+    pub fn is_current(&self) -> bool {
+        self.map.is_current()
+    }
+
     fn lock(&self) -> MutexGuard<'_, MapState<String, Entry>> {
         self.map.lock()
     }

@@ -132,10 +132,46 @@ pub(crate) fn pinned_record(task: &Task, key: &TaskKey, store: &Store) -> Option
     Some(rec)
 }
 
+/// A cache dir's state files (stat records, the manifest's journal), read on another thread
+/// while the manifest is still loading: decoding them is a sizeable part of a no-op rerun.
+#[derive(Debug)]
+pub struct Prefetch {
+    dir: PathBuf,
+    manifest: PathBuf,
+    loading: std::thread::JoinHandle<(StatCache, Journal)>,
+}
+
+impl Prefetch {
+    /// Starts reading `dir`'s state files for the manifest at `manifest` (as given on the
+    /// command line); `None` when no thread could be started.
+    pub fn start(dir: PathBuf, manifest: PathBuf) -> Option<Self> {
+        let (d, m) = (dir.clone(), manifest.clone());
+        let loading = std::thread::Builder::new()
+            .name("taskrun-prefetch".into())
+            .spawn(move || (StatCache::open(&d, false), Journal::open(&d, &m, false)))
+            .ok()?;
+        Some(Self {
+            dir,
+            manifest,
+            loading,
+        })
+    }
+}
+
 impl LocalCache {
     /// Opens the store at `pipeline.cache.dir`; unless read-only, takes the cache dir lock
     /// (printing "waiting for another taskrun using <dir>..." once when it must wait).
     pub fn open(pipeline: &Pipeline, options: CacheOptions) -> Result<Self, CacheError> {
+        Self::open_with(pipeline, options, None)
+    }
+
+    /// [`Self::open`], using what `prefetch` read when it is for this cache dir and manifest
+    /// and its files did not change before the lock was taken.
+    pub fn open_with(
+        pipeline: &Pipeline,
+        options: CacheOptions,
+        prefetch: Option<Prefetch>,
+    ) -> Result<Self, CacheError> {
         let dir = &pipeline.cache.dir;
         let lock = if options.read_only {
             None
@@ -145,15 +181,24 @@ impl LocalCache {
                     .map_err(|e| CacheError(format!("cache dir {}: {e}", dir.display())))?,
             )
         };
-        // Both files are read whole and decoded: do it on both cores.
-        let (stats, journal) = std::thread::scope(|s| {
-            let stats = s.spawn(|| StatCache::open(dir, options.read_only));
-            let journal = Journal::open(dir, &pipeline.manifest_path, options.read_only);
-            let stats = stats
-                .join()
-                .unwrap_or_else(|_| StatCache::open(dir, options.read_only));
-            (stats, journal)
-        });
+        let prefetched = prefetch
+            .filter(|p| !options.read_only && p.dir == *dir && p.manifest == pipeline.manifest_path)
+            .and_then(|p| p.loading.join().ok());
+        let (stats, journal) = match prefetched {
+            Some((stats, journal)) => (
+                if stats.is_current() {
+                    stats
+                } else {
+                    StatCache::open(dir, false)
+                },
+                if journal.is_current() {
+                    journal
+                } else {
+                    Journal::open(dir, &pipeline.manifest_path, false)
+                },
+            ),
+            None => Self::read_state(pipeline, options.read_only),
+        };
         Ok(Self {
             root: pipeline.root.clone(),
             store: Store::new(dir, options.read_only),
@@ -168,6 +213,22 @@ impl LocalCache {
                 RemoteCache::from_config(&pipeline.cache)
             },
             _lock: lock,
+        })
+    }
+
+    /// Reads the stat records and the journal, on two threads.
+    fn read_state(pipeline: &Pipeline, read_only: bool) -> (StatCache, Journal) {
+        let dir = &pipeline.cache.dir;
+        std::thread::scope(|s| {
+            let stats = std::thread::Builder::new()
+                .name("taskrun-stat".into())
+                .spawn_scoped(s, || StatCache::open(dir, read_only));
+            let journal = Journal::open(dir, &pipeline.manifest_path, read_only);
+            let stats = match stats.map(|h| h.join()) {
+                Ok(Ok(stats)) => stats,
+                _ => StatCache::open(dir, read_only),
+            };
+            (stats, journal)
         })
     }
 

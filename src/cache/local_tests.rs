@@ -309,3 +309,28 @@ fn journal_stands_for_an_unchanged_record_and_a_corrupted_one_is_still_caught() 
     ));
     assert!(!record.exists());
 }
+
+#[test]
+fn a_prefetch_overtaken_by_another_run_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let p = plan(root, vec![with_io(command("t", "t"), &[], &["o"], &[])]);
+    let cache_dir = p.pipeline.cache.dir.clone();
+    let prefetch = Prefetch::start(cache_dir.clone(), p.pipeline.manifest_path.clone()).unwrap();
+    // Another run stores an entry (and saves its journal) while the prefetch reads.
+    {
+        let other = LocalCache::open(&p.pipeline, CacheOptions::default()).unwrap();
+        step(&other, &p, 0, &[], || write(root, "o", "x"));
+        other.finish().unwrap();
+    }
+    let cache =
+        LocalCache::open_with(&p.pipeline, CacheOptions::default(), Some(prefetch)).unwrap();
+    assert!(cache.journal().last_key("t").is_some());
+    assert!(cache.journal().is_current() && cache.stats().is_current());
+
+    // A prefetch of another cache dir is not used.
+    let elsewhere = Prefetch::start(root.join("elsewhere"), p.pipeline.manifest_path.clone());
+    drop(cache);
+    let cache = LocalCache::open_with(&p.pipeline, CacheOptions::default(), elsewhere).unwrap();
+    assert!(cache.journal().last_key("t").is_some());
+}

@@ -66,7 +66,18 @@ pub struct SealedMap<K, V> {
     path: Option<PathBuf>,
     read_only: bool,
     magic: &'static [u8],
+    /// The file's identity when it was read (`None`: there was none).
+    read_from: Option<FileId>,
     state: Mutex<MapState<K, V>>,
+}
+
+/// What tells one version of a file from the next (every write is a rename of a new file).
+type FileId = super::stat::FileStat;
+
+fn file_id(path: &Path) -> Option<FileId> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| super::stat::FileStat::of(&m))
 }
 
 /// The entries of a [`SealedMap`], and whether they changed since it was read or saved.
@@ -86,6 +97,7 @@ where
     /// Reads the map at `path`: a missing file is empty, a damaged one is ignored with a
     /// warning naming `what`. `read_only`: never saved.
     pub fn open(path: PathBuf, magic: &'static [u8], read_only: bool, what: &str) -> Self {
+        let read_from = file_id(&path);
         let entries = match read::<FxHashMap<K, V>>(&path, magic) {
             Ok(found) => found.unwrap_or_default(),
             Err(e) => {
@@ -97,11 +109,20 @@ where
             path: Some(path),
             read_only,
             magic,
+            read_from,
             state: Mutex::new(MapState {
                 entries,
                 dirty: false,
             }),
         }
+    }
+
+    /// True when the file is still the one this map was read from (read ahead of taking
+    /// the cache lock, a map must be read again if another run has saved since).
+    pub fn is_current(&self) -> bool {
+        self.path
+            .as_deref()
+            .is_none_or(|p| file_id(p) == self.read_from)
     }
 
     /// A map with no file (tests, `--no-cache`).
@@ -110,6 +131,7 @@ where
             path: None,
             read_only: true,
             magic,
+            read_from: None,
             state: Mutex::new(MapState {
                 entries: FxHashMap::default(),
                 dirty: false,
@@ -154,6 +176,23 @@ mod tests {
     use super::*;
 
     const MAGIC: &[u8] = b"test v1\n";
+
+    #[test]
+    fn a_map_knows_when_its_file_was_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.bin");
+        let m: SealedMap<String, u32> = SealedMap::open(p.clone(), MAGIC, false, "test map");
+        assert!(m.is_current(), "no file then, none now");
+        m.lock().entries.insert("a".into(), 1);
+        m.lock().dirty = true;
+        assert!(m.save(|_, _| true).unwrap());
+        assert!(!m.is_current(), "saved since it was read");
+        let again: SealedMap<String, u32> = SealedMap::open(p.clone(), MAGIC, true, "test map");
+        assert_eq!(again.lock().entries.get("a"), Some(&1));
+        assert!(again.is_current());
+        write(&p, MAGIC, &FxHashMap::<String, u32>::default()).unwrap();
+        assert!(!again.is_current());
+    }
 
     #[test]
     fn round_trips_and_rejects_damage() {

@@ -144,6 +144,11 @@ impl StatCache {
         }
     }
 
+    /// True when `stat.bin` is still the file these records were read from.
+    pub fn is_current(&self) -> bool {
+        self.map.is_current()
+    }
+
     fn lock(&self) -> MutexGuard<'_, MapState<PathBuf, Entry>> {
         self.map.lock()
     }

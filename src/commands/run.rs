@@ -83,6 +83,15 @@ pub fn console_sinks(args: &RunArgs, facts: &Facts) -> Fanout {
 /// Runs the pipeline; returns the exit code (0, 1, 2, 130, 143).
 pub fn run(args: RunArgs) -> u8 {
     let (no_cache, force) = (args.no_cache, args.force);
+    // The cache's state files are read while the manifest loads (unless `[cache] dir` moves
+    // the cache elsewhere, which the prefetch only learns afterwards).
+    let prefetch = (!no_cache)
+        .then(|| {
+            let env = |k: &str| std::env::var(k).ok();
+            let dir = crate::manifest::load::default_cache_dir(&args.manifest, &env);
+            crate::cache::local::Prefetch::start(dir, args.manifest.clone())
+        })
+        .flatten();
     run_with_cache(args, move |plan| -> Arc<dyn TaskCache> {
         if no_cache {
             return Arc::new(NoCache);
@@ -91,7 +100,7 @@ pub fn run(args: RunArgs) -> u8 {
             force,
             read_only: false,
         };
-        match crate::cache::LocalCache::open(&plan.pipeline, options) {
+        match crate::cache::LocalCache::open_with(&plan.pipeline, options, prefetch) {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 eprintln!("warning: {e}; running without the cache");

@@ -167,6 +167,18 @@ fn read(
     (Some(pipeline), r.problems)
 }
 
+/// The cache dir of the manifest at `path` unless its `[cache] dir` names another one
+/// (`run` reads the cache's state files ahead from there while the manifest loads).
+pub fn default_cache_dir(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    env_cache_dir(env).unwrap_or_else(|| manifest_dir(path).join(".taskrun").join("cache"))
+}
+
+/// `TASKRUN_CACHE_DIR`, made absolute, when set.
+fn env_cache_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let d = env("TASKRUN_CACHE_DIR").filter(|d| !d.is_empty())?;
+    Some(std::path::absolute(&d).unwrap_or_else(|_| PathBuf::from(d)))
+}
+
 /// The manifest's directory, absolute, so every task path has one fixed base.
 pub fn manifest_dir(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or(Path::new(""));
@@ -356,8 +368,8 @@ fn read_cache(
             remote_write = b;
         }
     }
-    if let Some(d) = env("TASKRUN_CACHE_DIR").filter(|d| !d.is_empty()) {
-        dir = std::path::absolute(&d).unwrap_or_else(|_| PathBuf::from(d));
+    if let Some(d) = env_cache_dir(env) {
+        dir = d;
     }
     if let Some(u) = env("TASKRUN_REMOTE_CACHE").filter(|u| !u.is_empty()) {
         remote = url::Url::parse(&u).ok();
