@@ -146,9 +146,23 @@ impl Prefetch {
     /// command line); `None` when no thread could be started.
     pub fn start(dir: PathBuf, manifest: PathBuf) -> Option<Self> {
         let (d, m) = (dir.clone(), manifest.clone());
+        // The two files on two threads: the stat records take longest.
         let loading = std::thread::Builder::new()
             .name("taskrun-prefetch".into())
-            .spawn(move || (StatCache::open(&d, false), Journal::open(&d, &m, false)))
+            .spawn(move || {
+                let stats = std::thread::Builder::new()
+                    .name("taskrun-stat".into())
+                    .spawn({
+                        let d = d.clone();
+                        move || StatCache::open(&d, false)
+                    });
+                let journal = Journal::open(&d, &m, false);
+                let stats = match stats.map(|h| h.join()) {
+                    Ok(Ok(stats)) => stats,
+                    _ => StatCache::open(&d, false),
+                };
+                (stats, journal)
+            })
             .ok()?;
         Some(Self {
             dir,

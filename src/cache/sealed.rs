@@ -98,8 +98,15 @@ where
     /// warning naming `what`. `read_only`: never saved.
     pub fn open(path: PathBuf, magic: &'static [u8], read_only: bool, what: &str) -> Self {
         let read_from = file_id(&path);
-        let entries = match read::<FxHashMap<K, V>>(&path, magic) {
-            Ok(found) => found.unwrap_or_default(),
+        // A map is stored as its length and pairs, the same bytes as a sequence of pairs:
+        // read it as one, so the table is sized once instead of grown while decoding.
+        let entries = match read::<Vec<(K, V)>>(&path, magic) {
+            Ok(found) => {
+                let pairs = found.unwrap_or_default();
+                let mut map = FxHashMap::with_capacity_and_hasher(pairs.len(), Default::default());
+                map.extend(pairs);
+                map
+            }
             Err(e) => {
                 tracing::warn!("ignoring unreadable {what} {}: {e}", path.display());
                 FxHashMap::default()

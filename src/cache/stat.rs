@@ -90,7 +90,9 @@ impl FileStat {
 /// The stat records of one cache dir. Shared by the scheduler's blocking tasks (`&self`).
 #[derive(Debug)]
 pub struct StatCache {
-    map: SealedMap<PathBuf, Entry>,
+    /// Keyed by the absolute path as UTF-8 (hashed as plain bytes; a path that is not
+    /// UTF-8 has no record and is always hashed).
+    map: SealedMap<String, Entry>,
 }
 
 /// Wall-clock nanoseconds since the epoch (the "taken" time of a stat record).
@@ -149,7 +151,7 @@ impl StatCache {
         self.map.is_current()
     }
 
-    fn lock(&self) -> MutexGuard<'_, MapState<PathBuf, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, MapState<String, Entry>> {
         self.map.lock()
     }
 
@@ -173,8 +175,9 @@ impl StatCache {
 
     /// The recorded digest when `st` matches the record and the record is not racy.
     pub fn cached(&self, path: &Path, st: &FileStat) -> Option<Digest> {
+        let key = path.to_str()?;
         let mut inner = self.lock();
-        let e = inner.entries.get_mut(path)?;
+        let e = inner.entries.get_mut(key)?;
         let same = e.size == st.size
             && e.mtime_ns == st.mtime_ns
             && e.ctime_ns == st.ctime_ns
@@ -200,8 +203,11 @@ impl StatCache {
             used: true,
         };
         let mut inner = self.lock();
-        if inner.entries.get(path) != Some(&entry) {
-            inner.entries.insert(path.to_path_buf(), entry);
+        let Some(key) = path.to_str() else {
+            return;
+        };
+        if inner.entries.get(key) != Some(&entry) {
+            inner.entries.insert(key.to_string(), entry);
             inner.dirty = true;
         }
     }
