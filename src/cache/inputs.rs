@@ -33,6 +33,16 @@ pub struct InputFile {
     pub meta: Option<Metadata>,
 }
 
+impl Expanded {
+    /// The matched files as a lookup takes them (no `stat` kept: the cache takes its own).
+    pub fn into_inputs(self) -> Vec<InputFile> {
+        self.files
+            .into_iter()
+            .map(|f| InputFile::from(PathBuf::from(f)))
+            .collect()
+    }
+}
+
 impl From<PathBuf> for InputFile {
     fn from(path: PathBuf) -> Self {
         Self { path, meta: None }

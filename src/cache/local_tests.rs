@@ -3,7 +3,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::*;
-use crate::cache::inputs::InputFile;
 use crate::cache::predict::{CacheView, PredictOptions, PredictedStatus, predict};
 use crate::cache::testutil::{command, plan, with_io};
 
@@ -15,13 +14,10 @@ fn step(
     deps: &[Digest],
     work: impl FnOnce(),
 ) -> (bool, Digest) {
-    let inputs: Vec<InputFile> =
+    let inputs =
         crate::cache::inputs::expand_with(&p.pipeline.root, &p.task(i).inputs, std::iter::empty())
             .unwrap()
-            .files
-            .into_iter()
-            .map(|f| InputFile::from(PathBuf::from(f)))
-            .collect();
+            .into_inputs();
     match cache.lookup(p, i, &inputs, deps).unwrap() {
         Lookup::Hit { digest, .. } => (true, digest),
         Lookup::Run { key, .. } => {

@@ -1,7 +1,7 @@
 //! A workspace in a temp dir with a manifest, and a tiny scheduler stand-in.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use taskrun::cache::inputs::InputFile;
@@ -91,10 +91,7 @@ impl Workspace {
     fn expand(&self, plan: &Plan, i: usize) -> Vec<InputFile> {
         taskrun::cache::inputs::expand_with(self.root(), &plan.task(i).inputs, std::iter::empty())
             .unwrap()
-            .files
-            .into_iter()
-            .map(|f| InputFile::from(PathBuf::from(f)))
-            .collect()
+            .into_inputs()
     }
 
     pub fn taskrun(&self, args: &[&str]) -> Output {

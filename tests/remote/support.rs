@@ -134,10 +134,7 @@ impl Machine {
     fn expand(&self, plan: &Plan, i: usize) -> Vec<InputFile> {
         taskrun::cache::inputs::expand_with(self.root(), &plan.task(i).inputs, std::iter::empty())
             .unwrap()
-            .files
-            .into_iter()
-            .map(|f| InputFile::from(PathBuf::from(f)))
-            .collect()
+            .into_inputs()
     }
 
     /// Blob files in the local store.
