@@ -130,7 +130,7 @@ pub fn is_racy(mtime_ns: i64, taken_ns: i64) -> bool {
 }
 
 impl StatCache {
-    /// Loads `<cache_dir>/stat.json`; a missing file is empty, an unreadable one is ignored
+    /// Loads `<cache_dir>/stat.bin`; a missing file is empty, an unreadable one is ignored
     /// with a warning (records are only an optimisation). `read_only`: never saved.
     pub fn open(cache_dir: &Path, read_only: bool) -> Self {
         let path = cache_dir.join(STAT_FILE);
