@@ -93,10 +93,12 @@ fn memo_path(path: &Path) -> PathBuf {
 fn memo_id(path: &Path, opts: &LoadOptions, source: &str) -> Option<Digest> {
     let exe = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
     let cwd = std::env::current_dir().ok()?;
-    let mut buf = Vec::with_capacity(source.len() + 256);
+    use sha2::Digest as _;
+    // Length-prefixed fields hashed as they come (the source is not copied).
+    let mut hasher = sha2::Sha256::new();
     let mut field = |bytes: &[u8]| {
-        buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        buf.extend_from_slice(bytes);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
     };
     field(MAGIC);
     field(env!("CARGO_PKG_VERSION").as_bytes());
@@ -115,7 +117,7 @@ fn memo_id(path: &Path, opts: &LoadOptions, source: &str) -> Option<Digest> {
         field(v.as_bytes());
     }
     field(source.as_bytes());
-    Some(hash_bytes(&buf))
+    Some(hasher.finalize().into())
 }
 
 #[cfg(test)]

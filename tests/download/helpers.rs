@@ -51,14 +51,44 @@ impl Env {
         self.attempt_with(dl, None).await
     }
 
+    /// Starts an attempt and drops it once `bytes` have arrived, as Ctrl-C would (the
+    /// server must stall after them: the attempt may not finish first).
+    pub async fn drop_attempt_after(&self, dl: &Download, bytes: u64) {
+        let (tx, mut rx) = tokio::sync::watch::channel(0u64);
+        let progress = move |p: Progress| {
+            let _ = tx.send(p.received);
+        };
+        let req = AttemptRequest {
+            download: dl,
+            root: self.root(),
+            attempt: 1,
+            timeout: None,
+            progress: &progress,
+        };
+        tokio::select! {
+            r = attempt(&self.client, req) => panic!("the stalled download finished: {r:?}"),
+            r = rx.wait_for(|n| *n >= bytes) => { r.unwrap(); }
+        }
+    }
+
     pub async fn attempt_with(
         &self,
         dl: &Download,
         timeout: Option<Duration>,
     ) -> Result<Downloaded, AttemptFailure> {
+        self.attempt_on(&self.client, dl, timeout).await
+    }
+
+    /// One attempt through `client` (another run's client, say).
+    pub async fn attempt_on(
+        &self,
+        client: &HttpClient,
+        dl: &Download,
+        timeout: Option<Duration>,
+    ) -> Result<Downloaded, AttemptFailure> {
         let noop = |_: Progress| {};
         attempt(
-            &self.client,
+            client,
             AttemptRequest {
                 download: dl,
                 root: self.root(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use taskrun::actions::download::{AttemptRequest, FailureKind, HttpClient, Progress, attempt};
+use taskrun::actions::download::{FailureKind, HttpClient};
 use taskrun::model::HttpConfig;
 
 use crate::fault_server::{Fault, Route};
@@ -233,25 +233,10 @@ async fn an_interrupted_attempt_keeps_its_part_for_the_next_run() {
     let mut dl = env.download(&["/d"], "d");
     dl.sha256 = Some(sha(&data));
 
-    let (tx, mut rx) = tokio::sync::watch::channel(0u64);
-    let progress = move |p: Progress| {
-        let _ = tx.send(p.received);
-    };
-    let req = AttemptRequest {
-        download: &dl,
-        root: env.root(),
-        attempt: 1,
-        timeout: None,
-        progress: &progress,
-    };
-    tokio::select! {
-        r = attempt(&env.client, req) => panic!("the stalled download finished: {r:?}"),
-        r = rx.wait_for(|n| *n >= 100_000) => { r.unwrap(); }
-    }
+    env.drop_attempt_after(&dl, 100_000).await;
     // The attempt's future is dropped here, as on Ctrl-C. A new client plays the next run.
     assert!(!env.dest("d").exists());
     let next_run = HttpClient::new(&HttpConfig::default()).unwrap();
-    let noop = |_| {};
     // The old client's writer may still be flushing; a fresh client cannot see its lock,
     // so wait (bounded) for the metadata to record every byte, as the old run's exit would.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -263,14 +248,7 @@ async fn an_interrupted_attempt_keeps_its_part_for_the_next_run() {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let req = AttemptRequest {
-        download: &dl,
-        root: env.root(),
-        attempt: 1,
-        timeout: None,
-        progress: &noop,
-    };
-    let done = attempt(&next_run, req).await.unwrap();
+    let done = env.attempt_on(&next_run, &dl, None).await.unwrap();
     assert_eq!(
         env.server.requests("/d")[1].header("range"),
         Some("bytes=100000-")
@@ -291,21 +269,7 @@ async fn after_a_dropped_attempt_the_same_client_waits_for_the_writer() {
             .then(Fault::Stall(90_000)),
     );
     let dl = env.download(&["/w"], "w");
-    let (tx, mut rx) = tokio::sync::watch::channel(0u64);
-    let progress = move |p: Progress| {
-        let _ = tx.send(p.received);
-    };
-    let req = AttemptRequest {
-        download: &dl,
-        root: env.root(),
-        attempt: 1,
-        timeout: None,
-        progress: &progress,
-    };
-    tokio::select! {
-        r = attempt(&env.client, req) => panic!("finished: {r:?}"),
-        r = rx.wait_for(|n| *n >= 90_000) => { r.unwrap(); }
-    }
+    env.drop_attempt_after(&dl, 90_000).await;
     let done = env.attempt(&dl).await.unwrap();
     assert_eq!(
         env.server.requests("/w")[1].header("range"),
