@@ -121,7 +121,7 @@ pub fn run_with_cache(
         Ok(p) => p,
         Err(code) => return code,
     };
-    let runtime = match runtime_for(&plan) {
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -167,25 +167,18 @@ pub fn run_with_cache(
     code
 }
 
-/// The async runtime for this run: one thread unless a selected task downloads.
+/// The async runtime for this run: one thread, the run loop's.
 ///
 /// Commands, groups and services spend their time in the kernel (spawning, waiting for pipes
 /// and exits), not on tokio's threads. On a multi-thread runtime every step of a short command
 /// (run loop, job, output readers, exit) hopped between threads, each hop a futex wake-up and
 /// a context switch: 1,000 `true` tasks cost ~8 context switches each more than `make -j2`.
-/// Downloads keep the multi-thread runtime: their connections and TLS do use the cores.
+/// Downloads run on download lanes, one-thread runtimes of their own (`scheduler::lanes`).
 /// Blocking work (cache lookups and stores, hashing) has its own threads either way.
-fn runtime_for(plan: &crate::plan::Plan) -> std::io::Result<tokio::runtime::Runtime> {
-    let downloads = plan
-        .order
-        .iter()
-        .any(|&i| matches!(plan.task(i).action, crate::model::Action::Download(_)));
-    let mut builder = if downloads {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
-    builder.enable_all().build()
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// Run reports and log directories kept in `.taskrun/` (older ones are deleted).

@@ -6,6 +6,7 @@
 //! task waiting between retries holds nothing.
 
 mod attempts;
+mod lanes;
 mod lookup;
 pub mod pools;
 pub mod retry;
@@ -80,7 +81,7 @@ pub async fn run(
         log_dir: opts.log_dir.clone(),
         progress: progress_tx,
         done: done_tx,
-        http: http_client(&plan),
+        http: lanes::http_client(&plan),
     });
     let cache = shared.cache.clone();
     let mut r = Loop::new(plan, shared, &opts, sink, stop_tx);
@@ -98,20 +99,6 @@ pub async fn run(
 /// Threads asking the cache at once: lookups are stats and small reads (or remote requests).
 const LOOKUP_THREADS: usize = 4;
 
-/// The run's HTTP client, built only when a selected task downloads (it loads TLS roots).
-fn http_client(plan: &Plan) -> Result<Arc<crate::actions::download::HttpClient>, String> {
-    let downloads = plan
-        .order
-        .iter()
-        .any(|&i| matches!(plan.task(i).action, crate::model::Action::Download(_)));
-    if !downloads {
-        return Err("no download task in this run".into());
-    }
-    crate::actions::download::HttpClient::new(&plan.pipeline.http)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
-}
-
 struct Loop<'a> {
     plan: Arc<Plan>,
     shared: Arc<Shared>,
@@ -122,6 +109,8 @@ struct Loop<'a> {
     to_lookup: Vec<usize>,
     /// Started on the first lookup (a run of groups needs none).
     lookups: Option<lookup::LookupPool>,
+    /// Where download jobs run; started with the first download.
+    lanes: Option<lanes::Lanes>,
     slots: Slots,
     active: usize,
     stopping: bool,
@@ -166,6 +155,7 @@ impl<'a> Loop<'a> {
             instant: Vec::new(),
             to_lookup: Vec::new(),
             lookups: None,
+            lanes: None,
             slots,
             active: 0,
             stopping: false,
@@ -295,7 +285,14 @@ impl<'a> Loop<'a> {
         // "started" is announced by the worker once an attempt really begins (after a cache
         // miss), so a hit shows as `cached` alone.
         self.active += 1;
-        tokio::spawn(worker::run_job(self.shared.clone(), job));
+        let work = worker::run_job(self.shared.clone(), job);
+        if matches!(self.plan.task(i).action, Action::Download(_)) {
+            self.lanes
+                .get_or_insert_with(|| lanes::Lanes::start(lanes::count()))
+                .spawn(work);
+        } else {
+            tokio::spawn(work);
+        }
     }
 
     /// An attempt is about to run: the first one announces the task.

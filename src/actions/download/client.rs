@@ -38,9 +38,16 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// Builds the client from `[http]`.
+    /// Builds the client from `[http]`, for use from one thread (or any, with shared
+    /// connections).
     pub fn new(cfg: &HttpConfig) -> Result<Self, DownloadError> {
-        let transport = Transport::new(cfg).map_err(DownloadError)?;
+        Self::with_lanes(cfg, 1)
+    }
+
+    /// Builds the client from `[http]` for `lanes` download threads, each with its own
+    /// plain-HTTP connections (see [`super::enter_lane`]).
+    pub fn with_lanes(cfg: &HttpConfig, lanes: usize) -> Result<Self, DownloadError> {
+        let transport = Transport::new(cfg, lanes).map_err(DownloadError)?;
         Ok(Self {
             transport,
             max_per_host: cfg.max_per_host.max(1),

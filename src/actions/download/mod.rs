@@ -30,6 +30,7 @@ pub use classify::{FailureKind, is_retryable_status};
 pub use client::{DownloadError, HttpClient};
 pub use retry_after::parse_retry_after;
 pub use task::{run_attempt, succeeded};
+pub use transport::enter_lane;
 
 use crate::model::Download;
 use crate::template::{Template, redact_values};

@@ -10,6 +10,7 @@
 //! Neither stack follows redirects: [`super::redirect`] does, above both, so that one chain
 //! may start on one and continue on the other with a single redirect budget.
 
+use std::cell::Cell;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
@@ -137,9 +138,23 @@ fn poll_frame(body: &mut Body, cx: &mut Context<'_>) -> Poll<Frame> {
     }
 }
 
-/// Both stacks, each with its own connection pool; shared by every download of a run.
+thread_local! {
+    /// The download lane this thread drives (see [`enter_lane`]); 0 on any other thread.
+    static LANE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the calling thread as download lane `lane`: its plain-HTTP requests use that lane's
+/// own connection pool. hyper runs each connection as a task on the runtime that opened it
+/// and hands every body chunk from that task to the request's; with one pool per lane both
+/// are on the same thread, so a transfer costs no cross-thread wake-up per chunk.
+pub fn enter_lane(lane: usize) {
+    LANE.with(|l| l.set(lane));
+}
+
+/// Both stacks; shared by every download of a run. Plain HTTP has a connection pool per lane
+/// (see [`enter_lane`]); HTTPS one pool for all (building a TLS client loads the roots).
 pub(crate) struct Transport {
-    plain: Client<Connector, Empty<Bytes>>,
+    plain: Vec<Client<Connector, Empty<Bytes>>>,
     tls: reqwest::Client,
     /// Read from the environment once, as reqwest does: the URLs it claims go to reqwest.
     proxies: Matcher,
@@ -148,7 +163,8 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    pub fn new(cfg: &HttpConfig) -> Result<Self, String> {
+    /// Both stacks, with `lanes` plain-HTTP connection pools (at least one).
+    pub fn new(cfg: &HttpConfig, lanes: usize) -> Result<Self, String> {
         let tls = reqwest::Client::builder()
             .use_rustls_tls()
             .https_only(false)
@@ -167,12 +183,16 @@ impl Transport {
             http,
             timeout: cfg.connect_timeout,
         };
-        let plain = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .http1_read_buf_exact_size(READ_BUF)
-            .build(connector);
+        let plain = (0..lanes.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(IDLE_TIMEOUT)
+                    .http1_read_buf_exact_size(READ_BUF)
+                    .build(connector.clone())
+            })
+            .collect();
         Ok(Self {
             plain,
             tls,
@@ -211,8 +231,8 @@ impl Transport {
         let mut req = hyper::Request::new(Empty::new());
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        let (head, body) = self
-            .plain
+        let lane = LANE.with(Cell::get) % self.plain.len();
+        let (head, body) = self.plain[lane]
             .request(req)
             .await
             .map_err(Error::Plain)?
@@ -301,7 +321,7 @@ mod tests {
             sock.write_all(&vec![7u8; LEN]).await.unwrap();
             String::from_utf8(head).unwrap()
         });
-        let transport = Transport::new(&HttpConfig::default()).unwrap();
+        let transport = Transport::new(&HttpConfig::default(), 1).unwrap();
         let url = Url::parse(&format!("http://{addr}/f")).unwrap();
         let mut resp = transport.get(&url, HeaderMap::new()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
