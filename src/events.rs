@@ -117,6 +117,12 @@ pub enum Event {
 pub trait Sink: Send {
     /// Handles one event; must not block for long (it runs on the run loop).
     fn event(&mut self, event: &Event);
+
+    /// Whether this sink shows [`Event::DownloadProgress`]. When no sink does, transfers do
+    /// not send it at all: each one is a wake-up of the run loop's thread.
+    fn wants_download_progress(&self) -> bool {
+        false
+    }
 }
 
 /// Hands every event to several sinks, in order.
@@ -143,6 +149,10 @@ impl Sink for Fanout {
             s.event(event);
         }
     }
+
+    fn wants_download_progress(&self) -> bool {
+        self.sinks.iter().any(|s| s.wants_download_progress())
+    }
 }
 
 /// Collects events; for tests and for callers that want the raw stream.
@@ -157,5 +167,9 @@ impl Sink for Recorder {
         if let Ok(mut v) = self.events.lock() {
             v.push(event.clone());
         }
+    }
+
+    fn wants_download_progress(&self) -> bool {
+        true
     }
 }

@@ -62,6 +62,8 @@ pub struct OutputSink {
     log: Option<Mutex<LogFile>>,
     secrets: Vec<String>,
     captured: Mutex<Vec<u8>>,
+    /// Send download progress (see [`OutputSink::without_download_progress`]).
+    download_progress: bool,
 }
 
 impl OutputSink {
@@ -85,7 +87,15 @@ impl OutputSink {
             }),
             secrets,
             captured: Mutex::new(Vec::new()),
+            download_progress: true,
         }
+    }
+
+    /// Drops download progress instead of sending it: nothing shows it, and each message
+    /// wakes the run loop's thread.
+    pub fn without_download_progress(mut self) -> Self {
+        self.download_progress = false;
+        self
     }
 
     /// Adds secret values to redact (they become known when the attempt resolves them).
@@ -132,6 +142,9 @@ impl OutputSink {
 
     /// Reports download progress; dropped when the console is behind (the next one follows).
     pub fn download_progress(&self, bytes: u64, total: Option<u64>) {
+        if !self.download_progress {
+            return;
+        }
         let _ = self
             .tx
             .try_send((self.task, Progress::Download { bytes, total }));

@@ -70,6 +70,10 @@ fn download_style() -> ProgressStyle {
 }
 
 impl Sink for Console {
+    fn wants_download_progress(&self) -> bool {
+        true
+    }
+
     fn event(&mut self, event: &Event) {
         match event {
             Event::RunStarted { total, .. } => self.overall.set_length(*total as u64),

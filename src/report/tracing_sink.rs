@@ -9,6 +9,10 @@ use crate::scheduler::retry_wait_ms;
 pub struct TracingSink;
 
 impl Sink for TracingSink {
+    fn wants_download_progress(&self) -> bool {
+        tracing::enabled!(tracing::Level::DEBUG)
+    }
+
     fn event(&mut self, event: &Event) {
         match event {
             Event::RunStarted {

@@ -82,6 +82,7 @@ pub async fn run(
         progress: progress_tx,
         done: done_tx,
         http: lanes::http_client(&plan),
+        download_progress: sink.wants_download_progress(),
     });
     let cache = shared.cache.clone();
     let mut r = Loop::new(plan, shared, &opts, sink, stop_tx);

@@ -337,3 +337,86 @@ pub(crate) fn dies_soon(pid: i32) -> bool {
     }
     true
 }
+
+/// Serves `body` to every request on a loopback listener (one connection at a time).
+fn serve(body: Vec<u8>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    port
+}
+
+fn download_from(port: u16, name: &str) -> Task {
+    task(
+        name,
+        &[],
+        Action::Download(crate::model::Download {
+            urls: vec![Template::literal(format!("http://127.0.0.1:{port}/{name}"))],
+            dest: crate::model::RelPath(format!("out/{name}")),
+            sha256: None,
+            headers: BTreeMap::new(),
+            max_bytes: None,
+            resume: true,
+            revalidate: false,
+        }),
+    )
+}
+
+/// Records events like [`Recorder`] but, like the plain and quiet consoles, shows no
+/// download progress.
+struct NoProgress(Recorder);
+
+impl crate::events::Sink for NoProgress {
+    fn event(&mut self, event: &Event) {
+        self.0.event(event);
+    }
+}
+
+#[tokio::test]
+async fn download_progress_is_sent_only_when_a_sink_shows_it() {
+    let port = serve(vec![42u8; 300 * 1024]);
+    let d = tempfile::tempdir().unwrap();
+    let tasks = || {
+        (0..4)
+            .map(|i| download_from(port, &format!("f{i}")))
+            .collect()
+    };
+    let progress = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::DownloadProgress { .. }))
+            .count()
+    };
+
+    let (res, events) = go(pipeline(d.path(), 4, tasks()), opts()).await;
+    assert_eq!(res.exit_code, 0, "{:?}", res.report.tasks);
+    assert!(progress(&events) >= 4, "a sink that shows progress gets it");
+
+    let plan = Arc::new(Plan::build(pipeline(d.path(), 4, tasks()), &[]).unwrap());
+    let mut quiet = NoProgress(Recorder::default());
+    let res = run(plan, Arc::new(NoCache), opts(), &mut quiet).await;
+    assert_eq!(res.exit_code, 0, "{:?}", res.report.tasks);
+    let events = quiet.0.events.lock().unwrap().clone();
+    assert_eq!(progress(&events), 0, "no sink shows progress: none is sent");
+    for i in 0..4 {
+        let len = std::fs::metadata(d.path().join(format!("out/f{i}")))
+            .unwrap()
+            .len();
+        assert_eq!(len, 300 * 1024, "f{i} complete");
+    }
+}

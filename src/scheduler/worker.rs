@@ -23,6 +23,8 @@ pub(super) struct Shared {
     pub done: mpsc::UnboundedSender<Done>,
     /// One HTTP client per run, shared by every download (connection reuse, per-host limits).
     pub http: Result<Arc<actions::download::HttpClient>, String>,
+    /// Some event sink shows download progress (else transfers do not send it).
+    pub download_progress: bool,
 }
 
 /// One job for a command or download task.
@@ -85,12 +87,17 @@ impl Shared {
             .log_dir
             .as_ref()
             .map(|dir| dir.join(log_file_name(&t.name)));
-        OutputSink::new(
+        let sink = OutputSink::new(
             task,
             self.progress.clone(),
             log,
             actions::env::secret_values(&self.plan.pipeline, t),
-        )
+        );
+        if self.download_progress {
+            sink
+        } else {
+            sink.without_download_progress()
+        }
     }
 }
 
