@@ -111,6 +111,12 @@ pub trait TaskCache: Send + Sync {
         true
     }
 
+    /// True when `record_success` does no I/O at all (`--no-cache`), so the scheduler calls
+    /// it inline instead of handing it to a blocking thread (two thread wake-ups per task).
+    fn records_without_io(&self) -> bool {
+        false
+    }
+
     /// The ETag / Last-Modified recorded with a download's entry, for `revalidate = true`.
     fn http_validators(&self, _key: &str) -> Option<HttpValidators> {
         None
@@ -127,6 +133,10 @@ pub struct NoCache;
 impl TaskCache for NoCache {
     fn can_hit(&self) -> bool {
         false
+    }
+
+    fn records_without_io(&self) -> bool {
+        true
     }
 
     fn lookup(

@@ -232,7 +232,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     let finished = SystemTime::now();
     let digest = if result.outcome != crate::report::AttemptOutcome::Succeeded {
         None
-    } else if records_without_io(task, key.as_deref()) {
+    } else if shared.cache.records_without_io() || records_without_io(task, key.as_deref()) {
         let output = sink.take_captured();
         let recorded = shared
             .cache
