@@ -35,8 +35,13 @@ pub struct Pipeline {
     /// `[http]`.
     pub http: HttpConfig,
     /// Tasks in manifest order; the index is the task's id everywhere else.
-    pub tasks: IndexMap<String, Task>,
+    pub tasks: TaskMap,
 }
+
+/// Task name to task, in manifest order. Every dependency is looked up by name once or
+/// twice per load: FxHash hashes a short name several times faster than SipHash (names come
+/// from the user's own manifest, so hash flooding is no concern).
+pub type TaskMap = IndexMap<String, Task, rustc_hash::FxBuildHasher>;
 
 /// Where results are stored and shared.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -2,32 +2,44 @@
 
 use std::collections::HashMap;
 
-use indexmap::IndexMap;
-
 use super::diagnostic::Problem;
 use super::load::Pools;
 use super::suggest;
 use super::task::TaskSpans;
 use super::walk::Reader;
-use crate::model::Task;
+use crate::model::TaskMap;
 
 /// Runs every cross-task check; `spans[i]` belongs to `tasks[i]`.
-pub fn check(
-    r: &mut Reader<'_>,
-    tasks: &IndexMap<String, Task>,
-    spans: &[TaskSpans],
-    pools: &Pools,
-) {
-    missing_deps(r, tasks, spans);
-    cycles(r, tasks, spans);
+pub fn check(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], pools: &Pools) {
+    // Each dep looked up once: (task index, position in `deps`) of the ones that exist.
+    let deps: Vec<Vec<(usize, usize)>> = tasks
+        .values()
+        .map(|t| {
+            t.deps
+                .iter()
+                .enumerate()
+                .filter_map(|(k, d)| tasks.get_index_of(d.as_str()).map(|i| (i, k)))
+                .collect()
+        })
+        .collect();
+    missing_deps(r, tasks, spans, &deps);
+    cycles(r, tasks, spans, &deps);
     outputs(r, tasks, spans);
     pool_use(r, tasks, spans, pools);
 }
 
-fn missing_deps(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans]) {
-    for (task, s) in tasks.values().zip(spans) {
-        for (dep, span) in &s.deps {
-            if !tasks.contains_key(dep.as_str()) {
+fn missing_deps(
+    r: &mut Reader<'_>,
+    tasks: &TaskMap,
+    spans: &[TaskSpans],
+    found: &[Vec<(usize, usize)>],
+) {
+    for ((task, s), found) in tasks.values().zip(spans).zip(found) {
+        if found.len() == task.deps.len() {
+            continue;
+        }
+        for (k, (dep, span)) in task.deps.iter().zip(&s.deps).enumerate() {
+            if !found.iter().any(|&(_, pos)| pos == k) {
                 let p = Problem::at(
                     span.clone(),
                     format!(
@@ -45,18 +57,8 @@ fn missing_deps(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[Tas
     }
 }
 
-fn cycles(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans]) {
+fn cycles(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], deps: &[Vec<(usize, usize)>]) {
     let n = tasks.len();
-    let deps: Vec<Vec<(usize, usize)>> = spans
-        .iter()
-        .map(|s| {
-            s.deps
-                .iter()
-                .enumerate()
-                .filter_map(|(k, (d, _))| tasks.get_index_of(d.as_str()).map(|i| (i, k)))
-                .collect()
-        })
-        .collect();
     // 0 = unvisited, 1 = on the stack, 2 = done.
     let mut state = vec![0u8; n];
     let mut seen_cycles: Vec<Vec<usize>> = Vec::new();
@@ -85,7 +87,7 @@ fn cycles(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans
                             let mut names: Vec<&str> =
                                 cycle.iter().map(|&t| tasks[t].name.as_str()).collect();
                             names.push(&tasks[dep].name);
-                            let span = spans[node].deps[dep_pos].1.clone();
+                            let span = spans[node].deps[dep_pos].clone();
                             r.push(
                                 Problem::at(
                                     span,
@@ -106,7 +108,7 @@ fn cycles(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans
     }
 }
 
-fn outputs(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans]) {
+fn outputs(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans]) {
     // Exact output paths and every proper ancestor of one, each with its owner.
     let mut exact: HashMap<&str, usize> = HashMap::new();
     let mut ancestors: HashMap<&str, usize> = HashMap::new();
@@ -163,12 +165,7 @@ fn parents(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
-fn pool_use(
-    r: &mut Reader<'_>,
-    tasks: &IndexMap<String, Task>,
-    spans: &[TaskSpans],
-    pools: &Pools,
-) {
+fn pool_use(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], pools: &Pools) {
     for (task, s) in tasks.values().zip(spans) {
         for (pool, slots, span) in &s.uses {
             match pools.get(pool) {

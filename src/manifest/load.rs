@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use indexmap::IndexMap;
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{LoadError, ManifestErrors, Problem};
@@ -123,7 +122,7 @@ fn read(
         r.check_keys(d, keys::DEFAULTS, "[defaults]");
     }
 
-    let mut tasks = IndexMap::new();
+    let mut tasks = crate::model::TaskMap::default();
     let mut spans: Vec<TaskSpans> = Vec::new();
     if let Some(v) = get(root, "tasks")
         && let Some(t) = r.table(v, "tasks")
@@ -132,7 +131,7 @@ fn read(
         for (key, value) in t.iter() {
             let name = key.get_ref().to_string();
             check_task_name(&mut r, &name, key.span());
-            let Some(table) = r.table(value, &format!("tasks.{name}")) else {
+            let Some(table) = r.table(value, &format_args!("tasks.{name}")) else {
                 continue;
             };
             let builder = TaskBuilder {
@@ -287,7 +286,7 @@ pub fn report_interpolation(
 pub fn read_env(
     r: &mut Reader<'_>,
     v: Option<&Val<'_>>,
-    what: &str,
+    what: &(impl std::fmt::Display + ?Sized),
     ctx: &Context<'_>,
 ) -> Option<BTreeMap<String, Template>> {
     let entries = r.string_table(v?, what)?;
@@ -386,7 +385,7 @@ pub fn check_url(
     r: &mut Reader<'_>,
     text: &str,
     span: std::ops::Range<usize>,
-    what: &str,
+    what: &(impl std::fmt::Display + ?Sized),
 ) -> Option<url::Url> {
     match url::Url::parse(text) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
