@@ -36,6 +36,11 @@ pub struct Pipeline {
     pub http: HttpConfig,
     /// Tasks in manifest order; the index is the task's id everywhere else.
     pub tasks: TaskMap,
+    /// Each task's `deps` as indices into `tasks`, when the loader resolved them (it does,
+    /// to check the graph); [`crate::plan::Plan::build`] resolves them itself otherwise.
+    /// Not part of the memo.
+    #[serde(skip)]
+    pub dep_indices: Option<Vec<Vec<usize>>>,
 }
 
 /// Task name to task, in manifest order. Every dependency is looked up by name once or

@@ -78,6 +78,7 @@ pub fn pipeline(root: &Path, tasks: Vec<Task>) -> Pipeline {
         },
         http: HttpConfig::default(),
         tasks: map,
+        dep_indices: None,
     }
 }
 

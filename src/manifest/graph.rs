@@ -9,16 +9,23 @@ use super::task::TaskSpans;
 use super::walk::Reader;
 use crate::model::TaskMap;
 
-/// Runs every cross-task check; `spans[i]` belongs to `tasks[i]`.
-pub fn check(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], pools: &Pools) {
-    // Each dep looked up once: (task index, position in `deps`) of the ones that exist.
-    let deps: Vec<Vec<(usize, usize)>> = tasks
+/// A dep that names no task, in the index lists of [`check`].
+const MISSING: usize = usize::MAX;
+
+/// Runs every cross-task check; `spans[i]` belongs to `tasks[i]`. Returns each task's deps
+/// as task indices (each looked up once; [`MISSING`] for a name that is no task).
+pub fn check(
+    r: &mut Reader<'_>,
+    tasks: &TaskMap,
+    spans: &[TaskSpans],
+    pools: &Pools,
+) -> Vec<Vec<usize>> {
+    let deps: Vec<Vec<usize>> = tasks
         .values()
         .map(|t| {
             t.deps
                 .iter()
-                .enumerate()
-                .filter_map(|(k, d)| tasks.get_index_of(d.as_str()).map(|i| (i, k)))
+                .map(|d| tasks.get_index_of(d.as_str()).unwrap_or(MISSING))
                 .collect()
         })
         .collect();
@@ -26,20 +33,13 @@ pub fn check(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], pools: &P
     cycles(r, tasks, spans, &deps);
     outputs(r, tasks, spans);
     pool_use(r, tasks, spans, pools);
+    deps
 }
 
-fn missing_deps(
-    r: &mut Reader<'_>,
-    tasks: &TaskMap,
-    spans: &[TaskSpans],
-    found: &[Vec<(usize, usize)>],
-) {
+fn missing_deps(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], found: &[Vec<usize>]) {
     for ((task, s), found) in tasks.values().zip(spans).zip(found) {
-        if found.len() == task.deps.len() {
-            continue;
-        }
-        for (k, (dep, span)) in task.deps.iter().zip(&s.deps).enumerate() {
-            if !found.iter().any(|&(_, pos)| pos == k) {
+        for ((dep, span), &i) in task.deps.iter().zip(&s.deps).zip(found) {
+            if i == MISSING {
                 let p = Problem::at(
                     span.clone(),
                     format!(
@@ -57,7 +57,7 @@ fn missing_deps(
     }
 }
 
-fn cycles(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], deps: &[Vec<(usize, usize)>]) {
+fn cycles(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], deps: &[Vec<usize>]) {
     let n = tasks.len();
     // 0 = unvisited, 1 = on the stack, 2 = done.
     let mut state = vec![0u8; n];
@@ -70,8 +70,12 @@ fn cycles(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], deps: &[Vec<
         let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
         state[start] = 1;
         while let Some(&mut (node, ref mut pos)) = stack.last_mut() {
-            if let Some(&(dep, dep_pos)) = deps[node].get(*pos) {
+            if let Some(&dep) = deps[node].get(*pos) {
+                let dep_pos = *pos;
                 *pos += 1;
+                if dep == MISSING {
+                    continue;
+                }
                 match state[dep] {
                     0 => {
                         state[dep] = 1;

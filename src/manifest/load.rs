@@ -162,6 +162,7 @@ fn read(
         && let Some(t) = r.table(v, "tasks")
     {
         tasks.reserve(t.len());
+        spans.reserve(t.len());
         for (key, value) in t.iter() {
             let name = key.get_ref().to_string();
             check_task_name(&mut r, &name, key.span());
@@ -182,7 +183,7 @@ fn read(
         }
     }
 
-    graph::check(&mut r, &tasks, &spans, &pools);
+    let deps = graph::check(&mut r, &tasks, &spans, &pools);
 
     let pipeline = Pipeline {
         manifest_path: path.to_path_buf(),
@@ -196,6 +197,8 @@ fn read(
         cache,
         http,
         tasks,
+        // Used only when there are no problems: then every dep was found.
+        dep_indices: Some(deps),
     };
     (Some(pipeline), r.problems)
 }

@@ -63,6 +63,7 @@ fn pipeline(root: &Path, concurrency: usize, tasks: Vec<Task>) -> Pipeline {
             .into_iter()
             .map(|t| (t.name.clone(), t))
             .collect::<crate::model::TaskMap>(),
+        dep_indices: None,
     }
 }
 
