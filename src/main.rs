@@ -6,7 +6,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     // With transparent huge pages on "always", every first touch of a 2 MiB region zeroes a
-    // whole huge page: that was 70% of a 10,000-task run. taskrun's heap is small and short-lived.
+    // whole huge page: that was 70% of a 10,000-task run. taskrun's heap is small and short-lived;
+    // loading a large manifest turns them back on where they pay (see `manifest::load`).
     // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and only affects this process.
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);

@@ -35,7 +35,41 @@ pub struct Pipeline {
     /// `[http]`.
     pub http: HttpConfig,
     /// Tasks in manifest order; the index is the task's id everywhere else.
-    pub tasks: IndexMap<String, Task>,
+    #[serde(deserialize_with = "deserialize_tasks")]
+    pub tasks: TaskMap,
+    /// Each task's `deps` as indices into `tasks`, when the loader resolved them (it does,
+    /// to check the graph); [`crate::plan::Plan::build`] resolves them itself otherwise.
+    /// Not part of the memo.
+    #[serde(skip)]
+    pub dep_indices: Option<Vec<Vec<usize>>>,
+}
+
+/// Task name to task, in manifest order. Every dependency is looked up by name once or
+/// twice per load: FxHash hashes a short name several times faster than SipHash (names come
+/// from the user's own manifest, so hash flooding is no concern).
+pub type TaskMap = IndexMap<String, Task, rustc_hash::FxBuildHasher>;
+
+/// Reads a [`TaskMap`] sized for all its tasks at once. serde sizes a map for at most 1 MiB
+/// of entries up front (a guard against lying length prefixes) and grows it by doubling:
+/// for the memo of a 10,000-task manifest that copied and faulted in ~7 MiB more.
+fn deserialize_tasks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TaskMap, D::Error> {
+    struct Tasks;
+    impl<'de> serde::de::Visitor<'de> for Tasks {
+        type Value = TaskMap;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of tasks")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TaskMap, A::Error> {
+            // Bounded all the same: a million tasks is far beyond any manifest.
+            let n = map.size_hint().unwrap_or(0).min(1 << 20);
+            let mut tasks = TaskMap::with_capacity_and_hasher(n, Default::default());
+            while let Some((name, task)) = map.next_entry::<String, Task>()? {
+                tasks.insert(name, task);
+            }
+            Ok(tasks)
+        }
+    }
+    d.deserialize_map(Tasks)
 }
 
 /// Where results are stored and shared.
@@ -361,5 +395,40 @@ impl RetryPolicy {
         } else {
             Duration::from_secs_f64(secs.max(0.0))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cache::testutil::{command, pipeline, with_io};
+
+    /// Tasks come back from postcard (the memo) in order, each under its name.
+    #[test]
+    fn tasks_round_trip_in_order() {
+        let names = ["z", "a", "m", "b"];
+        let tasks = names
+            .iter()
+            .map(|n| {
+                with_io(
+                    command(n, "true"),
+                    &[],
+                    &[],
+                    &["z"][..usize::from(*n != "z")],
+                )
+            })
+            .collect();
+        let p = pipeline(std::path::Path::new("/w"), tasks);
+        let bytes = postcard::to_stdvec(&p).unwrap();
+        let back: super::Pipeline = postcard::from_bytes(&bytes).unwrap();
+        let got: Vec<(&str, &str, usize)> = back
+            .tasks
+            .iter()
+            .map(|(k, t)| (k.as_str(), t.name.as_str(), t.deps.len()))
+            .collect();
+        assert_eq!(
+            got,
+            [("z", "z", 0), ("a", "a", 1), ("m", "m", 1), ("b", "b", 1)]
+        );
+        assert_eq!(back.tasks.get_index_of("m"), Some(2));
     }
 }

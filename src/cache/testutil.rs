@@ -3,8 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use indexmap::IndexMap;
-
 use crate::model::{
     Action, CacheConfig, CachePolicy, CommandLine, Download, HttpConfig, InputPattern, Pipeline,
     RelPath, RetryPolicy, Task, TaskKind,
@@ -60,7 +58,7 @@ pub fn with_io(mut t: Task, inputs: &[&str], outputs: &[&str], deps: &[&str]) ->
 }
 
 pub fn pipeline(root: &Path, tasks: Vec<Task>) -> Pipeline {
-    let mut map = IndexMap::new();
+    let mut map = crate::model::TaskMap::default();
     for t in tasks {
         map.insert(t.name.clone(), t);
     }
@@ -80,6 +78,7 @@ pub fn pipeline(root: &Path, tasks: Vec<Task>) -> Pipeline {
         },
         http: HttpConfig::default(),
         tasks: map,
+        dep_indices: None,
     }
 }
 

@@ -148,7 +148,7 @@ pub fn run_with_cache(
         replay_cached_output: args.verbose,
     };
     let plan = Arc::new(plan);
-    let result = runtime.block_on(scheduler::run(plan, cache, opts, &mut sinks));
+    let result = runtime.block_on(scheduler::run(plan.clone(), cache, opts, &mut sinks));
     let run_report = state_dir.join("runs").join(format!("{run_id}.json"));
     let paths = std::iter::once(run_report.as_path()).chain(args.report.as_deref());
     for (path, e) in report::json::write_all(&result.report, paths) {
@@ -162,8 +162,10 @@ pub fn run_with_cache(
     runtime.shutdown_background();
     drop(sinks);
     let code = result.exit_code;
-    // The process ends right after: freeing a 10,000-task report entry by entry is wasted.
+    // The process ends right after: freeing a 10,000-task report and plan entry by entry is
+    // wasted.
     std::mem::forget(result);
+    std::mem::forget(plan);
     code
 }
 

@@ -2,32 +2,44 @@
 
 use std::collections::HashMap;
 
-use indexmap::IndexMap;
-
 use super::diagnostic::Problem;
 use super::load::Pools;
 use super::suggest;
 use super::task::TaskSpans;
 use super::walk::Reader;
-use crate::model::Task;
+use crate::model::TaskMap;
 
-/// Runs every cross-task check; `spans[i]` belongs to `tasks[i]`.
+/// A dep that names no task, in the index lists of [`check`].
+const MISSING: usize = usize::MAX;
+
+/// Runs every cross-task check; `spans[i]` belongs to `tasks[i]`. Returns each task's deps
+/// as task indices (each looked up once; [`MISSING`] for a name that is no task).
 pub fn check(
     r: &mut Reader<'_>,
-    tasks: &IndexMap<String, Task>,
+    tasks: &TaskMap,
     spans: &[TaskSpans],
     pools: &Pools,
-) {
-    missing_deps(r, tasks, spans);
-    cycles(r, tasks, spans);
+) -> Vec<Vec<usize>> {
+    let deps: Vec<Vec<usize>> = tasks
+        .values()
+        .map(|t| {
+            t.deps
+                .iter()
+                .map(|d| tasks.get_index_of(d.as_str()).unwrap_or(MISSING))
+                .collect()
+        })
+        .collect();
+    missing_deps(r, tasks, spans, &deps);
+    cycles(r, tasks, spans, &deps);
     outputs(r, tasks, spans);
     pool_use(r, tasks, spans, pools);
+    deps
 }
 
-fn missing_deps(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans]) {
-    for (task, s) in tasks.values().zip(spans) {
-        for (dep, span) in &s.deps {
-            if !tasks.contains_key(dep.as_str()) {
+fn missing_deps(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], found: &[Vec<usize>]) {
+    for ((task, s), found) in tasks.values().zip(spans).zip(found) {
+        for ((dep, span), &i) in task.deps.iter().zip(&s.deps).zip(found) {
+            if i == MISSING {
                 let p = Problem::at(
                     span.clone(),
                     format!(
@@ -45,18 +57,8 @@ fn missing_deps(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[Tas
     }
 }
 
-fn cycles(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans]) {
+fn cycles(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], deps: &[Vec<usize>]) {
     let n = tasks.len();
-    let deps: Vec<Vec<(usize, usize)>> = spans
-        .iter()
-        .map(|s| {
-            s.deps
-                .iter()
-                .enumerate()
-                .filter_map(|(k, (d, _))| tasks.get_index_of(d.as_str()).map(|i| (i, k)))
-                .collect()
-        })
-        .collect();
     // 0 = unvisited, 1 = on the stack, 2 = done.
     let mut state = vec![0u8; n];
     let mut seen_cycles: Vec<Vec<usize>> = Vec::new();
@@ -68,8 +70,12 @@ fn cycles(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans
         let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
         state[start] = 1;
         while let Some(&mut (node, ref mut pos)) = stack.last_mut() {
-            if let Some(&(dep, dep_pos)) = deps[node].get(*pos) {
+            if let Some(&dep) = deps[node].get(*pos) {
+                let dep_pos = *pos;
                 *pos += 1;
+                if dep == MISSING {
+                    continue;
+                }
                 match state[dep] {
                     0 => {
                         state[dep] = 1;
@@ -85,7 +91,7 @@ fn cycles(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans
                             let mut names: Vec<&str> =
                                 cycle.iter().map(|&t| tasks[t].name.as_str()).collect();
                             names.push(&tasks[dep].name);
-                            let span = spans[node].deps[dep_pos].1.clone();
+                            let span = spans[node].deps[dep_pos].clone();
                             r.push(
                                 Problem::at(
                                     span,
@@ -106,7 +112,7 @@ fn cycles(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans
     }
 }
 
-fn outputs(r: &mut Reader<'_>, tasks: &IndexMap<String, Task>, spans: &[TaskSpans]) {
+fn outputs(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans]) {
     // Exact output paths and every proper ancestor of one, each with its owner.
     let mut exact: HashMap<&str, usize> = HashMap::new();
     let mut ancestors: HashMap<&str, usize> = HashMap::new();
@@ -163,12 +169,7 @@ fn parents(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
-fn pool_use(
-    r: &mut Reader<'_>,
-    tasks: &IndexMap<String, Task>,
-    spans: &[TaskSpans],
-    pools: &Pools,
-) {
+fn pool_use(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], pools: &Pools) {
     for (task, s) in tasks.values().zip(spans) {
         for (pool, slots, span) in &s.uses {
             match pools.get(pool) {

@@ -47,10 +47,7 @@ fn load_remembered_with(
     opts: &LoadOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Pipeline, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
+    let source = super::load::read_source(path)?;
     let Some(id) = memo_id(path, opts, &source) else {
         return load_str(path, source, opts, env);
     };

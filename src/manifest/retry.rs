@@ -8,7 +8,12 @@ use super::walk::{Reader, Val, get};
 use crate::model::{Jitter, RetryPolicy};
 
 /// Applies a `retry` value (an int or a table) over `policy`, field by field.
-pub fn apply_retry(r: &mut Reader<'_>, v: &Val<'_>, policy: &mut RetryPolicy, what: &str) {
+pub fn apply_retry(
+    r: &mut Reader<'_>,
+    v: &Val<'_>,
+    policy: &mut RetryPolicy,
+    what: &(impl std::fmt::Display + ?Sized),
+) {
     let max_attempts = |r: &mut Reader<'_>, v: &Val<'_>| -> Option<u32> {
         let n = r.integer(v, &format!("{what}.max_attempts"))?;
         if n < 1 {

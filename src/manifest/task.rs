@@ -21,12 +21,25 @@ use crate::template::Template;
 pub struct TaskSpans {
     /// The task's key.
     pub name: Range<usize>,
-    /// Each dep with its place.
-    pub deps: Vec<(String, Range<usize>)>,
+    /// Where each of `Task::deps` is.
+    pub deps: Vec<Range<usize>>,
     /// Aligned with `Task::outputs`.
     pub outputs: Vec<Range<usize>>,
     /// Each pool use: name, slots, place.
     pub uses: Vec<(String, u32, Range<usize>)>,
+}
+
+/// A task field's name for messages: `tasks.NAME.KEY`.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldName<'a, 'k> {
+    task: &'a str,
+    key: &'k str,
+}
+
+impl std::fmt::Display for FieldName<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tasks.{}.{}", self.task, self.key)
+    }
 }
 
 /// Reads one task; `defaults` fills the fields the task leaves out.
@@ -48,13 +61,21 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         get(self.table, key).or_else(|| self.defaults.and_then(|d| get(d, key)))
     }
 
-    pub(super) fn what(&self, key: &str) -> String {
-        format!("tasks.{}.{key}", self.name)
+    /// `tasks.NAME.KEY`, formatted only if a problem names it.
+    pub(super) fn what<'k>(&self, key: &'k str) -> FieldName<'a, 'k> {
+        FieldName {
+            task: self.name,
+            key,
+        }
     }
 
     /// Builds the task, recording problems in `r`; `None` when it is too broken to check further.
     pub fn build(&self, r: &mut Reader<'_>) -> Option<(Task, TaskSpans)> {
-        r.check_keys(self.table, keys::TASK, &format!("task `{}`", self.name));
+        r.check_keys(
+            self.table,
+            keys::TASK,
+            &format_args!("task `{}`", self.name),
+        );
         let mut spans = TaskSpans {
             name: self.name_span.clone(),
             ..TaskSpans::default()
@@ -86,10 +107,11 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             .field("description")
             .and_then(|v| r.string(v, &self.what("description")))
             .map(|(s, _)| s);
+        let mut deps = Vec::new();
         if let Some(v) = self.field("deps")
             && let Some(list) = r.strings(v, &self.what("deps"), false)
         {
-            spans.deps = list;
+            (deps, spans.deps) = list.into_iter().unzip();
         }
         let cwd = self.field("cwd").and_then(|v| self.path(r, v, "cwd", true));
 
@@ -97,8 +119,11 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         for source in [
             self.defaults.and_then(|d| get(d, "env")),
             get(self.table, "env"),
-        ] {
-            if let Some(map) = read_env(r, source, &self.what("env"), self.ctx) {
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(map) = read_env(r, Some(source), &self.what("env"), self.ctx) {
                 env.extend(map);
             }
         }
@@ -177,7 +202,7 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         let task = Task {
             name: self.name.to_string(),
             description,
-            deps: spans.deps.iter().map(|(d, _)| d.clone()).collect(),
+            deps,
             // A task whose action is broken still exists, so deps on it do not cascade.
             action: action.unwrap_or(Action::Group),
             cwd,

@@ -3,6 +3,7 @@
 //! The loader walks the document with these helpers so that one pass finds every problem;
 //! a value of the wrong type yields `None` and a problem pointing at it.
 
+use std::fmt::Display;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -16,6 +17,10 @@ use super::suggest;
 pub type Val<'i> = Spanned<DeValue<'i>>;
 
 /// Collects problems while reading one manifest.
+///
+/// `what` arguments name the value for messages; they are anything displayable so that a
+/// caller can pass a name it would have to format (`tasks.NAME.deps`) without formatting
+/// it unless a problem is recorded.
 pub struct Reader<'s> {
     /// The manifest text, for mapping spans inside strings.
     pub source: &'s str,
@@ -57,7 +62,7 @@ impl<'s> Reader<'s> {
         self.problems.push(p);
     }
 
-    fn wrong_type(&mut self, v: &Val<'_>, what: &str, expected: &str) {
+    fn wrong_type(&mut self, v: &Val<'_>, what: &(impl Display + ?Sized), expected: &str) {
         self.push(
             Problem::at(v.span(), format!("`{what}` must be {expected}"))
                 .label(format!("this is {}", type_name(v.get_ref()))),
@@ -65,7 +70,12 @@ impl<'s> Reader<'s> {
     }
 
     /// Reports keys not in `allowed`, with a "did you mean" hint, and `retries` specially.
-    pub fn check_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], context: &str) {
+    pub fn check_keys(
+        &mut self,
+        table: &DeTable<'_>,
+        allowed: &[&str],
+        context: &(impl Display + ?Sized),
+    ) {
         for (k, _) in table.iter() {
             let key = k.get_ref().as_ref();
             if allowed.contains(&key) {
@@ -88,7 +98,11 @@ impl<'s> Reader<'s> {
     }
 
     /// A table, or a problem.
-    pub fn table<'a, 'i>(&mut self, v: &'a Val<'i>, what: &str) -> Option<&'a DeTable<'i>> {
+    pub fn table<'a, 'i>(
+        &mut self,
+        v: &'a Val<'i>,
+        what: &(impl Display + ?Sized),
+    ) -> Option<&'a DeTable<'i>> {
         match v.get_ref() {
             DeValue::Table(t) => Some(t),
             _ => {
@@ -99,7 +113,11 @@ impl<'s> Reader<'s> {
     }
 
     /// A string with its span, or a problem.
-    pub fn string(&mut self, v: &Val<'_>, what: &str) -> Option<(String, Range<usize>)> {
+    pub fn string(
+        &mut self,
+        v: &Val<'_>,
+        what: &(impl Display + ?Sized),
+    ) -> Option<(String, Range<usize>)> {
         match v.get_ref() {
             DeValue::String(s) => Some((s.to_string(), v.span())),
             _ => {
@@ -110,7 +128,7 @@ impl<'s> Reader<'s> {
     }
 
     /// A boolean, or a problem.
-    pub fn boolean(&mut self, v: &Val<'_>, what: &str) -> Option<bool> {
+    pub fn boolean(&mut self, v: &Val<'_>, what: &(impl Display + ?Sized)) -> Option<bool> {
         match v.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             _ => {
@@ -121,7 +139,7 @@ impl<'s> Reader<'s> {
     }
 
     /// An integer, or a problem.
-    pub fn integer(&mut self, v: &Val<'_>, what: &str) -> Option<i64> {
+    pub fn integer(&mut self, v: &Val<'_>, what: &(impl Display + ?Sized)) -> Option<i64> {
         match v.get_ref() {
             DeValue::Integer(i) => match parse_int(i.as_str(), i.radix()) {
                 Some(n) => Some(n),
@@ -138,7 +156,13 @@ impl<'s> Reader<'s> {
     }
 
     /// An integer in `min..=max`, or a problem.
-    pub fn integer_in(&mut self, v: &Val<'_>, what: &str, min: i64, max: i64) -> Option<i64> {
+    pub fn integer_in(
+        &mut self,
+        v: &Val<'_>,
+        what: &(impl Display + ?Sized),
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
         let n = self.integer(v, what)?;
         if n < min || n > max {
             self.push(
@@ -154,7 +178,7 @@ impl<'s> Reader<'s> {
     }
 
     /// A number (integer or float), or a problem.
-    pub fn number(&mut self, v: &Val<'_>, what: &str) -> Option<f64> {
+    pub fn number(&mut self, v: &Val<'_>, what: &(impl Display + ?Sized)) -> Option<f64> {
         match v.get_ref() {
             DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
             DeValue::Integer(_) => self.integer(v, what).map(|n| n as f64),
@@ -166,7 +190,7 @@ impl<'s> Reader<'s> {
     }
 
     /// A humantime duration string ("250ms", "1m 30s"), or a problem.
-    pub fn duration(&mut self, v: &Val<'_>, what: &str) -> Option<Duration> {
+    pub fn duration(&mut self, v: &Val<'_>, what: &(impl Display + ?Sized)) -> Option<Duration> {
         let (s, span) = self.string(v, what)?;
         match humantime::parse_duration(&s) {
             Ok(d) => Some(d),
@@ -186,7 +210,7 @@ impl<'s> Reader<'s> {
     pub fn strings(
         &mut self,
         v: &Val<'_>,
-        what: &str,
+        what: &(impl Display + ?Sized),
         allow_single: bool,
     ) -> Option<Vec<(String, Range<usize>)>> {
         match v.get_ref() {
@@ -210,7 +234,11 @@ impl<'s> Reader<'s> {
     }
 
     /// A table of strings: (key, key span, value, value span).
-    pub fn string_table(&mut self, v: &Val<'_>, what: &str) -> Option<Vec<StringEntry>> {
+    pub fn string_table(
+        &mut self,
+        v: &Val<'_>,
+        what: &(impl Display + ?Sized),
+    ) -> Option<Vec<StringEntry>> {
         let t = self.table(v, what)?;
         let mut out = Vec::with_capacity(t.len());
         for (k, val) in t.iter() {

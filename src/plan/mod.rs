@@ -47,20 +47,27 @@ impl std::fmt::Display for UnknownTarget {
 
 impl Plan {
     /// Builds the graph. The pipeline must be validated (deps exist, no cycles).
-    pub fn build(pipeline: Pipeline, targets: &[String]) -> Result<Plan, Vec<UnknownTarget>> {
+    pub fn build(mut pipeline: Pipeline, targets: &[String]) -> Result<Plan, Vec<UnknownTarget>> {
         let n = pipeline.tasks.len();
-        let mut deps = Vec::with_capacity(n);
+        // The loader's lookups, unless they do not fit (then each name is looked up again).
+        let deps: Vec<Vec<usize>> = match pipeline.dep_indices.take() {
+            Some(d) if d.len() == n && d.iter().flatten().all(|&i| i < n) => d,
+            _ => pipeline
+                .tasks
+                .values()
+                .map(|task| {
+                    task.deps
+                        .iter()
+                        .filter_map(|d| pipeline.tasks.get_index_of(d.as_str()))
+                        .collect()
+                })
+                .collect(),
+        };
         let mut dependents = vec![Vec::new(); n];
-        for (i, task) in pipeline.tasks.values().enumerate() {
-            let ds: Vec<usize> = task
-                .deps
-                .iter()
-                .filter_map(|d| pipeline.tasks.get_index_of(d.as_str()))
-                .collect();
-            for &d in &ds {
+        for (i, ds) in deps.iter().enumerate() {
+            for &d in ds {
                 dependents[d].push(i);
             }
-            deps.push(ds);
         }
 
         let mut unknown = Vec::new();
@@ -124,5 +131,33 @@ impl Plan {
     /// Number of selected tasks.
     pub fn selected_count(&self) -> usize {
         self.order.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loader's dep indices give the same graph as looking the names up, and indices
+    /// that do not fit the tasks are not trusted.
+    #[test]
+    fn loader_indices_match_a_fresh_lookup() {
+        let text = "[tasks.c]\ndeps = [\"b\", \"a\"]\n[tasks.a]\n[tasks.b]\ndeps = [\"a\"]\n";
+        let path = std::path::Path::new("taskrun.toml");
+        let opts = crate::manifest::LoadOptions::default();
+        let loaded = crate::manifest::load_str(path, text.into(), &opts, &|_| None).unwrap();
+        assert_eq!(loaded.dep_indices, Some(vec![vec![2, 1], vec![], vec![1]]));
+        let graph = |p: &Plan| (p.deps.clone(), p.dependents.clone(), p.order.clone());
+        let from_loader = Plan::build(loaded.clone(), &[]).unwrap();
+        for indices in [
+            None,
+            Some(vec![vec![2, 1]]),
+            Some(vec![vec![9], vec![], vec![]]),
+        ] {
+            let mut p = loaded.clone();
+            p.dep_indices = indices;
+            assert_eq!(graph(&Plan::build(p, &[]).unwrap()), graph(&from_loader));
+        }
+        assert_eq!(from_loader.deps, vec![vec![2, 1], vec![], vec![1]]);
     }
 }

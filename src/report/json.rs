@@ -11,13 +11,23 @@ const PRETTY_UP_TO: usize = 1000;
 
 /// The report as JSON: pretty for pipelines people read, compact for huge ones.
 pub fn to_string(report: &RunReport) -> String {
-    let text = if report.tasks.len() <= PRETTY_UP_TO {
-        serde_json::to_string_pretty(report)
-    } else {
-        serde_json::to_string(report)
-    };
-    text.unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    if report.tasks.len() <= PRETTY_UP_TO {
+        return serde_json::to_string_pretty(report)
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    }
+    // Sized for the whole report up front: growing a multi-MiB buffer by doubling copies it
+    // and faults in every new block (a 10,000-task report is ~260 bytes a task).
+    let mut out = Vec::with_capacity(1024 + report.tasks.len() * BYTES_PER_TASK);
+    match serde_json::to_writer(&mut out, report) {
+        // serde_json writes only valid UTF-8.
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(e) => format!("{{\"error\": \"{e}\"}}"),
+    }
 }
+
+/// A generous size of one compact task entry (a group's is ~260 bytes; longer ones grow
+/// the buffer as usual).
+const BYTES_PER_TASK: usize = 320;
 
 /// Writes the report to `path` via a temp file and a rename, so no reader sees half of it.
 pub fn write(report: &RunReport, path: &Path) -> std::io::Result<()> {

@@ -212,8 +212,26 @@ impl RunReport {
 }
 
 /// An RFC 3339 UTC timestamp with milliseconds, as every report time is written.
+///
+/// Thousands of group tasks finish within the same few milliseconds, so the text of the
+/// last millisecond formatted (per thread) is reused instead of formatted again.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    thread_local! {
+        static LAST: std::cell::RefCell<(u128, String)> = const {
+            std::cell::RefCell::new((u128::MAX, String::new()))
+        };
+    }
+    let Ok(since) = t.duration_since(std::time::UNIX_EPOCH) else {
+        return humantime::format_rfc3339_millis(t).to_string();
+    };
+    let ms = since.as_millis();
+    LAST.with_borrow_mut(|(last_ms, text)| {
+        if *last_ms != ms {
+            *text = humantime::format_rfc3339_millis(t).to_string();
+            *last_ms = ms;
+        }
+        text.clone()
+    })
 }
 
 /// A new run id: the UTC start second plus a random suffix, sortable and without colons.
@@ -226,6 +244,16 @@ pub fn new_run_id(start: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_reused_within_a_millisecond_only() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_606_321_123);
+        let us = std::time::Duration::from_micros;
+        assert_eq!(rfc3339(t), "2026-11-25T11:32:01.123Z");
+        assert_eq!(rfc3339(t + us(999)), "2026-11-25T11:32:01.123Z");
+        assert_eq!(rfc3339(t + us(1000)), "2026-11-25T11:32:01.124Z");
+        assert_eq!(rfc3339(t), "2026-11-25T11:32:01.123Z");
+    }
 
     #[test]
     fn run_id_looks_like_the_spec() {

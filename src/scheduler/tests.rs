@@ -5,8 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use indexmap::IndexMap;
-
 use super::{RunOptions, run};
 use crate::cache::NoCache;
 use crate::events::{Event, Recorder};
@@ -64,7 +62,8 @@ fn pipeline(root: &Path, concurrency: usize, tasks: Vec<Task>) -> Pipeline {
         tasks: tasks
             .into_iter()
             .map(|t| (t.name.clone(), t))
-            .collect::<IndexMap<_, _>>(),
+            .collect::<crate::model::TaskMap>(),
+        dep_indices: None,
     }
 }
 
