@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod events;
 pub mod exit_code;
+pub mod huge_pages;
 pub mod manifest;
 pub mod model;
 pub mod plan;

@@ -5,13 +5,8 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    // With transparent huge pages on "always", every first touch of a 2 MiB region zeroes a
-    // whole huge page: that was 70% of a 10,000-task run. taskrun's heap is small and short-lived;
-    // loading a large manifest turns them back on where they pay (see `manifest::load`).
-    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and only affects this process.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
+    // Off until a large manifest is read (see `taskrun::huge_pages`).
+    taskrun::huge_pages::disable_at_start();
     let code = taskrun::exit_status(std::env::args_os());
     // Every file is written and closed by now. Exiting without the allocator's teardown (it
     // returns every page of a large run's heap to the OS one by one: ~10 ms on 10,000 tasks);

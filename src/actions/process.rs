@@ -65,6 +65,16 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if let Some(thp) = crate::huge_pages::for_children() {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: the hook makes one async-signal-safe system call in the forked child.
+        unsafe {
+            cmd.pre_exec(move || {
+                crate::huge_pages::restore_in_child(Some(thp));
+                Ok(())
+            });
+        }
+    }
     Child::new(cmd.spawn()?)
 }
 

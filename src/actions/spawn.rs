@@ -44,6 +44,8 @@ struct ChildArgs {
     fds: [RawFd; 3],
     reset: *const c_int,
     reset_len: usize,
+    /// The huge-page setting to exec with (see [`crate::huge_pages::for_children`]).
+    thp: Option<libc::c_ulong>,
     /// Set by the child when it fails before or at `execve`.
     errno: c_int,
 }
@@ -91,6 +93,7 @@ pub fn spawn(
         fds: [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()],
         reset: reset.as_ptr(),
         reset_len: reset.len(),
+        thp: crate::huge_pages::for_children(),
         errno: 0,
     };
     // The child runs on this stack while the parent waits; it only makes system calls.
@@ -161,6 +164,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         if libc::setpgid(0, 0) != 0 {
             fail(a);
         }
+        crate::huge_pages::restore_in_child(a.thp);
         let fds = a.fds;
         for (target, fd) in (0..).zip(fds) {
             if libc::dup2(fd, target) < 0 {

@@ -40,14 +40,15 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, LoadError> {
     load_str(path, source, opts, &env)
 }
 
-/// Reads the manifest text; a large one lets the heap use huge pages (see [`huge_pages`]).
+/// Reads the manifest text; a large one lets the heap use huge pages (see
+/// [`crate::huge_pages`]).
 pub fn read_source(path: &Path) -> Result<String, LoadError> {
     let source = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
         path: path.to_path_buf(),
         error,
     })?;
     if source.len() >= HUGE_PAGES_FROM {
-        huge_pages();
+        crate::huge_pages::enable_for_large_heap();
     }
     Ok(source)
 }
@@ -56,27 +57,6 @@ pub fn read_source(path: &Path) -> Result<String, LoadError> {
 /// 2,000-task run took 11.9 ms with 4 KiB pages and 10.2 ms with huge ones, a 1,000-task
 /// run 7.8 and 7.6 ms; a 405 KiB, 10,000-task one touches ~30 MiB densely.
 const HUGE_PAGES_FROM: usize = 32 * 1024;
-
-/// Lets mimalloc's arena (the one region it advises for transparent huge pages) get them,
-/// unless they are on for every mapping.
-///
-/// The binary starts with huge pages off (`PR_SET_THP_DISABLE`): zeroing a 2 MiB page at a
-/// first touch costs a small run more than it saves (20 tasks: +0.4 ms). Loading a large
-/// manifest fills tens of MiB, where one fault per 2 MiB instead of per 4 KiB pays
-/// (10,000 groups: ~8,500 page faults -> ~250, first run 61 -> 40 ms on a 2-core VM).
-/// With huge pages on "always" everything would get them, which once cost a 10,000-task run
-/// 70% of its time: then they stay off.
-fn huge_pages() {
-    let always = std::fs::read("/sys/kernel/mm/transparent_hugepage/enabled")
-        .is_ok_and(|mode| mode.starts_with(b"[always]"));
-    if !always {
-        // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and only affects this
-        // process.
-        unsafe {
-            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
-        }
-    }
-}
 
 /// Validates manifest text; `env` stands for the caller's environment.
 pub fn load_str(

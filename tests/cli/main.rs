@@ -6,6 +6,7 @@ mod bytes;
 mod fault_server;
 
 mod caching;
+mod children;
 mod downloads;
 mod http;
 mod run;

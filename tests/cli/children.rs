@@ -1,0 +1,39 @@
+//! What the commands taskrun starts inherit from taskrun itself.
+
+use crate::support::Workspace;
+
+/// `THP_enabled` of a process's status: whether it may get transparent huge pages.
+fn thp_enabled(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// taskrun turns huge pages off for its own heap (and back on for a large manifest); the
+/// setting is inherited across exec, so a task must get back the one taskrun started with.
+#[test]
+fn tasks_keep_the_huge_page_setting_taskrun_started_with() {
+    let own = thp_enabled(&std::fs::read_to_string("/proc/self/status").unwrap());
+    if own.is_empty() {
+        eprintln!("skipped: this kernel does not report THP_enabled");
+        return;
+    }
+    let probe = "[tasks.probe]\nrun = \"grep THP_enabled /proc/self/status > thp.txt\"\n";
+    // A small manifest (taskrun keeps huge pages off) and one over the size at which it turns
+    // them back on.
+    let padding: String = (0..1500)
+        .map(|i| format!("[tasks.pad{i}]\ndeps = []\n"))
+        .collect();
+    for manifest in [probe.to_string(), format!("{probe}{padding}")] {
+        let ws = Workspace::new(&manifest);
+        ws.run(&["probe", "-q"]).code(0);
+        assert_eq!(
+            thp_enabled(&ws.read("thp.txt")),
+            own,
+            "manifest of {} bytes",
+            manifest.len()
+        );
+    }
+}
