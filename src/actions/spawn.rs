@@ -14,7 +14,7 @@
 use std::ffi::{CString, c_int, c_void};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,18 +67,22 @@ pub fn spawn(
         .iter()
         .map(|a| cstring(a.as_bytes()))
         .collect::<io::Result<Vec<_>>>()?;
-    let mut envp_c = Vec::new();
-    for (k, v) in std::env::vars_os() {
-        if !env.iter().any(|(ek, _)| ek.as_bytes() == k.as_bytes()) {
-            envp_c.push(cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
-        }
-    }
-    for (k, v) in env {
-        envp_c.push(cstring(format!("{k}={v}").as_bytes())?);
-    }
+    let task_env = env
+        .iter()
+        .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let Some(inherited) = inherited_env() else {
+        return Ok(None);
+    };
+    let envp_p: Vec<*const libc::c_char> = inherited
+        .iter()
+        .filter(|(k, _)| !env.iter().any(|(ek, _)| ek.as_bytes() == k.as_slice()))
+        .map(|(_, kv)| kv.as_ptr())
+        .chain(task_env.iter().map(|kv| kv.as_ptr()))
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     let cwd_c = cstring(cwd.as_os_str().as_bytes())?;
     let argv_p = pointers(&argv_c);
-    let envp_p = pointers(&envp_c);
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     if out_w.as_raw_fd() < 3 || err_w.as_raw_fd() < 3 {
@@ -269,6 +273,26 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
             "nul byte in a command argument or environment variable",
         )
     })
+}
+
+/// One inherited variable: its name, and `NAME=value` for `envp`.
+type EnvVar = (Vec<u8>, CString);
+
+/// The caller's environment as `NAME=value` strings, built once per process: taskrun never
+/// changes its own environment, and rebuilding it for every child (an allocation and copy
+/// per variable) was a measurable part of spawning thousands of short commands. `None` when
+/// a variable cannot be passed this way (a NUL byte): std's `Command` handles those.
+fn inherited_env() -> Option<&'static [EnvVar]> {
+    static ENV: OnceLock<Option<Vec<EnvVar>>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        std::env::vars_os()
+            .map(|(k, v)| {
+                let kv = CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok()?;
+                Some((k.into_vec(), kv))
+            })
+            .collect()
+    })
+    .as_deref()
 }
 
 fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
