@@ -44,8 +44,6 @@ struct ChildArgs {
     fds: [RawFd; 3],
     reset: *const c_int,
     reset_len: usize,
-    /// The huge-page setting to exec with (see [`crate::huge_pages::for_children`]).
-    thp: Option<libc::c_ulong>,
     /// Set by the child when it fails before or at `execve`.
     errno: c_int,
 }
@@ -97,7 +95,6 @@ pub fn spawn(
         fds: [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()],
         reset: reset.as_ptr(),
         reset_len: reset.len(),
-        thp: crate::huge_pages::for_children(),
         errno: 0,
     };
     // The child runs on this stack while the parent waits; it only makes system calls.
@@ -107,6 +104,8 @@ pub fn spawn(
     let top = top.wrapping_sub(top as usize % 16).cast::<c_void>();
     let mut pidfd: c_int = -1;
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // The child shares this address space until `execve`, and inherits its huge-page setting.
+    let thp = crate::huge_pages::ForSpawn::begin();
     // SAFETY: signal masks are plain values. Blocking every signal keeps the parent's
     // handlers from running on the child (which shares its memory) until the child has
     // reset them; the parent's mask is restored right after.
@@ -136,7 +135,7 @@ pub fn spawn(
         }
         pid
     };
-    drop((out_w, err_w, stack));
+    drop((thp, out_w, err_w, stack));
     // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor that only we own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     // SAFETY: the child is gone from this memory (exec'd or exited); a plain read.
@@ -168,7 +167,6 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         if libc::setpgid(0, 0) != 0 {
             fail(a);
         }
-        crate::huge_pages::restore_in_child(a.thp);
         let fds = a.fds;
         for (target, fd) in (0..).zip(fds) {
             if libc::dup2(fd, target) < 0 {

@@ -20,19 +20,31 @@ fn tasks_keep_the_huge_page_setting_taskrun_started_with() {
         eprintln!("skipped: this kernel does not report THP_enabled");
         return;
     }
-    let probe = "[tasks.probe]\nrun = \"grep THP_enabled /proc/self/status > thp.txt\"\n";
+    // The shell's parent is taskrun itself.
+    let probe = "[tasks.probe]\nrun = \"grep THP_enabled /proc/self/status > thp.txt; grep THP_enabled /proc/$$PPID/status > own.txt\"\n";
+    let always = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|mode| mode.starts_with("[always]"));
     // A small manifest (taskrun keeps huge pages off) and one over the size at which it turns
     // them back on.
     let padding: String = (0..1500)
         .map(|i| format!("[tasks.pad{i}]\ndeps = []\n"))
         .collect();
-    for manifest in [probe.to_string(), format!("{probe}{padding}")] {
+    for (manifest, own_heap) in [
+        (probe.to_string(), "0"),
+        (format!("{probe}{padding}"), if always { "0" } else { "1" }),
+    ] {
         let ws = Workspace::new(&manifest);
         ws.run(&["probe", "-q"]).code(0);
         assert_eq!(
             thp_enabled(&ws.read("thp.txt")),
             own,
             "manifest of {} bytes",
+            manifest.len()
+        );
+        assert_eq!(
+            thp_enabled(&ws.read("own.txt")),
+            own_heap,
+            "taskrun's own heap, manifest of {} bytes",
             manifest.len()
         );
     }
