@@ -34,8 +34,11 @@ pub fn disable_at_start() {
 }
 
 /// Lets mimalloc's arena (the one region it advises for huge pages) get them, unless they
-/// are on for every mapping.
+/// are on for every mapping, or taskrun was started with them off.
 pub fn enable_for_large_heap() {
+    if AT_START.load(Ordering::Relaxed) != 0 {
+        return;
+    }
     let always = std::fs::read("/sys/kernel/mm/transparent_hugepage/enabled")
         .is_ok_and(|mode| mode.starts_with(b"[always]"));
     if !always {

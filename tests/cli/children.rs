@@ -29,9 +29,12 @@ fn tasks_keep_the_huge_page_setting_taskrun_started_with() {
     let padding: String = (0..1500)
         .map(|i| format!("[tasks.pad{i}]\ndeps = []\n"))
         .collect();
+    // Where huge pages are unsupported, or off for the test runner itself (taskrun then
+    // leaves them off), "1" cannot show.
+    let large_heap = if always || own != "1" { "0" } else { "1" };
     for (manifest, own_heap) in [
         (probe.to_string(), "0"),
-        (format!("{probe}{padding}"), if always { "0" } else { "1" }),
+        (format!("{probe}{padding}"), large_heap),
     ] {
         let ws = Workspace::new(&manifest);
         ws.run(&["probe", "-q"]).code(0);
