@@ -473,6 +473,12 @@ impl LocalCache {
 }
 
 impl TaskCache for LocalCache {
+    /// A task that is never cached and has no inputs only gets its key computed (for its
+    /// dependents and the report); nothing is read, locally or remotely.
+    fn lookup_needs_io(&self, task: &Task) -> bool {
+        task.is_cacheable() || !task.inputs.is_empty()
+    }
+
     fn lookup(
         &self,
         plan: &Plan,

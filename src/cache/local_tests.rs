@@ -330,3 +330,25 @@ fn a_prefetch_overtaken_by_another_run_is_read_again() {
     let cache = LocalCache::open_with(&p.pipeline, CacheOptions::default(), elsewhere).unwrap();
     assert!(cache.journal().last_key("t").is_some());
 }
+
+/// Only a task that is never cached and has no inputs is looked up inline: the rest may
+/// read files (inputs, records, the remote).
+#[test]
+fn only_uncached_tasks_without_inputs_are_looked_up_without_io() {
+    let d = tempfile::tempdir().unwrap();
+    let p = plan(
+        d.path(),
+        vec![
+            command("plain", "true"),
+            with_io(command("reads", "true"), &["src/*.txt"], &[], &[]),
+            with_io(command("writes", "true"), &[], &["out.txt"], &[]),
+        ],
+    );
+    let cache = LocalCache::open(&p.pipeline, CacheOptions::default()).unwrap();
+    let needs_io = |i: usize| cache.lookup_needs_io(p.task(i));
+    assert!(!needs_io(0), "no outputs, no inputs: key only");
+    assert!(needs_io(1), "inputs are hashed");
+    assert!(needs_io(2), "outputs make it cached");
+    assert!(!crate::cache::NoCache.lookup_needs_io(p.task(0)));
+    assert!(crate::cache::NoCache.lookup_needs_io(p.task(1)));
+}

@@ -6,6 +6,7 @@
 pub mod inputs;
 pub mod journal;
 
+use crate::model::Task;
 use crate::plan::Plan;
 pub use record::HttpValidators;
 
@@ -111,6 +112,13 @@ pub trait TaskCache: Send + Sync {
         true
     }
 
+    /// False when looking `task` up is computation only (its key, from its definition and
+    /// its deps' digests), cheap enough for the async thread that runs it: the scheduler
+    /// then skips the hand-off to a lookup thread and back.
+    fn lookup_needs_io(&self, _task: &Task) -> bool {
+        true
+    }
+
     /// True when `record_success` does no I/O at all (`--no-cache`), so the scheduler calls
     /// it inline instead of handing it to a blocking thread (two thread wake-ups per task).
     fn records_without_io(&self) -> bool {
@@ -137,6 +145,10 @@ impl TaskCache for NoCache {
 
     fn records_without_io(&self) -> bool {
         true
+    }
+
+    fn lookup_needs_io(&self, task: &Task) -> bool {
+        !task.inputs.is_empty()
     }
 
     fn lookup(

@@ -220,6 +220,8 @@ impl<'a> Loop<'a> {
                 rec.looked_up = true;
                 self.ready.push_back(i);
             }
+            // Never a hit, and its key is computation only: the job looks it up inline.
+            _ if !self.shared.cache.lookup_needs_io(self.plan.task(i)) => self.ready.push_back(i),
             _ => self.to_lookup.push(i),
         }
     }

@@ -165,8 +165,13 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     let task = plan.task(job.task);
     let mut key = job.key.clone();
     if job.lookup {
-        let (sh, t, deps) = (shared.clone(), job.task, job.dep_digests.clone());
-        match blocking(move || check_cache(&sh, t, &deps)).await {
+        let checked = if shared.cache.lookup_needs_io(task) {
+            let (sh, t, deps) = (shared.clone(), job.task, job.dep_digests.clone());
+            blocking(move || check_cache(&sh, t, &deps)).await
+        } else {
+            Ok(check_cache(shared, job.task, &job.dep_digests))
+        };
+        match checked {
             Ok(Checked::Hit {
                 key,
                 source,
