@@ -10,7 +10,7 @@
 //!
 //! The setting belongs to the address space and is inherited across `fork` and `execve`;
 //! children get back the state taskrun started with, so a task's own memory behaves as it
-//! would outside: a forked child sets it before `execve` ([`restore_in_child`]); a child that
+//! would outside: a forked child sets it before `execve` ([`set`]); a child that
 //! shares taskrun's memory until `execve` (`CLONE_VM`) cannot without changing taskrun's own,
 //! so the parent sets it around that spawn ([`ForSpawn`]).
 
@@ -23,14 +23,13 @@ static NOW: AtomicI32 = AtomicI32::new(-1);
 
 /// Turns huge pages off for this process, remembering the inherited setting.
 pub fn disable_at_start() {
-    // SAFETY: prctl with PR_GET/SET_THP_DISABLE takes plain integers and only affects this
-    // process.
+    // SAFETY: prctl with PR_GET_THP_DISABLE takes plain integers and changes nothing.
     unsafe {
         let inherited = libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0);
         AT_START.store(inherited.max(0), Ordering::Relaxed);
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-        NOW.store(1, Ordering::Relaxed);
     }
+    set(1);
+    NOW.store(1, Ordering::Relaxed);
 }
 
 /// Lets mimalloc's arena (the one region it advises for huge pages) get them, unless they
@@ -42,12 +41,19 @@ pub fn enable_for_large_heap() {
     let always = std::fs::read("/sys/kernel/mm/transparent_hugepage/enabled")
         .is_ok_and(|mode| mode.starts_with(b"[always]"));
     if !always {
-        // SAFETY: as in `disable_at_start`.
-        unsafe {
-            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
-        }
+        set(0);
         NOW.store(0, Ordering::Relaxed);
     }
+}
+
+/// The setting a child must exec with, when it is not taskrun's own now; `None` when they
+/// agree (or a library caller never called [`disable_at_start`]).
+pub fn for_children() -> Option<libc::c_ulong> {
+    let (at_start, now) = (
+        AT_START.load(Ordering::Relaxed),
+        NOW.load(Ordering::Relaxed),
+    );
+    (at_start >= 0 && now >= 0 && at_start != now).then(|| libc::c_ulong::from(at_start != 0))
 }
 
 /// While alive, this process has the setting it started with, for a `CLONE_VM | CLONE_VFORK`
@@ -58,15 +64,10 @@ pub struct ForSpawn(Option<libc::c_ulong>);
 impl ForSpawn {
     /// Switches to the inherited setting when taskrun's own differs.
     pub fn begin() -> Self {
-        let (at_start, now) = (
-            AT_START.load(Ordering::Relaxed),
-            NOW.load(Ordering::Relaxed),
-        );
-        if at_start < 0 || now < 0 || at_start == now {
-            return Self(None);
-        }
-        set(libc::c_ulong::from(at_start != 0));
-        Self(Some(libc::c_ulong::from(now != 0)))
+        Self(for_children().map(|inherited| {
+            set(inherited);
+            1 - inherited
+        }))
     }
 }
 
@@ -78,28 +79,12 @@ impl Drop for ForSpawn {
     }
 }
 
-fn set(value: libc::c_ulong) {
+/// Sets this address space's setting: 1 off, 0 on. Makes one async-signal-safe system call,
+/// so a forked child may call it before `execve` (its own copy of the address space).
+pub fn set(value: libc::c_ulong) {
     // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and only affects this
     // process.
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, value, 0, 0, 0);
-    }
-}
-
-/// The `PR_SET_THP_DISABLE` value a child should exec with: `Some` only when taskrun changed
-/// it (a library caller that never called [`disable_at_start`] changes nothing).
-pub fn for_children() -> Option<libc::c_ulong> {
-    let at_start = AT_START.load(Ordering::Relaxed);
-    (at_start >= 0).then(|| libc::c_ulong::from(at_start != 0))
-}
-
-/// Sets a forked child's huge-page setting (its own copy of the address space); called
-/// between `fork` and `execve`, so it makes one system call and nothing else.
-pub fn restore_in_child(value: Option<libc::c_ulong>) {
-    if let Some(v) = value {
-        // SAFETY: prctl is async-signal-safe and takes plain integers.
-        unsafe {
-            libc::prctl(libc::PR_SET_THP_DISABLE, v, 0, 0, 0);
-        }
     }
 }

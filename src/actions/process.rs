@@ -70,7 +70,7 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
         // SAFETY: the hook makes one async-signal-safe system call in the forked child.
         unsafe {
             cmd.pre_exec(move || {
-                crate::huge_pages::restore_in_child(Some(thp));
+                crate::huge_pages::set(thp);
                 Ok(())
             });
         }

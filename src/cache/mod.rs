@@ -6,7 +6,7 @@
 pub mod inputs;
 pub mod journal;
 
-use crate::model::Task;
+use crate::model::{Action, Task};
 use crate::plan::Plan;
 pub use record::HttpValidators;
 
@@ -119,10 +119,13 @@ pub trait TaskCache: Send + Sync {
         true
     }
 
-    /// True when `record_success` does no I/O at all (`--no-cache`), so the scheduler calls
-    /// it inline instead of handing it to a blocking thread (two thread wake-ups per task).
-    fn records_without_io(&self) -> bool {
-        false
+    /// True when `record_success` for `task` is pure computation, cheap enough for the async
+    /// thread: the scheduler then calls it inline instead of handing it to a blocking thread
+    /// (two thread wake-ups per task, a large share of taskrun's own time for thousands of
+    /// short commands). By default that is a command that declares no outputs and that the
+    /// cache gave no key: nothing to snapshot or store, only its digest to compute.
+    fn records_without_io(&self, task: &Task, key: Option<&str>) -> bool {
+        key.is_none() && task.outputs.is_empty() && matches!(task.action, Action::Command(_))
     }
 
     /// The ETag / Last-Modified recorded with a download's entry, for `revalidate = true`.
@@ -143,7 +146,8 @@ impl TaskCache for NoCache {
         false
     }
 
-    fn records_without_io(&self) -> bool {
+    /// Nothing is ever stored.
+    fn records_without_io(&self, _task: &Task, _key: Option<&str>) -> bool {
         true
     }
 

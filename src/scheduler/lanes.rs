@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::num::NonZero;
+use std::sync::OnceLock;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -21,10 +22,14 @@ use tokio::sync::oneshot;
 const MAX_LANES: usize = 4;
 
 /// How many lanes downloads are spread over: one per core (the run loop's thread is lane 0).
+/// Asked once: the HTTP client sizes its connection pools by it, the run starts that many.
 pub(super) fn count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, NonZero::get)
-        .clamp(1, MAX_LANES)
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(2, NonZero::get)
+            .clamp(1, MAX_LANES)
+    })
 }
 
 /// The lane threads of a run; lane 0 is the caller's runtime. Dropping it lets the threads

@@ -237,7 +237,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     let finished = SystemTime::now();
     let digest = if result.outcome != crate::report::AttemptOutcome::Succeeded {
         None
-    } else if shared.cache.records_without_io() || records_without_io(task, key.as_deref()) {
+    } else if shared.cache.records_without_io(task, key.as_deref()) {
         let output = sink.take_captured();
         let recorded = shared
             .cache
@@ -277,16 +277,6 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         result,
         digest,
     }
-}
-
-/// Whether recording a success is pure computation, cheap enough for the async thread: a
-/// command that declares no outputs and that the cache gave no key has nothing to snapshot
-/// or store, only its digest to compute (as a group's, which the run loop digests inline).
-/// Everything else may hash files or write the store: that goes to a blocking thread. For
-/// thousands of short commands the hand-off (two thread wake-ups) was a large share of
-/// taskrun's own time per task.
-fn records_without_io(task: &crate::model::Task, key: Option<&str>) -> bool {
-    key.is_none() && task.outputs.is_empty() && matches!(task.action, Action::Command(_))
 }
 
 /// `revalidate = true` on a hit of an unpinned download: ask the origin (If-None-Match /

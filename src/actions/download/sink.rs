@@ -262,13 +262,19 @@ impl Sink {
     /// handed to the pool; with more large transfers than pool threads, a full job is waited
     /// for, so that the caller does not read on while the pool is behind.
     pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
-        if !self.large && self.buf.is_empty() && self.batched + chunk.len() <= BUFFER {
-            // A small body: its chunks are hashed and written in one go when it ends.
-            self.batched += chunk.len();
-            self.batch.push(chunk);
-            return Ok(());
+        if !self.large {
+            if self.batched + chunk.len() <= BUFFER {
+                // A small body: its chunks are hashed and written in one go when it ends.
+                self.batched += chunk.len();
+                self.batch.push(chunk);
+                return Ok(());
+            }
+            // More than the server announced: from here on, a large transfer (the chunks
+            // held so far stay first in `batch`).
+            self.large = true;
+            LARGE.fetch_add(1, Ordering::Relaxed);
         }
-        if !self.large || (self.batch.is_empty() && chunk.len() < BUFFER / 2) {
+        if self.batch.is_empty() && chunk.len() < BUFFER / 2 {
             if self.buf.len() + chunk.len() > BUFFER {
                 self.run().await?;
             }
@@ -347,8 +353,8 @@ impl Sink {
     /// Ends the transfer successfully: writes the rest, closes the file, returns the digest.
     pub async fn finish(mut self) -> io::Result<Written> {
         self.wait_job().await?;
-        let inline = !self.large && self.buf.len() + self.batched <= BUFFER;
-        if (!self.batch.is_empty() && !inline)
+        // A small body (at most BUFFER bytes, all in `batch`) is written here, inline.
+        if (!self.batch.is_empty() && self.large)
             || self
                 .part
                 .as_ref()
@@ -489,4 +495,48 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use sha2::{Digest, Sha256};
+
+    use super::{Sink, SinkSpec, hex};
+
+    async fn written(expected: u64, chunks: &[Vec<u8>]) -> (Vec<u8>, String, u64) {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("f.bin");
+        let guard = Arc::new(tokio::sync::Mutex::new(())).lock_owned().await;
+        let mut sink = Sink::start(SinkSpec {
+            dest: dest.clone(),
+            offset: 0,
+            expected: Some(expected),
+            meta: None,
+            meta_on_disk: false,
+            guard,
+        });
+        for c in chunks {
+            sink.write(Bytes::from(c.clone())).await.unwrap();
+        }
+        let w = sink.finish().await.unwrap();
+        let body = std::fs::read(super::resume::part_path(&dest)).unwrap();
+        (body, w.sha256, w.size)
+    }
+
+    /// A small body is kept as chunks and written in order; one that turns out larger than
+    /// announced goes on as a large one, still in order, and hashes what was written.
+    #[tokio::test]
+    async fn chunks_are_written_in_order_whatever_the_announced_size() {
+        let chunks: Vec<Vec<u8>> = (0u8..5).map(|i| vec![i; 60 * 1024 + 7]).collect();
+        for (expected, n) in [(2 * (60 * 1024 + 7), 2), (100, 5)] {
+            let (body, sha, size) = written(expected, &chunks[..n]).await;
+            let want = chunks[..n].concat();
+            assert!(body == want, "{n} chunks announced as {expected} bytes");
+            assert_eq!(size, want.len() as u64);
+            assert_eq!(sha, hex(&Sha256::digest(&want)));
+        }
+    }
 }
