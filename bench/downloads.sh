@@ -4,7 +4,10 @@
 #
 # usage: bench/downloads.sh [small] [large] [huge] [faults]     (default: all four)
 #   small   1,000 x 64 KiB
-#   large   20 x 50 MiB (every taskrun download has its sha256 pinned; peak RSS of each tool)
+#   large   20 x 50 MiB (peak RSS of each tool)
+#   In both, taskrun runs three ways: every download pinned to its sha256 (`NAME.toml`, with
+#   --no-cache), without pins (`NAME-unpinned.toml`: what the peers do, nothing hashed), and
+#   pinned with the cache on (a first run: each file is also copied into the store).
 #   huge    one 1 GiB file (peak RSS: memory must not grow with file size)
 #   faults  1,000 x 64 KiB from bench/peers/faulty_server.py: 10% of files answer 503 once,
 #           13% are cut off mid-body once; which tools end with every file complete?
@@ -73,7 +76,15 @@ tr_cmd() { echo "$TASKRUN $1.toml -j16 --no-cache -q --progress never"; }
 # The commands of set NAME, one per line: "label<TAB>command" (run in $dl, after `prepare`).
 commands() {
     local n=$1
-    [[ $have == 1 ]] && printf 'taskrun\t%s\n' "$(tr_cmd "$n")"
+    if [[ $have == 1 ]]; then
+        printf 'taskrun\t%s\n' "$(tr_cmd "$n")"
+        if [[ $n != huge ]]; then
+            # The peers' job: no pins, so nothing is hashed.
+            printf 'taskrun, no pins\t%s\n' "$(tr_cmd "$n-unpinned")"
+            # The default: the cache on (a first run: every file is also copied into the store).
+            printf 'taskrun, cache on\t%s\n' "$TASKRUN $n.toml -j16 -q --progress never"
+        fi
+    fi
     printf 'curl\t%s\n' "curl -s --parallel --parallel-max 16 --create-dirs -K $n.curl"
     printf 'aria2c\t%s\n' "aria2c -q -j16 -i $n.urls -d out/$n --allow-overwrite=true --auto-file-renaming=false"
     printf 'wget2\t%s\n' "wget2 -q --max-threads=16 -i $n.urls -P out/$n"

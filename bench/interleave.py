@@ -2,9 +2,10 @@
 """Times commands one run each, in turn, for ROUNDS rounds: on a shared machine every command
 then sees the same load drift (hyperfine measures one command's runs back to back).
 
-usage: python3 bench/interleave.py ROUNDS 'CMD' ['CMD'...]   (run in the workload directory)
+usage: python3 bench/interleave.py [--prepare 'SHELL CMD'] ROUNDS 'CMD' ['CMD'...]
+       (run in the workload directory)
 
-Each run starts without `.taskrun/`. Wall time is measured around the process, CPU
+Each run starts without `.taskrun/`, after the --prepare command (say, `rm -rf out`). Wall time is measured around the process, CPU
 (user+sys) comes from its rusage, which includes the children it waited for.
 """
 import os
@@ -17,11 +18,17 @@ import time
 
 
 def main():
-    rounds, cmds = int(sys.argv[1]), sys.argv[2:]
+    args = sys.argv[1:]
+    prepare = None
+    if args[:1] == ["--prepare"]:
+        prepare, args = args[1], args[2:]
+    rounds, cmds = int(args[0]), args[1:]
     res = {c: ([], []) for c in cmds}
     for _ in range(rounds):
         for c in cmds:
             shutil.rmtree(".taskrun", ignore_errors=True)
+            if prepare:
+                subprocess.run(prepare, shell=True, check=True)
             t0 = time.perf_counter()
             p = subprocess.Popen(shlex.split(c), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)

@@ -230,6 +230,9 @@ pub struct AttemptCtx<'a> {
     pub output: &'a OutputSink,
     /// The run's HTTP client (downloads only), or why it could not be built.
     pub http: Result<&'a Arc<download::HttpClient>, &'a str>,
+    /// The cache will snapshot the outputs: a download hashes its body for it (see
+    /// [`download::AttemptRequest::keep_digest`]).
+    pub keep_digest: bool,
 }
 
 /// How one attempt went.
@@ -253,6 +256,8 @@ pub struct AttemptResult {
     pub bytes: Option<u64>,
     /// A download's ETag / Last-Modified, kept with its cache entry for revalidation.
     pub validators: Option<crate::cache::HttpValidators>,
+    /// A download's file with the digest it was hashed to while streaming, for the cache.
+    pub written: Option<Box<crate::cache::WrittenFile>>,
 }
 
 impl AttemptResult {
@@ -268,6 +273,7 @@ impl AttemptResult {
             retry_after: None,
             bytes: None,
             validators: None,
+            written: None,
         }
     }
 

@@ -26,7 +26,7 @@ use super::inputs::InputFile;
 use super::journal::{Journal, Stamp};
 use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
-use super::outputs;
+use super::outputs::{self, WrittenOutput};
 use super::record::{ActionRecord, BlobRef, OutputFile, RECORD_VERSION, record_parts};
 use super::remote::RemoteCache;
 use super::stat::StatCache;
@@ -512,6 +512,7 @@ impl TaskCache for LocalCache {
         key: Option<&str>,
         dep_digests: &[Digest],
         output: &[u8],
+        written: Option<WrittenOutput<'_>>,
     ) -> Result<Digest, CacheError> {
         let t = plan.task(task);
         match &t.action {
@@ -539,6 +540,7 @@ impl TaskCache for LocalCache {
             &declared_outputs(t),
             &self.stats,
             store_it.then_some(&self.store),
+            written,
         )
         .map_err(CacheError)?;
         let entries: Vec<key::OutputEntry> = snap

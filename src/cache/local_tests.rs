@@ -25,7 +25,7 @@ fn step(
             (
                 false,
                 cache
-                    .record_success(p, i, key.as_deref(), deps, b"log line\n")
+                    .record_success(p, i, key.as_deref(), deps, b"log line\n", None)
                     .unwrap(),
             )
         }
@@ -132,7 +132,7 @@ fn force_runs_but_stores_and_ttl_expires() {
                 assert_eq!(reason, "--force");
                 write(root, "o", "x");
                 forced
-                    .record_success(&p, 0, key.as_deref(), &[], b"")
+                    .record_success(&p, 0, key.as_deref(), &[], b"", None)
                     .unwrap();
             }
             other => panic!("{other:?}"),
@@ -181,7 +181,7 @@ fn failed_task_leaves_no_entry_and_missing_output_is_an_error() {
     // The task "failed": the scheduler does not call record_success.
     assert!(cache.store().record_files().is_empty());
     let err = cache
-        .record_success(&p, 0, key.as_deref(), &[], b"")
+        .record_success(&p, 0, key.as_deref(), &[], b"", None)
         .unwrap_err();
     assert!(
         err.0.contains("declared output o was not created"),

@@ -27,6 +27,7 @@ pub mod store;
 pub(crate) mod testutil;
 
 pub use local::{CacheOptions, LocalCache};
+pub use outputs::{WrittenFile, WrittenOutput};
 pub use predict::{
     CacheView, PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
 };
@@ -87,7 +88,8 @@ pub trait TaskCache: Send + Sync {
     ) -> Result<Lookup, CacheError>;
 
     /// Task `task` succeeded: store its outputs (when it has a key) and return the digest its
-    /// dependents use. `output` is its combined stdout/stderr as logged.
+    /// dependents use. `output` is its combined stdout/stderr as logged; `written` is an
+    /// output its action hashed while writing it (a download), which then is not read back.
     ///
     /// Contract: call this only after a success. A failed, timed-out or interrupted task is
     /// never recorded, so the cache never holds a result that did not complete. `lookup` must
@@ -99,6 +101,7 @@ pub trait TaskCache: Send + Sync {
         key: Option<&str>,
         dep_digests: &[Digest],
         output: &[u8],
+        written: Option<WrittenOutput<'_>>,
     ) -> Result<Digest, CacheError>;
 
     /// The run is over (successful or not): persist run-wide state such as the stat records.
@@ -175,6 +178,7 @@ impl TaskCache for NoCache {
         _key: Option<&str>,
         _dep_digests: &[Digest],
         _output: &[u8],
+        _written: Option<WrittenOutput<'_>>,
     ) -> Result<Digest, CacheError> {
         Ok([0; 32])
     }

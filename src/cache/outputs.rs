@@ -3,9 +3,10 @@
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::digest::{from_hex, to_hex};
+use super::Digest;
+use super::digest::{from_hex, hash_file, to_hex};
 use super::record::{ActionRecord, OutputFile};
 use super::stat::{FileStat, StatCache};
 use super::store::{BlobError, Store};
@@ -33,14 +34,51 @@ fn rel_string(root: &Path, abs: &Path) -> Result<String, String> {
         })
 }
 
+/// An output file whose writer hashed it on the way (a download's streamed sha256), so the
+/// snapshot need not read it back. Trusted only while the file's `stat` is still the one
+/// taken when the writer put it in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenOutput<'a> {
+    /// Absolute path, as the workspace root joined with the declared output.
+    pub path: &'a Path,
+    /// sha256 of the content written.
+    pub digest: Digest,
+    /// The file's `stat` right after it was written and moved into place.
+    pub stat: FileStat,
+}
+
+/// [`WrittenOutput`] with its path owned, to travel from the action to the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// sha256 of the content written.
+    pub digest: Digest,
+    /// The file's `stat` right after it was written and moved into place.
+    pub stat: FileStat,
+}
+
+impl WrittenFile {
+    /// The borrowed form `snapshot` takes.
+    pub fn as_output(&self) -> WrittenOutput<'_> {
+        WrittenOutput {
+            path: &self.path,
+            digest: self.digest,
+            stat: self.stat,
+        }
+    }
+}
+
 /// Hashes every declared output and, with a `store`, copies it in (one read per file that
-/// is new to the store). A declared output that does not exist is an error: the task said
-/// it would produce it.
+/// is new to the store; none to hash a `written` file that is unchanged since its writer
+/// hashed it). A declared output that does not exist is an error: the task said it would
+/// produce it.
 pub fn snapshot(
     root: &Path,
     declared: &[RelPath],
     stats: &StatCache,
     store: Option<&Store>,
+    written: Option<WrittenOutput<'_>>,
 ) -> Result<Snapshot, String> {
     let mut snap = Snapshot::default();
     for out in declared {
@@ -62,12 +100,13 @@ pub fn snapshot(
                 if entry.file_type().is_file() {
                     let rel = rel_string(root, entry.path())?;
                     snap.files
-                        .push(snapshot_file(entry.path(), rel, stats, store)?);
+                        .push(snapshot_file(entry.path(), rel, stats, store, written)?);
                 }
             }
         } else {
+            let rel = out.as_str().to_string();
             snap.files
-                .push(snapshot_file(&abs, out.as_str().to_string(), stats, store)?);
+                .push(snapshot_file(&abs, rel, stats, store, written)?);
         }
     }
     snap.files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -80,23 +119,26 @@ fn snapshot_file(
     rel: String,
     stats: &StatCache,
     store: Option<&Store>,
+    written: Option<WrittenOutput<'_>>,
 ) -> Result<OutputFile, String> {
     let err = |e: io::Error| format!("output {rel}: {e}");
     let meta = fs::metadata(abs).map_err(err)?;
     let st = FileStat::of(&meta);
-    let known = stats.cached(abs, &st);
+    let recorded = stats.cached(abs, &st);
+    let known = recorded.or_else(|| {
+        written
+            .filter(|w| w.path == abs && w.stat == st)
+            .map(|w| w.digest)
+    });
+    let taken = crate::cache::stat::now_ns();
     let digest = match (store, known) {
-        (Some(store), known) => {
-            let taken = crate::cache::stat::now_ns();
-            let (d, _) = store.put_file(abs, known).map_err(err)?;
-            if known.is_none() {
-                stats.insert(abs, st, taken, d);
-            }
-            d
-        }
+        (Some(store), known) => store.put_file(abs, known).map_err(err)?.0,
         (None, Some(d)) => d,
-        (None, None) => stats.digest(abs).map_err(err)?.0,
+        (None, None) => hash_file(abs).map_err(err)?.0,
     };
+    if recorded.is_none() {
+        stats.insert(abs, st, taken, digest);
+    }
     Ok(OutputFile {
         path: rel,
         sha256: to_hex(&digest),
@@ -170,4 +212,68 @@ pub fn restore(
         restored.push((o.path.clone(), drift));
     }
     Ok(restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, StatCache, Store, PathBuf, FileStat) {
+        let d = tempfile::tempdir().unwrap();
+        let stats = StatCache::open(&d.path().join("cache"), false);
+        let store = Store::new(d.path().join("cache"), false);
+        let file = d.path().join("out.bin");
+        fs::write(&file, b"downloaded bytes").unwrap();
+        let stat = FileStat::of(&fs::metadata(&file).unwrap());
+        (d, stats, store, file, stat)
+    }
+
+    fn declared() -> Vec<RelPath> {
+        vec![RelPath("out.bin".into())]
+    }
+
+    /// The writer's digest is taken as it is (the file is not read back) while the stat is
+    /// the one it saw; the blob is stored under that digest.
+    #[test]
+    fn a_written_file_with_its_stat_is_not_rehashed() {
+        let (d, stats, store, file, stat) = setup();
+        let claimed = [7u8; 32];
+        let written = WrittenOutput {
+            path: &file,
+            digest: claimed,
+            stat,
+        };
+        let snap = snapshot(d.path(), &declared(), &stats, Some(&store), Some(written)).unwrap();
+        assert_eq!(snap.files[0].sha256, to_hex(&claimed));
+        assert_eq!(
+            fs::read(store.blob_path(&claimed)).unwrap(),
+            b"downloaded bytes"
+        );
+    }
+
+    /// Another stat (the file changed after its writer hashed it) or another path: hashed.
+    #[test]
+    fn a_changed_or_other_file_is_hashed() {
+        let (d, stats, _store, file, stat) = setup();
+        let real = to_hex(&hash_file(&file).unwrap().0);
+        let other = d.path().join("other");
+        for written in [
+            WrittenOutput {
+                path: &file,
+                digest: [7; 32],
+                stat: FileStat {
+                    mtime_ns: stat.mtime_ns - 1,
+                    ..stat
+                },
+            },
+            WrittenOutput {
+                path: &other,
+                digest: [7; 32],
+                stat,
+            },
+        ] {
+            let snap = snapshot(d.path(), &declared(), &stats, None, Some(written)).unwrap();
+            assert_eq!(snap.files[0].sha256, real);
+        }
+    }
 }

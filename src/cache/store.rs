@@ -83,8 +83,8 @@ impl Store {
         self.blob_path(d).is_file()
     }
 
-    /// Copies a file into the store, hashing it in the same pass; skips the copy when the
-    /// caller already knows its digest and the blob exists. Returns (digest, size).
+    /// Copies a file into the store, hashing it in the same pass unless the caller already
+    /// knows its digest; skips the copy when that blob exists. Returns (digest, size).
     pub fn put_file(&self, src: &Path, known: Option<Digest>) -> io::Result<(Digest, u64)> {
         if let Some(d) = known
             && self.has_blob(&d)
@@ -95,7 +95,12 @@ impl Store {
         fs::create_dir_all(&cas)?;
         let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&cas)?;
         let mut f = File::open(src)?;
-        let (digest, size) = hash_copy(&mut f, Some(tmp.as_file_mut()))?;
+        let (digest, size) = match known {
+            // Known from the stat records or from the writer's own hash: a plain copy (in the
+            // kernel where it can), no second hashing pass.
+            Some(d) => (d, io::copy(&mut f, tmp.as_file_mut())?),
+            None => hash_copy(&mut f, Some(tmp.as_file_mut()))?,
+        };
         let dest = self.blob_path(&digest);
         if dest.is_file() {
             return Ok((digest, size));

@@ -322,7 +322,7 @@ impl<'a> Loop<'a> {
         match self
             .shared
             .cache
-            .record_success(&self.plan, i, None, &digests, &[])
+            .record_success(&self.plan, i, None, &digests, &[], None)
         {
             Ok(d) => {
                 let rec = &mut self.recs[i];

@@ -27,7 +27,7 @@ impl Loop<'_> {
         match self
             .shared
             .cache
-            .record_success(&self.plan, i, None, &digests, &[])
+            .record_success(&self.plan, i, None, &digests, &[], None)
         {
             Ok(d) => self.recs[i].digest = d,
             Err(e) => return self.fail(i, format!("cache: {}", e.0)),
@@ -118,7 +118,7 @@ impl Loop<'_> {
         let digest = self
             .shared
             .cache
-            .record_success(&self.plan, task, None, &digests, &[]);
+            .record_success(&self.plan, task, None, &digests, &[], None);
         let rec = &mut self.recs[task];
         rec.service_ready = true;
         if let Ok(d) = digest {

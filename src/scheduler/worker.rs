@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actions::service::{self, ServiceEnd};
 use crate::actions::{self, AttemptCtx, AttemptResult, OutputSink, Progress, Stop};
-use crate::cache::{CacheSource, Digest, Lookup, TaskCache};
+use crate::cache::{CacheSource, Digest, Lookup, TaskCache, WrittenFile};
 use crate::model::Action;
 use crate::plan::Plan;
 
@@ -225,6 +225,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         .await;
     let sink = shared.sink(job.task);
     let started = SystemTime::now();
+    let without_io = shared.cache.records_without_io(task, key.as_deref());
     let result = actions::attempt(AttemptCtx {
         pipeline: &plan.pipeline,
         task,
@@ -232,16 +233,18 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         stop: shared.stop.clone(),
         output: &sink,
         http: shared.http.as_ref().map_err(String::as_str),
+        keep_digest: !without_io,
     })
     .await;
     let finished = SystemTime::now();
     let digest = if result.outcome != crate::report::AttemptOutcome::Succeeded {
         None
-    } else if shared.cache.records_without_io(task, key.as_deref()) {
+    } else if without_io {
         let output = sink.take_captured();
-        let recorded = shared
-            .cache
-            .record_success(plan, job.task, None, &job.dep_digests, &output);
+        let recorded =
+            shared
+                .cache
+                .record_success(plan, job.task, None, &job.dep_digests, &output, None);
         Some(recorded.map_err(|e| format!("cache: {}", e.0)))
     } else {
         let output = sink.take_captured();
@@ -253,9 +256,11 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
             job.dep_digests,
         );
         let validators = result.validators.clone();
+        let written = result.written.clone();
         Some(
             match blocking(move || {
-                let digest = c.record_success(&p, t, k.as_deref(), &deps, &output)?;
+                let written = written.as_deref().map(WrittenFile::as_output);
+                let digest = c.record_success(&p, t, k.as_deref(), &deps, &output, written)?;
                 if let (Some(k), Some(v)) = (k, validators) {
                     c.set_http_validators(&k, v);
                 }
@@ -307,6 +312,7 @@ async fn revalidate_hit(
         attempt: 1,
         timeout: task.timeout,
         progress: &progress,
+        keep_digest: true,
     };
     let answer = download::revalidate(client, req, v.etag.as_deref(), v.last_modified.as_deref());
     match answer.await {
@@ -322,8 +328,10 @@ async fn revalidate_hit(
                 job.dep_digests.clone(),
             );
             let validators = result.validators.clone();
+            let written = result.written.clone();
             let digest = blocking(move || {
-                let digest = c.record_success(&p, t, Some(&k), &deps, &[])?;
+                let written = written.as_deref().map(WrittenFile::as_output);
+                let digest = c.record_success(&p, t, Some(&k), &deps, &[], written)?;
                 if let Some(v) = validators {
                     c.set_http_validators(&k, v);
                 }

@@ -78,7 +78,7 @@ impl Workspace {
                         .success();
                     assert!(ok);
                     digests[i] = cache
-                        .record_success(&plan, i, key.as_deref(), &deps, b"")
+                        .record_success(&plan, i, key.as_deref(), &deps, b"", None)
                         .unwrap();
                 }
             }

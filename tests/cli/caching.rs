@@ -499,3 +499,36 @@ fn a_wide_no_op_rerun_with_fan_in_finishes_and_runs_nothing() {
         assert_eq!(s["cached"], 210, "round {round}: {s}");
     }
 }
+
+/// An unpinned download is hashed once, while it streams: the cache stores the blob under that
+/// digest (which must be the content's), and a deleted file comes back from it with no request.
+#[test]
+fn an_unpinned_download_is_stored_under_its_content_digest_and_restored() {
+    let http = Http::start();
+    let small = b"a small file\n".to_vec();
+    let large: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    http.route("/small", Route::ok(small.clone()));
+    http.route("/large", Route::ok(large.clone()));
+    let ws = Workspace::new(&format!(
+        "[tasks.small]\ndownload = {{ url = \"{}\", dest = \"small\" }}\n\n\
+         [tasks.large]\ndownload = {{ url = \"{}\", dest = \"large\" }}\n",
+        http.url("/small"),
+        http.url("/large"),
+    ));
+    ws.run(&[]).code(0);
+    let blobs = store(&ws);
+    for data in [&small, &large] {
+        let blob = format!(".taskrun/cache/cas/{}/{}", &sha(data)[..2], sha(data));
+        assert_eq!(blobs.get(&blob), Some(data), "no blob {blob}");
+    }
+    std::fs::remove_file(ws.path("small")).unwrap();
+    std::fs::remove_file(ws.path("large")).unwrap();
+    ws.run(&[]).code(0);
+    assert_eq!(
+        statuses(&ws.last_report()),
+        want(&[("small", "cached"), ("large", "cached")])
+    );
+    assert_eq!(std::fs::read(ws.path("small")).unwrap(), small);
+    assert_eq!(std::fs::read(ws.path("large")).unwrap(), large);
+    assert_eq!(http.hits("/small") + http.hits("/large"), 2);
+}

@@ -1,9 +1,10 @@
 //! Streaming to a part file, the sha256 pin, parent dirs, progress (issue 4 points 1-2).
 
 use taskrun::actions::download::{AttemptRequest, FailureKind, attempt};
+use taskrun::cache::stat::FileStat;
 
 use crate::fault_server::{Fault, Route};
-use crate::helpers::{Env, ProgressLog, body, sha};
+use crate::helpers::{Env, ProgressLog, body, digest, sha};
 
 #[tokio::test]
 async fn streams_verifies_and_renames_into_place() {
@@ -17,7 +18,7 @@ async fn streams_verifies_and_renames_into_place() {
     let done = env.attempt(&dl).await.unwrap();
 
     assert_eq!(std::fs::read(env.dest("deep/er/a.bin")).unwrap(), data);
-    assert_eq!(done.sha256, sha(&data));
+    assert_eq!(digest(&done), sha(&data));
     assert_eq!(done.size, data.len() as u64);
     assert_eq!(done.bytes, data.len() as u64);
     assert_eq!(done.http_status, 200);
@@ -26,6 +27,40 @@ async fn streams_verifies_and_renames_into_place() {
     assert_eq!(done.resumed_from, 0);
     // Only the file: no part files left behind.
     assert_eq!(env.files(), vec!["deep/er/a.bin"]);
+    // The digest handed to the cache comes with the stat of the file in place.
+    let written = done.written.unwrap();
+    assert_eq!(written.path, env.dest("deep/er/a.bin"));
+    let meta = std::fs::metadata(env.dest("deep/er/a.bin")).unwrap();
+    assert_eq!(written.stat, FileStat::of(&meta));
+}
+
+/// Nobody needs the digest of an unpinned download that the cache will not record: the body
+/// is only written. A pin is checked all the same.
+#[tokio::test]
+async fn without_pin_or_cache_nothing_is_handed_on_and_a_pin_still_checks() {
+    let env = Env::new().await;
+    let data = body(300_000);
+    env.server.route("/u", Route::ok(data.clone()));
+    let noop = |_| {};
+    let request = |dl| AttemptRequest {
+        download: dl,
+        root: env.root(),
+        attempt: 1,
+        timeout: None,
+        progress: &noop,
+        keep_digest: false,
+    };
+    let dl = env.download(&["/u"], "u");
+    let done = attempt(&env.client, request(&dl)).await.unwrap();
+    assert_eq!(done.written, None);
+    assert_eq!(std::fs::read(env.dest("u")).unwrap(), data);
+
+    let mut pinned = env.download(&["/u"], "p");
+    pinned.sha256 = Some(sha(b"other bytes"));
+    let fail = attempt(&env.client, request(&pinned)).await.unwrap_err();
+    assert_eq!(fail.kind, FailureKind::Checksum);
+    assert!(fail.message.contains(&sha(&data)), "{}", fail.message);
+    assert!(!env.dest("p").exists());
 }
 
 #[tokio::test]
@@ -34,7 +69,7 @@ async fn unpinned_chunked_body_without_length() {
     let data = body(200_000);
     env.server.route("/c", Route::ok(data.clone()).chunked());
     let done = env.attempt(&env.download(&["/c"], "c")).await.unwrap();
-    assert_eq!(done.sha256, sha(&data));
+    assert_eq!(digest(&done), sha(&data));
     assert_eq!(std::fs::read(env.dest("c")).unwrap(), data);
 }
 
@@ -52,6 +87,7 @@ async fn progress_reports_growing_counts_up_to_the_total() {
         attempt: 1,
         timeout: None,
         progress: &progress,
+        keep_digest: false,
     };
     attempt(&env.client, req).await.unwrap();
     let seen = log.0.lock().unwrap().clone();
@@ -87,7 +123,7 @@ async fn checksum_mismatch_is_retryable_names_both_digests_and_leaves_nothing() 
 
     // The next attempt starts from zero (no Range) and succeeds.
     let done = env.attempt(&dl).await.unwrap();
-    assert_eq!(done.sha256, sha(&data));
+    assert_eq!(digest(&done), sha(&data));
     assert_eq!(env.server.requests("/x")[1].header("range"), None);
     assert_eq!(env.files(), vec!["x.bin"]);
 }
@@ -115,6 +151,7 @@ async fn the_attempt_future_is_send() {
             attempt: 1,
             timeout: None,
             progress: &noop,
+            keep_digest: false,
         },
     );
     assert_send(&fut);

@@ -64,6 +64,7 @@ impl Env {
             attempt: 1,
             timeout: None,
             progress: &progress,
+            keep_digest: true,
         };
         tokio::select! {
             r = attempt(&self.client, req) => panic!("the stalled download finished: {r:?}"),
@@ -95,6 +96,7 @@ impl Env {
                 attempt: 1,
                 timeout,
                 progress: &noop,
+                keep_digest: true,
             },
         )
         .await
@@ -132,6 +134,15 @@ pub fn download(urls: Vec<String>, dest: &str) -> Download {
 }
 
 pub use crate::bytes::{body, sha};
+
+/// The hex digest a download handed on for the cache (`keep_digest` is on in these helpers).
+pub fn digest(done: &Downloaded) -> String {
+    let written = done
+        .written
+        .as_ref()
+        .expect("keep_digest hands the digest on");
+    written.digest.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Records every progress callback.
 #[derive(Default)]

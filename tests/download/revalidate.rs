@@ -14,6 +14,7 @@ async fn check(env: &Env, path: &str, etag: Option<&str>, lm: Option<&str>) -> R
         attempt: 1,
         timeout: None,
         progress: &noop,
+        keep_digest: true,
     };
     revalidate(&env.client, req, etag, lm).await.unwrap()
 }

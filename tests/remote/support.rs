@@ -121,7 +121,7 @@ impl Machine {
                         other => panic!("{other:?}"),
                     }
                     digests[i] = cache
-                        .record_success(&plan, i, key.as_deref(), &deps, b"ran it\n")
+                        .record_success(&plan, i, key.as_deref(), &deps, b"ran it\n", None)
                         .unwrap();
                 }
             }

@@ -13,6 +13,9 @@ use super::resume::{self, PartMeta};
 use super::sink::{Sink, SinkSpec};
 use super::transport::{self, Response};
 use super::{AttemptFailure, Downloaded, HttpClient, Progress, parse_retry_after, redirect};
+use crate::cache::WrittenFile;
+use crate::cache::digest::to_hex;
+use crate::cache::stat::FileStat;
 use crate::model::Download;
 use crate::template::Template;
 
@@ -39,6 +42,8 @@ pub(crate) struct Fetch<'a> {
     /// Bytes received over the network in this attempt, across mirrors.
     pub received: &'a AtomicU64,
     pub conditional: Option<&'a Conditional<'a>>,
+    /// See [`super::AttemptRequest::keep_digest`].
+    pub keep_digest: bool,
 }
 
 /// A mirror's success.
@@ -282,6 +287,7 @@ async fn stream(
         meta,
         meta_on_disk,
         guard,
+        hash: f.keep_digest || f.download.sha256.is_some(),
     });
     let mut got = offset;
     // Progress goes to the run loop's thread (a wake-up each time), so it is reported only
@@ -353,12 +359,13 @@ async fn stream(
         let what = format!("cannot write {}", resume::part_path(f.dest).display());
         with_status(io_failure(&what, &e))
     })?;
-    if let Some(pin) = &f.download.sha256
-        && !pin.eq_ignore_ascii_case(&written.sha256)
-    {
-        resume::discard(f.dest);
-        let msg = format!("sha256 mismatch: expected {pin}, got {}", written.sha256);
-        return Err(with_status(failure(FailureKind::Checksum, true, msg)));
+    if let Some(pin) = &f.download.sha256 {
+        let got = written.digest.as_ref().map(to_hex).unwrap_or_default();
+        if !pin.eq_ignore_ascii_case(&got) {
+            resume::discard(f.dest);
+            let msg = format!("sha256 mismatch: expected {pin}, got {got}");
+            return Err(with_status(failure(FailureKind::Checksum, true, msg)));
+        }
     }
     // Metadata first: a crash in between leaves a part without metadata, which is restarted.
     // Both are single metadata operations on a local file system, cheaper inline than the
@@ -372,12 +379,22 @@ async fn stream(
         let what = format!("cannot move the download to {}", f.dest.display());
         return Err(with_status(io_failure(&what, &err)));
     }
+    // The stat of the file in place, read through the descriptor that wrote it: the cache
+    // trusts the digest only while the file still has it.
+    let kept = match (f.keep_digest, written.digest) {
+        (true, Some(digest)) => written.file.metadata().ok().map(|meta| WrittenFile {
+            path: f.dest.to_path_buf(),
+            digest,
+            stat: FileStat::of(&meta),
+        }),
+        _ => None,
+    };
     drop(written.guard);
     Ok(Outcome::Done(Downloaded {
         url: shown.to_owned(),
         http_status: status,
         bytes: got - offset,
-        sha256: written.sha256,
+        written: kept,
         size: written.size,
         etag,
         last_modified,

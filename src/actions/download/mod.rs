@@ -32,6 +32,7 @@ pub use retry_after::parse_retry_after;
 pub use task::{run_attempt, succeeded};
 pub use transport::enter_lane;
 
+use crate::cache::WrittenFile;
 use crate::model::Download;
 use crate::template::{Template, redact_values};
 use fetch::{Conditional, Fetch, Outcome, failure};
@@ -59,6 +60,10 @@ pub struct AttemptRequest<'a> {
     /// every 4 MiB, and at the end of the body if it was called before (a body that arrives
     /// without a wait reports nothing); keep it cheap (store, don't render).
     pub progress: &'a (dyn Fn(Progress) + Send + Sync),
+    /// The cache records the file's digest: hash the body while streaming even without a
+    /// pin, and hand the digest on ([`Downloaded::written`]) so the file is not read back.
+    /// Off (with no pin) the body is not hashed at all.
+    pub keep_digest: bool,
 }
 
 /// A verified file now at `dest`.
@@ -70,8 +75,8 @@ pub struct Downloaded {
     pub http_status: u16,
     /// Bytes received over the network in this attempt (all mirrors), the report's `bytes`.
     pub bytes: u64,
-    /// Lowercase hex sha256 of the whole file.
-    pub sha256: String,
+    /// The file's digest and its `stat` once in place, when [`AttemptRequest::keep_digest`].
+    pub written: Option<WrittenFile>,
     /// The file's size.
     pub size: u64,
     /// The server's `ETag`, for later revalidation.
@@ -228,6 +233,7 @@ async fn mirrors(
         progress: req.progress,
         received,
         conditional: cond,
+        keep_digest: req.keep_digest,
     };
     let mut failures = Vec::new();
     for url in &req.download.urls {

@@ -31,11 +31,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use tokio::sync::OwnedMutexGuard;
 
 use super::pool::{self, Pending};
 use super::resume::{self, PartMeta};
+use crate::cache::Digest;
 
 /// Chunks smaller than half of this are copied into one buffer of this size, and a body no
 /// larger is written inline; also the read size when hashing an existing part.
@@ -67,12 +68,16 @@ pub(crate) struct SinkSpec {
     pub meta_on_disk: bool,
     /// The destination lock; released only when the files are settled.
     pub guard: OwnedMutexGuard<()>,
+    /// Hash the body (a pin checks it, or the cache records it); otherwise it is only written.
+    pub hash: bool,
 }
 
-/// A finished, closed part file.
+/// A finished part file, still open.
 pub(crate) struct Written {
-    /// Lowercase hex sha256 of the whole part file.
-    pub sha256: String,
+    /// sha256 of the whole part file, when the transfer hashed.
+    pub digest: Option<Digest>,
+    /// The part file, for its `stat` once it is in place.
+    pub file: File,
     /// Its length.
     pub size: u64,
     /// `<dest>.part.json` exists: remove it when the part file is moved to `dest`.
@@ -89,7 +94,8 @@ struct Part {
     file: Option<File>,
     /// Bytes of an earlier part file to keep; hashed when the file is opened for a digest.
     offset: u64,
-    hasher: Sha256,
+    /// `None` when the digest is not wanted.
+    hasher: Option<Sha256>,
     /// Bytes in the part file once it is open.
     len: u64,
     meta: Option<PartMeta>,
@@ -128,8 +134,8 @@ impl Part {
             };
         }
         let mut file = OpenOptions::new().read(true).write(true).open(&part)?;
-        if hash {
-            let hashed = hash_prefix(&mut file, self.offset, &mut self.hasher)?;
+        if hash && let Some(hasher) = &mut self.hasher {
+            let hashed = hash_prefix(&mut file, self.offset, hasher)?;
             if hashed != self.offset {
                 return Err(io::Error::other(format!(
                     "{} shrank while resuming ({hashed} of {} bytes)",
@@ -148,9 +154,11 @@ impl Part {
     /// resume metadata once the part is worth it.
     fn append_all(&mut self, buf: &[u8], batch: &[Bytes]) -> io::Result<()> {
         write_all(self.open(true)?, buf, batch)?;
-        self.hasher.update(buf);
-        for chunk in batch {
-            self.hasher.update(chunk);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(buf);
+            for chunk in batch {
+                hasher.update(chunk);
+            }
         }
         self.len += (buf.len() + batch.iter().map(Bytes::len).sum::<usize>()) as u64;
         if !self.meta_on_disk
@@ -227,6 +235,7 @@ impl Sink {
             meta,
             meta_on_disk,
             guard,
+            hash,
         } = spec;
         if meta_on_disk && offset == 0 {
             resume::remove_meta(&dest);
@@ -242,7 +251,7 @@ impl Sink {
                 dest,
                 file: None,
                 offset,
-                hasher: Sha256::new(),
+                hasher: hash.then(Sha256::new),
                 len: offset,
                 meta,
                 meta_on_disk: meta_on_disk && offset > 0,
@@ -374,14 +383,18 @@ impl Sink {
             return Err(err);
         }
         let Part {
+            file,
             hasher,
             len,
             meta_on_disk,
             guard,
             ..
         } = *part;
+        let file =
+            file.ok_or_else(|| io::Error::other("internal: the part file was never opened"))?;
         Ok(Written {
-            sha256: hex(&hasher.finalize()),
+            digest: hasher.map(|h| h.finalize().into()),
+            file,
             size: len,
             meta_on_disk,
             guard,
@@ -486,17 +499,6 @@ fn hash_prefix(file: &mut File, len: u64, hasher: &mut Sha256) -> io::Result<u64
     }
 }
 
-/// Lowercase hex, the form `sha256` pins are written in.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -504,7 +506,8 @@ mod tests {
     use bytes::Bytes;
     use sha2::{Digest, Sha256};
 
-    use super::{Sink, SinkSpec, hex};
+    use super::{Sink, SinkSpec};
+    use crate::cache::digest::to_hex;
 
     async fn written(expected: u64, chunks: &[Vec<u8>]) -> (Vec<u8>, String, u64) {
         let d = tempfile::tempdir().unwrap();
@@ -517,13 +520,18 @@ mod tests {
             meta: None,
             meta_on_disk: false,
             guard,
+            hash: true,
         });
         for c in chunks {
             sink.write(Bytes::from(c.clone())).await.unwrap();
         }
         let w = sink.finish().await.unwrap();
         let body = std::fs::read(super::resume::part_path(&dest)).unwrap();
-        (body, w.sha256, w.size)
+        (
+            body,
+            w.digest.as_ref().map(to_hex).unwrap_or_default(),
+            w.size,
+        )
     }
 
     /// A small body is kept as chunks and written in order; one that turns out larger than
@@ -536,7 +544,7 @@ mod tests {
             let want = chunks[..n].concat();
             assert!(body == want, "{n} chunks announced as {expected} bytes");
             assert_eq!(size, want.len() as u64);
-            assert_eq!(sha, hex(&Sha256::digest(&want)));
+            assert_eq!(sha, to_hex(&Sha256::digest(&want).into()));
         }
     }
 }

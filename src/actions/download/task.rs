@@ -28,6 +28,7 @@ pub async fn run_attempt(
         attempt: ctx.number,
         timeout: ctx.task.timeout,
         progress: &progress,
+        keep_digest: ctx.keep_digest,
     };
     let mut stop = ctx.stop.clone();
     let stopped = async move { crate::actions::process::stopped(&mut stop).await };
@@ -66,6 +67,7 @@ pub fn succeeded(done: super::Downloaded) -> AttemptResult {
         url: Some(done.url),
         bytes: Some(done.bytes),
         validators,
+        written: done.written.map(Box::new),
         ..AttemptResult::succeeded()
     }
 }
