@@ -26,12 +26,12 @@ use super::inputs::InputFile;
 use super::journal::{Journal, Stamp};
 use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
-use super::outputs::{self, WrittenOutput};
+use super::outputs;
 use super::record::{ActionRecord, BlobRef, OutputFile, RECORD_VERSION, record_parts};
 use super::remote::RemoteCache;
 use super::stat::StatCache;
 use super::store::Store;
-use super::{CacheError, CacheSource, Digest, Lookup, TaskCache};
+use super::{CacheError, CacheSource, Digest, Lookup, Produced, TaskCache};
 use crate::model::{Action, Pipeline, Task};
 use crate::plan::Plan;
 
@@ -511,9 +511,9 @@ impl TaskCache for LocalCache {
         task: usize,
         key: Option<&str>,
         dep_digests: &[Digest],
-        output: &[u8],
-        written: Option<WrittenOutput<'_>>,
+        produced: Produced<'_>,
     ) -> Result<Digest, CacheError> {
+        let output = produced.output;
         let t = plan.task(task);
         match &t.action {
             Action::Group => return Ok(key::group_digest(dep_digests)),
@@ -540,7 +540,7 @@ impl TaskCache for LocalCache {
             &declared_outputs(t),
             &self.stats,
             store_it.then_some(&self.store),
-            written,
+            produced.written,
         )
         .map_err(CacheError)?;
         let entries: Vec<key::OutputEntry> = snap
@@ -583,7 +583,7 @@ impl TaskCache for LocalCache {
             log,
             created: now.clone(),
             last_used: now,
-            http: None,
+            http: produced.validators.cloned(),
             checksum: String::new(),
         };
         match self.store.write_record(&mut rec) {
@@ -602,18 +602,6 @@ impl TaskCache for LocalCache {
 
     fn http_validators(&self, key: &str) -> Option<HttpValidators> {
         self.store.read_record(key)?.http
-    }
-
-    fn set_http_validators(&self, key: &str, validators: HttpValidators) {
-        if self.options.read_only {
-            return;
-        }
-        if let Some(mut rec) = self.store.read_record(key) {
-            rec.http = Some(validators);
-            if let Err(e) = self.store.write_record(&mut rec) {
-                tracing::warn!("cannot store the HTTP validators of entry {key}: {e}");
-            }
-        }
     }
 
     fn finish(&self) -> Result<(), CacheError> {

@@ -25,7 +25,16 @@ fn step(
             (
                 false,
                 cache
-                    .record_success(p, i, key.as_deref(), deps, b"log line\n", None)
+                    .record_success(
+                        p,
+                        i,
+                        key.as_deref(),
+                        deps,
+                        Produced {
+                            output: b"log line\n",
+                            ..Produced::default()
+                        },
+                    )
                     .unwrap(),
             )
         }
@@ -132,7 +141,7 @@ fn force_runs_but_stores_and_ttl_expires() {
                 assert_eq!(reason, "--force");
                 write(root, "o", "x");
                 forced
-                    .record_success(&p, 0, key.as_deref(), &[], b"", None)
+                    .record_success(&p, 0, key.as_deref(), &[], Produced::default())
                     .unwrap();
             }
             other => panic!("{other:?}"),
@@ -181,7 +190,7 @@ fn failed_task_leaves_no_entry_and_missing_output_is_an_error() {
     // The task "failed": the scheduler does not call record_success.
     assert!(cache.store().record_files().is_empty());
     let err = cache
-        .record_success(&p, 0, key.as_deref(), &[], b"", None)
+        .record_success(&p, 0, key.as_deref(), &[], Produced::default())
         .unwrap_err();
     assert!(
         err.0.contains("declared output o was not created"),

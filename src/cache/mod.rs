@@ -87,9 +87,8 @@ pub trait TaskCache: Send + Sync {
         dep_digests: &[Digest],
     ) -> Result<Lookup, CacheError>;
 
-    /// Task `task` succeeded: store its outputs (when it has a key) and return the digest its
-    /// dependents use. `output` is its combined stdout/stderr as logged; `written` is an
-    /// output its action hashed while writing it (a download), which then is not read back.
+    /// Task `task` succeeded: store its outputs (when it has a key), with what else the
+    /// attempt left (`produced`), in one record write; return the digest its dependents use.
     ///
     /// Contract: call this only after a success. A failed, timed-out or interrupted task is
     /// never recorded, so the cache never holds a result that did not complete. `lookup` must
@@ -100,8 +99,7 @@ pub trait TaskCache: Send + Sync {
         task: usize,
         key: Option<&str>,
         dep_digests: &[Digest],
-        output: &[u8],
-        written: Option<WrittenOutput<'_>>,
+        produced: Produced<'_>,
     ) -> Result<Digest, CacheError>;
 
     /// The run is over (successful or not): persist run-wide state such as the stat records.
@@ -135,9 +133,17 @@ pub trait TaskCache: Send + Sync {
     fn http_validators(&self, _key: &str) -> Option<HttpValidators> {
         None
     }
+}
 
-    /// Records a download's validators with its entry (after `record_success`).
-    fn set_http_validators(&self, _key: &str, _validators: HttpValidators) {}
+/// What a successful attempt leaves for the cache besides its output files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Produced<'a> {
+    /// The combined stdout/stderr, as logged.
+    pub output: &'a [u8],
+    /// An output its action hashed while writing it (a download): not read back.
+    pub written: Option<WrittenOutput<'a>>,
+    /// A download's ETag / Last-Modified, kept in its record for `revalidate = true`.
+    pub validators: Option<&'a HttpValidators>,
 }
 
 /// No cache at all (`--no-cache`): everything runs, nothing is stored.
@@ -177,8 +183,7 @@ impl TaskCache for NoCache {
         _task: usize,
         _key: Option<&str>,
         _dep_digests: &[Digest],
-        _output: &[u8],
-        _written: Option<WrittenOutput<'_>>,
+        _produced: Produced<'_>,
     ) -> Result<Digest, CacheError> {
         Ok([0; 32])
     }

@@ -99,14 +99,15 @@ pub fn snapshot(
                 let entry = entry.map_err(|e| format!("output {out}: {e}"))?;
                 if entry.file_type().is_file() {
                     let rel = rel_string(root, entry.path())?;
-                    snap.files
-                        .push(snapshot_file(entry.path(), rel, stats, store, written)?);
+                    let meta = entry.metadata().map_err(|e| format!("output {rel}: {e}"))?;
+                    let file = snapshot_file(entry.path(), &meta, rel, stats, store, written)?;
+                    snap.files.push(file);
                 }
             }
         } else {
             let rel = out.as_str().to_string();
             snap.files
-                .push(snapshot_file(&abs, rel, stats, store, written)?);
+                .push(snapshot_file(&abs, &meta, rel, stats, store, written)?);
         }
     }
     snap.files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -116,14 +117,14 @@ pub fn snapshot(
 
 fn snapshot_file(
     abs: &Path,
+    meta: &fs::Metadata,
     rel: String,
     stats: &StatCache,
     store: Option<&Store>,
     written: Option<WrittenOutput<'_>>,
 ) -> Result<OutputFile, String> {
     let err = |e: io::Error| format!("output {rel}: {e}");
-    let meta = fs::metadata(abs).map_err(err)?;
-    let st = FileStat::of(&meta);
+    let st = FileStat::of(meta);
     let recorded = stats.cached(abs, &st);
     let known = recorded.or_else(|| {
         written

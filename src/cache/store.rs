@@ -13,6 +13,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use tempfile::NamedTempFile;
+
 use super::Digest;
 use super::digest::{hash_bytes, hash_copy, to_hex};
 use super::journal::Stamp;
@@ -20,14 +22,37 @@ use super::record::ActionRecord;
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(parent)?;
+    let mut tmp = temp_in(path.parent().unwrap_or(Path::new(".")))?;
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A temp file in `dir`, which is created only when missing: the directories of a store
+/// exist after its first writes, so asking first would cost every write a system call.
+fn temp_in(dir: &Path) -> io::Result<NamedTempFile> {
+    let builder = || tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir);
+    match builder() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            builder()
+        }
+        other => other,
+    }
+}
+
+/// Moves `tmp` to `dest`, creating `dest`'s directory only when missing (see [`temp_in`]).
+fn persist(tmp: NamedTempFile, dest: &Path) -> io::Result<()> {
+    match tmp.persist(dest) {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            e.file.persist(dest).map(drop).map_err(|e| e.error)
+        }
+        Err(e) => Err(e.error),
+    }
 }
 
 /// Why a blob could not be copied out of the store.
@@ -91,9 +116,7 @@ impl Store {
         {
             return Ok((d, fs::metadata(src)?.len()));
         }
-        let cas = self.dir.join("cas");
-        fs::create_dir_all(&cas)?;
-        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&cas)?;
+        let mut tmp = temp_in(&self.dir.join("cas"))?;
         let mut f = File::open(src)?;
         let (digest, size) = match known {
             // Known from the stat records or from the writer's own hash: a plain copy (in the
@@ -101,14 +124,8 @@ impl Store {
             Some(d) => (d, io::copy(&mut f, tmp.as_file_mut())?),
             None => hash_copy(&mut f, Some(tmp.as_file_mut()))?,
         };
-        let dest = self.blob_path(&digest);
-        if dest.is_file() {
-            return Ok((digest, size));
-        }
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        tmp.persist(&dest).map_err(|e| e.error)?;
+        // A blob that is already there is replaced by the same bytes, atomically.
+        persist(tmp, &self.blob_path(&digest))?;
         Ok((digest, size))
     }
 
@@ -122,9 +139,7 @@ impl Store {
         expected: &Digest,
         max_len: Option<u64>,
     ) -> Result<u64, BlobError> {
-        let cas = self.dir.join("cas");
-        fs::create_dir_all(&cas)?;
-        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&cas)?;
+        let mut tmp = temp_in(&self.dir.join("cas"))?;
         let (got, size) = match max_len {
             Some(n) => hash_copy(
                 &mut reader.take(n.saturating_add(1)),
@@ -135,11 +150,7 @@ impl Store {
         if got != *expected || max_len.is_some_and(|n| size > n) {
             return Err(BlobError::Corrupt(to_hex(expected)));
         }
-        let dest = self.blob_path(expected);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        tmp.persist(&dest).map_err(|e| e.error)?;
+        persist(tmp, &self.blob_path(expected))?;
         Ok(size)
     }
 
@@ -178,11 +189,7 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        let parent = dest.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(parent)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(parent)?;
+        let mut tmp = temp_in(dest.parent().unwrap_or(Path::new(".")))?;
         let (got, _) = hash_copy(&mut f, Some(tmp.as_file_mut()))?;
         if got != *d {
             self.drop_corrupt(&src, "blob content does not match its digest");

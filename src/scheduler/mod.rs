@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{mpsc, watch};
 
 use crate::actions::{Progress, Stop};
-use crate::cache::{Digest, TaskCache};
+use crate::cache::{Digest, Produced, TaskCache};
 use crate::events::{Event, Sink};
 use crate::exit_code;
 use crate::model::Action;
@@ -322,7 +322,7 @@ impl<'a> Loop<'a> {
         match self
             .shared
             .cache
-            .record_success(&self.plan, i, None, &digests, &[], None)
+            .record_success(&self.plan, i, None, &digests, Produced::default())
         {
             Ok(d) => {
                 let rec = &mut self.recs[i];

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::state::{Phase, millis};
 use super::{Loop, worker};
+use crate::cache::Produced;
 use crate::events::Event;
 use crate::model::TaskKind;
 use crate::report::{AttemptOutcome, AttemptReport, TaskStatus, rfc3339};
@@ -27,7 +28,7 @@ impl Loop<'_> {
         match self
             .shared
             .cache
-            .record_success(&self.plan, i, None, &digests, &[], None)
+            .record_success(&self.plan, i, None, &digests, Produced::default())
         {
             Ok(d) => self.recs[i].digest = d,
             Err(e) => return self.fail(i, format!("cache: {}", e.0)),
@@ -115,10 +116,10 @@ impl Loop<'_> {
 
     pub(super) fn on_service_ready(&mut self, task: usize) {
         let digests = self.dep_digests(task);
-        let digest = self
-            .shared
-            .cache
-            .record_success(&self.plan, task, None, &digests, &[], None);
+        let digest =
+            self.shared
+                .cache
+                .record_success(&self.plan, task, None, &digests, Produced::default());
         let rec = &mut self.recs[task];
         rec.service_ready = true;
         if let Ok(d) = digest {

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actions::service::{self, ServiceEnd};
 use crate::actions::{self, AttemptCtx, AttemptResult, OutputSink, Progress, Stop};
-use crate::cache::{CacheSource, Digest, Lookup, TaskCache, WrittenFile};
+use crate::cache::{CacheSource, Digest, Lookup, Produced, TaskCache, WrittenFile};
 use crate::model::Action;
 use crate::plan::Plan;
 
@@ -241,38 +241,17 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         None
     } else if without_io {
         let output = sink.take_captured();
+        let produced = Produced {
+            output: &output,
+            ..Produced::default()
+        };
         let recorded =
-            shared
-                .cache
-                .record_success(plan, job.task, None, &job.dep_digests, &output, None);
+            (shared.cache).record_success(plan, job.task, None, &job.dep_digests, produced);
         Some(recorded.map_err(|e| format!("cache: {}", e.0)))
     } else {
         let output = sink.take_captured();
-        let (p, c, t, k, deps) = (
-            plan.clone(),
-            shared.cache.clone(),
-            job.task,
-            key.clone(),
-            job.dep_digests,
-        );
-        let validators = result.validators.clone();
-        let written = result.written.clone();
-        Some(
-            match blocking(move || {
-                let written = written.as_deref().map(WrittenFile::as_output);
-                let digest = c.record_success(&p, t, k.as_deref(), &deps, &output, written)?;
-                if let (Some(k), Some(v)) = (k, validators) {
-                    c.set_http_validators(&k, v);
-                }
-                Ok::<_, crate::cache::CacheError>(digest)
-            })
-            .await
-            {
-                Ok(Ok(d)) => Ok(d),
-                Ok(Err(e)) => Err(format!("cache: {}", e.0)),
-                Err(e) => Err(e),
-            },
-        )
+        let (t, deps) = (job.task, job.dep_digests);
+        Some(record_blocking(shared, t, key.clone(), deps, output, &result).await)
     };
     Done::Attempt {
         task: job.task,
@@ -320,29 +299,8 @@ async fn revalidate_hit(
         Ok(Revalidation::Changed(done)) => {
             let result = download::succeeded(done);
             let finished = SystemTime::now();
-            let (p, c, t, k, deps) = (
-                plan.clone(),
-                shared.cache.clone(),
-                job.task,
-                key.to_string(),
-                job.dep_digests.clone(),
-            );
-            let validators = result.validators.clone();
-            let written = result.written.clone();
-            let digest = blocking(move || {
-                let written = written.as_deref().map(WrittenFile::as_output);
-                let digest = c.record_success(&p, t, Some(&k), &deps, &[], written)?;
-                if let Some(v) = validators {
-                    c.set_http_validators(&k, v);
-                }
-                Ok::<_, crate::cache::CacheError>(digest)
-            })
-            .await;
-            let digest = match digest {
-                Ok(Ok(d)) => Ok(d),
-                Ok(Err(e)) => Err(format!("cache: {}", e.0)),
-                Err(e) => Err(e),
-            };
+            let (t, k, deps) = (job.task, Some(key.to_string()), job.dep_digests.clone());
+            let digest = record_blocking(shared, t, k, deps, Vec::new(), &result).await;
             Some(Done::Attempt {
                 task: job.task,
                 key: Some(key.to_string()),
@@ -360,6 +318,33 @@ async fn revalidate_hit(
             .await;
             None
         }
+    }
+}
+
+/// Records a success on a blocking thread (the snapshot stats, reads and copies files), with
+/// the download's streamed digest and validators from `result`.
+async fn record_blocking(
+    shared: &Arc<Shared>,
+    task: usize,
+    key: Option<String>,
+    deps: Vec<Digest>,
+    output: Vec<u8>,
+    result: &AttemptResult,
+) -> Result<Digest, String> {
+    let (plan, cache) = (shared.plan.clone(), shared.cache.clone());
+    let (written, validators) = (result.written.clone(), result.validators.clone());
+    let recorded = blocking(move || {
+        let produced = Produced {
+            output: &output,
+            written: written.as_deref().map(WrittenFile::as_output),
+            validators: validators.as_ref(),
+        };
+        cache.record_success(&plan, task, key.as_deref(), &deps, produced)
+    });
+    match recorded.await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(format!("cache: {}", e.0)),
+        Err(e) => Err(e),
     }
 }
 

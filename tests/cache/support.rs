@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use taskrun::cache::inputs::InputFile;
 use taskrun::cache::store::Store;
-use taskrun::cache::{CacheOptions, LocalCache, Lookup, TaskCache};
+use taskrun::cache::{CacheOptions, LocalCache, Lookup, Produced, TaskCache};
 use taskrun::manifest::{LoadOptions, load};
 use taskrun::plan::Plan;
 
@@ -78,7 +78,7 @@ impl Workspace {
                         .success();
                     assert!(ok);
                     digests[i] = cache
-                        .record_success(&plan, i, key.as_deref(), &deps, b"", None)
+                        .record_success(&plan, i, key.as_deref(), &deps, Produced::default())
                         .unwrap();
                 }
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use taskrun::cache::inputs::InputFile;
 use taskrun::cache::{
-    CacheOptions, CacheSource, LocalCache, Lookup, RemoteCache, RemoteOptions, TaskCache,
+    CacheOptions, CacheSource, LocalCache, Lookup, Produced, RemoteCache, RemoteOptions, TaskCache,
 };
 use taskrun::manifest::{LoadOptions, load_str};
 use taskrun::model::Action;
@@ -121,7 +121,16 @@ impl Machine {
                         other => panic!("{other:?}"),
                     }
                     digests[i] = cache
-                        .record_success(&plan, i, key.as_deref(), &deps, b"ran it\n", None)
+                        .record_success(
+                            &plan,
+                            i,
+                            key.as_deref(),
+                            &deps,
+                            Produced {
+                                output: b"ran it\n",
+                                ..Produced::default()
+                            },
+                        )
                         .unwrap();
                 }
             }
