@@ -24,16 +24,20 @@ fn tasks_keep_the_huge_page_setting_taskrun_started_with() {
     let probe = "[tasks.probe]\nrun = \"grep THP_enabled /proc/self/status > thp.txt; grep THP_enabled /proc/$$PPID/status > own.txt\"\n";
     let always = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
         .is_ok_and(|mode| mode.starts_with("[always]"));
-    // A small manifest (taskrun keeps huge pages off) and one over the size at which it turns
-    // them back on.
-    let padding: String = (0..1500)
+    // A small manifest (taskrun keeps huge pages off), a large one with fewer tasks than it
+    // turns them back on for (long lines, like a manifest of downloads), and one with enough.
+    let padding: String = (0..2500)
         .map(|i| format!("[tasks.pad{i}]\ndeps = []\n"))
+        .collect();
+    let wordy: String = (0..1000)
+        .map(|i| format!("[tasks.pad{i}]\ndescription = \"{}\"\n", "x".repeat(100)))
         .collect();
     // Where huge pages are unsupported, or off for the test runner itself (taskrun then
     // leaves them off), "1" cannot show.
     let large_heap = if always || own != "1" { "0" } else { "1" };
     for (manifest, own_heap) in [
         (probe.to_string(), "0"),
+        (format!("{probe}{wordy}"), "0"),
         (format!("{probe}{padding}"), large_heap),
     ] {
         let ws = Workspace::new(&manifest);

@@ -13,3 +13,4 @@ mod run;
 mod services;
 mod signals;
 mod support;
+mod tls;

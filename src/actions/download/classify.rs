@@ -9,6 +9,9 @@ use super::transport::Error;
 pub enum FailureKind {
     /// DNS, refused or reset connection, TLS handshake, or an error while sending.
     Connection,
+    /// The server's TLS certificate failed verification (unknown issuer, expired, another
+    /// name): not retried, the same certificate would come back.
+    Certificate,
     /// The attempt's `timeout` elapsed (connect, headers or a stalled body).
     Timeout,
     /// The body ended (or the connection broke) before all announced bytes arrived.
@@ -32,6 +35,7 @@ impl FailureKind {
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Connection => "connection error",
+            FailureKind::Certificate => "certificate refused",
             FailureKind::Timeout => "timed out",
             FailureKind::Truncated => "truncated body",
             FailureKind::Checksum => "checksum mismatch",
@@ -70,6 +74,8 @@ pub(crate) fn classify_transport(err: &Error, during_body: bool) -> (FailureKind
     };
     if is_timeout(err) {
         (FailureKind::Timeout, true)
+    } else if is_certificate_refusal(err) {
+        (FailureKind::Certificate, false)
     } else if invalid {
         (FailureKind::Invalid, false)
     } else if during_body || body {
@@ -97,6 +103,33 @@ fn is_timeout(err: &Error) -> bool {
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_timeout)
         {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// rustls refused the server's certificate. rustls' error travels inside (nested)
+/// `io::Error`s, whose `source` skips their payload, so each payload is unwrapped too.
+fn is_certificate_refusal(err: &Error) -> bool {
+    fn refused(mut e: &(dyn StdError + 'static)) -> bool {
+        loop {
+            if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
+                return true;
+            }
+            match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => e = inner,
+                None => return false,
+            }
+        }
+    }
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if refused(cause) {
             return true;
         }
         source = cause.source();
