@@ -27,7 +27,7 @@ use super::journal::{Journal, Stamp};
 use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
 use super::outputs;
-use super::record::{ActionRecord, BlobRef, OutputFile, RECORD_VERSION, record_parts};
+use super::record::{ActionRecord, OutputFile, RECORD_VERSION, record_parts};
 use super::remote::RemoteCache;
 use super::stat::StatCache;
 use super::store::Store;
@@ -513,7 +513,6 @@ impl TaskCache for LocalCache {
         dep_digests: &[Digest],
         produced: Produced<'_>,
     ) -> Result<Digest, CacheError> {
-        let output = produced.output;
         let t = plan.task(task);
         match &t.action {
             Action::Group => return Ok(key::group_digest(dep_digests)),
@@ -534,70 +533,7 @@ impl TaskCache for LocalCache {
                 t.name
             )));
         }
-        let store_it = t.is_cacheable() && !self.options.read_only;
-        let snap = outputs::snapshot(
-            &self.root,
-            &declared_outputs(t),
-            &self.stats,
-            store_it.then_some(&self.store),
-            produced.written,
-        )
-        .map_err(CacheError)?;
-        let entries: Vec<key::OutputEntry> = snap
-            .files
-            .iter()
-            .map(|o| key::OutputEntry {
-                path: o.path.clone(),
-                sha256: from_hex(&o.sha256).unwrap_or([0; 32]),
-                mode: o.mode,
-            })
-            .collect();
-        let digest =
-            key::dependency_digest(&plan.pipeline, t, Some(&tk.key), dep_digests, &entries);
-        if !store_it {
-            return Ok(digest);
-        }
-        let log = if output.is_empty() {
-            None
-        } else {
-            match self.store.put_bytes(output) {
-                Ok(d) => Some(BlobRef {
-                    sha256: to_hex(&d),
-                    size: output.len() as u64,
-                }),
-                Err(e) => {
-                    tracing::warn!("cannot store the output of `{}`: {e}", t.name);
-                    return Ok(digest);
-                }
-            }
-        };
-        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let mut rec = ActionRecord {
-            format_version: RECORD_VERSION,
-            key: tk.hex(),
-            task: t.name.clone(),
-            parts: record_parts(&tk.parts),
-            outputs: snap.files,
-            output_dirs: snap.dirs,
-            digest: to_hex(&digest),
-            log,
-            created: now.clone(),
-            last_used: now,
-            http: produced.validators.cloned(),
-            checksum: String::new(),
-        };
-        match self.store.write_record(&mut rec) {
-            Ok(Some(stamp)) => self.journal.remember(&t.name, &rec, stamp),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!("cannot store the cache entry of `{}`: {e}", t.name);
-                return Ok(digest);
-            }
-        }
-        if let Some(remote) = &self.remote {
-            remote.upload(&self.store, &rec);
-        }
-        Ok(digest)
+        self.snapshot_and_store(plan, t, &tk, dep_digests, produced)
     }
 
     fn http_validators(&self, key: &str) -> Option<HttpValidators> {
@@ -644,6 +580,9 @@ fn is_stale(rec: &ActionRecord, now: SystemTime) -> bool {
     rec.last_used_time()
         .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= LAST_USED_GRANULARITY)
 }
+
+#[path = "local_record.rs"]
+mod success;
 
 #[cfg(test)]
 #[path = "local_tests.rs"]
