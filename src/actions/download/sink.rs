@@ -134,15 +134,17 @@ impl Part {
             };
         }
         let mut file = OpenOptions::new().read(true).write(true).open(&part)?;
-        if hash && let Some(hasher) = &mut self.hasher {
-            let hashed = hash_prefix(&mut file, self.offset, hasher)?;
-            if hashed != self.offset {
-                return Err(io::Error::other(format!(
-                    "{} shrank while resuming ({hashed} of {} bytes)",
-                    part.display(),
-                    self.offset
-                )));
-            }
+        // The kept prefix must all be there: `set_len` would fill a gap with zeros.
+        let kept = match &mut self.hasher {
+            Some(hasher) if hash => hash_prefix(&mut file, self.offset, hasher)?,
+            _ => file.metadata()?.len().min(self.offset),
+        };
+        if kept != self.offset {
+            return Err(io::Error::other(format!(
+                "{} shrank while resuming ({kept} of {} bytes)",
+                part.display(),
+                self.offset
+            )));
         }
         file.set_len(self.offset)?;
         file.seek(SeekFrom::Start(self.offset))?;
@@ -545,6 +547,44 @@ mod tests {
             assert!(body == want, "{n} chunks announced as {expected} bytes");
             assert_eq!(size, want.len() as u64);
             assert_eq!(sha, to_hex(&Sha256::digest(&want).into()));
+        }
+    }
+
+    /// A part file shorter than the bytes a resume keeps fails the transfer, hashed or not,
+    /// instead of continuing after a gap of zeros; a whole one is continued (and hashed
+    /// from its start when asked).
+    #[tokio::test]
+    async fn a_resume_keeps_only_a_whole_prefix() {
+        for (on_disk, hash) in [(100, true), (100, false), (200, true), (200, false)] {
+            let d = tempfile::tempdir().unwrap();
+            let dest = d.path().join("f.bin");
+            std::fs::write(super::resume::part_path(&dest), vec![7u8; on_disk]).unwrap();
+            let guard = Arc::new(tokio::sync::Mutex::new(())).lock_owned().await;
+            let mut sink = Sink::start(SinkSpec {
+                dest: dest.clone(),
+                offset: 200,
+                expected: Some(10),
+                meta: None,
+                meta_on_disk: false,
+                guard,
+                hash,
+            });
+            sink.write(Bytes::from(vec![9u8; 10])).await.unwrap();
+            let result = sink.finish().await;
+            if on_disk < 200 {
+                let err = result.err().expect("a shrunken part was continued");
+                assert!(err.to_string().contains("shrank"), "{err}");
+                continue;
+            }
+            let w = result.unwrap();
+            let want = [vec![7u8; 200], vec![9u8; 10]].concat();
+            assert_eq!(w.size, 210);
+            assert_eq!(
+                std::fs::read(super::resume::part_path(&dest)).unwrap(),
+                want
+            );
+            let digest = hash.then(|| Sha256::digest(&want).into());
+            assert_eq!(w.digest, digest);
         }
     }
 }
