@@ -1,6 +1,8 @@
 //! The one HTTP client a run shares, and the per-host and per-destination locks around it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -27,6 +29,9 @@ pub struct HttpClient {
     max_per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     dests: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per destination directory, the `*.part` files in it when this run first downloaded
+    /// there (`None`: it could not be listed).
+    leftovers: Mutex<HashMap<PathBuf, Option<Arc<HashSet<OsString>>>>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -53,6 +58,7 @@ impl HttpClient {
             max_per_host: cfg.max_per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
             dests: Mutex::new(HashMap::new()),
+            leftovers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -80,7 +86,91 @@ impl HttpClient {
     /// A transfer keeps it until it has flushed the part file and its `.part.json` (also when
     /// its future is dropped), so the next attempt never reads a half-written resume state.
     pub(crate) fn dest_lock(&self, dest: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        self.dest_lock_first(dest).0
+    }
+
+    /// [`Self::dest_lock`], and whether this is the run's first request for `dest`.
+    pub(crate) fn dest_lock_first(&self, dest: &Path) -> (Arc<tokio::sync::Mutex<()>>, bool) {
         let mut dests = self.dests.lock().unwrap_or_else(PoisonError::into_inner);
-        dests.entry(dest.to_path_buf()).or_default().clone()
+        match dests.get(dest) {
+            Some(lock) => (lock.clone(), false),
+            None => {
+                let lock = Arc::new(tokio::sync::Mutex::new(()));
+                dests.insert(dest.to_path_buf(), lock.clone());
+                (lock, true)
+            }
+        }
+    }
+
+    /// Whether `<dest>.part` may exist, known without a `stat` on the run's `first` request
+    /// for `dest`: a part file left by an earlier run was in the directory's listing, taken
+    /// once per run (one read of the directory instead of a failed `stat` per download);
+    /// after that only this run's own transfers of `dest` can have made one.
+    pub(crate) fn may_have_part(&self, dest: &Path, first: bool) -> bool {
+        let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else {
+            return true;
+        };
+        if !first {
+            return true;
+        }
+        let mut leftovers = self
+            .leftovers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let listed = leftovers
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| list_parts(dir));
+        let Some(parts) = listed else {
+            return true;
+        };
+        let mut part = name.to_os_string();
+        part.push(".part");
+        parts.contains(&part)
+    }
+}
+
+/// The names ending in `.part` in `dir`; empty when it does not exist, `None` when it cannot
+/// be read.
+fn list_parts(dir: &Path) -> Option<Arc<HashSet<OsString>>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Arc::default()),
+        Err(_) => return None,
+    };
+    let mut parts = HashSet::new();
+    for entry in entries {
+        let name = entry.ok()?.file_name();
+        if name.as_bytes().ends_with(b".part") {
+            parts.insert(name);
+        }
+    }
+    Some(Arc::new(parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A part file left in the directory before the run is found on the first request for its
+    /// destination; for others the listing answers "none" (no `stat`); a later request for the
+    /// same destination always looks.
+    #[test]
+    fn leftover_parts_come_from_one_listing_per_directory() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.bin.part"), b"half").unwrap();
+        let client = HttpClient::new(&HttpConfig::default()).unwrap();
+        let (a, b) = (d.path().join("a.bin"), d.path().join("b.bin"));
+        let (_, first) = client.dest_lock_first(&a);
+        assert!(first);
+        assert!(client.may_have_part(&a, first));
+        let (_, first) = client.dest_lock_first(&b);
+        assert!(!client.may_have_part(&b, first));
+        // b's own transfer may have left one since: its next request looks.
+        let (_, first) = client.dest_lock_first(&b);
+        assert!(!first);
+        assert!(client.may_have_part(&b, first));
+        // A directory that does not exist has no leftovers.
+        let c = d.path().join("new/c.bin");
+        assert!(!client.may_have_part(&c, true));
     }
 }

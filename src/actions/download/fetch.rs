@@ -103,7 +103,7 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
         let msg = format!("unsupported URL scheme `{}`", parsed.scheme());
         return Err(failure(FailureKind::Invalid, false, msg));
     }
-    let lock = f.client.dest_lock(f.dest);
+    let (lock, first) = f.client.dest_lock_first(f.dest);
     let guard = lock.lock_owned().await;
     let _permit = f.client.host_permit(&parsed).await;
     let pinned = f.download.sha256.is_some();
@@ -114,8 +114,13 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
         // versions.
         //
         // Without a part file there is no metadata either (see `resume::part_len`): the common
-        // fresh download costs one failed `stat` here and no cleanup later.
-        let (from, meta_on_disk) = match allow_resume.then(|| resume::part_len(f.dest)) {
+        // fresh download costs no `stat` here (see `HttpClient::may_have_part`) and no cleanup
+        // later.
+        let part = |dest| match f.client.may_have_part(dest, first) {
+            true => resume::part_len(dest),
+            false => None,
+        };
+        let (from, meta_on_disk) = match allow_resume.then(|| part(f.dest)) {
             Some(None) => (None, false),
             Some(Some(len)) => {
                 let from = resume::read_meta(f.dest)
