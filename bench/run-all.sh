@@ -21,8 +21,9 @@ rm -f "$RESULTS"/*.json "$RESULTS"/*.md "$RESULTS"/rss.tsv
 "$here/scheduler.sh"
 "$here/downloads.sh"
 "$here/cache.sh"
+"$here/remote.sh"
 echo
 echo "================ summary ================"
-cat "$RESULTS/plan.md" "$RESULTS/scheduler.md" "$RESULTS/downloads.md" "$RESULTS/cache.md"
+cat "$RESULTS/plan.md" "$RESULTS/scheduler.md" "$RESULTS/downloads.md" "$RESULTS/cache.md" "$RESULTS/remote.md"
 echo
 echo "(also in $RESULTS/*.md)"

@@ -35,6 +35,9 @@ use super::{CacheError, CacheSource, Digest, Lookup, Produced, TaskCache};
 use crate::model::{Action, Pipeline, Task};
 use crate::plan::Plan;
 
+/// Lookup threads when a remote is configured.
+const REMOTE_LOOKUP_THREADS: usize = 16;
+
 /// A hit rewrites its record's `last_used` only when the stored value is older than this, so
 /// a no-op rerun does not rewrite every record (like `relatime`); LRU order for gc stays
 /// right to within this granularity.
@@ -475,6 +478,16 @@ impl LocalCache {
 impl TaskCache for LocalCache {
     /// A task that is never cached and has no inputs only gets its key computed (for its
     /// dependents and the report); nothing is read, locally or remotely.
+    /// A remote lookup is two round trips (record, then blob) spent waiting: with a remote,
+    /// more of them at once (measured in BENCHMARKS.md, "Remote cache").
+    fn lookup_threads(&self) -> usize {
+        if self.remote.as_ref().is_some_and(RemoteCache::is_enabled) {
+            REMOTE_LOOKUP_THREADS
+        } else {
+            4
+        }
+    }
+
     fn lookup_needs_io(&self, task: &Task) -> bool {
         task.is_cacheable() || !task.inputs.is_empty()
     }

@@ -113,6 +113,12 @@ pub trait TaskCache: Send + Sync {
         true
     }
 
+    /// Threads asking the cache at once. Local lookups are stats and small reads, for which a
+    /// few threads keep up with any run; a remote's lookups wait for the network.
+    fn lookup_threads(&self) -> usize {
+        4
+    }
+
     /// False when looking `task` up is computation only (its key, from its definition and
     /// its deps' digests), cheap enough for the async thread that runs it: the scheduler
     /// then skips the hand-off to a lookup thread and back.

@@ -12,9 +12,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Loop;
 use super::state::Phase;
 use super::worker::{Checked, Done, Shared, check_cache};
-use super::{LOOKUP_THREADS, Loop};
 use crate::cache::Digest;
 
 /// Threads asking the cache; dropped with the run (the threads end when the channel closes).
@@ -127,9 +127,9 @@ impl Loop<'_> {
             }
             let deps = self.dep_digests(i);
             let shared = &self.shared;
-            let pool = self
-                .lookups
-                .get_or_insert_with(|| LookupPool::start(shared.clone(), LOOKUP_THREADS));
+            let pool = self.lookups.get_or_insert_with(|| {
+                LookupPool::start(shared.clone(), shared.cache.lookup_threads())
+            });
             let rec = &mut self.recs[i];
             rec.phase = Phase::Running;
             rec.looked_up = true;

@@ -97,9 +97,6 @@ pub async fn run(
     result
 }
 
-/// Threads asking the cache at once: lookups are stats and small reads (or remote requests).
-const LOOKUP_THREADS: usize = 4;
-
 struct Loop<'a> {
     plan: Arc<Plan>,
     shared: Arc<Shared>,
