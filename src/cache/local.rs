@@ -17,7 +17,7 @@
 use crate::cache::HttpValidators;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::digest::{from_hex, to_hex};
@@ -31,6 +31,7 @@ use super::record::{ActionRecord, OutputFile, RECORD_VERSION, record_parts};
 use super::remote::RemoteCache;
 use super::stat::StatCache;
 use super::store::Store;
+use super::uploads::Uploads;
 use super::{CacheError, CacheSource, Digest, Lookup, Produced, TaskCache};
 use crate::model::{Action, Pipeline, Task};
 use crate::plan::Plan;
@@ -66,7 +67,9 @@ pub struct LocalCache {
     /// The manifest's task names (the journal keeps only these).
     tasks: std::collections::HashSet<String>,
     /// The shared tier behind the local store, when configured (never when read-only).
-    remote: Option<RemoteCache>,
+    remote: Option<Arc<RemoteCache>>,
+    /// Entries on their way to the remote, started with the first one.
+    uploads: Mutex<Option<Uploads>>,
     _lock: Option<CacheLock>,
 }
 
@@ -227,8 +230,9 @@ impl LocalCache {
             remote: if options.read_only {
                 None
             } else {
-                RemoteCache::from_config(&pipeline.cache)
+                RemoteCache::from_config(&pipeline.cache).map(Arc::new)
             },
+            uploads: Mutex::new(None),
             _lock: lock,
         })
     }
@@ -252,13 +256,42 @@ impl LocalCache {
     /// Replaces the remote `open` configured from the pipeline (tests use it for short
     /// timeouts; `None` makes the run local-only).
     pub fn with_remote(mut self, remote: Option<RemoteCache>) -> Self {
-        self.remote = if self.options.read_only { None } else { remote };
+        self.remote = if self.options.read_only {
+            None
+        } else {
+            remote.map(Arc::new)
+        };
         self
     }
 
     /// The remote tier, if any.
     pub fn remote(&self) -> Option<&RemoteCache> {
-        self.remote.as_ref()
+        self.remote.as_deref()
+    }
+
+    /// Sends a recorded entry to the remote in the background (see [`Uploads`]).
+    fn upload(&self, record: ActionRecord) {
+        let Some(remote) = self.remote.as_ref().filter(|r| r.writes()) else {
+            return;
+        };
+        let mut uploads = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
+        let queue =
+            uploads.get_or_insert_with(|| Uploads::start(remote.clone(), self.store.clone()));
+        if let Err(record) = queue.push(Box::new(record)) {
+            remote.upload(&self.store, &record);
+        }
+    }
+
+    /// Waits for the uploads (see [`Uploads::finish`]).
+    fn finish_uploads(&self, abandon: bool) {
+        let taken = self
+            .uploads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut uploads) = taken {
+            uploads.finish(abandon);
+        }
     }
 
     /// The store (for `plan`/`explain` sharing one view, and tests).
@@ -481,7 +514,7 @@ impl TaskCache for LocalCache {
     /// A remote lookup is two round trips (record, then blob) spent waiting: with a remote,
     /// more of them at once (measured in BENCHMARKS.md, "Remote cache").
     fn lookup_threads(&self) -> usize {
-        if self.remote.as_ref().is_some_and(RemoteCache::is_enabled) {
+        if self.remote.as_deref().is_some_and(RemoteCache::is_enabled) {
             REMOTE_LOOKUP_THREADS
         } else {
             4
@@ -553,7 +586,8 @@ impl TaskCache for LocalCache {
         self.store.read_record(key)?.http
     }
 
-    fn finish(&self) -> Result<(), CacheError> {
+    fn finish(&self, interrupted: bool) -> Result<(), CacheError> {
+        self.finish_uploads(interrupted);
         self.save()
     }
 }
@@ -571,6 +605,7 @@ impl LocalCache {
 
 impl Drop for LocalCache {
     fn drop(&mut self) {
+        self.finish_uploads(false);
         if let Err(e) = self.save() {
             tracing::warn!("{}", e.0);
         }

@@ -85,9 +85,7 @@ impl LocalCache {
                 return Ok(digest);
             }
         }
-        if let Some(remote) = &self.remote {
-            remote.upload(&self.store, &rec);
-        }
+        self.upload(rec);
         Ok(digest)
     }
 }

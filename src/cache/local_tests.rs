@@ -84,7 +84,7 @@ fn second_run_hits_and_restores_outputs_with_exec_bit() {
     assert!(!hit);
     let (hit, _) = step(&cache, &p, 1, &[d0], || write(root, "final.txt", "f"));
     assert!(!hit);
-    cache.finish().unwrap();
+    cache.finish(false).unwrap();
 
     fs::remove_dir_all(root.join("mid")).unwrap();
     write(root, "final.txt", "tampered");
@@ -326,7 +326,7 @@ fn a_prefetch_overtaken_by_another_run_is_read_again() {
     {
         let other = LocalCache::open(&p.pipeline, CacheOptions::default()).unwrap();
         step(&other, &p, 0, &[], || write(root, "o", "x"));
-        other.finish().unwrap();
+        other.finish(false).unwrap();
     }
     let cache =
         LocalCache::open_with(&p.pipeline, CacheOptions::default(), Some(prefetch)).unwrap();

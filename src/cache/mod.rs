@@ -25,6 +25,7 @@ pub mod stat;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testutil;
+mod uploads;
 
 pub use local::{CacheOptions, LocalCache};
 pub use outputs::{WrittenFile, WrittenOutput};
@@ -102,8 +103,9 @@ pub trait TaskCache: Send + Sync {
         produced: Produced<'_>,
     ) -> Result<Digest, CacheError>;
 
-    /// The run is over (successful or not): persist run-wide state such as the stat records.
-    fn finish(&self) -> Result<(), CacheError> {
+    /// The run is over (successful or not): finish uploads (an `interrupted` run only those
+    /// already started) and persist run-wide state such as the stat records.
+    fn finish(&self, _interrupted: bool) -> Result<(), CacheError> {
         Ok(())
     }
 

@@ -90,7 +90,8 @@ pub async fn run(
     drop(r);
     // Persist run-wide cache state (stat records) now: worker threads may still hold the
     // cache when the process exits, so its Drop is no place to rely on.
-    let finished = tokio::task::spawn_blocking(move || cache.finish()).await;
+    let interrupted = result.report.status == crate::report::RunStatus::Interrupted;
+    let finished = tokio::task::spawn_blocking(move || cache.finish(interrupted)).await;
     if let Ok(Err(e)) = finished {
         tracing::warn!("{e}");
     }

@@ -83,7 +83,7 @@ impl Workspace {
                 }
             }
         }
-        cache.finish().unwrap();
+        cache.finish(false).unwrap();
         hits
     }
 

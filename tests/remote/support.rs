@@ -135,7 +135,7 @@ impl Machine {
                 }
             }
         }
-        cache.finish().unwrap();
+        cache.finish(false).unwrap();
         outcomes
     }
 
