@@ -138,46 +138,6 @@ pub(crate) fn pinned_record(task: &Task, key: &TaskKey, store: &Store) -> Option
     Some(rec)
 }
 
-/// A cache dir's state files (stat records, the manifest's journal), read on another thread
-/// while the manifest is still loading: decoding them is a sizeable part of a no-op rerun.
-#[derive(Debug)]
-pub struct Prefetch {
-    dir: PathBuf,
-    manifest: PathBuf,
-    loading: std::thread::JoinHandle<(StatCache, Journal)>,
-}
-
-impl Prefetch {
-    /// Starts reading `dir`'s state files for the manifest at `manifest` (as given on the
-    /// command line); `None` when no thread could be started.
-    pub fn start(dir: PathBuf, manifest: PathBuf) -> Option<Self> {
-        let (d, m) = (dir.clone(), manifest.clone());
-        // The two files on two threads: the stat records take longest.
-        let loading = std::thread::Builder::new()
-            .name("taskrun-prefetch".into())
-            .spawn(move || {
-                let stats = std::thread::Builder::new()
-                    .name("taskrun-stat".into())
-                    .spawn({
-                        let d = d.clone();
-                        move || StatCache::open(&d, false)
-                    });
-                let journal = Journal::open(&d, &m, false);
-                let stats = match stats.map(|h| h.join()) {
-                    Ok(Ok(stats)) => stats,
-                    _ => StatCache::open(&d, false),
-                };
-                (stats, journal)
-            })
-            .ok()?;
-        Some(Self {
-            dir,
-            manifest,
-            loading,
-        })
-    }
-}
-
 impl LocalCache {
     /// Opens the store at `pipeline.cache.dir`; unless read-only, takes the cache dir lock
     /// (printing "waiting for another taskrun using <dir>..." once when it must wait).
@@ -201,24 +161,8 @@ impl LocalCache {
                     .map_err(|e| CacheError(format!("cache dir {}: {e}", dir.display())))?,
             )
         };
-        let prefetched = prefetch
-            .filter(|p| !options.read_only && p.dir == *dir && p.manifest == pipeline.manifest_path)
-            .and_then(|p| p.loading.join().ok());
-        let (stats, journal) = match prefetched {
-            Some((stats, journal)) => (
-                if stats.is_current() {
-                    stats
-                } else {
-                    StatCache::open(dir, false)
-                },
-                if journal.is_current() {
-                    journal
-                } else {
-                    Journal::open(dir, &pipeline.manifest_path, false)
-                },
-            ),
-            None => Self::read_state(pipeline, options.read_only),
-        };
+        let (stats, journal) =
+            state::read(dir, &pipeline.manifest_path, options.read_only, prefetch);
         Ok(Self {
             root: pipeline.root.clone(),
             store: Store::new(dir, options.read_only),
@@ -234,22 +178,6 @@ impl LocalCache {
             },
             uploads: Mutex::new(None),
             _lock: lock,
-        })
-    }
-
-    /// Reads the stat records and the journal, on two threads.
-    fn read_state(pipeline: &Pipeline, read_only: bool) -> (StatCache, Journal) {
-        let dir = &pipeline.cache.dir;
-        std::thread::scope(|s| {
-            let stats = std::thread::Builder::new()
-                .name("taskrun-stat".into())
-                .spawn_scoped(s, || StatCache::open(dir, read_only));
-            let journal = Journal::open(dir, &pipeline.manifest_path, read_only);
-            let stats = match stats.map(|h| h.join()) {
-                Ok(Ok(stats)) => stats,
-                _ => StatCache::open(dir, read_only),
-            };
-            (stats, journal)
         })
     }
 
@@ -631,6 +559,10 @@ fn is_stale(rec: &ActionRecord, now: SystemTime) -> bool {
 
 #[path = "local_record.rs"]
 mod success;
+
+#[path = "local_state.rs"]
+mod state;
+pub use state::Prefetch;
 
 #[cfg(test)]
 #[path = "local_tests.rs"]
