@@ -102,3 +102,98 @@ fn upload_all(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cache::record::RECORD_VERSION;
+    use crate::cache::remote::RemoteOptions;
+
+    /// A remote that answers every request with 200 after `delay`, counting the `PUT`s.
+    fn slow_remote(delay: Duration) -> (Arc<RemoteCache>, Arc<Mutex<usize>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let puts = Arc::new(Mutex::new(0));
+        let counted = puts.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let counted = counted.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut conn = conn;
+                    loop {
+                        let (mut line, mut len, mut put) = (String::new(), 0usize, false);
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            put |= lower.starts_with("put ");
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(delay);
+                        if put {
+                            *counted.lock().unwrap() += 1;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if conn.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let remote = RemoteCache::new(&url.parse().unwrap(), RemoteOptions::default());
+        (Arc::new(remote), puts)
+    }
+
+    fn record(n: usize) -> Box<ActionRecord> {
+        Box::new(ActionRecord {
+            format_version: RECORD_VERSION,
+            key: format!("{n:064x}"),
+            task: format!("t{n}"),
+            parts: Vec::new(),
+            outputs: Vec::new(),
+            output_dirs: Vec::new(),
+            digest: String::new(),
+            log: None,
+            created: String::new(),
+            last_used: String::new(),
+            http: None,
+            checksum: String::new(),
+        })
+    }
+
+    /// The end of a run waits for every queued entry; an interrupted one only for the entries
+    /// already being uploaded (one per thread at most).
+    #[test]
+    fn finish_waits_for_the_queue_and_abandon_for_the_started_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), false);
+        for (abandon, want) in [(false, 12..=12), (true, 0..=THREADS)] {
+            let (remote, puts) = slow_remote(Duration::from_millis(250));
+            let mut uploads = Uploads::start(remote, store.clone());
+            for n in 0..12 {
+                uploads.push(record(n)).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            uploads.finish(abandon);
+            let done = *puts.lock().unwrap();
+            assert!(want.contains(&done), "abandon {abandon}: {done} uploads");
+        }
+    }
+}
