@@ -1,0 +1,93 @@
+//! How a run ends: an interrupt, and the report once nothing runs any more.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::signals::Signal;
+use super::state::{Phase, millis};
+use super::{Loop, RunResult};
+use crate::actions::Stop;
+use crate::events::Event;
+use crate::exit_code;
+use crate::report::{FORMAT_VERSION, RunReport, RunStatus, TaskStatus, rfc3339};
+
+impl Loop<'_> {
+    /// The first SIGINT/SIGTERM stops the run (children get SIGTERM, waits end); a second
+    /// one kills every child process group at once.
+    pub(super) fn on_signal(&mut self, sig: Signal) {
+        let name = match sig {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+        };
+        if self.interrupted.is_some() {
+            let _ = self.stop_tx.send(Stop::Kill);
+            self.sink.event(&Event::Interrupted {
+                signal: name,
+                forced: true,
+            });
+            return;
+        }
+        self.interrupted = Some(sig);
+        self.stopping = true;
+        let _ = self.stop_tx.send(Stop::Terminate);
+        self.sink.event(&Event::Interrupted {
+            signal: name,
+            forced: false,
+        });
+        for i in self.plan.order.clone() {
+            if self.recs[i].phase == Phase::RetryWait {
+                self.active -= 1;
+                self.recs[i].error = Some("interrupted while waiting to retry".into());
+                self.complete(i, TaskStatus::Cancelled);
+            }
+        }
+    }
+
+    /// Everything not finished is cancelled; builds the report and tells the sinks.
+    pub(super) fn finish(&mut self) -> RunResult {
+        let why = match self.interrupted {
+            Some(_) => "not started: the run was interrupted".to_string(),
+            None => "not started: the run stopped after a failure (fail-fast)".to_string(),
+        };
+        for i in self.plan.order.clone() {
+            if self.recs[i].phase != Phase::Done {
+                self.recs[i].error.get_or_insert_with(|| why.clone());
+                self.complete(i, TaskStatus::Cancelled);
+            }
+        }
+        let tasks: Vec<_> = self
+            .plan
+            .order
+            .iter()
+            .map(|&i| self.recs[i].report())
+            .collect();
+        let summary = RunReport::summarize(&tasks);
+        let (status, code) = match self.interrupted {
+            Some(Signal::Int) => (RunStatus::Interrupted, exit_code::SIGINT),
+            Some(Signal::Term) => (RunStatus::Interrupted, exit_code::SIGTERM),
+            None if summary.failed > 0 => (RunStatus::Failed, exit_code::TASK_FAILED),
+            None => (RunStatus::Succeeded, exit_code::SUCCESS),
+        };
+        let finished = SystemTime::now();
+        let p = &self.plan.pipeline;
+        let report = Arc::new(RunReport {
+            format_version: FORMAT_VERSION,
+            run_id: self.run_id.clone(),
+            pipeline: p.name.clone(),
+            manifest: p.manifest_path.display().to_string(),
+            started_at: rfc3339(self.started.0),
+            finished_at: rfc3339(finished),
+            duration_ms: millis(self.started.1.elapsed()),
+            status,
+            summary,
+            tasks,
+        });
+        self.sink.event(&Event::RunFinished {
+            report: report.clone(),
+        });
+        RunResult {
+            report,
+            exit_code: code,
+        }
+    }
+}
