@@ -246,7 +246,9 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
             ..Produced::default()
         };
         let recorded =
-            (shared.cache).record_success(plan, job.task, None, &job.dep_digests, produced);
+            shared
+                .cache
+                .record_success(plan, job.task, None, &job.dep_digests, produced);
         Some(recorded.map_err(|e| format!("cache: {}", e.0)))
     } else {
         let output = sink.take_captured();
