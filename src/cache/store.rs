@@ -3,15 +3,18 @@
 //!
 //! Every write goes to a temp file in the destination's directory (for blobs whose digest is
 //! not known in advance, in `cas/`, the same file system) and is renamed into place, so a
-//! reader never sees half a file. Every read verifies the content against its digest; a
+//! reader never sees half a file. Every read verifies the content against its digest (but
+//! for a blob this process has just fetched and verified, see `Store::fresh`); a
 //! corrupt or truncated entry is deleted (unless read-only) and reported as absent with a
 //! warning: a miss, never a wrong output. Files are not fsync'ed: after a crash a damaged
 //! entry is caught by the same verification.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tempfile::NamedTempFile;
 
@@ -74,6 +77,10 @@ pub enum BlobError {
 pub struct Store {
     dir: PathBuf,
     read_only: bool,
+    /// Blobs this process fetched from a remote and verified on the way in
+    /// ([`Store::put_verified`]): restoring one of them (the remote hit's outputs, at once)
+    /// copies it without hashing it a second time.
+    fresh: Arc<Mutex<HashSet<Digest>>>,
 }
 
 impl Store {
@@ -83,6 +90,7 @@ impl Store {
         Self {
             dir: dir.into(),
             read_only,
+            fresh: Arc::default(),
         }
     }
 
@@ -151,6 +159,7 @@ impl Store {
             return Err(BlobError::Corrupt(to_hex(expected)));
         }
         persist(tmp, &self.blob_path(expected))?;
+        self.mark_fresh(*expected);
         Ok(size)
     }
 
@@ -190,15 +199,33 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let mut tmp = temp_in(dest.parent().unwrap_or(Path::new(".")))?;
-        let (got, _) = hash_copy(&mut f, Some(tmp.as_file_mut()))?;
-        if got != *d {
-            self.drop_corrupt(&src, "blob content does not match its digest");
-            return Err(BlobError::Corrupt(to_hex(d)));
+        if self.is_fresh(d) {
+            io::copy(&mut f, tmp.as_file_mut())?;
+        } else {
+            let (got, _) = hash_copy(&mut f, Some(tmp.as_file_mut()))?;
+            if got != *d {
+                self.drop_corrupt(&src, "blob content does not match its digest");
+                return Err(BlobError::Corrupt(to_hex(d)));
+            }
         }
         tmp.as_file()
             .set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
         tmp.persist(dest).map_err(|e| e.error)?;
         Ok(())
+    }
+
+    fn mark_fresh(&self, d: Digest) {
+        self.fresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(d);
+    }
+
+    fn is_fresh(&self, d: &Digest) -> bool {
+        self.fresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(d)
     }
 
     fn drop_corrupt(&self, path: &Path, why: &str) {
