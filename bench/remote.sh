@@ -83,6 +83,21 @@ cd "$work/b"
 summary "$work/b-report.json" remote
 (cd "$work/dav" && find ac cas -type f | sort) |
     awk -v r="$remote" '{ printf "url = \"%s/%s\"\noutput = \"fetched/%s\"\n", r, $0, $0 }' >"$work/fetch.curl"
+# One task with one 256 MiB output: where hashing, not round trips, is the cost of a hit.
+mkdir -p "$work/big-a" "$work/big-b"
+printf 'version = 1\n[pipeline]\nname = "bench-big"\n\n[cache]\nremote = "%s"\n\n[tasks.big]\noutputs = ["out/big.bin"]\nrun = "mkdir -p out && head -c 268435456 /dev/urandom > out/big.bin"\n' \
+    "$remote" >"$work/big-a/big.toml"
+cp "$work/big-a/big.toml" "$work/big-b/"
+(cd "$work/big-a" && "$TASKRUN" big.toml -q --progress never)
+big_blob=$(cd "$work/dav" && find cas -type f -size +100M | head -n1)
+(cd "$work/big-b" && "$TASKRUN" big.toml -q --progress never --report "$work/big-report.json")
+summary "$work/big-report.json" remote
+(cd "$work/big-b" && hf remote-big "${RUNS_BIG:-6}" 1 --prepare 'rm -rf .taskrun out fetched.bin' \
+    "$TASKRUN big.toml -q --progress never" \
+    "curl -s -o fetched.bin $remote/$big_blob" \
+    "sh -c 'curl -s $remote/$big_blob | tee fetched.bin | sha256sum'")
+
+cd "$work/b"
 hf remote "$RUNS" 1 --prepare 'rm -rf .taskrun out fetched && mkdir out' \
     "$TASKRUN cache.toml -q --progress never" \
     "$TASKRUN cache.toml -q --progress never --no-cache" \
@@ -98,4 +113,8 @@ hf remote "$RUNS" 1 --prepare 'rm -rf .taskrun out fetched && mkdir out' \
     echo "Machine B's first run of the 1,000 tasks \`cp in/N.txt out/N.txt\` (in \`$work/b\`; prepare: \`rm -rf .taskrun out fetched && mkdir out\`): served by the remote, run by itself (\`--no-cache\`), and the remote's $files files fetched by curl:"
     echo
     python3 "$BENCH_DIR/report.py" remote
+    echo
+    echo "One task whose output is 256 MiB (in \`$work/big-b\`; prepare: \`rm -rf .taskrun out fetched.bin\`): machine B's remote hit, the blob fetched by curl, and fetched and hashed by curl | sha256sum:"
+    echo
+    python3 "$BENCH_DIR/report.py" remote-big
 } | tee "$RESULTS/remote.md"
