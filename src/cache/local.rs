@@ -13,7 +13,7 @@
 //! With a remote configured (`[cache] remote`), a local miss asks the remote (see
 //! [`super::remote`]); a remote hit is copied into the local store and reported as
 //! [`CacheSource::Remote`]. With `remote_write`, each recorded entry is uploaded too, in the
-//! background ([`super::uploads`]); [`TaskCache::finish`] waits for the uploads.
+//! background (`cache/uploads.rs`); [`TaskCache::finish`] waits for the uploads.
 
 use crate::cache::HttpValidators;
 use std::collections::HashMap;
