@@ -3,12 +3,15 @@
 //!
 //! Entries are uploaded in the order they were recorded, each one blobs first and record last
 //! ([`RemoteCache::upload`]), by a few threads. The run waits for them at its end
-//! ([`Uploads::finish`]); an interrupted run drops the ones not started yet.
+//! ([`Uploads::finish`]); an interrupted run drops the ones not started yet. A wait of more
+//! than a second says so on stderr, so a run does not sit silent after its summary.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::record::ActionRecord;
 use super::remote::RemoteCache;
@@ -17,11 +20,18 @@ use super::store::Store;
 /// Threads uploading at once: each upload is a few requests spent waiting.
 const THREADS: usize = 4;
 
+/// How long the end of a run waits for uploads before saying what it is waiting for.
+const QUIET_WAIT: Duration = Duration::from_secs(1);
+
 /// The queue of entries to upload and the threads that do it.
 pub(crate) struct Uploads {
     queue: Option<Sender<Box<ActionRecord>>>,
     threads: Vec<JoinHandle<()>>,
     abandon: Arc<AtomicBool>,
+    /// Entries queued and not yet done.
+    pending: Arc<AtomicUsize>,
+    /// The remote's URL, for the notice.
+    url: String,
 }
 
 impl std::fmt::Debug for Uploads {
@@ -38,16 +48,19 @@ impl Uploads {
         let (tx, rx) = channel::<Box<ActionRecord>>();
         let rx = Arc::new(Mutex::new(rx));
         let abandon = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let url = remote.url().to_string();
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let threads = (0..THREADS)
             .filter_map(|n| {
                 let (rx, remote, store) = (rx.clone(), remote.clone(), store.clone());
                 let (abandon, dispatch) = (abandon.clone(), dispatch.clone());
+                let pending = pending.clone();
                 std::thread::Builder::new()
                     .name(format!("taskrun-upload-{n}"))
                     .spawn(move || {
                         tracing::dispatcher::with_default(&dispatch, || {
-                            upload_all(&rx, &remote, &store, &abandon);
+                            upload_all(&rx, &remote, &store, &abandon, &pending);
                         });
                     })
                     .ok()
@@ -57,23 +70,47 @@ impl Uploads {
             queue: (!threads.is_empty()).then_some(tx),
             threads,
             abandon,
+            pending,
+            url,
         }
     }
 
     /// Queues `record`; gives it back when no thread could be started (the caller uploads it).
     pub(crate) fn push(&self, record: Box<ActionRecord>) -> Result<(), Box<ActionRecord>> {
-        match &self.queue {
-            Some(tx) => tx.send(record).map_err(|e| e.0),
-            None => Err(record),
-        }
+        let Some(tx) = &self.queue else {
+            return Err(record);
+        };
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        tx.send(record).map_err(|e| {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            e.0
+        })
     }
 
     /// Waits for the queued uploads; with `abandon`, only for the ones already started.
     pub(crate) fn finish(&mut self, abandon: bool) {
+        self.finish_with(abandon, &mut std::io::stderr());
+    }
+
+    /// [`Self::finish`], with the notice of a long wait written to `notice`.
+    pub(crate) fn finish_with(&mut self, abandon: bool, notice: &mut dyn Write) {
         if abandon {
             self.abandon.store(true, Ordering::Relaxed);
         }
         self.queue = None;
+        let start = Instant::now();
+        while self.pending.load(Ordering::Relaxed) > 0 && start.elapsed() < QUIET_WAIT {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.pending.load(Ordering::Relaxed);
+        if left > 0 && !abandon && !self.threads.is_empty() {
+            let _ = writeln!(
+                notice,
+                "uploading {left} more cache entries to {}...",
+                self.url
+            );
+            let _ = notice.flush();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -91,6 +128,7 @@ fn upload_all(
     remote: &RemoteCache,
     store: &Store,
     abandon: &AtomicBool,
+    pending: &AtomicUsize,
 ) {
     loop {
         let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
@@ -100,6 +138,7 @@ fn upload_all(
         if !abandon.load(Ordering::Relaxed) {
             remote.upload(store, &record);
         }
+        pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -178,22 +217,35 @@ mod tests {
         })
     }
 
-    /// The end of a run waits for every queued entry; an interrupted one only for the entries
-    /// already being uploaded (one per thread at most).
+    /// The end of a run waits for every queued entry, and says so when that takes more than
+    /// a second; an interrupted one waits only for the entries already being uploaded (one per
+    /// thread at most).
     #[test]
     fn finish_waits_for_the_queue_and_abandon_for_the_started_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path(), false);
-        for (abandon, want) in [(false, 12..=12), (true, 0..=THREADS)] {
+        // 250 ms per request on 4 threads: 8 entries take 0.5 s, 24 take 1.5 s.
+        for (entries, abandon, want, noticed) in [
+            (8, false, 8..=8, false),
+            (12, true, 0..=THREADS, false),
+            (24, false, 24..=24, true),
+        ] {
             let (remote, puts) = slow_remote(Duration::from_millis(250));
             let mut uploads = Uploads::start(remote, store.clone());
-            for n in 0..12 {
+            for n in 0..entries {
                 uploads.push(record(n)).unwrap();
             }
             std::thread::sleep(Duration::from_millis(20));
-            uploads.finish(abandon);
+            let mut notice = Vec::new();
+            uploads.finish_with(abandon, &mut notice);
             let done = *puts.lock().unwrap();
             assert!(want.contains(&done), "abandon {abandon}: {done} uploads");
+            let notice = String::from_utf8(notice).unwrap();
+            assert_eq!(
+                notice.contains("more cache entries to http://127.0.0.1:"),
+                noticed,
+                "{notice:?}"
+            );
         }
     }
 }
