@@ -100,7 +100,7 @@ impl Uploads {
         self.queue = None;
         let start = Instant::now();
         while self.pending.load(Ordering::Relaxed) > 0 && start.elapsed() < QUIET_WAIT {
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
         let left = self.pending.load(Ordering::Relaxed);
         if left > 0 && !abandon && !self.threads.is_empty() {
