@@ -17,6 +17,7 @@ pub mod plan;
 pub mod report;
 pub mod scheduler;
 pub mod template;
+pub mod tls_roots;
 pub mod units;
 
 use std::ffi::OsString;

@@ -171,7 +171,10 @@ impl RemoteCache {
 
     fn client(&self) -> Result<&Client, Failure> {
         let client = self.client.get_or_init(|| {
-            let mut b = Client::builder()
+            let roots = crate::tls_roots::from_env()
+                .inspect_err(|e| tracing::warn!("remote cache: {e}"))
+                .ok()?;
+            let mut b = crate::tls_roots::apply_blocking(Client::builder(), roots)
                 .connect_timeout(self.options.connect_timeout)
                 .timeout(self.options.timeout)
                 .user_agent(concat!("taskrun/", env!("CARGO_PKG_VERSION")));

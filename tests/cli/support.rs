@@ -49,6 +49,7 @@ impl Workspace {
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_STEP_SUMMARY")
             .env_remove("TASKRUN_LOG")
+            .env_remove("SSL_CERT_FILE")
             .env("CI", "true");
         c
     }

@@ -1,7 +1,7 @@
 //! TLS is always verified (issue 4 point 6): an HTTPS server on 127.0.0.1 with a self-signed
 //! certificate (`tests/fixtures/tls/`, valid until 2126) is refused, directly and at the end
 //! of a redirect from plain HTTP, and the refusal is final: the same certificate would come
-//! back on every retry.
+//! back on every retry. Trusted through `SSL_CERT_FILE`, the same server serves the file.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,12 +95,16 @@ impl TlsServer {
     }
 }
 
-/// Runs a one-download manifest that would retry 3 times; returns the task's report.
-fn run_download(url: &str) -> (Workspace, Value) {
-    let ws = Workspace::new(&format!(
+fn workspace(url: &str) -> Workspace {
+    Workspace::new(&format!(
         "[tasks.get]\ndownload = {{ url = \"{url}\", dest = \"data/file\" }}\n\
          retry = {{ max_attempts = 3, initial_delay = \"10ms\" }}\n"
-    ));
+    ))
+}
+
+/// Runs a one-download manifest that would retry 3 times; returns the task's report.
+fn run_download(url: &str) -> (Workspace, Value) {
+    let ws = workspace(url);
     ws.run(&[]).code(1);
     let task = ws.last_report()["tasks"][0].clone();
     (ws, task)
@@ -150,4 +154,48 @@ fn a_redirect_from_plain_http_to_https_is_followed_and_verified() {
         0,
         "the client accepted the certificate"
     );
+}
+
+#[test]
+fn a_certificate_trusted_through_ssl_cert_file_serves_directly_and_after_a_redirect() {
+    let server = TlsServer::start();
+    let http = Http::start();
+    http.route("/moved", Route::redirect(server.url("/file")));
+    let bundle =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/cert.pem");
+    for url in [server.url("/file"), http.url("/moved")] {
+        let ws = workspace(&url);
+        let out = ws
+            .cmd(&["taskrun.toml"])
+            .env("SSL_CERT_FILE", &bundle)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(ws.read("data/file"), "hello");
+    }
+    assert_eq!(server.handshakes(), 2);
+}
+
+#[test]
+fn an_unreadable_ssl_cert_file_is_named_in_the_error() {
+    let server = TlsServer::start();
+    let ws = workspace(&server.url("/file"));
+    let missing = ws.path("no-such-bundle.pem");
+    let out = ws
+        .cmd(&["taskrun.toml"])
+        .env("SSL_CERT_FILE", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let error = ws.last_report()["tasks"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("SSL_CERT_FILE="), "{error}");
+    assert!(error.contains("no-such-bundle.pem"), "{error}");
+    assert_eq!(server.connections(), 0);
 }
