@@ -2,7 +2,8 @@
 # Download throughput, memory and fault tolerance (issue 4), taskrun and its peers in the same
 # hyperfine runs, all at concurrency 16, from a real nginx on 127.0.0.1, outputs on tmpfs.
 #
-# usage: bench/downloads.sh [small] [large] [huge] [faults]     (default: all four)
+# usage: bench/downloads.sh [small] [large] [huge] [faults] [https-small] [https-large]
+#        (default: all six)
 #   small   1,000 x 64 KiB
 #   large   20 x 50 MiB (peak RSS of each tool)
 #   In both, taskrun runs three ways: every download pinned to its sha256 (`NAME.toml`, with
@@ -11,6 +12,8 @@
 #   huge    one 1 GiB file (peak RSS: memory must not grow with file size)
 #   faults  1,000 x 64 KiB from bench/peers/faulty_server.py: 10% of files answer 503 once,
 #           13% are cut off mid-body once; which tools end with every file complete?
+#   https-small, https-large   small and large over HTTPS (nginx with the tests' self-signed
+#           certificate for 127.0.0.1, which every client is told to trust)
 # env: BENCH_WORK (default /dev/shm/taskrun-bench, must be tmpfs for the published numbers),
 #      TASKRUN, RUNS, PORT (nginx, default 18088), FAULT_PORT (default 18089); see bench/lib.sh
 set -euo pipefail
@@ -19,12 +22,16 @@ need hyperfine nginx curl aria2c wget2 python3 sha256sum
 python3 -c 'import aiohttp' 2>/dev/null || die "python aiohttp is missing (pip install aiohttp)"
 
 sets=("$@")
-[[ ${#sets[@]} -eq 0 ]] && sets=(small large huge faults)
+[[ ${#sets[@]} -eq 0 ]] && sets=(small large huge faults https-small https-large)
 for s in "${sets[@]}"; do
-    [[ $s =~ ^(small|large|huge|faults)$ ]] || die "unknown set '$s' (small, large, huge, faults)"
+    [[ $s =~ ^(small|large|huge|faults|https-small|https-large)$ ]] ||
+        die "unknown set '$s' (small, large, huge, faults, https-small, https-large)"
 done
 
 PORT=${PORT:-18088}
+TLS_PORT=${TLS_PORT:-18443}
+cert_dir=$REPO_ROOT/tests/fixtures/tls
+cert=$cert_dir/cert.pem
 FAULT_PORT=${FAULT_PORT:-18089}
 base=http://127.0.0.1:$PORT
 www=$BENCH_WORK/www
@@ -39,6 +46,9 @@ python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$base" --root "$www" --name 
 python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$base" --root "$www" --name large --files $(files large)
 python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$base" --root "$www" --name huge --files $(files huge)
 python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "http://127.0.0.1:$FAULT_PORT" --root "$www" --name faults --files $(files small)
+for s in small large; do
+    python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "https://127.0.0.1:$TLS_PORT" --root "$www" --name "https-$s" --files $(files $s)
+done
 
 pids=()
 cleanup() {
@@ -60,7 +70,8 @@ wait_port() {
     die "nothing answers on 127.0.0.1:$1"
 }
 
-sed -e "s#@WORK@#$ngx#g" -e "s#@ROOT@#$www#g" -e "s#@PORT@#$PORT#g" "$BENCH_DIR/nginx.conf" >"$ngx/nginx.conf"
+sed -e "s#@WORK@#$ngx#g" -e "s#@ROOT@#$www#g" -e "s#@PORT@#$PORT#g" -e "s#@TLS_PORT@#$TLS_PORT#g" \
+    -e "s#@CERT_DIR@#$cert_dir#g" "$BENCH_DIR/nginx.conf" >"$ngx/nginx.conf"
 if curl -s -o /dev/null "$base/"; then die "port $PORT is taken; set PORT"; fi
 nginx -p "$ngx" -c "$ngx/nginx.conf" &
 pids+=($!)
@@ -71,11 +82,26 @@ cd "$dl"
 have=0
 have_taskrun && have=1
 [[ $have == 1 ]] || log "taskrun not measured: $TASKRUN missing or without 'run'"
-tr_cmd() { echo "$TASKRUN $1.toml -j16 --no-cache -q --progress never"; }
+tr_cmd() {
+    local trust=
+    [[ $1 == https-* ]] && trust="env SSL_CERT_FILE=$cert "
+    echo "$trust$TASKRUN $1.toml -j16 --no-cache -q --progress never"
+}
 
 # The commands of set NAME, one per line: "label<TAB>command" (run in $dl, after `prepare`).
 commands() {
     local n=$1
+    if [[ $n == https-* ]]; then
+        local d=${n#https-}
+        if [[ $have == 1 ]]; then
+            printf 'taskrun\t%s\n' "$(tr_cmd "$n")"
+            printf 'taskrun, no pins\t%s\n' "$(tr_cmd "$n-unpinned")"
+        fi
+        printf 'curl\t%s\n' "curl -s --cacert $cert --parallel --parallel-max 16 --create-dirs -K $n.curl"
+        printf 'aria2c\t%s\n' "aria2c -q -j16 --ca-certificate=$cert -i $n.urls -d out/$d --allow-overwrite=true --auto-file-renaming=false"
+        printf 'wget2\t%s\n' "wget2 -q --max-threads=16 --ca-certificate=$cert -i $n.urls -P out/$d"
+        return
+    fi
     if [[ $have == 1 ]]; then
         printf 'taskrun\t%s\n' "$(tr_cmd "$n")"
         if [[ $n != huge ]]; then
@@ -195,6 +221,8 @@ for s in "${sets[@]}"; do
         large) timed large "$RUNS_LARGE" 1 ;;
         huge) timed huge "$RUNS_HUGE" 1 ;;
         faults) fault_run ;;
+        https-small) timed https-small "$RUNS_SMALL" 2 ;;
+        https-large) timed https-large "$RUNS_LARGE" 1 ;;
     esac
 done
 rm -rf out .taskrun
@@ -204,7 +232,7 @@ rm -rf out .taskrun
     machine_info
     echo "- tools: nginx $(nginx -v 2>&1 | cut -d/ -f2), $(curl --version | head -1 | cut -d' ' -f1-2), $(aria2c --version | head -1), $(wget2 --version | head -1 | cut -d' ' -f1-3), Python $(python3 -c 'import sys,aiohttp; print(sys.version.split()[0], "+ aiohttp", aiohttp.__version__)')"
     echo "- server: nginx on $base (bench/nginx.conf: sendfile, 2 workers, access_log off); fixtures and outputs on tmpfs under $BENCH_WORK; the commands run in $dl"
-    for s in small large huge; do
+    for s in small large huge https-small https-large; do
         [[ -f $RESULTS/dl-$s.r1.json && " ${sets[*]} " == *" $s "* ]] || continue
         echo
         echo "Set \`$s\` (hyperfine; prepare: \`$prepare\`):"

@@ -31,6 +31,32 @@ fn read(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
     Ok(certs)
 }
 
+/// The rustls root store: `SSL_CERT_FILE`'s certificates, or the webpki roots.
+pub fn root_store() -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut store = rustls::RootCertStore::empty();
+    match std::env::var_os(SSL_CERT_FILE) {
+        Some(path) if !path.is_empty() => {
+            let shown = Path::new(&path).display().to_string();
+            let pem = std::fs::read(&path).map_err(|e| format!("{SSL_CERT_FILE}={shown}: {e}"))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("{SSL_CERT_FILE}={shown}: {e}"))?;
+                store
+                    .add(cert)
+                    .map_err(|e| format!("{SSL_CERT_FILE}={shown}: {e}"))?;
+            }
+            if store.is_empty() {
+                return Err(format!(
+                    "{SSL_CERT_FILE}={shown} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")"
+                ));
+            }
+        }
+        _ => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(store)
+}
+
 /// Applies [`from_env`]'s answer to an async client builder.
 pub fn apply(
     builder: reqwest::ClientBuilder,

@@ -1,11 +1,12 @@
 //! One HTTP GET, over whichever stack fits the URL, answered in one response shape.
 //!
-//! Plain `http://` goes straight to hyper's client, whose HTTP/1 read buffer we can bound
-//! ([`READ_BUF`]). Through reqwest, hyper's adaptive read size grows to ~400 KiB, and every
-//! chunk of the body shares the allocation it was read into, so each connection kept two of
-//! those alive: at concurrency 16 that was most of the peak RSS of a large download run.
-//! `https://`, and any URL an environment proxy claims, still goes through reqwest (rustls,
-//! certificates always verified, proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`).
+//! `http://` and `https://` go straight to hyper's client, whose HTTP/1 read buffer we can
+//! bound ([`READ_BUF`]); HTTPS through rustls (certificates always verified, against the
+//! webpki roots or `SSL_CERT_FILE`, see [`crate::tls_roots`]). Through reqwest, hyper's
+//! adaptive read size grows to ~400 KiB, and every chunk of the body shares the allocation it
+//! was read into, so each connection kept two of those alive: at concurrency 16 that was most
+//! of the peak RSS of a large download run. Any URL an environment proxy claims still goes
+//! through reqwest (proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`).
 //!
 //! Neither stack follows redirects: [`super::redirect`] does, above both, so that one chain
 //! may start on one and continue on the other with a single redirect budget.
@@ -14,16 +15,18 @@ use std::cell::Cell;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::body::{Body as _, Incoming};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 
@@ -48,9 +51,9 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 pub(crate) enum Error {
     /// From reqwest (`https://`, or a URL sent through a proxy).
     Tls(reqwest::Error),
-    /// From hyper's client, before the response head arrived.
+    /// From hyper's client (plain HTTP or direct HTTPS), before the response head arrived.
     Plain(hyper_util::client::legacy::Error),
-    /// From hyper, while reading a plain-HTTP body.
+    /// From hyper, while reading a body it received.
     PlainBody(hyper::Error),
     /// A request that cannot be made: more than 10 redirects, a redirect to a scheme other
     /// than http(s), a URL hyper cannot take.
@@ -151,10 +154,11 @@ pub fn enter_lane(lane: usize) {
     LANE.with(|l| l.set(lane));
 }
 
-/// Both stacks; shared by every download of a run. Plain HTTP has a connection pool per lane
-/// (see [`enter_lane`]); HTTPS one pool for all (building a TLS client loads the roots).
+/// Both stacks; shared by every download of a run. hyper has a connection pool per lane and
+/// scheme (see [`enter_lane`]); reqwest one pool for the proxied requests.
 pub(crate) struct Transport {
-    plain: Vec<Client<Connector, Empty<Bytes>>>,
+    plain: Vec<Client<Timed<HttpConnector>, Empty<Bytes>>>,
+    https: Vec<Client<Timed<HttpsConnector<HttpConnector>>, Empty<Bytes>>>,
     tls: reqwest::Client,
     /// Read from the environment once, as reqwest does: the URLs it claims go to reqwest.
     proxies: Matcher,
@@ -180,22 +184,47 @@ impl Transport {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_keepalive(Some(TCP_KEEPALIVE));
-        let connector = Connector {
-            http,
-            timeout: cfg.connect_timeout,
+        // Both schemes through one connector, so `https://` on hyper: the TCP connector must
+        // let https URIs through.
+        http.enforce_http(false);
+        let timeout = cfg.connect_timeout;
+        let plain_connector = Timed {
+            inner: http.clone(),
+            timeout,
         };
-        let plain = (0..lanes.max(1))
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(IDLE_TIMEOUT)
-                    .http1_read_buf_exact_size(READ_BUF)
-                    .build(connector.clone())
-            })
+        let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(crate::tls_roots::root_store()?)
+        .with_no_client_auth();
+        let https_connector = Timed {
+            inner: HttpsConnectorBuilder::new()
+                .with_tls_config(tls_config)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(http),
+            timeout,
+        };
+        let client = || {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(IDLE_TIMEOUT)
+                .http1_read_buf_exact_size(READ_BUF)
+                .clone()
+        };
+        let lanes = lanes.max(1);
+        let plain = (0..lanes)
+            .map(|_| client().build(plain_connector.clone()))
+            .collect();
+        let https = (0..lanes)
+            .map(|_| client().build(https_connector.clone()))
             .collect();
         Ok(Self {
             plain,
+            https,
             tls,
             proxies: Matcher::from_env(),
             user_agent,
@@ -205,23 +234,26 @@ impl Transport {
     /// Sends one GET for `url` (without credentials: see `redirect::send`); redirects are
     /// returned as they are.
     pub async fn get(&self, url: &Url, headers: HeaderMap) -> Result<Response, Error> {
-        match self.plain_uri(url) {
-            Some(uri) => self.get_plain(uri, headers).await,
+        match self.direct_uri(url) {
+            Some(uri) => self.get_direct(uri, headers).await,
             None => self.get_tls(url, headers).await,
         }
     }
 
-    /// `url` as hyper's URI when hyper's client is the one to send it: plain HTTP, no proxy,
-    /// no credentials in the URL (reqwest turns those into basic auth).
-    fn plain_uri(&self, url: &Url) -> Option<hyper::Uri> {
-        if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+    /// `url` as hyper's URI when hyper's client is the one to send it: http or https, no
+    /// proxy, no credentials in the URL (reqwest turns those into basic auth).
+    fn direct_uri(&self, url: &Url) -> Option<hyper::Uri> {
+        if !matches!(url.scheme(), "http" | "https")
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
             return None;
         }
         let uri: hyper::Uri = url.as_str().parse().ok()?;
         self.proxies.intercept(&uri).is_none().then_some(uri)
     }
 
-    async fn get_plain(&self, uri: hyper::Uri, mut headers: HeaderMap) -> Result<Response, Error> {
+    async fn get_direct(&self, uri: hyper::Uri, mut headers: HeaderMap) -> Result<Response, Error> {
         // reqwest's defaults, which a task's own headers override.
         if let header::Entry::Vacant(e) = headers.entry(header::ACCEPT) {
             e.insert(HeaderValue::from_static("*/*"));
@@ -229,15 +261,17 @@ impl Transport {
         if let header::Entry::Vacant(e) = headers.entry(header::USER_AGENT) {
             e.insert(self.user_agent.clone());
         }
+        let https = uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS);
         let mut req = hyper::Request::new(Empty::new());
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
         let lane = LANE.with(Cell::get) % self.plain.len();
-        let (head, body) = self.plain[lane]
-            .request(req)
-            .await
-            .map_err(Error::Plain)?
-            .into_parts();
+        let sent = if https {
+            self.https[lane].request(req).await
+        } else {
+            self.plain[lane].request(req).await
+        };
+        let (head, body) = sent.map_err(Error::Plain)?.into_parts();
         Ok(Response {
             status: head.status,
             headers: head.headers,
@@ -262,27 +296,32 @@ impl Transport {
     }
 }
 
-/// hyper's TCP connector with reqwest's connect timeout: one limit on name resolution and
-/// connecting together.
+/// A connector with reqwest's connect timeout: one limit on name resolution, connecting and
+/// (for HTTPS) the TLS handshake together.
 #[derive(Clone)]
-struct Connector {
-    http: HttpConnector,
+struct Timed<C> {
+    inner: C,
     timeout: Duration,
 }
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-impl tower_service::Service<hyper::Uri> for Connector {
-    type Response = TokioIo<tokio::net::TcpStream>;
+impl<C> tower_service::Service<hyper::Uri> for Timed<C>
+where
+    C: tower_service::Service<hyper::Uri>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.http.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, dst: hyper::Uri) -> Self::Future {
-        let connecting = self.http.call(dst);
+        let connecting = self.inner.call(dst);
         let limit = self.timeout;
         Box::pin(async move {
             match tokio::time::timeout(limit, connecting).await {
