@@ -19,11 +19,11 @@ pub struct DownloadError(String);
 /// Shared by every download of a run: the connection pools, and a semaphore per host so that
 /// no host sees more than `[http] max_per_host` requests at once.
 ///
-/// Plain HTTP goes over hyper's client with a small read buffer (memory), HTTPS over reqwest
-/// with rustls (certificates always verified, webpki roots); both honour proxies from
-/// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (a proxied URL goes through reqwest), at most 10
-/// redirects, `connect_timeout` and the default `User-Agent` (a task's own `User-Agent` header
-/// replaces it). See [`super::transport`].
+/// HTTP and HTTPS go over hyper's client with a small read buffer (memory), HTTPS through
+/// rustls (certificates always verified, against the webpki roots or `SSL_CERT_FILE`); a URL
+/// an environment proxy claims (`HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`) goes through reqwest.
+/// Both follow at most 10 redirects and honour `connect_timeout` and the default
+/// `User-Agent` (a task's own `User-Agent` header replaces it). See [`super::transport`].
 pub struct HttpClient {
     pub(crate) transport: Transport,
     max_per_host: usize,
