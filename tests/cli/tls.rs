@@ -199,3 +199,30 @@ fn an_unreadable_ssl_cert_file_is_named_in_the_error() {
     assert!(error.contains("no-such-bundle.pem"), "{error}");
     assert_eq!(server.connections(), 0);
 }
+
+/// `[http] connect_timeout` bounds the TLS handshake too: a server that accepts the
+/// connection and never answers the handshake costs the limit, not the task's whole time.
+#[test]
+fn a_stalled_tls_handshake_is_bounded_by_connect_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold every connection, saying nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let ws = Workspace::new(&format!(
+        "[http]\nconnect_timeout = \"300ms\"\n\n\
+         [tasks.get]\ndownload = {{ url = \"https://127.0.0.1:{port}/file\", dest = \"data/file\" }}\n\
+         retry = 1\n"
+    ));
+    let started = std::time::Instant::now();
+    ws.run(&[]).code(1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let task = ws.last_report()["tasks"][0].clone();
+    let error = task["error"].as_str().unwrap();
+    assert!(error.contains("timed out"), "{error}");
+    assert_eq!(task["attempts"][0]["outcome"], "timed_out", "{task}");
+}
