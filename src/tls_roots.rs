@@ -57,32 +57,18 @@ pub fn root_store() -> Result<rustls::RootCertStore, String> {
     Ok(store)
 }
 
-/// Applies [`from_env`]'s answer to an async client builder.
-pub fn apply(
-    builder: reqwest::ClientBuilder,
-    roots: Option<Vec<reqwest::Certificate>>,
-) -> reqwest::ClientBuilder {
-    match roots {
-        None => builder,
-        Some(certs) => certs
-            .into_iter()
-            .fold(builder.tls_built_in_root_certs(false), |b, c| {
-                b.add_root_certificate(c)
-            }),
-    }
+/// Makes a reqwest client builder, async or blocking (the same methods), trust `roots`
+/// (from [`from_env`]) instead of the built-in roots; `None` leaves it as it is.
+macro_rules! trust {
+    ($builder:expr, $roots:expr) => {
+        match $roots {
+            None => $builder,
+            Some(certs) => certs
+                .into_iter()
+                .fold($builder.tls_built_in_root_certs(false), |b, c| {
+                    b.add_root_certificate(c)
+                }),
+        }
+    };
 }
-
-/// Applies [`from_env`]'s answer to a blocking client builder (the remote cache's).
-pub fn apply_blocking(
-    builder: reqwest::blocking::ClientBuilder,
-    roots: Option<Vec<reqwest::Certificate>>,
-) -> reqwest::blocking::ClientBuilder {
-    match roots {
-        None => builder,
-        Some(certs) => certs
-            .into_iter()
-            .fold(builder.tls_built_in_root_certs(false), |b, c| {
-                b.add_root_certificate(c)
-            }),
-    }
-}
+pub(crate) use trust;

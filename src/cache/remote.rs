@@ -174,7 +174,7 @@ impl RemoteCache {
             let roots = crate::tls_roots::from_env()
                 .inspect_err(|e| tracing::warn!("remote cache: {e}"))
                 .ok()?;
-            let mut b = crate::tls_roots::apply_blocking(Client::builder(), roots)
+            let mut b = crate::tls_roots::trust!(Client::builder(), roots)
                 .connect_timeout(self.options.connect_timeout)
                 .timeout(self.options.timeout)
                 .user_agent(concat!("taskrun/", env!("CARGO_PKG_VERSION")));

@@ -170,7 +170,7 @@ impl Transport {
     /// Both stacks, with `lanes` plain-HTTP connection pools (at least one).
     pub fn new(cfg: &HttpConfig, lanes: usize) -> Result<Self, String> {
         let roots = crate::tls_roots::from_env()?;
-        let tls = crate::tls_roots::apply(reqwest::Client::builder(), roots)
+        let tls = crate::tls_roots::trust!(reqwest::Client::builder(), roots)
             .use_rustls_tls()
             .https_only(false)
             .redirect(reqwest::redirect::Policy::none())
