@@ -5,60 +5,72 @@
 
 use std::path::Path;
 
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
 /// The environment variable naming a PEM bundle of trusted roots.
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 
 /// The roots `SSL_CERT_FILE` names, or `None` when it is unset or empty (the built-in
 /// roots apply). A file that cannot be read or holds no certificate is an error, never a
 /// silent fallback.
-pub fn from_env() -> Result<Option<Vec<reqwest::Certificate>>, String> {
+pub fn from_env() -> Result<Option<Vec<CertificateDer<'static>>>, String> {
     match std::env::var_os(SSL_CERT_FILE) {
         Some(path) if !path.is_empty() => read(Path::new(&path)).map(Some),
         _ => Ok(None),
     }
 }
 
-fn read(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+fn read(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let shown = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("{SSL_CERT_FILE}={shown}: {e}"))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("{SSL_CERT_FILE}={shown}: {e}"))?;
+    let fail = |e: &dyn std::fmt::Display| format!("{SSL_CERT_FILE}={shown}: {e}");
+    let pem = std::fs::read(path).map_err(|e| fail(&e))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(&e))?;
     if certs.is_empty() {
-        return Err(format!(
-            "{SSL_CERT_FILE}={shown} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")"
+        return Err(fail(
+            &"holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")",
         ));
     }
     Ok(certs)
 }
 
-/// The rustls root store: `SSL_CERT_FILE`'s certificates, or the webpki roots.
-pub fn root_store() -> Result<rustls::RootCertStore, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut store = rustls::RootCertStore::empty();
-    match std::env::var_os(SSL_CERT_FILE) {
-        Some(path) if !path.is_empty() => {
-            let shown = Path::new(&path).display().to_string();
-            let pem = std::fs::read(&path).map_err(|e| format!("{SSL_CERT_FILE}={shown}: {e}"))?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| format!("{SSL_CERT_FILE}={shown}: {e}"))?;
+/// The rustls root store: `roots` (from [`from_env`]), or the webpki roots.
+pub fn root_store(roots: Option<&[CertificateDer<'static>]>) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match roots {
+        Some(certs) => {
+            for cert in certs {
                 store
-                    .add(cert)
-                    .map_err(|e| format!("{SSL_CERT_FILE}={shown}: {e}"))?;
-            }
-            if store.is_empty() {
-                return Err(format!(
-                    "{SSL_CERT_FILE}={shown} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")"
-                ));
+                    .add(cert.clone())
+                    .map_err(|e| format!("{SSL_CERT_FILE}: {e}"))?;
             }
         }
-        _ => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     Ok(store)
 }
 
+/// `roots` (from [`from_env`]) as reqwest takes them, for [`trust!`].
+pub fn for_reqwest(
+    roots: Option<&[CertificateDer<'static>]>,
+) -> Result<Option<Vec<reqwest::Certificate>>, String> {
+    roots
+        .map(|certs| {
+            certs
+                .iter()
+                .map(|c| {
+                    reqwest::Certificate::from_der(c).map_err(|e| format!("{SSL_CERT_FILE}: {e}"))
+                })
+                .collect()
+        })
+        .transpose()
+}
+
 /// Makes a reqwest client builder, async or blocking (the same methods), trust `roots`
-/// (from [`from_env`]) instead of the built-in roots; `None` leaves it as it is.
+/// (from [`for_reqwest`]) instead of the built-in roots; `None` leaves it as it is.
 macro_rules! trust {
     ($builder:expr, $roots:expr) => {
         match $roots {

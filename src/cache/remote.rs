@@ -172,6 +172,7 @@ impl RemoteCache {
     fn client(&self) -> Result<&Client, Failure> {
         let client = self.client.get_or_init(|| {
             let roots = crate::tls_roots::from_env()
+                .and_then(|roots| crate::tls_roots::for_reqwest(roots.as_deref()))
                 .inspect_err(|e| tracing::warn!("remote cache: {e}"))
                 .ok()?;
             let mut b = crate::tls_roots::trust!(Client::builder(), roots)

@@ -103,7 +103,7 @@ impl Uploads {
             std::thread::sleep(Duration::from_millis(5));
         }
         let left = self.pending.load(Ordering::Relaxed);
-        if left > 0 && !abandon && !self.threads.is_empty() {
+        if left > 0 && !abandon {
             let _ = writeln!(
                 notice,
                 "uploading {left} more cache entries to {}...",

@@ -63,14 +63,14 @@ pub fn is_retryable_status(status: u16) -> bool {
 /// connection was cut or reset mid-transfer) unless they are timeouts.
 pub(crate) fn classify_transport(err: &Error, during_body: bool) -> (FailureKind, bool) {
     let invalid = match err {
-        Error::Tls(e) => e.is_redirect() || e.is_builder(),
+        Error::Proxied(e) => e.is_redirect() || e.is_builder(),
         Error::Invalid(_) => true,
-        Error::Plain(_) | Error::PlainBody(_) => false,
+        Error::Direct(_) | Error::DirectBody(_) => false,
     };
     let body = match err {
-        Error::Tls(e) => e.is_body() || e.is_decode(),
-        Error::PlainBody(_) => true,
-        Error::Plain(_) | Error::Invalid(_) => false,
+        Error::Proxied(e) => e.is_body() || e.is_decode(),
+        Error::DirectBody(_) => true,
+        Error::Direct(_) | Error::Invalid(_) => false,
     };
     if is_timeout(err) {
         (FailureKind::Timeout, true)
@@ -89,7 +89,7 @@ pub(crate) fn classify_transport(err: &Error, during_body: bool) -> (FailureKind
 /// reqwest's own verdict, or for hyper's errors (which have no such flag on the client
 /// side) a timed-out I/O error anywhere in the chain: the connect timeout.
 fn is_timeout(err: &Error) -> bool {
-    if let Error::Tls(e) = err {
+    if let Error::Proxied(e) = err {
         return e.is_timeout();
     }
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);
@@ -140,7 +140,7 @@ fn is_certificate_refusal(err: &Error) -> bool {
 /// The error and its causes on one line, without the URL (callers name the redacted mirror).
 pub(crate) fn describe(err: Error) -> String {
     let err = match err {
-        Error::Tls(e) => Error::Tls(e.without_url()),
+        Error::Proxied(e) => Error::Proxied(e.without_url()),
         other => other,
     };
     let mut text = err.to_string();

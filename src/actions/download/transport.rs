@@ -49,12 +49,12 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 /// A transport failure, before it is classified (see `classify::classify_transport`).
 #[derive(Debug)]
 pub(crate) enum Error {
-    /// From reqwest (`https://`, or a URL sent through a proxy).
-    Tls(reqwest::Error),
-    /// From hyper's client (plain HTTP or direct HTTPS), before the response head arrived.
-    Plain(hyper_util::client::legacy::Error),
+    /// From reqwest: a URL sent through a proxy (or carrying credentials).
+    Proxied(reqwest::Error),
+    /// From hyper's client (HTTP or HTTPS, no proxy), before the response head arrived.
+    Direct(hyper_util::client::legacy::Error),
     /// From hyper, while reading a body it received.
-    PlainBody(hyper::Error),
+    DirectBody(hyper::Error),
     /// A request that cannot be made: more than 10 redirects, a redirect to a scheme other
     /// than http(s), a URL hyper cannot take.
     Invalid(String),
@@ -63,9 +63,9 @@ pub(crate) enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Tls(e) => e.fmt(f),
-            Error::Plain(e) => e.fmt(f),
-            Error::PlainBody(e) => e.fmt(f),
+            Error::Proxied(e) => e.fmt(f),
+            Error::Direct(e) => e.fmt(f),
+            Error::DirectBody(e) => e.fmt(f),
             Error::Invalid(msg) => f.write_str(msg),
         }
     }
@@ -74,9 +74,9 @@ impl std::fmt::Display for Error {
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Error::Tls(e) => e.source(),
-            Error::Plain(e) => e.source(),
-            Error::PlainBody(e) => e.source(),
+            Error::Proxied(e) => e.source(),
+            Error::Direct(e) => e.source(),
+            Error::DirectBody(e) => e.source(),
             Error::Invalid(_) => None,
         }
     }
@@ -90,8 +90,8 @@ pub(crate) struct Response {
 }
 
 enum Body {
-    Plain(Incoming),
-    Tls(reqwest::Body),
+    Direct(Incoming),
+    Proxied(reqwest::Body),
 }
 
 impl Response {
@@ -106,8 +106,8 @@ impl Response {
     /// The body's length when the server announced it (`Content-Length`, or none at all).
     pub fn content_length(&self) -> Option<u64> {
         match &self.body {
-            Body::Plain(b) => b.size_hint().exact(),
-            Body::Tls(b) => b.size_hint().exact(),
+            Body::Direct(b) => b.size_hint().exact(),
+            Body::Proxied(b) => b.size_hint().exact(),
         }
     }
 
@@ -132,12 +132,12 @@ type Frame = Option<Result<hyper::body::Frame<Bytes>, Error>>;
 
 fn poll_frame(body: &mut Body, cx: &mut Context<'_>) -> Poll<Frame> {
     match body {
-        Body::Plain(b) => Pin::new(b)
+        Body::Direct(b) => Pin::new(b)
             .poll_frame(cx)
-            .map(|f| f.map(|r| r.map_err(Error::PlainBody))),
-        Body::Tls(b) => Pin::new(b)
+            .map(|f| f.map(|r| r.map_err(Error::DirectBody))),
+        Body::Proxied(b) => Pin::new(b)
             .poll_frame(cx)
-            .map(|f| f.map(|r| r.map_err(Error::Tls))),
+            .map(|f| f.map(|r| r.map_err(Error::Proxied))),
     }
 }
 
@@ -159,7 +159,7 @@ pub fn enter_lane(lane: usize) {
 pub(crate) struct Transport {
     plain: Vec<Client<Timed<HttpConnector>, Empty<Bytes>>>,
     https: Vec<Client<Timed<HttpsConnector<HttpConnector>>, Empty<Bytes>>>,
-    tls: reqwest::Client,
+    proxied: reqwest::Client,
     /// Read from the environment once, as reqwest does: the URLs it claims go to reqwest.
     proxies: Matcher,
     /// reqwest's default headers, for requests that bypass it.
@@ -170,7 +170,8 @@ impl Transport {
     /// Both stacks, with `lanes` plain-HTTP connection pools (at least one).
     pub fn new(cfg: &HttpConfig, lanes: usize) -> Result<Self, String> {
         let roots = crate::tls_roots::from_env()?;
-        let tls = crate::tls_roots::trust!(reqwest::Client::builder(), roots)
+        let reqwest_roots = crate::tls_roots::for_reqwest(roots.as_deref())?;
+        let proxied = crate::tls_roots::trust!(reqwest::Client::builder(), reqwest_roots)
             .use_rustls_tls()
             .https_only(false)
             .redirect(reqwest::redirect::Policy::none())
@@ -197,7 +198,7 @@ impl Transport {
         ))
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(crate::tls_roots::root_store()?)
+        .with_root_certificates(crate::tls_roots::root_store(roots.as_deref())?)
         .with_no_client_auth();
         let https_connector = Timed {
             inner: HttpsConnectorBuilder::new()
@@ -225,7 +226,7 @@ impl Transport {
         Ok(Self {
             plain,
             https,
-            tls,
+            proxied,
             proxies: Matcher::from_env(),
             user_agent,
         })
@@ -236,7 +237,7 @@ impl Transport {
     pub async fn get(&self, url: &Url, headers: HeaderMap) -> Result<Response, Error> {
         match self.direct_uri(url) {
             Some(uri) => self.get_direct(uri, headers).await,
-            None => self.get_tls(url, headers).await,
+            None => self.get_proxied(url, headers).await,
         }
     }
 
@@ -271,27 +272,27 @@ impl Transport {
         } else {
             self.plain[lane].request(req).await
         };
-        let (head, body) = sent.map_err(Error::Plain)?.into_parts();
+        let (head, body) = sent.map_err(Error::Direct)?.into_parts();
         Ok(Response {
             status: head.status,
             headers: head.headers,
-            body: Body::Plain(body),
+            body: Body::Direct(body),
         })
     }
 
-    async fn get_tls(&self, url: &Url, headers: HeaderMap) -> Result<Response, Error> {
+    async fn get_proxied(&self, url: &Url, headers: HeaderMap) -> Result<Response, Error> {
         let resp = self
-            .tls
+            .proxied
             .get(url.clone())
             .headers(headers)
             .send()
             .await
-            .map_err(Error::Tls)?;
+            .map_err(Error::Proxied)?;
         let (head, body) = hyper::Response::<reqwest::Body>::from(resp).into_parts();
         Ok(Response {
             status: head.status,
             headers: head.headers,
-            body: Body::Tls(body),
+            body: Body::Proxied(body),
         })
     }
 }
