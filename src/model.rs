@@ -42,6 +42,45 @@ pub struct Pipeline {
     /// Not part of the memo.
     #[serde(skip)]
     pub dep_indices: Option<Vec<Vec<usize>>>,
+    /// The fan-out tasks as declared (SPEC §9), each with the range of its instances in
+    /// `tasks`; for target selection and for showing a fan-out once.
+    pub fanouts: Vec<FanOut>,
+    /// The item files and globs read while loading: a remembered manifest is stale when one
+    /// of them changed.
+    pub item_sources: Vec<ItemSource>,
+}
+
+/// A declared fan-out task: `instances` indexes its instances in [`Pipeline::tasks`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FanOut {
+    /// The name as declared (`fetch`).
+    pub name: String,
+    /// Its `description`, placeholders kept.
+    pub description: Option<String>,
+    /// The action as written, placeholders kept (`${item.line} -> raw/${item.name}`).
+    pub template: String,
+    /// Where its instances are in [`Pipeline::tasks`] (contiguous, in item order).
+    pub instances: std::ops::Range<usize>,
+}
+
+/// A file or glob whose items a fan-out task was expanded from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ItemSource {
+    /// `lines`, `csv` or `glob`.
+    pub kind: crate::manifest::fanout::sources::SourceKind,
+    /// The file, or the glob, relative to the manifest's directory.
+    pub path: String,
+    /// The content (or match list) digest when the manifest was remembered.
+    pub fingerprint: Option<crate::cache::Digest>,
+}
+
+/// Where an instance of a fan-out task came from: its task and its values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// The fan-out task's declared name (`fetch`).
+    pub task: String,
+    /// Matrix values by axis, then item fields by name.
+    pub item: Vec<(String, String)>,
 }
 
 /// Task name to task, in manifest order. Every dependency is looked up by name once or
@@ -135,6 +174,8 @@ pub struct Task {
     pub keep_failed_outputs: bool,
     /// A cached result older than this is a miss.
     pub cache_ttl: Option<Duration>,
+    /// The fan-out task and values this task is an instance of; None for a declared task.
+    pub origin: Option<Box<Origin>>,
 }
 
 impl Task {

@@ -26,6 +26,7 @@ pub fn command(name: &str, run: &str) -> Task {
         cache: CachePolicy::Auto,
         keep_failed_outputs: false,
         cache_ttl: None,
+        origin: None,
     }
 }
 
@@ -79,6 +80,8 @@ pub fn pipeline(root: &Path, tasks: Vec<Task>) -> Pipeline {
         http: HttpConfig::default(),
         tasks: map,
         dep_indices: None,
+        fanouts: Vec::new(),
+        item_sources: Vec::new(),
     }
 }
 

@@ -1,7 +1,11 @@
-//! `${vars.NAME}`, `${env.NAME}`, `${env.NAME:-default}`, `${secret.NAME}` and `$$`.
+//! `${vars.NAME}`, `${env.NAME}`, `${env.NAME:-default}`, `${secret.NAME}`, the fan-out
+//! placeholders `${matrix.AXIS}` and `${item.FIELD}`, and `$$`.
 //!
 //! Vars and env are substituted at load time (an unknown one is a manifest error with its
-//! place); secrets stay symbolic in a [`Template`] until a task that needs them runs.
+//! place); secrets stay symbolic in a [`Template`] until a task that needs them runs. Where a
+//! fan-out value lands decides how it is inserted ([`Insert`]): one shell word in shell text,
+//! escaped in a glob, as is elsewhere. An item value comes from a file, so it must never be
+//! able to add shell syntax or glob metacharacters to the task.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -27,10 +31,40 @@ pub struct Context<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// Whether `${secret.*}` is allowed (not inside `[vars]`, whose values are printed).
     pub allow_vars_and_secrets: bool,
+    /// The instance being built, for `${matrix.*}` and `${item.*}`; None outside fan-out tasks.
+    pub item: Option<&'a ItemScope<'a>>,
 }
 
-/// Interpolates `text`; every bad reference is returned, not just the first.
+/// The values one fan-out instance gives its placeholders.
+pub struct ItemScope<'a> {
+    /// Matrix values by axis, in axis order.
+    pub matrix: &'a [(String, String)],
+    /// Item fields by name (a line's `line`/`name`/`stem`/`ext`, a CSV row's columns, ...).
+    pub item: &'a [(String, String)],
+}
+
+/// How a fan-out value is inserted, decided by the field it lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// As is: argv elements, URLs, paths, env values, names.
+    Plain,
+    /// As exactly one shell word, quoted when needed (`run = "..."` shell text).
+    Shell,
+    /// With glob metacharacters escaped (`inputs`), so a file named `a[1].jpg` is itself.
+    Glob,
+}
+
+/// Interpolates `text`, fan-out values inserted as is; every bad reference is returned.
 pub fn interpolate(text: &str, ctx: &Context<'_>) -> Result<Template, Vec<InterpolationError>> {
+    interpolate_as(text, ctx, Insert::Plain)
+}
+
+/// Interpolates `text`, inserting fan-out values as `insert` says.
+pub fn interpolate_as(
+    text: &str,
+    ctx: &Context<'_>,
+    insert: Insert,
+) -> Result<Template, Vec<InterpolationError>> {
     let mut segments = Vec::new();
     let mut literal = String::new();
     let mut errors = Vec::new();
@@ -54,6 +88,23 @@ pub fn interpolate(text: &str, ctx: &Context<'_>) -> Result<Template, Vec<Interp
             let range = i..i + close + 1;
             match resolve(inner, ctx) {
                 Ok(Resolved::Text(t)) => literal.push_str(&t),
+                Ok(Resolved::Item(v)) => match insert {
+                    Insert::Plain => literal.push_str(v),
+                    Insert::Glob => literal.push_str(&glob_escape(v)),
+                    Insert::Shell => match shell_quote_state(&text[..i]) {
+                        None => literal.push_str(&shell_word(v)),
+                        Some(quote) => errors.push(InterpolationError {
+                            range,
+                            message: format!(
+                                "`${{{inner}}}` is inside {quote} in shell text"
+                            ),
+                            help: Some(
+                                "write the placeholder unquoted: taskrun inserts its value as exactly one shell word, quoted as needed"
+                                    .into(),
+                            ),
+                        }),
+                    },
+                },
                 Ok(Resolved::Secret(name)) => {
                     segments.push(Segment::Literal(std::mem::take(&mut literal)));
                     segments.push(Segment::Secret(name));
@@ -83,12 +134,100 @@ pub fn interpolate(text: &str, ctx: &Context<'_>) -> Result<Template, Vec<Interp
     Ok(Template::from_segments(segments))
 }
 
-enum Resolved {
+enum Resolved<'c> {
     Text(String),
     Secret(String),
+    /// A fan-out value, inserted according to [`Insert`].
+    Item(&'c str),
 }
 
-fn resolve(inner: &str, ctx: &Context<'_>) -> Result<Resolved, (String, Option<String>)> {
+/// The quoting in force at the end of `before` (shell text up to a placeholder): `None` when
+/// unquoted, else which quotes. Backslash escapes outside single quotes are followed.
+fn shell_quote_state(before: &str) -> Option<&'static str> {
+    let mut state = None;
+    let mut chars = before.chars();
+    while let Some(c) = chars.next() {
+        match (state, c) {
+            (None, '\\') | (Some("double quotes"), '\\') => {
+                chars.next();
+            }
+            (None, '\'') => state = Some("single quotes"),
+            (None, '"') => state = Some("double quotes"),
+            (Some("single quotes"), '\'') | (Some("double quotes"), '"') => state = None,
+            _ => {}
+        }
+    }
+    state
+}
+
+/// `value` as exactly one POSIX shell word: as is when every character is inert, otherwise
+/// single-quoted (a `'` inside becomes `'\''`). Newlines, `$`, backticks and `;` are all
+/// literal inside single quotes.
+pub fn shell_word(value: &str) -> std::borrow::Cow<'_, str> {
+    let inert = |b: u8| b.is_ascii_alphanumeric() || b"_-./:@%+,".contains(&b);
+    if !value.is_empty() && value.bytes().all(inert) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    std::borrow::Cow::Owned(format!("'{}'", value.replace('\'', "'\\''")))
+}
+
+/// `value` with glob metacharacters backslash-escaped, so it matches only itself.
+pub fn glob_escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['*', '?', '[', ']', '{', '}', '\\', '!']) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 4);
+    for c in value.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\' | '!') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Looks up `${matrix.NAME}` or `${item.NAME}` in the instance being built.
+fn resolve_item<'c>(
+    ns: &str,
+    name: &str,
+    ctx: &Context<'c>,
+) -> Result<Resolved<'c>, (String, Option<String>)> {
+    let Some(scope) = ctx.item else {
+        let source = if ns == "matrix" {
+            "`matrix`"
+        } else {
+            "`for_each`"
+        };
+        return Err((
+            format!("`${{{ns}.{name}}}` is used outside a fan-out task"),
+            Some(format!(
+                "`${{{ns}.*}}` works only in a task with {source}, in its own fields"
+            )),
+        ));
+    };
+    let values = if ns == "matrix" {
+        scope.matrix
+    } else {
+        scope.item
+    };
+    if let Some((_, v)) = values.iter().find(|(k, _)| k == name) {
+        return Ok(Resolved::Item(v.as_str()));
+    }
+    let what = if ns == "matrix" {
+        "matrix axis"
+    } else {
+        "item field"
+    };
+    let known: Vec<&str> = values.iter().map(|(k, _)| k.as_str()).collect();
+    let help = match super::suggest(name, known.iter().copied()) {
+        Some(s) => format!("did you mean `${{{ns}.{s}}}`?"),
+        None if known.is_empty() => format!("this task has no {what}s"),
+        None => format!("this task's {what}s: {}", known.join(", ")),
+    };
+    Err((format!("unknown {what} `{name}`"), Some(help)))
+}
+
+fn resolve<'c>(inner: &str, ctx: &Context<'c>) -> Result<Resolved<'c>, (String, Option<String>)> {
     let Some((ns, name)) = inner.split_once('.') else {
         return Err((
             format!("`${{{inner}}}` names no namespace"),
@@ -99,6 +238,7 @@ fn resolve(inner: &str, ctx: &Context<'_>) -> Result<Resolved, (String, Option<S
         ));
     };
     match ns {
+        "matrix" | "item" => resolve_item(ns, name, ctx),
         "vars" => match ctx.vars.get(name) {
             Some(v) => Ok(Resolved::Text(v.clone())),
             None => {
@@ -164,6 +304,7 @@ mod tests {
                 vars: &vars,
                 env: &env,
                 allow_vars_and_secrets: true,
+                item: None,
             },
         )
     }

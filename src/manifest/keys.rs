@@ -28,6 +28,9 @@ pub const TASK: &[&str] = &[
     "cache",
     "keep_failed_outputs",
     "cache_ttl",
+    "matrix",
+    "for_each",
+    "key",
 ];
 /// `[defaults]`: every task field but the kinds.
 pub const DEFAULTS: &[&str] = &[
@@ -69,3 +72,5 @@ pub const DOWNLOAD: &[&str] = &[
 pub const SERVICE: &[&str] = &["run", "ready", "ready_timeout"];
 /// A service's `ready` table.
 pub const READY: &[&str] = &["url", "tcp"];
+/// A task's `for_each` table.
+pub const FOR_EACH: &[&str] = &["lines", "csv", "glob", "allow_empty"];

@@ -6,6 +6,7 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use super::diagnostic::Problem;
+use super::interpolate::Insert;
 use super::keys;
 use super::load::check_url;
 use super::task::TaskBuilder;
@@ -28,7 +29,8 @@ impl TaskBuilder<'_, '_> {
                     );
                     return None;
                 }
-                self.template(r, s, &v.span()).map(CommandLine::Shell)
+                self.template_as(r, s, &v.span(), Insert::Shell)
+                    .map(CommandLine::Shell)
             }
             DeValue::Array(_) => {
                 let list = r.strings(v, &what, false)?;

@@ -10,7 +10,7 @@ use super::diagnostic::{LoadError, ManifestErrors, Problem};
 use super::interpolate::{Context, interpolate};
 use super::task::{TaskBuilder, TaskSpans};
 use super::walk::{Reader, Val, get};
-use super::{graph, keys};
+use super::{fanout, graph, keys, reserved, walk};
 use crate::model::{CacheConfig, HttpConfig, Pipeline};
 use crate::template::Template;
 
@@ -138,6 +138,7 @@ fn read(
         vars: &vars,
         env,
         allow_vars_and_secrets: true,
+        item: None,
     };
     let global_env = read_env(&mut r, get(root, "env"), "env", &ctx).unwrap_or_default();
     let pools = read_pools(&mut r, root);
@@ -151,6 +152,8 @@ fn read(
 
     let mut tasks = crate::model::TaskMap::default();
     let mut spans: Vec<TaskSpans> = Vec::new();
+    let mut fanouts = Vec::new();
+    let mut item_sources = Vec::new();
     if let Some(v) = get(root, "tasks")
         && let Some(t) = r.table(v, "tasks")
     {
@@ -169,12 +172,32 @@ fn read(
                 defaults,
                 ctx: &ctx,
             };
+            if fanout::is_fanout(table) {
+                let out = fanout::Expanded {
+                    tasks: &mut tasks,
+                    spans: &mut spans,
+                    fanouts: &mut fanouts,
+                    sources: &mut item_sources,
+                };
+                fanout::expand(&mut r, &builder, &root_dir, out);
+                continue;
+            }
+            if let Some(k) = walk::key_span(table, "key") {
+                r.push(
+                    Problem::at(k, format!("`key` applies only to a fan-out task, and `{name}` has no `matrix` or `for_each`"))
+                        .label("no instances to name")
+                        .help("remove `key`, or add `matrix` or `for_each`"),
+                );
+            }
             if let Some((task, task_spans)) = builder.build(&mut r) {
                 tasks.insert(name, task);
                 spans.push(task_spans);
             }
         }
     }
+    fanout::link::expand_deps(&mut tasks, &mut spans, &fanouts);
+    fanout::link::check_produced(&mut r, &tasks, &item_sources);
+    reserved::check(&mut r, &tasks, &spans, path, &root_dir, &cache.dir);
 
     let deps = graph::check(&mut r, &tasks, &spans, &pools);
 
@@ -192,6 +215,8 @@ fn read(
         tasks,
         // Used only when there are no problems: then every dep was found.
         dep_indices: Some(deps),
+        fanouts,
+        item_sources: item_sources.into_iter().map(|(s, _)| s).collect(),
     };
     (Some(pipeline), r.problems)
 }
@@ -282,6 +307,7 @@ fn read_vars(
                 vars: &vars,
                 env,
                 allow_vars_and_secrets: false,
+                item: None,
             };
             match interpolate(&e.value, &ctx) {
                 Ok(t) => {

@@ -4,6 +4,7 @@
 //! pass reports every problem (unknown keys, bad values, graph errors) with its place.
 
 pub mod diagnostic;
+pub mod fanout;
 pub mod graph;
 pub mod interpolate;
 pub mod keys;
@@ -11,6 +12,7 @@ pub mod kinds;
 pub mod load;
 pub mod memo;
 pub mod paths;
+pub mod reserved;
 pub mod retry;
 pub mod schema;
 pub mod task;

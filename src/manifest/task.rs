@@ -7,7 +7,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::Problem;
-use super::interpolate::{Context, interpolate};
+use super::interpolate::{Context, Insert, interpolate_as};
 use super::keys;
 use super::load::{read_env, report_interpolation};
 use super::paths::normalize;
@@ -106,12 +106,17 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         let description = self
             .field("description")
             .and_then(|v| r.string(v, &self.what("description")))
-            .map(|(s, _)| s);
+            .and_then(|(s, span)| self.name_text(r, s, &span));
         let mut deps = Vec::new();
         if let Some(v) = self.field("deps")
             && let Some(list) = r.strings(v, &self.what("deps"), false)
         {
-            (deps, spans.deps) = list.into_iter().unzip();
+            for (text, span) in list {
+                if let Some(dep) = self.name_text(r, text, &span) {
+                    deps.push(dep);
+                    spans.deps.push(span);
+                }
+            }
         }
         let cwd = self.field("cwd").and_then(|v| self.path(r, v, "cwd", true));
 
@@ -215,6 +220,7 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             cache,
             keep_failed_outputs,
             cache_ttl,
+            origin: None,
         };
         Some((task, spans))
     }
@@ -225,10 +231,43 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         text: &str,
         span: &Range<usize>,
     ) -> Option<Template> {
-        match interpolate(text, self.ctx) {
+        self.template_as(r, text, span, Insert::Plain)
+    }
+
+    /// Like [`Self::template`], with fan-out values inserted as `insert` says.
+    pub(super) fn template_as(
+        &self,
+        r: &mut Reader<'_>,
+        text: &str,
+        span: &Range<usize>,
+        insert: Insert,
+    ) -> Option<Template> {
+        match interpolate_as(text, self.ctx, insert) {
             Ok(t) => Some(t),
             Err(errs) => {
                 report_interpolation(r, span, text, errs);
+                None
+            }
+        }
+    }
+
+    /// A name-like string (`deps`, `description`): interpolated only when it holds a `$`
+    /// (fan-out tasks pair instances with `deps = ["get[${item.name}]"]`).
+    fn name_text(&self, r: &mut Reader<'_>, text: String, span: &Range<usize>) -> Option<String> {
+        if !text.contains('$') {
+            return Some(text);
+        }
+        let t = self.template(r, &text, span)?;
+        match t.as_literal() {
+            Some(lit) => Some(lit.to_string()),
+            None => {
+                r.push(
+                    Problem::at(
+                        span.clone(),
+                        "a dependency or description may not contain a secret",
+                    )
+                    .label("secret in a name"),
+                );
                 None
             }
         }
@@ -283,7 +322,7 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             return out;
         };
         for (text, span) in list {
-            let Some(t) = self.template(r, &text, &span) else {
+            let Some(t) = self.template_as(r, &text, &span, Insert::Glob) else {
                 continue;
             };
             let Some(lit) = t.as_literal() else {

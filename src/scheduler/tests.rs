@@ -32,6 +32,7 @@ fn task(name: &str, deps: &[&str], action: Action) -> Task {
         cache: CachePolicy::Auto,
         keep_failed_outputs: false,
         cache_ttl: None,
+        origin: None,
     }
 }
 
@@ -64,6 +65,8 @@ fn pipeline(root: &Path, concurrency: usize, tasks: Vec<Task>) -> Pipeline {
             .map(|t| (t.name.clone(), t))
             .collect::<crate::model::TaskMap>(),
         dep_indices: None,
+        fanouts: Vec::new(),
+        item_sources: Vec::new(),
     }
 }
 

@@ -1,0 +1,83 @@
+//! Paths a task may not write (SPEC §13): the manifest itself, its lockfile, anything under
+//! `.taskrun/` or the cache dir. A `dest` or output there would let one task rewrite what
+//! taskrun reads next time: the pipeline, the pins, the cache that decides what runs.
+
+use std::ops::Range;
+use std::path::Path;
+
+use super::diagnostic::Problem;
+use super::task::TaskSpans;
+use super::walk::Reader;
+use crate::model::TaskMap;
+
+/// Records a problem for every output (a download's `dest` included) on a reserved path.
+pub fn check(
+    r: &mut Reader<'_>,
+    tasks: &TaskMap,
+    spans: &[TaskSpans],
+    manifest: &Path,
+    root: &Path,
+    cache_dir: &Path,
+) {
+    let mut reserved: Vec<(String, &str)> = vec![(".taskrun".into(), "taskrun's state directory")];
+    if let Some(name) = manifest.file_name().and_then(|n| n.to_str()) {
+        reserved.push((name.to_string(), "the manifest itself"));
+    }
+    if let Some(stem) = manifest.file_stem().and_then(|n| n.to_str()) {
+        reserved.push((format!("{stem}.lock"), "the manifest's lockfile"));
+    }
+    if let Ok(rel) = cache_dir.strip_prefix(root)
+        && let Some(rel) = rel.to_str()
+    {
+        reserved.push((rel.to_string(), "the cache dir"));
+    }
+    for ((task, s), _) in tasks.values().zip(spans).zip(0..) {
+        for (out, span) in task.outputs.iter().zip(&s.outputs) {
+            let o = out.as_str();
+            if let Some((path, what)) = reserved.iter().find(|(p, _)| clashes(o, p)) {
+                let name = task
+                    .origin
+                    .as_ref()
+                    .map_or(task.name.as_str(), |x| x.task.as_str());
+                r.push(problem(span, name, o, path, what));
+            }
+        }
+    }
+}
+
+fn problem(span: &Range<usize>, task: &str, out: &str, path: &str, what: &str) -> Problem {
+    let msg = if out == path {
+        format!("task `{task}` would write `{out}`, {what}")
+    } else {
+        format!("output `{out}` of task `{task}` overlaps `{path}`, {what}")
+    };
+    Problem::at(span.clone(), msg)
+        .label("reserved path")
+        .help("taskrun reads this path itself; write the task's results somewhere else")
+}
+
+/// Equal, inside, or containing (an output directory holding the reserved path would
+/// delete or restore it). An empty reserved path (the cache dir is the workspace) matches all.
+fn clashes(out: &str, reserved: &str) -> bool {
+    let within = |inner: &str, outer: &str| {
+        outer.is_empty()
+            || (inner.len() > outer.len()
+                && inner.starts_with(outer)
+                && inner.as_bytes()[outer.len()] == b'/')
+    };
+    out == reserved || within(out, reserved) || within(reserved, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clashes;
+
+    #[test]
+    fn equal_inside_and_containing_clash() {
+        assert!(clashes("taskrun.toml", "taskrun.toml"));
+        assert!(clashes(".taskrun/cache/x", ".taskrun"));
+        assert!(clashes("data", "data/cache"));
+        assert!(!clashes("data2", "data"));
+        assert!(!clashes("out/taskrun.toml", "taskrun.toml"));
+    }
+}
