@@ -59,6 +59,9 @@ pub struct RunArgs {
     /// Plan format, with --dry-run
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+    /// With --dry-run: list every instance of a fan-out task, not a summary of each
+    #[arg(long)]
+    pub expand: bool,
     /// Running-task limit (overrides pipeline.concurrency)
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
@@ -107,6 +110,9 @@ pub struct PlanArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+    /// List every instance of a fan-out task, not a summary of each (text format)
+    #[arg(long)]
+    pub expand: bool,
     /// Set a variable, overriding [vars] (repeatable)
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,

@@ -191,6 +191,15 @@ impl Task {
         }
     }
 
+    /// The declared task and the item: its fan-out task and values for an instance, its own
+    /// name and None otherwise (the `task` and `item` of plans and reports).
+    pub fn instance_of(&self) -> (String, Option<IndexMap<String, String>>) {
+        match &self.origin {
+            Some(o) => (o.task.clone(), Some(o.item.iter().cloned().collect())),
+            None => (self.name.clone(), None),
+        }
+    }
+
     /// The task's kind word, as shown in plans and reports.
     pub fn kind(&self) -> TaskKind {
         self.action.kind()

@@ -18,6 +18,7 @@ use crate::plan::Plan;
 
 /// Runs one subcommand and returns its exit code.
 pub fn dispatch(command: Command) -> u8 {
+    use crate::plan::render::PlanView;
     let (format, color) = match &command {
         Command::Run(a) => (a.log_format, a.color),
         Command::Plan(a) => (LogFormat::Text, a.color),
@@ -32,7 +33,10 @@ pub fn dispatch(command: Command) -> u8 {
                     &args.manifest,
                     &args.targets,
                     &args.vars,
-                    args.format,
+                    PlanView {
+                        format: args.format,
+                        expand: args.expand,
+                    },
                     args.color,
                     args.force,
                     args.no_cache,

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use crate::cli::{PlanArgs, PlanFormat, When};
+use crate::cli::{PlanArgs, When};
 use crate::plan::Plan;
 use crate::plan::predict::Prediction;
-use crate::plan::render::render;
+use crate::plan::render::{PlanView, render};
 
 /// `taskrun plan`.
 pub fn run(args: PlanArgs) -> u8 {
@@ -14,7 +14,10 @@ pub fn run(args: PlanArgs) -> u8 {
         &args.manifest,
         &args.targets,
         &args.vars,
-        args.format,
+        PlanView {
+            format: args.format,
+            expand: args.expand,
+        },
         args.color,
         args.force,
         args.no_cache,
@@ -26,7 +29,7 @@ pub fn print_plan(
     manifest: &Path,
     targets: &[String],
     vars: &[String],
-    format: PlanFormat,
+    view: PlanView,
     color: When,
     force: bool,
     no_cache: bool,
@@ -36,7 +39,7 @@ pub fn print_plan(
         Err(code) => return code,
     };
     let predictions = predict(&plan, force, no_cache);
-    super::print_stdout(&render(&plan, targets, &predictions, format))
+    super::print_stdout(&render(&plan, targets, &predictions, view))
 }
 
 /// Reads the cache (never writes it) to predict hit / miss for each task.

@@ -55,6 +55,7 @@ fn load_remembered_with(
     if let Ok(Some(memo)) = sealed::read::<Memo>(&file, MAGIC)
         && memo.id == id
         && memo.env.iter().all(|(k, v)| env(k).as_ref() == v.as_ref())
+        && items_unchanged(&memo.pipeline)
     {
         return Ok(memo.pipeline);
     }
@@ -73,6 +74,15 @@ fn load_remembered_with(
         tracing::debug!("cannot remember the manifest in {}: {e}", file.display());
     }
     Ok(memo.pipeline)
+}
+
+/// Whether every item file and glob a fan-out read still gives what it gave (SPEC §9: items
+/// are read when the manifest loads, so a changed `urls.txt` is a changed manifest).
+fn items_unchanged(pipeline: &Pipeline) -> bool {
+    pipeline.item_sources.iter().all(|s| {
+        s.fingerprint.is_some()
+            && super::fanout::sources::fingerprint(&pipeline.root, s.kind, &s.path) == s.fingerprint
+    })
 }
 
 /// Where the memo of the manifest at `path` lives.

@@ -209,6 +209,52 @@ struct TaskSection {
     keep_failed_outputs: Option<bool>,
     /// A cached result older than this is a miss.
     cache_ttl: Option<Duration>,
+    /// Fan-out: one instance per combination of these axes' values (`${matrix.AXIS}`).
+    matrix: Option<Matrix>,
+    /// Fan-out: one instance per line, CSV row or glob match (`${item.FIELD}`).
+    for_each: Option<ForEach>,
+    /// Names each instance `TASK[KEY]`; a template of `${matrix.*}` and `${item.*}`.
+    key: Option<String>,
+}
+
+/// `matrix = { AXIS = [values], exclude = [...], include = [...] }`: the cartesian product.
+#[derive(JsonSchema)]
+struct Matrix {
+    /// Removes every combination it matches (a partial row matches all it names).
+    exclude: Option<Vec<BTreeMap<String, MatrixValue>>>,
+    /// Whole extra rows, added after `exclude`.
+    include: Option<Vec<BTreeMap<String, MatrixValue>>>,
+    /// The axes, each a list of values.
+    #[schemars(flatten)]
+    axes: BTreeMap<String, Vec<MatrixValue>>,
+}
+
+/// A matrix value: a string, an integer or a boolean (never a float).
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+enum MatrixValue {
+    /// As it is.
+    String(String),
+    /// In decimal.
+    Integer(i64),
+    /// `true` or `false`.
+    Boolean(bool),
+}
+
+/// `for_each = { lines | csv | glob = "...", allow_empty = false }`.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct ForEach {
+    /// One item per line of this file (blank lines and `#` comments skipped): `line`, `name`,
+    /// `stem`, `ext`.
+    lines: Option<String>,
+    /// One item per row of this CSV file; its header row names the fields.
+    csv: Option<String>,
+    /// One item per file matching this glob when the manifest loads: `path`, `name`, `stem`,
+    /// `ext`, `dir`.
+    glob: Option<String>,
+    /// Zero items is fine (default false: an error).
+    allow_empty: Option<bool>,
 }
 
 /// `download = { ... }`.
@@ -310,6 +356,7 @@ mod tests {
             ("DownloadSection", keys::DOWNLOAD),
             ("ServiceSection", keys::SERVICE),
             ("Ready", keys::READY),
+            ("ForEach", keys::FOR_EACH),
         ] {
             assert_eq!(properties(&schema, Some(def)), sorted(list), "{def}");
         }

@@ -35,8 +35,12 @@ pub struct PlanDoc {
 /// One task of the plan.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PlanTask {
-    /// The task's name.
+    /// The task's name (`fetch[2023,01]` for an instance of a fan-out task).
     pub name: String,
+    /// The declared task: the fan-out task of an instance, else the name itself.
+    pub task: String,
+    /// An instance's matrix values by axis and item fields by name; null otherwise.
+    pub item: Option<indexmap::IndexMap<String, String>>,
     /// command / download / service / group.
     pub kind: TaskKind,
     /// Its description.
@@ -139,8 +143,11 @@ pub fn document(plan: &Plan, targets: &[String], predictions: &[Prediction]) -> 
         .iter()
         .map(|&i| {
             let t = plan.task(i);
+            let (task, item) = t.instance_of();
             PlanTask {
                 name: t.name.clone(),
+                task,
+                item,
                 kind: t.kind(),
                 description: t.description.clone(),
                 deps: t.deps.clone(),

@@ -3,6 +3,7 @@
 //! Tasks are addressed by their index in [`Pipeline::tasks`]; every later stage uses these
 //! indices so no stage looks tasks up by name on a hot path.
 
+mod fanout_text;
 pub mod json;
 pub mod predict;
 pub mod render;
@@ -73,13 +74,20 @@ impl Plan {
         let mut unknown = Vec::new();
         let mut roots = Vec::new();
         for t in targets {
-            match pipeline.tasks.get_index_of(t.as_str()) {
-                Some(i) => roots.push(i),
-                None => unknown.push(UnknownTarget {
+            // A fan-out task's bare name selects every instance (SPEC §9).
+            let fanout = pipeline.fanouts.iter().find(|f| f.name == *t);
+            match (pipeline.tasks.get_index_of(t.as_str()), fanout) {
+                (Some(i), _) => roots.push(i),
+                (None, Some(f)) => roots.extend(f.instances.clone()),
+                (None, None) => unknown.push(UnknownTarget {
                     name: t.clone(),
                     suggestion: crate::manifest::suggest(
                         t,
-                        pipeline.tasks.keys().map(|k| k.as_str()),
+                        pipeline
+                            .tasks
+                            .keys()
+                            .map(|k| k.as_str())
+                            .chain(pipeline.fanouts.iter().map(|f| f.name.as_str())),
                     ),
                 }),
             }

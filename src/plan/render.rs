@@ -7,15 +7,24 @@ use super::json::{PlanAction, document, schedule_words, short_duration};
 use super::predict::{CacheStatus, Prediction};
 use crate::cli::PlanFormat;
 
-/// Renders the plan in `format`.
+/// How a plan is shown.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanView {
+    /// text, json, dot or mermaid.
+    pub format: PlanFormat,
+    /// Text: every instance of a fan-out task instead of one summary per fan-out task.
+    pub expand: bool,
+}
+
+/// Renders the plan as `view` says.
 pub fn render(
     plan: &Plan,
     targets: &[String],
     predictions: &[Prediction],
-    format: PlanFormat,
+    view: PlanView,
 ) -> String {
-    match format {
-        PlanFormat::Text => text(plan, predictions),
+    match view.format {
+        PlanFormat::Text => text(plan, predictions, view.expand),
         PlanFormat::Json => {
             let doc = document(plan, targets, predictions);
             serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
@@ -25,7 +34,7 @@ pub fn render(
     }
 }
 
-fn text(plan: &Plan, predictions: &[Prediction]) -> String {
+fn text(plan: &Plan, predictions: &[Prediction], expand: bool) -> String {
     let p = &plan.pipeline;
     let doc = document(plan, &[], predictions);
     let levels = plan
@@ -54,9 +63,31 @@ fn text(plan: &Plan, predictions: &[Prediction]) -> String {
     if let Some(d) = &p.description {
         let _ = writeln!(out, "{d}");
     }
-    let width = doc.tasks.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let groups = (!expand).then(|| super::fanout_text::Groups::new(&doc.tasks));
+    let width = doc
+        .tasks
+        .iter()
+        .map(|t| match &groups {
+            Some(g) if g.is_grouped(t) => t.task.len() + 3,
+            _ => t.name.len(),
+        })
+        .max()
+        .unwrap_or(0);
     let mut level = usize::MAX;
     for t in &doc.tasks {
+        if let Some(g) = &groups
+            && g.is_grouped(t)
+        {
+            // A fan-out task is shown once, where its first instance would be.
+            if g.is_first(t) {
+                if t.level != level {
+                    level = t.level;
+                    let _ = writeln!(out, "\nlevel {level}");
+                }
+                g.write(&mut out, plan, t, width);
+            }
+            continue;
+        }
         if t.level != level {
             level = t.level;
             let _ = writeln!(out, "\nlevel {level}");
@@ -73,7 +104,11 @@ fn text(plan: &Plan, predictions: &[Prediction]) -> String {
             let _ = writeln!(out, "{pad}{d}");
         }
         if !t.deps.is_empty() {
-            let _ = writeln!(out, "{pad}after: {}", t.deps.join(", "));
+            let _ = writeln!(
+                out,
+                "{pad}after: {}",
+                super::fanout_text::collapse_deps(plan, &t.deps)
+            );
         }
         let mut details = Vec::new();
         if matches!(
@@ -126,7 +161,8 @@ fn text(plan: &Plan, predictions: &[Prediction]) -> String {
     out
 }
 
-fn action_line(a: &PlanAction) -> String {
+/// The action in one line, as the text plan shows it.
+pub(super) fn action_line(a: &PlanAction) -> String {
     match a {
         PlanAction::Command {
             shell, argv, cwd, ..
@@ -180,7 +216,7 @@ fn first_line(s: &str) -> String {
     }
 }
 
-fn plural(n: usize) -> &'static str {
+pub(super) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 

@@ -109,8 +109,12 @@ impl TaskStatus {
 /// One task in the report.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct TaskReport {
-    /// The task's name.
+    /// The task's name (`fetch[2023,01]` for an instance of a fan-out task).
     pub name: String,
+    /// The declared task: the fan-out task of an instance, else the name itself.
+    pub task: String,
+    /// An instance's matrix values by axis and item fields by name; null otherwise.
+    pub item: Option<indexmap::IndexMap<String, String>>,
     /// command, download, service or group.
     pub kind: TaskKind,
     /// Final status.

@@ -41,6 +41,71 @@ fn row(t: &TaskReport) -> [String; 5] {
     ]
 }
 
+/// Instances of one fan-out task above which the table shows them as one row.
+const GROUP_ABOVE: usize = 10;
+
+/// The table's rows: a task each, except that a fan-out task of more than [`GROUP_ABOVE`]
+/// instances is one row of counts per status (at its first instance's place), followed by a
+/// row for each instance that failed.
+fn rows(r: &RunReport) -> Vec<[String; 5]> {
+    let mut sizes: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for t in r.tasks.iter().filter(|t| t.item.is_some()) {
+        *sizes.entry(t.task.as_str()).or_default() += 1;
+    }
+    let grouped = |t: &TaskReport| t.item.is_some() && sizes[t.task.as_str()] > GROUP_ABOVE;
+    let mut out = Vec::with_capacity(r.tasks.len());
+    let mut done: Vec<&str> = Vec::new();
+    for t in &r.tasks {
+        if !grouped(t) {
+            out.push(row(t));
+            continue;
+        }
+        if done.contains(&t.task.as_str()) {
+            continue;
+        }
+        done.push(&t.task);
+        let members: Vec<&TaskReport> = r
+            .tasks
+            .iter()
+            .filter(|m| m.item.is_some() && m.task == t.task)
+            .collect();
+        out.push(group_row(&t.task, &members));
+        for m in members
+            .iter()
+            .filter(|m| m.status == crate::report::TaskStatus::Failed)
+        {
+            let mut failed = row(m);
+            failed[0] = format!("  {}", failed[0]);
+            out.push(failed);
+        }
+    }
+    out
+}
+
+fn group_row(task: &str, members: &[&TaskReport]) -> [String; 5] {
+    use crate::report::TaskStatus as S;
+    let statuses = [S::Succeeded, S::Cached, S::Failed, S::Skipped, S::Cancelled];
+    let counts: Vec<String> = statuses
+        .iter()
+        .filter_map(|s| {
+            let n = members.iter().filter(|m| m.status == *s).count();
+            (n > 0).then(|| format!("{n} {}", s.as_str()))
+        })
+        .collect();
+    let attempts: usize = members.iter().map(|m| m.attempts.len()).sum();
+    let longest = members.iter().filter_map(|m| m.duration_ms).max();
+    let bytes: Option<u64> = members.iter().filter_map(|m| m.bytes).reduce(|a, b| a + b);
+    [
+        format!("{task}[*] ({})", members.len()),
+        counts.join(", "),
+        attempts.to_string(),
+        longest
+            .map(|ms| format!("≤{}", human_ms(ms)))
+            .unwrap_or_else(|| "-".into()),
+        bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+    ]
+}
+
 const HEADER: [&str; 5] = ["TASK", "STATUS", "ATTEMPTS", "DURATION", "BYTES"];
 
 /// The final line: counts per status, bytes and wall time.
@@ -70,7 +135,7 @@ pub fn totals_line(r: &RunReport) -> String {
 
 /// The table of tasks (task, status, attempts, duration, bytes), then the totals line.
 pub fn table(r: &RunReport) -> String {
-    let rows: Vec<[String; 5]> = r.tasks.iter().map(row).collect();
+    let rows = rows(r);
     let mut width = HEADER.map(str::len);
     for row in &rows {
         for (w, cell) in width.iter_mut().zip(row) {
@@ -103,8 +168,8 @@ pub fn table(r: &RunReport) -> String {
 pub fn markdown(r: &RunReport) -> String {
     let mut out = format!("### taskrun: {}\n\n", r.pipeline);
     out.push_str("| task | status | attempts | duration | bytes |\n|---|---|---:|---:|---:|\n");
-    for t in &r.tasks {
-        let [name, status, attempts, duration, bytes] = row(t);
+    for row in rows(r) {
+        let [name, status, attempts, duration, bytes] = row;
         let name = name.replace('|', "\\|");
         let _ = writeln!(
             out,

@@ -59,7 +59,7 @@ impl Loop<'_> {
             .plan
             .order
             .iter()
-            .map(|&i| self.recs[i].report())
+            .map(|&i| self.recs[i].report(self.plan.task(i)))
             .collect();
         let summary = RunReport::summarize(&tasks);
         let (status, code) = match self.interrupted {

@@ -480,7 +480,7 @@ impl<'a> Loop<'a> {
         rec.status = Some(status);
         rec.finished = Some((SystemTime::now(), tokio::time::Instant::now()));
         self.sink.event(&Event::TaskFinished {
-            task: Box::new(rec.report()),
+            task: Box::new(rec.report(self.plan.task(i))),
             last_lines: rec.last_lines.iter().cloned().collect(),
         });
         let dependents = self.plan.dependents[i].clone();

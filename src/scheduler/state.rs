@@ -116,14 +116,17 @@ impl Rec {
         }
     }
 
-    /// The task's report entry.
-    pub fn report(&self) -> TaskReport {
+    /// The task's report entry; `task` is the model task it runs.
+    pub fn report(&self, task: &crate::model::Task) -> TaskReport {
         let duration_ms = match (self.started, self.finished) {
             (Some((_, a)), Some((_, b))) => Some(millis(b.saturating_duration_since(a))),
             _ => None,
         };
+        let (declared, item) = task.instance_of();
         TaskReport {
             name: self.name.to_string(),
+            task: declared,
+            item,
             kind: self.kind,
             status: self.status.unwrap_or(TaskStatus::Cancelled),
             started_at: self.started.map(|(t, _)| rfc3339(t)),

@@ -66,7 +66,7 @@ pub fn check_produced(r: &mut Reader<'_>, tasks: &TaskMap, sources: &[(ItemSourc
                         m.is_match(o) || (!base.is_empty() && (base == o || is_within(&base, o)))
                     }
                 };
-                hit.then(|| (t, o))
+                hit.then_some((t, o))
             })
         });
         if let Some((task, out)) = producer {

@@ -223,7 +223,7 @@ fn rows_of(
         let mut values = Vec::new();
         for (k, val) in row.iter() {
             let name = k.get_ref().to_string();
-            if !axes.contains(&name) && !(defines_axes && axes.is_empty()) {
+            if !(axes.contains(&name) || defines_axes && axes.is_empty()) {
                 let p = Problem::at(
                     k.span(),
                     format!("`{key}` names `{name}`, which is not an axis of the matrix"),

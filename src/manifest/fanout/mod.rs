@@ -93,8 +93,8 @@ fn declared_items(
         None => None,
         Some(v) => {
             let (source, span, allow_empty) = for_each(r, v, b.name)?;
-            let items = match sources::read(root, source.kind, &source.path) {
-                Ok(items) => items,
+            let (items, fingerprint) = match sources::read(root, source.kind, &source.path) {
+                Ok(read) => read,
                 Err(e) => {
                     r.push(Problem::at(span.clone(), e).label("cannot read the items").help(
                         "item files and glob matches are read when the manifest loads: they must exist before the run",
@@ -130,7 +130,13 @@ fn declared_items(
                 );
                 return None;
             }
-            sources.push((source, span));
+            sources.push((
+                ItemSource {
+                    fingerprint: Some(fingerprint),
+                    ..source
+                },
+                span,
+            ));
             Some(items)
         }
     };

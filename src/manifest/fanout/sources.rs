@@ -40,15 +40,33 @@ impl SourceKind {
     }
 }
 
-/// Reads every item of a source; `rel` is the file (or glob) relative to `root`.
-pub fn read(root: &Path, kind: SourceKind, rel: &str) -> Result<Vec<Item>, String> {
+/// Reads every item of a source; `rel` is the file (or glob) relative to `root`. Also returns
+/// the [`fingerprint`] of exactly what was read.
+pub fn read(
+    root: &Path,
+    kind: SourceKind,
+    rel: &str,
+) -> Result<(Vec<Item>, crate::cache::Digest), String> {
     match kind {
-        SourceKind::Lines => lines(root, rel),
-        SourceKind::Csv => csv_rows(root, rel),
-        SourceKind::Glob => glob_matches(root, rel).map(|paths| {
+        SourceKind::Lines => {
+            let bytes = read_file(root, rel)?;
+            let digest = crate::cache::digest::hash_bytes(&bytes);
+            Ok((lines(rel, utf8(rel, bytes)?), digest))
+        }
+        SourceKind::Csv => {
+            let bytes = read_file(root, rel)?;
+            let digest = crate::cache::digest::hash_bytes(&bytes);
+            Ok((csv_rows(rel, &bytes)?, digest))
+        }
+        SourceKind::Glob => {
+            let paths = glob_matches(root, rel)?;
+            let digest = crate::cache::digest::hash_bytes(paths.join("\n").as_bytes());
             let base = literal_base(rel);
-            paths.into_iter().map(|p| glob_item(&base, p)).collect()
-        }),
+            Ok((
+                paths.into_iter().map(|p| glob_item(&base, p)).collect(),
+                digest,
+            ))
+        }
     }
 }
 
@@ -65,8 +83,7 @@ fn utf8(rel: &str, bytes: Vec<u8>) -> Result<String, String> {
     })
 }
 
-fn lines(root: &Path, rel: &str) -> Result<Vec<Item>, String> {
-    let text = utf8(rel, read_file(root, rel)?)?;
+fn lines(rel: &str, text: String) -> Vec<Item> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -86,7 +103,7 @@ fn lines(root: &Path, rel: &str) -> Result<Vec<Item>, String> {
             origin: format!("{rel}:{}", i + 1),
         });
     }
-    Ok(out)
+    out
 }
 
 /// The last `/`-separated segment, without `?query` and `#fragment`.
@@ -104,12 +121,11 @@ pub fn stem_ext(name: &str) -> (&str, &str) {
     }
 }
 
-fn csv_rows(root: &Path, rel: &str) -> Result<Vec<Item>, String> {
-    let bytes = read_file(root, rel)?;
+fn csv_rows(rel: &str, bytes: &[u8]) -> Result<Vec<Item>, String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_reader(bytes.as_slice());
+        .from_reader(bytes);
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| format!("item file `{rel}`: {e}"))?
@@ -267,7 +283,7 @@ mod tests {
             "# list\n\n  http://h/a.csv \nhttp://h/b\n",
         )
         .unwrap();
-        let items = read(dir.path(), SourceKind::Lines, "u.txt").unwrap();
+        let (items, _) = read(dir.path(), SourceKind::Lines, "u.txt").unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].key, "a.csv");
         assert_eq!(items[0].origin, "u.txt:3");
@@ -278,7 +294,7 @@ mod tests {
             "id,note\nx,\"a, \"\"b\"\"\nc\"\ny,plain\n",
         )
         .unwrap();
-        let rows = read(dir.path(), SourceKind::Csv, "s.csv").unwrap();
+        let (rows, _) = read(dir.path(), SourceKind::Csv, "s.csv").unwrap();
         assert_eq!(rows[0].fields[1].1, "a, \"b\"\nc");
         assert_eq!(rows[1].origin, "s.csv:4");
     }
@@ -291,7 +307,7 @@ mod tests {
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(f, "x").unwrap();
         }
-        let items = read(dir.path(), SourceKind::Glob, "p/**/*.jpg").unwrap();
+        let (items, _) = read(dir.path(), SourceKind::Glob, "p/**/*.jpg").unwrap();
         let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["2024/b.jpg", "a.jpg"]);
         assert_eq!(items[1].fields[4], ("dir".into(), "p".into()));
