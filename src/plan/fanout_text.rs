@@ -69,7 +69,10 @@ impl<'d> Groups<'d> {
         }
         match declared.map(|f| f.template.as_str()) {
             Some(t) if !t.is_empty() => {
-                let _ = writeln!(out, "{pad}each: {}", t.lines().next().unwrap_or(""));
+                let mut lines = t.trim().lines();
+                let first = lines.next().unwrap_or("");
+                let more = if lines.next().is_some() { " …" } else { "" };
+                let _ = writeln!(out, "{pad}each: {first}{more}");
             }
             _ => {
                 let _ = writeln!(
