@@ -1,7 +1,12 @@
 //! The live view on a terminal: an overall bar and one line per running task (download
 //! bytes, rate and ETA), with task output printed above it, prefixed by the task name.
+//!
+//! It stays readable with 1,000 downloads at once: at most [`SHOWN`] running tasks have a
+//! line (the others wait for one, counted on the overall bar), and an instance of a fan-out
+//! task prints a line when it finishes only if it did not succeed; the overall bar counts
+//! the rest, and the summary table groups them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +17,16 @@ use crate::report::TaskStatus;
 use crate::report::plain::finished_line;
 use crate::report::summary::table;
 
+/// Running tasks drawn with a line of their own; more would not fit a terminal.
+const SHOWN: usize = 12;
+
 /// The indicatif sink.
 pub struct Console {
     multi: MultiProgress,
     overall: ProgressBar,
     running: HashMap<Arc<str>, ProgressBar>,
+    /// Running tasks without a line yet, oldest first.
+    unshown: VecDeque<Arc<str>>,
     color: bool,
 }
 
@@ -27,7 +37,7 @@ impl Console {
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks",
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -36,8 +46,23 @@ impl Console {
             multi,
             overall,
             running: HashMap::new(),
+            unshown: VecDeque::new(),
             color,
         }
+    }
+
+    /// Gives `bar` a line of its own.
+    fn show(&self, bar: &ProgressBar) {
+        let bar = self.multi.add(bar.clone());
+        bar.enable_steady_tick(Duration::from_millis(120));
+    }
+
+    /// The overall bar's note of running tasks without a line.
+    fn note_unshown(&self) {
+        self.overall.set_message(match self.unshown.len() {
+            0 => String::new(),
+            n => format!("(+{n} more running)"),
+        });
     }
 
     fn paint(&self, status: TaskStatus, text: String) -> String {
@@ -78,10 +103,15 @@ impl Sink for Console {
         match event {
             Event::RunStarted { total, .. } => self.overall.set_length(*total as u64),
             Event::TaskStarted { name, .. } => {
-                let bar = self.multi.add(ProgressBar::new_spinner());
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
                 bar.set_style(task_style());
                 bar.set_message(name.to_string());
-                bar.enable_steady_tick(Duration::from_millis(120));
+                if self.running.len() - self.unshown.len() < SHOWN {
+                    self.show(&bar);
+                } else {
+                    self.unshown.push_back(name.clone());
+                    self.note_unshown();
+                }
                 self.running.insert(name.clone(), bar);
             }
             Event::OutputLine { name, stream, line } => self.say(match stream {
@@ -111,9 +141,25 @@ impl Sink for Console {
                 if let Some(bar) = self.running.remove(task.name.as_str()) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
+                    match self.unshown.iter().position(|n| **n == *task.name) {
+                        Some(i) => {
+                            self.unshown.remove(i);
+                        }
+                        None => {
+                            let next = self.unshown.pop_front();
+                            if let Some(bar) = next.and_then(|n| self.running.get(&n)) {
+                                self.show(bar);
+                            }
+                        }
+                    }
+                    self.note_unshown();
                 }
                 self.overall.inc(1);
-                self.say(self.paint(task.status, finished_line(task)));
+                let quiet = task.item.is_some()
+                    && matches!(task.status, TaskStatus::Succeeded | TaskStatus::Cached);
+                if !quiet {
+                    self.say(self.paint(task.status, finished_line(task)));
+                }
             }
             Event::Interrupted { signal, forced } => self.say(if *forced {
                 format!("=> {signal} again: killing every task now")
