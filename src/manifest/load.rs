@@ -177,6 +177,7 @@ fn read(
     }
 
     let deps = graph::check(&mut r, &tasks, &spans, &pools);
+    reserved_outputs(&mut r, path, &tasks, &spans);
 
     let pipeline = Pipeline {
         manifest_path: path.to_path_buf(),
@@ -194,6 +195,40 @@ fn read(
         dep_indices: Some(deps),
     };
     (Some(pipeline), r.problems)
+}
+
+/// SPEC §13: no output or `dest` may be the manifest itself or its lockfile (both sit in
+/// the manifest's directory, so only a path equal to one of them can overwrite it).
+fn reserved_outputs(
+    r: &mut Reader<'_>,
+    path: &Path,
+    tasks: &crate::model::TaskMap,
+    spans: &[TaskSpans],
+) {
+    let manifest = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lockfile = crate::lockfile::file_name(path);
+    for (task, s) in tasks.values().zip(spans) {
+        for (out, span) in task.outputs.iter().zip(&s.outputs) {
+            let what = if out.as_str() == manifest {
+                "the manifest itself"
+            } else if out.as_str() == lockfile {
+                "the manifest's lockfile"
+            } else {
+                continue;
+            };
+            r.push(
+                Problem::at(
+                    span.clone(),
+                    format!("task `{}` would overwrite `{out}`, {what}", task.name),
+                )
+                .label("reserved path")
+                .help("taskrun reads this file; write the output somewhere else"),
+            );
+        }
+    }
 }
 
 /// The cache dir of the manifest at `path` unless its `[cache] dir` names another one

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Plan;
-use super::json::{PlanAction, document, schedule_words, short_duration};
+use super::json::{PinOrigin, PlanAction, document, schedule_words, short_duration};
 use super::predict::{CacheStatus, Prediction};
 use crate::cli::PlanFormat;
 
@@ -27,6 +27,7 @@ pub fn render(
 
 fn text(plan: &Plan, predictions: &[Prediction]) -> String {
     let p = &plan.pipeline;
+    let lockfile = crate::lockfile::file_name(&p.manifest_path);
     let doc = document(plan, &[], predictions);
     let levels = plan
         .order
@@ -66,7 +67,7 @@ fn text(plan: &Plan, predictions: &[Prediction]) -> String {
             "  {:width$}  {:8}  {}",
             t.name,
             t.kind.as_str(),
-            action_line(&t.action)
+            action_line(&t.action, &lockfile)
         );
         let pad = " ".repeat(width + 4);
         if let Some(d) = &t.description {
@@ -126,7 +127,8 @@ fn text(plan: &Plan, predictions: &[Prediction]) -> String {
     out
 }
 
-fn action_line(a: &PlanAction) -> String {
+/// One line for the action; `lockfile` names the file a pin came from.
+fn action_line(a: &PlanAction, lockfile: &str) -> String {
     match a {
         PlanAction::Command {
             shell, argv, cwd, ..
@@ -149,7 +151,11 @@ fn action_line(a: &PlanAction) -> String {
             }
         }
         PlanAction::Download {
-            urls, dest, sha256, ..
+            urls,
+            dest,
+            sha256,
+            sha256_source,
+            ..
         } => {
             let mirrors = if urls.len() > 1 {
                 format!(" (+{} mirror{})", urls.len() - 1, plural(urls.len() - 1))
@@ -158,7 +164,13 @@ fn action_line(a: &PlanAction) -> String {
             };
             let pin = sha256
                 .as_deref()
-                .map(|s| format!(", sha256 {}…", &s[..12.min(s.len())]))
+                .map(|s| {
+                    let from = match sha256_source {
+                        Some(PinOrigin::Lockfile) => format!(" ({lockfile})"),
+                        _ => String::new(),
+                    };
+                    format!(", sha256 {}…{from}", &s[..12.min(s.len())])
+                })
                 .unwrap_or_default();
             format!(
                 "{} -> {dest}{mirrors}{pin}",
