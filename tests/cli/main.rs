@@ -9,6 +9,7 @@ mod caching;
 mod children;
 mod downloads;
 mod http;
+mod lockfile;
 mod run;
 mod services;
 mod signals;
