@@ -524,3 +524,63 @@ fn a_dest_may_not_be_the_lockfile() {
     );
     assert!(run.stderr.contains("taskrun.toml:2:"), "{}", run.stderr);
 }
+
+#[test]
+fn lock_starts_the_services_its_downloads_depend_on() {
+    let http = Http::start();
+    http.route("/a.csv", Route::ok(&b"alpha\n"[..]));
+    let ws = Workspace::new(&format!(
+        "[tasks.mirror]\nservice = {{ run = \"echo started >> svc.starts; exec sleep 60\", ready = {{ tcp = \"{}\" }}, ready_timeout = \"5s\" }}\n{}deps = [\"mirror\"]\n",
+        http.addr(),
+        download("a", &http.url("/a.csv"), "data/a.csv"),
+    ));
+    lock(&ws, &[]).code(0);
+    assert_eq!(ws.read("svc.starts"), "started\n");
+    assert!(ws.read("taskrun.lock").contains("task = \"a\""));
+    // The pinned file is in the cache: the next run needs neither the service nor the server.
+    ws.run(&["--locked"]).code(0);
+    assert_eq!(ws.read("svc.starts"), "started\n");
+    assert_eq!(http.hits("/a.csv"), 1);
+}
+
+#[test]
+fn a_deleted_lockfile_is_pinned_again_from_the_cache_without_a_request() {
+    let http = Http::start();
+    let ws = two_downloads(&http);
+    ws.run(&[]).code(0);
+    let pinned = ws.read("taskrun.lock");
+    std::fs::remove_file(ws.path("taskrun.lock")).unwrap();
+    let run = ws.run(&[]);
+    run.code(0);
+    assert!(
+        run.stdout.contains("pinned 2 new downloads"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(ws.read("taskrun.lock"), pinned);
+    assert_eq!((http.hits("/a.csv"), http.hits("/b.csv")), (1, 1));
+}
+
+#[test]
+fn an_edited_lockfile_is_read_even_when_the_manifest_is_remembered() {
+    let http = Http::start();
+    let ws = two_downloads(&http);
+    ws.run(&[]).code(0);
+    // Same manifest (its memo is used), another pin in the lockfile.
+    let other = sha(b"something else\n");
+    ws.write(
+        "taskrun.lock",
+        &ws.read("taskrun.lock").replace(&sha(b"alpha\n"), &other),
+    );
+    let run = ws.run(&[]);
+    run.code(1);
+    assert!(
+        run.stdout.contains(&format!(
+            "sha256 mismatch: taskrun.lock has {}…, the server sent {}…",
+            &other[..4],
+            &sha(b"alpha\n")[..4]
+        )),
+        "{}",
+        run.stdout
+    );
+}
