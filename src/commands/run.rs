@@ -223,16 +223,16 @@ pub(crate) fn collected_pins(
     unpinned: &[Unpinned],
     result: &scheduler::RunResult,
 ) -> Vec<standing::NewPin> {
+    let cached_names: std::collections::HashSet<&str> = result
+        .report
+        .tasks
+        .iter()
+        .filter(|t| t.status == crate::report::TaskStatus::Cached)
+        .map(|t| t.name.as_str())
+        .collect();
     let cached: Vec<Unpinned> = unpinned
         .iter()
-        .filter(|u| {
-            let name = &plan.task(u.task).name;
-            result
-                .report
-                .tasks
-                .iter()
-                .any(|t| &t.name == name && t.status == crate::report::TaskStatus::Cached)
-        })
+        .filter(|u| cached_names.contains(plan.task(u.task).name.as_str()))
         .cloned()
         .collect();
     let mut pins = result.new_pins.clone();

@@ -118,9 +118,11 @@ pub fn apply(plan: &mut Plan, lock: &Lockfile, refresh: &dyn Fn(usize) -> bool) 
             unpinned.push(Unpinned { task: i, why });
         }
     }
-    let order: Vec<usize> = plan.order.clone();
-    let rank = |t: usize| order.iter().position(|&o| o == t).unwrap_or(usize::MAX);
-    unpinned.sort_by_key(|u| rank(u.task));
+    let mut rank = vec![usize::MAX; plan.pipeline.tasks.len()];
+    for (r, &i) in plan.order.iter().enumerate() {
+        rank[i] = r;
+    }
+    unpinned.sort_by_key(|u| rank[u.task]);
     unpinned
 }
 
@@ -265,9 +267,13 @@ pub fn prune(lock: &mut Lockfile, prunable: &[(String, &'static str)]) -> Vec<Ch
 /// lockfile was deleted): the file at `dest` was just restored from the record, so its
 /// content is what taskrun downloaded before. Hashed once, here, at the end of the run.
 pub fn cached_pins(plan: &Plan, unpinned: &[Unpinned], skip: &[NewPin]) -> Vec<NewPin> {
+    let mut pinned = vec![false; plan.pipeline.tasks.len()];
+    for p in skip {
+        pinned[p.task] = true;
+    }
     unpinned
         .iter()
-        .filter(|u| !skip.iter().any(|p| p.task == u.task))
+        .filter(|u| !pinned[u.task])
         .filter_map(|u| {
             let Action::Download(d) = &plan.task(u.task).action else {
                 return None;
