@@ -584,3 +584,23 @@ fn an_edited_lockfile_is_read_even_when_the_manifest_is_remembered() {
         run.stdout
     );
 }
+
+#[test]
+fn a_lock_pinned_download_comes_from_the_remote_cache_without_asking_its_origin() {
+    let http = Http::start();
+    let remote = crate::remote_server::CacheServer::new();
+    let url = format!("{}/taskrun", remote.url());
+    let env = [("TASKRUN_REMOTE_CACHE", url.as_str())];
+    // CI pins and uploads.
+    let ci = two_downloads(&http);
+    taskrun(&ci, &["taskrun.toml"], &env).code(0);
+    assert_eq!((http.hits("/a.csv"), http.hits("/b.csv")), (1, 1));
+    // A laptop with the committed lockfile and an empty cache: everything from the remote.
+    let laptop = Workspace::new(&ci.read("taskrun.toml"));
+    laptop.write("taskrun.lock", &ci.read("taskrun.lock"));
+    taskrun(&laptop, &["taskrun.toml", "--locked"], &env).code(0);
+    assert_eq!((http.hits("/a.csv"), http.hits("/b.csv")), (1, 1));
+    assert_eq!(laptop.read("data/b.csv"), "beta\n");
+    let report = laptop.last_report();
+    assert_eq!(task(&report, "a")["cache_source"], "remote");
+}

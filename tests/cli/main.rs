@@ -4,6 +4,9 @@
 mod bytes;
 #[path = "../support/fault_server.rs"]
 mod fault_server;
+#[allow(dead_code)]
+#[path = "../remote/server.rs"]
+mod remote_server;
 
 mod caching;
 mod children;
