@@ -171,12 +171,13 @@ pub fn run_with_cache(
         );
     }
     prune_old_runs(&state_dir, KEEP_RUNS);
-    if !unpinned.is_empty() {
-        pin_new_downloads(&plan, lock, &unpinned, &result, args.log_format);
-    }
     // Services and timers are stopped; do not wait for stray blocking work.
     runtime.shutdown_background();
     drop(sinks);
+    // After the summary (and any live view is gone), as its last line.
+    if !unpinned.is_empty() {
+        pin_new_downloads(&plan, lock, &unpinned, &result, args.log_format);
+    }
     let code = result.exit_code;
     // The process ends right after: freeing a 10,000-task report and plan entry by entry is
     // wasted.
