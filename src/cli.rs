@@ -37,6 +37,8 @@ pub enum Command {
     List(ListArgs),
     /// Show why TASK is or is not cached: its key's parts against the last run
     Explain(ExplainArgs),
+    /// Pin downloads without sha256 in the manifest's .lock file
+    Lock(LockArgs),
     /// Inspect or prune the cache
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -46,13 +48,24 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
+/// What run, plan and lock work on, resolved the same way by each.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// The manifest
+    pub manifest: PathBuf,
+    /// Tasks to select (with their dependencies); all tasks when none is given
+    pub targets: Vec<String>,
+    /// Set a variable, overriding [vars] (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
 /// `taskrun run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The manifest to run
-    pub manifest: PathBuf,
-    /// Tasks to run (with their dependencies); all tasks when none is given
-    pub targets: Vec<String>,
+    /// The manifest, the tasks to run and the variables
+    #[command(flatten)]
+    pub selection: Selection,
     /// Print the plan instead of running (same as `taskrun plan`)
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -74,9 +87,9 @@ pub struct RunArgs {
     /// Neither read nor write the cache
     #[arg(long)]
     pub no_cache: bool,
-    /// Set a variable, overriding [vars] (repeatable)
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    pub vars: Vec<String>,
+    /// Refuse to run unless the lockfile pins every selected download (for CI)
+    #[arg(long)]
+    pub locked: bool,
     /// Also write the JSON run report here
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -103,19 +116,18 @@ pub struct RunArgs {
 /// `taskrun plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// The manifest
-    pub manifest: PathBuf,
-    /// Tasks to plan (with their dependencies)
-    pub targets: Vec<String>,
+    /// The manifest, the tasks to plan and the variables
+    #[command(flatten)]
+    pub selection: Selection,
     /// Output format
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// List every instance of a fan-out task, not a summary of each (text format)
     #[arg(long)]
     pub expand: bool,
-    /// Set a variable, overriding [vars] (repeatable)
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    pub vars: Vec<String>,
+    /// Fail (exit 2) unless the lockfile pins every selected download
+    #[arg(long)]
+    pub locked: bool,
     /// Predict as if run with --force
     #[arg(long)]
     pub force: bool,
@@ -136,6 +148,26 @@ pub struct CheckArgs {
     /// Set a variable, overriding [vars] (repeatable)
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
+    /// Fail (exit 2) unless each manifest's lockfile pins all its downloads
+    #[arg(long)]
+    pub locked: bool,
+    /// Colours
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub color: When,
+}
+
+/// `taskrun lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The manifest, the downloads to pin (all when none is given) and the variables
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Download the selected downloads again even when they have an entry
+    #[arg(long, conflicts_with = "check")]
+    pub update: bool,
+    /// Change nothing; exit 1 when the lockfile would change, 0 when it is current
+    #[arg(long)]
+    pub check: bool,
     /// Colours
     #[arg(long, value_enum, default_value_t = When::Auto)]
     pub color: When,
@@ -244,6 +276,7 @@ const SUBCOMMANDS: &[&str] = &[
     "check",
     "list",
     "explain",
+    "lock",
     "cache",
     "schema",
     "completions",
@@ -279,8 +312,8 @@ mod tests {
     fn bare_manifest_means_run() {
         match p(&["taskrun", "m.toml", "a", "-j", "3"]).command {
             Command::Run(r) => {
-                assert_eq!(r.manifest, PathBuf::from("m.toml"));
-                assert_eq!(r.targets, vec!["a".to_string()]);
+                assert_eq!(r.selection.manifest, PathBuf::from("m.toml"));
+                assert_eq!(r.selection.targets, vec!["a".to_string()]);
                 assert_eq!(r.jobs, Some(3));
             }
             other => panic!("{other:?}"),
@@ -290,6 +323,22 @@ mod tests {
     #[test]
     fn flags_first_still_run() {
         assert!(matches!(p(&["taskrun", "-n", "m.toml"]).command, Command::Run(r) if r.dry_run));
+    }
+
+    #[test]
+    fn lock_takes_a_selection() {
+        match p(&["taskrun", "lock", "m.toml", "a", "--var", "x=1", "--update"]).command {
+            Command::Lock(l) => {
+                assert_eq!(l.selection.targets, vec!["a".to_string()]);
+                assert_eq!(l.selection.vars, vec!["x=1".to_string()]);
+                assert!(l.update && !l.check);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(["taskrun", "lock", "m.toml", "--update", "--check"].map(OsString::from))
+                .is_err()
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod events;
 pub mod exit_code;
 pub mod huge_pages;
+pub mod lockfile;
 pub mod manifest;
 pub mod model;
 pub mod plan;

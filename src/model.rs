@@ -324,8 +324,11 @@ pub struct Download {
     pub urls: Vec<Template>,
     /// Destination file, relative to the root.
     pub dest: RelPath,
-    /// Expected content digest (lowercase hex).
+    /// Expected content digest (lowercase hex): written in the manifest, or filled in from
+    /// the lockfile before keys are computed (see `pin_source`).
     pub sha256: Option<String>,
+    /// Where `sha256` came from, so a mismatch can say which file to fix.
+    pub pin_source: PinSource,
     /// Request headers; values may hold secrets.
     pub headers: BTreeMap<String, Template>,
     /// Refuse bodies larger than this.
@@ -334,6 +337,34 @@ pub struct Download {
     pub resume: bool,
     /// On a cache hit of an unpinned URL, ask the origin whether it changed.
     pub revalidate: bool,
+}
+
+impl Download {
+    /// Whether the lockfile pins this download (SPEC §10): it has no pin of its own. A
+    /// `revalidate = true` download is left out: it asks the origin for a newer version on
+    /// every hit, which a pin would turn into a failure.
+    pub fn lockable(&self) -> bool {
+        self.sha256.is_none() && !self.revalidate
+    }
+}
+
+/// Where a download's `sha256` pin came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PinSource {
+    /// Written in the manifest (or there is no pin).
+    #[default]
+    Manifest,
+    /// Filled in from the lockfile (SPEC §10).
+    Lockfile(Box<LockedPin>),
+}
+
+/// A pin taken from the lockfile: what a mismatch message names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockedPin {
+    /// The lockfile's file name, e.g. `download.lock`.
+    pub file: String,
+    /// The command that re-pins this download, e.g. `taskrun lock --update M 'get[a.csv]'`.
+    pub update: String,
 }
 
 /// A long-running process its dependents need.

@@ -76,6 +76,23 @@ impl Template {
         self.to_string()
     }
 
+    /// The text with each secret shown as its reference, `${secret.NAME}`: what may be
+    /// written to a file meant to be committed (the lockfile), never a secret's value.
+    pub fn with_secret_refs(&self) -> String {
+        let mut out = String::new();
+        for seg in &self.segments {
+            match seg {
+                Segment::Literal(s) => out.push_str(s),
+                Segment::Secret(name) => {
+                    out.push_str("${secret.");
+                    out.push_str(name);
+                    out.push('}');
+                }
+            }
+        }
+        out
+    }
+
     /// The literal text when there is no secret; used where a secret is not allowed.
     pub fn as_literal(&self) -> Option<&str> {
         match self.segments.as_slice() {
@@ -148,6 +165,7 @@ mod tests {
         assert!(!format!("{t:?}").contains("hunter2"));
         let v = t.expose_with(|_| Some("hunter2".into())).unwrap();
         assert_eq!(v, "Bearer hunter2");
+        assert_eq!(t.with_secret_refs(), "Bearer ${secret.TOKEN}");
         assert_eq!(
             t.expose_with(|_| None).unwrap_err(),
             MissingSecret("TOKEN".into())

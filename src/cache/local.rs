@@ -52,6 +52,8 @@ pub struct CacheOptions {
     pub force: bool,
     /// Never write: no lock, no records, no stat records (for inspection).
     pub read_only: bool,
+    /// Like `force`, for downloads only: `taskrun lock --update` fetches them anew.
+    pub force_downloads: bool,
 }
 
 /// The local content-addressed cache of one run.
@@ -354,7 +356,9 @@ impl LocalCache {
             });
         }
         let hex = key.hex();
-        if self.options.force {
+        let forced_download =
+            self.options.force_downloads && matches!(t.action, Action::Download(_));
+        if self.options.force || forced_download {
             return Ok(Lookup::Run {
                 key: Some(hex),
                 reason: "--force".into(),

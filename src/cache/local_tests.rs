@@ -132,7 +132,7 @@ fn force_runs_but_stores_and_ttl_expires() {
             &p.pipeline,
             CacheOptions {
                 force: true,
-                read_only: false,
+                ..CacheOptions::default()
             },
         )
         .unwrap();

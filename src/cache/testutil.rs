@@ -36,6 +36,7 @@ pub fn download(name: &str, url: &str, dest: &str, pin: Option<&str>) -> Task {
         urls: vec![Template::literal(url)],
         dest: RelPath(dest.into()),
         sha256: pin.map(str::to_string),
+        pin_source: Default::default(),
         headers: BTreeMap::new(),
         max_bytes: None,
         resume: true,

@@ -2,18 +2,21 @@
 
 use crate::cli::CheckArgs;
 use crate::exit_code;
+use crate::plan::Plan;
 
-/// Validates each manifest and prints every problem.
+/// Validates each manifest (and its lockfile) and prints every problem.
 pub fn run(args: CheckArgs) -> u8 {
     let color = super::stderr_color(args.color);
     let mut failed = 0;
     for path in &args.manifests {
-        match super::load_pipeline(path, &args.vars, color) {
-            Ok(p) => println!(
-                "ok: {} ({} task{})",
+        let checked = super::load_pipeline(path, &args.vars, color)
+            .and_then(|p| super::plan_pipeline(path, &[], p))
+            .and_then(|plan| lockfile_ok(plan, color, args.locked));
+        match checked {
+            Ok(n) => println!(
+                "ok: {} ({n} task{})",
                 path.display(),
-                p.tasks.len(),
-                if p.tasks.len() == 1 { "" } else { "s" }
+                if n == 1 { "" } else { "s" }
             ),
             Err(_) => failed += 1,
         }
@@ -29,4 +32,13 @@ pub fn run(args: CheckArgs) -> u8 {
     } else {
         exit_code::SUCCESS
     }
+}
+
+/// The lockfile is well-formed and, with `--locked`, pins every download; the task count.
+fn lockfile_ok(mut plan: Plan, color: bool, locked: bool) -> Result<usize, u8> {
+    let (_, unpinned) = super::apply_lockfile(&mut plan, color, &|_| false)?;
+    if locked {
+        super::refuse_unlocked(&plan, &unpinned)?;
+    }
+    Ok(plan.pipeline.tasks.len())
 }

@@ -7,7 +7,7 @@ use crate::cli::{ExplainArgs, When};
 /// Runs `taskrun explain`.
 pub fn run(args: ExplainArgs) -> u8 {
     let color = super::stderr_color(When::Auto);
-    let plan = match super::load_plan(
+    let mut plan = match super::load_plan(
         &args.manifest,
         &args.vars,
         std::slice::from_ref(&args.task),
@@ -16,6 +16,10 @@ pub fn run(args: ExplainArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    // Keys as `run` computes them: with the lockfile's pins.
+    if let Err(code) = super::apply_lockfile(&mut plan, color, &|_| false) {
+        return code;
+    }
     let Some(index) = plan.pipeline.tasks.get_index_of(args.task.as_str()) else {
         eprintln!("error: unknown task `{}`", args.task);
         return crate::exit_code::USAGE;

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod check;
 pub mod explain;
 pub mod list;
+pub mod lock;
 pub mod plan;
 pub mod run;
 
@@ -12,35 +13,33 @@ use std::path::Path;
 
 use crate::cli::{Command, LogFormat, When};
 use crate::exit_code;
+use crate::lockfile::{self, Lockfile, standing::Unpinned};
 use crate::manifest::{self, LoadError, LoadOptions};
 use crate::model::Pipeline;
 use crate::plan::Plan;
 
 /// Runs one subcommand and returns its exit code.
 pub fn dispatch(command: Command) -> u8 {
-    use crate::plan::render::PlanView;
     let (format, color) = match &command {
         Command::Run(a) => (a.log_format, a.color),
         Command::Plan(a) => (LogFormat::Text, a.color),
         Command::Check(a) => (LogFormat::Text, a.color),
+        Command::Lock(a) => (LogFormat::Text, a.color),
         _ => (LogFormat::Text, When::Auto),
     };
     init_tracing(format, stderr_color(color));
     match command {
         Command::Run(args) => {
             if args.dry_run {
-                plan::print_plan(
-                    &args.manifest,
-                    &args.targets,
-                    &args.vars,
-                    PlanView {
-                        format: args.format,
-                        expand: args.expand,
-                    },
-                    args.color,
-                    args.force,
-                    args.no_cache,
-                )
+                let view = plan::View {
+                    format: args.format,
+                    expand: args.expand,
+                    color: args.color,
+                    force: args.force,
+                    no_cache: args.no_cache,
+                    locked: args.locked,
+                };
+                plan::print_plan(&args.selection, view)
             } else {
                 run::run(args)
             }
@@ -49,6 +48,7 @@ pub fn dispatch(command: Command) -> u8 {
         Command::Check(args) => check::run(args),
         Command::List(args) => list::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Lock(args) => lock::run(args),
         Command::Cache(cmd) => cache::run(cmd),
         Command::Schema => print_stdout(&manifest::schema::manifest_schema_json()),
         Command::Completions(args) => {
@@ -139,7 +139,56 @@ pub fn load_plan_remembered(
     plan_pipeline(path, targets, pipeline)
 }
 
-fn plan_pipeline(path: &Path, targets: &[String], pipeline: Pipeline) -> Result<Plan, u8> {
+/// The manifest's lockfile, read and applied to `plan` (SPEC §10): every lockable download
+/// with a current entry gets its pin, except those `refresh` names. Returns the lockfile
+/// (empty when there is none) and the selected downloads left unpinned; a malformed lockfile
+/// is printed and gives `Err(2)`.
+pub fn apply_lockfile(
+    plan: &mut Plan,
+    color: bool,
+    refresh: &dyn Fn(usize) -> bool,
+) -> Result<(Lockfile, Vec<Unpinned>), u8> {
+    let path = lockfile::path_for(&plan.pipeline.manifest_path);
+    let lock = match lockfile::read(&path) {
+        Ok(lock) => lock.unwrap_or_default(),
+        Err(e) => {
+            report_load_error(&e, color);
+            return Err(exit_code::USAGE);
+        }
+    };
+    let unpinned = lockfile::standing::apply(plan, &lock, refresh);
+    Ok((lock, unpinned))
+}
+
+/// `--locked`: when some selected download has no current entry, prints each (and what to
+/// run) and returns exit code 2; nothing may run then.
+pub fn refuse_unlocked(plan: &Plan, unpinned: &[Unpinned]) -> Result<(), u8> {
+    if unpinned.is_empty() {
+        return Ok(());
+    }
+    let manifest = &plan.pipeline.manifest_path;
+    let file = lockfile::file_name(manifest);
+    let n = unpinned.len();
+    let mut msg = format!(
+        "error: --locked: {file} does not pin {n} selected download{}:\n",
+        if n == 1 { "" } else { "s" }
+    );
+    for u in unpinned {
+        msg.push_str(&format!("  {}: {}\n", plan.task(u.task).name, u.why));
+    }
+    msg.push_str(&format!(
+        "hint: run `taskrun lock {}` and commit {file}\n",
+        lockfile::standing::shell_word(&manifest.display().to_string())
+    ));
+    eprint!("{msg}");
+    Err(exit_code::USAGE)
+}
+
+pub(crate) fn plan_pipeline(
+    path: &Path,
+    targets: &[String],
+    pipeline: Pipeline,
+) -> Result<Plan, u8> {
     Plan::build(pipeline, targets).map_err(|unknown| {
         for u in unknown {
             eprintln!("error: {u}");

@@ -1,45 +1,67 @@
 //! `taskrun plan` and `taskrun run --dry-run`: what would run and why. Runs nothing, opens no
 //! connection, writes no file.
 
-use std::path::Path;
-
-use crate::cli::{PlanArgs, When};
+use crate::cli::{PlanArgs, PlanFormat, Selection, When};
 use crate::plan::Plan;
 use crate::plan::predict::Prediction;
 use crate::plan::render::{PlanView, render};
 
-/// `taskrun plan`.
-pub fn run(args: PlanArgs) -> u8 {
-    print_plan(
-        &args.manifest,
-        &args.targets,
-        &args.vars,
-        PlanView {
-            format: args.format,
-            expand: args.expand,
-        },
-        args.color,
-        args.force,
-        args.no_cache,
-    )
+/// How the plan is shown and predicted.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    /// Output format.
+    pub format: PlanFormat,
+    /// Text: every instance of a fan-out task instead of one summary per fan-out task.
+    pub expand: bool,
+    /// Colours on stderr.
+    pub color: When,
+    /// Predict as if run with --force.
+    pub force: bool,
+    /// Predict as if run with --no-cache.
+    pub no_cache: bool,
+    /// Exit 2 unless the lockfile pins every selected download.
+    pub locked: bool,
 }
 
-/// Loads, plans, predicts the cache and prints the plan.
-pub fn print_plan(
-    manifest: &Path,
-    targets: &[String],
-    vars: &[String],
-    view: PlanView,
-    color: When,
-    force: bool,
-    no_cache: bool,
-) -> u8 {
-    let plan = match super::load_plan(manifest, vars, targets, super::stderr_color(color)) {
+/// `taskrun plan`.
+pub fn run(args: PlanArgs) -> u8 {
+    let view = View {
+        format: args.format,
+        expand: args.expand,
+        color: args.color,
+        force: args.force,
+        no_cache: args.no_cache,
+        locked: args.locked,
+    };
+    print_plan(&args.selection, view)
+}
+
+/// Loads, plans (with the lockfile's pins), predicts the cache and prints the plan.
+pub fn print_plan(sel: &Selection, view: View) -> u8 {
+    let color = super::stderr_color(view.color);
+    let mut plan = match super::load_plan(&sel.manifest, &sel.vars, &sel.targets, color) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let predictions = predict(&plan, force, no_cache);
-    super::print_stdout(&render(&plan, targets, &predictions, view))
+    let unpinned = match super::apply_lockfile(&mut plan, color, &|_| false) {
+        Ok((_, unpinned)) => unpinned,
+        Err(code) => return code,
+    };
+    if view.locked
+        && let Err(code) = super::refuse_unlocked(&plan, &unpinned)
+    {
+        return code;
+    }
+    let predictions = predict(&plan, view.force, view.no_cache);
+    super::print_stdout(&render(
+        &plan,
+        &sel.targets,
+        &predictions,
+        PlanView {
+            format: view.format,
+            expand: view.expand,
+        },
+    ))
 }
 
 /// Reads the cache (never writes it) to predict hit / miss for each task.

@@ -7,9 +7,10 @@ use std::time::SystemTime;
 
 use crate::cache::{NoCache, TaskCache};
 use crate::cli::{LogFormat, RunArgs, When};
-use crate::commands::{load_plan_remembered, stderr_color};
+use crate::commands::{apply_lockfile, load_plan_remembered, refuse_unlocked, stderr_color};
 use crate::events::Fanout;
 use crate::exit_code;
+use crate::lockfile::{self, Lockfile, standing, standing::Unpinned};
 use crate::report::{self, github::Github, junit::Junit, plain, tracing_sink::TracingSink};
 use crate::scheduler::{self, RunOptions};
 
@@ -88,8 +89,9 @@ pub fn run(args: RunArgs) -> u8 {
     let prefetch = (!no_cache)
         .then(|| {
             let env = |k: &str| std::env::var(k).ok();
-            let dir = crate::manifest::load::default_cache_dir(&args.manifest, &env);
-            crate::cache::local::Prefetch::start(dir, args.manifest.clone())
+            let manifest = &args.selection.manifest;
+            let dir = crate::manifest::load::default_cache_dir(manifest, &env);
+            crate::cache::local::Prefetch::start(dir, manifest.clone())
         })
         .flatten();
     run_with_cache(args, move |plan| -> Arc<dyn TaskCache> {
@@ -98,7 +100,7 @@ pub fn run(args: RunArgs) -> u8 {
         }
         let options = crate::cache::CacheOptions {
             force,
-            read_only: false,
+            ..Default::default()
         };
         match crate::cache::LocalCache::open_with(&plan.pipeline, options, prefetch) {
             Ok(c) => Arc::new(c),
@@ -117,10 +119,21 @@ pub fn run_with_cache(
     make_cache: impl FnOnce(&crate::plan::Plan) -> Arc<dyn TaskCache>,
 ) -> u8 {
     let color = stderr_color(args.color);
-    let plan = match load_plan_remembered(&args.manifest, &args.vars, &args.targets, color) {
+    let sel = &args.selection;
+    let mut plan = match load_plan_remembered(&sel.manifest, &sel.vars, &sel.targets, color) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    // After the memo: an edited lockfile is always seen.
+    let (lock, unpinned) = match apply_lockfile(&mut plan, color, &|_| false) {
+        Ok(applied) => applied,
+        Err(code) => return code,
+    };
+    if args.locked
+        && let Err(code) = refuse_unlocked(&plan, &unpinned)
+    {
+        return code;
+    }
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -161,12 +174,71 @@ pub fn run_with_cache(
     // Services and timers are stopped; do not wait for stray blocking work.
     runtime.shutdown_background();
     drop(sinks);
+    // After the summary (and any live view is gone), as its last line.
+    if !unpinned.is_empty() {
+        pin_new_downloads(&plan, lock, &unpinned, &result, args.log_format);
+    }
     let code = result.exit_code;
     // The process ends right after: freeing a 10,000-task report and plan entry by entry is
     // wasted.
     std::mem::forget(result);
     std::mem::forget(plan);
     code
+}
+
+/// Trust on first use (SPEC §10): records the downloads the lockfile did not pin that
+/// succeeded (or were restored from the cache) and writes the lockfile once, atomically.
+fn pin_new_downloads(
+    plan: &crate::plan::Plan,
+    mut lock: Lockfile,
+    unpinned: &[Unpinned],
+    result: &scheduler::RunResult,
+    log_format: LogFormat,
+) {
+    let pins = collected_pins(plan, unpinned, result);
+    let changes = standing::record(&mut lock, plan, &pins);
+    if changes.is_empty() {
+        return;
+    }
+    let path = lockfile::path_for(&plan.pipeline.manifest_path);
+    let file = lockfile::file_name(&plan.pipeline.manifest_path);
+    if let Err(e) = lockfile::write(&path, &lock) {
+        eprintln!("warning: cannot write the lockfile {}: {e}", path.display());
+        return;
+    }
+    let n = changes.len();
+    let line = format!(
+        "pinned {n} new download{} in {file}",
+        if n == 1 { "" } else { "s" }
+    );
+    match log_format {
+        LogFormat::Text => println!("{line}"),
+        LogFormat::Json => tracing::info!(lockfile = %path.display(), pinned = n, "{line}"),
+    }
+}
+
+/// The pins a run leaves for the `unpinned` downloads: those the scheduler collected from
+/// successful downloads, and those of downloads restored from the cache.
+pub(crate) fn collected_pins(
+    plan: &crate::plan::Plan,
+    unpinned: &[Unpinned],
+    result: &scheduler::RunResult,
+) -> Vec<standing::NewPin> {
+    let cached_names: std::collections::HashSet<&str> = result
+        .report
+        .tasks
+        .iter()
+        .filter(|t| t.status == crate::report::TaskStatus::Cached)
+        .map(|t| t.name.as_str())
+        .collect();
+    let cached: Vec<Unpinned> = unpinned
+        .iter()
+        .filter(|u| cached_names.contains(plan.task(u.task).name.as_str()))
+        .cloned()
+        .collect();
+    let mut pins = result.new_pins.clone();
+    pins.extend(standing::cached_pins(plan, &cached, &result.new_pins));
+    pins
 }
 
 /// The async runtime for this run: one thread, the run loop's.
@@ -177,7 +249,7 @@ pub fn run_with_cache(
 /// a context switch: 1,000 `true` tasks cost ~8 context switches each more than `make -j2`.
 /// Downloads run on download lanes, one-thread runtimes of their own (`scheduler::lanes`).
 /// Blocking work (cache lookups and stores, hashing) has its own threads either way.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -160,6 +160,7 @@ impl TaskBuilder<'_, '_> {
             urls: templates,
             dest: dest?,
             sha256,
+            pin_source: crate::model::PinSource::Manifest,
             headers,
             max_bytes,
             resume,

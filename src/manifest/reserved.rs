@@ -23,9 +23,10 @@ pub fn check(
     if let Some(name) = manifest.file_name().and_then(|n| n.to_str()) {
         reserved.push((name.to_string(), "the manifest itself"));
     }
-    if let Some(stem) = manifest.file_stem().and_then(|n| n.to_str()) {
-        reserved.push((format!("{stem}.lock"), "the manifest's lockfile"));
-    }
+    reserved.push((
+        crate::lockfile::file_name(manifest),
+        "the manifest's lockfile",
+    ));
     if let Ok(rel) = cache_dir.strip_prefix(root)
         && let Some(rel) = rel.to_str()
     {
@@ -47,7 +48,7 @@ pub fn check(
 
 fn problem(span: &Range<usize>, task: &str, out: &str, path: &str, what: &str) -> Problem {
     let msg = if out == path {
-        format!("task `{task}` would write `{out}`, {what}")
+        format!("task `{task}` would overwrite `{out}`, {what}")
     } else {
         format!("output `{out}` of task `{task}` overlaps `{path}`, {what}")
     };

@@ -78,7 +78,7 @@ impl<'d> Groups<'d> {
                 let _ = writeln!(
                     out,
                     "{pad}each: {}",
-                    super::render::action_line(&first.action)
+                    super::render::action_line(&first.action, "")
                 );
             }
         }

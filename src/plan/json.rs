@@ -88,6 +88,8 @@ pub enum PlanAction {
         dest: String,
         /// Pinned digest.
         sha256: Option<String>,
+        /// Where the pin comes from (null when there is none).
+        sha256_source: Option<PinOrigin>,
         /// Headers, secrets as `***`.
         headers: BTreeMap<String, String>,
         /// Size limit.
@@ -108,6 +110,16 @@ pub enum PlanAction {
     },
     /// A group.
     Group {},
+}
+
+/// Where a download's pin was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PinOrigin {
+    /// `sha256` in the manifest.
+    Manifest,
+    /// The manifest's lockfile (SPEC §10).
+    Lockfile,
 }
 
 /// A retry policy with its schedule in words.
@@ -207,6 +219,10 @@ fn action(plan: &Plan, i: usize) -> PlanAction {
             urls: d.urls.iter().map(|u| u.redacted()).collect(),
             dest: d.dest.to_string(),
             sha256: d.sha256.clone(),
+            sha256_source: d.sha256.as_ref().map(|_| match d.pin_source {
+                crate::model::PinSource::Manifest => PinOrigin::Manifest,
+                crate::model::PinSource::Lockfile(_) => PinOrigin::Lockfile,
+            }),
             headers: d
                 .headers
                 .iter()

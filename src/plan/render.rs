@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Plan;
-use super::json::{PlanAction, document, schedule_words, short_duration};
+use super::json::{PinOrigin, PlanAction, document, schedule_words, short_duration};
 use super::predict::{CacheStatus, Prediction};
 use crate::cli::PlanFormat;
 
@@ -36,6 +36,7 @@ pub fn render(
 
 fn text(plan: &Plan, predictions: &[Prediction], expand: bool) -> String {
     let p = &plan.pipeline;
+    let lockfile = crate::lockfile::file_name(&p.manifest_path);
     let doc = document(plan, &[], predictions);
     let levels = plan
         .order
@@ -97,7 +98,7 @@ fn text(plan: &Plan, predictions: &[Prediction], expand: bool) -> String {
             "  {:width$}  {:8}  {}",
             t.name,
             t.kind.as_str(),
-            action_line(&t.action)
+            action_line(&t.action, &lockfile)
         );
         let pad = " ".repeat(width + 4);
         if let Some(d) = &t.description {
@@ -161,8 +162,8 @@ fn text(plan: &Plan, predictions: &[Prediction], expand: bool) -> String {
     out
 }
 
-/// The action in one line, as the text plan shows it.
-pub(super) fn action_line(a: &PlanAction) -> String {
+/// One line for the action; `lockfile` names the file a pin came from.
+pub(super) fn action_line(a: &PlanAction, lockfile: &str) -> String {
     match a {
         PlanAction::Command {
             shell, argv, cwd, ..
@@ -185,7 +186,11 @@ pub(super) fn action_line(a: &PlanAction) -> String {
             }
         }
         PlanAction::Download {
-            urls, dest, sha256, ..
+            urls,
+            dest,
+            sha256,
+            sha256_source,
+            ..
         } => {
             let mirrors = if urls.len() > 1 {
                 format!(" (+{} mirror{})", urls.len() - 1, plural(urls.len() - 1))
@@ -194,7 +199,13 @@ pub(super) fn action_line(a: &PlanAction) -> String {
             };
             let pin = sha256
                 .as_deref()
-                .map(|s| format!(", sha256 {}…", &s[..12.min(s.len())]))
+                .map(|s| {
+                    let from = match sha256_source {
+                        Some(PinOrigin::Lockfile) => format!(" ({lockfile})"),
+                        _ => String::new(),
+                    };
+                    format!(", sha256 {}…{from}", &s[..12.min(s.len())])
+                })
                 .unwrap_or_default();
             format!(
                 "{} -> {dest}{mirrors}{pin}",

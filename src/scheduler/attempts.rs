@@ -7,6 +7,7 @@ use super::worker::Done;
 use super::{Loop, retry};
 use crate::cache::Digest;
 use crate::events::Event;
+use crate::lockfile::standing::NewPin;
 use crate::report::{AttemptOutcome, AttemptReport, TaskStatus, rfc3339};
 
 impl Loop<'_> {
@@ -40,10 +41,14 @@ impl Loop<'_> {
         match (result.outcome, digest) {
             (AttemptOutcome::Succeeded, Some(Ok(d))) => {
                 rec.digest = d;
+                self.collect_pin(task, &result);
                 self.complete(task, TaskStatus::Succeeded);
             }
             (AttemptOutcome::Succeeded, Some(Err(e))) => self.fail(task, e),
-            (AttemptOutcome::Succeeded, None) => self.complete(task, TaskStatus::Succeeded),
+            (AttemptOutcome::Succeeded, None) => {
+                self.collect_pin(task, &result);
+                self.complete(task, TaskStatus::Succeeded);
+            }
             (AttemptOutcome::Cancelled, _) => {
                 rec.error = result.error;
                 self.complete(task, TaskStatus::Cancelled);
@@ -51,6 +56,20 @@ impl Loop<'_> {
             (AttemptOutcome::Failed | AttemptOutcome::TimedOut, _) => {
                 self.after_failed_attempt(task, number, result)
             }
+        }
+    }
+
+    /// A download the lockfile does not pin yet succeeded: keep its content's digest and
+    /// size (hashed while streaming) for the lockfile.
+    fn collect_pin(&mut self, task: usize, result: &crate::actions::AttemptResult) {
+        if let Some(w) = &result.written
+            && crate::lockfile::standing::lockable(self.plan.task(task)).is_some()
+        {
+            self.new_pins.push(NewPin {
+                task,
+                sha256: w.digest,
+                size: w.stat.size,
+            });
         }
     }
 

@@ -88,6 +88,7 @@ impl Loop<'_> {
         RunResult {
             report,
             exit_code: code,
+            new_pins: std::mem::take(&mut self.new_pins),
         }
     }
 }

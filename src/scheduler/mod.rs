@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::actions::{Progress, Stop};
 use crate::cache::{Digest, Produced, TaskCache};
 use crate::events::{Event, Sink};
+use crate::lockfile::standing::NewPin;
 use crate::model::Action;
 use crate::plan::Plan;
 use crate::report::{RunReport, TaskStatus};
@@ -62,6 +63,9 @@ pub struct RunResult {
     pub report: Arc<RunReport>,
     /// The process exit code (0, 1, 130 or 143).
     pub exit_code: u8,
+    /// The content of each download the lockfile does not pin yet that succeeded, for the
+    /// caller to record (SPEC §10: trust on first use).
+    pub new_pins: Vec<NewPin>,
 }
 
 /// Runs the selected tasks of `plan` and returns the report and exit code.
@@ -121,6 +125,8 @@ struct Loop<'a> {
     sink: &'a mut dyn Sink,
     stop_tx: watch::Sender<Stop>,
     rng: StdRng,
+    /// See [`RunResult::new_pins`].
+    new_pins: Vec<NewPin>,
 }
 
 impl<'a> Loop<'a> {
@@ -165,6 +171,7 @@ impl<'a> Loop<'a> {
             sink,
             stop_tx,
             rng: StdRng::from_os_rng(),
+            new_pins: Vec::new(),
         }
     }
 

@@ -233,7 +233,8 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         stop: shared.stop.clone(),
         output: &sink,
         http: shared.http.as_ref().map_err(String::as_str),
-        keep_digest: !without_io,
+        // A download the lockfile does not pin yet hashes its body for its new entry.
+        keep_digest: !without_io || crate::lockfile::standing::lockable(task).is_some(),
     })
     .await;
     let finished = SystemTime::now();

@@ -4,11 +4,15 @@
 mod bytes;
 #[path = "../support/fault_server.rs"]
 mod fault_server;
+#[allow(dead_code)]
+#[path = "../remote/server.rs"]
+mod remote_server;
 
 mod caching;
 mod children;
 mod downloads;
 mod http;
+mod lockfile;
 mod run;
 mod services;
 mod signals;

@@ -126,6 +126,7 @@ pub fn download(urls: Vec<String>, dest: &str) -> Download {
         urls: urls.into_iter().map(Template::literal).collect(),
         dest: RelPath(dest.to_string()),
         sha256: None,
+        pin_source: Default::default(),
         headers: BTreeMap::new(),
         max_bytes: None,
         resume: true,

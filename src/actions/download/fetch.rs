@@ -16,7 +16,7 @@ use super::{AttemptFailure, Downloaded, HttpClient, Progress, parse_retry_after,
 use crate::cache::WrittenFile;
 use crate::cache::digest::to_hex;
 use crate::cache::stat::FileStat;
-use crate::model::Download;
+use crate::model::{Download, PinSource};
 use crate::template::Template;
 
 /// A transfer that never waits for the network still reports its progress this often.
@@ -368,7 +368,17 @@ async fn stream(
         let got = written.digest.as_ref().map(to_hex).unwrap_or_default();
         if !pin.eq_ignore_ascii_case(&got) {
             resume::discard(f.dest);
-            let msg = format!("sha256 mismatch: expected {pin}, got {got}");
+            let msg = match &f.download.pin_source {
+                PinSource::Manifest => format!("sha256 mismatch: expected {pin}, got {got}"),
+                PinSource::Lockfile(lock) => format!(
+                    "sha256 mismatch: {} has {}, the server sent {}; if the new content is \
+                     expected, run {}",
+                    lock.file,
+                    short_digest(pin),
+                    short_digest(&got),
+                    lock.update
+                ),
+            };
             return Err(with_status(failure(FailureKind::Checksum, true, msg)));
         }
     }
@@ -405,6 +415,12 @@ async fn stream(
         last_modified,
         resumed_from: offset,
     }))
+}
+
+/// The first four hex digits of a digest and an ellipsis, as SPEC §10's mismatch message
+/// shows them: enough to tell two digests apart at a glance; the lockfile has the whole one.
+fn short_digest(hex: &str) -> String {
+    format!("{}…", hex.get(..4).unwrap_or(hex))
 }
 
 #[cfg(test)]

@@ -1,0 +1,165 @@
+//! `taskrun lock`: pin the downloads the lockfile lacks, without running the pipeline.
+//!
+//! Not a second downloader: it plans only those downloads as TARGETs (so the services they
+//! depend on start, with their retries and pools) and runs that plan with the scheduler and
+//! the cache of `run`, so each file lands in the store and the next run restores it.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::cache::{NoCache, TaskCache};
+use crate::cli::LockArgs;
+use crate::events::Fanout;
+use crate::exit_code;
+use crate::lockfile::{self, standing};
+use crate::plan::Plan;
+use crate::report::plain::{Plain, Verbosity};
+use crate::scheduler::{self, RunOptions};
+
+/// `taskrun lock MANIFEST [TARGET...] [--update] [--check]`.
+pub fn run(args: LockArgs) -> u8 {
+    let color = super::stderr_color(args.color);
+    let sel = &args.selection;
+    let mut plan = match super::load_plan(&sel.manifest, &sel.vars, &sel.targets, color) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let selected = plan.selected.clone();
+    let refresh = |i: usize| args.update && selected[i];
+    let (mut lock, unpinned) = match super::apply_lockfile(&mut plan, color, &refresh) {
+        Ok(applied) => applied,
+        Err(code) => return code,
+    };
+    let prunable = standing::prunable(&plan, &lock, sel.targets.is_empty());
+    let manifest = plan.pipeline.manifest_path.clone();
+    let file = lockfile::file_name(&manifest);
+    if args.check {
+        return check(&plan, &unpinned, &prunable, &file);
+    }
+    let mut code = exit_code::SUCCESS;
+    let mut pins = Vec::new();
+    if !unpinned.is_empty() {
+        let names: Vec<String> = unpinned
+            .iter()
+            .map(|u| plan.task(u.task).name.clone())
+            .collect();
+        let fetch = match Plan::build(plan.pipeline.clone(), &names) {
+            Ok(p) => Arc::new(p),
+            Err(_) => return exit_code::USAGE,
+        };
+        let result = match download(fetch.clone(), args.update) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        code = result.exit_code;
+        pins = super::run::collected_pins(&fetch, &unpinned, &result);
+    }
+    let mut changes = standing::record(&mut lock, &plan, &pins);
+    changes.extend(standing::prune(&mut lock, &prunable));
+    let path = lockfile::path_for(&manifest);
+    if !changes.is_empty() {
+        let written = if lock.entries.is_empty() {
+            // Nothing left to pin: no lockfile, as for a manifest that never had one.
+            std::fs::remove_file(&path)
+        } else {
+            lockfile::write(&path, &lock)
+        };
+        if let Err(e) = written {
+            eprintln!("error: cannot write the lockfile {}: {e}", path.display());
+            return exit_code::TASK_FAILED;
+        }
+    }
+    let mut out = String::new();
+    for c in &changes {
+        out.push_str(&format!("{c}\n"));
+    }
+    out.push_str(&summary(&file, &changes, lock.entries.len()));
+    super::print_stdout(&out);
+    code
+}
+
+/// Runs the plan of the downloads to pin with the scheduler and the local cache (`--update`:
+/// downloads run even on a hit); progress on stderr, failures and the totals line only.
+fn download(plan: Arc<Plan>, update: bool) -> Result<scheduler::RunResult, u8> {
+    let runtime = super::run::runtime().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        exit_code::TASK_FAILED
+    })?;
+    let options = crate::cache::CacheOptions {
+        force_downloads: update,
+        ..Default::default()
+    };
+    let cache: Arc<dyn TaskCache> = match crate::cache::LocalCache::open(&plan.pipeline, options) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("warning: {e}; downloading without the cache");
+            Arc::new(NoCache)
+        }
+    };
+    let mut sinks = Fanout::new();
+    sinks.push(Box::new(Plain::new(std::io::stderr(), Verbosity::Quiet)));
+    let opts = RunOptions {
+        run_id: crate::report::new_run_id(SystemTime::now()),
+        jobs: None,
+        // Pin every download that can be pinned, whatever happens to the others.
+        keep_going: true,
+        log_dir: None,
+        handle_signals: true,
+        replay_cached_output: false,
+    };
+    let result = runtime.block_on(scheduler::run(plan, cache, opts, &mut sinks));
+    runtime.shutdown_background();
+    Ok(result)
+}
+
+/// `--check`: what would change, and exit 1 if anything would.
+fn check(
+    plan: &Plan,
+    unpinned: &[standing::Unpinned],
+    prunable: &[(String, &'static str)],
+    file: &str,
+) -> u8 {
+    let mut out = String::new();
+    for u in unpinned {
+        let verb = match u.why {
+            standing::Why::Missing => "would add   ",
+            _ => "would change",
+        };
+        out.push_str(&format!("{verb} {}: {}\n", plan.task(u.task).name, u.why));
+    }
+    for (name, why) in prunable {
+        out.push_str(&format!("would remove {name}: {why}\n"));
+    }
+    let changing = unpinned.len() + prunable.len();
+    if changing == 0 {
+        out.push_str(&format!("{file} is current\n"));
+        super::print_stdout(&out);
+        return exit_code::SUCCESS;
+    }
+    out.push_str(&format!(
+        "{file} would change ({changing} entr{}); run `taskrun lock {}`\n",
+        if changing == 1 { "y" } else { "ies" },
+        standing::shell_word(&plan.pipeline.manifest_path.display().to_string())
+    ));
+    super::print_stdout(&out);
+    exit_code::TASK_FAILED
+}
+
+/// The last line: counts of each kind of change, or that nothing changed.
+fn summary(file: &str, changes: &[standing::Change], entries: usize) -> String {
+    if changes.is_empty() {
+        return format!("{file} is current ({entries} entr{})\n", plural_y(entries));
+    }
+    let count = |f: fn(&standing::Change) -> bool| changes.iter().filter(|c| f(c)).count();
+    let added = count(|c| matches!(c, standing::Change::Added { .. }));
+    let changed = count(|c| matches!(c, standing::Change::Changed { .. }));
+    let removed = count(|c| matches!(c, standing::Change::Removed { .. }));
+    format!(
+        "{file}: {added} added, {changed} changed, {removed} removed ({entries} entr{})\n",
+        plural_y(entries)
+    )
+}
+
+fn plural_y(n: usize) -> &'static str {
+    if n == 1 { "y" } else { "ies" }
+}
