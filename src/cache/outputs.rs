@@ -189,10 +189,20 @@ impl Drift {
 }
 
 fn drift(ws: &Workspace, o: &OutputFile, stats: &StatCache) -> Option<Drift> {
-    let Some(rel) = RelPath::parse(&o.path) else {
-        return Some(Drift::Changed);
-    };
-    let meta = match ws.look(&rel) {
+    match RelPath::parse(&o.path) {
+        Some(rel) => drift_of(ws, o, ws.look(&rel), stats),
+        None => Some(Drift::Changed),
+    }
+}
+
+/// How the output `o`, found on disk as `found`, differs from the record.
+fn drift_of(
+    ws: &Workspace,
+    o: &OutputFile,
+    found: io::Result<Found>,
+    stats: &StatCache,
+) -> Option<Drift> {
+    let meta = match found {
         Ok(Found::Entry(m)) if m.is_file() => m,
         Ok(Found::Entry(_) | Found::Escape(_)) => return Some(Drift::Changed),
         Ok(Found::Missing) | Err(_) => return Some(Drift::Missing),
@@ -257,8 +267,8 @@ pub fn restore(
     let mut restored = Vec::new();
     for o in &record.outputs {
         let rel = parse(&o.path)?;
-        ws.unlink_escapes(&rel)?;
-        let Some(drift) = drift(ws, o, stats) else {
+        let found = Ok(ws.unlink_escapes(&rel)?);
+        let Some(drift) = drift_of(ws, o, found, stats) else {
             continue;
         };
         let digest = from_hex(&o.sha256).ok_or_else(|| BlobError::Missing(o.sha256.clone()))?;
