@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod template;
 pub mod tls_roots;
 pub mod units;
+pub mod workspace;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

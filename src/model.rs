@@ -206,16 +206,55 @@ impl Task {
     }
 }
 
-/// A path relative to the workspace root, checked not to escape it.
+/// A path relative to the workspace root, checked not to escape it (lexically: the symlinks
+/// on disk are [`crate::workspace`]'s business).
+///
+/// Built only by validation: [`crate::manifest::paths::normalize`] for what a manifest names,
+/// [`RelPath::parse`] for what a cache record or another outside source names.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
-pub struct RelPath(pub String);
+#[serde(try_from = "String")]
+pub struct RelPath(String);
 
 impl RelPath {
     /// The path as written (normalised: no `.` parts, `/` separators).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A path from outside data, taken only as it is already normal: relative, no `..`,
+    /// `.` or empty components, no backslashes, not empty.
+    pub fn parse(p: &str) -> Option<Self> {
+        let ok = !p.is_empty()
+            && !p.starts_with('/')
+            && !p.contains('\\')
+            && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        ok.then(|| Self(p.to_string()))
+    }
+
+    /// The result of [`crate::manifest::paths::normalize`], its only caller.
+    pub(crate) fn normalized(parts: &[&str]) -> Self {
+        Self(parts.join("/"))
+    }
+
+    /// True when `path` is this path or lies inside it.
+    pub fn contains(&self, path: &str) -> bool {
+        let me = self.as_str();
+        path == me
+            || (path.len() > me.len() && path.starts_with(me) && path.as_bytes()[me.len()] == b'/')
+    }
+}
+
+impl TryFrom<String> for RelPath {
+    type Error = String;
+
+    /// What `normalize` would produce (the root, as a `cwd` may be, included).
+    fn try_from(s: String) -> Result<Self, String> {
+        match crate::manifest::paths::normalize(&s, true) {
+            Ok(p) if p.0 == s => Ok(p),
+            _ => Err(format!("`{s}` is not a normal workspace-relative path")),
+        }
     }
 }
 

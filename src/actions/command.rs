@@ -1,6 +1,6 @@
 //! `run` tasks: one attempt of a command in its own process group, with a timeout.
 
-use crate::actions::outputs::Snapshot;
+use crate::actions::outputs::{self, Snapshot};
 use crate::actions::process::{self, End};
 use crate::actions::{AttemptCtx, AttemptResult, env};
 use crate::model::CommandLine;
@@ -14,6 +14,9 @@ pub async fn attempt(cmd: &CommandLine, ctx: &AttemptCtx<'_>) -> AttemptResult {
         (Err(e), _) | (_, Err(e)) => return AttemptResult::failed(e.to_string(), false),
     };
     let cwd = env::workdir(ctx.pipeline, ctx.task);
+    if let Err(e) = outputs::unlink_escapes(&ctx.pipeline.root, &ctx.task.outputs) {
+        return AttemptResult::failed(e, false);
+    }
     let snapshot = Snapshot::take(&ctx.pipeline.root, &ctx.task.outputs);
     let result = run(&argv, &cwd, &vars, ctx).await;
     if result.outcome != AttemptOutcome::Succeeded && !ctx.task.keep_failed_outputs {

@@ -5,6 +5,19 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::model::RelPath;
+use crate::workspace::Workspace;
+
+/// Removes every symlink at a declared output, or at one of its parent directories, that
+/// leads outside the workspace (SPEC §13), so that the attempt about to run cannot write
+/// through it. The warning names each one removed.
+pub fn unlink_escapes(root: &Path, outputs: &[RelPath]) -> Result<(), String> {
+    let ws = Workspace::new(root);
+    for out in outputs {
+        ws.unlink_escapes(out)
+            .map_err(|e| format!("cannot check output {out} for symlinks: {e}"))?;
+    }
+    Ok(())
+}
 
 /// What one declared output looked like before an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +107,7 @@ mod tests {
         std::fs::write(root.join("modified"), "old").unwrap();
         let outs: Vec<RelPath> = ["kept", "modified", "new", "newdir", "absent"]
             .iter()
-            .map(|s| RelPath(s.to_string()))
+            .map(|s| RelPath::parse(s).unwrap())
             .collect();
         let snap = Snapshot::take(root, &outs);
         std::fs::write(root.join("modified"), "new longer").unwrap();

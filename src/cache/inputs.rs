@@ -10,6 +10,7 @@ use globset::GlobBuilder;
 
 use crate::cache::CacheError;
 use crate::model::InputPattern;
+use crate::workspace::TEMP_PREFIX;
 
 /// The workspace's own state dir, never an input.
 const STATE_DIR: &str = ".taskrun";
@@ -144,10 +145,16 @@ fn walk(
         .follow_links(true)
         .into_iter()
         .filter_entry(|e| {
-            e.path()
+            let state = e
+                .path()
                 .strip_prefix(root)
-                .map(|rel| rel != Path::new(STATE_DIR))
-                .unwrap_or(true)
+                .is_ok_and(|rel| rel == Path::new(STATE_DIR));
+            // An interrupted write's temp file is never an input (SPEC §13, leftovers).
+            let temp = e
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(TEMP_PREFIX.as_bytes());
+            !state && !temp
         });
     for entry in walker {
         let entry =
@@ -211,6 +218,7 @@ mod tests {
             "scripts/x.py",
             "scripts/deep/y/z.py",
             ".taskrun/cache/q.py",
+            "scripts/.taskrun-tmp-0123456789abcdef.py",
         ] {
             touch(d.path(), f);
         }

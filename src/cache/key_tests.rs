@@ -47,7 +47,7 @@ fn every_ingredient_changes_the_key() {
     changed.push(("argv vs shell", k(&t)));
 
     let mut t = base();
-    t.cwd = Some(RelPath("sub".into()));
+    t.cwd = Some(RelPath::parse("sub").unwrap());
     changed.push(("cwd", k(&t)));
 
     let mut t = base();
@@ -55,7 +55,7 @@ fn every_ingredient_changes_the_key() {
     changed.push(("env added", k(&t)));
 
     let mut t = base();
-    t.outputs.push(RelPath("out/n".into()));
+    t.outputs.push(RelPath::parse("out/n").unwrap());
     changed.push(("outputs", k(&t)));
 
     changed.push((

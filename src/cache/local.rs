@@ -17,7 +17,7 @@
 
 use crate::cache::HttpValidators;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -27,7 +27,7 @@ use super::inputs::InputFile;
 use super::journal::{Journal, Stamp};
 use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
-use super::outputs;
+use super::outputs::{self, RestoreError};
 use super::record::{ActionRecord, OutputFile, RECORD_VERSION, record_parts};
 use super::remote::RemoteCache;
 use super::stat::StatCache;
@@ -36,6 +36,7 @@ use super::uploads::Uploads;
 use super::{CacheError, CacheSource, Digest, Lookup, Produced, TaskCache};
 use crate::model::{Action, Pipeline, Task};
 use crate::plan::Plan;
+use crate::workspace::Workspace;
 
 /// Lookup threads when a remote is configured.
 const REMOTE_LOOKUP_THREADS: usize = 16;
@@ -59,7 +60,8 @@ pub struct CacheOptions {
 /// The local content-addressed cache of one run.
 #[derive(Debug)]
 pub struct LocalCache {
-    root: PathBuf,
+    /// The workspace outputs are restored into.
+    ws: Workspace,
     store: Store,
     stats: StatCache,
     /// Each task's latest entry, so a no-op rerun reads one file, not a record per task.
@@ -167,7 +169,7 @@ impl LocalCache {
         let (stats, journal) =
             state::read(dir, &pipeline.manifest_path, options.read_only, prefetch);
         Ok(Self {
-            root: pipeline.root.clone(),
+            ws: Workspace::new(&pipeline.root),
             store: Store::new(dir, options.read_only),
             stats,
             journal,
@@ -242,7 +244,7 @@ impl LocalCache {
 
     /// The workspace root.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.ws.root()
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<usize, TaskKey>> {
@@ -266,8 +268,8 @@ impl LocalCache {
         }
         let mut ins = Vec::with_capacity(inputs.len());
         for input in inputs {
-            let rel = input.path.strip_prefix(&self.root).unwrap_or(&input.path);
-            let abs = self.root.join(rel);
+            let rel = input.path.strip_prefix(self.root()).unwrap_or(&input.path);
+            let abs = self.root().join(rel);
             let (d, _) = match &input.meta {
                 Some(meta) => self.stats.digest_with(&abs, meta),
                 None => self.stats.digest(&abs),
@@ -303,11 +305,19 @@ impl LocalCache {
             },
             None => None,
         };
-        match outputs::restore(&self.root, &rec, &self.stats, &self.store) {
+        let declared = declared_outputs(task);
+        match outputs::restore(&self.ws, &rec, &declared, &self.stats, &self.store) {
             Ok(restored) => {
                 for (path, drift) in restored {
                     tracing::debug!(task = %task.name, "output {path} {}: restored", drift.as_str());
                 }
+            }
+            Err(e @ RestoreError::Undeclared(_)) => {
+                tracing::warn!(task = %task.name, "{e}; running the task");
+                return Ok(Lookup::Run {
+                    key: Some(key.hex()),
+                    reason: e.to_string(),
+                });
             }
             Err(e) => {
                 tracing::warn!(task = %task.name, "cache entry unusable: {e}");
@@ -417,6 +427,15 @@ impl LocalCache {
         let Some(rec) = rec else {
             return Ok(None);
         };
+        // Checked before any of its blobs is fetched (`try_hit` checks every record again).
+        if let Err(why) = rec.check_declared(&declared_outputs(t)) {
+            let reason = format!("remote cache entry rejected: {why}");
+            tracing::warn!(task = %t.name, "{reason}; running the task");
+            return Ok(Some(Lookup::Run {
+                key: Some(key.hex()),
+                reason,
+            }));
+        }
         if let Some(reason) = expired_reason(&rec, t.cache_ttl, SystemTime::now()) {
             return Ok(Some(Lookup::Run {
                 key: Some(key.hex()),

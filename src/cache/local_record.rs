@@ -27,7 +27,7 @@ impl LocalCache {
         let output = produced.output;
         let store_it = t.is_cacheable() && !self.options.read_only;
         let snap = outputs::snapshot(
-            &self.root,
+            &self.ws,
             &declared_outputs(t),
             &self.stats,
             store_it.then_some(&self.store),

@@ -1,7 +1,6 @@
 //! Declared outputs on disk: snapshot them into the store after a success, check them against
 //! a record, restore the missing or changed ones.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +10,7 @@ use super::record::{ActionRecord, OutputFile};
 use super::stat::{FileStat, StatCache};
 use super::store::{BlobError, Store};
 use crate::model::RelPath;
+use crate::workspace::{Found, TEMP_PREFIX, Workspace};
 
 /// What a task produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,31 +72,38 @@ impl WrittenFile {
 /// Hashes every declared output and, with a `store`, copies it in (one read per file that
 /// is new to the store; none to hash a `written` file that is unchanged since its writer
 /// hashed it). A declared output that does not exist is an error: the task said it would
-/// produce it.
+/// produce it. So is one reached through a symlink that leads outside the workspace: it is
+/// never read into the cache (SPEC §13). Modes are kept as `0o777` bits at most.
 pub fn snapshot(
-    root: &Path,
+    ws: &Workspace,
     declared: &[RelPath],
     stats: &StatCache,
     store: Option<&Store>,
     written: Option<WrittenOutput<'_>>,
 ) -> Result<Snapshot, String> {
+    let root = ws.root();
     let mut snap = Snapshot::default();
     for out in declared {
         let abs = root.join(out.as_str());
-        let meta = match fs::metadata(&abs) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(format!("declared output {out} was not created"));
-            }
+        let meta = match ws.look(out) {
+            Ok(Found::Entry(m)) => m,
+            Ok(Found::Missing) => return Err(format!("declared output {out} was not created")),
+            Ok(Found::Escape(link)) => return Err(escapes(root, out.as_str(), &link)),
             Err(e) => return Err(format!("output {out}: {e}")),
         };
         if meta.is_dir() {
             snap.dirs.push(out.as_str().to_string());
-            for entry in walkdir::WalkDir::new(&abs)
+            let walk = walkdir::WalkDir::new(&abs)
                 .follow_links(true)
                 .sort_by_file_name()
-            {
+                .into_iter()
+                .filter_entry(|e| !is_temp(e.file_name()));
+            for entry in walk {
                 let entry = entry.map_err(|e| format!("output {out}: {e}"))?;
+                if entry.path_is_symlink() && !ws.leads_inside(entry.path()) {
+                    let rel = rel_string(root, entry.path())?;
+                    return Err(escapes(root, &rel, entry.path()));
+                }
                 if entry.file_type().is_file() {
                     let rel = rel_string(root, entry.path())?;
                     let meta = entry.metadata().map_err(|e| format!("output {rel}: {e}"))?;
@@ -115,9 +122,23 @@ pub fn snapshot(
     Ok(snap)
 }
 
+fn escapes(root: &Path, out: &str, link: &Path) -> String {
+    let shown = link.strip_prefix(root).unwrap_or(link);
+    format!(
+        "output {out} is reached through the symlink {}, which leads outside the workspace; \
+         it is not read into the cache",
+        shown.display()
+    )
+}
+
+/// A temp file of an interrupted write ([`TEMP_PREFIX`]): never part of an output.
+fn is_temp(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes())
+}
+
 fn snapshot_file(
     abs: &Path,
-    meta: &fs::Metadata,
+    meta: &std::fs::Metadata,
     rel: String,
     stats: &StatCache,
     store: Option<&Store>,
@@ -144,7 +165,7 @@ fn snapshot_file(
         path: rel,
         sha256: to_hex(&digest),
         size: st.size,
-        mode: st.mode,
+        mode: st.mode & 0o777,
     })
 }
 
@@ -167,49 +188,93 @@ impl Drift {
     }
 }
 
-fn drift(root: &Path, o: &OutputFile, stats: &StatCache) -> Option<Drift> {
-    let abs = root.join(&o.path);
-    let meta = match super::stat::metadata(&abs) {
-        Ok(m) if m.is_file() => m,
-        Ok(_) => return Some(Drift::Changed),
-        Err(_) => return Some(Drift::Missing),
+fn drift(ws: &Workspace, o: &OutputFile, stats: &StatCache) -> Option<Drift> {
+    match RelPath::parse(&o.path) {
+        Some(rel) => drift_of(ws, o, ws.look(&rel), stats),
+        None => Some(Drift::Changed),
+    }
+}
+
+/// How the output `o`, found on disk as `found`, differs from the record.
+fn drift_of(
+    ws: &Workspace,
+    o: &OutputFile,
+    found: io::Result<Found>,
+    stats: &StatCache,
+) -> Option<Drift> {
+    let meta = match found {
+        Ok(Found::Entry(m)) if m.is_file() => m,
+        Ok(Found::Entry(_) | Found::Escape(_)) => return Some(Drift::Changed),
+        Ok(Found::Missing) | Err(_) => return Some(Drift::Missing),
     };
     let exec_same = (FileStat::of(&meta).mode & 0o111 != 0) == (o.mode & 0o111 != 0);
-    match stats.digest_with(&abs, &meta) {
+    match stats.digest_with(&ws.root().join(&o.path), &meta) {
         Ok((d, _)) if exec_same && to_hex(&d) == o.sha256 => None,
         _ => Some(Drift::Changed),
     }
 }
 
-/// Recorded outputs that differ from the disk (read-only; for `plan` and `explain`).
-pub fn check(root: &Path, record: &ActionRecord, stats: &StatCache) -> Vec<(String, Drift)> {
+/// Recorded outputs that differ from the disk (read-only; for `plan` and `explain`). An
+/// output behind a symlink that leads outside the workspace counts as changed: a restore
+/// replaces it, and it is not read.
+pub fn check(ws: &Workspace, record: &ActionRecord, stats: &StatCache) -> Vec<(String, Drift)> {
     record
         .outputs
         .iter()
-        .filter_map(|o| drift(root, o, stats).map(|d| (o.path.clone(), d)))
+        .filter_map(|o| drift(ws, o, stats).map(|d| (o.path.clone(), d)))
         .collect()
 }
 
+/// Why a record could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// It names a path its task does not declare (SPEC §13): rejected whole, nothing written.
+    #[error("cache entry rejected: {0}")]
+    Undeclared(String),
+    /// A blob is missing or corrupt, or the disk failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+}
+
+impl From<io::Error> for RestoreError {
+    fn from(e: io::Error) -> Self {
+        Self::Blob(BlobError::Io(e))
+    }
+}
+
 /// Restores every recorded output that is missing or changed, each atomically with its
-/// permission bits; matching files are left alone. Returns what was restored.
+/// permission bits (`0o777` at most); matching files are left alone. Returns what was
+/// restored.
+///
+/// The record must name only `declared` outputs (else nothing is touched); symlinks on the
+/// way that lead outside the workspace are removed first (see [`crate::workspace`]).
 pub fn restore(
-    root: &Path,
+    ws: &Workspace,
     record: &ActionRecord,
+    declared: &[RelPath],
     stats: &StatCache,
     store: &Store,
-) -> Result<Vec<(String, Drift)>, BlobError> {
+) -> Result<Vec<(String, Drift)>, RestoreError> {
+    record
+        .check_declared(declared)
+        .map_err(RestoreError::Undeclared)?;
+    let parse = |p: &str| {
+        RelPath::parse(p).ok_or_else(|| RestoreError::Undeclared(format!("unsafe path {p}")))
+    };
     for d in &record.output_dirs {
-        fs::create_dir_all(root.join(d))?;
+        ws.open_dir(Some(parse(d)?.as_str()), true)?;
     }
     let mut restored = Vec::new();
     for o in &record.outputs {
-        let Some(drift) = drift(root, o, stats) else {
+        let rel = parse(&o.path)?;
+        let found = Ok(ws.unlink_escapes(&rel)?);
+        let Some(drift) = drift_of(ws, o, found, stats) else {
             continue;
         };
         let digest = from_hex(&o.sha256).ok_or_else(|| BlobError::Missing(o.sha256.clone()))?;
-        let abs = root.join(&o.path);
-        store.restore_blob(&digest, &abs, o.mode)?;
-        stats.remember_written(&abs, digest);
+        let (dir, name) = ws.open_parent(&rel, true)?;
+        store.restore_blob(&digest, &dir, name, o.mode)?;
+        stats.remember_written(&ws.root().join(&o.path), digest);
         restored.push((o.path.clone(), drift));
     }
     Ok(restored)
@@ -218,6 +283,8 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::path::PathBuf;
 
     fn setup() -> (tempfile::TempDir, StatCache, Store, PathBuf, FileStat) {
         let d = tempfile::tempdir().unwrap();
@@ -230,7 +297,7 @@ mod tests {
     }
 
     fn declared() -> Vec<RelPath> {
-        vec![RelPath("out.bin".into())]
+        vec![RelPath::parse("out.bin").unwrap()]
     }
 
     /// The writer's digest is taken as it is (the file is not read back) while the stat is
@@ -244,7 +311,14 @@ mod tests {
             digest: claimed,
             stat,
         };
-        let snap = snapshot(d.path(), &declared(), &stats, Some(&store), Some(written)).unwrap();
+        let snap = snapshot(
+            &Workspace::new(d.path()),
+            &declared(),
+            &stats,
+            Some(&store),
+            Some(written),
+        )
+        .unwrap();
         assert_eq!(snap.files[0].sha256, to_hex(&claimed));
         assert_eq!(
             fs::read(store.blob_path(&claimed)).unwrap(),
@@ -275,7 +349,14 @@ mod tests {
         ] {
             // Fresh stat records each time: only `written` could spare the hashing.
             let stats = StatCache::in_memory();
-            let snap = snapshot(d.path(), &declared(), &stats, None, Some(written)).unwrap();
+            let snap = snapshot(
+                &Workspace::new(d.path()),
+                &declared(),
+                &stats,
+                None,
+                Some(written),
+            )
+            .unwrap();
             assert_eq!(snap.files[0].sha256, real);
         }
     }

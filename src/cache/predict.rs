@@ -22,6 +22,7 @@ use super::stat::StatCache;
 use super::store::Store;
 use crate::model::Action;
 use crate::plan::Plan;
+use crate::workspace::Workspace;
 
 /// Predicted cache status of a task (the plan's own type: hit / miss / off).
 pub use crate::plan::predict::CacheStatus as PredictedStatus;
@@ -105,6 +106,7 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
     let (store, stats) = (&view.store, &view.stats);
     let n = plan.pipeline.tasks.len();
     let root = &plan.pipeline.root;
+    let ws = Workspace::new(root);
     let mut out: Vec<Prediction> = (0..n).map(|_| off(None)).collect();
     // The digest each task will hand its dependents, when known without running it.
     let mut known: Vec<Option<Digest>> = vec![None; n];
@@ -217,7 +219,15 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
             out[i] = miss(Some(&tk), reason, tk.parts.clone());
             continue;
         }
-        out[i] = hit_prediction(root, &rec, stats, store, &tk);
+        if let Err(why) = rec.check_declared(&key::declared_outputs(t)) {
+            out[i] = miss(
+                Some(&tk),
+                format!("cache entry rejected: {why}"),
+                tk.parts.clone(),
+            );
+            continue;
+        }
+        out[i] = hit_prediction(&ws, &rec, stats, store, &tk);
         if out[i].status == PredictedStatus::Hit {
             known[i] = Some(rec.digest_bytes());
             for e in rec.output_entries() {
@@ -229,13 +239,13 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
 }
 
 fn hit_prediction(
-    root: &std::path::Path,
+    ws: &Workspace,
     rec: &ActionRecord,
     stats: &StatCache,
     store: &Store,
     tk: &TaskKey,
 ) -> Prediction {
-    let drifted = outputs::check(root, rec, stats);
+    let drifted = outputs::check(ws, rec, stats);
     for (path, _) in &drifted {
         let blob = rec
             .outputs

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::digest::{from_hex, hash_bytes, to_hex};
 use super::key::{KeyPart, OutputEntry};
 use super::{Digest, digest};
+use crate::model::RelPath;
 
 /// Version of the record format.
 pub const RECORD_VERSION: u32 = 1;
@@ -117,11 +118,11 @@ impl ActionRecord {
             if from_hex(&o.sha256).is_none() {
                 return Err(format!("bad digest for {}", o.path));
             }
-            if !is_safe_rel_path(&o.path) {
+            if RelPath::parse(&o.path).is_none() {
                 return Err(format!("unsafe path {}", o.path));
             }
         }
-        if self.output_dirs.iter().any(|d| !is_safe_rel_path(d)) {
+        if self.output_dirs.iter().any(|d| RelPath::parse(d).is_none()) {
             return Err("unsafe output directory".into());
         }
         if let Some(log) = &self.log
@@ -130,6 +131,22 @@ impl ActionRecord {
             return Err("bad log digest".into());
         }
         Ok(())
+    }
+
+    /// Checks that the record names only what its task declares (`declared`, see
+    /// [`super::key::declared_outputs`]): every file and directory must be a declared output
+    /// or lie inside one. A record, local or remote, is data: it must not be able to write
+    /// the manifest, `.git/` or anything else the task does not own.
+    pub fn check_declared(&self, declared: &[RelPath]) -> Result<(), String> {
+        let admitted = |p: &str| declared.iter().any(|d| d.contains(p));
+        let names = self.outputs.iter().map(|o| o.path.as_str());
+        match names
+            .chain(self.output_dirs.iter().map(String::as_str))
+            .find(|p| !admitted(p))
+        {
+            Some(p) => Err(format!("it names `{p}`, which the task does not declare")),
+            None => Ok(()),
+        }
     }
 
     /// The dependency digest (verified records always parse).
@@ -179,14 +196,6 @@ pub fn record_parts(parts: &[KeyPart]) -> Vec<RecordPart> {
         .collect()
 }
 
-/// Relative, no `..`, no empty or `.` components, no backslashes.
-pub fn is_safe_rel_path(p: &str) -> bool {
-    !p.is_empty()
-        && !p.starts_with('/')
-        && !p.contains('\\')
-        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -226,13 +235,43 @@ pub(crate) mod tests {
 
     #[test]
     fn unsafe_paths_are_rejected() {
-        for p in ["../x", "/etc/passwd", "a/../../b", "", "a//b", "./a"] {
-            assert!(!is_safe_rel_path(p), "{p}");
+        for p in [
+            "../x",
+            "/etc/passwd",
+            "a/../../b",
+            "",
+            "a//b",
+            "./a",
+            "a\\b",
+        ] {
+            assert!(RelPath::parse(p).is_none(), "{p}");
         }
-        assert!(is_safe_rel_path("out/x.csv"));
+        assert!(RelPath::parse("out/x.csv").is_some());
         let mut r = sample();
         r.outputs[0].path = "../escape".into();
         r.seal();
         assert!(r.verify(&"k".repeat(64)).is_err());
+    }
+
+    /// Only declared outputs and what lies inside them; `out` does not admit `output`.
+    #[test]
+    fn undeclared_paths_are_refused() {
+        let declared = |ps: &[&str]| {
+            ps.iter()
+                .map(|p| RelPath::parse(p).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let mut r = sample();
+        assert_eq!(r.check_declared(&declared(&["out"])), Ok(()));
+        assert_eq!(r.check_declared(&declared(&["out/x"])), Ok(()));
+        assert!(r.check_declared(&declared(&["ou"])).is_err());
+        r.outputs[0].path = "taskrun.toml".into();
+        assert!(
+            r.check_declared(&declared(&["out", "taskrun.tom"]))
+                .is_err()
+        );
+        r.outputs[0].path = "out/x".into();
+        r.output_dirs.push(".git".into());
+        assert!(r.check_declared(&declared(&["out"])).is_err());
     }
 }

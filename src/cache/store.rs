@@ -187,9 +187,18 @@ impl Store {
         }
     }
 
-    /// Copies blob `d` to `dest` atomically (temp file beside it, then rename) with
-    /// permission bits `mode`, verifying the content on the way.
-    pub fn restore_blob(&self, d: &Digest, dest: &Path, mode: u32) -> Result<(), BlobError> {
+    /// Copies blob `d` to `name` in `dir` atomically with permission bits `mode` (never
+    /// above `0o777`: no setuid, setgid or sticky bit from a record), verifying the content
+    /// on the way. The copy is made in the store's temp area (never beside `name`, where an
+    /// input glob or a directory snapshot would see it if the copy were interrupted) and
+    /// renamed into place.
+    pub fn restore_blob(
+        &self,
+        d: &Digest,
+        dir: &crate::workspace::Dir,
+        name: &str,
+        mode: u32,
+    ) -> Result<(), BlobError> {
         let src = self.blob_path(d);
         let mut f = match File::open(&src) {
             Ok(f) => f,
@@ -198,7 +207,7 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut tmp = temp_in(dest.parent().unwrap_or(Path::new(".")))?;
+        let mut tmp = temp_in(&self.dir.join("cas"))?;
         if self.is_fresh(d) {
             io::copy(&mut f, tmp.as_file_mut())?;
         } else {
@@ -208,9 +217,10 @@ impl Store {
                 return Err(BlobError::Corrupt(to_hex(d)));
             }
         }
+        let mode = mode & 0o777;
         tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
-        tmp.persist(dest).map_err(|e| e.error)?;
+            .set_permissions(fs::Permissions::from_mode(mode))?;
+        dir.replace_with(tmp.into_temp_path(), name, mode)?;
         Ok(())
     }
 

@@ -42,12 +42,17 @@ fn blobs_round_trip_and_keep_mode() {
             .is_file()
     );
     let dest = dir.path().join("x/y/restored");
-    store.restore_blob(&d, &dest, 0o755).unwrap();
+    let ws = crate::workspace::Workspace::new(dir.path());
+    let out = ws.open_dir(Some("x/y"), true).unwrap();
+    store.restore_blob(&d, &out, "restored", 0o6755).unwrap();
     assert_eq!(fs::read(&dest).unwrap(), b"payload");
     assert_eq!(
-        fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
-        0o755
+        fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+        0o755,
+        "no setuid or setgid bit"
     );
+    let temps = fs::read_dir(dir.path().join("x/y")).unwrap().count();
+    assert_eq!(temps, 1, "no temp file beside the restored one");
     assert_eq!(store.read_blob(&d).unwrap(), Some(b"payload".to_vec()));
 }
 
@@ -59,8 +64,11 @@ fn corrupt_or_truncated_blob_is_removed_and_never_restored() {
     fs::write(store.blob_path(&d), b"good cont").unwrap();
     let dest = dir.path().join("out");
     fs::write(&dest, b"previous").unwrap();
+    let root = crate::workspace::Workspace::new(dir.path())
+        .open_dir(None, false)
+        .unwrap();
     assert!(matches!(
-        store.restore_blob(&d, &dest, 0o644),
+        store.restore_blob(&d, &root, "out", 0o644),
         Err(BlobError::Corrupt(_))
     ));
     assert_eq!(

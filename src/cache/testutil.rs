@@ -34,7 +34,7 @@ pub fn download(name: &str, url: &str, dest: &str, pin: Option<&str>) -> Task {
     let mut t = command(name, "");
     t.action = Action::Download(Download {
         urls: vec![Template::literal(url)],
-        dest: RelPath(dest.into()),
+        dest: RelPath::parse(dest).unwrap(),
         sha256: pin.map(str::to_string),
         pin_source: Default::default(),
         headers: BTreeMap::new(),
@@ -54,7 +54,7 @@ pub fn with_io(mut t: Task, inputs: &[&str], outputs: &[&str], deps: &[&str]) ->
             optional: g.starts_with('?'),
         })
         .collect();
-    t.outputs = outputs.iter().map(|o| RelPath((*o).into())).collect();
+    t.outputs = outputs.iter().map(|o| RelPath::parse(o).unwrap()).collect();
     t.deps = deps.iter().map(|d| (*d).into()).collect();
     t
 }

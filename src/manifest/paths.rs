@@ -44,17 +44,12 @@ pub fn normalize(path: &str, allow_root: bool) -> Result<RelPath, PathError> {
     if parts.is_empty() && !allow_root {
         return Err(PathError::Empty);
     }
-    Ok(RelPath(parts.join("/")))
+    Ok(RelPath::normalized(&parts))
 }
 
 /// True when one path equals the other or lies inside it.
 pub fn overlaps(a: &RelPath, b: &RelPath) -> bool {
-    let (a, b) = (a.as_str(), b.as_str());
-    a == b || is_within(a, b) || is_within(b, a)
-}
-
-fn is_within(inner: &str, outer: &str) -> bool {
-    inner.len() > outer.len() && inner.starts_with(outer) && inner.as_bytes()[outer.len()] == b'/'
+    a.contains(b.as_str()) || b.contains(a.as_str())
 }
 
 #[cfg(test)]
@@ -75,7 +70,7 @@ mod tests {
 
     #[test]
     fn nested_outputs_overlap() {
-        let p = |s: &str| RelPath(s.into());
+        let p = |s: &str| RelPath::parse(s).unwrap();
         assert!(overlaps(&p("out"), &p("out/x.csv")));
         assert!(overlaps(&p("out/x.csv"), &p("out/x.csv")));
         assert!(!overlaps(&p("out"), &p("output/x.csv")));

@@ -231,9 +231,9 @@ async fn timeout_kills_the_group_and_counts_as_an_attempt() {
 async fn failed_command_outputs_are_deleted_unless_kept() {
     let d = tempfile::tempdir().unwrap();
     let mut t = sh("w", &[], "echo partial > out.txt; exit 1");
-    t.outputs = vec![crate::model::RelPath("out.txt".into())];
+    t.outputs = vec![crate::model::RelPath::parse("out.txt").unwrap()];
     let mut k = sh("k", &[], "echo partial > kept.txt; exit 1");
-    k.outputs = vec![crate::model::RelPath("kept.txt".into())];
+    k.outputs = vec![crate::model::RelPath::parse("kept.txt").unwrap()];
     k.keep_failed_outputs = true;
     let (res, _) = go(
         pipeline(d.path(), 2, vec![t, k]),
@@ -297,7 +297,7 @@ async fn a_download_to_a_closed_port_fails_after_its_attempts() {
         &[],
         Action::Download(crate::model::Download {
             urls: vec![Template::literal(format!("http://127.0.0.1:{port}/x"))],
-            dest: crate::model::RelPath("x".into()),
+            dest: crate::model::RelPath::parse("x").unwrap(),
             sha256: None,
             pin_source: Default::default(),
             headers: BTreeMap::new(),
@@ -370,7 +370,7 @@ fn download_from(port: u16, name: &str) -> Task {
         &[],
         Action::Download(crate::model::Download {
             urls: vec![Template::literal(format!("http://127.0.0.1:{port}/{name}"))],
-            dest: crate::model::RelPath(format!("out/{name}")),
+            dest: crate::model::RelPath::parse(&format!("out/{name}")).unwrap(),
             sha256: None,
             pin_source: Default::default(),
             headers: BTreeMap::new(),

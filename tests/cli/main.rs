@@ -14,6 +14,7 @@ mod downloads;
 mod http;
 mod lockfile;
 mod run;
+mod security;
 mod services;
 mod signals;
 mod support;

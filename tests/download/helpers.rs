@@ -124,7 +124,7 @@ impl Env {
 pub fn download(urls: Vec<String>, dest: &str) -> Download {
     Download {
         urls: urls.into_iter().map(Template::literal).collect(),
-        dest: RelPath(dest.to_string()),
+        dest: RelPath::parse(dest).unwrap(),
         sha256: None,
         pin_source: Default::default(),
         headers: BTreeMap::new(),

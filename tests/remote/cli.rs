@@ -120,3 +120,62 @@ fn taskrun_run_no_cache_uses_neither_store() {
     assert!(server.log().is_empty(), "{:?}", server.log());
     assert!(!ws.path().join(".taskrun/cache/ac").exists());
 }
+
+/// Issue 13 (SPEC §13): a remote record, correctly sealed, that also names the manifest and a
+/// git hook (their blob on the remote too) is rejected whole with a warning before any of its
+/// blobs is fetched; the task runs, and nothing outside its declared outputs is written.
+#[test]
+fn a_remote_record_naming_undeclared_paths_is_rejected_and_the_task_runs() {
+    use taskrun::cache::digest::{hash_bytes, to_hex};
+    use taskrun::cache::record::{ActionRecord, OutputFile};
+
+    let server = CacheServer::new();
+    let a = workspace();
+    let out = taskrun(a.path(), &server.url(), &["run", "taskrun.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let evil = b"#!/bin/sh\necho pwned\n".to_vec();
+    let evil_hex = to_hex(&hash_bytes(&evil));
+    server.put(&format!("/cas/{evil_hex}"), evil.clone());
+    let (path, mut rec) = server
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("/ac/"))
+        .map(|p| {
+            let rec: ActionRecord = serde_json::from_slice(&server.get(&p).unwrap()).unwrap();
+            (p, rec)
+        })
+        .find(|(_, rec)| rec.task == "merge")
+        .unwrap();
+    for (p, mode) in [("taskrun.toml", 0o644), (".git/hooks/pre-commit", 0o755)] {
+        rec.outputs.push(OutputFile {
+            path: p.into(),
+            sha256: evil_hex.clone(),
+            size: evil.len() as u64,
+            mode,
+        });
+    }
+    rec.seal();
+    server.put(&path, serde_json::to_vec_pretty(&rec).unwrap());
+    server.clear_log();
+
+    let b = workspace();
+    let out = taskrun(b.path(), &server.url(), &["run", "taskrun.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        fs::read_to_string(b.path().join("taskrun.toml")).unwrap(),
+        MANIFEST
+    );
+    assert!(!b.path().join(".git").exists());
+    assert!(text(&out).contains("rejected"), "{}", text(&out));
+    assert!(b.path().join("out/merged.csv").is_file());
+    let fetched = format!("/cas/{evil_hex}");
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|(m, p)| m == "GET" && *p == fetched),
+        "{:?}",
+        server.log()
+    );
+}

@@ -35,6 +35,7 @@ pub use transport::enter_lane;
 use crate::cache::WrittenFile;
 use crate::model::Download;
 use crate::template::{Template, redact_values};
+use crate::workspace::Workspace;
 use fetch::{Conditional, Fetch, Outcome, failure};
 
 /// Live progress of the running transfer, for bytes / rate / ETA displays.
@@ -168,6 +169,12 @@ async fn run(
     cond: Option<&Conditional<'_>>,
 ) -> Result<Outcome, AttemptFailure> {
     let dest = req.root.join(req.download.dest.as_str());
+    // A symlink at `dest` or a parent of it that leads outside the workspace goes first
+    // (SPEC §13); `<dest>.part` is never opened through a symlink (see `sink`, `resume`).
+    if let Err(e) = Workspace::new(req.root).unlink_escapes(&req.download.dest) {
+        let msg = format!("cannot check {} for symlinks: {e}", req.download.dest);
+        return Err(failure(FailureKind::Invalid, false, msg));
+    }
     let secrets = secret_values(req.download);
     let received = AtomicU64::new(0);
     let current = Mutex::new(None::<String>);

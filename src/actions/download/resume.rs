@@ -54,13 +54,35 @@ fn with_suffix(dest: &Path, suffix: &str) -> PathBuf {
 /// count recorded in the metadata. `<dest>.part.json` never exists without it
 /// (it is written after the part file and removed before it), so `None` also means there is
 /// no metadata to clean up.
+///
+/// A part file that is a symlink is removed with its metadata, never followed: appending to
+/// it would write wherever it points (SPEC §13).
 pub(crate) fn part_len(dest: &Path) -> Option<u64> {
-    Some(std::fs::metadata(part_path(dest)).ok()?.len())
+    let meta = std::fs::symlink_metadata(part_path(dest)).ok()?;
+    if !meta.is_file() {
+        tracing::warn!(part = %part_path(dest).display(), "removing a partial download that is not a plain file");
+        discard(dest);
+        return None;
+    }
+    Some(meta.len())
+}
+
+/// Opens `path` without following a symlink at it (the open fails instead).
+pub(crate) fn no_follow() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.custom_flags(libc::O_NOFOLLOW);
+    o
 }
 
 /// `<dest>.part.json`, if it exists and is readable.
 pub(crate) fn read_meta(dest: &Path) -> Option<PartMeta> {
-    let text = std::fs::read(meta_path(dest)).ok()?;
+    let mut text = Vec::new();
+    no_follow()
+        .read(true)
+        .open(meta_path(dest))
+        .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut text))
+        .ok()?;
     let meta: PartMeta = serde_json::from_slice(&text).ok()?;
     (meta.version == 1).then_some(meta)
 }
@@ -70,7 +92,10 @@ pub(crate) fn store(dest: &Path, meta: &PartMeta) -> io::Result<()> {
     let path = meta_path(dest);
     let tmp = with_suffix(dest, ".part.json.tmp");
     let text = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
-    std::fs::write(&tmp, text)?;
+    // A new file: never written through a symlink left at the temp name.
+    remove_quietly(&tmp);
+    let mut file = no_follow().write(true).create_new(true).open(&tmp)?;
+    io::Write::write_all(&mut file, &text)?;
     std::fs::rename(&tmp, &path)
 }
 

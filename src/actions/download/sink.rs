@@ -25,7 +25,7 @@
 //! lose the resume data of a transfer that has received less than [`META_AFTER`] (it
 //! restarts from zero next time), not of one that has received more.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,9 +116,28 @@ impl Part {
 
     fn create(&mut self, hash: bool) -> io::Result<File> {
         let part = resume::part_path(&self.dest);
+        // Never through a symlink: `part_len` removed any it saw, and one planted since
+        // makes the open fail rather than write where it points.
+        let create = || {
+            let open = || {
+                resume::no_follow()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&part)
+            };
+            match open() {
+                // A symlink (only ever met when resume is off): removed, not followed.
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    std::fs::remove_file(&part)?;
+                    open()
+                }
+                other => other,
+            }
+        };
         if self.offset == 0 {
             self.len = 0;
-            return match File::create(&part) {
+            return match create() {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
                     if let Some(parent) = part.parent() {
                         std::fs::create_dir_all(parent).map_err(|e| {
@@ -128,12 +147,12 @@ impl Part {
                             )
                         })?;
                     }
-                    File::create(&part)
+                    create()
                 }
                 other => other,
             };
         }
-        let mut file = OpenOptions::new().read(true).write(true).open(&part)?;
+        let mut file = resume::no_follow().read(true).write(true).open(&part)?;
         // The kept prefix must all be there: `set_len` would fill a gap with zeros.
         let kept = match &mut self.hasher {
             Some(hasher) if hash => hash_prefix(&mut file, self.offset, hasher)?,

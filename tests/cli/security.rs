@@ -1,0 +1,362 @@
+//! Issue 13, SPEC §13 (the cache and file-system half): attacks on the cache's trust boundary
+//! through the real binary. Each test crafts what a hostile cache writer, a planted symlink
+//! or an interrupted restore leaves, and checks that the run writes nothing it should not,
+//! reads nothing it should not, and that the result does not change.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+use taskrun::cache::digest::{hash_bytes, to_hex};
+use taskrun::cache::journal::{Journal, Stamp};
+use taskrun::cache::record::{ActionRecord, OutputFile};
+use taskrun::cache::store::Store;
+
+use crate::fault_server::Route;
+use crate::http::{Http, body, wait_until};
+use crate::support::{Run, Workspace, task};
+
+const GEN: &str = r#"
+[tasks.gen]
+outputs = ["out/a.txt"]
+run = "mkdir -p out && echo generated > out/a.txt"
+"#;
+
+const EVIL: &[u8] = b"#!/bin/sh\necho pwned\n";
+
+/// `taskrun taskrun.toml <args>` with the default cache dir, whatever the developer's
+/// environment says.
+fn run(ws: &Workspace, args: &[&str]) -> Run {
+    let mut all = vec!["taskrun.toml"];
+    all.extend_from_slice(args);
+    Run::from(
+        ws.cmd(&all)
+            .env_remove("TASKRUN_CACHE_DIR")
+            .env_remove("TASKRUN_REMOTE_CACHE")
+            .output()
+            .unwrap(),
+    )
+}
+
+fn cache_dir(ws: &Workspace) -> PathBuf {
+    ws.path(".taskrun/cache")
+}
+
+/// The stored record of `task` and its file.
+fn record_of(ws: &Workspace, task: &str) -> (ActionRecord, PathBuf) {
+    for entry in walkdir::WalkDir::new(cache_dir(ws).join("ac")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let rec: ActionRecord =
+                serde_json::from_slice(&fs::read(entry.path()).unwrap()).unwrap();
+            if rec.task == task {
+                return (rec, entry.path().to_path_buf());
+            }
+        }
+    }
+    panic!("no record of {task}");
+}
+
+/// Seals `rec` the way taskrun does and writes it over `path`.
+fn write_sealed(mut rec: ActionRecord, path: &Path) {
+    rec.seal();
+    fs::write(path, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+}
+
+/// `rec` also naming the manifest and a git hook, both with `EVIL` (put in the store).
+fn with_undeclared(ws: &Workspace, mut rec: ActionRecord) -> ActionRecord {
+    let d = Store::new(cache_dir(ws), false).put_bytes(EVIL).unwrap();
+    for (path, mode) in [("taskrun.toml", 0o644), (".git/hooks/pre-commit", 0o755)] {
+        rec.outputs.push(OutputFile {
+            path: path.into(),
+            sha256: to_hex(&d),
+            size: EVIL.len() as u64,
+            mode,
+        });
+    }
+    rec.outputs.sort_by(|a, b| a.path.cmp(&b.path));
+    rec
+}
+
+fn status(ws: &Workspace, name: &str) -> Value {
+    task(&ws.last_report(), name)["status"].clone()
+}
+
+fn assert_untouched(ws: &Workspace, manifest: &str, r: &Run) {
+    assert_eq!(ws.read("taskrun.toml"), manifest, "{}", r.stderr);
+    assert!(!ws.path(".git").exists(), "{}", r.stderr);
+}
+
+/// Every blob in the local store holding `content`.
+fn blobs_holding(ws: &Workspace, content: &[u8]) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(cache_dir(ws).join("cas"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| fs::read(e.path()).is_ok_and(|b| b == content))
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+/// A local record that also lists the manifest and `.git/hooks/pre-commit` (correctly
+/// sealed, blobs present) is rejected whole with a warning, and the task runs.
+#[test]
+fn a_local_record_naming_undeclared_paths_is_rejected_and_the_task_runs() {
+    let ws = Workspace::new(GEN);
+    run(&ws, &[]).code(0);
+    let (rec, path) = record_of(&ws, "gen");
+    write_sealed(with_undeclared(&ws, rec), &path);
+    fs::remove_file(ws.path("out/a.txt")).unwrap();
+
+    let r = run(&ws, &[]);
+    r.code(0);
+    assert_untouched(&ws, GEN, &r);
+    assert!(r.stderr.contains("rejected"), "{}", r.stderr);
+    assert!(r.stderr.contains("does not declare"), "{}", r.stderr);
+    assert_eq!(status(&ws, "gen"), "succeeded", "ran, not restored");
+    assert_eq!(ws.read("out/a.txt"), "generated\n");
+    // The task's own result replaced the crafted record.
+    let (rec, _) = record_of(&ws, "gen");
+    assert_eq!(rec.outputs.len(), 1);
+}
+
+/// The last-results journal stands in for a record on a no-op rerun: a crafted journal entry
+/// (for an unchanged record file) is checked the same way.
+#[test]
+fn a_journal_entry_naming_undeclared_paths_is_rejected() {
+    let ws = Workspace::new(GEN);
+    run(&ws, &[]).code(0);
+    let (rec, path) = record_of(&ws, "gen");
+    // An old record file, so the journal's stamp of it is trusted (not racy).
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let journal = Journal::open(&cache_dir(&ws), &ws.path("taskrun.toml"), false);
+    journal.remember(
+        "gen",
+        &with_undeclared(&ws, rec),
+        Stamp::take(&path).unwrap(),
+    );
+    journal.save(|_| true).unwrap();
+
+    let r = run(&ws, &[]);
+    r.code(0);
+    assert_untouched(&ws, GEN, &r);
+    assert!(r.stderr.contains("rejected"), "{}", r.stderr);
+    assert_eq!(status(&ws, "gen"), "succeeded");
+}
+
+/// `"mode": 3583` (0o6777) restores as 0o777: no setuid, setgid or sticky bit.
+#[test]
+fn special_mode_bits_in_a_record_are_never_restored() {
+    let ws = Workspace::new(GEN);
+    run(&ws, &[]).code(0);
+    let (mut rec, path) = record_of(&ws, "gen");
+    rec.outputs[0].mode = 3583;
+    write_sealed(rec, &path);
+    fs::remove_file(ws.path("out/a.txt")).unwrap();
+
+    let r = run(&ws, &[]);
+    r.code(0);
+    assert_eq!(status(&ws, "gen"), "cached", "{}", r.stderr);
+    let mode = fs::metadata(ws.path("out/a.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o777, "mode {mode:o}");
+}
+
+const GEN_DIR: &str = r#"
+[tasks.gen]
+outputs = ["out"]
+run = "mkdir -p out && echo generated > out/a.txt"
+"#;
+
+/// `rm -rf out; ln -s /elsewhere out`, then a cached run: the symlink is removed and the
+/// output restored in the workspace; nothing is written in `/elsewhere`.
+#[test]
+fn a_restore_never_writes_through_a_symlinked_output_dir() {
+    let ws = Workspace::new(GEN_DIR);
+    let elsewhere = tempfile::tempdir().unwrap();
+    run(&ws, &[]).code(0);
+    fs::remove_dir_all(ws.path("out")).unwrap();
+    symlink(elsewhere.path(), ws.path("out")).unwrap();
+
+    let r = run(&ws, &[]);
+    r.code(0);
+    assert_eq!(status(&ws, "gen"), "cached", "{}", r.stderr);
+    assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    assert!(!fs::symlink_metadata(ws.path("out")).unwrap().is_symlink());
+    assert_eq!(ws.read("out/a.txt"), "generated\n");
+    assert!(r.stderr.contains("removed the symlink out"), "{}", r.stderr);
+}
+
+/// The same planted symlink before a command runs: removed first, so the command's own
+/// `mkdir -p out && echo > out/a.txt` writes in the workspace.
+#[test]
+fn a_symlinked_output_dir_is_removed_before_the_command_runs() {
+    let ws = Workspace::new(GEN_DIR);
+    let elsewhere = tempfile::tempdir().unwrap();
+    symlink(elsewhere.path(), ws.path("out")).unwrap();
+
+    let r = run(&ws, &[]);
+    r.code(0);
+    assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    assert!(!fs::symlink_metadata(ws.path("out")).unwrap().is_symlink());
+    assert_eq!(ws.read("out/a.txt"), "generated\n");
+}
+
+/// A declared output that is a symlink to a file outside the workspace (or a directory
+/// output holding one) is not hashed into the store, so it can never be uploaded either; the
+/// task fails and says why.
+#[test]
+fn an_output_linking_outside_is_not_read_into_the_cache() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let secret = elsewhere.path().join("secret");
+    let content = b"outside secret 9f1c\n";
+    fs::write(&secret, content).unwrap();
+    for (outputs, run_cmd) in [
+        (
+            r#"["link.txt"]"#,
+            format!("ln -s {} link.txt", secret.display()),
+        ),
+        (
+            r#"["out"]"#,
+            format!("mkdir -p out && ln -s {} out/link.txt", secret.display()),
+        ),
+    ] {
+        let manifest =
+            format!("[tasks.leak]\noutputs = {outputs}\ncache = \"on\"\nrun = \"{run_cmd}\"\n");
+        let ws = Workspace::new(&manifest);
+        let r = run(&ws, &[]);
+        assert!(blobs_holding(&ws, content).is_empty(), "{outputs}");
+        assert_ne!(r.code, 0, "{}", r.stderr);
+        let said = format!("{}{}", r.stdout, r.stderr);
+        assert!(said.contains("leads outside the workspace"), "{said}");
+        assert_eq!(fs::read(&secret).unwrap(), content);
+    }
+}
+
+fn download_manifest(http: &Http, dest: &str) -> String {
+    format!(
+        "[tasks.get]\ndownload = {{ url = \"{}\", dest = \"{dest}\" }}\n",
+        http.url("/f.bin")
+    )
+}
+
+/// A symlinked parent of `dest` that leads outside is removed before the download: neither
+/// the part file nor the file appear outside.
+#[test]
+fn a_download_never_writes_through_a_symlinked_dest_parent() {
+    let http = Http::start();
+    let data = body(50_000);
+    http.route("/f.bin", Route::ok(data.clone()));
+    let ws = Workspace::new(&download_manifest(&http, "data/f.bin"));
+    let elsewhere = tempfile::tempdir().unwrap();
+    symlink(elsewhere.path(), ws.path("data")).unwrap();
+
+    let r = run(&ws, &[]);
+    r.code(0);
+    assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    assert!(!fs::symlink_metadata(ws.path("data")).unwrap().is_symlink());
+    assert_eq!(fs::read(ws.path("data/f.bin")).unwrap(), data);
+}
+
+/// A `<dest>.part` symlink (to a file outside) is never opened through: the file it points
+/// to keeps its content, with resume on or off, and `dest` is a plain file.
+#[test]
+fn a_download_never_writes_through_a_symlinked_part_file() {
+    for resume in [true, false] {
+        let http = Http::start();
+        let data = body(50_000);
+        http.route("/f.bin", Route::ok(data.clone()));
+        let ws = Workspace::new(&format!(
+            "[tasks.get]\ndownload = {{ url = \"{}\", dest = \"f.bin\", resume = {resume} }}\n",
+            http.url("/f.bin")
+        ));
+        let elsewhere = tempfile::tempdir().unwrap();
+        let victim = elsewhere.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        symlink(&victim, ws.path("f.bin.part")).unwrap();
+
+        let r = run(&ws, &[]);
+        r.code(0);
+        assert_eq!(fs::read(&victim).unwrap(), b"precious", "resume {resume}");
+        assert!(!fs::symlink_metadata(ws.path("f.bin")).unwrap().is_symlink());
+        assert_eq!(fs::read(ws.path("f.bin")).unwrap(), data);
+    }
+}
+
+const LEFTOVER: &str = r#"
+[tasks.gen]
+outputs = ["out"]
+run = "mkdir -p out && printf generated > out/a.txt"
+
+[tasks.use]
+deps = ["gen"]
+inputs = ["out/*"]
+outputs = ["list.txt"]
+run = "ls -A out > list.txt"
+"#;
+
+/// A restore killed (SIGKILL) half way leaves its temp file where no input glob sees it:
+/// the next run's result is the same as if it had never happened (`use`, whose input is
+/// `out/*`, stays cached).
+#[test]
+fn an_interrupted_restore_leaves_nothing_an_input_glob_sees() {
+    let ws = Workspace::new(LEFTOVER);
+    run(&ws, &[]).code(0);
+    let blob = Store::new(cache_dir(&ws), true).blob_path(&hash_bytes(b"generated"));
+    let saved = fs::read(&blob).unwrap();
+    // The blob becomes a FIFO: the restore blocks reading it, with its temp file open.
+    fs::remove_file(&blob).unwrap();
+    let fifo = std::ffi::CString::new(blob.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    fs::remove_file(ws.path("out/a.txt")).unwrap();
+    let names = |dir: &Path| -> Vec<String> {
+        fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut child = ws
+        .cmd(&["taskrun.toml"])
+        .env_remove("TASKRUN_CACHE_DIR")
+        .env_remove("TASKRUN_REMOTE_CACHE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Opening the write end waits for the restore to open the read end.
+    let mut writer = fs::OpenOptions::new().write(true).open(&blob).unwrap();
+    std::io::Write::write_all(&mut writer, b"gen").unwrap();
+    let cas = cache_dir(&ws).join("cas");
+    let temp_exists = || {
+        let in_out = names(&ws.path("out")).iter().any(|n| n.starts_with('.'));
+        let in_cas = walkdir::WalkDir::new(&cas)
+            .into_iter()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"));
+        in_out || in_cas
+    };
+    wait_until("the restore's temp file", temp_exists);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(writer);
+    fs::remove_file(&blob).unwrap();
+    fs::write(&blob, saved).unwrap();
+
+    let r = run(&ws, &[]);
+    r.code(0);
+    assert_eq!(status(&ws, "use"), "cached", "{}", r.stderr);
+    assert_eq!(names(&ws.path("out")), ["a.txt"]);
+}
