@@ -1,0 +1,16 @@
+//! Fan-out (SPEC §9, issue 12 points 1-5 and 8) through the real binary: expansion, names,
+//! dependencies and targets, quoting of inserted values, produced items, reserved paths, the
+//! plan and summary at scale, and the cache per instance, with real files in temp dirs and a
+//! real HTTP server on 127.0.0.1.
+
+#[path = "../support/fault_server.rs"]
+mod fault_server;
+
+mod cache;
+mod expansion;
+mod http;
+mod names;
+mod produced;
+mod quoting;
+mod readability;
+mod support;

@@ -1,0 +1,196 @@
+//! Items must exist before the run (SPEC §9 "What is read when"), and no task may write what
+//! taskrun itself reads (SPEC §13 "Paths in the manifest"): both are validation errors, exit 2,
+//! before anything runs.
+
+use crate::http::Http;
+use crate::support::Workspace;
+
+/// `check`, `plan` and `run` all refuse with exit 2, mentioning every one of `parts`; no run
+/// happened.
+fn refused(ws: &Workspace, parts: &[&str]) {
+    ws.check().code(2).says(parts);
+    ws.plan_text(&[]).code(2);
+    ws.run(&[]).code(2).says(parts);
+    assert!(!ws.exists(".taskrun/runs"), "nothing ran");
+}
+
+#[test]
+fn an_item_file_that_a_task_writes_is_an_error_naming_that_task() {
+    let ws = Workspace::new(
+        r#"
+[tasks.gen]
+run = "echo http://h/a.csv > urls.txt"
+outputs = ["urls.txt"]
+
+[tasks.get]
+for_each = { lines = "urls.txt" }
+run = ["echo", "${item.line}"]
+"#,
+    );
+    ws.write("urls.txt", "http://h/a.csv\n");
+    refused(&ws, &["urls.txt", "`gen`", "taskrun.toml:7:"]);
+}
+
+#[test]
+fn an_item_file_inside_an_output_directory_is_an_error_naming_that_task() {
+    let ws = Workspace::new(
+        r#"
+[tasks.unpack]
+run = "mkdir -p lists && echo a > lists/items.csv"
+outputs = ["lists"]
+
+[tasks.use]
+for_each = { csv = "lists/items.csv" }
+run = "true"
+"#,
+    );
+    ws.write("lists/items.csv", "id\na\n");
+    refused(&ws, &["lists/items.csv", "`unpack`"]);
+}
+
+#[test]
+fn an_item_file_that_is_a_download_dest_is_an_error_naming_that_task() {
+    let http = Http::start();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.list]
+download = {{ url = "{}", dest = "urls.txt" }}
+
+[tasks.get]
+for_each = {{ lines = "urls.txt" }}
+run = ["echo", "${{item.line}}"]
+"#,
+        http.url("/urls.txt")
+    ));
+    ws.write("urls.txt", "http://h/a.csv\n");
+    refused(&ws, &["urls.txt", "`list`"]);
+    assert_eq!(http.hits("/urls.txt"), 0);
+}
+
+#[test]
+fn a_glob_that_matches_another_fanouts_dest_names_the_fanout_task() {
+    let ws = Workspace::new(
+        r#"
+[tasks.get]
+for_each = { lines = "urls.txt" }
+run = "echo x > raw/${item.name}"
+outputs = ["raw/${item.name}"]
+
+[tasks.clean]
+for_each = { glob = "raw/*.csv" }
+run = "true"
+"#,
+    );
+    ws.write("urls.txt", "http://h/a.csv\n")
+        .write("raw/old.csv", "left over\n");
+    refused(&ws, &["raw/*.csv", "raw/a.csv", "`get`"]);
+}
+
+#[test]
+fn a_glob_that_matches_the_fanouts_own_outputs_is_an_error() {
+    let ws = Workspace::new(
+        r#"
+[tasks.copy]
+for_each = { glob = "data/*.txt" }
+run = "cp ${item.path} data/${item.stem}-copy.txt"
+outputs = ["data/${item.stem}-copy.txt"]
+"#,
+    );
+    ws.write("data/a.txt", "a\n");
+    refused(&ws, &["data/*.txt", "data/a-copy.txt", "`copy`"]);
+}
+
+#[test]
+fn a_glob_below_an_output_directory_is_an_error_naming_that_task() {
+    let ws = Workspace::new(
+        r#"
+[tasks.unpack]
+run = "true"
+outputs = ["photos"]
+
+[tasks.thumb]
+for_each = { glob = "photos/**/*.jpg" }
+run = "true"
+"#,
+    );
+    ws.write("photos/a.jpg", "a");
+    refused(&ws, &["photos/**/*.jpg", "`unpack`"]);
+}
+
+#[test]
+fn a_glob_that_no_output_can_match_is_fine() {
+    let ws = Workspace::new(
+        r#"
+[tasks.copy]
+for_each = { glob = "data/*.txt" }
+run = "cp ${item.path} copies/${item.name}"
+outputs = ["copies/${item.name}"]
+
+[tasks.other]
+run = "true"
+outputs = ["data/notes.md", "datax/a.txt"]
+"#,
+    );
+    ws.write("data/a.txt", "a\n");
+    std::fs::create_dir_all(ws.path("copies")).unwrap();
+    ws.check().code(0);
+}
+
+#[test]
+fn a_dest_that_is_the_manifest_itself_is_refused() {
+    let http = Http::start();
+    let ws = Workspace::new(&format!(
+        "[tasks.evil]\ndownload = {{ url = \"{}\", dest = \"taskrun.toml\" }}\n",
+        http.url("/m.toml")
+    ));
+    refused(
+        &ws,
+        &["taskrun.toml", "manifest", "`evil`", "taskrun.toml:2:"],
+    );
+    assert_eq!(http.hits("/m.toml"), 0);
+}
+
+#[test]
+fn outputs_under_taskrun_state_the_lockfile_or_the_cache_dir_are_refused() {
+    for (out, what) in [
+        (".taskrun/runs/fake.json", ".taskrun"),
+        (".taskrun", ".taskrun"),
+        ("taskrun.lock", "lockfile"),
+        ("cache/ac/x.json", "cache dir"),
+        ("./taskrun.toml", "manifest"),
+    ] {
+        let ws = Workspace::new(&format!(
+            "[cache]\ndir = \"cache\"\n\n[tasks.evil]\nrun = \"true\"\noutputs = [\"{out}\"]\n"
+        ));
+        refused(&ws, &[what, "`evil`"]);
+    }
+}
+
+#[test]
+fn a_fanout_output_that_expands_to_a_reserved_path_is_refused() {
+    let ws = Workspace::new(
+        r#"
+[tasks.get]
+for_each = { lines = "urls.txt" }
+run = "echo > ${item.name}"
+outputs = ["${item.name}"]
+"#,
+    );
+    ws.write("urls.txt", "http://h/a.csv\nhttp://h/taskrun.lock\n");
+    refused(&ws, &["taskrun.lock", "lockfile", "`get`"]);
+}
+
+#[test]
+fn a_download_fanout_whose_dest_is_taskrun_state_is_refused() {
+    let http = Http::start();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.get]
+matrix = {{ f = ["a", "b"] }}
+download = {{ url = "{}/${{matrix.f}}", dest = ".taskrun/${{matrix.f}}" }}
+"#,
+        http.url("")
+    ));
+    refused(&ws, &[".taskrun", "`get`"]);
+    assert_eq!(http.hits("/a") + http.hits("/b"), 0);
+}

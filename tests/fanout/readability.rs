@@ -1,0 +1,163 @@
+//! Readable at scale (SPEC §9 "Showing many instances"): the text plan shows a fan-out task
+//! once with its count, first and last keys and template, plus only the instances whose
+//! predicted status differs; `--expand` lists all; the summary table groups more than 10.
+
+use crate::support::{Workspace, with_status};
+
+/// 12 instances `conv[f01.txt]` … `conv[f12.txt]`, each copying its input.
+fn twelve() -> Workspace {
+    let ws = Workspace::new(
+        r#"
+[tasks.conv]
+description = "convert one file"
+for_each = { glob = "in/*.txt" }
+inputs = ["${item.path}"]
+outputs = ["out/${item.name}"]
+run = "cp ${item.path} out/${item.name}"
+
+[tasks.merge]
+deps = ["conv"]
+run = "cat out/*.txt > merged.txt"
+outputs = ["merged.txt"]
+"#,
+    );
+    for i in 1..=12 {
+        ws.write(&format!("in/f{i:02}.txt"), &format!("{i}\n"));
+    }
+    std::fs::create_dir_all(ws.path("out")).unwrap();
+    ws
+}
+
+fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[test]
+fn the_text_plan_shows_a_fanout_once_with_count_first_last_and_template() {
+    let ws = twelve();
+    let r = ws.plan_text(&[]);
+    r.code(0).says(&[
+        "conv[*]",
+        "12 instances: conv[f01.txt] … conv[f12.txt]",
+        "each: cp ${item.path} out/${item.name}",
+        "convert one file",
+        "cache: 12 miss",
+        "after: conv[*] (12 instances)",
+    ]);
+    for i in 2..=11 {
+        let name = format!("conv[f{i:02}.txt]");
+        assert!(!r.stdout.contains(&name), "{name} listed:\n{}", r.stdout);
+    }
+    assert_eq!(
+        lines_with(&r.stdout, "12 instances:").len(),
+        1,
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn after_a_run_the_plan_lists_only_the_instance_that_will_run_with_its_reason() {
+    let ws = twelve();
+    ws.run(&["-q"]).code(0);
+    let r = ws.plan_text(&[]);
+    r.code(0).says(&["cache: 12 hit"]);
+    assert!(!r.stdout.contains("will run"), "{}", r.stdout);
+
+    ws.write("in/f07.txt", "seven\n");
+    let r = ws.plan_text(&[]);
+    r.code(0).says(&[
+        "1 of 12 will run:",
+        "conv[f07.txt]",
+        "input in/f07.txt changed",
+        "11 hit, 1 miss",
+    ]);
+    for i in (1..=12).filter(|i| *i != 7) {
+        let name = format!("conv[f{i:02}.txt]");
+        // Only as the first/last key of the header line, never as a listed instance.
+        assert!(
+            lines_with(&r.stdout, &name)
+                .iter()
+                .all(|l| l.contains("12 instances:")),
+            "{name} listed:\n{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn plan_expand_lists_every_instance() {
+    let ws = twelve();
+    let r = ws.plan_text(&["--expand"]);
+    r.code(0);
+    for i in 1..=12 {
+        let name = format!("conv[f{i:02}.txt]");
+        assert!(
+            r.stdout.lines().any(|l| l.trim_start().starts_with(&name)),
+            "{name} missing:\n{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout
+                .contains(&format!("cp in/f{i:02}.txt out/f{i:02}.txt"))
+        );
+    }
+}
+
+#[test]
+fn the_json_plan_counts_instances_and_has_no_entry_for_the_fanout_task() {
+    let ws = twelve();
+    let plan = ws.plan_json(&[]);
+    let tasks = plan["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 13);
+    assert!(tasks.iter().all(|t| t["name"] != "conv"));
+    let merge = tasks.iter().find(|t| t["name"] == "merge").unwrap();
+    assert_eq!(merge["task"], "merge");
+    assert!(merge["item"].is_null());
+    assert_eq!(merge["deps"].as_array().unwrap().len(), 12);
+}
+
+#[test]
+fn the_summary_of_more_than_ten_instances_is_one_row_of_counts_plus_each_failure() {
+    let ws = Workspace::new(
+        r#"
+[tasks.conv]
+matrix = { n = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] }
+run = "test ${matrix.n} != 4 && test ${matrix.n} != 9"
+
+[tasks.small]
+matrix = { n = [1, 2] }
+run = "true"
+"#,
+    );
+    let (r, report) = ws.run_report(&["-k"], 1);
+    assert_eq!(report["summary"]["total"], 14);
+    assert_eq!(with_status(&report, "failed"), ["conv[4]", "conv[9]"]);
+    let all = r.all();
+    let table: Vec<&str> = all
+        .lines()
+        .skip_while(|l| !l.starts_with("TASK"))
+        .collect::<Vec<_>>();
+    let table_text = table.join("\n");
+    let group = lines_with(&table_text, "conv[*]");
+    assert_eq!(group.len(), 1, "{table_text}");
+    assert!(group[0].contains("(12)"), "{table_text}");
+    assert!(group[0].contains("10 succeeded"), "{table_text}");
+    assert!(group[0].contains("2 failed"), "{table_text}");
+    // Each failed instance gets its own row; no succeeded one does.
+    assert_eq!(lines_with(&table_text, "conv[4]").len(), 1, "{table_text}");
+    assert_eq!(lines_with(&table_text, "conv[9]").len(), 1, "{table_text}");
+    assert!(lines_with(&table_text, "conv[4]")[0].contains("failed"));
+    assert!(
+        lines_with(&table_text, "conv[1]").is_empty(),
+        "{table_text}"
+    );
+    // Ten or fewer instances keep a row each.
+    assert_eq!(lines_with(&table_text, "small[1]").len(), 1, "{table_text}");
+    assert_eq!(lines_with(&table_text, "small[2]").len(), 1, "{table_text}");
+    assert!(
+        lines_with(&table_text, "small[*]").is_empty(),
+        "{table_text}"
+    );
+    assert!(table_text.contains("14 tasks"), "{table_text}");
+}
