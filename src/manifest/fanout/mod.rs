@@ -179,7 +179,7 @@ fn for_each(
     };
     let (text, span) = r.string(sv, &format_args!("tasks.{task}.for_each.{}", kind.as_str()))?;
     let path = match super::paths::normalize(&text, false) {
-        Ok(p) => p.0,
+        Ok(p) => p.as_str().to_string(),
         Err(e) => {
             r.push(
                 Problem::at(span, e.message(kind.as_str(), &text))
