@@ -49,7 +49,7 @@ pub struct RunOptions {
     pub keep_going: bool,
     /// Where task logs go (`.taskrun/logs/<run-id>`); created by the caller. None: no logs.
     pub log_dir: Option<PathBuf>,
-    /// Listen for SIGINT/SIGTERM (the binary does; library tests need not).
+    /// Listen for SIGINT/SIGTERM/SIGHUP (the binary does; library tests need not).
     pub handle_signals: bool,
     /// `-v`: replay a cache hit's recorded output.
     pub replay_cached_output: bool,
