@@ -10,6 +10,7 @@ mod children;
 mod downloads;
 mod http;
 mod run;
+mod security_io;
 mod services;
 mod signals;
 mod support;

@@ -1,0 +1,137 @@
+//! Issue 13 through the real binary (SPEC §13): `cache clean`/`gc` delete only what taskrun
+//! wrote.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::http::files_under;
+use crate::support::{Run, Workspace, task};
+
+fn run_in(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = ws.cmd(args);
+    cmd.env_remove("TASKRUN_CACHE_DIR")
+        .env_remove("TASKRUN_REMOTE_CACHE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.output().unwrap())
+}
+
+fn age(path: &Path, by: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - by)
+        .unwrap();
+}
+
+/// Files whose name is a sha256 or a sha256 record: what the store writes.
+fn store_entries(dir: &Path) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| {
+            let name = f.rsplit('/').next().unwrap_or("");
+            let stem = name.strip_suffix(".json").unwrap_or(name);
+            stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .collect()
+}
+
+// ---- cache clean / gc (SPEC §13: delete only what taskrun wrote) ----
+
+const SHARED_DIR: &str = r#"
+[cache]
+dir = "data"
+
+[tasks.make]
+outputs = ["out.txt"]
+run = "echo made > out.txt"
+"#;
+
+/// The user's files in a cache dir they share with taskrun, including some inside the store's
+/// own directories under names the store never uses.
+const FOREIGN: &[&str] = &[
+    "data/keep.txt",
+    "data/cas/notes.txt",
+    "data/cas/zz/mine.bin",
+    "data/ac/ab/readme.json",
+    "data/index/list.bin",
+    "data/sub/.tmp-abcdef",
+    "data/.tmp-notes.txt",
+];
+
+fn shared_dir_workspace() -> Workspace {
+    let ws = Workspace::new(SHARED_DIR);
+    for f in FOREIGN {
+        ws.write(f, &format!("user file {f}\n"));
+        age(&ws.path(f), Duration::from_secs(7200));
+    }
+    run_in(&ws, &["taskrun.toml"], &[]).code(0);
+    assert!(!store_entries(&ws.path("data")).is_empty());
+    ws
+}
+
+fn assert_foreign_files_kept(ws: &Workspace) {
+    for f in FOREIGN {
+        assert_eq!(ws.read(f), format!("user file {f}\n"), "{f}");
+    }
+}
+
+#[test]
+fn cache_clean_keeps_the_users_files_in_a_shared_cache_dir() {
+    let ws = shared_dir_workspace();
+    let out = run_in(&ws, &["cache", "clean", "taskrun.toml"], &[]);
+    out.code(0);
+    assert_foreign_files_kept(&ws);
+    assert_eq!(store_entries(&ws.path("data")), Vec::<String>::new());
+    assert!(!ws.path("data/stat.bin").exists());
+    // Nothing cached is left: the task runs again.
+    run_in(&ws, &["taskrun.toml"], &[]).code(0);
+    assert_eq!(task(&ws.last_report(), "make")["status"], "succeeded");
+}
+
+#[test]
+fn cache_gc_keeps_the_users_files_and_sweeps_only_its_own_temp_files() {
+    let ws = shared_dir_workspace();
+    // A temp file a killed taskrun left in the store: gc's to remove.
+    ws.write("data/cas/.tmp-Ab12Cd", "half a blob");
+    age(&ws.path("data/cas/.tmp-Ab12Cd"), Duration::from_secs(7200));
+    let out = run_in(
+        &ws,
+        &["cache", "gc", "taskrun.toml", "--max-age", "0s"],
+        &[],
+    );
+    out.code(0);
+    assert_foreign_files_kept(&ws);
+    assert_eq!(store_entries(&ws.path("data")), Vec::<String>::new());
+    assert!(!ws.path("data/cas/.tmp-Ab12Cd").exists());
+}
+
+#[test]
+fn cache_clean_and_gc_refuse_a_cache_dir_that_is_the_workspace() {
+    let ws = Workspace::new(&SHARED_DIR.replace("dir = \"data\"", ""));
+    ws.write("src/main.c", "int main(void) { return 0; }\n");
+    let blob = format!("cas/ab/ab{}", "0".repeat(62));
+    ws.write(&blob, "a blob");
+    let root = ws.root().to_str().unwrap().to_string();
+    let cases: [(&[&str], &str); 5] = [
+        (&["cache", "clean"], "."),
+        (&["cache", "clean", "taskrun.toml"], "."),
+        (&["cache", "clean", "taskrun.toml"], &root),
+        (&["cache", "gc", "--max-age", "0s"], "."),
+        (&["cache", "gc", "taskrun.toml", "--max-size", "0"], &root),
+    ];
+    for (args, dir) in cases {
+        let out = run_in(&ws, args, &[("TASKRUN_CACHE_DIR", dir)]);
+        out.code(2);
+        assert!(
+            out.stderr.contains("refus") && out.stderr.contains("workspace"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(ws.path("taskrun.toml").is_file(), "{args:?}");
+        assert!(ws.path("src/main.c").is_file(), "{args:?}");
+        assert!(ws.path(&blob).is_file(), "{args:?}");
+    }
+}
