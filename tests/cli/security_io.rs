@@ -1,10 +1,11 @@
-//! Issue 13 through the real binary (SPEC §13): `cache clean`/`gc` delete only what taskrun
-//! wrote.
+//! Issue 13 through the real binary (SPEC §13, §4): `cache clean`/`gc` delete only what
+//! taskrun wrote, and `[http] read_timeout` fails a stalled response retryably.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::http::files_under;
+use crate::fault_server::{Fault, Route};
+use crate::http::{Http, body, files_under};
 use crate::support::{Run, Workspace, task};
 
 fn run_in(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Run {
@@ -134,4 +135,46 @@ fn cache_clean_and_gc_refuse_a_cache_dir_that_is_the_workspace() {
         assert!(ws.path("src/main.c").is_file(), "{args:?}");
         assert!(ws.path(&blob).is_file(), "{args:?}");
     }
+}
+
+// ---- [http] read_timeout (SPEC §4) ----
+
+fn stalled_then_ok(fault: Fault) {
+    let http = Http::start();
+    let data = body(50_000);
+    http.route("/slow.bin", Route::ok(data.clone()).then(fault));
+    let ws = Workspace::new(&format!(
+        r#"
+[http]
+read_timeout = "300ms"
+
+[tasks.get]
+download = {{ url = "{}", dest = "slow.bin" }}
+retry = {{ max_attempts = 2, initial_delay = "10ms", jitter = "none" }}
+timeout = "20s"
+"#,
+        http.url("/slow.bin")
+    ));
+    let started = std::time::Instant::now();
+    run_in(&ws, &["taskrun.toml"], &[]).code(0);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(std::fs::read(ws.path("slow.bin")).unwrap(), data);
+    assert_eq!(http.hits("/slow.bin"), 2);
+    let report = ws.last_report();
+    let attempts = task(&report, "get")["attempts"].as_array().unwrap().clone();
+    assert_eq!(attempts.len(), 2, "{report:#}");
+    assert_eq!(attempts[0]["outcome"], "timed_out", "{report:#}");
+    let error = attempts[0]["error"].as_str().unwrap();
+    assert!(error.contains("read_timeout"), "{error}");
+    assert_eq!(attempts[1]["outcome"], "succeeded");
+}
+
+#[test]
+fn read_timeout_fails_a_body_that_stalls_and_the_retry_succeeds() {
+    stalled_then_ok(Fault::Stall(1000));
+}
+
+#[test]
+fn read_timeout_fails_a_server_that_never_answers_and_the_retry_succeeds() {
+    stalled_then_ok(Fault::Silent);
 }
