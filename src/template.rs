@@ -6,6 +6,10 @@
 
 use std::fmt;
 
+mod in_url;
+
+pub use in_url::{COMPONENT, UrlPart, UrlSecretError};
+
 /// One piece of an interpolated string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Segment {

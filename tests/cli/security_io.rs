@@ -1,8 +1,13 @@
 //! Issue 13 through the real binary (SPEC §13, §4): `cache clean`/`gc` delete only what
-//! taskrun wrote, and `[http] read_timeout` fails a stalled response retryably.
+//! taskrun wrote, secrets cannot move a request to another host, port or path, and
+//! `[http] read_timeout` fails a stalled response retryably.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use percent_encoding::percent_decode_str;
 
 use crate::fault_server::{Fault, Route};
 use crate::http::{Http, body, files_under};
@@ -135,6 +140,114 @@ fn cache_clean_and_gc_refuse_a_cache_dir_that_is_the_workspace() {
         assert!(ws.path("src/main.c").is_file(), "{args:?}");
         assert!(ws.path(&blob).is_file(), "{args:?}");
     }
+}
+
+// ---- secrets in URLs (SPEC §13: percent-encoded for the part they land in) ----
+
+#[test]
+fn a_secret_in_the_userinfo_cannot_move_the_request_to_another_port() {
+    let (good, evil) = (Http::start(), Http::start());
+    good.route("/ok", Route::ok(b"fine".to_vec()));
+    evil.route("/x", Route::ok(b"evil".to_vec()));
+    let pw = format!("pa@{}/x#", evil.addr());
+    let ws = Workspace::new(&format!(
+        "[tasks.get]\ndownload = {{ url = \"http://user:${{secret.PW}}@{}/ok\", dest = \"ok.bin\" }}\n",
+        good.addr()
+    ));
+    let out = run_in(&ws, &["taskrun.toml"], &[("PW", &pw)]);
+    assert_eq!(evil.connections(), 0, "the secret moved the request");
+    out.code(0);
+    assert_eq!(ws.read("ok.bin"), "fine");
+    let auth = good.requests("/ok")[0]
+        .header("authorization")
+        .map(String::from);
+    let want = format!("Basic {}", STANDARD.encode(format!("user:{pw}")));
+    assert_eq!(auth.as_deref(), Some(want.as_str()));
+}
+
+#[test]
+fn secrets_in_userinfo_path_query_and_fragment_are_data_only() {
+    let (good, evil) = (Http::start(), Http::start());
+    good.route("/u", Route::ok(b"u".to_vec()));
+    good.route("/q", Route::ok(b"q".to_vec()));
+    good.route("/f", Route::ok(b"f".to_vec()));
+    let s = format!("a b+c%2F@{}/x?y=1&z=2#w", evil.addr());
+    let g = good.addr();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.user]
+download = {{ url = "http://${{secret.S}}:${{secret.S}}@{g}/u", dest = "u.bin" }}
+
+[tasks.path]
+download = {{ url = "http://{g}/files/${{secret.S}}", dest = "p.bin" }}
+retry = 1
+
+[tasks.query]
+download = {{ url = "http://{g}/q?key=${{secret.S}}&n=1", dest = "q.bin" }}
+
+[tasks.fragment]
+download = {{ url = "http://{g}/f#${{secret.S}}", dest = "f.bin" }}
+"#
+    ));
+    let out = run_in(&ws, &["taskrun.toml", "-k"], &[("S", &s)]);
+    assert_eq!(evil.connections(), 0, "the secret moved a request");
+    // `path` gets a 404 (no route): its request is checked below.
+    out.code(1);
+
+    let auth = good.requests("/u")[0]
+        .header("authorization")
+        .map(String::from);
+    let want = format!("Basic {}", STANDARD.encode(format!("{s}:{s}")));
+    assert_eq!(auth.as_deref(), Some(want.as_str()));
+
+    let all = good.all_requests();
+    let files: Vec<_> = all
+        .iter()
+        .filter(|r| r.target.starts_with("/files/"))
+        .collect();
+    assert_eq!(files.len(), 1, "{all:?}");
+    let segment = files[0].target.strip_prefix("/files/").unwrap();
+    assert!(!segment.contains(['/', '?', '#']), "{}", files[0].target);
+    assert_eq!(percent_decode_str(segment).decode_utf8().unwrap(), s);
+
+    let q = &good.requests("/q")[0].target;
+    let query = q.split_once('?').unwrap().1;
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(
+        pairs,
+        [("key".into(), s.clone()), ("n".into(), "1".into())],
+        "{q}"
+    );
+    assert_eq!(good.requests("/f")[0].target, "/f");
+    assert_eq!(task(&ws.last_report(), "query")["status"], "succeeded");
+}
+
+#[test]
+fn a_secret_in_host_or_port_position_is_refused_at_load_time() {
+    let ws = Workspace::new(
+        r#"
+[tasks.host]
+download = { url = "http://${secret.H}/x", dest = "a.bin" }
+
+[tasks.port]
+download = { url = "http://127.0.0.1:${secret.P}/x", dest = "b.bin" }
+
+[tasks.after_at]
+download = { url = "http://user@${secret.H}/x", dest = "c.bin" }
+
+[tasks.ok]
+download = { url = "http://${secret.U}@127.0.0.1:1/${secret.P}?k=${secret.H}", dest = "d.bin" }
+"#,
+    );
+    let out = run_in(&ws, &["check", "taskrun.toml"], &[]);
+    out.code(2);
+    for line in ["taskrun.toml:3:", "taskrun.toml:6:", "taskrun.toml:9:"] {
+        assert!(out.stderr.contains(line), "{line}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("taskrun.toml:12:"), "{}", out.stderr);
+    assert!(out.stderr.contains("host"), "{}", out.stderr);
 }
 
 // ---- [http] read_timeout (SPEC §4) ----
