@@ -83,6 +83,7 @@ pub async fn run(
         done: done_tx,
         http: lanes::http_client(&plan),
         download_progress: sink.wants_download_progress(),
+        redactor: std::sync::OnceLock::new(),
     });
     let cache = shared.cache.clone();
     let mut r = Loop::new(plan, shared, &opts, sink, stop_tx);

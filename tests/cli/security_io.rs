@@ -1,17 +1,25 @@
-//! Issue 13 through the real binary (SPEC §13, §4): `cache clean`/`gc` delete only what
-//! taskrun wrote, secrets cannot move a request to another host, port or path, and
-//! `[http] read_timeout` fails a stalled response retryably.
+//! Issue 13 through the real binary (SPEC §13, §2, §4): `cache clean`/`gc` delete only what
+//! taskrun wrote, secrets cannot move a request to another host, port or path, every form of
+//! a secret is redacted from every byte taskrun writes, and `[http] read_timeout` fails a
+//! stalled response retryably.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use percent_encoding::percent_decode_str;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::fault_server::{Fault, Route};
 use crate::http::{Http, body, files_under};
 use crate::support::{Run, Workspace, task};
+
+/// RFC 3986 unreserved characters stay, everything else is `%XX` (space is `%20`).
+const STRICT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 fn run_in(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = ws.cmd(args);
@@ -21,6 +29,14 @@ fn run_in(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Run {
         cmd.env(k, v);
     }
     Run::from(cmd.output().unwrap())
+}
+
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}x{nanos:x}", std::process::id())
 }
 
 fn age(path: &Path, by: Duration) {
@@ -248,6 +264,123 @@ download = { url = "http://${secret.U}@127.0.0.1:1/${secret.P}?k=${secret.H}", d
     }
     assert!(!out.stderr.contains("taskrun.toml:12:"), "{}", out.stderr);
     assert!(out.stderr.contains("host"), "{}", out.stderr);
+}
+
+// ---- redaction of every form of a secret, in every byte taskrun writes (SPEC §13, §2) ----
+
+/// The forms a secret takes on its way out of a command or a request.
+fn forms(secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("raw", secret.to_string()),
+        (
+            "percent %20",
+            utf8_percent_encode(secret, STRICT).to_string(),
+        ),
+        (
+            "percent lower-case",
+            lower_hex(&utf8_percent_encode(secret, STRICT).to_string()),
+        ),
+        (
+            "form +",
+            url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+        ),
+        ("base64", STANDARD.encode(secret)),
+        ("base64url", URL_SAFE_NO_PAD.encode(secret)),
+        ("basic auth", STANDARD.encode(format!("user:{secret}"))),
+    ]
+}
+
+/// `%2F` -> `%2f`, the rest as it is.
+fn lower_hex(encoded: &str) -> String {
+    let mut out = String::new();
+    let mut hex = 0;
+    for c in encoded.chars() {
+        if c == '%' {
+            hex = 2;
+            out.push(c);
+        } else if hex > 0 {
+            hex -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn assert_no_form(what: &str, bytes: &[u8], forms: &[(&str, String)]) {
+    for (name, form) in forms {
+        let found = bytes.windows(form.len()).any(|w| w == form.as_bytes());
+        assert!(!found, "the {name} form of the secret is in {what}");
+    }
+}
+
+#[test]
+fn no_form_of_a_secret_reaches_any_stream_or_file() {
+    let http = Http::start();
+    let secret = format!("Sx{} tok+en/=@#?%:{}", unique(), "z".repeat(9));
+    let forms = forms(&secret);
+    // The command prints every form, read from a file outside the workspace.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let said = elsewhere.path().join("forms.txt");
+    let text: String = forms.iter().map(|(_, f)| format!("{f}\n")).collect();
+    std::fs::write(&said, text).unwrap();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.say]
+env = {{ T = "${{secret.S}}" }}
+outputs = ["said.txt"]
+run = "cat '{said}'; cat '{said}' >&2; echo \"$T\"; echo done > said.txt"
+
+[tasks.get]
+download = {{ url = "http://user:${{secret.S}}@{addr}/missing/${{secret.S}}?k=${{secret.S}}", dest = "dl/x.bin" }}
+retry = 1
+"#,
+        said = said.display(),
+        addr = http.addr(),
+    ));
+    let env = [("S", secret.as_str())];
+    let mut outputs = Vec::new();
+    let runs: [&[&str]; 4] = [
+        &[
+            "taskrun.toml",
+            "-k",
+            "-v",
+            "--report",
+            "out/report.json",
+            "--junit",
+            "out/junit.xml",
+        ],
+        &["taskrun.toml", "-k", "-v", "--log-format", "json"],
+        &["plan", "taskrun.toml", "--format", "json"],
+        &["explain", "taskrun.toml", "say"],
+    ];
+    for args in runs {
+        let out = run_in(&ws, args, &env);
+        outputs.push((format!("{args:?}"), out));
+    }
+    assert_eq!(outputs[0].1.code, 1, "{}", outputs[0].1.stderr);
+    assert_eq!(task(&ws.last_report(), "say")["status"], "cached");
+    assert_eq!(task(&ws.last_report(), "get")["status"], "failed");
+    for (what, out) in &outputs {
+        assert_no_form(&format!("stdout of {what}"), out.stdout.as_bytes(), &forms);
+        assert_no_form(&format!("stderr of {what}"), out.stderr.as_bytes(), &forms);
+    }
+    let files = files_under(ws.root());
+    for f in ["out/report.json", "out/junit.xml", "said.txt"] {
+        assert!(files.iter().any(|x| x == f), "{f} missing: {files:?}");
+    }
+    assert!(files.iter().any(|f| f.starts_with(".taskrun/cache/cas/")));
+    for f in &files {
+        assert_no_form(f, &std::fs::read(ws.path(f)).unwrap(), &forms);
+    }
+    let log = files
+        .iter()
+        .find(|f| f.starts_with(".taskrun/logs/") && f.ends_with("/say.log"))
+        .expect("say.log");
+    let log = ws.read(log);
+    // Every form was printed, once per stream, and came out redacted.
+    assert!(log.matches("***").count() > 2 * forms.len(), "{log}");
 }
 
 // ---- [http] read_timeout (SPEC §4) ----
