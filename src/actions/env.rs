@@ -38,8 +38,8 @@ pub fn workdir(pipeline: &Pipeline, task: &Task) -> PathBuf {
 }
 
 /// Every form of every set secret the pipeline names, in any task (see [`Redactor`]), and of
-/// the remote cache's user and password: what any task prints, reports or records is
-/// redacted with it. A command inherits the caller's environment, so it may print a secret
+/// the remote cache's password (or its user when it has none: a token): what any task
+/// prints, reports or records is redacted with it. A command inherits the caller's environment, so it may print a secret
 /// that only another task names.
 pub fn redactor(pipeline: &Pipeline) -> Redactor {
     let mut templates: Vec<&Template> = pipeline.env.values().collect();
@@ -73,8 +73,7 @@ pub fn redactor(pipeline: &Pipeline) -> Redactor {
                 .decode_utf8_lossy()
                 .into_owned()
         };
-        values.push(decode(remote.username()));
-        values.extend(remote.password().map(decode));
+        values.push(decode(remote.password().unwrap_or(remote.username())));
     }
     Redactor::new(values)
 }

@@ -383,6 +383,25 @@ retry = 1
     assert!(log.matches("***").count() > 2 * forms.len(), "{log}");
 }
 
+#[test]
+fn a_remote_cache_token_is_not_printed() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let token = format!("tok{}", unique());
+    let ws = Workspace::new(SHARED_DIR);
+    let remote = format!("http://{token}@{addr}/cache");
+    let out = run_in(&ws, &["taskrun.toml"], &[("TASKRUN_REMOTE_CACHE", &remote)]);
+    out.code(0);
+    assert!(out.stderr.contains("remote cache"), "{}", out.stderr);
+    assert!(!out.stderr.contains(&token), "{}", out.stderr);
+    assert!(!out.stdout.contains(&token), "{}", out.stdout);
+    for f in files_under(ws.root()) {
+        let text = String::from_utf8_lossy(&std::fs::read(ws.path(&f)).unwrap()).into_owned();
+        assert!(!text.contains(&token), "{f}");
+    }
+}
+
 // ---- [http] read_timeout (SPEC §4) ----
 
 fn stalled_then_ok(fault: Fault) {
