@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about,
     after_help = "A bare `taskrun MANIFEST [TARGET...]` is `taskrun run MANIFEST [TARGET...]`.\n\
-                  Exit codes: 0 ok, 1 a task failed, 2 usage or manifest error, 130/143 interrupted."
+                  Exit codes: 0 ok, 1 a task failed, 2 usage or manifest error, 130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP)."
 )]
 pub struct Cli {
     /// What to do.

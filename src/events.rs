@@ -94,9 +94,9 @@ pub enum Event {
         /// The last lines of its output, for failure messages.
         last_lines: Vec<String>,
     },
-    /// The first SIGINT/SIGTERM arrived: running tasks are being stopped.
+    /// The first SIGINT/SIGTERM/SIGHUP arrived: running tasks are being stopped.
     Interrupted {
-        /// `SIGINT` or `SIGTERM`.
+        /// `SIGINT`, `SIGTERM` or `SIGHUP`.
         signal: &'static str,
         /// True on the second signal: everything is killed at once.
         forced: bool,

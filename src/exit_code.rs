@@ -6,6 +6,8 @@ pub const SUCCESS: u8 = 0;
 pub const TASK_FAILED: u8 = 1;
 /// Usage error, invalid manifest, unknown target or task; nothing ran.
 pub const USAGE: u8 = 2;
+/// Interrupted by SIGHUP (the terminal closed).
+pub const SIGHUP: u8 = 129;
 /// Interrupted by SIGINT.
 pub const SIGINT: u8 = 130;
 /// Interrupted by SIGTERM.

@@ -129,6 +129,8 @@ pub struct HttpConfig {
     pub max_per_host: usize,
     /// TCP + TLS connect limit.
     pub connect_timeout: Duration,
+    /// A response that sends no byte for this long (headers or body) fails the attempt.
+    pub read_timeout: Duration,
     /// Sent unless a task sets its own `User-Agent`.
     pub user_agent: String,
 }
@@ -138,6 +140,7 @@ impl Default for HttpConfig {
         Self {
             max_per_host: 8,
             connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
             user_agent: format!("taskrun/{}", env!("CARGO_PKG_VERSION")),
         }
     }

@@ -2,9 +2,18 @@
 //!
 //! Secrets are resolved only when a task is about to run, so `check` and `plan` work without
 //! them. A [`Template`] can only be shown redacted (`***`); the plain value comes out of
-//! [`Template::expose`], which callers use only to hand it to a process or a socket.
+//! [`Template::expose`] (or, for a URL, [`Template::expose_url`], which percent-encodes each
+//! secret for the component it lands in), which callers use only to hand it to a process or a
+//! socket. What a task prints or reports passes through a [`Redactor`], which knows every form
+//! of a secret's value (raw, percent-encoded, base64).
 
 use std::fmt;
+
+mod in_url;
+mod redact;
+
+pub use in_url::{COMPONENT, UrlPart, UrlSecretError};
+pub use redact::{Redactor, secret_forms};
 
 /// One piece of an interpolated string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -137,20 +146,6 @@ impl fmt::Display for Template {
     }
 }
 
-/// Replaces every occurrence of the given secret values in `text` with `***`.
-///
-/// Commands may echo a secret they were given; their output passes through this before it
-/// reaches the console or a log file.
-pub fn redact_values(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,11 +165,5 @@ mod tests {
             t.expose_with(|_| None).unwrap_err(),
             MissingSecret("TOKEN".into())
         );
-    }
-
-    #[test]
-    fn redact_values_replaces_every_occurrence() {
-        let out = redact_values("a hunter2 b hunter2", &["hunter2".into()]);
-        assert_eq!(out, "a *** b ***");
     }
 }

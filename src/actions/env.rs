@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::model::{Action, CommandLine, Pipeline, Readiness, Task};
-use crate::template::{MissingSecret, Template};
+use crate::template::{MissingSecret, Redactor, Template};
 
 /// The argv to exec: `sh -c TEXT` for a shell string, the array as given otherwise.
 pub fn argv(cmd: &CommandLine) -> Result<Vec<String>, MissingSecret> {
@@ -37,33 +37,45 @@ pub fn workdir(pipeline: &Pipeline, task: &Task) -> PathBuf {
     }
 }
 
-/// The values of every secret the task refers to that is set, for redacting its output.
-pub fn secret_values(pipeline: &Pipeline, task: &Task) -> Vec<String> {
-    let mut templates: Vec<&Template> = pipeline.env.values().chain(task.env.values()).collect();
-    let mut extra: Vec<&Template> = Vec::new();
-    match &task.action {
-        Action::Command(c) => push_cmd(c, &mut extra),
-        Action::Service(s) => {
-            push_cmd(&s.run, &mut extra);
-            if let Readiness::Url(u) = &s.ready {
-                extra.push(u);
+/// Every form of every set secret the pipeline names, in any task (see [`Redactor`]), and of
+/// the remote cache's password (or its user when it has none: a token): what any task
+/// prints, reports or records is redacted with it. A command inherits the caller's environment, so it may print a secret
+/// that only another task names.
+pub fn redactor(pipeline: &Pipeline) -> Redactor {
+    let mut templates: Vec<&Template> = pipeline.env.values().collect();
+    for task in pipeline.tasks.values() {
+        templates.extend(task.env.values());
+        match &task.action {
+            Action::Command(c) => push_cmd(c, &mut templates),
+            Action::Service(s) => {
+                push_cmd(&s.run, &mut templates);
+                if let Readiness::Url(u) = &s.ready {
+                    templates.push(u);
+                }
             }
+            Action::Download(d) => {
+                templates.extend(d.urls.iter());
+                templates.extend(d.headers.values());
+            }
+            Action::Group => {}
         }
-        Action::Download(d) => {
-            extra.extend(d.urls.iter());
-            extra.extend(d.headers.values());
-        }
-        Action::Group => {}
     }
-    templates.extend(extra);
     let mut names: Vec<&str> = templates.iter().flat_map(|t| t.secret_names()).collect();
     names.sort_unstable();
     names.dedup();
-    names
+    let mut values: Vec<String> = names
         .into_iter()
         .filter_map(|n| std::env::var(n).ok())
-        .filter(|v| !v.is_empty())
-        .collect()
+        .collect();
+    if let Some(remote) = &pipeline.cache.remote {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        values.push(decode(remote.password().unwrap_or(remote.username())));
+    }
+    Redactor::new(values)
 }
 
 fn push_cmd<'a>(c: &'a CommandLine, out: &mut Vec<&'a Template>) {

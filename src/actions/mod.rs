@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use crate::events::Stream;
 use crate::model::{Action, Pipeline, Task};
 use crate::report::AttemptOutcome;
-use crate::template::redact_values;
+use crate::template::Redactor;
 
 pub use process::Stop;
 
@@ -60,20 +60,20 @@ pub struct OutputSink {
     /// The task's log: its path, and the file once the first line arrives (a task that
     /// prints nothing leaves no empty file behind).
     log: Option<Mutex<LogFile>>,
-    secrets: Vec<String>,
+    secrets: Arc<Redactor>,
     captured: Mutex<Vec<u8>>,
     /// Send download progress (see [`OutputSink::without_download_progress`]).
     download_progress: bool,
 }
 
 impl OutputSink {
-    /// A sink for task `task`, appending to the file at `log` when given; `secrets` are
-    /// redacted.
+    /// A sink for task `task`, appending to the file at `log` when given; every form of the
+    /// secrets `secrets` knows is redacted.
     pub fn new(
         task: usize,
         tx: mpsc::Sender<(usize, Progress)>,
         log: Option<std::path::PathBuf>,
-        secrets: Vec<String>,
+        secrets: Arc<Redactor>,
     ) -> Self {
         Self {
             task,
@@ -98,9 +98,10 @@ impl OutputSink {
         self
     }
 
-    /// Adds secret values to redact (they become known when the attempt resolves them).
-    pub fn add_secrets(&mut self, more: impl IntoIterator<Item = String>) {
-        self.secrets.extend(more);
+    /// `text` with the secrets redacted, for what the task reports besides its output (its
+    /// error, the URL it ended on).
+    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        self.secrets.redact(text)
     }
 
     /// Records one line: redacted, appended to the log file at once, sent to the console.
@@ -113,7 +114,7 @@ impl OutputSink {
     /// [`OutputSink::flush_log`]: a reader that got many lines from one read writes them
     /// with one system call instead of one per line.
     pub(crate) async fn line_held(&self, stream: Stream, text: &str) {
-        let line = redact_values(text, &self.secrets);
+        let line = self.secrets.redact(text).into_owned();
         if let Some(log) = &self.log
             && let Ok(mut log) = log.lock()
         {

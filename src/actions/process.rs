@@ -346,7 +346,7 @@ mod tests {
         let log = dir.path().join("t.log");
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let sink = OutputSink::new(0, tx, Some(log.clone()), Vec::new());
+        let sink = OutputSink::new(0, tx, Some(log.clone()), Default::default());
         let (_stop_tx, stop) = tokio::sync::watch::channel(Stop::No);
         let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
         let started = std::time::Instant::now();

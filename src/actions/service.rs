@@ -37,7 +37,7 @@ pub async fn run(
         (Err(e), _) | (_, Err(e)) => return ServiceEnd::Failed(e.to_string()),
     };
     let probe = match &svc.ready {
-        Readiness::Url(u) => match u.expose() {
+        Readiness::Url(u) => match u.expose_url() {
             Ok(url) => Probe::Url(url, u.redacted()),
             Err(e) => return ServiceEnd::Failed(e.to_string()),
         },

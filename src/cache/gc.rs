@@ -1,5 +1,8 @@
 //! `taskrun cache stats|gc|clean` at the library level: they take a cache dir, so they work
 //! with or without a manifest. `gc` and `clean` expect the caller to hold the cache lock.
+//!
+//! All three see only the files taskrun wrote ([`super::owned`]): a cache dir shared with
+//! other files keeps those, and their bytes do not count.
 
 use std::collections::HashMap;
 use std::fs;
@@ -7,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::lock::LOCK_FILE;
+use super::owned::{self, Kind};
 use super::record::ActionRecord;
 use super::store::Store;
 
@@ -18,21 +21,10 @@ pub struct StoreStats {
     pub entries: usize,
     /// Content blobs.
     pub blobs: usize,
-    /// Bytes of every file under the cache dir.
+    /// Bytes of taskrun's files in the cache dir.
     pub bytes: u64,
     /// The last run's summary: (cached, total, report file).
     pub last_run: Option<(u64, u64, PathBuf)>,
-}
-
-/// Total size of the files under `dir`.
-pub fn dir_size(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 /// Counts the store at `cache_dir`; reads the newest run report in `runs_dir`, if given.
@@ -41,7 +33,7 @@ pub fn stats(cache_dir: &Path, runs_dir: Option<&Path>) -> StoreStats {
     StoreStats {
         entries: store.record_files().len(),
         blobs: store.blob_files().len(),
-        bytes: dir_size(cache_dir),
+        bytes: owned::size(cache_dir),
         last_run: runs_dir.and_then(last_run_summary),
     }
 }
@@ -98,7 +90,7 @@ struct Entry {
 /// then more until the store fits `max_size`), then deletes blobs no remaining record uses.
 pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcOutcome> {
     let store = Store::new(cache_dir, false);
-    let bytes_before = dir_size(cache_dir);
+    let bytes_before = owned::size(cache_dir);
     let mut total = bytes_before;
     let mut outcome = GcOutcome {
         bytes_before,
@@ -188,7 +180,8 @@ pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcO
         }
     }
     remove_stale_temp_files(cache_dir, now);
-    outcome.bytes_after = dir_size(cache_dir);
+    owned::remove_empty_dirs(cache_dir);
+    outcome.bytes_after = owned::size(cache_dir);
     Ok(outcome)
 }
 
@@ -196,46 +189,26 @@ pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcO
 /// so no live writer is this slow).
 const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Deletes `.tmp-*` files a killed taskrun left behind.
+/// Deletes the store's temp files (see [`owned::is_temp_name`]) a killed taskrun left in the
+/// store's own directories; nothing else in the cache dir is looked at.
 fn remove_stale_temp_files(cache_dir: &Path, now: SystemTime) {
-    for entry in walkdir::WalkDir::new(cache_dir).into_iter().flatten() {
-        let is_temp = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(".tmp-"));
-        let old = entry
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .is_some_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP);
-        if is_temp
+    for f in owned::files(cache_dir) {
+        let old = fs::symlink_metadata(&f.path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP);
+        if f.kind == Kind::Temp
             && old
-            && entry.file_type().is_file()
-            && let Err(e) = fs::remove_file(entry.path())
+            && let Err(e) = fs::remove_file(&f.path)
         {
-            tracing::warn!("cannot remove {}: {e}", entry.path().display());
+            tracing::warn!("cannot remove {}: {e}", f.path.display());
         }
     }
 }
 
-/// Deletes everything in the cache dir but the lock file; returns the bytes freed.
+/// Deletes taskrun's files in the cache dir (blobs, records, journals, stat records, temp
+/// files) but the lock, held by the caller; the user's files stay. Returns the bytes freed.
 pub fn clean(cache_dir: &Path) -> io::Result<u64> {
-    let before = dir_size(cache_dir);
-    let Ok(entries) = fs::read_dir(cache_dir) else {
-        return Ok(0);
-    };
-    for e in entries.flatten() {
-        if e.file_name() == LOCK_FILE {
-            continue;
-        }
-        let path = e.path();
-        if e.file_type()?.is_dir() {
-            fs::remove_dir_all(&path)?;
-        } else {
-            fs::remove_file(&path)?;
-        }
-    }
-    Ok(before.saturating_sub(dir_size(cache_dir)))
+    owned::remove_all(cache_dir)
 }
 
 #[cfg(test)]
@@ -246,8 +219,8 @@ mod tests {
     fn gc_removes_temp_files_a_dead_process_left_but_not_fresh_ones() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("cas/ab")).unwrap();
-        let old = dir.path().join("cas/ab/.tmp-old");
-        let fresh = dir.path().join(".tmp-fresh");
+        let old = dir.path().join("cas/ab/.tmp-old123");
+        let fresh = dir.path().join(".tmp-fresh1");
         std::fs::write(&old, b"x").unwrap();
         std::fs::write(&fresh, b"y").unwrap();
         let two_hours_ago = SystemTime::now() - std::time::Duration::from_secs(7200);

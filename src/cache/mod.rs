@@ -17,6 +17,7 @@ pub mod key;
 pub mod local;
 pub mod lock;
 pub mod outputs;
+pub mod owned;
 pub mod predict;
 pub mod record;
 pub mod remote;

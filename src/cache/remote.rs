@@ -63,7 +63,7 @@ impl Default for RemoteOptions {
 pub struct RemoteCache {
     /// The base URL as a string without a trailing slash (`<base>/ac/<key>`).
     base: String,
-    /// The base URL with any password removed, for messages.
+    /// The base URL without its user and password (either may be a token), for messages.
     shown: String,
     loopback: bool,
     options: RemoteOptions,
@@ -116,6 +116,7 @@ impl RemoteCache {
     pub fn new(url: &url::Url, options: RemoteOptions) -> Self {
         let mut shown = url.clone();
         let _ = shown.set_password(None);
+        let _ = shown.set_username("");
         let loopback = match url.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -144,7 +145,7 @@ impl RemoteCache {
         ))
     }
 
-    /// The remote's URL, password removed (for messages).
+    /// The remote's URL, user and password removed (for messages).
     pub fn url(&self) -> &str {
         &self.shown
     }
@@ -369,6 +370,7 @@ mod tests {
             "http://user:secret@127.0.0.1:9/cache/ac/ab"
         );
         assert!(!r.url().contains("secret"));
+        assert_eq!(r.url(), "http://127.0.0.1:9/cache");
         assert!(r.loopback);
     }
 

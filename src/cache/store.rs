@@ -21,6 +21,7 @@ use tempfile::NamedTempFile;
 use super::Digest;
 use super::digest::{hash_bytes, hash_copy, to_hex};
 use super::journal::Stamp;
+use super::owned;
 use super::record::ActionRecord;
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
@@ -293,14 +294,15 @@ impl Store {
         Ok(Stamp::take(&path))
     }
 
-    /// Paths of every record file (`ac/<2 hex>/*.json`), for stats and gc.
+    /// Paths of every record file (`ac/<2 hex>/<key>.json`), for stats and gc; a file under
+    /// another name is not the store's (see [`super::owned`]).
     pub fn record_files(&self) -> Vec<PathBuf> {
-        list_sharded(&self.dir.join("ac"), |name| name.ends_with(".json"))
+        list_sharded(&self.dir.join("ac"), owned::is_record_name)
     }
 
-    /// Paths of every blob (`cas/<2 hex>/*`), for stats and gc.
+    /// Paths of every blob (`cas/<2 hex>/<sha256>`), for stats and gc.
     pub fn blob_files(&self) -> Vec<PathBuf> {
-        list_sharded(&self.dir.join("cas"), |name| !name.starts_with(".tmp-"))
+        list_sharded(&self.dir.join("cas"), owned::is_blob_name)
     }
 }
 
@@ -311,12 +313,7 @@ fn list_sharded(top: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
         return out;
     };
     for shard in shards.flatten() {
-        let name = shard.file_name();
-        let is_shard = name.len() == 2
-            && name
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !is_shard {
+        if !shard.file_name().to_str().is_some_and(owned::is_shard_name) {
             continue;
         }
         let Ok(files) = fs::read_dir(shard.path()) else {

@@ -1,6 +1,7 @@
 //! `taskrun cache stats|gc|clean [MANIFEST]`: the cache dir of MANIFEST, or without one
 //! `TASKRUN_CACHE_DIR` or `./.taskrun/cache`. `gc` and `clean` take the cache lock (and wait
-//! for a running taskrun); `stats` only reads.
+//! for a running taskrun); `stats` only reads. `gc` and `clean` refuse a cache dir that is the
+//! workspace (the manifest's directory, or without a manifest the current one) or holds it.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -22,18 +23,25 @@ pub fn run(cmd: CacheCommand) -> u8 {
         eprintln!("error: --max-size and --max-age are options of `taskrun cache gc`");
         return exit_code::USAGE;
     }
-    let (cache_dir, runs_dir) = match dirs(&args) {
+    let Dirs {
+        cache: cache_dir,
+        runs: runs_dir,
+        workspace,
+    } = match dirs(&args) {
         Ok(d) => d,
         Err(code) => return code,
     };
     let result = match which {
         "stats" => Ok(stats_text(&cache_dir, Some(&runs_dir))),
-        "gc" => gc_command(
-            &cache_dir,
-            args.max_size.as_deref(),
-            args.max_age.as_deref(),
-        ),
-        _ => clean_command(&cache_dir),
+        "gc" => not_the_workspace(&cache_dir, &workspace, which).and_then(|()| {
+            gc_command(
+                &cache_dir,
+                args.max_size.as_deref(),
+                args.max_age.as_deref(),
+            )
+        }),
+        _ => not_the_workspace(&cache_dir, &workspace, which)
+            .and_then(|()| clean_command(&cache_dir)),
     };
     match result {
         Ok(text) => super::print_stdout(&text),
@@ -44,21 +52,66 @@ pub fn run(cmd: CacheCommand) -> u8 {
     }
 }
 
+/// Where a `cache` subcommand looks.
+struct Dirs {
+    /// The cache dir.
+    cache: PathBuf,
+    /// The run reports.
+    runs: PathBuf,
+    /// The manifest's directory, or without a manifest the current one.
+    workspace: PathBuf,
+}
+
 /// The cache dir and the run reports dir, from the manifest or the environment.
-fn dirs(args: &CacheArgs) -> Result<(PathBuf, PathBuf), u8> {
+fn dirs(args: &CacheArgs) -> Result<Dirs, u8> {
     match &args.manifest {
         Some(m) => {
             let p = super::load_pipeline(m, &[], super::stderr_color(When::Auto))?;
-            Ok((p.cache.dir, p.root.join(".taskrun").join("runs")))
+            Ok(Dirs {
+                cache: p.cache.dir,
+                runs: p.root.join(".taskrun").join("runs"),
+                workspace: p.root,
+            })
         }
         None => {
             let dir = std::env::var_os("TASKRUN_CACHE_DIR")
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".taskrun/cache"));
-            Ok((dir, PathBuf::from(".taskrun/runs")))
+            Ok(Dirs {
+                cache: dir,
+                runs: PathBuf::from(".taskrun/runs"),
+                workspace: PathBuf::from("."),
+            })
         }
     }
+}
+
+/// SPEC §13: `gc` and `clean` refuse (exit 2) a cache dir that is the workspace or one of its
+/// parents, where the manifest and the user's sources live beside the store.
+fn not_the_workspace(cache_dir: &Path, workspace: &Path, which: &str) -> Result<(), (u8, String)> {
+    let (Ok(cache), Ok(ws)) = (cache_dir.canonicalize(), workspace.canonicalize()) else {
+        // A cache dir that does not exist holds nothing; a workspace that cannot be resolved
+        // was not the manifest's (that one was just read).
+        return Ok(());
+    };
+    if !ws.starts_with(&cache) {
+        return Ok(());
+    }
+    let what = if ws == cache {
+        "is the workspace".to_string()
+    } else {
+        format!("holds the workspace {}", ws.display())
+    };
+    Err((
+        exit_code::USAGE,
+        format!(
+            "refusing to {which} the cache dir {}: it {what}, with the manifest and your files \
+             beside the store; give the cache a directory of its own (TASKRUN_CACHE_DIR or \
+             [cache] dir, e.g. .taskrun/cache)",
+            cache.display()
+        ),
+    ))
 }
 
 /// `cache stats` output: entries, blobs, bytes and the last run's hit rate.
@@ -133,7 +186,8 @@ pub fn gc_command(
     ))
 }
 
-/// `cache clean`: deletes the store (waiting for a running taskrun first).
+/// `cache clean`: deletes the store, only taskrun's files (waiting for a running taskrun
+/// first).
 pub fn clean_command(cache_dir: &Path) -> Result<String, (u8, String)> {
     if !cache_dir.exists() {
         return Ok(format!("{}: no cache\n", cache_dir.display()));

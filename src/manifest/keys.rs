@@ -10,7 +10,12 @@ pub const PIPELINE: &[&str] = &["name", "description", "concurrency", "fail_fast
 /// `[cache]`.
 pub const CACHE: &[&str] = &["dir", "remote", "remote_write"];
 /// `[http]`.
-pub const HTTP: &[&str] = &["max_per_host", "connect_timeout", "user_agent"];
+pub const HTTP: &[&str] = &[
+    "max_per_host",
+    "connect_timeout",
+    "read_timeout",
+    "user_agent",
+];
 /// `[tasks.NAME]`.
 pub const TASK: &[&str] = &[
     "description",

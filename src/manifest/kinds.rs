@@ -12,6 +12,7 @@ use super::load::check_url;
 use super::task::TaskBuilder;
 use super::walk::{Reader, Val, get};
 use crate::model::{CommandLine, Download, Readiness, Service};
+use crate::template::Template;
 
 impl TaskBuilder<'_, '_> {
     pub(super) fn command(
@@ -87,13 +88,7 @@ impl TaskBuilder<'_, '_> {
         }
         let mut templates = Vec::new();
         for (text, span) in urls {
-            let Some(tpl) = self.template(r, &text, &span) else {
-                continue;
-            };
-            let probe = tpl.expose_with(|_| Some("x".into())).unwrap_or_default();
-            if check_url(r, &probe, span, &self.what("download.url")).is_some() {
-                templates.push(tpl);
-            }
+            templates.extend(self.url_template(r, &text, span, "download.url"));
         }
         let dest = match get(t, "dest") {
             Some(d) => self.path(r, d, "dest", false),
@@ -199,6 +194,31 @@ impl TaskBuilder<'_, '_> {
         })
     }
 
+    /// An interpolated http(s) URL whose secrets sit only where they are percent-encoded
+    /// (user, password, path, query, fragment; SPEC §13), never in the scheme, host or port.
+    fn url_template(
+        &self,
+        r: &mut Reader<'_>,
+        text: &str,
+        span: std::ops::Range<usize>,
+        key: &str,
+    ) -> Option<Template> {
+        let tpl = self.template(r, text, &span)?;
+        if let Err(e) = tpl.url_secret_parts() {
+            r.push(
+                Problem::at(span, format!("{e} (in `{}`)", self.what(key)))
+                    .label("a secret here could choose where the request goes")
+                    .help("put the secret in the user or password (http://user:${secret.PW}@host/), a header, the path or the query"),
+            );
+            return None;
+        }
+        let probe = tpl
+            .expose_url_with(|_| Some("x".into()))
+            .unwrap_or_default();
+        check_url(r, &probe, span, &self.what(key))?;
+        Some(tpl)
+    }
+
     pub(super) fn ready(&self, r: &mut Reader<'_>, v: &Val<'_>) -> Option<Readiness> {
         let t = r.table(v, &self.what("service.ready"))?;
         r.check_keys(
@@ -209,9 +229,7 @@ impl TaskBuilder<'_, '_> {
         match (get(t, "url"), get(t, "tcp")) {
             (Some(u), None) => {
                 let (text, span) = r.string(u, &self.what("service.ready.url"))?;
-                let tpl = self.template(r, &text, &span)?;
-                let probe = tpl.expose_with(|_| Some("x".into())).unwrap_or_default();
-                check_url(r, &probe, span, &self.what("service.ready.url"))?;
+                let tpl = self.url_template(r, &text, span, "service.ready.url")?;
                 Some(Readiness::Url(tpl))
             }
             (None, Some(a)) => {

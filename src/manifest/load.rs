@@ -389,6 +389,9 @@ fn read_http(r: &mut Reader<'_>, root: &DeTable<'_>) -> HttpConfig {
     if let Some(d) = get(t, "connect_timeout").and_then(|v| r.duration(v, "http.connect_timeout")) {
         http.connect_timeout = d.max(Duration::from_millis(1));
     }
+    if let Some(d) = get(t, "read_timeout").and_then(|v| r.duration(v, "http.read_timeout")) {
+        http.read_timeout = d.max(Duration::from_millis(1));
+    }
     if let Some((s, _)) = get(t, "user_agent").and_then(|v| r.string(v, "http.user_agent")) {
         http.user_agent = s;
     }

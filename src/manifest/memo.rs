@@ -8,7 +8,8 @@
 //! taskrun binary (size, mtime, inode), and every environment variable the manifest read
 //! (`${env.X}`, `TASKRUN_CACHE_DIR`) with its value then. It is used only when all of them
 //! are the same now; otherwise the manifest is loaded as usual (with every diagnostic) and
-//! remembered again. Secrets are never in it: `${secret.*}` is resolved only when a task runs.
+//! remembered again. Secrets are never in it: `${secret.*}` is resolved only when a task runs,
+//! and a manifest whose remote cache URL carries a user or password is not remembered.
 //! `check`, `plan` and `--dry-run` never read or write it.
 
 use std::cell::RefCell;
@@ -66,6 +67,10 @@ fn load_remembered_with(
         v
     };
     let pipeline = load_str(path, source, opts, &recording)?;
+    if has_credentials(pipeline.cache.remote.as_ref()) {
+        // The memo would hold them (in the pipeline and the environment it read).
+        return Ok(pipeline);
+    }
     let mut env = read.into_inner();
     env.sort();
     env.dedup();
@@ -83,6 +88,11 @@ fn items_unchanged(pipeline: &Pipeline) -> bool {
         s.fingerprint.is_some()
             && super::fanout::sources::fingerprint(&pipeline.root, s.kind, &s.path) == s.fingerprint
     })
+}
+
+/// A remote cache URL with a user or password (SPEC §13: no secret in a file taskrun writes).
+fn has_credentials(remote: Option<&url::Url>) -> bool {
+    remote.is_some_and(|u| !u.username().is_empty() || u.password().is_some())
 }
 
 /// Where the memo of the manifest at `path` lives.

@@ -70,6 +70,9 @@ struct HttpSection {
     max_per_host: Option<u32>,
     /// e.g. "10s".
     connect_timeout: Option<Duration>,
+    /// A download response that sends no byte for this long (headers or body) fails the
+    /// attempt, retryably (default "30s").
+    read_timeout: Option<Duration>,
     /// Default `taskrun/<version>`; a task's own User-Agent header wins.
     user_agent: Option<String>,
 }

@@ -54,7 +54,7 @@ pub enum RunStatus {
     Succeeded,
     /// A task failed.
     Failed,
-    /// SIGINT or SIGTERM stopped the run.
+    /// SIGINT, SIGTERM or SIGHUP stopped the run.
     Interrupted,
 }
 

@@ -12,13 +12,10 @@ use crate::exit_code;
 use crate::report::{FORMAT_VERSION, RunReport, RunStatus, TaskStatus, rfc3339};
 
 impl Loop<'_> {
-    /// The first SIGINT/SIGTERM stops the run (children get SIGTERM, waits end); a second
-    /// one kills every child process group at once.
+    /// The first SIGINT/SIGTERM/SIGHUP stops the run (children get SIGTERM, waits end); a
+    /// second one kills every child process group at once.
     pub(super) fn on_signal(&mut self, sig: Signal) {
-        let name = match sig {
-            Signal::Int => "SIGINT",
-            Signal::Term => "SIGTERM",
-        };
+        let name = sig.name();
         if self.interrupted.is_some() {
             let _ = self.stop_tx.send(Stop::Kill);
             self.sink.event(&Event::Interrupted {
@@ -65,6 +62,7 @@ impl Loop<'_> {
         let (status, code) = match self.interrupted {
             Some(Signal::Int) => (RunStatus::Interrupted, exit_code::SIGINT),
             Some(Signal::Term) => (RunStatus::Interrupted, exit_code::SIGTERM),
+            Some(Signal::Hup) => (RunStatus::Interrupted, exit_code::SIGHUP),
             None if summary.failed > 0 => (RunStatus::Failed, exit_code::TASK_FAILED),
             None => (RunStatus::Succeeded, exit_code::SUCCESS),
         };

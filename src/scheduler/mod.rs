@@ -50,7 +50,7 @@ pub struct RunOptions {
     pub keep_going: bool,
     /// Where task logs go (`.taskrun/logs/<run-id>`); created by the caller. None: no logs.
     pub log_dir: Option<PathBuf>,
-    /// Listen for SIGINT/SIGTERM (the binary does; library tests need not).
+    /// Listen for SIGINT/SIGTERM/SIGHUP (the binary does; library tests need not).
     pub handle_signals: bool,
     /// `-v`: replay a cache hit's recorded output.
     pub replay_cached_output: bool,
@@ -87,6 +87,7 @@ pub async fn run(
         done: done_tx,
         http: lanes::http_client(&plan),
         download_progress: sink.wants_download_progress(),
+        redactor: std::sync::OnceLock::new(),
     });
     let cache = shared.cache.clone();
     let mut r = Loop::new(plan, shared, &opts, sink, stop_tx);

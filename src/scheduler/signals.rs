@@ -1,4 +1,4 @@
-//! SIGINT and SIGTERM for the run loop's `select!`.
+//! SIGINT, SIGTERM and SIGHUP for the run loop's `select!`.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Signal {
@@ -6,12 +6,26 @@ pub(super) enum Signal {
     Int,
     /// `kill`.
     Term,
+    /// The terminal closed (or `kill -HUP`): stops the run as SIGTERM does.
+    Hup,
 }
 
-/// SIGINT and SIGTERM as a stream (nothing when signals are not handled).
+impl Signal {
+    /// The name shown in the console and the logs.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+            Signal::Hup => "SIGHUP",
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP as a stream (nothing when signals are not handled).
 pub(super) struct Signals {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -21,31 +35,41 @@ impl Signals {
             return Self {
                 int: None,
                 term: None,
+                hup: None,
             };
         }
         Self {
             int: signal(SignalKind::interrupt()).ok(),
             term: signal(SignalKind::terminate()).ok(),
+            // Under `nohup` (SIGHUP ignored when taskrun started) a hang-up stays ignored.
+            hup: (!ignored(libc::SIGHUP))
+                .then(|| signal(SignalKind::hangup()).ok())
+                .flatten(),
         }
     }
 
     pub(super) async fn next(&mut self) -> Option<Signal> {
-        let Self { int, term } = self;
-        let int = async {
-            match int {
-                Some(s) => s.recv().await.map(|_| Signal::Int),
-                None => std::future::pending().await,
-            }
-        };
-        let term = async {
-            match term {
-                Some(s) => s.recv().await.map(|_| Signal::Term),
-                None => std::future::pending().await,
-            }
-        };
+        let Self { int, term, hup } = self;
         tokio::select! {
-            s = int => s,
-            s = term => s,
+            s = recv(int, Signal::Int) => s,
+            s = recv(term, Signal::Term) => s,
+            s = recv(hup, Signal::Hup) => s,
         }
+    }
+}
+
+async fn recv(sig: &mut Option<tokio::signal::unix::Signal>, what: Signal) -> Option<Signal> {
+    match sig {
+        Some(s) => s.recv().await.map(|_| what),
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether `sig` is ignored (`SIG_IGN`), as `nohup` leaves SIGHUP for the program it starts.
+fn ignored(sig: libc::c_int) -> bool {
+    // SAFETY: with a null new action, sigaction only writes the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
     }
 }

@@ -12,6 +12,7 @@ use crate::actions::{self, AttemptCtx, AttemptResult, OutputSink, Progress, Stop
 use crate::cache::{CacheSource, Digest, Lookup, Produced, TaskCache, WrittenFile};
 use crate::model::Action;
 use crate::plan::Plan;
+use crate::template::Redactor;
 
 /// What every worker shares.
 pub(super) struct Shared {
@@ -25,6 +26,9 @@ pub(super) struct Shared {
     pub http: Result<Arc<actions::download::HttpClient>, String>,
     /// Some event sink shows download progress (else transfers do not send it).
     pub download_progress: bool,
+    /// Every form of the pipeline's secrets, built when the first task runs (a run of cache
+    /// hits never reads them).
+    pub redactor: std::sync::OnceLock<Arc<Redactor>>,
 }
 
 /// One job for a command or download task.
@@ -87,12 +91,10 @@ impl Shared {
             .log_dir
             .as_ref()
             .map(|dir| dir.join(log_file_name(&t.name)));
-        let sink = OutputSink::new(
-            task,
-            self.progress.clone(),
-            log,
-            actions::env::secret_values(&self.plan.pipeline, t),
-        );
+        let redactor = self
+            .redactor
+            .get_or_init(|| Arc::new(actions::env::redactor(&self.plan.pipeline)));
+        let sink = OutputSink::new(task, self.progress.clone(), log, redactor.clone());
         if self.download_progress {
             sink
         } else {
@@ -237,6 +239,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         keep_digest: !without_io || crate::lockfile::standing::lockable(task).is_some(),
     })
     .await;
+    let result = redacted(result, &sink);
     let finished = SystemTime::now();
     let digest = if result.outcome != crate::report::AttemptOutcome::Succeeded {
         None
@@ -264,6 +267,18 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         result,
         digest,
     }
+}
+
+/// The attempt's error and URL with every form of the secrets redacted: a command that cannot
+/// start names its program, which may be a secret.
+fn redacted(mut result: AttemptResult, sink: &OutputSink) -> AttemptResult {
+    let redact = |s: String| match sink.redact(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(r) => r,
+    };
+    result.error = result.error.map(redact);
+    result.url = result.url.map(redact);
+    result
 }
 
 /// `revalidate = true` on a hit of an unpinned download: ask the origin (If-None-Match /
@@ -300,7 +315,7 @@ async fn revalidate_hit(
     match answer.await {
         Ok(Revalidation::NotModified) => None,
         Ok(Revalidation::Changed(done)) => {
-            let result = download::succeeded(done);
+            let result = redacted(download::succeeded(done), &sink);
             let finished = SystemTime::now();
             let (t, k, deps) = (job.task, Some(key.to_string()), job.dep_digests.clone());
             let digest = record_blocking(shared, t, k, deps, Vec::new(), &result).await;
@@ -383,6 +398,10 @@ pub(super) async fn run_service(shared: Arc<Shared>, task: usize, release: onesh
             let _ = shared.done.send(Done::ServiceReady { task });
             run.await
         }
+    };
+    let end = match end {
+        ServiceEnd::Failed(why) => ServiceEnd::Failed(sink.redact(&why).into_owned()),
+        other => other,
     };
     let _ = shared.done.send(Done::ServiceEnded {
         task,

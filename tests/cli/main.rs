@@ -15,6 +15,7 @@ mod http;
 mod lockfile;
 mod run;
 mod security;
+mod security_io;
 mod services;
 mod signals;
 mod support;

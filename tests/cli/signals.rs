@@ -1,4 +1,4 @@
-//! SIGINT / SIGTERM: no new task, every process group stopped, report `interrupted`.
+//! SIGINT / SIGTERM / SIGHUP: no new task, every process group stopped, report `interrupted`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -82,6 +82,12 @@ fn sigint_stops_every_process_group_and_writes_the_report() {
 #[test]
 fn sigterm_exits_143() {
     interrupt_with(libc::SIGTERM, 143);
+}
+
+/// A closed terminal (or `kill -HUP`) stops the run as SIGTERM does (issue 13, SPEC §8).
+#[test]
+fn sighup_stops_every_process_group_and_exits_129() {
+    interrupt_with(libc::SIGHUP, 129);
 }
 
 #[test]

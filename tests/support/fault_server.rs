@@ -34,6 +34,8 @@ pub enum Fault {
     WrongBytes,
     /// Close the connection without answering.
     Reset,
+    /// Read the request and never answer (not even the status line).
+    Silent,
 }
 
 /// What a path serves.
@@ -215,6 +217,12 @@ impl FaultServer {
             .unwrap_or_default()
     }
 
+    /// Every request received, on any path (unordered across paths).
+    pub fn all_requests(&self) -> Vec<Recorded> {
+        let log = self.state.log.lock().unwrap();
+        log.values().flatten().cloned().collect()
+    }
+
     /// The most requests that were in flight at once, across all paths.
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
@@ -343,6 +351,7 @@ async fn answer(out: &mut TcpStream, route: &Route, fault: Option<Fault>, req: &
             return respond_simple(out, *code, &[("retry-after".into(), value.clone())]).await;
         }
         Some(Fault::Reset) => return false,
+        Some(Fault::Silent) => std::future::pending::<()>().await,
         _ => {}
     }
     let mut validators = Vec::new();

@@ -12,7 +12,8 @@ pub enum FailureKind {
     /// The server's TLS certificate failed verification (unknown issuer, expired, another
     /// name): not retried, the same certificate would come back.
     Certificate,
-    /// The attempt's `timeout` elapsed (connect, headers or a stalled body).
+    /// The attempt's `timeout` elapsed (connect, headers or a stalled body), or
+    /// `[http] read_timeout` passed without a byte.
     Timeout,
     /// The body ended (or the connection broke) before all announced bytes arrived.
     Truncated,
@@ -65,12 +66,12 @@ pub(crate) fn classify_transport(err: &Error, during_body: bool) -> (FailureKind
     let invalid = match err {
         Error::Proxied(e) => e.is_redirect() || e.is_builder(),
         Error::Invalid(_) => true,
-        Error::Direct(_) | Error::DirectBody(_) => false,
+        Error::Direct(_) | Error::DirectBody(_) | Error::ReadTimeout { .. } => false,
     };
     let body = match err {
         Error::Proxied(e) => e.is_body() || e.is_decode(),
         Error::DirectBody(_) => true,
-        Error::Direct(_) | Error::Invalid(_) => false,
+        Error::Direct(_) | Error::Invalid(_) | Error::ReadTimeout { .. } => false,
     };
     if is_timeout(err) {
         (FailureKind::Timeout, true)
@@ -89,8 +90,10 @@ pub(crate) fn classify_transport(err: &Error, during_body: bool) -> (FailureKind
 /// reqwest's own verdict, or for hyper's errors (which have no such flag on the client
 /// side) a timed-out I/O error anywhere in the chain: the connect timeout.
 fn is_timeout(err: &Error) -> bool {
-    if let Error::Proxied(e) = err {
-        return e.is_timeout();
+    match err {
+        Error::Proxied(e) => return e.is_timeout(),
+        Error::ReadTimeout { .. } => return true,
+        _ => {}
     }
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(cause) = source {

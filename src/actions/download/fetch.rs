@@ -17,7 +17,7 @@ use crate::cache::WrittenFile;
 use crate::cache::digest::to_hex;
 use crate::cache::stat::FileStat;
 use crate::model::{Download, PinSource};
-use crate::template::Template;
+use crate::template::{Template, UrlSecretError};
 
 /// A transfer that never waits for the network still reports its progress this often.
 const PROGRESS_EVERY: u64 = 4 * 1024 * 1024;
@@ -94,9 +94,13 @@ pub(crate) async fn mirror(f: &Fetch<'_>, url: &Template) -> Result<Outcome, Att
 }
 
 async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, AttemptFailure> {
-    let raw = url
-        .expose()
-        .map_err(|e| failure(FailureKind::MissingSecret, false, e.to_string()))?;
+    let raw = url.expose_url().map_err(|e| {
+        let kind = match e {
+            UrlSecretError::Missing(_) => FailureKind::MissingSecret,
+            _ => FailureKind::Invalid,
+        };
+        failure(kind, false, e.to_string())
+    })?;
     let parsed = reqwest::Url::parse(&raw)
         .map_err(|e| failure(FailureKind::Invalid, false, format!("invalid URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {

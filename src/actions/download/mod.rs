@@ -34,7 +34,7 @@ pub use transport::enter_lane;
 
 use crate::cache::WrittenFile;
 use crate::model::Download;
-use crate::template::{Template, redact_values};
+use crate::template::{Redactor, Template};
 use crate::workspace::Workspace;
 use fetch::{Conditional, Fetch, Outcome, failure};
 
@@ -215,8 +215,8 @@ async fn run(
         Ok(other) => Ok(other),
         Err(mut fail) => {
             fail.bytes = bytes;
-            fail.message = redact_values(&fail.message, &secrets);
-            fail.url = fail.url.map(|u| redact_values(&u, &secrets));
+            fail.message = secrets.redact(&fail.message).into_owned();
+            fail.url = fail.url.map(|u| secrets.redact(&u).into_owned());
             Err(fail)
         }
     }
@@ -229,7 +229,7 @@ async fn mirrors(
     cond: Option<&Conditional<'_>>,
     received: &AtomicU64,
     current: &Mutex<Option<String>>,
-    secrets: &[String],
+    secrets: &Redactor,
 ) -> Result<Outcome, AttemptFailure> {
     let headers = build_headers(req.download)?;
     let fetch = Fetch {
@@ -248,7 +248,7 @@ async fn mirrors(
         match fetch::mirror(&fetch, url).await {
             Ok(outcome) => return Ok(outcome),
             Err(mut fail) => {
-                fail.message = redact_values(&fail.message, secrets);
+                fail.message = secrets.redact(&fail.message).into_owned();
                 tracing::debug!(url = %url, error = %fail.message, "mirror failed");
                 failures.push(fail);
             }
@@ -321,23 +321,15 @@ fn build_headers(download: &Download) -> Result<HeaderMap, AttemptFailure> {
     Ok(map)
 }
 
-/// The secret values this download uses, plain and URL-encoded, for [`redact_values`].
-fn secret_values(download: &Download) -> Vec<String> {
+/// Every form of the secrets this download uses (see [`Redactor`]).
+fn secret_values(download: &Download) -> Redactor {
     let templates = download.urls.iter().chain(download.headers.values());
-    let mut out = Vec::new();
-    for name in templates.flat_map(Template::secret_names) {
-        if let Ok(value) = std::env::var(name)
-            && !value.is_empty()
-        {
-            let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
-            if encoded != value {
-                out.push(encoded);
-            }
-            out.push(value);
-        }
-    }
-    // Longest first, so a secret containing another is redacted whole.
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out.dedup();
-    out
+    let mut names: Vec<&str> = templates.flat_map(Template::secret_names).collect();
+    names.sort_unstable();
+    names.dedup();
+    Redactor::new(
+        names
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok()),
+    )
 }

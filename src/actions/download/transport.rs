@@ -10,6 +10,10 @@
 //!
 //! Neither stack follows redirects: [`super::redirect`] does, above both, so that one chain
 //! may start on one and continue on the other with a single redirect budget.
+//!
+//! `[http] read_timeout` is applied here, the same on both stacks: to the wait for the
+//! response head (from the request's start, so it also bounds a connect slower than it), then
+//! to every wait for the body's next bytes.
 
 use std::cell::Cell;
 use std::error::Error as StdError;
@@ -18,6 +22,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -58,6 +64,14 @@ pub(crate) enum Error {
     /// A request that cannot be made: more than 10 redirects, a redirect to a scheme other
     /// than http(s), a URL hyper cannot take.
     Invalid(String),
+    /// `[http] read_timeout` passed without a byte of the response head (`body` false) or of
+    /// its body.
+    ReadTimeout {
+        /// The limit.
+        limit: Duration,
+        /// Waiting for the body, not the head.
+        body: bool,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -67,6 +81,12 @@ impl std::fmt::Display for Error {
             Error::Direct(e) => e.fmt(f),
             Error::DirectBody(e) => e.fmt(f),
             Error::Invalid(msg) => f.write_str(msg),
+            Error::ReadTimeout { limit, body } => write!(
+                f,
+                "no byte of the response {} for {} (read_timeout)",
+                if *body { "body" } else { "headers" },
+                humantime::format_duration(*limit)
+            ),
         }
     }
 }
@@ -77,7 +97,7 @@ impl StdError for Error {
             Error::Proxied(e) => e.source(),
             Error::Direct(e) => e.source(),
             Error::DirectBody(e) => e.source(),
-            Error::Invalid(_) => None,
+            Error::Invalid(_) | Error::ReadTimeout { .. } => None,
         }
     }
 }
@@ -87,6 +107,42 @@ pub(crate) struct Response {
     status: StatusCode,
     headers: HeaderMap,
     body: Body,
+    idle: Idle,
+}
+
+/// The body's read timeout: one timer per response, moved on only when it goes off after the
+/// body made progress (a frame costs a clock read, not a timer reset).
+struct Idle {
+    limit: Duration,
+    /// When the last frame (or the head) arrived.
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Idle {
+    fn new(limit: Duration) -> Self {
+        let last = Instant::now();
+        Self {
+            limit,
+            last,
+            timer: Box::pin(tokio::time::sleep_until(last + limit)),
+        }
+    }
+
+    /// Ready with the error once `limit` passed since the last frame; else registers `cx`.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let deadline = self.last + self.limit;
+            if Instant::now() >= deadline {
+                return Poll::Ready(Error::ReadTimeout {
+                    limit: self.limit,
+                    body: true,
+                });
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
 }
 
 enum Body {
@@ -111,10 +167,18 @@ impl Response {
         }
     }
 
-    /// The next chunk of the body; `None` at its end. Trailers are skipped.
+    /// The next chunk of the body; `None` at its end. Trailers are skipped. Fails with
+    /// [`Error::ReadTimeout`] when no byte arrives for `read_timeout`.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         loop {
-            let frame = std::future::poll_fn(|cx| poll_frame(&mut self.body, cx)).await;
+            let frame = std::future::poll_fn(|cx| match poll_frame(&mut self.body, cx) {
+                Poll::Ready(frame) => {
+                    self.idle.last = Instant::now();
+                    Poll::Ready(frame)
+                }
+                Poll::Pending => self.idle.poll_expired(cx).map(|e| Some(Err(e))),
+            })
+            .await;
             match frame {
                 None => return Ok(None),
                 Some(Err(err)) => return Err(err),
@@ -164,6 +228,8 @@ pub(crate) struct Transport {
     proxies: Matcher,
     /// reqwest's default headers, for requests that bypass it.
     user_agent: HeaderValue,
+    /// `[http] read_timeout`.
+    read_timeout: Duration,
 }
 
 impl Transport {
@@ -229,16 +295,30 @@ impl Transport {
             proxied,
             proxies: Matcher::from_env(),
             user_agent,
+            read_timeout: cfg.read_timeout,
         })
     }
 
     /// Sends one GET for `url` (without credentials: see `redirect::send`); redirects are
     /// returned as they are.
+    /// The response head must arrive within `read_timeout`.
     pub async fn get(&self, url: &Url, headers: HeaderMap) -> Result<Response, Error> {
-        match self.direct_uri(url) {
-            Some(uri) => self.get_direct(uri, headers).await,
-            None => self.get_proxied(url, headers).await,
-        }
+        let sent = async {
+            match self.direct_uri(url) {
+                Some(uri) => self.get_direct(uri, headers).await,
+                None => self.get_proxied(url, headers).await,
+            }
+        };
+        let limit = self.read_timeout;
+        let (status, headers, body) = tokio::time::timeout(limit, sent)
+            .await
+            .map_err(|_| Error::ReadTimeout { limit, body: false })??;
+        Ok(Response {
+            status,
+            headers,
+            body,
+            idle: Idle::new(limit),
+        })
     }
 
     /// `url` as hyper's URI when hyper's client is the one to send it: http or https, no
@@ -254,7 +334,7 @@ impl Transport {
         self.proxies.intercept(&uri).is_none().then_some(uri)
     }
 
-    async fn get_direct(&self, uri: hyper::Uri, mut headers: HeaderMap) -> Result<Response, Error> {
+    async fn get_direct(&self, uri: hyper::Uri, mut headers: HeaderMap) -> Result<Head, Error> {
         // reqwest's defaults, which a task's own headers override.
         if let header::Entry::Vacant(e) = headers.entry(header::ACCEPT) {
             e.insert(HeaderValue::from_static("*/*"));
@@ -273,14 +353,10 @@ impl Transport {
             self.plain[lane].request(req).await
         };
         let (head, body) = sent.map_err(Error::Direct)?.into_parts();
-        Ok(Response {
-            status: head.status,
-            headers: head.headers,
-            body: Body::Direct(body),
-        })
+        Ok((head.status, head.headers, Body::Direct(body)))
     }
 
-    async fn get_proxied(&self, url: &Url, headers: HeaderMap) -> Result<Response, Error> {
+    async fn get_proxied(&self, url: &Url, headers: HeaderMap) -> Result<Head, Error> {
         let resp = self
             .proxied
             .get(url.clone())
@@ -289,13 +365,12 @@ impl Transport {
             .await
             .map_err(Error::Proxied)?;
         let (head, body) = hyper::Response::<reqwest::Body>::from(resp).into_parts();
-        Ok(Response {
-            status: head.status,
-            headers: head.headers,
-            body: Body::Proxied(body),
-        })
+        Ok((head.status, head.headers, Body::Proxied(body)))
     }
 }
+
+/// A response's status, headers and body, before the read timeout is attached.
+type Head = (StatusCode, HeaderMap, Body);
 
 /// A connector with reqwest's connect timeout: one limit on name resolution, connecting and
 /// (for HTTPS) the TLS handshake together.
@@ -379,5 +454,47 @@ mod tests {
         assert!(head.contains("\r\naccept: */*\r\n"), "{head}");
         assert!(head.contains("\r\nuser-agent: taskrun/"), "{head}");
         assert!(head.contains(&format!("\r\nhost: {addr}\r\n")), "{head}");
+    }
+
+    /// `read_timeout` bounds each wait for bytes, not the whole body: a body that trickles in
+    /// for longer than the limit, never pausing that long, arrives whole; then a pause fails.
+    #[tokio::test]
+    async fn read_timeout_counts_from_the_last_byte() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = sock.read(&mut buf).await.unwrap();
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n")
+                .await
+                .unwrap();
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                sock.write_all(b"x").await.unwrap();
+            }
+            std::future::pending::<()>().await;
+        });
+        let cfg = HttpConfig {
+            read_timeout: Duration::from_millis(500),
+            ..HttpConfig::default()
+        };
+        let transport = Transport::new(&cfg, 1).unwrap();
+        let url = Url::parse(&format!("http://{addr}/f")).unwrap();
+        let mut resp = transport.get(&url, HeaderMap::new()).await.unwrap();
+        let mut got = 0;
+        let err = loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => got += chunk.len(),
+                Ok(None) => panic!("the body cannot end: one byte is missing"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(got, 8);
+        assert!(
+            matches!(err, Error::ReadTimeout { body: true, .. }),
+            "{err}"
+        );
+        server.abort();
     }
 }
