@@ -433,3 +433,39 @@ fn an_axis_and_an_item_field_of_the_same_name_are_an_error() {
     ws.write("l.txt", "x\n");
     ws.check().code(2).says(&["name"]);
 }
+
+#[test]
+fn a_glob_sees_files_added_and_removed_between_runs() {
+    let ws = Workspace::new(
+        r#"
+[tasks.copy]
+for_each = { glob = "in/*.txt" }
+inputs = ["${item.path}"]
+outputs = ["out/${item.name}"]
+run = "cp ${item.path} out/${item.name}"
+"#,
+    );
+    ws.write("in/a.txt", "a").write("in/b.txt", "b");
+    std::fs::create_dir_all(ws.path("out")).unwrap();
+    ws.run_report(&[], 0);
+    // Plan right after the change sees it (no stale memo of the manifest).
+    ws.write("in/c.txt", "c");
+    assert_eq!(
+        names(&ws.plan_json(&[])),
+        ["copy[a.txt]", "copy[b.txt]", "copy[c.txt]"]
+    );
+    let (_, report) = ws.run_report(&[], 0);
+    assert_eq!(
+        statuses(&report),
+        [
+            ("copy[a.txt]".into(), "cached".into()),
+            ("copy[b.txt]".into(), "cached".into()),
+            ("copy[c.txt]".into(), "succeeded".into()),
+        ]
+    );
+    std::fs::remove_file(ws.path("in/a.txt")).unwrap();
+    assert_eq!(names(&ws.plan_json(&[])), ["copy[b.txt]", "copy[c.txt]"]);
+    let (_, report) = ws.run_report(&[], 0);
+    assert_eq!(report["summary"]["total"], 2);
+    assert_eq!(report["summary"]["cached"], 2);
+}

@@ -276,3 +276,12 @@ run = "echo ${item.name}"
         "taskrun.toml:11:13",
     ]);
 }
+
+#[test]
+fn a_control_character_or_bracket_in_a_key_is_an_error_naming_the_row() {
+    let ws = Workspace::new("[tasks.row]\nfor_each = { csv = \"items.csv\" }\nrun = \"true\"\n");
+    ws.write("items.csv", "id,v\nok,1\n\"two\nlines\",2\n\"x]y\",3\n");
+    ws.check()
+        .code(2)
+        .says(&["control character", "items.csv:3", "items.csv:5"]);
+}

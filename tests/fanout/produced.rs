@@ -194,3 +194,61 @@ download = {{ url = "{}/${{matrix.f}}", dest = ".taskrun/${{matrix.f}}" }}
     refused(&ws, &[".taskrun", "`get`"]);
     assert_eq!(http.hits("/a") + http.hits("/b"), 0);
 }
+
+#[test]
+fn item_values_cannot_lead_a_path_outside_the_workspace() {
+    let http = Http::start();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.out]
+for_each = {{ csv = "p.csv" }}
+run = "true"
+outputs = ["${{item.p}}"]
+
+[tasks.cwd]
+for_each = {{ csv = "p.csv" }}
+run = "true"
+cwd = "${{item.p}}"
+
+[tasks.inputs]
+for_each = {{ csv = "p.csv" }}
+run = "true"
+inputs = ["${{item.p}}"]
+
+[tasks.dest]
+for_each = {{ csv = "p.csv" }}
+download = {{ url = "{}", dest = "${{item.p}}" }}
+
+[tasks.dots]
+for_each = {{ lines = "urls.txt" }}
+run = "true"
+outputs = ["raw/${{item.name}}"]
+"#,
+        http.url("/x")
+    ));
+    ws.write(
+        "p.csv",
+        "id,p\nup,../../evil\nsub,a/../../evil2\nabs,/tmp/evil3\n",
+    )
+    .write("urls.txt", "http://h/a/..\n");
+    let r = ws.check();
+    r.code(2).says(&[
+        "`../../evil`",
+        "`a/../../evil2`",
+        "`/tmp/evil3`",
+        "p.csv:2",
+        "p.csv:3",
+        "p.csv:4",
+        "`raw/..`",
+        "urls.txt:1",
+    ]);
+    // One problem per field (outputs, cwd, inputs, dest), each naming the row.
+    assert_eq!(
+        r.all().matches("(instance up, from p.csv:2)").count(),
+        4,
+        "{}",
+        r.all()
+    );
+    ws.run(&[]).code(2);
+    assert_eq!(http.hits("/x"), 0);
+}
