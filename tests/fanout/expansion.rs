@@ -469,3 +469,99 @@ run = "cp ${item.path} out/${item.name}"
     assert_eq!(report["summary"]["total"], 2);
     assert_eq!(report["summary"]["cached"], 2);
 }
+
+#[test]
+fn an_include_only_matrix_defines_its_axes() {
+    let ws = Workspace::new(
+        r#"
+[tasks.m]
+run = ["echo", "${matrix.os}", "${matrix.v}"]
+[tasks.m.matrix]
+include = [{ os = "linux", v = 1 }, { os = "mac", v = 2 }]
+"#,
+    );
+    let plan = ws.plan_json(&[]);
+    assert_eq!(names(&plan), ["m[linux,1]", "m[mac,2]"]);
+    assert_eq!(
+        item(entry(&plan, "m[mac,2]")),
+        pairs(&[("os", "mac"), ("v", "2")])
+    );
+}
+
+#[test]
+fn matrix_mistakes_are_errors_at_their_places() {
+    let ws = Workspace::new(
+        r#"
+[tasks.n]
+run = "true"
+[tasks.n.matrix]
+year = ["2023"]
+exclude = [{ yaer = "2023" }]
+
+[tasks.o]
+run = "true"
+matrix = { v = [] }
+
+[tasks.p]
+run = "true"
+matrix = { v = ["1"], include = [{ v = "2", w = "3" }] }
+
+[tasks.q]
+run = "true"
+matrix = { v = "1" }
+
+[tasks.r]
+run = "true"
+matrix = { v = [["1"]] }
+"#,
+    );
+    ws.check().code(2).says(&[
+        "`yaer`",
+        "did you mean `year`?",
+        "taskrun.toml:6:",
+        "axis `v` has no values",
+        "taskrun.toml:10:",
+        "`w`",
+        "taskrun.toml:14:",
+        "must be an array",
+        "taskrun.toml:18:",
+        "only strings, integers and booleans",
+        "taskrun.toml:22:",
+    ]);
+}
+
+#[test]
+fn check_and_plan_read_the_items_but_write_nothing() {
+    let ws = Workspace::new(
+        r#"
+[tasks.get]
+for_each = { lines = "urls.txt" }
+run = "echo ${item.line} > o/${item.name}"
+outputs = ["o/${item.name}"]
+
+[tasks.thumb]
+for_each = { glob = "photos/**/*.jpg" }
+run = "true"
+"#,
+    );
+    ws.write("urls.txt", "http://h/a.csv\n")
+        .write("photos/x/a.jpg", "a");
+    let before = tree(ws.root());
+    ws.check().code(0);
+    ws.plan_text(&[]).code(0);
+    ws.plan_text(&["--expand"]).code(0);
+    ws.plan_json(&[]);
+    ws.exec(&["plan", "taskrun.toml", "--format", "dot"])
+        .code(0);
+    assert_eq!(tree(ws.root()), before);
+}
+
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| e.path().strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    out.sort();
+    out
+}

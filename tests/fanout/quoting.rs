@@ -3,6 +3,8 @@
 //! `TASKRUN_MATRIX_*`; literal in `inputs` globs. Every hostile value is echoed back and
 //! compared with the raw value, and marker files prove that nothing was executed.
 
+use crate::fault_server::Route;
+use crate::http::Http;
 use crate::support::{Workspace, entry};
 
 /// `(id, value)` rows: each value would run `touch pwned-*` if it reached the shell as syntax.
@@ -321,4 +323,77 @@ fn a_placeholder_after_a_backslash_cannot_inject() {
 #[ignore = "bug: single quotes do not quote inside an unquoted here-document"]
 fn a_placeholder_in_a_here_document_cannot_inject() {
     no_injection_through("\"\"\"cat <<EOF\n${item.value}\nEOF\"\"\"");
+}
+
+#[test]
+fn item_values_are_data_never_templates() {
+    let http = Http::start();
+    http.route("/d/a.csv", Route::ok("a"));
+    let ws = Workspace::new(
+        r#"
+[tasks.argv]
+for_each = { lines = "urls.txt" }
+run = ["sh", "-c", "printf '%s' \"$1\" > \"$2\"", "sh", "${item.line}", "out/argv-${item.stem}"]
+cache = "off"
+
+[tasks.shell]
+for_each = { lines = "urls.txt" }
+run = "printf '%s' ${item.line} > out/shell-${item.stem}"
+cache = "off"
+
+[tasks.get]
+for_each = { lines = "urls.txt" }
+download = { url = "${item.line}", dest = "raw/${item.name}" }
+retry = 1
+"#,
+    );
+    let base = http.url("/d");
+    let lines = [
+        format!("{base}/a.csv"),
+        format!("{base}/${{env.HOME}}/b.csv"),
+        format!("{base}/${{secret.FANOUT_TOKEN}}/c.csv"),
+        format!("{base}/$$/d.csv"),
+    ];
+    ws.write("urls.txt", &(lines.join("\n") + "\n"));
+    std::fs::create_dir_all(ws.path("out")).unwrap();
+    let r = ws
+        .cmd(&["taskrun.toml", "-k", "-q"])
+        .env("FANOUT_TOKEN", "s3cr3t-value")
+        .output()
+        .unwrap();
+    let r = crate::support::Run::from(r);
+    // Only a.csv exists on the server; the others are 404s, and nothing is a usage error.
+    r.code(1);
+    for (line, stem) in lines.iter().zip(["a", "b", "c", "d"]) {
+        assert_eq!(ws.read(&format!("out/argv-{stem}")), *line);
+        assert_eq!(ws.read(&format!("out/shell-{stem}")), *line);
+    }
+    assert_eq!(ws.read("raw/a.csv"), "a");
+    // The secret never reached the server, nor any file taskrun wrote.
+    assert!(
+        !r.all().contains("s3cr3t-value"),
+        "secret in the output: {}",
+        r.all()
+    );
+    for e in walkdir::WalkDir::new(ws.path(".taskrun"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+    {
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("s3cr3t-value"),
+            "secret in {}",
+            e.path().display()
+        );
+    }
+    // The request went to the literal path, percent-encoded, not to the secret's value.
+    assert_eq!(http.hits("/d/s3cr3t-value/c.csv"), 0);
+    assert_eq!(
+        http.hits("/d/$%7Bsecret.FANOUT_TOKEN%7D/c.csv"),
+        1,
+        "{:?}",
+        http.requests("/d/${secret.FANOUT_TOKEN}/c.csv")
+    );
+    assert_eq!(http.hits("/d/$$/d.csv"), 1);
 }
