@@ -91,17 +91,15 @@ pub fn interpolate_as(
                 Ok(Resolved::Item(v)) => match insert {
                     Insert::Plain => literal.push_str(v),
                     Insert::Glob => literal.push_str(&glob_escape(v)),
-                    Insert::Shell => match shell_quote_state(&text[..i]) {
-                        None => literal.push_str(&shell_word(v)),
-                        Some(quote) => errors.push(InterpolationError {
+                    Insert::Shell => match super::shell::unquotable_context(&text[..i]) {
+                        None => literal.push_str(&super::shell::shell_word(v)),
+                        Some(place) => errors.push(InterpolationError {
                             range,
-                            message: format!(
-                                "`${{{inner}}}` is inside {quote} in shell text"
-                            ),
-                            help: Some(
-                                "write the placeholder unquoted: taskrun inserts its value as exactly one shell word, quoted as needed"
-                                    .into(),
-                            ),
+                            message: format!("`${{{inner}}}` is {place} in shell text"),
+                            help: Some(format!(
+                                "write the placeholder where a word starts, unquoted: taskrun inserts its value as exactly one shell word; or read it from the environment as \"${}\"",
+                                item_env_name(inner)
+                            )),
                         }),
                     },
                 },
@@ -141,34 +139,24 @@ enum Resolved<'c> {
     Item(&'c str),
 }
 
-/// The quoting in force at the end of `before` (shell text up to a placeholder): `None` when
-/// unquoted, else which quotes. Backslash escapes outside single quotes are followed.
-fn shell_quote_state(before: &str) -> Option<&'static str> {
-    let mut state = None;
-    let mut chars = before.chars();
-    while let Some(c) = chars.next() {
-        match (state, c) {
-            (None, '\\') | (Some("double quotes"), '\\') => {
-                chars.next();
+/// The environment variable a fan-out value is also in: `${item.name}` → `TASKRUN_ITEM_NAME`.
+pub fn item_env_name(inner: &str) -> String {
+    let (ns, name) = inner.split_once('.').unwrap_or(("item", inner));
+    let prefix = if ns == "matrix" {
+        "TASKRUN_MATRIX_"
+    } else {
+        "TASKRUN_ITEM_"
+    };
+    prefix
+        .chars()
+        .chain(name.chars().map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
             }
-            (None, '\'') => state = Some("single quotes"),
-            (None, '"') => state = Some("double quotes"),
-            (Some("single quotes"), '\'') | (Some("double quotes"), '"') => state = None,
-            _ => {}
-        }
-    }
-    state
-}
-
-/// `value` as exactly one POSIX shell word: as is when every character is inert, otherwise
-/// single-quoted (a `'` inside becomes `'\''`). Newlines, `$`, backticks and `;` are all
-/// literal inside single quotes.
-pub fn shell_word(value: &str) -> std::borrow::Cow<'_, str> {
-    let inert = |b: u8| b.is_ascii_alphanumeric() || b"_-./:@%+,".contains(&b);
-    if !value.is_empty() && value.bytes().all(inert) {
-        return std::borrow::Cow::Borrowed(value);
-    }
-    std::borrow::Cow::Owned(format!("'{}'", value.replace('\'', "'\\''")))
+        }))
+        .collect()
 }
 
 /// `value` with glob metacharacters backslash-escaped, so it matches only itself.

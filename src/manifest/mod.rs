@@ -15,6 +15,7 @@ pub mod paths;
 pub mod reserved;
 pub mod retry;
 pub mod schema;
+pub mod shell;
 pub mod task;
 pub mod walk;
 

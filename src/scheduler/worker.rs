@@ -103,12 +103,32 @@ impl Shared {
     }
 }
 
-/// The log file of a task: its name with path separators replaced.
+/// The log file of a task: its name with `/`, `\\` and `%` percent-escaped (an instance key
+/// such as `2024/a.jpg` must not name a directory, nor meet `2024_a.jpg`), and a name longer
+/// than a file name may be cut short with a digest of the whole name, so it stays unique.
 pub fn log_file_name(task: &str) -> String {
-    let safe: String = task
-        .chars()
-        .map(|c| if c == '/' || c == '\\' { '_' } else { c })
-        .collect();
+    /// File names are at most 255 bytes; leave room for `.log`.
+    const MAX: usize = 240;
+    let mut safe = String::with_capacity(task.len());
+    for c in task.chars() {
+        match c {
+            '/' => safe.push_str("%2F"),
+            '\\' => safe.push_str("%5C"),
+            '%' => safe.push_str("%25"),
+            c => safe.push(c),
+        }
+    }
+    if safe.len() > MAX {
+        let digest =
+            crate::cache::digest::to_hex(&crate::cache::digest::hash_bytes(task.as_bytes()));
+        let mut cut = MAX - 17;
+        while !safe.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        safe.truncate(cut);
+        safe.push('~');
+        safe.push_str(&digest[..16]);
+    }
     format!("{safe}.log")
 }
 

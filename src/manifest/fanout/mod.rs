@@ -431,19 +431,10 @@ fn instance_key(
 fn add_item_env(task: &mut Task, matrix: &[(String, String)], item: &[(String, String)]) {
     let pairs = matrix
         .iter()
-        .map(|(k, v)| ("TASKRUN_MATRIX_", k, v))
-        .chain(item.iter().map(|(k, v)| ("TASKRUN_ITEM_", k, v)));
-    for (prefix, k, v) in pairs {
-        let name: String = prefix
-            .chars()
-            .chain(k.chars().map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            }))
-            .collect();
+        .map(|(k, v)| ("matrix", k, v))
+        .chain(item.iter().map(|(k, v)| ("item", k, v)));
+    for (ns, k, v) in pairs {
+        let name = super::interpolate::item_env_name(&format!("{ns}.{k}"));
         task.env
             .entry(name)
             .or_insert_with(|| Template::literal(v.clone()));
