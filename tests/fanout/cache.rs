@@ -294,3 +294,78 @@ fn a_download_fanout_with_force_and_no_cache_fetches_every_line() {
     assert_eq!(http.hits("/d/b.csv"), 3);
     assert_eq!(http.hits("/d/c.csv"), 4);
 }
+
+#[test]
+fn each_download_instance_has_its_own_retries() {
+    use crate::fault_server::Fault;
+    let http = Http::start();
+    let ws = Workspace::new(
+        r#"
+[tasks.get]
+for_each = { lines = "urls.txt" }
+download = { url = "${item.line}", dest = "raw/${item.name}" }
+retry = { max_attempts = 3, initial_delay = "10ms", jitter = "none" }
+"#,
+    );
+    http.route("/a.csv", Route::ok("a"));
+    http.route("/b.csv", Route::ok("b").times(2, Fault::Status(503)));
+    http.route("/c.csv", Route::ok("c").times(3, Fault::Status(503)));
+    ws.write(
+        "urls.txt",
+        &format!(
+            "{}\n{}\n{}\n",
+            http.url("/a.csv"),
+            http.url("/b.csv"),
+            http.url("/c.csv")
+        ),
+    );
+    let (_, report) = ws.run_report(&["-k"], 1);
+    let attempts = |n: &str| entry(&report, n)["attempts"].as_array().unwrap().len();
+    assert_eq!(attempts("get[a.csv]"), 1);
+    assert_eq!(attempts("get[b.csv]"), 3);
+    assert_eq!(attempts("get[c.csv]"), 3);
+    assert_eq!(entry(&report, "get[b.csv]")["status"], "succeeded");
+    assert_eq!(entry(&report, "get[c.csv]")["status"], "failed");
+    assert_eq!(http.hits("/c.csv"), 3);
+    assert!(!ws.exists("raw/c.csv"), "no partial file at a dest");
+    // The next run fetches only the failed instance.
+    let (_, report) = ws.run_report(&[], 0);
+    assert_eq!(with_status(&report, "succeeded"), ["get[c.csv]"]);
+    assert_eq!(http.hits("/a.csv") + http.hits("/b.csv"), 4);
+}
+
+#[test]
+fn a_pool_limits_the_instances_running_at_once() {
+    use std::time::Duration;
+    let http = Http::start();
+    let ws = Workspace::new(
+        r#"
+[pipeline]
+concurrency = 8
+
+[pools]
+net = 2
+
+[tasks.get]
+for_each = { lines = "urls.txt" }
+download = { url = "${item.line}", dest = "raw/${item.name}" }
+uses = { net = 1 }
+"#,
+    );
+    let mut list = String::new();
+    for i in 0..6 {
+        let path = format!("/f{i}.csv");
+        // Each answer is held until a third request is in flight (which the pool must
+        // prevent) or 300 ms passed: requests overlap, so a broken pool would show three.
+        http.route(
+            &path,
+            Route::ok(format!("{i}")).hold_until(3, 6, Duration::from_millis(300)),
+        );
+        list.push_str(&http.url(&path));
+        list.push('\n');
+    }
+    ws.write("urls.txt", &list);
+    let (_, report) = ws.run_report(&[], 0);
+    assert_eq!(report["summary"]["succeeded"], 6);
+    assert_eq!(http.max_in_flight(), 2);
+}
