@@ -369,3 +369,39 @@ uses = { net = 1 }
     assert_eq!(report["summary"]["succeeded"], 6);
     assert_eq!(http.max_in_flight(), 2);
 }
+
+#[test]
+fn keep_going_skips_only_the_partner_of_a_failed_instance() {
+    let ws = Workspace::new(
+        r#"
+[tasks.get]
+for_each = { lines = "urls.txt" }
+run = "test ${item.name} != b.csv && echo ${item.line} > raw/${item.name}"
+outputs = ["raw/${item.name}"]
+
+[tasks.clean]
+for_each = { lines = "urls.txt" }
+deps = ["get[${item.name}]"]
+run = "cp raw/${item.name} clean/${item.name}"
+outputs = ["clean/${item.name}"]
+"#,
+    );
+    ws.write("urls.txt", URLS);
+    std::fs::create_dir_all(ws.path("raw")).unwrap();
+    std::fs::create_dir_all(ws.path("clean")).unwrap();
+    let (_, report) = ws.run_report(&["-k"], 1);
+    assert_eq!(with_status(&report, "failed"), ["get[b.csv]"]);
+    assert_eq!(with_status(&report, "skipped"), ["clean[b.csv]"]);
+    assert_eq!(
+        with_status(&report, "succeeded"),
+        [
+            "clean[a.csv]",
+            "clean[c.csv]",
+            "clean[d.csv]",
+            "get[a.csv]",
+            "get[c.csv]",
+            "get[d.csv]"
+        ]
+    );
+    assert_eq!(report["summary"]["skipped"], 1);
+}
