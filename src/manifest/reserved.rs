@@ -27,7 +27,17 @@ pub fn check(
         crate::lockfile::file_name(manifest),
         "the manifest's lockfile",
     ));
-    if let Ok(rel) = cache_dir.strip_prefix(root)
+    if root.starts_with(cache_dir) {
+        // Every file of the workspace would sit in the cache dir, where `cache clean` could
+        // not tell the user's files from the store's.
+        r.push(
+            Problem::global(format!(
+                "refusing the cache dir `{}`: it is the workspace itself, or holds it",
+                cache_dir.display()
+            ))
+            .help("point TASKRUN_CACHE_DIR or `[cache] dir` at a directory of its own, e.g. .taskrun/cache"),
+        );
+    } else if let Ok(rel) = cache_dir.strip_prefix(root)
         && let Some(rel) = rel.to_str()
     {
         reserved.push((rel.to_string(), "the cache dir"));

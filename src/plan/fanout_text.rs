@@ -113,7 +113,15 @@ impl<'d> Groups<'d> {
             (CacheStatus::Miss, count(CacheStatus::Miss)),
             (CacheStatus::Off, count(CacheStatus::Off)),
         ];
-        let Some(&(majority, _)) = counts.iter().max_by_key(|(_, n)| *n) else {
+        // On a tie the instances that will run are the ones listed: they are what a reader
+        // of the plan looks for.
+        let Some(&(majority, _)) = counts
+            .iter()
+            .filter(|(s, _)| *s != CacheStatus::Miss)
+            .chain(counts.iter().filter(|(s, _)| *s == CacheStatus::Miss))
+            .rev()
+            .max_by_key(|(_, n)| *n)
+        else {
             return;
         };
         let words: Vec<String> = counts

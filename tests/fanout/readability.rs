@@ -302,7 +302,6 @@ fn junit_has_one_testcase_per_instance() {
 }
 
 #[test]
-#[ignore = "bug: on a tie (1 hit, 1 miss) the plan lists the cached instance, not the one that will run, and never says why it runs"]
 fn on_a_tie_the_plan_names_the_instance_that_will_run_and_why() {
     let ws = Workspace::new(
         r#"
