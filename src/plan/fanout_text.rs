@@ -26,6 +26,8 @@ impl<'d> Groups<'d> {
         for t in tasks.iter().filter(|t| t.item.is_some()) {
             members.entry(t.task.as_str()).or_default().push(t);
         }
+        // One selected instance reads best as the task it is.
+        members.retain(|_, m| m.len() > 1);
         Self { members }
     }
 
@@ -103,6 +105,7 @@ impl<'d> Groups<'d> {
                 super::json::schedule_words(&task.retry)
             );
         }
+        write_pins(out, members, &pad, plan);
         self.write_statuses(out, members, &pad);
     }
 
@@ -221,6 +224,41 @@ pub fn collapse_deps(plan: &Plan, deps: &[String]) -> String {
         }
     }
     shown.join(", ")
+}
+
+/// Where the instances' sha256 pins come from, for a download fan-out.
+fn write_pins(out: &mut String, members: &[&PlanTask], pad: &str, plan: &Plan) {
+    use super::json::{PinOrigin, PlanAction};
+    let (mut inline, mut locked, mut none) = (0, 0, 0);
+    for t in members {
+        match &t.action {
+            PlanAction::Download {
+                sha256_source: Some(PinOrigin::Lockfile),
+                ..
+            } => locked += 1,
+            PlanAction::Download {
+                sha256_source: Some(_),
+                ..
+            } => inline += 1,
+            PlanAction::Download { .. } => none += 1,
+            _ => return,
+        }
+    }
+    let lockfile = crate::lockfile::file_name(&plan.pipeline.manifest_path);
+    let mut parts = Vec::new();
+    if inline > 0 {
+        parts.push(format!("{} inline", thousands(inline)));
+    }
+    if locked > 0 {
+        parts.push(format!("{} from {lockfile}", thousands(locked)));
+    }
+    if none > 0 {
+        parts.push(format!(
+            "{} not pinned yet (pinned on first download)",
+            thousands(none)
+        ));
+    }
+    let _ = writeln!(out, "{pad}sha256: {}", parts.join(", "));
 }
 
 fn word(s: CacheStatus) -> &'static str {
