@@ -28,20 +28,17 @@ for s in "${sets[@]}"; do
         die "unknown set '$s' (small, large, huge, faults, https-small, https-large)"
 done
 
-PORT=${PORT:-18088}
-TLS_PORT=${TLS_PORT:-18443}
-cert_dir=$REPO_ROOT/tests/fixtures/tls
-cert=$cert_dir/cert.pem
+# The fixtures, nginx and wait_port are shared with bench/fanout.sh (bench/lib.sh).
+cert_dir=$CERT_DIR
+cert=$CERT
 FAULT_PORT=${FAULT_PORT:-18089}
-base=http://127.0.0.1:$PORT
-www=$BENCH_WORK/www
+base=$BASE
+www=$WWW
 dl=$BENCH_WORK/dl
-ngx=$BENCH_WORK/nginx
-mkdir -p "$dl" "$ngx/tmp"
+mkdir -p "$dl"
 
-log "fixtures in $www (random; kept between runs)"
-python3 "$BENCH_DIR/gen.py" fixtures "$www"
-files() { (cd "$www" && ls "$1"/*.bin); }
+gen_fixtures
+files() { fixture_files "$1"; }
 python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$base" --root "$www" --name small --files $(files small)
 python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$base" --root "$www" --name large --files $(files large)
 python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$base" --root "$www" --name huge --files $(files huge)
@@ -50,33 +47,7 @@ for s in small large; do
     python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "https://127.0.0.1:$TLS_PORT" --root "$www" --name "https-$s" --files $(files $s)
 done
 
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT INT TERM
-
-# wait_port PORT: until something answers on 127.0.0.1:PORT (at most 10 s).
-wait_port() {
-    local i
-    for i in $(seq 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
-        sleep 0.1
-    done
-    die "nothing answers on 127.0.0.1:$1"
-}
-
-sed -e "s#@WORK@#$ngx#g" -e "s#@ROOT@#$www#g" -e "s#@PORT@#$PORT#g" -e "s#@TLS_PORT@#$TLS_PORT#g" \
-    -e "s#@CERT_DIR@#$cert_dir#g" "$BENCH_DIR/nginx.conf" >"$ngx/nginx.conf"
-if curl -s -o /dev/null "$base/"; then die "port $PORT is taken; set PORT"; fi
-nginx -p "$ngx" -c "$ngx/nginx.conf" &
-pids+=($!)
-wait_port "$PORT"
-log "nginx $(nginx -v 2>&1 | cut -d/ -f2) serving $www on $base"
+start_nginx
 
 cd "$dl"
 have=0
@@ -123,27 +94,7 @@ commands() {
 prepare='rm -rf out .taskrun && mkdir -p out'
 
 # verify NAME: "ok missing corrupt" of out/ against NAME.sha256.
-verify() {
-    python3 - "$1.sha256" <<'PY'
-import hashlib, os, sys
-ok = missing = bad = 0
-for line in open(sys.argv[1]):
-    pin, path = line.split(None, 1)
-    path = path.strip()
-    if not os.path.isfile(path):
-        missing += 1
-        continue
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while c := f.read(1 << 20):
-            h.update(c)
-    if h.hexdigest() == pin:
-        ok += 1
-    else:
-        bad += 1
-print(ok, missing, bad)
-PY
-}
+verify() { verify_sha256 "$1.sha256"; }
 
 # check SET: each tool once more under GNU time: exit code, wall, peak RSS, files verified.
 check() {
@@ -193,7 +144,7 @@ fault_run() {
         python3 "$BENCH_DIR/peers/faulty_server.py" "$www" --port "$FAULT_PORT" --lifetime 600 \
             --stats "$BENCH_WORK/faults.stats" 2>/dev/null &
         local spid=$!
-        pids+=("$spid")
+        BG_PIDS+=("$spid")
         wait_port "$FAULT_PORT"
         local rc=0
         /usr/bin/time -f '%e' -o "$BENCH_WORK/time.out" timeout 300 bash -c "$cmd" >/dev/null 2>"$BENCH_WORK/cmd.err" || rc=$?

@@ -83,3 +83,90 @@ machine_info() {
         echo "- taskrun: not measured ($TASKRUN missing or without \`run\`)"
     fi
 }
+
+# ---- Download setup shared by bench/downloads.sh and bench/fanout.sh ----------------------
+# The random fixtures (kept between runs) and nginx serving them on 127.0.0.1 only.
+#   WWW       $BENCH_WORK/www: small/fNNNN.bin 1,000 x 64 KiB, large/lNN.bin 20 x 50 MiB,
+#             huge/g.bin 1 GiB
+#   PORT      nginx's plain-HTTP port (default 18088); TLS_PORT its HTTPS port (default 18443,
+#             the tests' self-signed certificate for 127.0.0.1, $CERT)
+WWW=$BENCH_WORK/www
+PORT=${PORT:-18088}
+TLS_PORT=${TLS_PORT:-18443}
+CERT_DIR=$REPO_ROOT/tests/fixtures/tls
+CERT=$CERT_DIR/cert.pem
+BASE=http://127.0.0.1:$PORT
+
+# Background servers, stopped on exit (by their own pids; see stop_bg).
+BG_PIDS=()
+stop_bg() {
+    local p
+    for p in "${BG_PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    BG_PIDS=()
+}
+
+# gen_fixtures: create (or keep) the random download fixtures in $WWW.
+gen_fixtures() {
+    log "fixtures in $WWW (random; kept between runs)"
+    python3 "$BENCH_DIR/gen.py" fixtures "$WWW"
+}
+
+# fixture_files SET: the files of SET (small, large, huge) relative to $WWW.
+fixture_files() { (cd "$WWW" && ls "$1"/*.bin); }
+
+# wait_port PORT: until something answers on 127.0.0.1:PORT (at most 10 s).
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
+        sleep 0.1
+    done
+    die "nothing answers on 127.0.0.1:$1"
+}
+
+# start_nginx: nginx (bench/nginx.conf) serving $WWW on $BASE and https://127.0.0.1:$TLS_PORT,
+# in the foreground of a background job, stopped on exit. Installs the EXIT trap (stop_bg).
+start_nginx() {
+    local ngx=$BENCH_WORK/nginx
+    mkdir -p "$ngx/tmp"
+    sed -e "s#@WORK@#$ngx#g" -e "s#@ROOT@#$WWW#g" -e "s#@PORT@#$PORT#g" -e "s#@TLS_PORT@#$TLS_PORT#g" \
+        -e "s#@CERT_DIR@#$CERT_DIR#g" "$BENCH_DIR/nginx.conf" >"$ngx/nginx.conf"
+    if curl -s -o /dev/null "$BASE/"; then die "port $PORT is taken; set PORT"; fi
+    trap stop_bg EXIT INT TERM
+    nginx -p "$ngx" -c "$ngx/nginx.conf" &
+    BG_PIDS+=($!)
+    wait_port "$PORT"
+    log "nginx $(nginx -v 2>&1 | cut -d/ -f2) serving $WWW on $BASE"
+}
+
+# verify_sha256 LIST: "ok missing corrupt" of the files a sha256sum-style LIST names (paths
+# relative to the current directory).
+verify_sha256() {
+    python3 - "$1" <<'PY'
+import hashlib, os, sys
+ok = missing = bad = 0
+for line in open(sys.argv[1]):
+    pin, path = line.split(None, 1)
+    path = path.strip()
+    if not os.path.isfile(path):
+        missing += 1
+        continue
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while c := f.read(1 << 20):
+            h.update(c)
+    if h.hexdigest() == pin:
+        ok += 1
+    else:
+        bad += 1
+print(ok, missing, bad)
+PY
+}
+
+# tools_info: the versions of the download peers (one line for a results file).
+tools_info() {
+    echo "- tools: nginx $(nginx -v 2>&1 | cut -d/ -f2), $(curl --version | head -1 | cut -d' ' -f1-2), $(aria2c --version | head -1), $(wget2 --version | head -1 | cut -d' ' -f1-3), Python $(python3 -c 'import sys,aiohttp; print(sys.version.split()[0], "+ aiohttp", aiohttp.__version__)'), hyperfine $(hyperfine --version | cut -d' ' -f2)"
+}

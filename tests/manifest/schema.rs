@@ -84,7 +84,7 @@ fn schema_rejects_what_the_loader_rejects() {
 #[test]
 fn plan_json_follows_the_plan_schema() {
     let v = validator("plan.schema.json");
-    for manifest in ["download.toml", "data.toml", "ci.toml"] {
+    for manifest in ["download.toml", "urls.toml", "data.toml", "ci.toml"] {
         let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_taskrun"))
             .current_dir(root().join("pipelines"))
             .args(["plan", manifest, "--format", "json"])
