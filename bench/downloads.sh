@@ -7,7 +7,8 @@
 #   small   1,000 x 64 KiB
 #   large   20 x 50 MiB (peak RSS of each tool)
 #   In both, taskrun runs three ways: every download pinned to its sha256 (`NAME.toml`, with
-#   --no-cache), without pins (`NAME-unpinned.toml`: what the peers do, nothing hashed), and
+#   --no-cache), without pins (`NAME-unpinned.toml`: what the peers do; taskrun pins each file
+#   on first use in NAME-unpinned.lock, removed before every run), and
 #   pinned with the cache on (a first run: each file is also copied into the store).
 #   huge    one 1 GiB file (peak RSS: memory must not grow with file size)
 #   faults  1,000 x 64 KiB from bench/peers/faulty_server.py: 10% of files answer 503 once,
@@ -76,7 +77,9 @@ commands() {
     if [[ $have == 1 ]]; then
         printf 'taskrun\t%s\n' "$(tr_cmd "$n")"
         if [[ $n != huge ]]; then
-            # The peers' job: no pins, so nothing is hashed.
+            # The peers' job: no pins. Since the lockfile (SPEC section 10) such a run pins
+            # what it downloads on first use (hashes it, writes NAME-unpinned.lock at the end);
+            # `prepare` removes that lockfile, so every run is such a first run.
             printf 'taskrun, no pins\t%s\n' "$(tr_cmd "$n-unpinned")"
             # The default: the cache on (a first run: every file is also copied into the store).
             printf 'taskrun, cache on\t%s\n' "$TASKRUN $n.toml -j16 -q --progress never"
@@ -91,27 +94,13 @@ commands() {
     fi
     printf 'local copy\t%s\n' "cp -r $www/$n out/"
 }
-prepare='rm -rf out .taskrun && mkdir -p out'
+prepare='rm -rf out .taskrun ./*-unpinned.lock && mkdir -p out'
 
 # verify NAME: "ok missing corrupt" of out/ against NAME.sha256.
 verify() { verify_sha256 "$1.sha256"; }
 
 # check SET: each tool once more under GNU time: exit code, wall, peak RSS, files verified.
-check() {
-    local n=$1 label cmd out
-    echo "| tool | exit | wall | peak RSS | files ok / missing / corrupt |" >"$RESULTS/dl-$n-check.md"
-    echo "|---|---:|---:|---:|---|" >>"$RESULTS/dl-$n-check.md"
-    while IFS=$'\t' read -r label cmd; do
-        eval "$prepare"
-        local rc=0
-        /usr/bin/time -f '%e %M' -o "$BENCH_WORK/time.out" bash -c "$cmd" >/dev/null 2>"$BENCH_WORK/cmd.err" || rc=$?
-        read -r wall kib <"$BENCH_WORK/time.out" || true
-        [[ $rc == 0 ]] || { wall=$(tail -n1 "$BENCH_WORK/time.out" | cut -d' ' -f1); kib=$(tail -n1 "$BENCH_WORK/time.out" | cut -d' ' -f2); }
-        read -r ok missing bad < <(verify "$n")
-        printf '| %s | %s | %s s | %.1f MiB | %s / %s / %s |\n' "$label" "$rc" "$wall" "$(echo "$kib/1024" | bc -l)" "$ok" "$missing" "$bad" >>"$RESULTS/dl-$n-check.md"
-        log "$n $label: exit $rc, ${wall}s, $kib KiB, ok $ok missing $missing corrupt $bad"
-    done < <(commands "$n")
-}
+check() { check_tools "dl-$1" "$prepare" "$1.sha256" < <(commands "$1"); }
 
 timed() {
     local n=$1 runs=$2 warm=$3

@@ -2,10 +2,12 @@
 """Times commands one run each, in turn, for ROUNDS rounds: on a shared machine every command
 then sees the same load drift (hyperfine measures one command's runs back to back).
 
-usage: python3 bench/interleave.py [--prepare 'SHELL CMD'] ROUNDS 'CMD' ['CMD'...]
+usage: python3 bench/interleave.py [--keep-state] [--prepare 'SHELL CMD'] ROUNDS 'CMD' ['CMD'...]
        (run in the workload directory)
 
-Each run starts without `.taskrun/`, after the --prepare command (say, `rm -rf out`). Wall time is measured around the process, CPU
+Each run starts without `.taskrun/`, after the --prepare command (say, `rm -rf out`).
+--keep-state leaves `.taskrun/` alone (for a no-op rerun: give each binary its own workload
+directory, `env -C DIR taskrun ...`, since the remembered manifest names the binary). Wall time is measured around the process, CPU
 (user+sys) comes from its rusage, which includes the children it waited for.
 """
 import os
@@ -20,13 +22,17 @@ import time
 def main():
     args = sys.argv[1:]
     prepare = None
+    keep = False
+    if args[:1] == ["--keep-state"]:
+        keep, args = True, args[1:]
     if args[:1] == ["--prepare"]:
         prepare, args = args[1], args[2:]
     rounds, cmds = int(args[0]), args[1:]
     res = {c: ([], []) for c in cmds}
     for _ in range(rounds):
         for c in cmds:
-            shutil.rmtree(".taskrun", ignore_errors=True)
+            if not keep:
+                shutil.rmtree(".taskrun", ignore_errors=True)
             if prepare:
                 subprocess.run(prepare, shell=True, check=True)
             t0 = time.perf_counter()

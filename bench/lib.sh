@@ -170,3 +170,23 @@ PY
 tools_info() {
     echo "- tools: nginx $(nginx -v 2>&1 | cut -d/ -f2), $(curl --version | head -1 | cut -d' ' -f1-2), $(aria2c --version | head -1), $(wget2 --version | head -1 | cut -d' ' -f1-3), Python $(python3 -c 'import sys,aiohttp; print(sys.version.split()[0], "+ aiohttp", aiohttp.__version__)'), hyperfine $(hyperfine --version | cut -d' ' -f2)"
 }
+
+# check_tools NAME PREPARE LIST: each "label<TAB>command" line of stdin once more under GNU
+# time, after `eval PREPARE`: exit code, wall, peak RSS, and the files of the sha256sum-style
+# LIST checked (verify_sha256). Writes the Markdown table $RESULTS/NAME-check.md.
+check_tools() {
+    local name=$1 prepare=$2 list=$3 label cmd wall kib ok missing bad
+    local out=$RESULTS/$name-check.md
+    echo "| tool | exit | wall | peak RSS | files ok / missing / corrupt |" >"$out"
+    echo "|---|---:|---:|---:|---|" >>"$out"
+    while IFS=$'\t' read -r label cmd; do
+        eval "$prepare"
+        local rc=0
+        /usr/bin/time -f '%e %M' -o "$BENCH_WORK/time.out" bash -c "$cmd" >/dev/null 2>"$BENCH_WORK/cmd.err" </dev/null || rc=$?
+        wall=$(tail -n1 "$BENCH_WORK/time.out" | cut -d' ' -f1)
+        kib=$(tail -n1 "$BENCH_WORK/time.out" | cut -d' ' -f2)
+        read -r ok missing bad < <(verify_sha256 "$list")
+        printf '| %s | %s | %s s | %.1f MiB | %s / %s / %s |\n' "$label" "$rc" "$wall" "$(echo "$kib/1024" | bc -l)" "$ok" "$missing" "$bad" >>"$out"
+        log "$name $label: exit $rc, ${wall}s, $kib KiB, ok $ok missing $missing corrupt $bad"
+    done
+}

@@ -53,7 +53,7 @@ pub fn print_plan(sel: &Selection, view: View) -> u8 {
         return code;
     }
     let predictions = predict(&plan, view.force, view.no_cache);
-    super::print_stdout(&render(
+    let text = render(
         &plan,
         &sel.targets,
         &predictions,
@@ -61,7 +61,10 @@ pub fn print_plan(sel: &Selection, view: View) -> u8 {
             format: view.format,
             expand: view.expand,
         },
-    ))
+    );
+    // The process ends next: freeing every task one by one is time a large plan need not pay.
+    std::mem::forget(plan);
+    super::print_stdout(&text)
 }
 
 /// Reads the cache (never writes it) to predict hit / miss for each task.

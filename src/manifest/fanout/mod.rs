@@ -10,7 +10,9 @@ pub mod link;
 pub mod matrix;
 pub mod sources;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use rustc_hash::FxHashMap;
 use std::ops::Range;
 use std::path::Path;
 
@@ -21,7 +23,7 @@ use super::interpolate::{Context, ItemScope, interpolate};
 use super::keys;
 use super::task::{TaskBuilder, TaskSpans};
 use super::walk::{Reader, Val, get};
-use crate::model::{FanOut, ItemSource, Origin, Task, TaskMap};
+use crate::model::{Action, FanOut, ItemSource, Origin, Task, TaskMap};
 use crate::template::Template;
 use sources::{Item, SourceKind};
 
@@ -267,16 +269,19 @@ fn instances(
     }
     tasks.reserve(total);
     spans.reserve(total);
-    let mut keys: HashMap<String, String> = HashMap::with_capacity(total);
+    // Keys come from the user's own files: FxHash is safe and much faster than SipHash.
+    // Each key's item, as (row, item) indices; its origin text is made only for a message.
+    let mut keys: FxHashMap<String, (usize, usize)> =
+        FxHashMap::with_capacity_and_hasher(total, Default::default());
+    let origin_of = |row: &matrix::Row, item: Option<&Item>| match item {
+        Some(i) if row.values.is_empty() => i.origin.clone(),
+        Some(i) => format!("{}, {}", row.origin, i.origin),
+        None => row.origin.clone(),
+    };
     let mut seen_problems: HashSet<(Option<Range<usize>>, String)> = HashSet::new();
     let mut reported = 0usize;
-    for row in &items.rows {
-        for item in &sources {
-            let origin_text = match item {
-                Some(i) if row.values.is_empty() => i.origin.clone(),
-                Some(i) => format!("{}, {}", row.origin, i.origin),
-                None => row.origin.clone(),
-            };
+    for (row_index, row) in items.rows.iter().enumerate() {
+        for (item_index, item) in sources.iter().enumerate() {
             let item_fields: &[(String, String)] = item.map_or(&[], |i| i.fields.as_slice());
             let scope = ItemScope {
                 matrix: &row.values,
@@ -310,17 +315,21 @@ fn instances(
                     continue;
                 }
                 p.message = format!(
-                    "{} (instance {}, from {origin_text})",
+                    "{} (instance {}, from {})",
                     p.message,
-                    key.as_deref().unwrap_or("?")
+                    key.as_deref().unwrap_or("?"),
+                    origin_of(row, *item)
                 );
                 r.push(p);
             }
             let (Some(key), Some((mut task, task_spans))) = (key, built) else {
                 continue;
             };
-            if let Some(other) = keys.insert(key.clone(), origin_text.clone()) {
+            if let Some((other_row, other_item)) = keys.insert(key.clone(), (row_index, item_index))
+            {
                 if reported < MAX_INSTANCE_PROBLEMS {
+                    let other = origin_of(&items.rows[other_row], sources[other_item]);
+                    let origin_text = origin_of(row, *item);
                     let span = key_template
                         .as_ref()
                         .map_or(b.name_span.clone(), |(_, s)| s.clone());
@@ -334,7 +343,9 @@ fn instances(
                 continue;
             }
             let name = format!("{}[{key}]", b.name);
-            add_item_env(&mut task, &row.values, item_fields);
+            if matches!(task.action, Action::Command(_) | Action::Service(_)) {
+                add_item_env(&mut task, &row.values, item_fields);
+            }
             task.name.clone_from(&name);
             task.origin = Some(Box::new(Origin {
                 task: b.name.to_string(),
