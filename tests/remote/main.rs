@@ -2,6 +2,7 @@
 //! an in-process Bazel-HTTP-protocol server; the library plays the scheduler's part.
 
 mod cli;
+mod fanout;
 mod nginx;
 mod server;
 mod support;
