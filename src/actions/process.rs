@@ -65,13 +65,24 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some(thp) = crate::huge_pages::for_children() {
+    let thp = crate::huge_pages::for_children();
+    let parent = std::process::id() as libc::pid_t;
+    {
         use std::os::unix::process::CommandExt as _;
-        // SAFETY: the hook makes one async-signal-safe system call in the forked child.
+        // SAFETY: the hook makes only async-signal-safe system calls in the forked child.
         unsafe {
             cmd.pre_exec(move || {
-                crate::huge_pages::set(thp);
-                Ok(())
+                if let Some(thp) = thp {
+                    crate::huge_pages::set(thp);
+                }
+                // SPEC §13: the child dies with taskrun, even with a kill -9 of taskrun.
+                if crate::actions::spawn::die_with_parent(parent) {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other(
+                        "taskrun exited before its child started",
+                    ))
+                }
             });
         }
     }

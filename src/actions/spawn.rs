@@ -44,6 +44,8 @@ struct ChildArgs {
     fds: [RawFd; 3],
     reset: *const c_int,
     reset_len: usize,
+    /// taskrun's pid: the child checks it is still its parent once its death signal is set.
+    parent: libc::pid_t,
     /// Set by the child when it fails before or at `execve`.
     errno: c_int,
 }
@@ -95,6 +97,8 @@ pub fn spawn(
         fds: [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()],
         reset: reset.as_ptr(),
         reset_len: reset.len(),
+        // SAFETY: getpid has no preconditions.
+        parent: unsafe { libc::getpid() },
         errno: 0,
     };
     // The child runs on this stack while the parent waits; it only makes system calls.
@@ -167,6 +171,10 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         if libc::setpgid(0, 0) != 0 {
             fail(a);
         }
+        // SPEC §13: the child dies with taskrun, even with a kill -9 of taskrun.
+        if !die_with_parent(a.parent) {
+            fail(a);
+        }
         let fds = a.fds;
         for (target, fd) in (0..).zip(fds) {
             if libc::dup2(fd, target) < 0 {
@@ -193,6 +201,23 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         set_mask(&empty, std::ptr::null_mut());
         libc::execve(a.prog, a.argv, a.envp);
         fail(a)
+    }
+}
+
+/// Asks the kernel to SIGKILL this process when its parent (taskrun's thread that spawned
+/// it: the run loop, which lives as long as the run) dies, and checks that the parent has not
+/// died already. The setting survives `execve`. Async-signal-safe: two system calls.
+pub fn die_with_parent(parent: libc::pid_t) -> bool {
+    // SAFETY: prctl and getppid are async-signal-safe system calls with plain arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) == 0
+            && libc::getppid() == parent
     }
 }
 

@@ -123,3 +123,36 @@ fn a_second_sigint_kills_at_once() {
     assert!(dies_soon(pid(ws.root(), "g.pid")));
     assert_eq!(ws.last_report()["status"], "interrupted");
 }
+
+/// SPEC §13: even a kill -9 of taskrun stops the commands it started (PR_SET_PDEATHSIG), so
+/// nothing it ran keeps writing into the workspace after it is gone.
+#[test]
+fn a_kill_9_of_taskrun_stops_its_children() {
+    let ws = Workspace::new(
+        r#"
+[pipeline]
+concurrency = 2
+
+[tasks.shell]
+run = "echo $$$$ > shell.pid; exec sleep 60"
+
+[tasks.argv]
+run = ["sh", "-c", "echo $$$$ > argv.pid; exec sleep 60"]
+"#,
+    );
+    let child = ws
+        .cmd(&["taskrun.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = ["shell.pid", "argv.pid"];
+    wait_for_files(ws.root(), &pids);
+    signal(&child, libc::SIGKILL);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), None, "killed by a signal");
+    for f in pids {
+        let p = pid(ws.root(), f);
+        assert!(dies_soon(p), "{f} ({p}) outlived taskrun");
+    }
+}
