@@ -212,17 +212,22 @@ impl<'a> Loop<'a> {
     }
 
     fn make_ready(&mut self, i: usize) {
-        let rec = &mut self.recs[i];
-        if rec.phase != Phase::Waiting {
+        if self.recs[i].phase != Phase::Waiting {
             return;
         }
+        let services_ready = self.services_ready(i);
+        let rec = &mut self.recs[i];
         rec.phase = Phase::Ready;
         match &self.plan.task(i).action {
             Action::Group | Action::Service(_) => self.instant.push(i),
             // Revalidation is an async request: that lookup stays with the job.
             Action::Download(d) if d.revalidate && d.sha256.is_none() => self.ready.push_back(i),
-            // Nothing to look up or expand: straight to the slots.
-            _ if !self.shared.cache.can_hit() && self.plan.task(i).inputs.is_empty() => {
+            // Nothing to look up or expand: straight to the slots (unless a service it needs
+            // is on standby: the lookup path starts it).
+            _ if !self.shared.cache.can_hit()
+                && self.plan.task(i).inputs.is_empty()
+                && services_ready =>
+            {
                 rec.looked_up = true;
                 self.ready.push_back(i);
             }

@@ -183,3 +183,37 @@ run = "{WAIT_STARTS}cp b.in b.out"
     );
     drop(listener);
 }
+
+/// Issue 14: with `--no-cache` or `--force` a dependent is not looked up in the cache, and
+/// the service it needs must start all the same (it was left on standby: "connection
+/// refused", and the service reported `cached`).
+#[test]
+fn no_cache_and_force_still_start_the_services_their_tasks_need() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.svc]
+service = {{ run = "echo $$$$ > svc.pid; exec sleep 60", ready = {{ tcp = "{addr}" }}, ready_timeout = "5s" }}
+
+[tasks.user]
+deps = ["svc"]
+outputs = ["user.out"]
+run = "{WAIT_PID}kill -0 $(cat svc.pid) && echo ran > user.out"
+"#
+    ));
+    for flags in [&["--no-cache"][..], &["--force"], &[]] {
+        std::fs::remove_file(ws.path("svc.pid")).ok();
+        ws.run(flags).code(0);
+        let report = ws.last_report();
+        let want = if flags.is_empty() {
+            "cached"
+        } else {
+            "succeeded"
+        };
+        assert_eq!(task(&report, "svc")["status"], want, "{flags:?}");
+        assert_eq!(task(&report, "user")["status"], want, "{flags:?}");
+    }
+    assert_eq!(ws.read("user.out"), "ran\n");
+    drop(listener);
+}
