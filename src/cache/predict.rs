@@ -51,6 +51,8 @@ pub struct PredictOptions {
     pub force: bool,
     /// Predict as with `--no-cache`.
     pub no_cache: bool,
+    /// Keep each key's parts (for `explain`); `plan` shows only status, key and reason.
+    pub keep_parts: bool,
 }
 
 fn off(reason: Option<&str>) -> Prediction {
@@ -113,6 +115,7 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
     // Outputs predicted hits will restore: they count as inputs that will exist.
     let mut overlay: HashMap<String, Digest> = HashMap::new();
     let now = SystemTime::now();
+    let shards = store.record_shards();
 
     for &i in &plan.order {
         let t = plan.task(i);
@@ -166,6 +169,14 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
             }
         }
         let tk = key::task_key(&plan.pipeline, t, &ins, &dep_digests);
+        // `plan` of 100,000 tasks need not copy every key's parts into its prediction.
+        let kept = |parts: &Vec<KeyPart>| {
+            if options.keep_parts {
+                parts.clone()
+            } else {
+                Vec::new()
+            }
+        };
         let status_if_runs = |reason: String, parts: Vec<KeyPart>| {
             if cacheable {
                 miss(None, reason, parts)
@@ -179,15 +190,18 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
             }
         };
         if let Some(dep) = waiting {
-            out[i] = status_if_runs(format!("dependency {dep} will run"), tk.parts);
+            out[i] = status_if_runs(format!("dependency {dep} will run"), kept(&tk.parts));
             continue;
         }
         if let Some(g) = expanded.unmatched.first() {
-            out[i] = status_if_runs(format!("input pattern {g} matches nothing"), tk.parts);
+            out[i] = status_if_runs(
+                format!("input pattern {g} matches nothing"),
+                kept(&tk.parts),
+            );
             continue;
         }
         if let Some(r) = unreadable {
-            out[i] = status_if_runs(r, tk.parts);
+            out[i] = status_if_runs(r, kept(&tk.parts));
             continue;
         }
         if !cacheable {
@@ -195,16 +209,19 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
                 status: PredictedStatus::Off,
                 key: None,
                 reason: Some(not_cacheable_reason(t).into()),
-                parts: tk.parts,
+                parts: kept(&tk.parts),
             };
             continue;
         }
         if options.force {
-            out[i] = miss(Some(&tk), "--force".into(), tk.parts.clone());
+            out[i] = miss(Some(&tk), "--force".into(), kept(&tk.parts));
             continue;
         }
-        let record = store
-            .read_record(&tk.hex())
+        let hex = tk.hex();
+        let record = shards
+            .may_hold(&hex)
+            .then(|| store.read_record(&hex))
+            .flatten()
             .or_else(|| pinned_record(t, &tk, store));
         let Some(rec) = record else {
             let mut reason = miss_reason(store, view.journal.last_key(&t.name), &tk.parts);
@@ -212,22 +229,22 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
             if reason == "no entry" && plan.pipeline.cache.remote.is_some() {
                 reason = NO_LOCAL_ENTRY.into();
             }
-            out[i] = miss(Some(&tk), reason, tk.parts.clone());
+            out[i] = miss(Some(&tk), reason, kept(&tk.parts));
             continue;
         };
         if let Some(reason) = expired_reason(&rec, t.cache_ttl, now) {
-            out[i] = miss(Some(&tk), reason, tk.parts.clone());
+            out[i] = miss(Some(&tk), reason, kept(&tk.parts));
             continue;
         }
         if let Err(why) = rec.check_declared(&key::declared_outputs(t)) {
             out[i] = miss(
                 Some(&tk),
                 format!("cache entry rejected: {why}"),
-                tk.parts.clone(),
+                kept(&tk.parts),
             );
             continue;
         }
-        out[i] = hit_prediction(&ws, &rec, stats, store, &tk);
+        out[i] = hit_prediction(&ws, &rec, stats, store, &tk, kept(&tk.parts));
         if out[i].status == PredictedStatus::Hit {
             known[i] = Some(rec.digest_bytes());
             for e in rec.output_entries() {
@@ -244,6 +261,7 @@ fn hit_prediction(
     stats: &StatCache,
     store: &Store,
     tk: &TaskKey,
+    parts: Vec<KeyPart>,
 ) -> Prediction {
     let drifted = outputs::check(ws, rec, stats);
     for (path, _) in &drifted {
@@ -256,7 +274,7 @@ fn hit_prediction(
             return miss(
                 Some(tk),
                 format!("cache entry incomplete: output {path} is not stored"),
-                tk.parts.clone(),
+                parts,
             );
         }
     }
@@ -272,7 +290,7 @@ fn hit_prediction(
         status: PredictedStatus::Hit,
         key: Some(tk.hex()),
         reason,
-        parts: tk.parts.clone(),
+        parts: parts,
     }
 }
 
@@ -293,10 +311,17 @@ pub fn plan_predictions(
     force: bool,
     no_cache: bool,
 ) -> Vec<crate::plan::predict::Prediction> {
-    predict_plan(plan, PredictOptions { force, no_cache })
-        .iter()
-        .map(Prediction::to_plan)
-        .collect()
+    predict_plan(
+        plan,
+        PredictOptions {
+            force,
+            no_cache,
+            keep_parts: false,
+        },
+    )
+    .iter()
+    .map(Prediction::to_plan)
+    .collect()
 }
 
 /// Short form of a digest for tables.

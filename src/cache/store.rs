@@ -73,6 +73,19 @@ pub enum BlobError {
     Io(#[from] io::Error),
 }
 
+/// The `ac/` shards of a store that exist, from [`Store::record_shards`].
+#[derive(Debug, Clone)]
+pub struct RecordShards([bool; 256]);
+
+impl RecordShards {
+    /// Whether a record with this hex key may exist (its shard directory does).
+    pub fn may_hold(&self, key: &str) -> bool {
+        key.get(..2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .is_some_and(|i| self.0[usize::from(i)])
+    }
+}
+
 /// A local store rooted at a cache dir.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -252,6 +265,23 @@ impl Store {
     /// The verified record for `key`; `None` when absent or corrupt (then removed, warned).
     pub fn read_record(&self, key: &str) -> Option<ActionRecord> {
         self.read_record_stamped(key).map(|(rec, _)| rec)
+    }
+
+    /// Which `ac/<2 hex>/` shards exist, read with one listing: a prediction of 100,000 new
+    /// tasks then opens no record file that cannot exist (each failed `open` walks the path).
+    pub fn record_shards(&self) -> RecordShards {
+        let mut present = [false; 256];
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("ac")) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if let Some(i) = name.to_str().and_then(|n| u8::from_str_radix(n, 16).ok())
+                    && name.len() == 2
+                {
+                    present[usize::from(i)] = true;
+                }
+            }
+        }
+        RecordShards(present)
     }
 
     /// [`Self::read_record`], with the record file's [`Stamp`] for the journal.

@@ -25,7 +25,11 @@ pub fn run(args: ExplainArgs) -> u8 {
         return crate::exit_code::USAGE;
     };
     let view = CacheView::open(&plan.pipeline);
-    let predictions = predict(&plan, &view, PredictOptions::default());
+    let options = PredictOptions {
+        keep_parts: true,
+        ..PredictOptions::default()
+    };
+    let predictions = predict(&plan, &view, options);
     let text = crate::cache::explain::explain_text(&plan, &view, index, &predictions[index]);
     super::print_stdout(&text)
 }
