@@ -7,6 +7,8 @@
 #               is missing, or cannot run pipelines yet, the taskrun rows are skipped and the
 #               peers are still measured.
 #   RUNS        hyperfine runs per command (each script has its own default)
+#   TASKRUN_COMMIT  the commit $TASKRUN was built from, for the results (default: this
+#               checkout's HEAD; set it when TASKRUN is a copy built elsewhere)
 
 # -h/--help on any bench script prints its header comment.
 for _arg in "$@"; do
@@ -78,7 +80,7 @@ machine_info() {
     echo "- CPU flags: sha_ni=$(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no), avx2=$(grep -qw avx2 /proc/cpuinfo && echo yes || echo no)"
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared; see the notes)"
     if have_taskrun; then
-        echo "- taskrun: $("$TASKRUN" --version) ($(git -C "$REPO_ROOT" rev-parse --short HEAD), release build)"
+        echo "- taskrun: $("$TASKRUN" --version) (${TASKRUN_COMMIT:-$(git -C "$REPO_ROOT" rev-parse --short HEAD)}, release build)"
     else
         echo "- taskrun: not measured ($TASKRUN missing or without \`run\`)"
     fi

@@ -6,7 +6,7 @@
 #             used; the taskrun rows are skipped when it is missing)
 # env: BENCH_WORK (default /dev/shm/taskrun-bench), TASKRUN, RUNS; see bench/lib.sh.
 # Needs: hyperfine nginx aria2 wget2 ninja-build (apt), aiohttp (pip), GNU time, openssl.
-# Takes about 10 minutes; run it on a quiet machine (the load average is recorded).
+# Takes about 15 minutes; run it on a quiet machine (the load average is recorded).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -21,9 +21,10 @@ rm -f "$RESULTS"/*.json "$RESULTS"/*.md "$RESULTS"/rss.tsv
 "$here/scheduler.sh"
 "$here/downloads.sh"
 "$here/cache.sh"
+"$here/fanout.sh"
 "$here/remote.sh"
 echo
 echo "================ summary ================"
-cat "$RESULTS/plan.md" "$RESULTS/scheduler.md" "$RESULTS/downloads.md" "$RESULTS/cache.md" "$RESULTS/remote.md"
+cat "$RESULTS/plan.md" "$RESULTS/scheduler.md" "$RESULTS/downloads.md" "$RESULTS/cache.md" "$RESULTS/fanout.md" "$RESULTS/remote.md"
 echo
 echo "(also in $RESULTS/*.md)"

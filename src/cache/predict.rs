@@ -290,7 +290,7 @@ fn hit_prediction(
         status: PredictedStatus::Hit,
         key: Some(tk.hex()),
         reason,
-        parts: parts,
+        parts,
     }
 }
 
