@@ -61,7 +61,7 @@ impl Console {
     fn note_unshown(&self) {
         self.overall.set_message(match self.unshown.len() {
             0 => String::new(),
-            n => format!("(+{n} more running)"),
+            n => format!("(+{n} more under way)"),
         });
     }
 
