@@ -7,6 +7,8 @@ mod fault_server;
 #[allow(dead_code)]
 #[path = "../remote/server.rs"]
 mod remote_server;
+#[path = "../support/served.rs"]
+mod served;
 
 mod caching;
 mod children;

@@ -3,7 +3,7 @@
 //! targets and `-k`; and a fan-out of downloads against a loopback server.
 
 use crate::fault_server::Route;
-use crate::http::Http;
+use crate::served::Http;
 use crate::support::{Workspace, entry, statuses, with_status};
 
 /// One instance per line of `urls.txt`, each writing its line to `raw/<name>`.

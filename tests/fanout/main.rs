@@ -5,10 +5,11 @@
 
 #[path = "../support/fault_server.rs"]
 mod fault_server;
+#[path = "../support/served.rs"]
+mod served;
 
 mod cache;
 mod expansion;
-mod http;
 mod names;
 mod produced;
 mod quoting;

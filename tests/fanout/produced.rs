@@ -2,7 +2,7 @@
 //! taskrun itself reads (SPEC §13 "Paths in the manifest"): both are validation errors, exit 2,
 //! before anything runs.
 
-use crate::http::Http;
+use crate::served::Http;
 use crate::support::Workspace;
 
 /// `check`, `plan` and `run` all refuse with exit 2, mentioning every one of `parts`; no run

@@ -4,7 +4,7 @@
 //! compared with the raw value, and marker files prove that nothing was executed.
 
 use crate::fault_server::Route;
-use crate::http::Http;
+use crate::served::Http;
 use crate::support::{Workspace, entry};
 
 /// `(id, value)` rows: each value would run `touch pwned-*` if it reached the shell as syntax.

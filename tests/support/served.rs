@@ -1,5 +1,5 @@
-//! The fault-injecting server on its own runtime, so it keeps serving while a test blocks on
-//! the `taskrun` child process.
+//! The fault-injecting server on its own multi-thread runtime, so it keeps serving while a
+//! test blocks on the `taskrun` child process. Shared by the test binaries that run the CLI.
 
 use std::ops::Deref;
 
@@ -13,6 +13,7 @@ pub struct Http {
 }
 
 impl Http {
+    /// Binds 127.0.0.1:0 and serves on two runtime threads.
     pub fn start() -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
