@@ -21,7 +21,27 @@ pub fn run(args: ExplainArgs) -> u8 {
         return code;
     }
     let Some(index) = plan.pipeline.tasks.get_index_of(args.task.as_str()) else {
-        eprintln!("error: unknown task `{}`", args.task);
+        let p = &plan.pipeline;
+        match p.fanouts.iter().find(|f| f.name == args.task) {
+            // Each instance has its own key: explain names one.
+            Some(f) => match p.tasks.get_index(f.instances.start) {
+                Some((first, _)) => eprintln!(
+                    "error: `{}` is a fan-out task of {} instances, each with its own key: explain one of them, e.g. taskrun explain {} '{first}'",
+                    args.task,
+                    f.instances.len(),
+                    args.manifest.display()
+                ),
+                None => eprintln!("error: fan-out task `{}` has no instances", args.task),
+            },
+            None => {
+                match crate::manifest::suggest(&args.task, p.tasks.keys().map(String::as_str)) {
+                    Some(s) => {
+                        eprintln!("error: unknown task `{}`: did you mean `{s}`?", args.task)
+                    }
+                    None => eprintln!("error: unknown task `{}`", args.task),
+                }
+            }
+        }
         return crate::exit_code::USAGE;
     };
     let view = CacheView::open(&plan.pipeline);

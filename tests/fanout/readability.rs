@@ -319,3 +319,27 @@ outputs = ["o/${item.name}"]
     r.code(0)
         .says(&["1 of 2 will run", "get[b.csv]", "changed"]);
 }
+
+#[test]
+fn list_groups_a_large_fan_out_and_explain_points_at_an_instance() {
+    let ws = Workspace::new(
+        "[tasks.row]\ndescription = \"Row ${item.id}\"\nfor_each = { csv = \"p.csv\" }\nrun = \"true\"\n\n[tasks.few]\nmatrix = { n = [1, 2] }\nrun = \"true\"\n",
+    );
+    let ids: String = (0..11).map(|i| format!("r{i:02}\n")).collect();
+    ws.write("p.csv", &format!("id\n{ids}"));
+    let list = ws.exec(&["list", "taskrun.toml"]);
+    list.code(0).says(&[
+        "row[*]",
+        "11 instances: row[r00] … row[r10]",
+        "few[1]",
+        "few[2]",
+    ]);
+    assert!(!list.stdout.contains("row[r05]"), "{}", list.stdout);
+
+    ws.exec(&["explain", "taskrun.toml", "row"])
+        .code(2)
+        .says(&["fan-out task of 11 instances", "'row[r00]'"]);
+    ws.exec(&["explain", "taskrun.toml", "row[r05]"])
+        .code(0)
+        .says(&["row[r05]: off"]);
+}
