@@ -18,7 +18,8 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 
@@ -38,6 +39,10 @@ pub struct Workspace {
     root: PathBuf,
     /// The root with its symlinks resolved, computed when a symlink must be judged.
     real: OnceLock<PathBuf>,
+    /// Parent directories already seen to be real directories (not symlinks) in this run:
+    /// a no-op rerun of 10,000 outputs in `out/` then costs one `lstat` per output, not one
+    /// per path component (writes still walk with `O_NOFOLLOW`, see [`Self::open_dir`]).
+    real_dirs: Mutex<HashSet<PathBuf>>,
 }
 
 /// What is at a workspace path, looked at without following any symlink that leaves it.
@@ -65,6 +70,7 @@ impl Workspace {
         Self {
             root: root.to_path_buf(),
             real: OnceLock::new(),
+            real_dirs: Mutex::new(HashSet::new()),
         }
     }
 
@@ -97,12 +103,15 @@ impl Workspace {
         let mut parts = rel.as_str().split('/').peekable();
         while let Some(part) = parts.next() {
             path.push(part);
+            let last = parts.peek().is_none();
+            if !last && self.known_dir(&path) {
+                continue;
+            }
             let meta = match fs::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(e) if is_absent(&e) => return Ok(Found::Missing),
                 Err(e) => return Err(e),
             };
-            let last = parts.peek().is_none();
             if meta.file_type().is_symlink() {
                 if !self.leads_inside(&path) {
                     return Ok(Found::Escape(path));
@@ -114,10 +123,24 @@ impl Workspace {
                 return Ok(Found::Entry(meta));
             } else if !meta.is_dir() {
                 return Ok(Found::Missing);
+            } else if let Ok(mut dirs) = self.real_dirs.lock() {
+                dirs.insert(path.clone());
             }
         }
         // `rel` is never empty, so the loop returned.
         Ok(Found::Missing)
+    }
+
+    fn known_dir(&self, path: &Path) -> bool {
+        self.real_dirs.lock().is_ok_and(|d| d.contains(path))
+    }
+
+    /// Forgets the directories seen so far: called when a symlink was removed, since the
+    /// tree changed under them.
+    fn forget_dirs(&self) {
+        if let Ok(mut d) = self.real_dirs.lock() {
+            d.clear();
+        }
     }
 
     /// [`Self::look`], removing each escaping symlink it meets (with a warning) so that what
@@ -132,6 +155,7 @@ impl Workspace {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e),
                     }
+                    self.forget_dirs();
                     tracing::warn!(
                         "removed the symlink {} (to {}): it leads outside the workspace",
                         self.show(&link),
