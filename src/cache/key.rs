@@ -161,12 +161,30 @@ fn definition_parts(pipeline: &Pipeline, task: &Task) -> Vec<KeyPart> {
     let mut parts = vec![encoded("kind", |e| e.str(task.kind().as_str()))];
     let cwd = task.cwd.as_ref().map(|c| c.as_str());
     let env_parts = |parts: &mut Vec<KeyPart>| {
-        for (name, value) in merged_env(pipeline, task) {
+        let env = merged_env(pipeline, task);
+        let is_item =
+            |name: &str| name.starts_with("TASKRUN_ITEM_") || name.starts_with("TASKRUN_MATRIX_");
+        for (name, value) in env.iter().filter(|(n, _)| !is_item(n)) {
             let mut p = encoded("env", |e| {
                 e.str(name);
                 e.template(value);
             });
             p.name = format!("env {name}");
+            p.tag = p.name.clone();
+            parts.push(p);
+        }
+        // A fan-out instance's values are one part: hashed once, not once per field (a
+        // no-op rerun of 10,000 instances computes 10,000 keys).
+        let items: Vec<_> = env.iter().filter(|(n, _)| is_item(n)).collect();
+        if !items.is_empty() {
+            let mut p = encoded("env", |e| {
+                e.u64(items.len() as u64);
+                for (name, value) in &items {
+                    e.str(name);
+                    e.template(value);
+                }
+            });
+            p.name = "env TASKRUN_ITEM_* / TASKRUN_MATRIX_*".into();
             p.tag = p.name.clone();
             parts.push(p);
         }
