@@ -14,11 +14,11 @@
 //! `O_NOFOLLOW`, and follow an inside link only by walking its resolved path the same way: a
 //! symlink swapped in after a check is met by the open that would have followed it.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
