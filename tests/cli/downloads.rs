@@ -495,7 +495,9 @@ fn sigint_mid_download_keeps_only_resume_files_and_the_next_run_resumes() {
     let get = task(&report, "get");
     assert_eq!(get["status"], "cancelled");
     // Issue 14 bug 3 (SPEC §6): the bytes received and the URL tried, not null.
-    let got = get["bytes"].as_u64().unwrap_or_else(|| panic!("bytes: {get}"));
+    let got = get["bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("bytes: {get}"));
     assert!(got >= kept && got <= 600_000, "bytes {got}, kept {kept}");
     let last = attempts(get).last().unwrap();
     assert_eq!(last["outcome"], "cancelled");

@@ -18,5 +18,6 @@ mod security;
 mod security_io;
 mod services;
 mod signals;
+mod store_full;
 mod support;
 mod tls;

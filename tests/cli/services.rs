@@ -248,7 +248,10 @@ fn ready_when(marker: std::path::PathBuf) -> std::net::SocketAddr {
 #[test]
 fn a_tasks_duration_does_not_include_its_services_start_up() {
     let http = crate::http::Http::start();
-    http.route("/small.bin", crate::fault_server::Route::ok(vec![7u8; 3072]));
+    http.route(
+        "/small.bin",
+        crate::fault_server::Route::ok(vec![7u8; 3072]),
+    );
     let dir = tempfile::tempdir().unwrap();
     let addr = ready_when(dir.path().join("up"));
     let marker = dir.path().join("up");
