@@ -583,3 +583,75 @@ fn sigint_during_a_retry_wait_keeps_the_part_file_for_the_next_run() {
     assert_eq!(reqs[1].header("range"), Some("bytes=300000-"));
     assert_eq!(task(&ws.last_report(), "get")["bytes"], 200_000);
 }
+
+// ---- errors in plain words (issue 14 bug 9) ----
+
+/// No hyper chain in a message: "connection refused by 127.0.0.1:PORT", not "client error
+/// (Connect): tcp connect error: Connection refused (os error 111)".
+fn assert_plain(error: &str) {
+    for jargon in [
+        "client error",
+        "tcp connect error",
+        "os error",
+        "hyper",
+        "(Connect)",
+    ] {
+        assert!(!error.contains(jargon), "{jargon:?} in {error:?}");
+    }
+}
+
+#[test]
+fn a_refused_connection_is_said_plainly_and_still_retried() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener); // nothing listens there now
+    let ws = Workspace::new(&format!(
+        "[tasks.get]\ndownload = {{ url = \"http://{addr}/x\", dest = \"x\" }}\n{FAST_RETRY}\n"
+    ));
+    let run = ws.run(&[]);
+    run.code(1);
+    let t = task(&ws.last_report(), "get").clone();
+    assert_eq!(attempts(&t).len(), 3, "still retried: {t}");
+    for e in field(&t, "error") {
+        let e = e.as_str().unwrap();
+        assert!(e.contains(&format!("connection refused by {addr}")), "{e}");
+        assert_plain(e);
+    }
+    assert!(
+        run.stdout
+            .contains(&format!("connection refused by {addr}"))
+    );
+}
+
+#[test]
+fn a_reset_and_a_cut_body_are_said_plainly_and_still_retried() {
+    let http = Http::start();
+    let data = body(200_000);
+    http.route(
+        "/r.bin",
+        Route::ok(data.clone())
+            .then(Fault::Reset)
+            .then(Fault::Truncate(50_000)),
+    );
+    let ws = Workspace::new(&format!(
+        "[tasks.get]\ndownload = {{ url = \"{}\", dest = \"r.bin\" }}\n{FAST_RETRY}\n",
+        http.url("/r.bin")
+    ));
+    ws.run(&[]).code(0);
+    let t = task(&ws.last_report(), "get").clone();
+    let errors: Vec<&str> = field(&t, "error")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert_eq!(errors.len(), 2, "{t}");
+    let addr = http.addr();
+    assert!(
+        errors[0].contains(&format!("{addr} closed the connection")),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[1].contains("after 50000 bytes"), "{}", errors[1]);
+    for e in errors {
+        assert_plain(e);
+    }
+}

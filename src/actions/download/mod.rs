@@ -18,6 +18,7 @@ mod retry_after;
 mod sink;
 mod task;
 mod transport;
+mod wording;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
