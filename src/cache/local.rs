@@ -311,6 +311,9 @@ impl LocalCache {
                 for (path, drift) in restored {
                     tracing::debug!(task = %task.name, "output {path} {}: restored", drift.as_str());
                 }
+                if let Action::Download(d) = &task.action {
+                    crate::actions::download::discard_resume(self.ws.root(), d.dest.as_str());
+                }
             }
             Err(e @ RestoreError::Undeclared(_)) => {
                 tracing::warn!(task = %task.name, "{e}; running the task");

@@ -298,6 +298,8 @@ pub fn restore(
         ws.open_dir(Some(parse(d)?.as_str()), true)?;
     }
     let mut restored = Vec::new();
+    // Directories written into: each is swept once of a killed restore's temp files.
+    let mut swept = std::collections::HashSet::new();
     for o in &record.outputs {
         let rel = parse(&o.path)?;
         let found = Ok(ws.unlink_escapes(&rel)?);
@@ -306,6 +308,9 @@ pub fn restore(
         };
         let digest = from_hex(&o.sha256).ok_or_else(|| BlobError::Missing(o.sha256.clone()))?;
         let (dir, name) = ws.open_parent(&rel, true)?;
+        if swept.insert(dir.path().to_path_buf()) {
+            dir.remove_temp_files()?;
+        }
         store.restore_blob(&digest, &dir, name, o.mode)?;
         stats.remember_written(&ws.root().join(&o.path), digest);
         restored.push((o.path.clone(), drift));

@@ -12,6 +12,7 @@ mod caching;
 mod children;
 mod downloads;
 mod http;
+mod leftovers;
 mod lockfile;
 mod run;
 mod security;

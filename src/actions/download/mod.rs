@@ -136,6 +136,12 @@ pub async fn attempt(
     attempt_tracked(client, req, &Tracker::default()).await
 }
 
+/// A download served from the cache needs no resume files: `<dest>.part` and its metadata
+/// left by an earlier, killed transfer would stay forever (and be seen by input globs).
+pub fn discard_resume(root: &Path, dest: &str) {
+    resume::discard(&root.join(dest));
+}
+
 /// What an attempt has done so far, readable while it runs: an attempt that is dropped (the
 /// run was interrupted) still reports the bytes it received and the URL it was trying.
 #[derive(Debug, Default)]
