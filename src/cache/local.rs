@@ -347,8 +347,9 @@ impl LocalCache {
                 }
             }
         };
-        if let Some(stamp) = stamp {
-            self.journal.remember(&task.name, &rec, stamp);
+        match stamp {
+            Some(stamp) => self.journal.remember(&task.name, &rec, stamp),
+            None => self.journal.mark_used(&rec.key),
         }
         Ok(Lookup::Hit {
             key: key.hex(),
