@@ -10,6 +10,7 @@ mod remote_server;
 
 mod caching;
 mod children;
+mod crash;
 mod downloads;
 mod http;
 mod leftovers;
