@@ -134,46 +134,30 @@ fn sigkill_at_random_moments_never_leaves_a_wrong_or_stray_file() {
         .unwrap_or(u64::MAX)
         .max(20_000);
 
-    let ws = workspace(&manifest, SEEDS[0]);
     let mut rng = Rng(seed | 1);
     let mut killed_mid_run = 0;
-    let mut last = 0;
-    for i in 0..iterations {
-        let v = usize::from(rng.below(2) == 0);
-        ws.write("src/seed.txt", SEEDS[v]);
-        // A changed input may run everything (the first time); else restores and hits.
-        let window = if v == last { 30_000 } else { window };
-        last = v;
-        for path in DELETABLE {
-            if rng.below(3) == 0 {
-                let _ = std::fs::remove_file(ws.path(path));
-            }
-        }
-        let mut child = ws
-            .cmd(&["taskrun.toml"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // The kill lands anywhere from before the manifest is read to after the last task.
-        std::thread::sleep(Duration::from_micros(rng.below(window)));
-        if child.try_wait().unwrap().is_none() {
-            killed_mid_run += 1;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-
-        let after = ws.run(&[]);
-        assert_eq!(
-            after.code, 0,
-            "seed {seed:#x} iteration {i}: the run after the kill failed\n{}{}",
-            after.stdout, after.stderr
-        );
-        let mut expected = want[v].clone();
-        expected.insert("taskrun.toml".into(), manifest.clone().into_bytes());
-        if let Some(diff) = difference(&snapshot(ws.root()), &expected) {
-            panic!("seed {seed:#x} iteration {i}: {diff}");
-        }
+    // Half with the cache in the workspace; half with it on another file system (restores
+    // then copy through a `.taskrun-tmp-*` file beside each output), when /dev/shm is one.
+    let shm = tempfile::tempdir_in("/dev/shm").ok();
+    let other_fs = shm.as_ref().filter(|d| {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+        dev(d.path()) != dev(&std::env::temp_dir())
+    });
+    let caches: Vec<Option<&Path>> = match other_fs {
+        Some(d) => vec![None, Some(d.path())],
+        None => vec![None],
+    };
+    let per_cache = iterations.div_ceil(caches.len() as u64);
+    for (c, cache) in caches.iter().enumerate() {
+        let kills = Kills {
+            manifest: &manifest,
+            want: &want,
+            window,
+            seed,
+            cache: *cache,
+        };
+        killed_mid_run += kills.run(&mut rng, c as u64 * per_cache, per_cache);
     }
     eprintln!(
         "crash: {iterations} kills (seed {seed:#x}), {killed_mid_run} while taskrun ran, \
@@ -184,4 +168,71 @@ fn sigkill_at_random_moments_never_leaves_a_wrong_or_stray_file() {
         killed_mid_run * 2 >= iterations,
         "too few kills landed mid-run"
     );
+}
+
+/// One series of kills on one workspace.
+struct Kills<'a> {
+    manifest: &'a str,
+    want: &'a [BTreeMap<String, Vec<u8>>],
+    /// How long a cold run takes (µs): kills land within it.
+    window: u64,
+    seed: u64,
+    /// `TASKRUN_CACHE_DIR`, when not the workspace's own.
+    cache: Option<&'a Path>,
+}
+
+impl Kills<'_> {
+    fn taskrun(&self, ws: &Workspace) -> std::process::Command {
+        let mut cmd = ws.cmd(&["taskrun.toml"]);
+        match self.cache {
+            Some(dir) => cmd.env("TASKRUN_CACHE_DIR", dir),
+            None => cmd.env_remove("TASKRUN_CACHE_DIR"),
+        };
+        cmd
+    }
+
+    /// Kills `count` runs (numbered from `first`); returns how many were still running.
+    fn run(&self, rng: &mut Rng, first: u64, count: u64) -> u64 {
+        let ws = workspace(self.manifest, SEEDS[0]);
+        let mut killed_mid_run = 0;
+        let mut last = 0;
+        for i in first..first + count {
+            let v = usize::from(rng.below(2) == 0);
+            ws.write("src/seed.txt", SEEDS[v]);
+            // A changed input may run everything (the first time); else restores and hits.
+            let window = if v == last { 30_000 } else { self.window };
+            last = v;
+            for path in DELETABLE {
+                if rng.below(3) == 0 {
+                    let _ = std::fs::remove_file(ws.path(path));
+                }
+            }
+            let mut child = ws
+                .cmd(&["taskrun.toml"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            // The kill lands anywhere from before the manifest is read to after the last task.
+            std::thread::sleep(Duration::from_micros(rng.below(window)));
+            if child.try_wait().unwrap().is_none() {
+                killed_mid_run += 1;
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+
+            let after = crate::support::Run::from(self.taskrun(&ws).output().unwrap());
+            assert_eq!(
+                after.code, 0,
+                "seed {:#x} iteration {i}: the run after the kill failed\n{}{}",
+                self.seed, after.stdout, after.stderr
+            );
+            let mut expected = self.want[v].clone();
+            expected.insert("taskrun.toml".into(), self.manifest.as_bytes().to_vec());
+            if let Some(diff) = difference(&snapshot(ws.root()), &expected) {
+                panic!("seed {:#x} iteration {i}: {diff}", self.seed);
+            }
+        }
+        killed_mid_run
+    }
 }
