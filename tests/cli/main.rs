@@ -11,6 +11,7 @@ mod remote_server;
 mod caching;
 mod children;
 mod crash;
+mod differential;
 mod downloads;
 mod http;
 mod leftovers;
