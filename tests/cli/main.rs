@@ -10,6 +10,7 @@ mod remote_server;
 
 mod caching;
 mod children;
+mod concurrent;
 mod crash;
 mod differential;
 mod downloads;
