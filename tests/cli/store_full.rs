@@ -96,3 +96,15 @@ fn a_full_store_is_a_warning_not_a_failure() {
     };
     assert_succeeds_uncached(&ws);
 }
+
+/// The case: `.taskrun/` itself (logs, reports and the cache) on a small file system
+/// that the outputs would overflow; the logs, written first, are kept.
+#[test]
+fn a_full_state_dir_keeps_the_log_and_the_result() {
+    let ws = Workspace::new(&MANIFEST.replace("CACHE", ".taskrun/cache"));
+    let Some(_fs) = Tmpfs::mount(&ws.path(".taskrun"), "256k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    assert_succeeds_uncached(&ws);
+}
