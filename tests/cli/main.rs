@@ -25,3 +25,4 @@ mod signals;
 mod store_full;
 mod support;
 mod tls;
+mod wording;
