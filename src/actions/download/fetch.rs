@@ -157,9 +157,11 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
             None => (None, true),
         };
         let headers = request_headers(f, from.as_ref().map(|(meta, len)| (meta, *len)))?;
-        let resp = redirect::send(&f.client.transport, &parsed, headers)
+        let mut asked = parsed.clone();
+        let resp = redirect::send(&f.client.transport, &parsed, headers, &mut asked)
             .await
-            .map_err(|e| transport_failure(e, false, &Peer::of(&parsed)))?;
+            .map_err(|e| transport_failure(e, false, &Peer::of(&asked)))?;
+        let peer = Peer::of(&asked);
         let status = resp.status().as_u16();
         let offset = from.as_ref().map_or(0, |(_, len)| *len);
         match status {
@@ -177,7 +179,7 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
                         offset,
                         total,
                         meta_on_disk,
-                        peer: Peer::of(&parsed),
+                        peer,
                     };
                     return stream(f, resp, shown, at, guard).await;
                 }
@@ -192,7 +194,7 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
                     offset: 0,
                     total: resp.content_length(),
                     meta_on_disk,
-                    peer: Peer::of(&parsed),
+                    peer,
                 };
                 return stream(f, resp, shown, at, guard).await;
             }
@@ -275,7 +277,7 @@ struct Start {
     total: Option<u64>,
     /// `<dest>.part.json` may exist (see [`SinkSpec::meta_on_disk`]).
     meta_on_disk: bool,
-    /// The server asked (a redirect's target may have answered: errors name the first).
+    /// The server that answered (after any redirects).
     peer: Peer,
 }
 
