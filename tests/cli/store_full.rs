@@ -68,10 +68,11 @@ fn a_store_that_cannot_be_written_is_a_warning_not_a_failure() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Self> {
+    /// `options`: `size=64k`, `ro,size=64k`, ...
+    fn mount(at: &Path, options: &str) -> Option<Self> {
         std::fs::create_dir_all(at).unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(at)
             .output()
             .is_ok_and(|o| o.status.success());
@@ -90,7 +91,7 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_store_is_a_warning_not_a_failure() {
     let ws = Workspace::new(&MANIFEST.replace("CACHE", "cache"));
-    let Some(_fs) = Tmpfs::mount(&ws.path("cache"), "64k") else {
+    let Some(_fs) = Tmpfs::mount(&ws.path("cache"), "size=64k") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
@@ -102,9 +103,30 @@ fn a_full_store_is_a_warning_not_a_failure() {
 #[test]
 fn a_full_state_dir_keeps_the_log_and_the_result() {
     let ws = Workspace::new(&MANIFEST.replace("CACHE", ".taskrun/cache"));
-    let Some(_fs) = Tmpfs::mount(&ws.path(".taskrun"), "256k") else {
+    let Some(_fs) = Tmpfs::mount(&ws.path(".taskrun"), "size=256k") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
     assert_succeeds_uncached(&ws);
+}
+
+/// A read-only cache dir (a read-only mount: root ignores permission bits): the run goes on
+/// without the cache, says so, and keeps the log.
+#[test]
+fn a_read_only_cache_dir_runs_without_the_cache() {
+    let ws = Workspace::new(&MANIFEST.replace("CACHE", "cache"));
+    let Some(_fs) = Tmpfs::mount(&ws.path("cache"), "ro,size=64k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let run = ws.run(&[]);
+    run.code(0);
+    assert!(run.stderr.contains("without the cache"), "{}", run.stderr);
+    let report = ws.last_report();
+    assert_eq!(task(&report, "big")["status"], "succeeded");
+    let log = log_of(&ws, "big");
+    assert!(
+        log.contains("making big") && log.contains("done making"),
+        "log: {log:?}"
+    );
 }
