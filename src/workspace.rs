@@ -294,6 +294,25 @@ impl Dir {
         }
     }
 
+    /// Deletes the temp files ([`TEMP_PREFIX`]) a killed write left in this directory, so
+    /// that a command listing it never sees them.
+    pub fn remove_temp_files(&self) -> io::Result<()> {
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&self.fd)? {
+            let name = entry?.file_name().to_owned();
+            if name.to_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+                names.push(name);
+            }
+        }
+        for name in names {
+            match rustix::fs::unlinkat(&self.fd, name.as_c_str(), AtFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Copies `src` to a temp file in this directory, sets `mode`, and renames it onto `name`.
     fn write_via_temp(&self, src: &mut File, name: &str, mode: u32) -> io::Result<()> {
         let tmp = format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>());

@@ -97,6 +97,8 @@ pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcO
         ..GcOutcome::default()
     };
 
+    // Exact to the run (a record's own `last_used` moves at most hourly).
+    let used = super::journal::last_used_times(&cache_dir.join("index"));
     let mut entries = Vec::new();
     for path in store.record_files() {
         let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -114,7 +116,11 @@ pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcO
                 last_used: r
                     .last_used_time()
                     .or_else(|| r.created_time())
-                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+                    .max(
+                        used.get(&key)
+                            .map_or(SystemTime::UNIX_EPOCH, |ns| from_ns(*ns)),
+                    ),
                 blobs: r.blobs().map(str::to_string).collect(),
                 path,
                 size,
@@ -135,7 +141,8 @@ pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcO
             blob_sizes.insert(name.to_string(), (path.clone(), size));
         }
     }
-    entries.sort_by_key(|e| e.last_used);
+    // Ties (never used since the stamps began) go by path, not by directory order.
+    entries.sort_by(|a, b| (a.last_used, &a.path).cmp(&(b.last_used, &b.path)));
     let mut refs: HashMap<&str, usize> = HashMap::new();
     for e in &entries {
         for b in &e.blobs {
@@ -183,6 +190,11 @@ pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcO
     owned::remove_empty_dirs(cache_dir);
     outcome.bytes_after = owned::size(cache_dir);
     Ok(outcome)
+}
+
+fn from_ns(ns: i64) -> SystemTime {
+    let ns = u64::try_from(ns).unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
 /// Temp files older than this were left by a process that died mid-write (gc holds the lock,

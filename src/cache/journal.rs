@@ -9,9 +9,10 @@
 //! the lookup read the record itself, verified as always. The journal also says which key a
 //! task last had, for miss reasons ("input x changed") in `run`, `plan` and `explain`.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +74,8 @@ struct Entry {
 #[derive(Debug)]
 pub struct Journal {
     map: SealedMap<String, Entry>,
+    /// Keys this run used (hits and new entries), for the `.used` stamp ([`super::used`]).
+    used: Mutex<HashSet<String>>,
 }
 
 /// The journal file of the manifest at `manifest` (absolute or as given; it is made
@@ -90,6 +93,7 @@ impl Journal {
         let path = journal_path(cache_dir, manifest);
         Self {
             map: SealedMap::open(path, MAGIC, read_only, "journal"),
+            used: Mutex::default(),
         }
     }
 
@@ -97,6 +101,7 @@ impl Journal {
     pub fn in_memory() -> Self {
         Self {
             map: SealedMap::in_memory(MAGIC),
+            used: Mutex::default(),
         }
     }
 
@@ -148,8 +153,17 @@ impl Journal {
         })
     }
 
+    /// This run used the entry with `key` (a hit, or a new entry).
+    pub fn mark_used(&self, key: &str) {
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        if !used.contains(key) {
+            used.insert(key.to_string());
+        }
+    }
+
     /// Remembers `rec` (whose file had `stamp`) as `task`'s latest entry.
     pub fn remember(&self, task: &str, rec: &ActionRecord, stamp: Stamp) {
+        self.mark_used(&rec.key);
         let entry = Entry {
             key: rec.key.clone(),
             stamp,
@@ -170,9 +184,45 @@ impl Journal {
     /// Writes the journal when it changed, keeping only tasks for which `keep` holds (the
     /// manifest's current tasks); a no-op when read-only.
     pub fn save(&self, keep: impl Fn(&str) -> bool) -> io::Result<()> {
-        self.map.save(|task, _| keep(task)).map(|_| ())
+        self.map.save(|task, _| keep(task))?;
+        let Some(path) = self.map.writable_path() else {
+            return Ok(());
+        };
+        let used = std::mem::take(&mut *self.used.lock().unwrap_or_else(PoisonError::into_inner));
+        let keys: Vec<String> = self
+            .lock()
+            .entries
+            .values()
+            .map(|e| e.key.clone())
+            .collect();
+        super::used::record(path, &keys, &used, now_ns())
     }
 }
+
+/// When each entry of every journal in `index_dir` was last used, by key (see
+/// [`super::used`]); the latest use wins when journals share a key.
+pub fn last_used_times(index_dir: &Path) -> HashMap<String, i64> {
+    let mut out: HashMap<String, i64> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(index_dir) else {
+        return out;
+    };
+    for path in dir.flatten().map(|e| e.path()) {
+        if path.extension().is_none_or(|x| x != "bin") {
+            continue;
+        }
+        let Ok(Some(entries)) = super::sealed::read::<Vec<(String, Entry)>>(&path, MAGIC) else {
+            continue;
+        };
+        let keys: Vec<String> = entries.into_iter().map(|(_, e)| e.key).collect();
+        for (key, t) in super::used::times(&path, &keys) {
+            let slot = out.entry(key).or_default();
+            *slot = (*slot).max(t);
+        }
+    }
+    out
+}
+
+impl Journal {}
 
 #[cfg(test)]
 mod tests {

@@ -311,6 +311,9 @@ impl LocalCache {
                 for (path, drift) in restored {
                     tracing::debug!(task = %task.name, "output {path} {}: restored", drift.as_str());
                 }
+                if let Action::Download(d) = &task.action {
+                    crate::actions::download::discard_resume(self.ws.root(), d.dest.as_str());
+                }
             }
             Err(e @ RestoreError::Undeclared(_)) => {
                 tracing::warn!(task = %task.name, "{e}; running the task");
@@ -344,8 +347,9 @@ impl LocalCache {
                 }
             }
         };
-        if let Some(stamp) = stamp {
-            self.journal.remember(&task.name, &rec, stamp);
+        match stamp {
+            Some(stamp) => self.journal.remember(&task.name, &rec, stamp),
+            None => self.journal.mark_used(&rec.key),
         }
         Ok(Lookup::Hit {
             key: key.hex(),

@@ -48,6 +48,13 @@ impl LocalCache {
         if !store_it {
             return Ok(digest);
         }
+        if let Some(why) = &snap.unstored {
+            tracing::warn!(
+                "`{}` succeeded but is not cached: the store cannot take {why}",
+                t.name
+            );
+            return Ok(digest);
+        }
         let log = if output.is_empty() {
             None
         } else {
@@ -57,7 +64,10 @@ impl LocalCache {
                     size: output.len() as u64,
                 }),
                 Err(e) => {
-                    tracing::warn!("cannot store the output of `{}`: {e}", t.name);
+                    tracing::warn!(
+                        "`{}` succeeded but is not cached: cannot store its log: {e}",
+                        t.name
+                    );
                     return Ok(digest);
                 }
             }
@@ -81,7 +91,10 @@ impl LocalCache {
             Ok(Some(stamp)) => self.journal.remember(&t.name, &rec, stamp),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!("cannot store the cache entry of `{}`: {e}", t.name);
+                tracing::warn!(
+                    "`{}` succeeded but is not cached: cannot store its entry: {e}",
+                    t.name
+                );
                 return Ok(digest);
             }
         }

@@ -27,6 +27,7 @@ pub mod store;
 #[cfg(test)]
 pub(crate) mod testutil;
 mod uploads;
+mod used;
 
 pub use local::{CacheOptions, LocalCache};
 pub use outputs::{WrittenFile, WrittenOutput};

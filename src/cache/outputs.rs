@@ -19,6 +19,15 @@ pub struct Snapshot {
     pub files: Vec<OutputFile>,
     /// Declared outputs that are directories.
     pub dirs: Vec<String>,
+    /// Why the store could not take every file (full, read-only): the outputs are still
+    /// hashed, but the result must not be recorded.
+    pub unstored: Option<String>,
+}
+
+/// The store files go to, until one write fails: then the rest are only hashed.
+struct Storing<'a> {
+    store: Option<&'a Store>,
+    failed: Option<String>,
 }
 
 fn rel_string(root: &Path, abs: &Path) -> Result<String, String> {
@@ -83,6 +92,10 @@ pub fn snapshot(
 ) -> Result<Snapshot, String> {
     let root = ws.root();
     let mut snap = Snapshot::default();
+    let mut storing = Storing {
+        store,
+        failed: None,
+    };
     for out in declared {
         let abs = root.join(out.as_str());
         let meta = match ws.look(out) {
@@ -107,16 +120,24 @@ pub fn snapshot(
                 if entry.file_type().is_file() {
                     let rel = rel_string(root, entry.path())?;
                     let meta = entry.metadata().map_err(|e| format!("output {rel}: {e}"))?;
-                    let file = snapshot_file(entry.path(), &meta, rel, stats, store, written)?;
+                    let file =
+                        snapshot_file(entry.path(), &meta, rel, stats, &mut storing, written)?;
                     snap.files.push(file);
                 }
             }
         } else {
             let rel = out.as_str().to_string();
-            snap.files
-                .push(snapshot_file(&abs, &meta, rel, stats, store, written)?);
+            snap.files.push(snapshot_file(
+                &abs,
+                &meta,
+                rel,
+                stats,
+                &mut storing,
+                written,
+            )?);
         }
     }
+    snap.unstored = storing.failed;
     snap.files.sort_by(|a, b| a.path.cmp(&b.path));
     snap.files.dedup_by(|a, b| a.path == b.path);
     Ok(snap)
@@ -141,7 +162,7 @@ fn snapshot_file(
     meta: &std::fs::Metadata,
     rel: String,
     stats: &StatCache,
-    store: Option<&Store>,
+    storing: &mut Storing<'_>,
     written: Option<WrittenOutput<'_>>,
 ) -> Result<OutputFile, String> {
     let err = |e: io::Error| format!("output {rel}: {e}");
@@ -153,9 +174,21 @@ fn snapshot_file(
             .map(|w| w.digest)
     });
     let taken = crate::cache::stat::now_ns();
-    let digest = match (store, known) {
-        (Some(store), known) => store.put_file(abs, known).map_err(err)?.0,
-        (None, Some(d)) => d,
+    let stored = match storing.store {
+        Some(store) => match store.put_file(abs, known) {
+            Ok((d, _)) => Some(d),
+            Err(e) => {
+                // A write into the store failed, or reading the output did: hashing it
+                // alone tells which (only the latter fails the task).
+                storing.store = None;
+                storing.failed = Some(format!("output {rel}: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let digest = match (stored, known) {
+        (Some(d), _) | (None, Some(d)) => d,
         (None, None) => hash_file(abs).map_err(err)?.0,
     };
     if recorded.is_none() {
@@ -265,6 +298,8 @@ pub fn restore(
         ws.open_dir(Some(parse(d)?.as_str()), true)?;
     }
     let mut restored = Vec::new();
+    // Directories written into: each is swept once of a killed restore's temp files.
+    let mut swept = std::collections::HashSet::new();
     for o in &record.outputs {
         let rel = parse(&o.path)?;
         let found = Ok(ws.unlink_escapes(&rel)?);
@@ -273,6 +308,9 @@ pub fn restore(
         };
         let digest = from_hex(&o.sha256).ok_or_else(|| BlobError::Missing(o.sha256.clone()))?;
         let (dir, name) = ws.open_parent(&rel, true)?;
+        if swept.insert(dir.path().to_path_buf()) {
+            dir.remove_temp_files()?;
+        }
         store.restore_blob(&digest, &dir, name, o.mode)?;
         stats.remember_written(&ws.root().join(&o.path), digest);
         restored.push((o.path.clone(), drift));

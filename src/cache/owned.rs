@@ -19,7 +19,7 @@ pub enum Kind {
     Blob,
     /// `ac/<2 hex>/<key>.json`.
     Record,
-    /// `index/<32 hex>.bin`: a manifest's journal.
+    /// `index/<32 hex>.bin`: a manifest's journal (and `.used`, its use stamp).
     Journal,
     /// `stat.bin`.
     Stat,
@@ -62,7 +62,10 @@ pub fn is_record_name(name: &str) -> bool {
 }
 
 fn is_journal_name(name: &str) -> bool {
-    name.strip_suffix(".bin").is_some_and(|k| lower_hex(k, 32))
+    let stem = name
+        .strip_suffix(".bin")
+        .or_else(|| name.strip_suffix(".used"));
+    stem.is_some_and(|k| lower_hex(k, 32))
 }
 
 /// The regular files in `dir` (not following symlinks), with their names.

@@ -151,6 +151,11 @@ where
         self.path.as_deref()
     }
 
+    /// The file, when this map may write it.
+    pub fn writable_path(&self) -> Option<&Path> {
+        self.path.as_deref().filter(|_| !self.read_only)
+    }
+
     /// The entries, for reading or changing (set `dirty` when changing).
     pub fn lock(&self) -> MutexGuard<'_, MapState<K, V>> {
         // A panic while holding the lock cannot leave an entry half-written; keep going.

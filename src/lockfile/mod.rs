@@ -253,8 +253,9 @@ pub fn write(path: &Path, lock: &Lockfile) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    // The temp file prefix input globs and output snapshots skip (a kill -9 may leave it).
     let mut tmp = tempfile::Builder::new()
-        .prefix(".taskrun-lock-")
+        .prefix(crate::workspace::TEMP_PREFIX)
         .tempfile_in(dir)?;
     tmp.write_all(render(lock).as_bytes())?;
     tmp.as_file().sync_all()?;

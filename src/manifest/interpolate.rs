@@ -269,12 +269,25 @@ fn resolve<'c>(inner: &str, ctx: &Context<'c>) -> Result<Resolved<'c>, (String, 
             ),
         )),
         other => Err((
-            format!("unknown namespace `{other}` in `${{{inner}}}`"),
+            // A `${` whose `}` is lines away would quote those lines: one line is enough.
+            format!(
+                "unknown namespace `{}` in `${{{}}}`",
+                first_line(other),
+                first_line(inner)
+            ),
             Some(
                 "use `${vars.NAME}`, `${env.NAME}` or `${secret.NAME}`; `$$` is a literal `$`"
                     .into(),
             ),
         )),
+    }
+}
+
+/// The text up to its first line break, with `…` when cut.
+fn first_line(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.split_once('\n') {
+        Some((line, _)) => format!("{}…", line.trim_end_matches('\r')).into(),
+        None => s.into(),
     }
 }
 

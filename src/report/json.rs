@@ -53,7 +53,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    // Named like every interrupted write's temp file: a kill -9 here leaves nothing that
+    // input globs or output snapshots would see (a report may be written into the workspace).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(crate::workspace::TEMP_PREFIX)
+        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.write_all(b"\n")?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -61,8 +61,11 @@ impl Loop<'_> {
     }
 
     /// A task missed the cache and needs services: start them, run it once they are up.
+    /// The task's clock restarts when it runs: the services' start-up is theirs, not its
+    /// (a 3 KiB download must not report the mirror's 180 ms start as its own time and rate).
     pub(super) fn on_miss_needing_services(&mut self, task: usize, key: Option<String>) {
         self.recs[task].key = key;
+        self.recs[task].started = None;
         self.recs[task].phase = Phase::WaitService;
         if !self.stopping && self.ensure_services(task) {
             self.resume_after_services(task);

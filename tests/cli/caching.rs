@@ -532,3 +532,59 @@ fn an_unpinned_download_is_stored_under_its_content_digest_and_restored() {
     assert_eq!(std::fs::read(ws.path("large")).unwrap(), large);
     assert_eq!(http.hits("/small") + http.hits("/large"), 2);
 }
+
+/// Issue 14 bug 4: `cache gc --max-size` evicts the least recently used entry, also when
+/// every entry was used within the same hour (a record's own `last_used` moves hourly).
+#[test]
+fn gc_max_size_evicts_the_least_recently_used_within_the_hour() {
+    let ws = Workspace::new(
+        r#"
+[tasks.a]
+outputs = ["a.bin"]
+run = "head -c 100000 /dev/zero | tr '\\0' a > a.bin"
+
+[tasks.b]
+outputs = ["b.bin"]
+run = "head -c 100000 /dev/zero | tr '\\0' b > b.bin"
+"#,
+    );
+    let gc = || {
+        let out = ws
+            .cmd(&["cache", "gc", "taskrun.toml", "--max-size", "150KiB"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let status = |report: &Value, name: &str| task(report, name)["status"].clone();
+    // a made first, then b, then a used again: b is the least recently used.
+    for target in ["a", "b", "a"] {
+        ws.run(&[target]).code(0);
+    }
+    gc();
+    ws.run(&[]).code(0);
+    let report = ws.last_report();
+    assert_eq!(
+        status(&report, "a"),
+        "cached",
+        "the latest used was evicted"
+    );
+    assert_eq!(status(&report, "b"), "succeeded");
+    // That run used both; now a, then b: a is the least recently used.
+    for target in ["a", "b"] {
+        ws.run(&[target]).code(0);
+        assert_eq!(status(&ws.last_report(), target), "cached");
+    }
+    gc();
+    ws.run(&[]).code(0);
+    let report = ws.last_report();
+    assert_eq!(
+        status(&report, "b"),
+        "cached",
+        "the latest used was evicted"
+    );
+    assert_eq!(status(&report, "a"), "succeeded");
+}

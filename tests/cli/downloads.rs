@@ -492,7 +492,16 @@ fn sigint_mid_download_keeps_only_resume_files_and_the_next_run_resumes() {
     assert!(kept > 0 && kept <= 600_000, "{kept}");
     let report = ws.last_report();
     assert_eq!(report["status"], "interrupted");
-    assert_eq!(task(&report, "get")["status"], "cancelled");
+    let get = task(&report, "get");
+    assert_eq!(get["status"], "cancelled");
+    // Issue 14 bug 3 (SPEC §6): the bytes received and the URL tried, not null.
+    let got = get["bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("bytes: {get}"));
+    assert!(got >= kept && got <= 600_000, "bytes {got}, kept {kept}");
+    let last = attempts(get).last().unwrap();
+    assert_eq!(last["outcome"], "cancelled");
+    assert_eq!(last["url"], http.url("/i.bin"), "{last}");
     // No cache entry for an interrupted task.
     assert!(
         !files_under(ws.root())

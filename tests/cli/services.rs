@@ -217,3 +217,66 @@ run = "{WAIT_PID}kill -0 $(cat svc.pid) && echo ran > user.out"
     assert_eq!(ws.read("user.out"), "ran\n");
     drop(listener);
 }
+
+/// A probe server that says "not ready" (503) until `marker` exists: the service decides
+/// when it is up, with no port picked and bound later.
+fn ready_when(marker: std::path::PathBuf) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let status = if marker.exists() {
+                "200 OK"
+            } else {
+                "503 Busy"
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    addr
+}
+
+/// Issue 14 bug 2: a task's time (and a download's rate) starts when the task starts, not
+/// when it asked the cache and then waited for its service to come up.
+#[test]
+fn a_tasks_duration_does_not_include_its_services_start_up() {
+    let http = crate::http::Http::start();
+    http.route(
+        "/small.bin",
+        crate::fault_server::Route::ok(vec![7u8; 3072]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let addr = ready_when(dir.path().join("up"));
+    let marker = dir.path().join("up");
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.svc]
+service = {{ run = "sleep 1.2; touch '{}'; exec sleep 60", ready = {{ url = "http://{addr}/" }}, ready_timeout = "10s" }}
+
+[tasks.get]
+deps = ["svc"]
+download = {{ url = "{}", dest = "small.bin" }}
+
+[tasks.cmd]
+deps = ["svc"]
+run = "true"
+"#,
+        marker.display(),
+        http.url("/small.bin")
+    ));
+    ws.run(&[]).code(0);
+    let report = ws.last_report();
+    let svc_ms = task(&report, "svc")["duration_ms"].as_u64().unwrap();
+    assert!(svc_ms >= 1200, "service took {svc_ms} ms");
+    for name in ["get", "cmd"] {
+        let ms = task(&report, name)["duration_ms"].as_u64().unwrap();
+        assert!(ms < 1000, "{name} reports {ms} ms: the service's start-up");
+    }
+}

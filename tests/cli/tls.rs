@@ -125,6 +125,17 @@ fn assert_refused(ws: &Workspace, task: &Value, server: &TlsServer) {
     );
     let error = task["error"].as_str().unwrap();
     assert!(error.contains("certificate"), "{error}");
+    // In plain words (issue 14 bug 9): who presented it and why it is refused.
+    // The HTTPS server, also at the end of a redirect from another port.
+    let who = format!(
+        "the TLS certificate of 127.0.0.1:{} is not trusted",
+        server.port
+    );
+    assert!(error.contains(&who), "{error}");
+    assert!(
+        !error.contains("os error") && !error.contains("client error"),
+        "{error}"
+    );
     let left: Vec<String> = files_under(ws.root())
         .into_iter()
         .filter(|f| f.starts_with("data/"))

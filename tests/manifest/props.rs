@@ -1,13 +1,66 @@
-//! The loader never panics, whatever it is fed.
+//! The loader never panics, whatever it is fed, and every problem it reports has a place in
+//! the manifest (issue 14 item 12): random bytes, mangled real manifests, random task tables,
+//! and fan-out item files (`lines`, `csv`) of random bytes or `glob`s over random file names.
+//!
+//! CI runs a few hundred cases per property. A longer run (recorded in RELIABILITY.md):
+//!
+//! ```text
+//! TASKRUN_FUZZ_CASES=20000 cargo test --release --test manifest props
+//! ```
 
 use std::path::Path;
 
 use proptest::prelude::*;
-use taskrun::manifest::{LoadOptions, load_str};
+use taskrun::manifest::{LoadError, LoadOptions, load_str};
+
+#[path = "fuzz.rs"]
+mod fuzz;
+
+/// Cases per property: `TASKRUN_FUZZ_CASES`, else `ci`.
+pub fn cases(ci: u32) -> ProptestConfig {
+    let n = std::env::var("TASKRUN_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci);
+    ProptestConfig {
+        cases: n,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
 
 fn load(text: String) {
+    load_at(Path::new("fuzz.toml"), text);
+}
+
+/// Loads `text` as the manifest at `path`; every problem must point into the text and
+/// render with `path:line:col`.
+pub fn load_at(path: &Path, text: String) {
     let env = |k: &str| (k == "HOME").then(|| "/home/x".to_string());
-    let _ = load_str(Path::new("fuzz.toml"), text, &LoadOptions::default(), &env);
+    let len = text.len();
+    match load_str(path, text, &LoadOptions::default(), &env) {
+        Ok(_) => {}
+        Err(LoadError::Invalid(errors)) => {
+            assert!(!errors.problems.is_empty(), "an error without a problem");
+            for p in &errors.problems {
+                let span = p.span.as_ref();
+                assert!(
+                    span.is_some_and(|s| s.start <= s.end && s.end <= len),
+                    "problem without a place in the manifest: {:?} at {span:?} (len {len})",
+                    p.message
+                );
+            }
+            let shown = format!("{}:", path.display());
+            let placed = errors
+                .short()
+                .lines()
+                .filter(|l| l.starts_with(&shown))
+                .count();
+            assert!(placed >= errors.problems.len(), "{}", errors.short());
+            assert!(!errors.render(false).is_empty());
+        }
+        Err(other) => panic!("unexpected load error: {}", other.render(false)),
+    }
 }
 
 fn key() -> impl Strategy<Value = String> {
@@ -55,7 +108,7 @@ fn value() -> impl Strategy<Value = String> {
     })
 }
 
-fn manifest() -> impl Strategy<Value = String> {
+pub fn manifest() -> impl Strategy<Value = String> {
     let task = (
         prop_oneof![Just("a"), Just("b"), Just("c"), Just("d")],
         prop::collection::vec((key(), value()), 0..6),
@@ -80,7 +133,7 @@ fn manifest() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(cases(400))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {

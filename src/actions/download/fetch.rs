@@ -67,9 +67,29 @@ pub(crate) fn failure(kind: FailureKind, retryable: bool, message: String) -> At
     }
 }
 
-fn transport_failure(err: transport::Error, during_body: bool) -> AttemptFailure {
+/// The server a URL names, for messages: its host, and `host:port`.
+#[derive(Clone)]
+struct Peer {
+    host: String,
+    addr: String,
+}
+
+impl Peer {
+    fn of(url: &reqwest::Url) -> Self {
+        let host = url.host_str().unwrap_or("the server").to_string();
+        let addr = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        };
+        Self { host, addr }
+    }
+}
+
+fn transport_failure(err: transport::Error, during_body: bool, peer: &Peer) -> AttemptFailure {
     let (kind, retryable) = classify::classify_transport(&err, during_body);
-    failure(kind, retryable, classify::describe(err))
+    let text = super::wording::plain(&err, &peer.host, &peer.addr)
+        .unwrap_or_else(|| classify::describe(err));
+    failure(kind, retryable, text)
 }
 
 fn io_failure(what: &str, err: &std::io::Error) -> AttemptFailure {
@@ -137,9 +157,11 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
             None => (None, true),
         };
         let headers = request_headers(f, from.as_ref().map(|(meta, len)| (meta, *len)))?;
-        let resp = redirect::send(&f.client.transport, &parsed, headers)
+        let mut asked = parsed.clone();
+        let resp = redirect::send(&f.client.transport, &parsed, headers, &mut asked)
             .await
-            .map_err(|e| transport_failure(e, false))?;
+            .map_err(|e| transport_failure(e, false, &Peer::of(&asked)))?;
+        let peer = Peer::of(&asked);
         let status = resp.status().as_u16();
         let offset = from.as_ref().map_or(0, |(_, len)| *len);
         match status {
@@ -157,6 +179,7 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
                         offset,
                         total,
                         meta_on_disk,
+                        peer,
                     };
                     return stream(f, resp, shown, at, guard).await;
                 }
@@ -171,6 +194,7 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
                     offset: 0,
                     total: resp.content_length(),
                     meta_on_disk,
+                    peer,
                 };
                 return stream(f, resp, shown, at, guard).await;
             }
@@ -253,6 +277,8 @@ struct Start {
     total: Option<u64>,
     /// `<dest>.part.json` may exist (see [`SinkSpec::meta_on_disk`]).
     meta_on_disk: bool,
+    /// The server that answered (after any redirects).
+    peer: Peer,
 }
 
 async fn stream(
@@ -266,6 +292,7 @@ async fn stream(
         offset,
         total,
         meta_on_disk,
+        peer,
     } = at;
     let status = resp.status().as_u16();
     let with_status = |mut fail: AttemptFailure| {
@@ -351,7 +378,7 @@ async fn stream(
             }
             Err(err) => {
                 sink.abort().await;
-                let mut fail = transport_failure(err, true);
+                let mut fail = transport_failure(err, true, &peer);
                 fail.message = format!("{} after {got} bytes", fail.message);
                 return Err(with_status(fail));
             }

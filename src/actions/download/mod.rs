@@ -18,6 +18,7 @@ mod retry_after;
 mod sink;
 mod task;
 mod transport;
+mod wording;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,7 +133,45 @@ pub async fn attempt(
     client: &HttpClient,
     req: AttemptRequest<'_>,
 ) -> Result<Downloaded, AttemptFailure> {
-    match run(client, &req, None).await? {
+    attempt_tracked(client, req, &Tracker::default()).await
+}
+
+/// A download served from the cache needs no resume files: `<dest>.part` and its metadata
+/// left by an earlier, killed transfer would stay forever (and be seen by input globs).
+pub fn discard_resume(root: &Path, dest: &str) {
+    resume::discard(&root.join(dest));
+}
+
+/// What an attempt has done so far, readable while it runs: an attempt that is dropped (the
+/// run was interrupted) still reports the bytes it received and the URL it was trying.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    received: AtomicU64,
+    current: Mutex<Option<String>>,
+}
+
+impl Tracker {
+    /// Bytes received over the network so far in this attempt, across mirrors.
+    pub fn bytes(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// The mirror being tried (secrets redacted), once one was.
+    pub fn url(&self) -> Option<String> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// [`attempt`], with its progress kept in `tracker`.
+pub async fn attempt_tracked(
+    client: &HttpClient,
+    req: AttemptRequest<'_>,
+    tracker: &Tracker,
+) -> Result<Downloaded, AttemptFailure> {
+    match run(client, &req, None, tracker).await? {
         Outcome::Done(done) => Ok(done),
         Outcome::NotModified => Err(failure(
             FailureKind::Invalid,
@@ -157,7 +196,7 @@ pub async fn revalidate(
         last_modified,
     };
     let cond = (etag.is_some() || last_modified.is_some()).then_some(&cond);
-    Ok(match run(client, &req, cond).await? {
+    Ok(match run(client, &req, cond, &Tracker::default()).await? {
         Outcome::Done(done) => Revalidation::Changed(done),
         Outcome::NotModified => Revalidation::NotModified,
     })
@@ -167,6 +206,7 @@ async fn run(
     client: &HttpClient,
     req: &AttemptRequest<'_>,
     cond: Option<&Conditional<'_>>,
+    tracker: &Tracker,
 ) -> Result<Outcome, AttemptFailure> {
     let dest = req.root.join(req.download.dest.as_str());
     // A symlink at `dest` or a parent of it that leads outside the workspace goes first
@@ -176,9 +216,8 @@ async fn run(
         return Err(failure(FailureKind::Invalid, false, msg));
     }
     let secrets = secret_values(req.download);
-    let received = AtomicU64::new(0);
-    let current = Mutex::new(None::<String>);
-    let work = mirrors(client, req, &dest, cond, &received, &current, &secrets);
+    let (received, current) = (&tracker.received, &tracker.current);
+    let work = mirrors(client, req, &dest, cond, received, current, &secrets);
     let result = match req.timeout {
         None => work.await,
         Some(limit) => match tokio::time::timeout(limit, work).await {

@@ -21,10 +21,14 @@ pub(crate) const MAX_REDIRECTS: usize = 10;
 /// port differs from the previous hop's; a 303 drops the payload headers for the rest of the
 /// chain. No `Referer` is sent: the previous URL may carry a `${secret.*}` in its query, and
 /// the next hop is chosen by the server, not by the manifest.
+///
+/// `asked` ends as the URL of the last request sent (a redirect's target): messages name
+/// the server that failed, not the one that redirected.
 pub(crate) async fn send(
     transport: &Transport,
     url: &Url,
     mut headers: HeaderMap,
+    asked: &mut Url,
 ) -> Result<Response, Error> {
     let mut current = url.clone();
     if let Some(auth) = take_credentials(&mut current)
@@ -39,6 +43,7 @@ pub(crate) async fn send(
         if let Some(prev) = &previous {
             strip_credentials(&mut hop, &current, prev);
         }
+        asked.clone_from(&current);
         let resp = transport.get(&current, hop).await?;
         let Some(next) = location(&resp, &current) else {
             return Ok(resp);

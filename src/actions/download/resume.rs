@@ -44,6 +44,13 @@ pub(crate) fn meta_path(dest: &Path) -> PathBuf {
     with_suffix(dest, ".part.json")
 }
 
+fn temp_beside(dest: &Path) -> PathBuf {
+    let mut name = OsString::from(crate::workspace::TEMP_PREFIX);
+    name.push(dest.file_name().unwrap_or_default());
+    name.push(".part.json");
+    dest.with_file_name(name)
+}
+
 fn with_suffix(dest: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(dest.as_os_str());
     name.push(suffix);
@@ -90,7 +97,9 @@ pub(crate) fn read_meta(dest: &Path) -> Option<PartMeta> {
 /// Writes `<dest>.part.json` atomically (temp file + rename).
 pub(crate) fn store(dest: &Path, meta: &PartMeta) -> io::Result<()> {
     let path = meta_path(dest);
-    let tmp = with_suffix(dest, ".part.json.tmp");
+    // Named like every interrupted write's temp file, so a kill -9 before the rename leaves
+    // nothing that input globs or an output snapshot would see.
+    let tmp = temp_beside(dest);
     let text = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
     // A new file: never written through a symlink left at the temp name.
     remove_quietly(&tmp);

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{AttemptRequest, FailureKind, HttpClient, Progress, attempt};
+use super::{AttemptRequest, FailureKind, HttpClient, Progress, Tracker, attempt_tracked};
 use crate::actions::{AttemptCtx, AttemptResult};
 use crate::model::Download;
 use crate::report::AttemptOutcome;
@@ -32,8 +32,9 @@ pub async fn run_attempt(
     };
     let mut stop = ctx.stop.clone();
     let stopped = async move { crate::actions::process::stopped(&mut stop).await };
+    let tracker = Tracker::default();
     tokio::select! {
-        result = attempt(client, request) => match result {
+        result = attempt_tracked(client, request, &tracker) => match result {
             Ok(done) => succeeded(done),
             Err(f) => AttemptResult {
                 outcome: if f.kind == FailureKind::Timeout { AttemptOutcome::TimedOut } else { AttemptOutcome::Failed },
@@ -48,6 +49,8 @@ pub async fn run_attempt(
         },
         () = stopped => AttemptResult {
             outcome: AttemptOutcome::Cancelled,
+            url: tracker.url(),
+            bytes: Some(tracker.bytes()),
             error: Some("interrupted; the partial transfer is kept for resume".into()),
             ..AttemptResult::succeeded()
         },

@@ -199,7 +199,14 @@ pub fn glob_matches(root: &Path, glob: &str) -> Result<Vec<String>, String> {
     let walker = walkdir::WalkDir::new(&start)
         .follow_links(false)
         .into_iter()
-        .filter_entry(|e| e.file_name() != ".taskrun" || e.depth() == 0);
+        .filter_entry(|e| {
+            // Nor is an interrupted write's temp file an item.
+            let temp = e
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(crate::workspace::TEMP_PREFIX.as_bytes());
+            (e.file_name() != ".taskrun" || e.depth() == 0) && !temp
+        });
     for entry in walker {
         let entry = entry.map_err(|e| format!("reading glob `{glob}`: {e}"))?;
         if !entry.file_type().is_file() {

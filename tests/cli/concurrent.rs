@@ -1,0 +1,107 @@
+//! Many `taskrun` processes on one cache dir at once (SPEC §5: two processes on one cache
+//! never corrupt it): every output is right, and afterwards every entry serves a hit.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::support::{Run, Workspace, task};
+
+const MANIFEST: &str = r#"
+[tasks.big]
+inputs = ["in.txt"]
+outputs = ["out/big.bin"]
+run = "mkdir -p out; yes \"$(cat in.txt)\" | head -c 1000000 > out/big.bin"
+
+[tasks.tree]
+inputs = ["in.txt"]
+outputs = ["out/tree"]
+run = "mkdir -p out/tree; for i in 1 2 3 4; do echo \"$i $(cat in.txt)\" > out/tree/$i.txt; done"
+
+[tasks.sum]
+deps = ["big", "tree"]
+outputs = ["out/sum.txt"]
+run = "cksum out/big.bin out/tree/*.txt > out/sum.txt"
+"#;
+
+/// Few variants for many processes: most entries are stored by several at once.
+const VARIANTS: [&str; 3] = ["red", "green", "blue"];
+const PROCESSES: usize = 12;
+
+fn outputs(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(root.join("out"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(root).unwrap();
+            (
+                rel.to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `taskrun` in every workspace at once, all on `cache`.
+fn all_at_once(spaces: &[Workspace], cache: &Path) -> Vec<Run> {
+    let children: Vec<_> = spaces
+        .iter()
+        .map(|ws| {
+            ws.cmd(&["taskrun.toml"])
+                .env("TASKRUN_CACHE_DIR", cache)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| Run::from(c.wait_with_output().unwrap()))
+        .collect()
+}
+
+#[test]
+fn processes_sharing_one_cache_never_see_a_wrong_output() {
+    let want: Vec<_> = VARIANTS
+        .iter()
+        .map(|v| {
+            let ws = Workspace::new(MANIFEST);
+            ws.write("in.txt", v);
+            ws.run(&["--no-cache"]).code(0);
+            outputs(ws.root())
+        })
+        .collect();
+    let cache = tempfile::tempdir().unwrap();
+    let spaces: Vec<Workspace> = (0..PROCESSES)
+        .map(|i| {
+            let ws = Workspace::new(MANIFEST);
+            ws.write("in.txt", VARIANTS[i % VARIANTS.len()]);
+            ws
+        })
+        .collect();
+    for round in 0..3 {
+        for run in all_at_once(&spaces, cache.path()) {
+            run.code(0);
+        }
+        for (i, ws) in spaces.iter().enumerate() {
+            assert!(
+                outputs(ws.root()) == want[i % VARIANTS.len()],
+                "round {round}, process {i}: outputs differ from a clean run"
+            );
+            if round > 0 {
+                let report = ws.last_report();
+                for t in ["big", "tree", "sum"] {
+                    assert_eq!(
+                        task(&report, t)["status"],
+                        "cached",
+                        "round {round}, {i}: {t}"
+                    );
+                }
+            }
+            // The next round restores everything from the shared cache.
+            std::fs::remove_dir_all(ws.path("out")).unwrap();
+        }
+    }
+}

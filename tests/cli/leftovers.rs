@@ -1,0 +1,99 @@
+//! What a kill -9 can leave in the workspace never reaches a later run (issue 14 bug 5):
+//! resume files of a download later served from the store, a restore's temp file inside an
+//! output directory.
+
+use crate::fault_server::Route;
+use crate::http::{Http, body, sha};
+use crate::support::{Workspace, task};
+
+/// The name a killed cross-file-system restore (or metadata write) leaves beside its file.
+const TEMP: &str = ".taskrun-tmp-00c0ffee00c0ffee";
+
+#[test]
+fn resume_files_go_when_a_pinned_download_is_served_from_the_store() {
+    let http = Http::start();
+    let data = body(100_000);
+    http.route("/p.bin", Route::ok(data.clone()));
+    let ws = Workspace::new(&format!(
+        "[tasks.get]\ndownload = {{ url = \"{}\", dest = \"data/p.bin\", sha256 = \"{}\" }}\n",
+        http.url("/p.bin"),
+        sha(&data)
+    ));
+    ws.run(&[]).code(0);
+    // A later transfer was killed: the file is gone, its resume files stayed.
+    std::fs::remove_file(ws.path("data/p.bin")).unwrap();
+    ws.write("data/p.bin.part", "half of it");
+    ws.write("data/p.bin.part.json", "{}");
+    ws.run(&[]).code(0);
+    assert_eq!(task(&ws.last_report(), "get")["status"], "cached");
+    assert_eq!(std::fs::read(ws.path("data/p.bin")).unwrap(), data);
+    assert_eq!(http.hits("/p.bin"), 1);
+    for stale in ["data/p.bin.part", "data/p.bin.part.json"] {
+        assert!(
+            !ws.path(stale).exists(),
+            "{stale} left beside a cached download"
+        );
+    }
+}
+
+#[test]
+fn a_killed_restores_temp_file_is_swept_and_never_an_input_or_an_item() {
+    let ws = Workspace::new(
+        r#"
+[tasks.make]
+outputs = ["out/dir"]
+run = "mkdir -p out/dir/sub; echo a > out/dir/a.txt; echo b > out/dir/sub/b.txt"
+
+[tasks.list]
+deps = ["make"]
+inputs = ["out/dir/**"]
+outputs = ["listing.txt"]
+run = "cd out/dir && find . -type f | sort > ../../listing.txt"
+"#,
+    );
+    ws.run(&[]).code(0);
+    let clean = ws.read("listing.txt");
+    // kill -9 in the middle of restoring a.txt and sub/b.txt: both missing, temps beside.
+    std::fs::remove_file(ws.path("out/dir/a.txt")).unwrap();
+    std::fs::remove_file(ws.path("out/dir/sub/b.txt")).unwrap();
+    ws.write(&format!("out/dir/{TEMP}"), "half of a");
+    ws.write(&format!("out/dir/sub/{TEMP}"), "half of b");
+    let run = ws.run(&[]);
+    run.code(0);
+    let report = ws.last_report();
+    assert_eq!(task(&report, "make")["status"], "cached");
+    assert_eq!(
+        task(&report, "list")["status"],
+        "cached",
+        "the temp file was hashed"
+    );
+    assert_eq!(ws.read("listing.txt"), clean);
+    for left in [format!("out/dir/{TEMP}"), format!("out/dir/sub/{TEMP}")] {
+        assert!(
+            !ws.path(&left).exists(),
+            "{left} left in an output directory"
+        );
+    }
+    assert!(!run.stdout.contains(TEMP), "{}", run.stdout);
+}
+
+#[test]
+fn a_temp_file_is_never_a_fan_out_item() {
+    let ws = Workspace::new(
+        r#"
+[tasks.each]
+for_each = { glob = "photos/**" }
+run = ["echo", "${item.path}"]
+"#,
+    );
+    ws.write("photos/a.jpg", "a");
+    ws.write(&format!("photos/{TEMP}"), "half");
+    let run = ws.run(&[]);
+    run.code(0);
+    assert!(run.stdout.contains("each[a.jpg]"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains(TEMP),
+        "an item for the temp file\n{}",
+        run.stdout
+    );
+}
