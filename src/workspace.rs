@@ -14,13 +14,13 @@
 //! `O_NOFOLLOW`, and follow an inside link only by walking its resolved path the same way: a
 //! symlink swapped in after a check is met by the open that would have followed it.
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{OnceLock, RwLock};
 
+use rustc_hash::FxHashSet;
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 
 use crate::model::RelPath;
@@ -42,7 +42,7 @@ pub struct Workspace {
     /// Parent directories already seen to be real directories (not symlinks) in this run:
     /// a no-op rerun of 10,000 outputs in `out/` then costs one `lstat` per output, not one
     /// per path component (writes still walk with `O_NOFOLLOW`, see [`Self::open_dir`]).
-    real_dirs: Mutex<HashSet<PathBuf>>,
+    real_dirs: RwLock<FxHashSet<PathBuf>>,
 }
 
 /// What is at a workspace path, looked at without following any symlink that leaves it.
@@ -70,7 +70,7 @@ impl Workspace {
         Self {
             root: root.to_path_buf(),
             real: OnceLock::new(),
-            real_dirs: Mutex::new(HashSet::new()),
+            real_dirs: RwLock::default(),
         }
     }
 
@@ -123,7 +123,9 @@ impl Workspace {
                 return Ok(Found::Entry(meta));
             } else if !meta.is_dir() {
                 return Ok(Found::Missing);
-            } else if let Ok(mut dirs) = self.real_dirs.lock() {
+            } else if !self.known_dir(&path)
+                && let Ok(mut dirs) = self.real_dirs.write()
+            {
                 dirs.insert(path.clone());
             }
         }
@@ -132,13 +134,13 @@ impl Workspace {
     }
 
     fn known_dir(&self, path: &Path) -> bool {
-        self.real_dirs.lock().is_ok_and(|d| d.contains(path))
+        self.real_dirs.read().is_ok_and(|d| d.contains(path))
     }
 
     /// Forgets the directories seen so far: called when a symlink was removed, since the
     /// tree changed under them.
     fn forget_dirs(&self) {
-        if let Ok(mut d) = self.real_dirs.lock() {
+        if let Ok(mut d) = self.real_dirs.write() {
             d.clear();
         }
     }
