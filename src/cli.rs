@@ -96,6 +96,12 @@ pub struct RunArgs {
     /// Write a JUnit XML report here (one testcase per task)
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
+    /// Write the run as a Chrome trace here (open it in Perfetto or chrome://tracing)
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+    /// Write the timings page .taskrun/runs/<run-id>.html and print its path
+    #[arg(long)]
+    pub timings: bool,
     /// Live progress view
     #[arg(long, value_enum, default_value_t = When::Auto)]
     pub progress: When,

@@ -170,6 +170,11 @@ pub fn run_with_cache(
             path.display()
         );
     }
+    if let Some(path) = &args.trace
+        && let Err(e) = report::trace::write(&result.report, path)
+    {
+        eprintln!("warning: cannot write the trace {}: {e}", path.display());
+    }
     prune_old_runs(&state_dir, KEEP_RUNS);
     // Services and timers are stopped; do not wait for stray blocking work.
     runtime.shutdown_background();

@@ -13,6 +13,8 @@ pub mod json;
 pub mod junit;
 pub mod plain;
 pub mod summary;
+pub mod timeline;
+pub mod trace;
 pub mod tracing_sink;
 
 use schemars::JsonSchema;
