@@ -39,6 +39,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Pin downloads without sha256 in the manifest's .lock file
     Lock(LockArgs),
+    /// Write the timings page (HTML) of a stored run
+    Timings(TimingsArgs),
     /// Inspect or prune the cache
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -179,6 +181,19 @@ pub struct LockArgs {
     pub color: When,
 }
 
+/// `taskrun timings`.
+#[derive(Debug, Args)]
+pub struct TimingsArgs {
+    /// The manifest whose `.taskrun/runs/` holds the run (default: the current directory's);
+    /// or the run, when it is the only argument
+    pub manifest: Option<PathBuf>,
+    /// The run id, `latest`, or the path of a run report (.json)
+    pub run: Option<String>,
+    /// Where to write the page (default: `.taskrun/runs/<run-id>.html`)
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
 /// `taskrun list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -278,6 +293,7 @@ pub enum LogFormat {
 
 const SUBCOMMANDS: &[&str] = &[
     "run",
+    "timings",
     "plan",
     "check",
     "list",

@@ -159,14 +159,29 @@ pub fn critical_path(report: &RunReport) -> CriticalPath {
             end_ms: span.start + span.duration,
             duration_ms: span.duration,
         });
-        // The dependency that let it start: released last, and not after it started (1 ms
-        // of slack for the rounding of report times).
-        cur = report.tasks[i]
+        // The dependency that let it run: released last, and not after its first attempt
+        // began (a task may take its slot and then wait for a service it started; 1 ms of
+        // slack for the rounding of report times).
+        let begin = report.tasks[i]
+            .attempts
+            .first()
+            .and_then(|a| offset_ms(origin, &a.started_at))
+            .map_or(span.start, |a| a.max(span.start));
+        // A service starts when a dependent that needs it is ready to run: what released
+        // that dependent released the service too.
+        let dependent = match span.service {
+            true => steps.len().checked_sub(2).map(|k| steps[k].index),
+            false => None,
+        };
+        let deps = report.tasks[i]
             .deps
             .iter()
+            .chain(dependent.iter().flat_map(|&d| report.tasks[d].deps.iter()));
+        cur = deps
             .filter_map(|d| index.get(d.as_str()).copied())
+            .filter(|&d| d != i)
             .filter_map(|d| spans[d].map(|s| (d, s)))
-            .filter(|(_, s)| s.release <= span.start + 1)
+            .filter(|(_, s)| s.release <= begin + 1)
             .max_by_key(|(d, s)| (s.release, s.duration, std::cmp::Reverse(*d)))
             .map(|(d, _)| d);
     }

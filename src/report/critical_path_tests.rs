@@ -85,6 +85,17 @@ fn a_service_counts_until_ready_and_never_ends_the_path() {
 }
 
 #[test]
+fn a_service_started_by_its_dependent_is_on_the_path() {
+    // test takes its slot at 400 when flaky ends, starts db, and runs once db is ready.
+    let mut db = task("db", TaskKind::Service, 400, 900, &[]);
+    db.ready_at = Some(crate::report::fixture::at(450));
+    let mut test = cmd("test", 400, 800, &["db", "flaky"]);
+    test.attempts = vec![attempt(1, 452, 800, AttemptOutcome::Succeeded, None)];
+    let r = run(900, vec![cmd("flaky", 0, 400, &[]), db, test]);
+    assert_eq!(names(&critical_path(&r)), ["flaky", "db", "test"]);
+}
+
+#[test]
 fn tasks_that_never_ran_are_not_on_it() {
     let mut skipped = cmd("publish", 0, 0, &["build"]);
     skipped.status = TaskStatus::Skipped;

@@ -14,6 +14,7 @@ pub mod junit;
 pub mod plain;
 pub mod summary;
 pub mod timeline;
+pub mod timings;
 pub mod trace;
 pub mod tracing_sink;
 

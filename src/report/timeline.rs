@@ -50,6 +50,8 @@ pub enum TrackKind {
     Slot,
     /// A download lane.
     Download,
+    /// What runs without a slot: services, cache hits, groups.
+    Other,
 }
 
 /// A run report with its times read once.
@@ -101,16 +103,24 @@ impl<'a> Timeline<'a> {
         }
     }
 
-    /// Each task's track (`None`: it never started), and how many tracks of each kind.
-    pub fn tracks(&self) -> (Vec<Option<(TrackKind, usize)>>, usize, usize) {
+    /// Whether task `i` held a slot: it ran an attempt and is no service (services, cache
+    /// hits and groups take none).
+    pub fn holds_slot(&self, i: usize) -> bool {
+        !self.times[i].attempts.is_empty() && self.report.tasks[i].kind != TaskKind::Service
+    }
+
+    /// Each task's track (`None`: it never started), and how many tracks of each kind
+    /// (slots, download lanes, others).
+    pub fn tracks(&self) -> (Vec<Option<(TrackKind, usize)>>, [usize; 3]) {
         let mut order: Vec<usize> = (0..self.times.len())
             .filter(|&i| self.times[i].start.is_some())
             .collect();
         order.sort_by_key(|&i| (self.times[i].start, i));
-        let mut free_at: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        let mut free_at: [Vec<u64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut out = vec![None; self.times.len()];
         for i in order {
             let kind = match self.report.tasks[i].kind {
+                _ if !self.holds_slot(i) => TrackKind::Other,
                 TaskKind::Download => TrackKind::Download,
                 _ => TrackKind::Slot,
             };
@@ -129,8 +139,7 @@ impl<'a> Timeline<'a> {
             lanes[lane] = end;
             out[i] = Some((kind, lane));
         }
-        let [slots, downloads] = free_at.map(|l| l.len());
-        (out, slots, downloads)
+        (out, free_at.map(|l| l.len()))
     }
 
     /// A step curve: `(time, value)` at each change, of the busy spans weighted by `weight`.
@@ -164,12 +173,15 @@ impl<'a> Timeline<'a> {
 
     /// Running tasks over time.
     pub fn running(&self) -> Vec<(u64, u32)> {
-        self.busy_curve(|_| 1)
+        self.busy_curve(|i| u32::from(self.holds_slot(i)))
     }
 
     /// Slots of `pool` in use over time.
     pub fn pool_use(&self, pool: &str) -> Vec<(u64, u32)> {
-        self.busy_curve(|i| self.report.tasks[i].uses.get(pool).copied().unwrap_or(0))
+        self.busy_curve(|i| match self.holds_slot(i) {
+            true => self.report.tasks[i].uses.get(pool).copied().unwrap_or(0),
+            false => 0,
+        })
     }
 
     /// Download throughput in bytes/s, in `bins` equal bins over the run: each download's
@@ -222,8 +234,8 @@ mod tests {
             tl.running(),
             [(0, 1), (50, 2), (100, 1), (400, 2), (450, 1), (500, 0)]
         );
-        let (tracks, slots, downloads) = tl.tracks();
-        assert_eq!((slots, downloads), (2, 0));
+        let (tracks, counts) = tl.tracks();
+        assert_eq!(counts, [2, 0, 0]);
         assert_eq!(tracks[1], Some((TrackKind::Slot, 1)));
     }
 

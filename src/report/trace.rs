@@ -21,7 +21,7 @@ const THROUGHPUT_BINS: usize = 200;
 /// The whole trace as JSON text.
 pub fn to_string(report: &RunReport) -> String {
     let tl = Timeline::new(report);
-    let (tracks, slots, downloads) = tl.tracks();
+    let (tracks, [slots, downloads, others]) = tl.tracks();
     let mut w = Writer {
         out: String::with_capacity(4096 + report.tasks.len() * 400),
         first: true,
@@ -34,6 +34,10 @@ pub fn to_string(report: &RunReport) -> String {
     for d in 0..downloads {
         w.meta_thread(slots + d + 1, &format!("download lane {}", d + 1));
     }
+    for o in 0..others {
+        let tid = slots + downloads + o + 1;
+        w.meta_thread(tid, &format!("without a slot {}", o + 1));
+    }
     for (i, task) in report.tasks.iter().enumerate() {
         let Some((kind, lane)) = tracks[i] else {
             continue;
@@ -41,6 +45,7 @@ pub fn to_string(report: &RunReport) -> String {
         let tid = match kind {
             TrackKind::Slot => lane + 1,
             TrackKind::Download => slots + lane + 1,
+            TrackKind::Other => slots + downloads + lane + 1,
         };
         let times = &tl.times[i];
         let (Some(start), Some(finish)) = (times.start, times.finish) else {
