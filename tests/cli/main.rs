@@ -19,4 +19,5 @@ mod security_io;
 mod services;
 mod signals;
 mod support;
+mod timings;
 mod tls;
