@@ -186,6 +186,13 @@ pub fn critical_path(report: &RunReport) -> CriticalPath {
             .map(|(d, _)| d);
     }
     steps.reverse();
+    // A task may start (look up the cache, start a service and wait for it) before the step
+    // before it ends: only its time past that end is on the path.
+    let mut prev_end = 0;
+    for s in &mut steps {
+        s.duration_ms = s.end_ms.saturating_sub(s.start_ms.max(prev_end));
+        prev_end = prev_end.max(s.end_ms);
+    }
     CriticalPath { steps, wall_ms }
 }
 

@@ -92,7 +92,12 @@ fn a_service_started_by_its_dependent_is_on_the_path() {
     let mut test = cmd("test", 400, 800, &["db", "flaky"]);
     test.attempts = vec![attempt(1, 452, 800, AttemptOutcome::Succeeded, None)];
     let r = run(900, vec![cmd("flaky", 0, 400, &[]), db, test]);
-    assert_eq!(names(&critical_path(&r)), ["flaky", "db", "test"]);
+    let p = critical_path(&r);
+    assert_eq!(names(&p), ["flaky", "db", "test"]);
+    // test took its slot at 400 but waited for db until 450: only 450..800 is on the path.
+    let durations: Vec<u64> = p.steps.iter().map(|s| s.duration_ms).collect();
+    assert_eq!(durations, [400, 50, 350]);
+    assert_eq!(p.total_ms(), 800);
 }
 
 #[test]

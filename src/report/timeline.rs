@@ -23,23 +23,11 @@ pub struct Times {
 }
 
 impl Times {
-    /// The spans in which the task held its slots: start to finish, less the waits between
-    /// attempts (a task waiting to retry holds none).
+    /// The spans in which the task ran: its attempts. A task takes its slots only for an
+    /// attempt: its cache lookup, a wait for a service and the waits between attempts hold
+    /// none.
     pub fn busy(&self) -> Vec<(u64, u64)> {
-        let (Some(start), Some(finish)) = (self.start, self.finish) else {
-            return Vec::new();
-        };
-        let mut out = Vec::with_capacity(self.attempts.len().max(1));
-        let mut from = start;
-        for w in self.attempts.windows(2) {
-            let (end, next) = (w[0].1, w[1].0);
-            if next > end {
-                out.push((from, end.max(from)));
-                from = next;
-            }
-        }
-        out.push((from, finish.max(from)));
-        out
+        self.attempts.clone()
     }
 }
 
@@ -230,6 +218,7 @@ mod tests {
         let r = run(500, vec![flaky, cmd("other", 50, 450, &[])]);
         let tl = Timeline::new(&r);
         assert_eq!(tl.times[0].busy(), [(0, 100), (400, 500)]);
+        // other's attempt: 50..450
         assert_eq!(
             tl.running(),
             [(0, 1), (50, 2), (100, 1), (400, 2), (450, 1), (500, 0)]
