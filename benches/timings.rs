@@ -156,4 +156,12 @@ fn main() {
     measure("trace (--trace)", 9, || {
         taskrun::report::trace::to_string(&r).len()
     });
+    measure("page (--timings)", 9, || {
+        taskrun::report::timings::render(&r).len()
+    });
+    measure("critical path", 9, || {
+        taskrun::report::critical_path::critical_path(&r)
+            .steps
+            .len()
+    });
 }

@@ -101,9 +101,7 @@ fn tick_label(t: u64, step: u64) -> String {
 fn label(out: &mut String, t: &TaskReport, shown: &str) {
     let _ = write!(
         out,
-        "<span class=\"lbl\" title=\"{} — {}\"><span class=\"st st-{}\"></span>{}</span>",
-        esc(&t.name),
-        t.status.as_str(),
+        "<span class=\"lbl\"><span class=\"st st-{}\"></span>{}</span>",
         t.status.as_str(),
         esc(shown)
     );
@@ -147,18 +145,27 @@ fn mark(out: &mut String, wall: u64, at: u64, class: &str, tip: &str) {
 
 fn row(out: &mut String, tl: &Timeline, i: usize, crit: bool) {
     let t = &tl.report.tasks[i];
-    let shown = match &t.item {
-        Some(item) => item.values().cloned().collect::<Vec<_>>().join(", "),
-        None => t.name.clone(),
+    // An instance is shown by what its name adds to its task's: `fetch[2023,01]` as `2023,01`.
+    let shown = match t.item {
+        Some(_) => t
+            .name
+            .strip_prefix(t.task.as_str())
+            .and_then(|r| r.strip_prefix('['))
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(&t.name),
+        None => t.name.as_str(),
     };
     let _ = write!(
         out,
-        "<div class=\"row{}\" id=\"t{i}\" data-task=\"{}\"{}>",
+        "<div class=\"row{}\" id=\"t{i}\"{}>",
         if crit { " crit" } else { "" },
-        esc(&t.name),
-        if crit { " data-crit=\"1\"" } else { "" }
+        match (crit, &t.item) {
+            (true, _) => format!(" data-task=\"{}\" data-crit=\"1\"", esc(&t.name)),
+            (false, None) => format!(" data-task=\"{}\"", esc(&t.name)),
+            (false, Some(_)) => String::new(),
+        }
     );
-    label(out, t, &shown);
+    label(out, t, shown);
     svg_open(out);
     bars(out, tl, i);
     if crit && let (Some(s), Some(f)) = (tl.times[i].start, tl.times[i].finish) {
@@ -257,13 +264,13 @@ fn bars(out: &mut String, tl: &Timeline, i: usize) {
             format!("att o-{}", a.outcome.as_str())
         };
         let mut tip = format!(
-            "{name}: attempt {} {} in {}",
+            "attempt {} {} in {}",
             a.number,
             a.outcome.as_str(),
             human_ms(a.duration_ms)
         );
         if let Some(c) = a.exit_code {
-            let _ = write!(tip, ", exit code {c}");
+            let _ = write!(tip, ", exit {c}");
         }
         if let Some(h) = a.http_status {
             let _ = write!(tip, ", HTTP {h}");

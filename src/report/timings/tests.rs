@@ -11,7 +11,7 @@ fn sample() -> RunReport {
     ];
     let mut db = task("db", TaskKind::Service, 0, 900, &[]);
     db.ready_at = Some(at(200));
-    let mut inst = cmd("fetch[a]", 0, 50, &[]);
+    let mut inst = cmd("fetch[a <b>]", 0, 50, &[]);
     inst.item = Some(
         [("line".to_string(), "a <b>".to_string())]
             .into_iter()
