@@ -14,8 +14,8 @@ use crate::report::{TaskReport, TaskStatus};
 
 /// Height of a row's SVG in its own units.
 const H: u32 = 18;
-/// Bars are at least this wide, so a 1 ms attempt still shows.
-const MIN_W: f64 = 0.8;
+/// Bars are at least this wide (in % of the run), so a 1 ms attempt still shows.
+const MIN_W: f64 = 0.08;
 
 enum Entry {
     Task(usize),
@@ -107,11 +107,20 @@ fn label(out: &mut String, t: &TaskReport, shown: &str) {
     );
 }
 
+/// A task row's SVG places everything in % of the run: no viewBox to repeat 10,000 times.
+const ROW_SVG: &str = "<svg>";
+
+/// The fan-out summary row's SVG draws a path, so it stretches a viewBox instead.
 fn svg_open(out: &mut String) {
     let _ = write!(
         out,
         "<svg viewBox=\"0 0 {WIDTH} {H}\" preserveAspectRatio=\"none\">"
     );
+}
+
+/// A time in ms as % of the run.
+fn pct(ms: u64, wall: u64) -> f64 {
+    ms as f64 * 100.0 / wall.max(1) as f64
 }
 
 /// A rect from `a` to `b` ms, `y`..`y + h`, with a tooltip.
@@ -123,10 +132,10 @@ fn bar(
     class: &str,
     tip: &str,
 ) {
-    let (x0, x1) = (x(a, wall), x(b, wall));
+    let (x0, x1) = (pct(a, wall), pct(b, wall));
     let _ = write!(
         out,
-        "<rect class=\"{class}\" x=\"{x0:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"{h}\"><title>{}</title></rect>",
+        "<rect class=\"{class}\" x=\"{x0:.2}%\" y=\"{y}\" width=\"{:.2}%\" height=\"{h}\"><title>{}</title></rect>",
         (x1 - x0).max(MIN_W),
         esc(tip)
     );
@@ -134,10 +143,10 @@ fn bar(
 
 /// A vertical mark at `at` ms.
 fn mark(out: &mut String, wall: u64, at: u64, class: &str, tip: &str) {
-    let x0 = x(at, wall);
+    let x0 = pct(at, wall);
     let _ = write!(
         out,
-        "<line class=\"{class}\" x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"1\" y2=\"{}\"><title>{}</title></line>",
+        "<line class=\"{class}\" x1=\"{x0:.2}%\" x2=\"{x0:.2}%\" y1=\"1\" y2=\"{}\"><title>{}</title></line>",
         H - 1,
         esc(tip)
     );
@@ -166,17 +175,17 @@ fn row(out: &mut String, tl: &Timeline, i: usize, crit: bool) {
         }
     );
     label(out, t, shown);
-    svg_open(out);
+    out.push_str(ROW_SVG);
     bars(out, tl, i);
     if crit && let (Some(s), Some(f)) = (tl.times[i].start, tl.times[i].finish) {
         let end = tl.times[i]
             .ready
             .filter(|_| t.kind == TaskKind::Service)
             .unwrap_or(f);
-        let (x0, x1) = (x(s, tl.wall_ms), x(end, tl.wall_ms));
+        let (x0, x1) = (pct(s, tl.wall_ms), pct(end, tl.wall_ms));
         let _ = write!(
             out,
-            "<rect class=\"cp\" x=\"{x0:.1}\" y=\"0.5\" width=\"{:.1}\" height=\"{}\"/>",
+            "<rect class=\"cp\" x=\"{x0:.2}%\" y=\"0.5\" width=\"{:.2}%\" height=\"{}\"/>",
             (x1 - x0).max(MIN_W),
             H - 1
         );
@@ -213,18 +222,9 @@ fn bars(out: &mut String, tl: &Timeline, i: usize) {
                 (start, finish),
                 (7, 4),
                 "io",
-                &format!(
-                    "{name}: restored from the {from} in {}",
-                    human_ms(finish - start)
-                ),
+                &format!("restored from the {from} in {}", human_ms(finish - start)),
             );
-            mark(
-                out,
-                wall,
-                start,
-                "hit",
-                &format!("{name}: cache hit ({from})"),
-            );
+            mark(out, wall, start, "hit", &format!("cache hit ({from})"));
         } else if t.kind == TaskKind::Group || t.status == TaskStatus::Succeeded {
             bar(
                 out,
@@ -254,7 +254,7 @@ fn bars(out: &mut String, tl: &Timeline, i: usize) {
             (start, first),
             (7, 4),
             "io",
-            &format!("{name}: cache lookup {}", human_ms(first - start)),
+            &format!("cache lookup {}", human_ms(first - start)),
         );
     }
     for (n, (a, &(s, e))) in t.attempts.iter().zip(&times.attempts).enumerate() {
@@ -284,7 +284,7 @@ fn bars(out: &mut String, tl: &Timeline, i: usize) {
         {
             let reason = a.error.as_deref().unwrap_or(a.outcome.as_str());
             let tip = format!(
-                "{name}: waited {} before attempt {} — attempt {} {reason}",
+                "waited {} before attempt {} — attempt {} {reason}",
                 human_ms(next - e),
                 a.number + 1,
                 a.number
@@ -304,7 +304,7 @@ fn bars(out: &mut String, tl: &Timeline, i: usize) {
             (last, finish),
             (7, 4),
             "io",
-            &format!("{name}: cache store {}", human_ms(finish - last)),
+            &format!("cache store {}", human_ms(finish - last)),
         );
     }
     if let Some(ready) = times.ready {
@@ -392,7 +392,7 @@ fn density(out: &mut String, tl: &Timeline, members: &[usize]) {
                 let _ = write!(
                     out,
                     "<rect class=\"dens f\" x=\"{x0:.1}\" y=\"1\" width=\"{:.1}\" height=\"{}\"/>",
-                    (x1 - x0).max(MIN_W),
+                    (x1 - x0).max(MIN_W * WIDTH / 100.0),
                     H - 2
                 );
             }
