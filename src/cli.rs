@@ -39,6 +39,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Pin downloads without sha256 in the manifest's .lock file
     Lock(LockArgs),
+    /// Write the timings page (HTML) of a stored run
+    Timings(TimingsArgs),
     /// Inspect or prune the cache
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -96,6 +98,12 @@ pub struct RunArgs {
     /// Write a JUnit XML report here (one testcase per task)
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
+    /// Write the run as a Chrome trace here (open it in Perfetto or chrome://tracing)
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+    /// Write the timings page .taskrun/runs/<run-id>.html and print its path
+    #[arg(long)]
+    pub timings: bool,
     /// Live progress view
     #[arg(long, value_enum, default_value_t = When::Auto)]
     pub progress: When,
@@ -171,6 +179,19 @@ pub struct LockArgs {
     /// Colours
     #[arg(long, value_enum, default_value_t = When::Auto)]
     pub color: When,
+}
+
+/// `taskrun timings`.
+#[derive(Debug, Args)]
+pub struct TimingsArgs {
+    /// The manifest whose `.taskrun/runs/` holds the run (default: the current directory's);
+    /// or the run, when it is the only argument
+    pub manifest: Option<PathBuf>,
+    /// The run id, `latest`, or the path of a run report (.json)
+    pub run: Option<String>,
+    /// Where to write the page (default: `.taskrun/runs/<run-id>.html`)
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 /// `taskrun list`.
@@ -272,6 +293,7 @@ pub enum LogFormat {
 
 const SUBCOMMANDS: &[&str] = &[
     "run",
+    "timings",
     "plan",
     "check",
     "list",

@@ -40,7 +40,9 @@ pub use remote::{RemoteCache, RemoteOptions};
 pub type Digest = [u8; 32];
 
 /// Where a hit came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheSource {
     /// This machine's store.

@@ -7,6 +7,7 @@ pub mod list;
 pub mod lock;
 pub mod plan;
 pub mod run;
+pub mod timings;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -49,6 +50,7 @@ pub fn dispatch(command: Command) -> u8 {
         Command::List(args) => list::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Lock(args) => lock::run(args),
+        Command::Timings(args) => timings::run(args),
         Command::Cache(cmd) => cache::run(cmd),
         Command::Schema => print_stdout(&manifest::schema::manifest_schema_json()),
         Command::Completions(args) => {

@@ -170,6 +170,16 @@ pub fn run_with_cache(
             path.display()
         );
     }
+    if let Some(path) = &args.trace
+        && let Err(e) = report::trace::write(&result.report, path)
+    {
+        eprintln!("warning: cannot write the trace {}: {e}", path.display());
+    }
+    if args.timings {
+        let page = run_report.with_extension("html");
+        // A page that cannot be written is reported; the run's exit code stands.
+        let _ = crate::commands::timings::write_page(&result.report, &page);
+    }
     prune_old_runs(&state_dir, KEEP_RUNS);
     // Services and timers are stopped; do not wait for stray blocking work.
     runtime.shutdown_background();
@@ -278,6 +288,8 @@ fn prune_old_runs(state_dir: &std::path::Path, keep: usize) {
         names.sort();
         for old in &names[..names.len() - keep] {
             let removed = if is_report {
+                // The run's timings page goes with its report, when there is one.
+                let _ = std::fs::remove_file(old.with_extension("html"));
                 std::fs::remove_file(old)
             } else {
                 std::fs::remove_dir_all(old)

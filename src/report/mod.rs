@@ -5,15 +5,21 @@
 //! names must not change (see `schema/report.schema.json`, generated from them).
 
 pub mod console;
+pub mod critical_path;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod github;
 pub mod json;
 pub mod junit;
 pub mod plain;
 pub mod summary;
+pub mod timeline;
+pub mod timings;
+pub mod trace;
 pub mod tracing_sink;
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheSource;
 use crate::model::TaskKind;
@@ -22,7 +28,7 @@ use crate::model::TaskKind;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// `.taskrun/runs/<run-id>.json`: everything a run did.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RunReport {
     /// Always 1 for this layout.
     pub format_version: u32,
@@ -44,10 +50,26 @@ pub struct RunReport {
     pub summary: Summary,
     /// The selected tasks, in plan order.
     pub tasks: Vec<TaskReport>,
+    /// The running-task limit of this run (`-j` or `[pipeline] concurrency`); null in
+    /// reports written before it was recorded.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// The declared `[pools]` and their sizes, so timings can show each pool's use.
+    #[serde(default)]
+    pub pools: Vec<PoolReport>,
+}
+
+/// A concurrency pool of the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PoolReport {
+    /// The pool's name under `[pools]`.
+    pub name: String,
+    /// Its size in slots.
+    pub size: u32,
 }
 
 /// Overall outcome of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Every selected task succeeded or was cached.
@@ -59,7 +81,7 @@ pub enum RunStatus {
 }
 
 /// Counts per task status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// Selected tasks.
     pub total: usize,
@@ -78,7 +100,7 @@ pub struct Summary {
 }
 
 /// A task's final status (live views also know pending and running).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Ran and succeeded.
@@ -107,7 +129,7 @@ impl TaskStatus {
 }
 
 /// One task in the report.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TaskReport {
     /// The task's name (`fetch[2023,01]` for an instance of a fan-out task).
     pub name: String,
@@ -139,10 +161,19 @@ pub struct TaskReport {
     pub error: Option<String>,
     /// Every attempt, in order.
     pub attempts: Vec<AttemptReport>,
+    /// The names of its (selected) dependencies: the critical path is walked along them.
+    #[serde(default)]
+    pub deps: Vec<String>,
+    /// Pool slots it held while running (`uses`), by pool name.
+    #[serde(default)]
+    pub uses: std::collections::BTreeMap<String, u32>,
+    /// When a service answered its readiness probe (its dependents could start), else null.
+    #[serde(default)]
+    pub ready_at: Option<String>,
 }
 
 /// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// It worked.
@@ -168,7 +199,7 @@ impl AttemptOutcome {
 }
 
 /// One attempt of a task.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AttemptReport {
     /// 1-based.
     pub number: u32,

@@ -8,7 +8,7 @@ use std::io::Write;
 use crate::events::{Event, Sink, Stream};
 use crate::model::TaskKind;
 use crate::report::TaskStatus;
-use crate::report::summary::{human_ms, table, totals_line};
+use crate::report::summary::{closing_lines, human_ms, table};
 
 /// How much a [`Plain`] sink shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl<W: Write + Send> Sink for Plain<W> {
             }),
             Event::Warning { message } => Some(format!("warning: {message}")),
             Event::RunFinished { report } => Some(if quiet {
-                totals_line(report)
+                closing_lines(report)
             } else {
                 table(report).trim_end().to_string()
             }),

@@ -133,7 +133,26 @@ pub fn totals_line(r: &RunReport) -> String {
     line
 }
 
-/// The table of tasks (task, status, attempts, duration, bytes), then the totals line.
+/// The totals line, then the critical path when the run took more than a second (SPEC §12).
+pub fn closing_lines(r: &RunReport) -> String {
+    let mut out = totals_line(r);
+    if let Some(line) = critical_path_line(r) {
+        out.push('\n');
+        out.push_str(&line);
+    }
+    out
+}
+
+/// `critical path: ...` for a run of more than a second in which something ran.
+pub fn critical_path_line(r: &RunReport) -> Option<String> {
+    if r.duration_ms <= 1000 {
+        return None;
+    }
+    let path = crate::report::critical_path::critical_path(r);
+    (!path.steps.is_empty()).then(|| path.line())
+}
+
+/// The table of tasks (task, status, attempts, duration, bytes), then the closing lines.
 pub fn table(r: &RunReport) -> String {
     let rows = rows(r);
     let mut width = HEADER.map(str::len);
@@ -159,7 +178,7 @@ pub fn table(r: &RunReport) -> String {
     for row in &rows {
         line(&row.each_ref().map(String::as_str));
     }
-    out.push_str(&totals_line(r));
+    out.push_str(&closing_lines(r));
     out.push('\n');
     out
 }
@@ -177,6 +196,9 @@ pub fn markdown(r: &RunReport) -> String {
         );
     }
     let _ = writeln!(out, "\n{}\n", totals_line(r));
+    if let Some(line) = critical_path_line(r) {
+        let _ = writeln!(out, "{line}\n");
+    }
     out
 }
 

@@ -56,7 +56,7 @@ impl Loop<'_> {
             .plan
             .order
             .iter()
-            .map(|&i| self.recs[i].report(self.plan.task(i)))
+            .map(|&i| self.recs[i].report(&self.plan, i))
             .collect();
         let summary = RunReport::summarize(&tasks);
         let (status, code) = match self.interrupted {
@@ -79,6 +79,15 @@ impl Loop<'_> {
             status,
             summary,
             tasks,
+            concurrency: Some(self.concurrency),
+            pools: p
+                .pools
+                .iter()
+                .map(|(name, &size)| crate::report::PoolReport {
+                    name: name.clone(),
+                    size,
+                })
+                .collect(),
         });
         self.sink.event(&Event::RunFinished {
             report: report.clone(),

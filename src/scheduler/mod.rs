@@ -122,6 +122,8 @@ struct Loop<'a> {
     keep_going: bool,
     replay: bool,
     run_id: String,
+    /// The running-task limit, for the report.
+    concurrency: usize,
     started: (SystemTime, tokio::time::Instant),
     sink: &'a mut dyn Sink,
     stop_tx: watch::Sender<Stop>,
@@ -139,7 +141,8 @@ impl<'a> Loop<'a> {
         stop_tx: watch::Sender<Stop>,
     ) -> Self {
         let p = &plan.pipeline;
-        let slots = Slots::new(opts.jobs.unwrap_or(p.concurrency), &p.pools);
+        let concurrency = opts.jobs.unwrap_or(p.concurrency).max(1);
+        let slots = Slots::new(concurrency, &p.pools);
         let mut recs: Vec<Rec> = p
             .tasks
             .values()
@@ -168,6 +171,7 @@ impl<'a> Loop<'a> {
             interrupted: None,
             replay: opts.replay_cached_output,
             run_id: opts.run_id.clone(),
+            concurrency,
             started: (SystemTime::now(), tokio::time::Instant::now()),
             sink,
             stop_tx,
@@ -493,7 +497,7 @@ impl<'a> Loop<'a> {
         rec.status = Some(status);
         rec.finished = Some((SystemTime::now(), tokio::time::Instant::now()));
         self.sink.event(&Event::TaskFinished {
-            task: Box::new(rec.report(self.plan.task(i))),
+            task: Box::new(rec.report(&self.plan, i)),
             last_lines: rec.last_lines.iter().cloned().collect(),
         });
         let dependents = self.plan.dependents[i].clone();

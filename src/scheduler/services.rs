@@ -125,6 +125,7 @@ impl Loop<'_> {
                 .record_success(&self.plan, task, None, &digests, Produced::default());
         let rec = &mut self.recs[task];
         rec.service_ready = true;
+        rec.ready_at = Some(SystemTime::now());
         if let Ok(d) = digest {
             rec.digest = d;
         }

@@ -59,6 +59,8 @@ pub struct Rec {
     pub release: Option<oneshot::Sender<()>>,
     /// A service answered its probe.
     pub service_ready: bool,
+    /// When it did (the critical path goes through a service's readiness, not its stop).
+    pub ready_at: Option<SystemTime>,
     /// A service whose deps are done but that nothing has needed yet (not started).
     pub standby: bool,
     /// Dependents were told this task is done (services tell them before they finish).
@@ -94,6 +96,7 @@ impl Rec {
             last_lines: VecDeque::new(),
             release: None,
             service_ready: false,
+            ready_at: None,
             standby: false,
             notified: false,
             looked_up: false,
@@ -116,8 +119,9 @@ impl Rec {
         }
     }
 
-    /// The task's report entry; `task` is the model task it runs.
-    pub fn report(&self, task: &crate::model::Task) -> TaskReport {
+    /// The task's report entry; `i` is its index in `plan`.
+    pub fn report(&self, plan: &crate::plan::Plan, i: usize) -> TaskReport {
+        let task = plan.task(i);
         let duration_ms = match (self.started, self.finished) {
             (Some((_, a)), Some((_, b))) => Some(millis(b.saturating_duration_since(a))),
             _ => None,
@@ -139,6 +143,13 @@ impl Rec {
             exit_code: self.exit_code,
             error: self.error.clone(),
             attempts: self.attempts.clone(),
+            deps: plan.deps[i]
+                .iter()
+                .filter(|&&d| plan.selected[d])
+                .map(|&d| plan.task(d).name.clone())
+                .collect(),
+            uses: task.uses.clone(),
+            ready_at: self.ready_at.map(rfc3339),
         }
     }
 }

@@ -26,5 +26,6 @@ mod services;
 mod signals;
 mod store_full;
 mod support;
+mod timings;
 mod tls;
 mod wording;

@@ -67,6 +67,7 @@ impl Workspace {
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect();
         // Run ids sort by second only; two runs in one second are told apart by mtime.
         files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
@@ -74,10 +75,16 @@ impl Workspace {
         serde_json::from_str(&std::fs::read_to_string(last).unwrap()).unwrap()
     }
 
-    /// How many run reports exist.
+    /// How many run reports exist (timings pages aside).
     pub fn report_count(&self) -> usize {
         std::fs::read_dir(self.path(".taskrun/runs"))
-            .map(|d| d.count())
+            .map(|d| {
+                d.filter(|e| {
+                    let e = e.as_ref().map(|e| e.path());
+                    e.is_ok_and(|p| p.extension().is_some_and(|x| x == "json"))
+                })
+                .count()
+            })
             .unwrap_or(0)
     }
 }

@@ -1,0 +1,102 @@
+//! `taskrun timings [MANIFEST] [RUN_ID|latest] [-o PATH]`: the timings page of a stored run,
+//! from its report alone (SPEC §12), e.g. of a report downloaded from CI.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::TimingsArgs;
+use crate::exit_code;
+use crate::report::RunReport;
+
+/// Writes the page and prints its path; exit 2 when the run cannot be found or read.
+pub fn run(args: TimingsArgs) -> u8 {
+    let (manifest, run) = split(args.manifest, args.run);
+    let runs = match &manifest {
+        Some(m) => m
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(".taskrun")
+            .join("runs"),
+        None => PathBuf::from(".taskrun").join("runs"),
+    };
+    let report_path = match find(&runs, run.as_deref().unwrap_or("latest")) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    let report = match read(&report_path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read the run report {}: {e}",
+                report_path.display()
+            );
+            return exit_code::USAGE;
+        }
+    };
+    let out = args
+        .output
+        .unwrap_or_else(|| report_path.with_extension("html"));
+    write_page(&report, &out)
+}
+
+/// Writes the page to `out` and prints its path (exit 1 when it cannot be written).
+pub fn write_page(report: &RunReport, out: &Path) -> u8 {
+    match crate::report::timings::write(report, out) {
+        Ok(()) => {
+            println!("timings: {}", out.display());
+            exit_code::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot write the timings page {}: {e}",
+                out.display()
+            );
+            exit_code::TASK_FAILED
+        }
+    }
+}
+
+/// One argument is the manifest when it names a `.toml` file, else the run.
+fn split(first: Option<PathBuf>, second: Option<String>) -> (Option<PathBuf>, Option<String>) {
+    match (first, second) {
+        (Some(f), None) if f.extension().is_none_or(|e| e != "toml") => {
+            (None, Some(f.to_string_lossy().into_owned()))
+        }
+        other => other,
+    }
+}
+
+/// The report of `run` (an id, `latest`, or a path to a report) in `runs`.
+fn find(runs: &Path, run: &str) -> Result<PathBuf, String> {
+    let direct = Path::new(run);
+    if run.ends_with(".json") && direct.is_file() {
+        return Ok(direct.to_path_buf());
+    }
+    if run != "latest" {
+        // A run id names a file in `runs`, nothing else.
+        if run.is_empty() || run.contains(['/', '\\']) || run.starts_with('.') {
+            return Err(format!("`{run}` is not a run id"));
+        }
+        let p = runs.join(format!("{run}.json"));
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("no run `{run}` in {}", runs.display()))
+        };
+    }
+    let entries =
+        std::fs::read_dir(runs).map_err(|e| format!("no runs in {}: {e}", runs.display()))?;
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .max()
+        .ok_or_else(|| format!("no runs in {}", runs.display()))
+}
+
+fn read(path: &Path) -> Result<RunReport, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}

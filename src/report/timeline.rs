@@ -1,0 +1,239 @@
+//! A run report on one clock: every time as ms from the run's start, the spans in which each
+//! task held a slot, the tracks it is drawn on, and the curves over time that the trace and
+//! the timings page both draw (running tasks, a pool's use, download throughput).
+//!
+//! The report does not say which slot or download lane a task had, so tracks are rebuilt by
+//! packing: each task goes on the lowest track free when it started.
+
+use crate::model::TaskKind;
+use crate::report::RunReport;
+use crate::report::critical_path::offset_ms;
+
+/// One task's times, in ms from the start of the run.
+#[derive(Debug, Clone, Default)]
+pub struct Times {
+    /// When it took its slots (null: it never started).
+    pub start: Option<u64>,
+    /// When it reached its final status.
+    pub finish: Option<u64>,
+    /// A service's readiness.
+    pub ready: Option<u64>,
+    /// Each attempt's start and end.
+    pub attempts: Vec<(u64, u64)>,
+}
+
+impl Times {
+    /// The spans in which the task ran: its attempts. A task takes its slots only for an
+    /// attempt: its cache lookup, a wait for a service and the waits between attempts hold
+    /// none.
+    pub fn busy(&self) -> Vec<(u64, u64)> {
+        self.attempts.clone()
+    }
+}
+
+/// Which kind of track a task is drawn on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    /// A concurrency slot (commands, services, groups).
+    Slot,
+    /// A download lane.
+    Download,
+    /// What runs without a slot: services, cache hits, groups.
+    Other,
+}
+
+/// A run report with its times read once.
+#[derive(Debug)]
+pub struct Timeline<'a> {
+    /// The report.
+    pub report: &'a RunReport,
+    /// The run's wall time (at least the last time in the report).
+    pub wall_ms: u64,
+    /// Parallel to `report.tasks`.
+    pub times: Vec<Times>,
+}
+
+impl<'a> Timeline<'a> {
+    /// Reads every time of `report` (unreadable times count as never).
+    pub fn new(report: &'a RunReport) -> Self {
+        let origin = humantime::parse_rfc3339_weak(&report.started_at).ok();
+        let at = |s: &str| origin.and_then(|o| offset_ms(o, s));
+        let times: Vec<Times> = report
+            .tasks
+            .iter()
+            .map(|t| {
+                let start = t.started_at.as_deref().and_then(at);
+                let finish = t
+                    .finished_at
+                    .as_deref()
+                    .and_then(at)
+                    .map(|f| f.max(start.unwrap_or(0)));
+                Times {
+                    start,
+                    finish,
+                    ready: t.ready_at.as_deref().and_then(at),
+                    attempts: t
+                        .attempts
+                        .iter()
+                        .filter_map(|a| {
+                            let s = at(&a.started_at)?;
+                            Some((s, at(&a.finished_at)?.max(s)))
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let last = times.iter().filter_map(|t| t.finish).max().unwrap_or(0);
+        Self {
+            report,
+            wall_ms: report.duration_ms.max(last),
+            times,
+        }
+    }
+
+    /// Whether task `i` held a slot: it ran an attempt and is no service (services, cache
+    /// hits and groups take none).
+    pub fn holds_slot(&self, i: usize) -> bool {
+        !self.times[i].attempts.is_empty() && self.report.tasks[i].kind != TaskKind::Service
+    }
+
+    /// Each task's track (`None`: it never started), and how many tracks of each kind
+    /// (slots, download lanes, others).
+    pub fn tracks(&self) -> (Vec<Option<(TrackKind, usize)>>, [usize; 3]) {
+        let mut order: Vec<usize> = (0..self.times.len())
+            .filter(|&i| self.times[i].start.is_some())
+            .collect();
+        order.sort_by_key(|&i| (self.times[i].start, i));
+        let mut free_at: [Vec<u64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut out = vec![None; self.times.len()];
+        for i in order {
+            let kind = match self.report.tasks[i].kind {
+                _ if !self.holds_slot(i) => TrackKind::Other,
+                TaskKind::Download => TrackKind::Download,
+                _ => TrackKind::Slot,
+            };
+            let t = &self.times[i];
+            let (start, end) = (t.start.unwrap_or(0), t.finish.unwrap_or(0));
+            let lanes = &mut free_at[kind as usize];
+            // Strictly after: a task that starts the millisecond another ends goes beside it,
+            // so two bars never touch on one track.
+            let lane = match lanes.iter().position(|&f| f < start) {
+                Some(l) => l,
+                None => {
+                    lanes.push(0);
+                    lanes.len() - 1
+                }
+            };
+            lanes[lane] = end;
+            out[i] = Some((kind, lane));
+        }
+        (out, free_at.map(|l| l.len()))
+    }
+
+    /// A step curve: `(time, value)` at each change, of the busy spans weighted by `weight`.
+    pub fn busy_curve(&self, weight: impl Fn(usize) -> u32) -> Vec<(u64, u32)> {
+        let mut edges: Vec<(u64, i64)> = Vec::new();
+        for (i, t) in self.times.iter().enumerate() {
+            let w = i64::from(weight(i));
+            if w == 0 {
+                continue;
+            }
+            for (s, e) in t.busy() {
+                if e > s {
+                    edges.push((s, w));
+                    edges.push((e, -w));
+                }
+            }
+        }
+        edges.sort_unstable();
+        let mut out: Vec<(u64, u32)> = vec![(0, 0)];
+        let mut level: i64 = 0;
+        for (t, d) in edges {
+            level += d;
+            let v = u32::try_from(level.max(0)).unwrap_or(u32::MAX);
+            match out.last_mut() {
+                Some(last) if last.0 == t => last.1 = v,
+                _ => out.push((t, v)),
+            }
+        }
+        out
+    }
+
+    /// Running tasks over time.
+    pub fn running(&self) -> Vec<(u64, u32)> {
+        self.busy_curve(|i| u32::from(self.holds_slot(i)))
+    }
+
+    /// Slots of `pool` in use over time.
+    pub fn pool_use(&self, pool: &str) -> Vec<(u64, u32)> {
+        self.busy_curve(|i| match self.holds_slot(i) {
+            true => self.report.tasks[i].uses.get(pool).copied().unwrap_or(0),
+            false => 0,
+        })
+    }
+
+    /// Download throughput in bytes/s, in `bins` equal bins over the run: each download's
+    /// bytes spread evenly over its last attempt (the report has no finer record).
+    pub fn throughput(&self, bins: usize) -> Vec<f64> {
+        let bins = bins.max(1);
+        let width = (self.wall_ms.max(1) as f64) / bins as f64;
+        let mut out = vec![0.0; bins];
+        for (t, times) in self.report.tasks.iter().zip(&self.times) {
+            let (Some(bytes), Some(&(s, e))) = (t.bytes, times.attempts.last()) else {
+                continue;
+            };
+            if t.kind != TaskKind::Download || bytes == 0 || t.cache_hit {
+                continue;
+            }
+            let (s, e) = (s as f64, (e as f64).max(s as f64 + 1.0));
+            let rate = bytes as f64 / (e - s); // bytes per ms
+            let first = ((s / width) as usize).min(bins - 1);
+            let last = ((e / width) as usize).min(bins - 1);
+            for (b, slot) in out.iter_mut().enumerate().take(last + 1).skip(first) {
+                let lo = s.max(b as f64 * width);
+                let hi = e.min((b + 1) as f64 * width);
+                if hi > lo {
+                    *slot += rate * (hi - lo);
+                }
+            }
+        }
+        let secs = width / 1000.0;
+        out.iter().map(|b| b / secs).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::AttemptOutcome;
+    use crate::report::fixture::{attempt, cmd, run, task};
+
+    #[test]
+    fn waits_between_attempts_hold_no_slot() {
+        let mut flaky = cmd("flaky", 0, 500, &[]);
+        flaky.attempts = vec![
+            attempt(1, 0, 100, AttemptOutcome::Failed, Some(300)),
+            attempt(2, 400, 500, AttemptOutcome::Succeeded, None),
+        ];
+        let r = run(500, vec![flaky, cmd("other", 50, 450, &[])]);
+        let tl = Timeline::new(&r);
+        assert_eq!(tl.times[0].busy(), [(0, 100), (400, 500)]);
+        // other's attempt: 50..450
+        assert_eq!(
+            tl.running(),
+            [(0, 1), (50, 2), (100, 1), (400, 2), (450, 1), (500, 0)]
+        );
+        let (tracks, counts) = tl.tracks();
+        assert_eq!(counts, [2, 0, 0]);
+        assert_eq!(tracks[1], Some((TrackKind::Slot, 1)));
+    }
+
+    #[test]
+    fn throughput_spreads_bytes_over_the_attempt() {
+        let mut d = task("get", TaskKind::Download, 0, 1000, &[]);
+        d.bytes = Some(2000);
+        let r = run(2000, vec![d]);
+        let bps = Timeline::new(&r).throughput(2);
+        assert_eq!(bps, [2000.0, 0.0]);
+    }
+}
