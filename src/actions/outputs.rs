@@ -10,13 +10,45 @@ use crate::workspace::Workspace;
 /// Removes every symlink at a declared output, or at one of its parent directories, that
 /// leads outside the workspace (SPEC §13), so that the attempt about to run cannot write
 /// through it. The warning names each one removed.
+///
+/// It also deletes the temp files a killed restore left beside an output or inside an output
+/// directory ([`crate::workspace::TEMP_PREFIX`]): the command is about to write there, and a
+/// stray file would otherwise stay in the user's tree (a restore sweeps the directories it
+/// writes into; a command that runs instead must too).
 pub fn unlink_escapes(root: &Path, outputs: &[RelPath]) -> Result<(), String> {
     let ws = Workspace::new(root);
     for out in outputs {
-        ws.unlink_escapes(out)
+        let found = ws
+            .unlink_escapes(out)
             .map_err(|e| format!("cannot check output {out} for symlinks: {e}"))?;
+        remove_temp_files(&ws, out, &found);
     }
     Ok(())
+}
+
+/// Best effort: a temp file that cannot be removed is left for the next restore's sweep.
+fn remove_temp_files(ws: &Workspace, out: &RelPath, found: &crate::workspace::Found) {
+    if let Ok((parent, _)) = ws.open_parent(out, false) {
+        let _ = parent.remove_temp_files();
+    }
+    if let crate::workspace::Found::Entry(m) = found
+        && m.is_dir()
+    {
+        let dir = ws.root().join(out.as_str());
+        for entry in walkdir::WalkDir::new(&dir)
+            .follow_links(false)
+            .into_iter()
+            .flatten()
+        {
+            let temp = entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(crate::workspace::TEMP_PREFIX.as_bytes());
+            if temp && entry.file_type().is_file() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// What one declared output looked like before an attempt.

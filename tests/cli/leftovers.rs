@@ -97,3 +97,20 @@ run = ["echo", "${item.path}"]
         run.stdout
     );
 }
+
+/// A killed restore's temp file beside an output, or inside an output directory, is removed
+/// before a command that writes there runs (the restore that would have swept it does not
+/// happen when the task runs instead).
+#[test]
+fn a_command_about_to_run_removes_temp_files_beside_and_inside_its_outputs() {
+    let ws = Workspace::new(
+        "[tasks.make]\ninputs = [\"src.txt\"]\noutputs = [\"out/a.txt\", \"tree\"]\nrun = \"mkdir -p out tree/sub && cp src.txt out/a.txt && cp src.txt tree/sub/b.txt\"\n",
+    );
+    ws.write("src.txt", "one\n");
+    ws.write("out/.taskrun-tmp-0123456789abcdef", "half a restore");
+    ws.write("tree/sub/.taskrun-tmp-fedcba9876543210", "half a restore");
+    ws.run(&[]).code(0);
+    assert!(!ws.path("out/.taskrun-tmp-0123456789abcdef").exists());
+    assert!(!ws.path("tree/sub/.taskrun-tmp-fedcba9876543210").exists());
+    assert_eq!(ws.read("out/a.txt"), "one\n");
+}
