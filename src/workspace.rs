@@ -107,7 +107,7 @@ impl Workspace {
             if !last && self.known_dir(&path) {
                 continue;
             }
-            let meta = match fs::symlink_metadata(&path) {
+            let meta = match crate::cache::stat::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(e) if is_absent(&e) => return Ok(Found::Missing),
                 Err(e) => return Err(e),
@@ -117,7 +117,7 @@ impl Workspace {
                     return Ok(Found::Escape(path));
                 }
                 if last {
-                    return fs::metadata(&path).map(Found::Entry);
+                    return crate::cache::stat::metadata(&path).map(Found::Entry);
                 }
             } else if last {
                 return Ok(Found::Entry(meta));

@@ -108,13 +108,23 @@ pub fn now_ns() -> i64 {
 /// instead of the whole absolute path (a third of a no-op rerun's system time went to path
 /// walks). taskrun never changes its working directory, so both name the same file.
 pub fn metadata(path: &Path) -> io::Result<Metadata> {
+    std::fs::metadata(short(path))
+}
+
+/// [`metadata`] without following a final symlink: the workspace's symlink checks
+/// ([`crate::workspace`]) walk every output this way on each cache hit.
+pub fn symlink_metadata(path: &Path) -> io::Result<Metadata> {
+    std::fs::symlink_metadata(short(path))
+}
+
+/// `path` relative to the working directory when it lies under it.
+fn short(path: &Path) -> &Path {
     static CWD: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    let short = CWD
-        .get_or_init(|| std::env::current_dir().ok())
+    CWD.get_or_init(|| std::env::current_dir().ok())
         .as_deref()
         .and_then(|cwd| path.strip_prefix(cwd).ok())
-        .filter(|rel| !rel.as_os_str().is_empty());
-    std::fs::metadata(short.unwrap_or(path))
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .unwrap_or(path)
 }
 
 /// Git's racy-timestamp rule: a record taken at `taken_ns` of a file last modified at
