@@ -18,9 +18,8 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{OnceLock, RwLock};
+use std::sync::OnceLock;
 
-use rustc_hash::FxHashSet;
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 
 use crate::model::RelPath;
@@ -39,10 +38,6 @@ pub struct Workspace {
     root: PathBuf,
     /// The root with its symlinks resolved, computed when a symlink must be judged.
     real: OnceLock<PathBuf>,
-    /// Parent directories already seen to be real directories (not symlinks) in this run:
-    /// a no-op rerun of 10,000 outputs in `out/` then costs one `lstat` per output, not one
-    /// per path component (writes still walk with `O_NOFOLLOW`, see [`Self::open_dir`]).
-    real_dirs: RwLock<FxHashSet<PathBuf>>,
 }
 
 /// What is at a workspace path, looked at without following any symlink that leaves it.
@@ -70,7 +65,6 @@ impl Workspace {
         Self {
             root: root.to_path_buf(),
             real: OnceLock::new(),
-            real_dirs: RwLock::default(),
         }
     }
 
@@ -104,9 +98,6 @@ impl Workspace {
         while let Some(part) = parts.next() {
             path.push(part);
             let last = parts.peek().is_none();
-            if !last && self.known_dir(&path) {
-                continue;
-            }
             let meta = match crate::cache::stat::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(e) if is_absent(&e) => return Ok(Found::Missing),
@@ -123,26 +114,10 @@ impl Workspace {
                 return Ok(Found::Entry(meta));
             } else if !meta.is_dir() {
                 return Ok(Found::Missing);
-            } else if !self.known_dir(&path)
-                && let Ok(mut dirs) = self.real_dirs.write()
-            {
-                dirs.insert(path.clone());
             }
         }
         // `rel` is never empty, so the loop returned.
         Ok(Found::Missing)
-    }
-
-    fn known_dir(&self, path: &Path) -> bool {
-        self.real_dirs.read().is_ok_and(|d| d.contains(path))
-    }
-
-    /// Forgets the directories seen so far: called when a symlink was removed, since the
-    /// tree changed under them.
-    fn forget_dirs(&self) {
-        if let Ok(mut d) = self.real_dirs.write() {
-            d.clear();
-        }
     }
 
     /// [`Self::look`], removing each escaping symlink it meets (with a warning) so that what
@@ -157,7 +132,6 @@ impl Workspace {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e),
                     }
-                    self.forget_dirs();
                     tracing::warn!(
                         "removed the symlink {} (to {}): it leads outside the workspace",
                         self.show(&link),

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::diagnostic::Problem;
 use super::task::TaskSpans;
 use super::walk::Reader;
-use crate::model::TaskMap;
+use crate::model::{RelPath, TaskMap};
 
 /// Records a problem for every output (a download's `dest` included) on a reserved path.
 pub fn check(
@@ -42,7 +42,7 @@ pub fn check(
     {
         reserved.push((rel.to_string(), "the cache dir"));
     }
-    for ((task, s), _) in tasks.values().zip(spans).zip(0..) {
+    for (task, s) in tasks.values().zip(spans) {
         for (out, span) in task.outputs.iter().zip(&s.outputs) {
             let o = out.as_str();
             if let Some((path, what)) = reserved.iter().find(|(p, _)| clashes(o, p)) {
@@ -68,15 +68,10 @@ fn problem(span: &Range<usize>, task: &str, out: &str, path: &str, what: &str) -
 }
 
 /// Equal, inside, or containing (an output directory holding the reserved path would
-/// delete or restore it). An empty reserved path (the cache dir is the workspace) matches all.
+/// delete or restore it). A cache dir that is the workspace is refused before this check.
 fn clashes(out: &str, reserved: &str) -> bool {
-    let within = |inner: &str, outer: &str| {
-        outer.is_empty()
-            || (inner.len() > outer.len()
-                && inner.starts_with(outer)
-                && inner.as_bytes()[outer.len()] == b'/')
-    };
-    out == reserved || within(out, reserved) || within(reserved, out)
+    RelPath::parse(out).is_some_and(|o| o.contains(reserved))
+        || RelPath::parse(reserved).is_some_and(|r| r.contains(out))
 }
 
 #[cfg(test)]

@@ -21,9 +21,13 @@ pub fn expand_deps(tasks: &mut TaskMap, spans: &mut [TaskSpans], fanouts: &[FanO
         .iter()
         .map(|f| (f.name.as_str(), &f.instances))
         .collect();
+    let needs = |deps: &[String]| deps.iter().any(|d| by_name.contains_key(d.as_str()));
+    if !tasks.values().any(|t| needs(&t.deps)) {
+        return;
+    }
     let names: Vec<String> = tasks.keys().cloned().collect();
     for (task, s) in tasks.values_mut().zip(spans.iter_mut()) {
-        if !task.deps.iter().any(|d| by_name.contains_key(d.as_str())) {
+        if !needs(&task.deps) {
             continue;
         }
         let mut deps = Vec::with_capacity(task.deps.len());
@@ -60,11 +64,9 @@ pub fn check_produced(r: &mut Reader<'_>, tasks: &TaskMap, sources: &[(ItemSourc
             t.outputs.iter().find_map(|out| {
                 let o = out.as_str();
                 let hit = match &matcher {
-                    None => source.path == o || is_within(&source.path, o),
+                    None => out.contains(&source.path),
                     // A matched output, or an output directory the walk starts inside.
-                    Some(m) => {
-                        m.is_match(o) || (!base.is_empty() && (base == o || is_within(&base, o)))
-                    }
+                    Some(m) => m.is_match(o) || (!base.is_empty() && out.contains(&base)),
                 };
                 hit.then_some((t, o))
             })
@@ -81,8 +83,4 @@ pub fn check_produced(r: &mut Reader<'_>, tasks: &TaskMap, sources: &[(ItemSourc
             );
         }
     }
-}
-
-fn is_within(inner: &str, outer: &str) -> bool {
-    inner.len() > outer.len() && inner.starts_with(outer) && inner.as_bytes()[outer.len()] == b'/'
 }
