@@ -187,10 +187,20 @@ pub fn compile(glob: &str) -> Result<globset::GlobMatcher, String> {
 }
 
 /// Every file below the glob's literal base that it matches, sorted; `.taskrun/` is never
-/// walked and symlinks are not followed (an item is a file of the workspace).
+/// walked and no symlink is followed, the literal directory's own included (an item is a
+/// file of the workspace).
 pub fn glob_matches(root: &Path, glob: &str) -> Result<Vec<String>, String> {
     let matcher = compile(glob)?;
     let base = literal_base(glob);
+    if let Some(rel) = crate::model::RelPath::parse(&base)
+        && let Ok(crate::workspace::Found::Escape(link)) =
+            crate::workspace::Workspace::new(root).look(&rel)
+    {
+        return Err(format!(
+            "glob `{glob}` would read outside the workspace through the symlink {}",
+            link.display()
+        ));
+    }
     let start = root.join(&base);
     if !start.exists() {
         return Ok(Vec::new());
@@ -198,6 +208,8 @@ pub fn glob_matches(root: &Path, glob: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let walker = walkdir::WalkDir::new(&start)
         .follow_links(false)
+        // Not even the glob's literal directory: a link there may lead out of the workspace.
+        .follow_root_links(false)
         .into_iter()
         .filter_entry(|e| {
             // Nor is an interrupted write's temp file an item.
@@ -304,6 +316,20 @@ mod tests {
         let (rows, _) = read(dir.path(), SourceKind::Csv, "s.csv").unwrap();
         assert_eq!(rows[0].fields[1].1, "a, \"b\"\nc");
         assert_eq!(rows[1].origin, "s.csv:4");
+    }
+
+    #[test]
+    fn a_glob_never_walks_through_a_link_out_of_the_workspace() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.jpg"), "x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("p")).unwrap();
+        let err = read(dir.path(), SourceKind::Glob, "p/*.jpg").unwrap_err();
+        assert!(err.contains("outside the workspace"), "{err}");
+        std::fs::create_dir(dir.path().join("q")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("q/in")).unwrap();
+        let (items, _) = read(dir.path(), SourceKind::Glob, "q/**/*.jpg").unwrap();
+        assert!(items.is_empty(), "{items:?}");
     }
 
     #[test]
