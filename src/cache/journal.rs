@@ -9,7 +9,9 @@
 //! the lookup read the record itself, verified as always. The journal also says which key a
 //! task last had, for miss reasons ("input x changed") in `run`, `plan` and `explain`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::FxHashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -75,7 +77,7 @@ struct Entry {
 pub struct Journal {
     map: SealedMap<String, Entry>,
     /// Keys this run used (hits and new entries), for the `.used` stamp ([`super::used`]).
-    used: Mutex<HashSet<String>>,
+    used: Mutex<FxHashSet<String>>,
 }
 
 /// The journal file of the manifest at `manifest` (absolute or as given; it is made
@@ -91,9 +93,13 @@ impl Journal {
     /// with a warning. `read_only`: never saved (`plan`, `explain`).
     pub fn open(cache_dir: &Path, manifest: &Path, read_only: bool) -> Self {
         let path = journal_path(cache_dir, manifest);
+        let map = SealedMap::open(path, MAGIC, read_only, "journal");
+        // A rerun uses about every entry: no rehashing on the way.
+        let used =
+            FxHashSet::with_capacity_and_hasher(map.lock().entries.len(), Default::default());
         Self {
-            map: SealedMap::open(path, MAGIC, read_only, "journal"),
-            used: Mutex::default(),
+            map,
+            used: Mutex::new(used),
         }
     }
 
@@ -119,10 +125,15 @@ impl Journal {
         self.lock().entries.get(task).map(|e| e.key.clone())
     }
 
-    /// `task`'s entry for `key` as a record, when the record file at `record_path` is still
-    /// the one the journal saw (one `stat`, no read). The record has no key parts and no
+    /// `task`'s entry for `key` as a record, when the record file is still the one the
+    /// journal saw (`record_stat`: one `stat`, asked only for a task with an entry; no read). The record has no key parts and no
     /// checksum: it serves a hit and is never written back.
-    pub fn record(&self, task: &str, key: &str, record_path: &Path) -> Option<ActionRecord> {
+    pub fn record(
+        &self,
+        task: &str,
+        key: &str,
+        record_stat: impl FnOnce() -> Option<FileStat>,
+    ) -> Option<ActionRecord> {
         let stamp = {
             let inner = self.lock();
             let e = inner.entries.get(task)?;
@@ -131,7 +142,7 @@ impl Journal {
             }
             e.stamp
         };
-        let now = FileStat::of(&super::stat::metadata(record_path).ok()?);
+        let now = record_stat()?;
         if !stamp.holds_for(&now) {
             return None;
         }
@@ -229,6 +240,10 @@ mod tests {
     use super::*;
     use crate::cache::record::tests::sample;
 
+    fn stat_of(path: &Path) -> Option<FileStat> {
+        Some(FileStat::of(&std::fs::metadata(path).ok()?))
+    }
+
     fn aged(path: &Path) {
         let f = std::fs::File::options().write(true).open(path).unwrap();
         f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
@@ -249,19 +264,22 @@ mod tests {
 
         let j = Journal::open(dir.path(), &manifest, true);
         assert_eq!(j.last_key("t"), Some(rec.key.clone()));
-        let got = j.record("t", &rec.key, &rec_path).unwrap();
+        let got = j.record("t", &rec.key, || stat_of(&rec_path)).unwrap();
         assert_eq!(
             (got.outputs, got.digest),
             (rec.outputs.clone(), rec.digest.clone())
         );
-        assert!(j.record("t", &"0".repeat(64), &rec_path).is_none());
-        assert!(j.record("other", &rec.key, &rec_path).is_none());
+        assert!(
+            j.record("t", &"0".repeat(64), || stat_of(&rec_path))
+                .is_none()
+        );
+        assert!(j.record("other", &rec.key, || stat_of(&rec_path)).is_none());
 
         // Rewritten in place (a corrupted record): the journal no longer stands for it.
         std::fs::write(&rec_path, "{}x").unwrap();
-        assert!(j.record("t", &rec.key, &rec_path).is_none());
+        assert!(j.record("t", &rec.key, || stat_of(&rec_path)).is_none());
         std::fs::remove_file(&rec_path).unwrap();
-        assert!(j.record("t", &rec.key, &rec_path).is_none());
+        assert!(j.record("t", &rec.key, || stat_of(&rec_path)).is_none());
     }
 
     #[test]
@@ -272,7 +290,7 @@ mod tests {
         let rec = sample();
         let j = Journal::in_memory();
         j.remember("t", &rec, Stamp::take(&rec_path).unwrap());
-        assert!(j.record("t", &rec.key, &rec_path).is_none());
+        assert!(j.record("t", &rec.key, || stat_of(&rec_path)).is_none());
     }
 
     #[test]

@@ -381,7 +381,7 @@ impl LocalCache {
         let now = SystemTime::now();
         let journaled = self
             .journal
-            .record(&t.name, &hex, &self.store.record_path(&hex))
+            .record(&t.name, &hex, || self.store.record_stat(&hex))
             .filter(|rec| !is_stale(rec, now));
         let (rec, origin) = match journaled {
             Some(rec) => (rec, Origin::Journal),

@@ -288,7 +288,12 @@ fn journal_stands_for_an_unchanged_record_and_a_corrupted_one_is_still_caught() 
     let key = cache.journal().last_key("t").unwrap();
     let record = cache.store().record_path(&key);
     // Just written: racy, so the journal does not vouch for it yet.
-    assert!(cache.journal().record("t", &key, &record).is_none());
+    assert!(
+        cache
+            .journal()
+            .record("t", &key, || cache.store().record_stat(&key))
+            .is_none()
+    );
 
     // Once the record is safely older than its stamp, a hit re-stamps it and from then on
     // the journal answers without reading the record.
@@ -299,7 +304,12 @@ fn journal_stands_for_an_unchanged_record_and_a_corrupted_one_is_still_caught() 
         cache.lookup(&p, 0, &[], &[]).unwrap(),
         Lookup::Hit { .. }
     ));
-    assert!(cache.journal().record("t", &key, &record).is_some());
+    assert!(
+        cache
+            .journal()
+            .record("t", &key, || cache.store().record_stat(&key))
+            .is_some()
+    );
     assert!(matches!(
         cache.lookup(&p, 0, &[], &[]).unwrap(),
         Lookup::Hit { .. }

@@ -228,6 +228,27 @@ fn drift(ws: &Workspace, o: &OutputFile, stats: &StatCache) -> Option<Drift> {
     }
 }
 
+/// The fast path of a cache hit: one `stat` finds at `o`'s path the very file taskrun last
+/// hashed there (same inode, size, mtime and ctime in the stat cache), with the recorded
+/// digest and executable bit. Nothing is read and nothing written, so the `lstat` of each
+/// path component that judges symlinks (see [`crate::workspace`]) is skipped: the stat cache
+/// only ever holds a file taskrun found inside the workspace, and a symlink that leads out
+/// cannot reach that inode without changing its ctime (a new hard link) or moving it whole,
+/// when the content is still exactly the recorded one. Anything else takes the full walk,
+/// which removes such a symlink before a restore.
+fn is_the_file_recorded(ws: &Workspace, o: &OutputFile, stats: &StatCache) -> bool {
+    let path = ws.root().join(&o.path);
+    let Ok(meta) = super::stat::metadata(&path) else {
+        return false;
+    };
+    let st = FileStat::of(&meta);
+    meta.is_file()
+        && (st.mode & 0o111 != 0) == (o.mode & 0o111 != 0)
+        && stats
+            .cached(&path, &st)
+            .is_some_and(|d| from_hex(&o.sha256) == Some(d))
+}
+
 /// How the output `o`, found on disk as `found`, differs from the record.
 fn drift_of(
     ws: &Workspace,
@@ -302,6 +323,9 @@ pub fn restore(
     let mut swept = std::collections::HashSet::new();
     for o in &record.outputs {
         let rel = parse(&o.path)?;
+        if is_the_file_recorded(ws, o, stats) {
+            continue;
+        }
         let found = Ok(ws.unlink_escapes(&rel)?);
         let Some(drift) = drift_of(ws, o, found, stats) else {
             continue;

@@ -85,6 +85,18 @@ impl FileStat {
             mode: meta.mode() & 0o7777,
         }
     }
+
+    /// [`FileStat::of`] for a `stat` taken with rustix (relative to a directory descriptor).
+    pub fn of_raw(st: &rustix::fs::Stat) -> Self {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Self {
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            ino: st.st_ino as u64,
+            mode: st.st_mode as u32 & 0o7777,
+        }
+    }
 }
 
 /// The stat records of one cache dir. Shared by the scheduler's blocking tasks (`&self`).
@@ -118,13 +130,23 @@ pub fn symlink_metadata(path: &Path) -> io::Result<Metadata> {
 }
 
 /// `path` relative to the working directory when it lies under it.
+/// A byte comparison: `Path::strip_prefix` parses both paths into components on every call
+/// (4% of a no-op rerun).
 fn short(path: &Path) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
     static CWD: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    CWD.get_or_init(|| std::env::current_dir().ok())
-        .as_deref()
-        .and_then(|cwd| path.strip_prefix(cwd).ok())
-        .filter(|rel| !rel.as_os_str().is_empty())
-        .unwrap_or(path)
+    let Some(cwd) = CWD.get_or_init(|| std::env::current_dir().ok()).as_deref() else {
+        return path;
+    };
+    let cwd = cwd.as_os_str().as_bytes();
+    let rest = path.as_os_str().as_bytes().strip_prefix(cwd);
+    match rest.and_then(|r| r.strip_prefix(b"/")) {
+        // Not `cwd` itself, nor a prefix of a longer name, nor `cwd//x` (that would be `/x`).
+        Some(rel) if !rel.is_empty() && !rel.starts_with(b"/") && cwd != b"/" => {
+            Path::new(std::ffi::OsStr::from_bytes(rel))
+        }
+        _ => path,
+    }
 }
 
 /// Git's racy-timestamp rule: a record taken at `taken_ns` of a file last modified at

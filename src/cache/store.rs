@@ -12,9 +12,12 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use rustix::fs::{Mode, OFlags};
 
 use tempfile::NamedTempFile;
 
@@ -23,6 +26,7 @@ use super::digest::{hash_bytes, hash_copy, to_hex};
 use super::journal::Stamp;
 use super::owned;
 use super::record::ActionRecord;
+use super::stat::{self, FileStat};
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -95,6 +99,8 @@ pub struct Store {
     /// ([`Store::put_verified`]): restoring one of them (the remote hit's outputs, at once)
     /// copies it without hashing it a second time.
     fresh: Arc<Mutex<HashSet<Digest>>>,
+    /// `ac/`, for [`Store::record_stat`].
+    ac: Arc<OnceLock<OwnedFd>>,
 }
 
 impl Store {
@@ -105,6 +111,7 @@ impl Store {
             dir: dir.into(),
             read_only,
             fresh: Arc::default(),
+            ac: Arc::default(),
         }
     }
 
@@ -123,6 +130,29 @@ impl Store {
     pub fn record_path(&self, key: &str) -> PathBuf {
         let prefix = key.get(..2).unwrap_or("xx");
         self.dir.join("ac").join(prefix).join(format!("{key}.json"))
+    }
+
+    /// The `stat` of a key's record file, taken relative to `ac/` (opened once): a no-op
+    /// rerun stats every task's record, and the kernel's walk of `ab/<key>.json` from there
+    /// costs a fraction of the walk from the working directory. `None` when it is absent.
+    pub fn record_stat(&self, key: &str) -> Option<FileStat> {
+        let prefix = key.get(..2)?;
+        let Some(ac) = self.ac_dir() else {
+            return Some(FileStat::of(&stat::metadata(&self.record_path(key)).ok()?));
+        };
+        let name = format!("{prefix}/{key}.json");
+        let st = rustix::fs::statat(ac, name.as_str(), rustix::fs::AtFlags::empty()).ok()?;
+        Some(FileStat::of_raw(&st))
+    }
+
+    /// `ac/`, opened for path lookups the first time it is found.
+    fn ac_dir(&self) -> Option<&OwnedFd> {
+        if let Some(fd) = self.ac.get() {
+            return Some(fd);
+        }
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(self.dir.join("ac"), flags, Mode::empty()).ok()?;
+        Some(self.ac.get_or_init(|| fd))
     }
 
     /// Whether a blob is present (not verified: reads verify).

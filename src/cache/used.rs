@@ -6,7 +6,9 @@
 //! which every entry of the journal it used shares, and the earlier times of the entries it
 //! did not use. A full no-op rerun writes the time alone; gc reads it for every entry.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -35,7 +37,7 @@ pub fn path_for(journal: &Path) -> PathBuf {
 pub fn record(
     journal: &Path,
     keys: &[String],
-    used: &HashSet<String>,
+    used: &FxHashSet<String>,
     now_ns: i64,
 ) -> io::Result<()> {
     if used.is_empty() {
