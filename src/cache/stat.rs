@@ -87,6 +87,9 @@ impl FileStat {
     }
 
     /// [`FileStat::of`] for a `stat` taken with rustix (relative to a directory descriptor).
+    // The `stat` field types differ between platforms: casts that are no-ops here are not
+    // everywhere.
+    #[allow(clippy::unnecessary_cast)]
     pub fn of_raw(st: &rustix::fs::Stat) -> Self {
         let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         Self {
