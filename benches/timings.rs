@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use taskrun::model::TaskKind;
+use taskrun::model::{ExecutedOn, TaskKind};
 use taskrun::report::{
     AttemptOutcome, AttemptReport, RunReport, RunStatus, TaskReport, TaskStatus, rfc3339,
 };
@@ -90,6 +90,7 @@ pub fn report(n: usize) -> RunReport {
             deps: Vec::new(),
             uses: Default::default(),
             ready_at: None,
+            executed_on: Some(ExecutedOn::Local),
         });
         names.push(name);
     }
@@ -113,6 +114,7 @@ pub fn report(n: usize) -> RunReport {
         deps: names,
         uses: Default::default(),
         ready_at: None,
+        executed_on: Some(ExecutedOn::Local),
     });
     RunReport {
         format_version: 1,

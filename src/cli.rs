@@ -92,6 +92,9 @@ pub struct RunArgs {
     /// Refuse to run unless the lockfile pins every selected download (for CI)
     #[arg(long)]
     pub locked: bool,
+    /// Send command tasks to the remote executor (on: require one) or run all here (off)
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub remote_exec: Option<RemoteExec>,
     /// Also write the JSON run report here
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -142,6 +145,9 @@ pub struct PlanArgs {
     /// Predict as if run with --no-cache
     #[arg(long)]
     pub no_cache: bool,
+    /// Place tasks as if run with --remote-exec on|off
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub remote_exec: Option<RemoteExec>,
     /// Colours
     #[arg(long, value_enum, default_value_t = When::Auto)]
     pub color: When,
@@ -271,6 +277,15 @@ pub enum PlanFormat {
     Mermaid,
 }
 
+/// `--remote-exec on|off` (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RemoteExec {
+    /// Send command tasks to the configured executor; an error when none is configured
+    On,
+    /// Run every task on this machine
+    Off,
+}
+
 /// auto / always / never switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum When {
@@ -361,6 +376,22 @@ mod tests {
             parse(["taskrun", "lock", "m.toml", "--update", "--check"].map(OsString::from))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn remote_exec_is_on_or_off_for_run_and_plan() {
+        match p(&["taskrun", "m.toml", "--remote-exec", "off"]).command {
+            Command::Run(r) => assert_eq!(r.remote_exec, Some(RemoteExec::Off)),
+            other => panic!("{other:?}"),
+        }
+        match p(&["taskrun", "plan", "m.toml", "--remote-exec=on"]).command {
+            Command::Plan(a) => assert_eq!(a.remote_exec, Some(RemoteExec::On)),
+            other => panic!("{other:?}"),
+        }
+        let bad = ["taskrun", "m.toml", "--remote-exec", "maybe"];
+        assert!(parse(bad.map(OsString::from)).is_err());
+        let lock = ["taskrun", "lock", "m.toml", "--remote-exec", "on"];
+        assert!(parse(lock.map(OsString::from)).is_err());
     }
 
     #[test]

@@ -11,6 +11,10 @@ use indexmap::IndexMap;
 
 use crate::template::Template;
 
+mod execution;
+
+pub use execution::{ExecutedOn, ExecutionConfig, GrpcUrl, GrpcUrlError};
+
 /// A loaded, validated manifest.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Pipeline {
@@ -34,6 +38,8 @@ pub struct Pipeline {
     pub cache: CacheConfig,
     /// `[http]`.
     pub http: HttpConfig,
+    /// `[execution]` (SPEC §11), with `TASKRUN_REMOTE_EXECUTOR` applied.
+    pub execution: ExecutionConfig,
     /// Tasks in manifest order; the index is the task's id everywhere else.
     #[serde(deserialize_with = "deserialize_tasks")]
     pub tasks: TaskMap,
@@ -179,6 +185,11 @@ pub struct Task {
     pub cache_ttl: Option<Duration>,
     /// The fan-out task and values this task is an instance of; None for a declared task.
     pub origin: Option<Box<Origin>>,
+    /// False for `remote = false`: never sent to a remote executor (SPEC §11).
+    pub remote: bool,
+    /// Platform properties of its remote action over `[execution] platform` (`[defaults]`
+    /// merged under the task's own); see [`ExecutionConfig::platform_for`].
+    pub platform: BTreeMap<String, String>,
 }
 
 impl Task {

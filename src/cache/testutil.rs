@@ -27,6 +27,8 @@ pub fn command(name: &str, run: &str) -> Task {
         keep_failed_outputs: false,
         cache_ttl: None,
         origin: None,
+        remote: true,
+        platform: BTreeMap::new(),
     }
 }
 
@@ -79,6 +81,7 @@ pub fn pipeline(root: &Path, tasks: Vec<Task>) -> Pipeline {
             remote_write: false,
         },
         http: HttpConfig::default(),
+        execution: Default::default(),
         tasks: map,
         dep_indices: None,
         fanouts: Vec::new(),

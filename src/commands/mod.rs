@@ -12,7 +12,7 @@ pub mod timings;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use crate::cli::{Command, LogFormat, When};
+use crate::cli::{Command, LogFormat, RemoteExec, When};
 use crate::exit_code;
 use crate::lockfile::{self, Lockfile, standing::Unpinned};
 use crate::manifest::{self, LoadError, LoadOptions};
@@ -39,6 +39,7 @@ pub fn dispatch(command: Command) -> u8 {
                     force: args.force,
                     no_cache: args.no_cache,
                     locked: args.locked,
+                    remote_exec: args.remote_exec,
                 };
                 plan::print_plan(&args.selection, view)
             } else {
@@ -184,6 +185,22 @@ pub fn refuse_unlocked(plan: &Plan, unpinned: &[Unpinned]) -> Result<(), u8> {
     ));
     eprint!("{msg}");
     Err(exit_code::USAGE)
+}
+
+/// `--remote-exec` against the loaded pipeline: `on` needs an executor (else a usage error,
+/// exit 2); returns whether placement is switched off.
+pub fn remote_exec_off(pipeline: &Pipeline, flag: Option<RemoteExec>) -> Result<bool, u8> {
+    match flag {
+        Some(RemoteExec::Off) => Ok(true),
+        Some(RemoteExec::On) => match crate::plan::placement::require_executor(pipeline) {
+            Ok(()) => Ok(false),
+            Err(e) => {
+                eprintln!("error: {e}\nhint: {}", e.hint());
+                Err(exit_code::USAGE)
+            }
+        },
+        None => Ok(false),
+    }
 }
 
 pub(crate) fn plan_pipeline(

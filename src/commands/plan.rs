@@ -1,8 +1,9 @@
 //! `taskrun plan` and `taskrun run --dry-run`: what would run and why. Runs nothing, opens no
 //! connection, writes no file.
 
-use crate::cli::{PlanArgs, PlanFormat, Selection, When};
+use crate::cli::{PlanArgs, PlanFormat, RemoteExec, Selection, When};
 use crate::plan::Plan;
+use crate::plan::placement::place;
 use crate::plan::predict::Prediction;
 use crate::plan::render::{PlanView, render};
 
@@ -21,6 +22,8 @@ pub struct View {
     pub no_cache: bool,
     /// Exit 2 unless the lockfile pins every selected download.
     pub locked: bool,
+    /// `--remote-exec on|off`.
+    pub remote_exec: Option<RemoteExec>,
 }
 
 /// `taskrun plan`.
@@ -32,6 +35,7 @@ pub fn run(args: PlanArgs) -> u8 {
         force: args.force,
         no_cache: args.no_cache,
         locked: args.locked,
+        remote_exec: args.remote_exec,
     };
     print_plan(&args.selection, view)
 }
@@ -41,6 +45,10 @@ pub fn print_plan(sel: &Selection, view: View) -> u8 {
     let color = super::stderr_color(view.color);
     let mut plan = match super::load_plan(&sel.manifest, &sel.vars, &sel.targets, color) {
         Ok(p) => p,
+        Err(code) => return code,
+    };
+    let off = match super::remote_exec_off(&plan.pipeline, view.remote_exec) {
+        Ok(off) => off,
         Err(code) => return code,
     };
     let unpinned = match super::apply_lockfile(&mut plan, color, &|_| false) {
@@ -53,10 +61,12 @@ pub fn print_plan(sel: &Selection, view: View) -> u8 {
         return code;
     }
     let predictions = predict(&plan, view.force, view.no_cache);
+    let placements = place(&plan, off);
     let text = render(
         &plan,
         &sel.targets,
         &predictions,
+        &placements,
         PlanView {
             format: view.format,
             expand: view.expand,

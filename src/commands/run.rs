@@ -124,6 +124,11 @@ pub fn run_with_cache(
         Ok(p) => p,
         Err(code) => return code,
     };
+    // Where tasks run is the scheduler's business; a flag that cannot be honoured stops the
+    // run before anything starts.
+    if let Err(code) = super::remote_exec_off(&plan.pipeline, args.remote_exec) {
+        return code;
+    }
     // After the memo: an edited lockfile is always seen.
     let (lock, unpinned) = match apply_lockfile(&mut plan, color, &|_| false) {
         Ok(applied) => applied,

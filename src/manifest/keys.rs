@@ -3,7 +3,16 @@
 
 /// Top-level keys.
 pub const TOP: &[&str] = &[
-    "version", "pipeline", "vars", "env", "pools", "defaults", "cache", "http", "tasks",
+    "version",
+    "pipeline",
+    "vars",
+    "env",
+    "pools",
+    "defaults",
+    "cache",
+    "http",
+    "execution",
+    "tasks",
 ];
 /// `[pipeline]`.
 pub const PIPELINE: &[&str] = &["name", "description", "concurrency", "fail_fast"];
@@ -15,6 +24,16 @@ pub const HTTP: &[&str] = &[
     "connect_timeout",
     "read_timeout",
     "user_agent",
+];
+/// `[execution]` (SPEC §11).
+pub const EXECUTION: &[&str] = &[
+    "remote",
+    "instance",
+    "platform",
+    "headers",
+    "jobs",
+    "path",
+    "fallback_local",
 ];
 /// `[tasks.NAME]`.
 pub const TASK: &[&str] = &[
@@ -33,6 +52,8 @@ pub const TASK: &[&str] = &[
     "cache",
     "keep_failed_outputs",
     "cache_ttl",
+    "remote",
+    "platform",
     "matrix",
     "for_each",
     "key",
@@ -51,6 +72,8 @@ pub const DEFAULTS: &[&str] = &[
     "cache",
     "keep_failed_outputs",
     "cache_ttl",
+    "remote",
+    "platform",
 ];
 /// A `retry` table.
 pub const RETRY: &[&str] = &[

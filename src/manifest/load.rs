@@ -144,6 +144,7 @@ fn read(
     let pools = read_pools(&mut r, root);
     let http = read_http(&mut r, root);
     let cache = read_cache(&mut r, root, &root_dir, env);
+    let execution = super::execution::read_execution(&mut r, root, &ctx, env);
 
     let defaults = get(root, "defaults").and_then(|v| r.table(v, "defaults"));
     if let Some(d) = defaults {
@@ -212,6 +213,7 @@ fn read(
         pools: pools.into_iter().map(|(k, (n, _))| (k, n)).collect(),
         cache,
         http,
+        execution,
         tasks,
         // Used only when there are no problems: then every dep was found.
         dep_indices: Some(deps),

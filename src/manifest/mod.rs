@@ -4,6 +4,7 @@
 //! pass reports every problem (unknown keys, bad values, graph errors) with its place.
 
 pub mod diagnostic;
+pub mod execution;
 pub mod fanout;
 pub mod graph;
 pub mod interpolate;

@@ -30,6 +30,8 @@ pub struct Manifest {
     cache: Option<CacheSection>,
     /// Settings for all downloads.
     http: Option<HttpSection>,
+    /// A Remote Execution API cluster that command tasks are sent to.
+    execution: Option<ExecutionSection>,
     /// The tasks, by name.
     tasks: Option<BTreeMap<String, TaskSection>>,
 }
@@ -75,6 +77,29 @@ struct HttpSection {
     read_timeout: Option<Duration>,
     /// Default `taskrun/<version>`; a task's own User-Agent header wins.
     user_agent: Option<String>,
+}
+
+/// `[execution]` (remote execution over the Remote Execution API v2).
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct ExecutionSection {
+    /// The executor, "grpc://HOST:PORT" or "grpcs://HOST[:PORT]"; TASKRUN_REMOTE_EXECUTOR
+    /// overrides.
+    #[schemars(regex(pattern = r"^grpcs?://"))]
+    remote: Option<String>,
+    /// The REAPI instance name (default "").
+    instance: Option<String>,
+    /// Platform properties of every remote action (a task's `platform` is merged over them).
+    platform: Option<BTreeMap<String, String>>,
+    /// gRPC metadata on every call; values may use `${secret.NAME}`.
+    headers: Option<BTreeMap<String, String>>,
+    /// Remote actions in flight (default: 8 × concurrency).
+    #[schemars(range(min = 1))]
+    jobs: Option<u32>,
+    /// PATH of remote commands (default "/usr/local/bin:/usr/bin:/bin").
+    path: Option<String>,
+    /// Run a task locally when the cluster is unreachable (default true).
+    fallback_local: Option<bool>,
 }
 
 /// A humantime duration such as "250ms", "1m 30s", "2h".
@@ -176,6 +201,10 @@ struct Defaults {
     keep_failed_outputs: Option<bool>,
     /// A cached result older than this is a miss.
     cache_ttl: Option<Duration>,
+    /// false: never sent to the remote executor (default true: a command may be).
+    remote: Option<bool>,
+    /// Platform properties of its remote action, merged over `[execution] platform`.
+    platform: Option<BTreeMap<String, String>>,
 }
 
 /// One task: exactly one of `run`, `download`, `service`, or none (a group of `deps`).
@@ -212,6 +241,10 @@ struct TaskSection {
     keep_failed_outputs: Option<bool>,
     /// A cached result older than this is a miss.
     cache_ttl: Option<Duration>,
+    /// false: never sent to the remote executor (default true: a command may be).
+    remote: Option<bool>,
+    /// Platform properties of its remote action, merged over `[execution] platform`.
+    platform: Option<BTreeMap<String, String>>,
     /// Fan-out: one instance per combination of these axes' values (`${matrix.AXIS}`).
     matrix: Option<Matrix>,
     /// Fan-out: one instance per line, CSV row or glob match (`${item.FIELD}`).
@@ -353,6 +386,7 @@ mod tests {
             ("PipelineSection", keys::PIPELINE),
             ("CacheSection", keys::CACHE),
             ("HttpSection", keys::HTTP),
+            ("ExecutionSection", keys::EXECUTION),
             ("TaskSection", keys::TASK),
             ("Defaults", keys::DEFAULTS),
             ("Retry", keys::RETRY),

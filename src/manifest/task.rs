@@ -57,7 +57,7 @@ pub struct TaskBuilder<'a, 'i> {
 }
 
 impl<'a, 'i> TaskBuilder<'a, 'i> {
-    fn field(&self, key: &str) -> Option<&'a Val<'i>> {
+    pub(super) fn field(&self, key: &str) -> Option<&'a Val<'i>> {
         get(self.table, key).or_else(|| self.defaults.and_then(|d| get(d, key)))
     }
 
@@ -102,6 +102,13 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             _ => Some(Action::Group),
         };
         let kind = action.as_ref().map_or(TaskKind::Group, Action::kind);
+        let declared = match kinds.first().copied() {
+            Some("run") => TaskKind::Command,
+            Some("download") => TaskKind::Download,
+            Some("service") => TaskKind::Service,
+            _ => TaskKind::Group,
+        };
+        let placement = self.placement_fields(r, declared);
 
         let description = self
             .field("description")
@@ -221,6 +228,8 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             keep_failed_outputs,
             cache_ttl,
             origin: None,
+            remote: placement.remote,
+            platform: placement.platform,
         };
         Some((task, spans))
     }

@@ -106,6 +106,7 @@ impl<'d> Groups<'d> {
             );
         }
         write_pins(out, members, &pad, plan);
+        write_placements(out, members, &pad);
         self.write_statuses(out, members, &pad);
     }
 
@@ -224,6 +225,31 @@ pub fn collapse_deps(plan: &Plan, deps: &[String]) -> String {
         }
     }
     shown.join(", ")
+}
+
+/// Where the instances run, once for all when they agree (they mostly do: a secret or a
+/// `remote = false` is written once for all), else counted per placement.
+fn write_placements(out: &mut String, members: &[&PlanTask], pad: &str) {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for words in members
+        .iter()
+        .filter_map(|t| super::render::placement_words(t))
+    {
+        match counts.iter_mut().find(|(w, _)| *w == words) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((words, 1)),
+        }
+    }
+    let line = match counts.as_slice() {
+        [] => return,
+        [(words, _)] => words.clone(),
+        _ => counts
+            .iter()
+            .map(|(w, n)| format!("{} {w}", thousands(*n)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let _ = writeln!(out, "{pad}runs: {line}");
 }
 
 /// Where the instances' sha256 pins come from, for a download fan-out.

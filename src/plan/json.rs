@@ -6,8 +6,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::Plan;
+use super::placement::Placements;
 use super::predict::Prediction;
-use crate::model::{Action, CommandLine, Jitter, Readiness, RetryPolicy, TaskKind};
+use crate::model::{Action, CommandLine, ExecutedOn, Jitter, Readiness, RetryPolicy, TaskKind};
 
 /// Bumped when a field is renamed or removed.
 pub const FORMAT_VERSION: u32 = 1;
@@ -28,6 +29,10 @@ pub struct PlanDoc {
     pub concurrency: usize,
     /// Whether the run stops at the first failure.
     pub fail_fast: bool,
+    /// The remote executor's URL (`[execution] remote` or `TASKRUN_REMOTE_EXECUTOR`);
+    /// absent when none is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_executor: Option<String>,
     /// Selected tasks in the order they may start (by level).
     pub tasks: Vec<PlanTask>,
 }
@@ -63,6 +68,14 @@ pub struct PlanTask {
     pub outputs: Vec<String>,
     /// The predicted cache status.
     pub cache: Prediction,
+    /// Where it would run: `remote` or `local`; absent when no remote executor is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executed_on: Option<ExecutedOn>,
+    /// Why it would run locally, e.g. "service", "remote = false", "depends on service db",
+    /// "holds secret TOKEN", "--remote-exec off"; absent when remote or when no executor is
+    /// configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_reason: Option<String>,
 }
 
 /// A task's resolved action.
@@ -148,7 +161,12 @@ fn ms(d: std::time::Duration) -> u64 {
 }
 
 /// Builds the JSON document.
-pub fn document(plan: &Plan, targets: &[String], predictions: &[Prediction]) -> PlanDoc {
+pub fn document(
+    plan: &Plan,
+    targets: &[String],
+    predictions: &[Prediction],
+    placements: &Placements,
+) -> PlanDoc {
     let p = &plan.pipeline;
     let tasks = plan
         .order
@@ -179,6 +197,13 @@ pub fn document(plan: &Plan, targets: &[String], predictions: &[Prediction]) -> 
                     key: None,
                     reason: None,
                 }),
+                executed_on: placements
+                    .configured()
+                    .then(|| placements.get(i).executed_on()),
+                local_reason: placements
+                    .configured()
+                    .then(|| placements.get(i).local_reason().map(|r| r.to_string()))
+                    .flatten(),
             }
         })
         .collect();
@@ -189,6 +214,7 @@ pub fn document(plan: &Plan, targets: &[String], predictions: &[Prediction]) -> 
         targets: targets.to_vec(),
         concurrency: p.concurrency,
         fail_fast: p.fail_fast,
+        remote_executor: p.execution.remote.as_ref().map(|u| u.to_string()),
         tasks,
     }
 }

@@ -5,6 +5,7 @@
 
 mod fanout_text;
 pub mod json;
+pub mod placement;
 pub mod predict;
 pub mod render;
 

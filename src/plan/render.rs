@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::Plan;
-use super::json::{PinOrigin, PlanAction, document, schedule_words, short_duration};
+use super::json::{PinOrigin, PlanAction, PlanTask, document, schedule_words, short_duration};
+use super::placement::Placements;
 use super::predict::{CacheStatus, Prediction};
 use crate::cli::PlanFormat;
 
@@ -21,12 +22,13 @@ pub fn render(
     plan: &Plan,
     targets: &[String],
     predictions: &[Prediction],
+    placements: &Placements,
     view: PlanView,
 ) -> String {
     match view.format {
-        PlanFormat::Text => text(plan, predictions, view.expand),
+        PlanFormat::Text => text(plan, predictions, placements, view.expand),
         PlanFormat::Json => {
-            let doc = document(plan, targets, predictions);
+            let doc = document(plan, targets, predictions, placements);
             serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
         }
         PlanFormat::Dot => dot(plan),
@@ -34,10 +36,10 @@ pub fn render(
     }
 }
 
-fn text(plan: &Plan, predictions: &[Prediction], expand: bool) -> String {
+fn text(plan: &Plan, predictions: &[Prediction], placements: &Placements, expand: bool) -> String {
     let p = &plan.pipeline;
     let lockfile = crate::lockfile::file_name(&p.manifest_path);
-    let doc = document(plan, &[], predictions);
+    let doc = document(plan, &[], predictions, placements);
     let levels = plan
         .order
         .iter()
@@ -63,6 +65,9 @@ fn text(plan: &Plan, predictions: &[Prediction], expand: bool) -> String {
     );
     if let Some(d) = &p.description {
         let _ = writeln!(out, "{d}");
+    }
+    if placements.configured() {
+        let _ = writeln!(out, "{}", executor_line(plan, &doc.tasks));
     }
     let groups = (!expand).then(|| super::fanout_text::Groups::new(&doc.tasks));
     let width = doc
@@ -140,6 +145,9 @@ fn text(plan: &Plan, predictions: &[Prediction], expand: bool) -> String {
         if !t.outputs.is_empty() {
             let _ = writeln!(out, "{pad}outputs: {}", t.outputs.join(", "));
         }
+        if let Some(on) = placement_words(t) {
+            let _ = writeln!(out, "{pad}runs: {on}");
+        }
         let status = match t.cache.status {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "miss",
@@ -160,6 +168,35 @@ fn text(plan: &Plan, predictions: &[Prediction], expand: bool) -> String {
         let _ = writeln!(out, "{pad}cache: {status}{reason}{key}");
     }
     out
+}
+
+/// `remote`, or `local (REASON)`, when an executor is configured.
+pub(super) fn placement_words(t: &PlanTask) -> Option<String> {
+    let on = t.executed_on?;
+    Some(match &t.local_reason {
+        Some(r) => format!("{} ({r})", on.as_str()),
+        None => on.as_str().to_string(),
+    })
+}
+
+/// The plan's line about the executor: where it is and how many tasks go there.
+fn executor_line(plan: &Plan, tasks: &[PlanTask]) -> String {
+    let exec = &plan.pipeline.execution;
+    let url = exec.remote.as_ref().map_or("", |u| u.as_str());
+    let instance = if exec.instance.is_empty() {
+        String::new()
+    } else {
+        format!(" (instance {})", exec.instance)
+    };
+    let remote = tasks
+        .iter()
+        .filter(|t| t.executed_on == Some(crate::model::ExecutedOn::Remote))
+        .count();
+    format!(
+        "remote executor {url}{instance}: {remote} task{} remote, {} local",
+        plural(remote),
+        tasks.len() - remote
+    )
 }
 
 /// One line for the action; `lockfile` names the file a pin came from.

@@ -38,6 +38,7 @@ pub fn task(name: &str, kind: TaskKind, start: u64, end: u64, deps: &[&str]) -> 
         deps: deps.iter().map(|d| d.to_string()).collect(),
         uses: Default::default(),
         ready_at: None,
+        executed_on: Some(crate::model::ExecutedOn::Local),
     }
 }
 

@@ -22,7 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheSource;
-use crate::model::TaskKind;
+use crate::model::{ExecutedOn, TaskKind};
 
 /// The version of the report format; bumped only on an incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
@@ -170,6 +170,10 @@ pub struct TaskReport {
     /// When a service answered its readiness probe (its dependents could start), else null.
     #[serde(default)]
     pub ready_at: Option<String>,
+    /// Where it ran: `local` (this machine) or `remote` (the remote executor, SPEC §11);
+    /// null when it did not run (cached, skipped, cancelled before starting).
+    #[serde(default)]
+    pub executed_on: Option<ExecutedOn>,
 }
 
 /// How one attempt ended.

@@ -29,7 +29,7 @@ use crate::actions::{Progress, Stop};
 use crate::cache::{Digest, Produced, TaskCache};
 use crate::events::{Event, Sink};
 use crate::lockfile::standing::NewPin;
-use crate::model::Action;
+use crate::model::{Action, ExecutedOn};
 use crate::plan::Plan;
 use crate::report::{RunReport, TaskStatus};
 use pools::Slots;
@@ -316,6 +316,8 @@ impl<'a> Loop<'a> {
     /// An attempt is about to run: the first one announces the task.
     fn on_attempt_started(&mut self, i: usize, number: u32) {
         let rec = &mut self.recs[i];
+        // Every attempt runs here until remote execution sets `Remote` for its own.
+        rec.executed_on = Some(ExecutedOn::Local);
         let (name, kind) = (rec.name.clone(), rec.kind);
         if !std::mem::replace(&mut rec.announced, true) {
             self.sink.event(&Event::TaskStarted {
@@ -346,6 +348,7 @@ impl<'a> Loop<'a> {
                 let status = if all_cached {
                     TaskStatus::Cached
                 } else {
+                    rec.executed_on = Some(ExecutedOn::Local);
                     TaskStatus::Succeeded
                 };
                 self.complete(i, status);

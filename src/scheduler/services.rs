@@ -109,6 +109,7 @@ impl Loop<'_> {
         rec.phase = Phase::Running;
         rec.release = Some(tx);
         rec.mark_started();
+        rec.executed_on = Some(crate::model::ExecutedOn::Local);
         self.sink.event(&Event::TaskStarted {
             name: rec.name.clone(),
             kind: rec.kind,

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::cache::{CacheSource, Digest};
-use crate::model::TaskKind;
+use crate::model::{ExecutedOn, TaskKind};
 use crate::report::{AttemptReport, TaskReport, TaskStatus, rfc3339};
 use crate::scheduler::pools::Need;
 
@@ -69,6 +69,8 @@ pub struct Rec {
     pub looked_up: bool,
     /// `TaskStarted` was sent (at the first attempt that really runs).
     pub announced: bool,
+    /// Where its last attempt ran; None while none did.
+    pub executed_on: Option<ExecutedOn>,
 }
 
 impl Rec {
@@ -101,6 +103,7 @@ impl Rec {
             notified: false,
             looked_up: false,
             announced: false,
+            executed_on: None,
         }
     }
 
@@ -150,6 +153,7 @@ impl Rec {
                 .collect(),
             uses: task.uses.clone(),
             ready_at: self.ready_at.map(rfc3339),
+            executed_on: self.executed_on,
         }
     }
 }

@@ -33,6 +33,8 @@ fn task(name: &str, deps: &[&str], action: Action) -> Task {
         keep_failed_outputs: false,
         cache_ttl: None,
         origin: None,
+        remote: true,
+        platform: BTreeMap::new(),
     }
 }
 
@@ -60,6 +62,7 @@ fn pipeline(root: &Path, concurrency: usize, tasks: Vec<Task>) -> Pipeline {
             remote_write: false,
         },
         http: HttpConfig::default(),
+        execution: Default::default(),
         tasks: tasks
             .into_iter()
             .map(|t| (t.name.clone(), t))

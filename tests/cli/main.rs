@@ -19,6 +19,7 @@ mod downloads;
 mod http;
 mod leftovers;
 mod lockfile;
+mod remote_exec;
 mod run;
 mod security;
 mod security_io;

@@ -50,6 +50,7 @@ impl Workspace {
             .env_remove("GITHUB_STEP_SUMMARY")
             .env_remove("TASKRUN_LOG")
             .env_remove("SSL_CERT_FILE")
+            .env_remove("TASKRUN_REMOTE_EXECUTOR")
             .env("CI", "true");
         c
     }

@@ -1,6 +1,7 @@
 //! The manifest, `check`, `plan`, `list` and `schema`, tested through the real binary.
 
 mod check;
+mod execution;
 mod flagship;
 mod plan;
 mod props;

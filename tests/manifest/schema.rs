@@ -84,10 +84,16 @@ fn schema_rejects_what_the_loader_rejects() {
 #[test]
 fn plan_json_follows_the_plan_schema() {
     let v = validator("plan.schema.json");
-    for manifest in ["download.toml", "urls.toml", "data.toml", "ci.toml"] {
+    let manifests = ["download.toml", "urls.toml", "data.toml", "ci.toml"];
+    // With a remote executor too: then every task says where it would run.
+    for (manifest, executor) in manifests.iter().map(|m| (*m, "")).chain([
+        ("ci.toml", "grpc://127.0.0.1:1"),
+        ("download.toml", "grpcs://rbe"),
+    ]) {
         let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_taskrun"))
             .current_dir(root().join("pipelines"))
             .args(["plan", manifest, "--format", "json"])
+            .env("TASKRUN_REMOTE_EXECUTOR", executor)
             .assert()
             .code(0)
             .get_output()
@@ -95,6 +101,8 @@ fn plan_json_follows_the_plan_schema() {
             .clone();
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(json["format_version"], 1);
+        let placed = json["tasks"][0].get("executed_on").is_some();
+        assert_eq!(placed, !executor.is_empty(), "{manifest} {executor}");
         let errors: Vec<String> = v
             .iter_errors(&json)
             .map(|e| format!("{e} at {}", e.instance_path))

@@ -35,6 +35,7 @@ impl Workspace {
             .env_remove("GITHUB_ACTIONS")
             .env_remove("TASKRUN_CACHE_DIR")
             .env_remove("TASKRUN_REMOTE_CACHE")
+            .env_remove("TASKRUN_REMOTE_EXECUTOR")
             .env("NO_COLOR", "1");
         cmd
     }
