@@ -1,0 +1,356 @@
+//! The REAPI client against a real BuildGrid: capabilities, uploads (batch and ByteStream),
+//! downloads, Execute, the ActionCache, cancellation.
+//!
+//! The cluster comes from `TASKRUN_TEST_REAPI_URL` (`grpc://127.0.0.1:PORT`), started by
+//! hand until the test cluster harness lands.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use taskrun::model::RelPath;
+use taskrun::reapi::{
+    ActionSpec, BlobSource, Client, ClientOptions, Digest, InputFile, ReapiError, RunOptions,
+    UploadBlob, run_action,
+};
+
+fn url() -> String {
+    std::env::var("TASKRUN_TEST_REAPI_URL").expect("TASKRUN_TEST_REAPI_URL (grpc://127.0.0.1:PORT)")
+}
+
+async fn client() -> Client {
+    Client::connect(&url(), &ClientOptions::default())
+        .await
+        .unwrap()
+}
+
+fn rel(p: &str) -> RelPath {
+    RelPath::parse(p).unwrap()
+}
+
+/// A spec running `script` with inputs `files` (written into `root`), outputs `outputs`.
+fn spec(root: &Path, script: &str, files: &[(&str, &str)], outputs: &[&str]) -> ActionSpec {
+    let inputs = files
+        .iter()
+        .map(|(p, content)| {
+            let path = root.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, content).unwrap();
+            InputFile {
+                path: rel(p),
+                source: path,
+                executable: false,
+                digest: None,
+            }
+        })
+        .collect();
+    ActionSpec {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        env: BTreeMap::from([("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]),
+        output_paths: outputs.iter().map(|o| rel(o)).collect(),
+        inputs,
+        ..ActionSpec::default()
+    }
+}
+
+/// A marker unique to this test run, so the cluster's cache from earlier runs never answers.
+fn nonce() -> String {
+    format!("{:x}", rand_nonce())
+}
+
+fn rand_nonce() -> u128 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    t ^ u128::from(std::process::id()) << 64
+}
+
+#[tokio::test]
+async fn capabilities_of_buildgrid() {
+    let c = client().await;
+    let caps = c.capabilities().await.unwrap();
+    assert!(caps.sha256 && caps.exec_enabled, "{caps:?}");
+    caps.check_execution().unwrap();
+    assert!(caps.max_batch_bytes > 0 && caps.max_batch_bytes <= 4 << 20);
+    assert!(
+        caps.api_version >= taskrun::reapi::ApiVersion::V2_1,
+        "{caps:?}"
+    );
+}
+
+#[tokio::test]
+async fn runs_an_action_then_hits_the_action_cache() {
+    let ws = tempfile::tempdir().unwrap();
+    let n = nonce();
+    let s = spec(
+        ws.path(),
+        &format!("cat in/a > out/b; echo {n}; echo err >&2"),
+        &[("in/a", "hello\n")],
+        &["out/b", "out/never"],
+    );
+    let c = client().await;
+    let opts = RunOptions::default();
+    let first = run_action(&c, &s, ws.path(), &opts, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(first.exit_code, 0);
+    assert!(!first.cached);
+    assert_eq!(String::from_utf8_lossy(&first.stdout), format!("{n}\n"));
+    assert_eq!(first.stderr, b"err\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out/b")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(first.outputs.len(), 1);
+    assert_eq!(first.outputs[0].digest, Digest::of_bytes(b"hello\n"));
+    assert_eq!(first.missing_outputs, [rel("out/never")]);
+    assert!(first.upload.uploaded >= 3, "{:?}", first.upload);
+    assert!(!first.info.worker.is_empty());
+
+    std::fs::remove_file(ws.path().join("out/b")).unwrap();
+    let t = Instant::now();
+    let second = run_action(&c, &s, ws.path(), &opts, std::future::pending())
+        .await
+        .unwrap();
+    assert!(second.cached);
+    assert_eq!(second.action_digest, first.action_digest);
+    assert_eq!(second.stdout, first.stdout);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out/b")).unwrap(),
+        "hello\n"
+    );
+    eprintln!("ActionCache hit with download: {:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn output_directories_executables_and_failures() {
+    let ws = tempfile::tempdir().unwrap();
+    let n = nonce();
+    let script = format!(
+        "mkdir -p gen/sub && echo {n} > gen/sub/x && printf '#!/bin/sh\\n' > gen/run && \
+         chmod +x gen/run && : > gen/empty"
+    );
+    let s = spec(ws.path(), &script, &[], &["gen"]);
+    let c = client().await;
+    let o = run_action(
+        &c,
+        &s,
+        ws.path(),
+        &RunOptions::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.output_dirs, [rel("gen")]);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("gen/sub/x")).unwrap(),
+        format!("{n}\n")
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(ws.path().join("gen/run"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o755);
+    assert_eq!(
+        std::fs::metadata(ws.path().join("gen/empty"))
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(o.outputs.len(), 3);
+
+    // A failing command: its exit code, no outputs written (as a local failure leaves
+    // none), unless asked to keep them.
+    let s = spec(ws.path(), &format!("echo {n} > f; exit 3"), &[], &["f"]);
+    let o = run_action(
+        &c,
+        &s,
+        ws.path(),
+        &RunOptions::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.exit_code, 3);
+    assert!(!o.outputs_written && !ws.path().join("f").exists());
+    let keep = RunOptions {
+        keep_failed_outputs: true,
+        ..RunOptions::default()
+    };
+    let o = run_action(&c, &s, ws.path(), &keep, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(o.exit_code, 3);
+    assert!(!o.cached, "failed actions are not cached");
+    assert!(ws.path().join("f").exists());
+}
+
+#[tokio::test]
+async fn working_directory_and_outputs_outside_it() {
+    let ws = tempfile::tempdir().unwrap();
+    let n = nonce();
+    let mut s = spec(
+        ws.path(),
+        &format!("cat ../in/a > here; echo {n} > ../up"),
+        &[("in/a", "A")],
+        &["sub/here", "up"],
+    );
+    s.working_directory = Some(rel("sub"));
+    let c = client().await;
+    let o = run_action(
+        &c,
+        &s,
+        ws.path(),
+        &RunOptions::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.exit_code, 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("sub/here")).unwrap(),
+        "A"
+    );
+    assert!(ws.path().join("up").exists());
+}
+
+#[tokio::test]
+async fn the_action_timeout_is_the_actions_own_failure() {
+    let ws = tempfile::tempdir().unwrap();
+    let mut s = spec(ws.path(), &format!("sleep 20 # {}", nonce()), &[], &[]);
+    s.timeout = Some(Duration::from_secs(1));
+    let c = client().await;
+    let t = Instant::now();
+    let err = run_action(
+        &c,
+        &s,
+        ws.path(),
+        &RunOptions::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ReapiError::TimedOut(_)), "{err:?}");
+    assert!(!err.is_cluster_failure());
+    assert!(t.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test]
+async fn cancelling_stops_the_wait() {
+    let ws = tempfile::tempdir().unwrap();
+    let s = spec(ws.path(), &format!("sleep 30 # {}", nonce()), &[], &[]);
+    let c = client().await;
+    let t = Instant::now();
+    let err = run_action(
+        &c,
+        &s,
+        ws.path(),
+        &RunOptions::default(),
+        tokio::time::sleep(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ReapiError::Cancelled), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+#[tokio::test]
+async fn large_blobs_stream_through_bytestream_in_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big");
+    // 48 MiB of data no earlier run uploaded, far over the batch limit.
+    let seed = rand_nonce().to_le_bytes();
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());
+        for i in 0u32..(48 * 1024) {
+            let mut block = [0u8; 1024];
+            for (j, b) in block.iter_mut().enumerate() {
+                *b = seed[j % 16] ^ (i as u8).wrapping_mul(31) ^ (j as u8);
+            }
+            block[..4].copy_from_slice(&i.to_le_bytes());
+            f.write_all(&block).unwrap();
+        }
+    }
+    let d = Digest::of_file(&src).unwrap();
+    let c = client().await;
+    let before = peak_rss();
+    let stats = c
+        .upload_missing(&[UploadBlob {
+            digest: d,
+            source: BlobSource::File(src.clone()),
+        }])
+        .await
+        .unwrap();
+    assert_eq!((stats.uploaded, stats.bytes), (1, d.size));
+    assert!(c.find_missing(&[d]).await.unwrap().is_empty());
+    let dest = dir.path().join("copy");
+    c.fetch_to_file(&d, &dest, false).await.unwrap();
+    let grew = peak_rss().saturating_sub(before);
+    assert_eq!(Digest::of_file(&dest).unwrap(), d);
+    assert!(grew < 24 << 20, "peak RSS grew by {} MiB", grew >> 20);
+    // A second upload finds it there and sends nothing.
+    let again = c
+        .upload_missing(&[UploadBlob {
+            digest: d,
+            source: BlobSource::File(src),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(again.uploaded, 0);
+    // Small blobs in one batch both ways, and the empty blob never travels.
+    let blobs: Vec<UploadBlob> = (0..50)
+        .map(|i| {
+            let data = format!("small {i} {}", nonce()).into_bytes();
+            UploadBlob {
+                digest: Digest::of_bytes(&data),
+                source: BlobSource::Bytes(data),
+            }
+        })
+        .chain([UploadBlob {
+            digest: Digest::EMPTY,
+            source: BlobSource::Bytes(Vec::new()),
+        }])
+        .collect();
+    let stats = c.upload_missing(&blobs).await.unwrap();
+    assert_eq!(stats.uploaded, 50);
+    let digests: Vec<Digest> = blobs.iter().map(|b| b.digest).collect();
+    let got = c.batch_read(&digests).await.unwrap();
+    assert_eq!(got.len(), 51);
+    for (d, data) in got {
+        assert_eq!(Digest::of_bytes(&data), d);
+    }
+    assert!(matches!(
+        c.fetch_blob(&Digest::of_bytes(b"never uploaded")).await,
+        Err(ReapiError::BlobNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_a_cluster_failure() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = Client::connect(
+        &format!("grpc://127.0.0.1:{port}"),
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_cluster_failure(), "{err:?}");
+    let err = Client::connect("http://127.0.0.1:1", &ClientOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), taskrun::reapi::ErrorKind::Config);
+}
