@@ -105,7 +105,7 @@ async fn runs_an_action_then_hits_the_action_cache() {
     assert_eq!(first.outputs.len(), 1);
     assert_eq!(first.outputs[0].digest, Digest::of_bytes(b"hello\n"));
     assert_eq!(first.missing_outputs, [rel("out/never")]);
-    assert!(first.upload.uploaded >= 3, "{:?}", first.upload);
+    assert!(first.upload.uploaded >= 2, "{:?}", first.upload);
     assert!(!first.info.worker.is_empty());
 
     std::fs::remove_file(ws.path().join("out/b")).unwrap();
@@ -188,14 +188,16 @@ async fn output_directories_executables_and_failures() {
 }
 
 #[tokio::test]
-async fn working_directory_and_outputs_outside_it() {
+async fn outputs_come_back_relative_to_the_working_directory() {
+    // (An output outside the working directory is named with `..`, which the API allows
+    // but the test cluster's worker refuses: see the unit tests of `action`.)
     let ws = tempfile::tempdir().unwrap();
     let n = nonce();
     let mut s = spec(
         ws.path(),
-        &format!("cat ../in/a > here; echo {n} > ../up"),
+        &format!("cat ../in/a > here; echo {n} > deep/up"),
         &[("in/a", "A")],
-        &["sub/here", "up"],
+        &["sub/here", "sub/deep/up"],
     );
     s.working_directory = Some(rel("sub"));
     let c = client().await;
@@ -213,7 +215,8 @@ async fn working_directory_and_outputs_outside_it() {
         std::fs::read_to_string(ws.path().join("sub/here")).unwrap(),
         "A"
     );
-    assert!(ws.path().join("up").exists());
+    assert!(ws.path().join("sub/deep/up").exists());
+    assert!(o.missing_outputs.is_empty());
 }
 
 #[tokio::test]
