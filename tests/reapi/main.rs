@@ -357,3 +357,56 @@ async fn an_unreachable_cluster_is_a_cluster_failure() {
         .unwrap_err();
     assert_eq!(err.kind(), taskrun::reapi::ErrorKind::Config);
 }
+
+#[tokio::test]
+async fn execute_without_the_inputs_in_the_cas_says_they_are_missing() {
+    let ws = tempfile::tempdir().unwrap();
+    let n = nonce();
+    let s = spec(
+        ws.path(),
+        "cat in/a",
+        &[("in/a", &format!("never sent {n}"))],
+        &[],
+    );
+    let c = client().await;
+    let caps = c.capabilities().await.unwrap();
+    let p = taskrun::reapi::action::prepare(&s, caps.api_version).unwrap();
+    // The Command, Action and directories, but not the input file.
+    let mut blobs = vec![
+        UploadBlob {
+            digest: p.command_blob.0,
+            source: BlobSource::Bytes(p.command_blob.1.clone()),
+        },
+        UploadBlob {
+            digest: p.action_blob.0,
+            source: BlobSource::Bytes(p.action_blob.1.clone()),
+        },
+    ];
+    for (d, bytes) in &p.tree.directories {
+        blobs.push(UploadBlob {
+            digest: *d,
+            source: BlobSource::Bytes(bytes.clone()),
+        });
+    }
+    c.upload_missing(&blobs).await.unwrap();
+    let err = c
+        .execute(&p.digest(), true, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReapiError::MissingBlobs(_)), "{err:?}");
+    assert!(err.is_cluster_failure());
+    // run_action sends what is missing and runs it.
+    let o = run_action(
+        &c,
+        &s,
+        ws.path(),
+        &RunOptions::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("never sent {n}")
+    );
+}
