@@ -152,6 +152,14 @@ pub async fn run_action(
                     tracing::debug!(action = %digest, "cached result's blob {d} is gone; executing");
                     skip = true;
                 }
+                // A bad entry (an undeclared path, a blob that does not match) is a miss
+                // with a warning, as a bad local or HTTP cache record is (SPEC §13).
+                Err(ReapiError::Protocol(why)) => {
+                    tracing::warn!(
+                        "remote action cache entry {digest} is refused ({why}); executing"
+                    );
+                    skip = true;
+                }
                 Err(e) => return Err(e),
             }
         }

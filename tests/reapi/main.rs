@@ -410,3 +410,121 @@ async fn execute_without_the_inputs_in_the_cas_says_they_are_missing() {
         format!("never sent {n}")
     );
 }
+
+#[tokio::test]
+async fn a_result_stored_with_update_action_result_is_found_again() {
+    use taskrun::reapi::proto;
+    let ws = tempfile::tempdir().unwrap();
+    let n = nonce();
+    let s = spec(ws.path(), &format!("computed elsewhere {n}"), &[], &["out"]);
+    let c = client().await;
+    let caps = c.capabilities().await.unwrap();
+    assert!(caps.update_enabled, "{caps:?}");
+    let p = taskrun::reapi::action::prepare(&s, caps.api_version).unwrap();
+    let content = format!("output {n}").into_bytes();
+    let out = Digest::of_bytes(&content);
+    c.upload_missing(&[
+        UploadBlob {
+            digest: p.command_blob.0,
+            source: BlobSource::Bytes(p.command_blob.1.clone()),
+        },
+        UploadBlob {
+            digest: p.action_blob.0,
+            source: BlobSource::Bytes(p.action_blob.1.clone()),
+        },
+        UploadBlob {
+            digest: out,
+            source: BlobSource::Bytes(content.clone()),
+        },
+    ])
+    .await
+    .unwrap();
+    assert!(c.get_action_result(&p.digest()).await.unwrap().is_none());
+    let result = proto::ActionResult {
+        output_files: vec![proto::OutputFile {
+            path: "out".into(),
+            digest: Some(out.to_proto()),
+            is_executable: true,
+            ..Default::default()
+        }],
+        stdout_raw: b"said so".to_vec(),
+        ..Default::default()
+    };
+    c.update_action_result(&p.digest(), result).await.unwrap();
+    let got = c.get_action_result(&p.digest()).await.unwrap().unwrap();
+    assert_eq!(got.output_files[0].path, "out");
+    // And run_action takes it as a hit, writing the output executable.
+    let o = run_action(
+        &c,
+        &s,
+        ws.path(),
+        &RunOptions::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(o.cached);
+    assert_eq!(o.stdout, b"said so");
+    assert_eq!(std::fs::read(ws.path().join("out")).unwrap(), content);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(ws.path().join("out"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o755);
+}
+
+#[tokio::test]
+async fn a_cached_result_naming_an_undeclared_path_is_refused_whole() {
+    use taskrun::reapi::proto;
+    let ws = tempfile::tempdir().unwrap();
+    let n = nonce();
+    let s = spec(ws.path(), &format!("evil {n}"), &[], &["out"]);
+    let c = client().await;
+    let caps = c.capabilities().await.unwrap();
+    let p = taskrun::reapi::action::prepare(&s, caps.api_version).unwrap();
+    let content = b"x".to_vec();
+    c.upload_missing(&[
+        UploadBlob {
+            digest: p.command_blob.0,
+            source: BlobSource::Bytes(p.command_blob.1.clone()),
+        },
+        UploadBlob {
+            digest: p.action_blob.0,
+            source: BlobSource::Bytes(p.action_blob.1.clone()),
+        },
+        // BuildGrid answers a lookup only when every blob of the result is in its CAS.
+        UploadBlob {
+            digest: Digest::of_bytes(&content),
+            source: BlobSource::Bytes(content.clone()),
+        },
+    ])
+    .await
+    .unwrap();
+    let file = |path: &str| proto::OutputFile {
+        path: path.into(),
+        digest: Some(Digest::of_bytes(&content).to_proto()),
+        ..Default::default()
+    };
+    let result = proto::ActionResult {
+        output_files: vec![file("out"), file("../escape")],
+        ..Default::default()
+    };
+    c.update_action_result(&p.digest(), result).await.unwrap();
+    assert!(c.get_action_result(&p.digest()).await.unwrap().is_some());
+    // The entry is refused whole (nothing written) and the action executed instead: its
+    // command, `evil`, does not exist.
+    let o = run_action(
+        &c,
+        &s,
+        ws.path(),
+        &RunOptions::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(!o.cached);
+    assert_eq!(o.exit_code, 127);
+    assert!(!ws.path().join("out").exists());
+    assert!(!ws.path().parent().unwrap().join("escape").exists());
+}
