@@ -2,5 +2,6 @@
 //! and `cluster/README.md`. Without the cluster (no `cluster/install.sh` run) the tests skip,
 //! except under `CI`, where they fail.
 
+mod client;
 mod cluster;
 mod harness;

@@ -17,9 +17,10 @@ use crate::reapi::error::{ReapiError, is_not_found, response_status};
 use crate::reapi::proto;
 use bazel_remote_apis::google::longrunning::{CancelOperationRequest, Operation, operation};
 
-/// Times in a row the operation stream may end or break without news before the operation
-/// is taken as lost.
-const MAX_RESUMES: u32 = 5;
+/// How long the operation may stay out of reach (its stream ending or breaking, WaitExecution
+/// failing) before it is taken as lost: long enough for a server restart, short enough that
+/// a dead cluster soon sends the scheduler to its retry-then-fallback rule.
+const RESUME_WINDOW: Duration = Duration::from_secs(20);
 /// Longest wait for CancelOperation (best effort: the run is stopping).
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -118,11 +119,12 @@ impl Client {
             .await
             .map_err(|s| ReapiError::from_status("Execute", &s))?
             .into_inner();
-        let mut resumes = 0;
+        // Since when the operation has been out of reach.
+        let mut lost: Option<std::time::Instant> = None;
         loop {
             let why = match stream.message().await {
                 Ok(Some(op)) => {
-                    resumes = 0;
+                    lost = None;
                     *name.lock().unwrap_or_else(PoisonError::into_inner) = Some(op.name.clone());
                     if op.done {
                         return finished(op);
@@ -142,21 +144,37 @@ impl Client {
             let Some(op_name) = current else {
                 return Err(ReapiError::Cluster(why));
             };
-            resumes += 1;
-            if resumes > MAX_RESUMES {
+            let since = *lost.get_or_insert_with(std::time::Instant::now);
+            tracing::debug!(operation = %op_name, "{why}; waiting on it again");
+            stream = self.resume(&op_name, since, why).await?;
+        }
+    }
+
+    /// A new stream of operation `op_name` (WaitExecution), tried with backoff until it is
+    /// out of reach for longer than [`RESUME_WINDOW`] counted from `since`.
+    async fn resume(
+        &self,
+        op_name: &str,
+        since: std::time::Instant,
+        mut why: String,
+    ) -> Result<tonic::Streaming<Operation>, ReapiError> {
+        let mut tries: u32 = 0;
+        loop {
+            if since.elapsed() > RESUME_WINDOW {
                 return Err(ReapiError::Cluster(format!(
                     "operation {op_name} lost: {why}"
                 )));
             }
-            tracing::debug!(operation = %op_name, "{why}; waiting on it again");
-            if resumes > 1 {
-                tokio::time::sleep(Duration::from_millis(200 << resumes.min(5))).await;
+            // At once the first time (a stream that ended cleanly), then backing off to 2 s.
+            if tries > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << tries.min(4))).await;
             }
+            tries += 1;
             let wait = proto::WaitExecutionRequest {
-                name: op_name.clone(),
+                name: op_name.to_string(),
             };
-            stream = match self.execution().wait_execution(wait).await {
-                Ok(s) => s.into_inner(),
+            match self.execution().wait_execution(wait).await {
+                Ok(s) => return Ok(s.into_inner()),
                 Err(s) if is_not_found(&s) => {
                     return Err(ReapiError::Cluster(format!(
                         "operation {op_name} is gone from the cluster ({why})"
@@ -167,9 +185,9 @@ impl Client {
                     if !err.is_cluster_failure() {
                         return Err(err);
                     }
-                    continue;
+                    why = err.to_string();
                 }
-            };
+            }
         }
     }
 

@@ -1,8 +1,6 @@
-//! The REAPI client against a real BuildGrid: capabilities, uploads (batch and ByteStream),
-//! downloads, Execute, the ActionCache, cancellation.
-//!
-//! The cluster comes from `TASKRUN_TEST_REAPI_URL` (`grpc://127.0.0.1:PORT`), started by
-//! hand until the test cluster harness lands.
+//! The REAPI client library (`taskrun::reapi`) against the real BuildGrid of `cluster.rs`:
+//! capabilities, uploads (batch and ByteStream), downloads, Execute, the ActionCache,
+//! timeouts, cancellation, a server restart in the middle of an action.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,14 +12,20 @@ use taskrun::reapi::{
     UploadBlob, run_action,
 };
 
-fn url() -> String {
-    std::env::var("TASKRUN_TEST_REAPI_URL").expect("TASKRUN_TEST_REAPI_URL (grpc://127.0.0.1:PORT)")
+use crate::cluster::Cluster;
+
+/// A client of the shared cluster; `None` (the test skips) when there is no cluster.
+async fn shared_client() -> Option<Client> {
+    let cluster = Cluster::shared()?;
+    Some(client_of(cluster).await)
 }
 
-async fn client() -> Client {
-    Client::connect(&url(), &ClientOptions::default())
-        .await
-        .unwrap()
+async fn client_of(cluster: &Cluster) -> Client {
+    let options = ClientOptions {
+        instance: cluster.instance().to_string(),
+        ..ClientOptions::default()
+    };
+    Client::connect(cluster.url(), &options).await.unwrap()
 }
 
 fn rel(p: &str) -> RelPath {
@@ -68,7 +72,9 @@ fn rand_nonce() -> u128 {
 
 #[tokio::test]
 async fn capabilities_of_buildgrid() {
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let caps = c.capabilities().await.unwrap();
     assert!(caps.sha256 && caps.exec_enabled, "{caps:?}");
     caps.check_execution().unwrap();
@@ -89,7 +95,9 @@ async fn runs_an_action_then_hits_the_action_cache() {
         &[("in/a", "hello\n")],
         &["out/b", "out/never"],
     );
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let opts = RunOptions::default();
     let first = run_action(&c, &s, ws.path(), &opts, std::future::pending())
         .await
@@ -132,7 +140,9 @@ async fn output_directories_executables_and_failures() {
          chmod +x gen/run && : > gen/empty"
     );
     let s = spec(ws.path(), &script, &[], &["gen"]);
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let o = run_action(
         &c,
         &s,
@@ -200,7 +210,9 @@ async fn outputs_come_back_relative_to_the_working_directory() {
         &["sub/here", "sub/deep/up"],
     );
     s.working_directory = Some(rel("sub"));
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let o = run_action(
         &c,
         &s,
@@ -224,7 +236,9 @@ async fn the_action_timeout_is_the_actions_own_failure() {
     let ws = tempfile::tempdir().unwrap();
     let mut s = spec(ws.path(), &format!("sleep 20 # {}", nonce()), &[], &[]);
     s.timeout = Some(Duration::from_secs(1));
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let t = Instant::now();
     let err = run_action(
         &c,
@@ -244,7 +258,9 @@ async fn the_action_timeout_is_the_actions_own_failure() {
 async fn cancelling_stops_the_wait() {
     let ws = tempfile::tempdir().unwrap();
     let s = spec(ws.path(), &format!("sleep 30 # {}", nonce()), &[], &[]);
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let t = Instant::now();
     let err = run_action(
         &c,
@@ -286,7 +302,9 @@ async fn large_blobs_stream_through_bytestream_in_flat_memory() {
         }
     }
     let d = Digest::of_file(&src).unwrap();
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let before = peak_rss();
     let stats = c
         .upload_missing(&[UploadBlob {
@@ -368,7 +386,9 @@ async fn execute_without_the_inputs_in_the_cas_says_they_are_missing() {
         &[("in/a", &format!("never sent {n}"))],
         &[],
     );
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let caps = c.capabilities().await.unwrap();
     let p = taskrun::reapi::action::prepare(&s, caps.api_version).unwrap();
     // The Command, Action and directories, but not the input file.
@@ -417,7 +437,9 @@ async fn a_result_stored_with_update_action_result_is_found_again() {
     let ws = tempfile::tempdir().unwrap();
     let n = nonce();
     let s = spec(ws.path(), &format!("computed elsewhere {n}"), &[], &["out"]);
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let caps = c.capabilities().await.unwrap();
     assert!(caps.update_enabled, "{caps:?}");
     let p = taskrun::reapi::action::prepare(&s, caps.api_version).unwrap();
@@ -480,7 +502,9 @@ async fn a_cached_result_naming_an_undeclared_path_is_refused_whole() {
     let ws = tempfile::tempdir().unwrap();
     let n = nonce();
     let s = spec(ws.path(), &format!("evil {n}"), &[], &["out"]);
-    let c = client().await;
+    let Some(c) = shared_client().await else {
+        return;
+    };
     let caps = c.capabilities().await.unwrap();
     let p = taskrun::reapi::action::prepare(&s, caps.api_version).unwrap();
     let content = b"x".to_vec();
@@ -527,4 +551,45 @@ async fn a_cached_result_naming_an_undeclared_path_is_refused_whole() {
     assert_eq!(o.exit_code, 127);
     assert!(!ws.path().join("out").exists());
     assert!(!ws.path().parent().unwrap().join("escape").exists());
+}
+
+#[tokio::test]
+async fn an_action_survives_a_server_restart_through_wait_execution() {
+    // Its own cluster: this test stops the server.
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let ws = tempfile::tempdir().unwrap();
+    let n = nonce();
+    let s = spec(ws.path(), &format!("sleep 6; echo {n} > o"), &[], &["o"]);
+    let c = client_of(&cluster).await;
+    let cluster = std::sync::Arc::new(cluster);
+    let bouncer = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            // Wait until a bot runs the action, then restart the server under it.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::task::spawn_blocking(move || {
+                cluster.stop_server();
+                cluster.start_server();
+            })
+            .await
+            .unwrap();
+        })
+    };
+    let o = run_action(
+        &c,
+        &s,
+        ws.path(),
+        &RunOptions::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    bouncer.await.unwrap();
+    assert_eq!(o.exit_code, 0);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("o")).unwrap(),
+        format!("{n}\n")
+    );
 }
