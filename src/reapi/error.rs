@@ -124,16 +124,37 @@ impl ReapiError {
         classify(code, text)
     }
 
-    /// A failure to connect or a broken connection (refused, reset, TLS handshake).
+    /// A failure to connect or a broken connection (refused, reset): a cluster failure; but
+    /// a TLS certificate the client refuses is a configuration error (retrying meets the
+    /// same certificate).
     pub fn from_transport(what: &str, e: &tonic::transport::Error) -> Self {
         let mut text = format!("{what}: {e}");
+        let mut tls = false;
         let mut src = std::error::Error::source(e);
         while let Some(inner) = src {
             text.push_str(&format!(": {inner}"));
+            tls |= is_certificate_error(inner);
             src = inner.source();
         }
-        Self::Cluster(text)
+        if tls {
+            Self::Config(text)
+        } else {
+            Self::Cluster(text)
+        }
     }
+}
+
+/// A rustls refusal of the server's certificate (possibly inside an `io::Error`).
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    });
+    matches!(
+        tls,
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+    )
 }
 
 /// Sorts a status code into the kinds of [`ErrorKind`].

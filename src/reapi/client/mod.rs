@@ -47,6 +47,9 @@ pub struct ClientOptions {
     pub headers: Vec<(String, String)>,
     /// TCP + TLS connect limit; `None` for 5 s.
     pub connect_timeout: Option<Duration>,
+    /// The roots `grpcs://` trusts; `None` for the `SSL_CERT_FILE` bundle when set, else the
+    /// webpki roots.
+    pub tls_roots: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
 }
 
 /// What the server offers, as far as taskrun cares.
@@ -277,9 +280,12 @@ fn endpoint(url: &str, options: &ClientOptions) -> Result<(Endpoint, String), Re
         .user_agent(concat!("taskrun/", env!("CARGO_PKG_VERSION")))
         .map_err(|e| bad(&e.to_string()))?;
     if tls {
-        let roots = crate::tls_roots::from_env()
-            .and_then(|r| crate::tls_roots::root_store(r.as_deref()))
-            .map_err(ReapiError::Config)?;
+        let roots = match &options.tls_roots {
+            Some(given) => crate::tls_roots::root_store(Some(given)),
+            None => crate::tls_roots::from_env()
+                .and_then(|r| crate::tls_roots::root_store(r.as_deref())),
+        }
+        .map_err(ReapiError::Config)?;
         let config = ClientTlsConfig::new()
             .domain_name(host.trim_start_matches('[').trim_end_matches(']'))
             .trust_anchors(roots.roots);
