@@ -117,7 +117,8 @@ fn outputs_are_relative_to_the_working_directory() {
 #[test]
 fn everything_that_changes_the_run_changes_the_digest() {
     let base = prepare(&spec(), ApiVersion::V2_2).unwrap().digest();
-    let changes: Vec<Box<dyn Fn(&mut ActionSpec)>> = vec![
+    type Change = Box<dyn Fn(&mut ActionSpec)>;
+    let changes: Vec<Change> = vec![
         Box::new(|s| s.argv.push("x".into())),
         Box::new(|s| {
             s.env.insert("B".into(), "2".into());
