@@ -15,6 +15,7 @@ pub mod lockfile;
 pub mod manifest;
 pub mod model;
 pub mod plan;
+pub mod reapi;
 pub mod report;
 pub mod scheduler;
 pub mod template;
