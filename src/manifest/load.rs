@@ -53,6 +53,15 @@ pub fn read_source(path: &Path) -> Result<String, LoadError> {
     Ok(source)
 }
 
+/// Lets the heap use huge pages once a pipeline is known to have enough tasks for them (a
+/// fan-out's instances, counted when expanded; a remembered pipeline, by its size): the
+/// text's `[tasks.` headers say nothing of those.
+pub(crate) fn heap_for_tasks(tasks: usize) {
+    if tasks >= HUGE_PAGES_TASKS {
+        crate::huge_pages::enable_for_large_heap();
+    }
+}
+
 /// Manifest size below which no manifest is worth a look for huge pages.
 const HUGE_PAGES_FROM: usize = 32 * 1024;
 

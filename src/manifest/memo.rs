@@ -42,6 +42,10 @@ pub fn load_remembered(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Load
     load_remembered_with(path, opts, &|k| std::env::var(k).ok())
 }
 
+/// A remembered task's size, about (10,000 `cp` tasks: 0.96 MB), for the huge-page call of
+/// a remembered pipeline before it is decoded (see [`crate::huge_pages`]).
+const MEMO_BYTES_PER_TASK: u64 = 96;
+
 /// [`load_remembered`] with `env` standing for the process environment.
 fn load_remembered_with(
     path: &Path,
@@ -53,6 +57,10 @@ fn load_remembered_with(
         return load_str(path, source, opts, env);
     };
     let file = memo_path(path);
+    if let Ok(m) = std::fs::metadata(&file) {
+        let tasks = m.len() / MEMO_BYTES_PER_TASK;
+        super::load::heap_for_tasks(usize::try_from(tasks).unwrap_or(usize::MAX));
+    }
     if let Ok(Some(memo)) = sealed::read::<Memo>(&file, MAGIC)
         && memo.id == id
         && memo.env.iter().all(|(k, v)| env(k).as_ref() == v.as_ref())

@@ -35,13 +35,30 @@ fn tasks_keep_the_huge_page_setting_taskrun_started_with() {
     // Where huge pages are unsupported, or off for the test runner itself (taskrun then
     // leaves them off), "1" cannot show.
     let large_heap = if always || own != "1" { "0" } else { "1" };
+    // A fan-out of 2,500 instances in a small manifest: counted when expanded, and on the
+    // second run (from the remembered pipeline) by the memo's size.
+    let numbers: Vec<String> = (0..2500).map(|i| i.to_string()).collect();
+    let fan_out = format!(
+        "{probe}[tasks.fan]\nmatrix = {{ n = [{}] }}\nrun = \"true\"\n",
+        numbers.join(",")
+    );
     for (manifest, own_heap) in [
         (probe.to_string(), "0"),
         (format!("{probe}{wordy}"), "0"),
         (format!("{probe}{padding}"), large_heap),
+        (fan_out, large_heap),
     ] {
         let ws = Workspace::new(&manifest);
-        ws.run(&["probe", "-q"]).code(0);
+        for run in ["first", "remembered"] {
+            let _ = std::fs::remove_file(ws.path("own.txt"));
+            ws.run(&["probe", "-q"]).code(0);
+            assert_eq!(
+                thp_enabled(&ws.read("own.txt")),
+                own_heap,
+                "taskrun's own heap, {run} run, manifest of {} bytes",
+                manifest.len()
+            );
+        }
         assert_eq!(
             thp_enabled(&ws.read("thp.txt")),
             own,

@@ -65,6 +65,8 @@ pub fn expand(r: &mut Reader<'_>, builder: &TaskBuilder<'_, '_>, root: &Path, ou
         _ => None,
     });
     if let Some(items) = declared {
+        let count = items.rows.len() * items.items.as_ref().map_or(1, Vec::len);
+        super::load::heap_for_tasks(out.tasks.len() + count);
         instances(r, builder, &items, out.tasks, out.spans);
     }
     out.fanouts.push(FanOut {
