@@ -6,6 +6,10 @@
 //! only this process holds, so however this process ends (even SIGKILL) the supervisor sees
 //! end of file and tears the cluster down; its children also carry PR_SET_PDEATHSIG.
 //!
+//! Prefer [`Cluster::shared`] (one per test binary, 4 bots); a test that stops the server or
+//! kills the workers starts its own with [`Cluster::start`] (~4 s on a quiet machine, several
+//! times that under load; ~200 MB). The shared cluster's worker log holds every test's actions.
+//!
 //! When the cluster cannot start, [`Cluster::start`] returns `None` with a "skipping" line on
 //! stderr, except under `CI`, where it panics: CI must run these tests.
 
