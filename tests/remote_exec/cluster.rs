@@ -6,6 +6,10 @@
 //! only this process holds, so however this process ends (even SIGKILL) the supervisor sees
 //! end of file and tears the cluster down; its children also carry PR_SET_PDEATHSIG.
 //!
+//! Prefer [`Cluster::shared`] (one per test binary, 4 bots); a test that stops the server or
+//! kills the workers starts its own with [`Cluster::start`] (~4 s on a quiet machine, several
+//! times that under load; ~200 MB). The shared cluster's worker log holds every test's actions.
+//!
 //! When the cluster cannot start, [`Cluster::start`] returns `None` with a "skipping" line on
 //! stderr, except under `CI`, where it panics: CI must run these tests.
 
@@ -110,12 +114,13 @@ fn scripts() -> PathBuf {
 /// `None` with a "skipping" line, or a panic under `CI`.
 fn unavailable(why: &str) -> Option<Cluster> {
     let msg = format!(
-        "skipping: BuildGrid test cluster unavailable: {why}; run tests/remote_exec/cluster/install.sh"
+        "BuildGrid test cluster unavailable: {why}; run tests/remote_exec/cluster/install.sh"
     );
     if std::env::var_os("CI").is_some() {
-        panic!("{msg} (CI is set: the remote-execution tests must run)");
+        panic!("{msg} (CI is set, so this fails instead of skipping)");
     }
-    eprintln!("{msg}");
+    // Straight to the stream: libtest's capture would hide an `eprintln!` of a passing test.
+    let _ = writeln!(std::io::stderr(), "skipping: {msg}");
     None
 }
 
@@ -327,8 +332,9 @@ impl Cluster {
         self.command("start-server");
     }
 
-    /// Kills the worker process (SIGKILL) and the commands it runs: its bots vanish without
-    /// reporting, as lost workers do. BuildGrid notices after its 10 s bot keepalive.
+    /// Kills the worker process and the commands it runs: its bots vanish without reporting,
+    /// as lost workers do. BuildGrid notices after its 10 s bot keepalive and requeues their
+    /// jobs (which then wait for a bot: there is none left).
     pub fn kill_workers(&self) {
         self.command("kill-workers");
     }

@@ -168,26 +168,49 @@ fn cluster_runs_actions_on_two_bots_and_leaves_nothing_behind() {
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
-/// The per-binary shared cluster runs an action too.
+/// The per-binary shared cluster runs actions too; its platform keys: `OSFamily=linux` and a
+/// wildcard key such as `pool` run, an unknown key is refused.
 #[test]
-fn shared_cluster_runs_an_action() {
+fn shared_cluster_runs_actions_and_takes_the_platform_keys() {
     let Some(c) = Cluster::shared() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     std::fs::create_dir(&input).unwrap();
-    let results = tmp.path().join("res");
-    let out = bgd_execute(
-        c,
-        &input,
-        &results,
-        &["o"],
-        &["sh", "-c", "printf shared > o"],
-    )
-    .wait_with_output()
-    .unwrap();
-    succeeded(out);
-    assert_eq!(
-        std::fs::read_to_string(results.join("o")).unwrap(),
-        "shared"
-    );
+    let with_platform = |results: &str, props: &[(&str, &str)]| {
+        let mut cmd = Command::new(bgd());
+        cmd.arg("execute")
+            .arg("--remote")
+            .arg(c.http_url())
+            .arg("--instance-name")
+            .arg(c.instance())
+            .arg("command")
+            .arg("--output-directory")
+            .arg(tmp.path().join(results))
+            .arg("--output-file")
+            .arg("o");
+        for (k, v) in props {
+            cmd.arg("-p").arg(k).arg(v);
+        }
+        cmd.arg(&input)
+            .args(["--", "sh", "-c", "printf shared > o"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let plain = with_platform("plain", &[]);
+    let matched = with_platform("matched", &[("OSFamily", "linux"), ("pool", "big")]);
+    let refused = with_platform("refused", &[("no-such-key", "1")]);
+    succeeded(plain.wait_with_output().unwrap());
+    succeeded(matched.wait_with_output().unwrap());
+    for dir in ["plain", "matched"] {
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join(dir).join("o")).unwrap(),
+            "shared"
+        );
+    }
+    let out = refused.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Unregistered platform property"), "{text}");
 }

@@ -10,7 +10,8 @@ on stdout, then reads commands from stdin, one a line, answering each with `ok` 
 
     stop-server    kill the BuildGrid server (the port stops answering), PostgreSQL stays
     start-server   start it again on the same port, wait until the bots are back
-    kill-workers   kill the worker process (its bots never report again: lost workers)
+    kill-workers   kill the worker process and its commands (its bots never report
+                   again: lost workers)
 
 End of stdin (the parent exited or died, however) or SIGTERM tears everything down and
 removes the directory. Each child also gets PR_SET_PDEATHSIG, so none outlives this process.
@@ -25,6 +26,7 @@ import glob
 import json
 import os
 import pwd
+import queue
 import shutil
 import signal
 import socket
@@ -50,7 +52,8 @@ class Failed(Exception):
 
 
 def die_with_parent():
-    # PR_SET_PDEATHSIG = 1: the child gets SIGKILL when this (single-threaded-at-spawn) process dies.
+    # PR_SET_PDEATHSIG = 1: the child gets SIGKILL when the thread that spawned it (always the
+    # main thread) dies, so with this process however it ends.
     _libc.prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
@@ -307,8 +310,9 @@ class Cluster:
         self.wait_bots(before + self.args.bots)
 
     def kill_workers(self):
-        # SIGKILL: the bots vanish without a word; their commands die with them (pdeathsig).
-        self.kill(self.worker)
+        # On SIGTERM the worker kills its commands' process groups and exits at once, telling
+        # the server nothing: its bots vanish as lost workers do.
+        self.kill(self.worker, signal.SIGTERM, 2.0)
 
     def teardown(self):
         # SIGTERM lets the worker kill its commands' process groups; the server is throwaway.
@@ -356,48 +360,58 @@ def main():
 
     start = time.monotonic()
     cluster = Cluster(args)
-    lock = threading.Lock()
-    done = threading.Event()
+    tearing_down = threading.Lock()
 
-    def finish(*_):
-        with lock:
-            if not done.is_set():
-                done.set()
-                cluster.teardown()
-        os._exit(0)
+    def finish(code=0):
+        """Tears down once (whichever thread or signal comes first) and exits."""
+        if tearing_down.acquire(blocking=False):
+            cluster.teardown()
+            os._exit(code)
+        while True:  # another thread is tearing down and will exit
+            time.sleep(1)
 
-    signal.signal(signal.SIGTERM, finish)
-    signal.signal(signal.SIGINT, finish)
+    def say(line):
+        try:
+            print(line, flush=True)
+        except OSError:  # the parent is gone
+            finish(1)
+
+    signal.signal(signal.SIGTERM, lambda *_: finish())
+    signal.signal(signal.SIGINT, lambda *_: finish())
+    # stdin is read from the start: its end (the parent exited or died) tears down even a
+    # cluster still starting. Every child is spawned from the main thread, whose death their
+    # PR_SET_PDEATHSIG watches.
+    commands = queue.Queue()
+
+    def read_stdin():
+        for line in sys.stdin:
+            if line.strip():
+                commands.put(line.strip())
+        finish()
+
+    threading.Thread(target=read_stdin, daemon=True).start()
     try:
         cluster.start_postgres()
         cluster.start_buildgrid()
     except Exception as e:
-        print(f"FAILED {e}", flush=True)
-        with lock:
-            done.set()
-            cluster.teardown()
-        sys.exit(1)
+        say(f"FAILED {e}")
+        finish(1)
     cluster.timings["total"] = time.monotonic() - start
-    print(cluster.ready_line(), flush=True)
-    commands = {
+    say(cluster.ready_line())
+    actions = {
         "stop-server": cluster.stop_server,
         "start-server": cluster.restart_server,
         "kill-workers": cluster.kill_workers,
     }
-    for line in sys.stdin:
-        cmd = line.strip()
-        if not cmd:
-            continue
+    while True:
+        cmd = commands.get()
         try:
-            with lock:
-                if cmd not in commands:
-                    raise Failed(f"unknown command {cmd!r}")
-                commands[cmd]()
-            print("ok", flush=True)
+            if cmd not in actions:
+                raise Failed(f"unknown command {cmd!r}")
+            actions[cmd]()
+            say("ok")
         except Exception as e:
-            print(f"error: {e}", flush=True)
-    finish()
-
+            say(f"error: {e}")
 
 if __name__ == "__main__":
     main()

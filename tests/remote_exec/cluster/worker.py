@@ -455,8 +455,11 @@ class Lease:
                     err.write(f"worker: {argv[0]}: command not found\n".encode())
                     code = 127
                 else:
+                    # argv[0] stays as given: setpriv's execvp finds the same file in the
+                    # same PATH (its environment is the Command's).
                     proc = subprocess.Popen(
-                        prefix + [exe] + argv[1:],
+                        prefix + argv,
+                        executable=None if prefix else exe,
                         cwd=workdir,
                         env=env,
                         stdin=subprocess.DEVNULL,
@@ -486,7 +489,7 @@ class Lease:
                         code = 128 - code
             except OSError as e:
                 err.write(f"worker: cannot run {argv[0]}: {e}\n".encode())
-                code = 126
+                code = 127 if isinstance(e, FileNotFoundError) else 126
         with open(out_path, "rb") as f:
             stdout = f.read()
         with open(err_path, "rb") as f:
