@@ -18,7 +18,9 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 
@@ -31,6 +33,35 @@ pub const TEMP_PREFIX: &str = ".taskrun-tmp-";
 
 /// Symlinks followed on one walk before it gives up (the kernel's own limit is 40).
 const MAX_HOPS: usize = 40;
+
+/// Directories [`Workspace::look`] found to be real directories (not symlinks) in this run,
+/// while taskrun had started no process that could have replaced one since: a run of 1,000
+/// downloads into `data/` then `lstat`s `data` once, not 1,000 times. `None` from the first
+/// command or service on ([`children_started`]): a child may swap a directory for a symlink
+/// at any moment, so from then on every look walks every component again.
+static REAL_DIRS: Mutex<Option<FxHashSet<PathBuf>>> =
+    Mutex::new(Some(FxHashSet::with_hasher(FxBuildHasher)));
+
+/// A child process is about to start: directories judged so far are judged again on their
+/// next look (see [`REAL_DIRS`]).
+pub fn children_started() {
+    *REAL_DIRS.lock().unwrap_or_else(PoisonError::into_inner) = None;
+}
+
+fn is_real_dir(path: &Path) -> bool {
+    let dirs = REAL_DIRS.lock().unwrap_or_else(PoisonError::into_inner);
+    dirs.as_ref().is_some_and(|d| d.contains(path))
+}
+
+fn remember_real_dir(path: &Path) {
+    if let Some(d) = REAL_DIRS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_mut()
+    {
+        d.insert(path.to_path_buf());
+    }
+}
 
 /// The workspace root, and the checks that keep a path inside it.
 #[derive(Debug)]
@@ -98,6 +129,9 @@ impl Workspace {
         while let Some(part) = parts.next() {
             path.push(part);
             let last = parts.peek().is_none();
+            if !last && is_real_dir(&path) {
+                continue;
+            }
             let meta = match crate::cache::stat::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(e) if is_absent(&e) => return Ok(Found::Missing),
@@ -114,6 +148,8 @@ impl Workspace {
                 return Ok(Found::Entry(meta));
             } else if !meta.is_dir() {
                 return Ok(Found::Missing);
+            } else {
+                remember_real_dir(&path);
             }
         }
         // `rel` is never empty, so the loop returned.

@@ -45,6 +45,7 @@ pub enum End {
 
 /// Spawns `argv` (exec'd directly) in its own process group with piped output.
 pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::Result<Child> {
+    crate::workspace::children_started();
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;

@@ -268,6 +268,39 @@ fn a_download_never_writes_through_a_symlinked_dest_parent() {
     assert_eq!(fs::read(ws.path("data/f.bin")).unwrap(), data);
 }
 
+/// A directory judged real before any command ran is judged again once one has: `swap`
+/// replaces `data/` with a symlink out after a download into it, and the symlink is removed
+/// before `write`, whose output lies in `data/`, runs (it would write through it otherwise).
+#[test]
+fn a_directory_swapped_for_a_symlink_by_a_command_mid_run_is_judged_again() {
+    let http = Http::start();
+    let data = body(50_000);
+    http.route("/f.bin", Route::ok(data.clone()));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "[tasks.first]\ndownload = {{ url = \"{url}\", dest = \"data/first.bin\" }}\n\n\
+         [tasks.swap]\ndeps = [\"first\"]\nrun = \"mv data moved && ln -s {out} data\"\n\n\
+         [tasks.write]\ndeps = [\"swap\"]\noutputs = [\"data/second.txt\"]\n\
+         run = \"mkdir -p data && echo second > data/second.txt\"\n",
+        url = http.url("/f.bin"),
+        out = elsewhere.path().display(),
+    );
+    let ws = Workspace::new(&manifest);
+    fs::create_dir(ws.path("data")).unwrap();
+
+    let r = run(&ws, &["--no-cache"]);
+    r.code(0);
+    assert_eq!(
+        fs::read_dir(elsewhere.path()).unwrap().count(),
+        0,
+        "{}",
+        r.stderr
+    );
+    assert!(!fs::symlink_metadata(ws.path("data")).unwrap().is_symlink());
+    assert_eq!(ws.read("data/second.txt"), "second\n");
+    assert_eq!(fs::read(ws.path("moved/first.bin")).unwrap(), data);
+}
+
 /// A `<dest>.part` symlink (to a file outside) is never opened through: the file it points
 /// to keeps its content, with resume on or off, and `dest` is a plain file.
 #[test]
