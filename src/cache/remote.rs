@@ -19,12 +19,13 @@
 use std::error::Error as _;
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::blocking::{Body, Client, Response};
+use rustc_hash::FxHashMap;
 
 use super::Digest;
 use super::digest::{from_hex, to_hex};
@@ -70,6 +71,14 @@ pub struct RemoteCache {
     client: OnceLock<Option<Client>>,
     /// Set on the first failure: the rest of the run uses the local cache only.
     disabled: AtomicBool,
+    /// Held through the run's first upload, and `true` once it is done: the upload threads
+    /// wait for it, so a remote that refuses writes sees one refused `PUT`, not one per
+    /// thread.
+    first_upload: Mutex<bool>,
+    /// Blobs this run uploaded or found on the remote, each locked while it is being sent:
+    /// two entries sharing a blob (the same log) send it once, and neither record goes
+    /// out before the blob is there.
+    blobs: Mutex<FxHashMap<String, Arc<Mutex<bool>>>>,
 }
 
 /// What went wrong talking to the remote.
@@ -130,6 +139,8 @@ impl RemoteCache {
             options,
             client: OnceLock::new(),
             disabled: AtomicBool::new(false),
+            first_upload: Mutex::new(false),
+            blobs: Mutex::default(),
         }
     }
 
@@ -317,13 +328,39 @@ impl RemoteCache {
         if !self.writes() {
             return;
         }
+        let mut first = self
+            .first_upload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *first {
+            drop(first);
+            self.upload_entry(store, record);
+        } else {
+            self.upload_entry(store, record);
+            *first = true;
+        }
+    }
+
+    fn upload_entry(&self, store: &Store, record: &ActionRecord) {
+        if !self.writes() {
+            return;
+        }
         let r = (|| {
             let client = self.client()?;
             for hex in record.blobs() {
                 let Some(d) = from_hex(hex) else {
                     return Err(Failure::Local(format!("bad digest {hex}")));
                 };
-                if self.has_blob(client, hex)? {
+                let slot = self
+                    .blobs
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(hex.to_string())
+                    .or_default()
+                    .clone();
+                let mut sent = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                if *sent || self.has_blob(client, hex)? {
+                    *sent = true;
                     continue;
                 }
                 let path = store.blob_path(&d);
@@ -334,6 +371,7 @@ impl RemoteCache {
                     .map_err(|e| Failure::Local(format!("{}: {e}", path.display())))?
                     .len();
                 self.put(client, ("cas", hex), Body::sized(file, len), len)?;
+                *sent = true;
             }
             let bytes = serde_json::to_vec_pretty(record)
                 .map_err(|e| Failure::Local(format!("serialising the record: {e}")))?;
