@@ -47,6 +47,9 @@ pub fn finished_line(task: &crate::report::TaskReport) -> String {
             {
                 line.push_str(&format!(" in {}", human_ms(ms)));
             }
+            if task.executed_on == Some(crate::model::ExecutedOn::Remote) {
+                line.push_str(" remotely");
+            }
             if task.attempts.len() > 1 {
                 line.push_str(&format!(" (attempt {})", task.attempts.len()));
             }
@@ -74,6 +77,20 @@ pub fn finished_line(task: &crate::report::TaskReport) -> String {
     line
 }
 
+/// A line of task output as shown: `task | text` (stdout), `task ! text` (stderr), with
+/// `[remote]` after the name when the command ran on the remote executor.
+pub fn output_line(name: &str, stream: Stream, line: &str, remote: bool) -> String {
+    let mark = match stream {
+        Stream::Stdout => '|',
+        Stream::Stderr => '!',
+    };
+    if remote {
+        format!("{name} [remote] {mark} {line}")
+    } else {
+        format!("{name} {mark} {line}")
+    }
+}
+
 /// "downloaded 12.3 MiB in 0.8 s, 15.4 MiB/s".
 pub fn transfer_summary(bytes: u64, ms: u64) -> String {
     let secs = (ms as f64 / 1000.0).max(0.001);
@@ -93,10 +110,12 @@ impl<W: Write + Send> Sink for Plain<W> {
             | Event::DownloadProgress { .. }
             | Event::AttemptStarted { .. } => None,
             Event::TaskStarted { name, .. } if !quiet => Some(format!("=> {name}: started")),
-            Event::OutputLine { name, line, stream } if !quiet => Some(match stream {
-                Stream::Stdout => format!("{name} | {line}"),
-                Stream::Stderr => format!("{name} ! {line}"),
-            }),
+            Event::OutputLine {
+                name,
+                line,
+                stream,
+                remote,
+            } if !quiet => Some(output_line(name, *stream, line, *remote)),
             Event::RetryScheduled {
                 name,
                 failed_attempt,
