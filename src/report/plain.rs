@@ -42,13 +42,13 @@ pub fn finished_line(task: &crate::report::TaskReport) -> String {
     let mut line = format!("=> {}: {}", task.name, task.status.as_str());
     match task.status {
         TaskStatus::Succeeded => {
+            if task.executed_on == Some(crate::model::ExecutedOn::Remote) {
+                line.push_str(" remotely");
+            }
             if let Some(ms) = task.duration_ms
                 && task.kind != TaskKind::Group
             {
                 line.push_str(&format!(" in {}", human_ms(ms)));
-            }
-            if task.executed_on == Some(crate::model::ExecutedOn::Remote) {
-                line.push_str(" remotely");
             }
             if task.attempts.len() > 1 {
                 line.push_str(&format!(" (attempt {})", task.attempts.len()));
