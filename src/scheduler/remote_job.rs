@@ -40,11 +40,13 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         return failed("internal: no remote executor for a remote task".into());
     };
     let (plan, t) = (shared.plan.clone(), job.task);
-    let spec = match blocking(move || remote::spec::build(&plan, t)).await {
+    let mut spec = match blocking(move || remote::spec::build(&plan, t)).await {
         Ok(Ok(spec)) => spec,
         Ok(Err(e)) => return failed(e.to_string()),
         Err(e) => return failed(e),
     };
+    // `--no-cache` uses no cache at all, the cluster's included (SPEC §5).
+    spec.do_not_cache |= !shared.cache.can_hit();
     let _ = shared
         .progress
         .send((

@@ -345,3 +345,20 @@ fn an_interrupt_cancels_the_remote_operation() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `--no-cache` uses neither cache: a second workspace runs the action again on the
+/// cluster instead of taking the first one's result.
+#[test]
+fn no_cache_leaves_the_clusters_action_cache_alone() {
+    let Some(c) = Cluster::shared() else { return };
+    let n = nonce();
+    let body = "[tasks.a]\nrun = \"echo $NONCE > a.txt\"\noutputs = [\"a.txt\"]\n";
+    let first = Workspace::new(&manifest(c.url(), "", &n, body));
+    first.run(&["--no-cache"]).code(0);
+    let second = Workspace::new(&manifest(c.url(), "", &n, body));
+    second.run(&["--no-cache"]).code(0);
+    let t = task(&second.last_report(), "a").clone();
+    assert_eq!(t["status"], "succeeded", "{t:#}");
+    assert_eq!(t["executed_on"], "remote", "{t:#}");
+    assert_eq!(second.read("a.txt"), format!("{n}\n"));
+}
