@@ -149,3 +149,32 @@ impl<W: Write + Send> Sink for Plain<W> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ExecutedOn;
+    use crate::report::fixture;
+
+    #[test]
+    fn remote_work_is_marked_on_output_lines_the_task_line_and_the_summary() {
+        assert_eq!(output_line("t", Stream::Stdout, "hi", false), "t | hi");
+        assert_eq!(
+            output_line("t", Stream::Stderr, "hi", true),
+            "t [remote] ! hi"
+        );
+        let mut remote = fixture::cmd("build", 0, 1250, &[]);
+        remote.executed_on = Some(ExecutedOn::Remote);
+        assert_eq!(
+            finished_line(&remote),
+            "=> build: succeeded remotely in 1.25s"
+        );
+        let local = fixture::cmd("lint", 0, 10, &[]);
+        assert_eq!(finished_line(&local), "=> lint: succeeded in 10ms");
+        let report = fixture::run(1250, vec![remote, local]);
+        assert_eq!(report.summary.remote, 1);
+        let table = crate::report::summary::table(&report);
+        assert!(table.contains("succeeded (remote)"), "{table}");
+        assert!(table.contains(", 1 ran remotely in"), "{table}");
+    }
+}
