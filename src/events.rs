@@ -54,6 +54,8 @@ pub enum Event {
         stream: Stream,
         /// The line, without its newline.
         line: String,
+        /// It came from a command that ran on the remote executor (SPEC §11).
+        remote: bool,
     },
     /// An attempt failed and another one will follow after `wait`.
     RetryScheduled {

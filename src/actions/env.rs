@@ -43,6 +43,8 @@ pub fn workdir(pipeline: &Pipeline, task: &Task) -> PathBuf {
 /// that only another task names.
 pub fn redactor(pipeline: &Pipeline) -> Redactor {
     let mut templates: Vec<&Template> = pipeline.env.values().collect();
+    // The executor's metadata never reaches a command, but a token is a secret all the same.
+    templates.extend(pipeline.execution.headers.values());
     for task in pipeline.tasks.values() {
         templates.extend(task.env.values());
         match &task.action {

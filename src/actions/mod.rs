@@ -10,6 +10,7 @@ pub mod download;
 pub mod env;
 pub mod outputs;
 pub mod process;
+pub mod remote;
 pub mod service;
 pub mod spawn;
 
@@ -33,6 +34,8 @@ pub enum Progress {
     Started {
         /// 1-based attempt number.
         attempt: u32,
+        /// It runs on the remote executor (SPEC §11), not here.
+        remote: bool,
     },
     /// A line of output (secrets redacted).
     Line {

@@ -106,6 +106,9 @@ fn download(plan: Arc<Plan>, update: bool) -> Result<scheduler::RunResult, u8> {
         log_dir: None,
         handle_signals: true,
         replay_cached_output: false,
+        // Downloads only: nothing to send to a remote executor.
+        placements: None,
+        force: false,
     };
     let result = runtime.block_on(scheduler::run(plan, cache, opts, &mut sinks));
     runtime.shutdown_background();

@@ -126,9 +126,10 @@ pub fn run_with_cache(
     };
     // Where tasks run is the scheduler's business; a flag that cannot be honoured stops the
     // run before anything starts.
-    if let Err(code) = super::remote_exec_off(&plan.pipeline, args.remote_exec) {
-        return code;
-    }
+    let remote_off = match super::remote_exec_off(&plan.pipeline, args.remote_exec) {
+        Ok(off) => off,
+        Err(code) => return code,
+    };
     // After the memo: an edited lockfile is always seen.
     let (lock, unpinned) = match apply_lockfile(&mut plan, color, &|_| false) {
         Ok(applied) => applied,
@@ -164,6 +165,8 @@ pub fn run_with_cache(
         log_dir,
         handle_signals: true,
         replay_cached_output: args.verbose,
+        placements: Some(crate::plan::placement::place(&plan, remote_off)),
+        force: args.force,
     };
     let plan = Arc::new(plan);
     let result = runtime.block_on(scheduler::run(plan.clone(), cache, opts, &mut sinks));

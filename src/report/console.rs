@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::events::{Event, Sink, Stream};
+use crate::events::{Event, Sink};
 use crate::report::TaskStatus;
 use crate::report::plain::finished_line;
 use crate::report::summary::table;
@@ -114,10 +114,14 @@ impl Sink for Console {
                 }
                 self.running.insert(name.clone(), bar);
             }
-            Event::OutputLine { name, stream, line } => self.say(match stream {
-                Stream::Stdout => format!("{name} | {line}"),
-                Stream::Stderr => format!("{name} ! {line}"),
-            }),
+            Event::OutputLine {
+                name,
+                stream,
+                line,
+                remote,
+            } => self.say(crate::report::plain::output_line(
+                name, *stream, line, *remote,
+            )),
             Event::RetryScheduled {
                 name,
                 failed_attempt,

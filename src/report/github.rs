@@ -43,10 +43,17 @@ pub fn escape_data(s: &str) -> String {
 impl<W: Write + Send> Sink for Github<W> {
     fn event(&mut self, event: &Event) {
         match event {
-            Event::OutputLine { name, line, stream } => {
-                let l = match stream {
-                    Stream::Stdout => line.clone(),
-                    Stream::Stderr => format!("! {line}"),
+            Event::OutputLine {
+                name,
+                line,
+                stream,
+                remote,
+            } => {
+                let l = match (stream, remote) {
+                    (Stream::Stdout, false) => line.clone(),
+                    (Stream::Stderr, false) => format!("! {line}"),
+                    (Stream::Stdout, true) => format!("[remote] {line}"),
+                    (Stream::Stderr, true) => format!("[remote] ! {line}"),
                 };
                 self.buffered.entry(name.to_string()).or_default().push(l);
             }

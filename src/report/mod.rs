@@ -97,6 +97,9 @@ pub struct Summary {
     pub cancelled: usize,
     /// Bytes received by downloads in this run.
     pub bytes_downloaded: u64,
+    /// Tasks whose command ran on the remote executor (SPEC §11), whatever their status.
+    #[serde(default)]
+    pub remote: usize,
 }
 
 /// A task's final status (live views also know pending and running).
@@ -244,6 +247,9 @@ impl RunReport {
             }
             if t.kind == TaskKind::Download {
                 s.bytes_downloaded += t.bytes.unwrap_or(0);
+            }
+            if t.executed_on == Some(ExecutedOn::Remote) {
+                s.remote += 1;
             }
         }
         s

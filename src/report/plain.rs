@@ -42,6 +42,9 @@ pub fn finished_line(task: &crate::report::TaskReport) -> String {
     let mut line = format!("=> {}: {}", task.name, task.status.as_str());
     match task.status {
         TaskStatus::Succeeded => {
+            if task.executed_on == Some(crate::model::ExecutedOn::Remote) {
+                line.push_str(" remotely");
+            }
             if let Some(ms) = task.duration_ms
                 && task.kind != TaskKind::Group
             {
@@ -74,6 +77,20 @@ pub fn finished_line(task: &crate::report::TaskReport) -> String {
     line
 }
 
+/// A line of task output as shown: `task | text` (stdout), `task ! text` (stderr), with
+/// `[remote]` after the name when the command ran on the remote executor.
+pub fn output_line(name: &str, stream: Stream, line: &str, remote: bool) -> String {
+    let mark = match stream {
+        Stream::Stdout => '|',
+        Stream::Stderr => '!',
+    };
+    if remote {
+        format!("{name} [remote] {mark} {line}")
+    } else {
+        format!("{name} {mark} {line}")
+    }
+}
+
 /// "downloaded 12.3 MiB in 0.8 s, 15.4 MiB/s".
 pub fn transfer_summary(bytes: u64, ms: u64) -> String {
     let secs = (ms as f64 / 1000.0).max(0.001);
@@ -93,10 +110,12 @@ impl<W: Write + Send> Sink for Plain<W> {
             | Event::DownloadProgress { .. }
             | Event::AttemptStarted { .. } => None,
             Event::TaskStarted { name, .. } if !quiet => Some(format!("=> {name}: started")),
-            Event::OutputLine { name, line, stream } if !quiet => Some(match stream {
-                Stream::Stdout => format!("{name} | {line}"),
-                Stream::Stderr => format!("{name} ! {line}"),
-            }),
+            Event::OutputLine {
+                name,
+                line,
+                stream,
+                remote,
+            } if !quiet => Some(output_line(name, *stream, line, *remote)),
             Event::RetryScheduled {
                 name,
                 failed_attempt,
@@ -128,5 +147,34 @@ impl<W: Write + Send> Sink for Plain<W> {
             let _ = writeln!(self.out, "{t}");
             let _ = self.out.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ExecutedOn;
+    use crate::report::fixture;
+
+    #[test]
+    fn remote_work_is_marked_on_output_lines_the_task_line_and_the_summary() {
+        assert_eq!(output_line("t", Stream::Stdout, "hi", false), "t | hi");
+        assert_eq!(
+            output_line("t", Stream::Stderr, "hi", true),
+            "t [remote] ! hi"
+        );
+        let mut remote = fixture::cmd("build", 0, 1250, &[]);
+        remote.executed_on = Some(ExecutedOn::Remote);
+        assert_eq!(
+            finished_line(&remote),
+            "=> build: succeeded remotely in 1.25s"
+        );
+        let local = fixture::cmd("lint", 0, 10, &[]);
+        assert_eq!(finished_line(&local), "=> lint: succeeded in 10ms");
+        let report = fixture::run(1250, vec![remote, local]);
+        assert_eq!(report.summary.remote, 1);
+        let table = crate::report::summary::table(&report);
+        assert!(table.contains("succeeded (remote)"), "{table}");
+        assert!(table.contains(", 1 ran remotely in"), "{table}");
     }
 }

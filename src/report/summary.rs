@@ -32,9 +32,14 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 fn row(t: &TaskReport) -> [String; 5] {
+    let status = if t.executed_on == Some(crate::model::ExecutedOn::Remote) {
+        format!("{} (remote)", t.status.as_str())
+    } else {
+        t.status.as_str().to_string()
+    };
     [
         t.name.clone(),
-        t.status.as_str().to_string(),
+        status,
         t.attempts.len().to_string(),
         t.duration_ms.map(human_ms).unwrap_or_else(|| "-".into()),
         t.bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
@@ -126,6 +131,9 @@ pub fn totals_line(r: &RunReport) -> String {
         s.skipped,
         s.cancelled
     );
+    if s.remote > 0 {
+        let _ = write!(line, ", {} ran remotely", s.remote);
+    }
     if s.bytes_downloaded > 0 {
         let _ = write!(line, ", {} downloaded", human_bytes(s.bytes_downloaded));
     }

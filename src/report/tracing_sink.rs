@@ -28,10 +28,16 @@ impl Sink for TracingSink {
             Event::AttemptStarted { name, number } => {
                 tracing::debug!(event = "attempt_started", task = %name, attempt = number)
             }
-            Event::OutputLine { name, stream, line } => tracing::info!(
+            Event::OutputLine {
+                name,
+                stream,
+                line,
+                remote,
+            } => tracing::info!(
                 event = "output",
                 task = %name,
                 stream = if *stream == Stream::Stdout { "stdout" } else { "stderr" },
+                remote,
                 line
             ),
             Event::RetryScheduled {

@@ -150,6 +150,6 @@ impl Loop<'_> {
         let rec = &mut self.recs[task];
         rec.key = key;
         rec.phase = Phase::Ready;
-        self.ready.push_back(task);
+        self.enqueue(task, false);
     }
 }

@@ -10,6 +10,8 @@ mod ending;
 mod lanes;
 mod lookup;
 pub mod pools;
+mod remote;
+mod remote_job;
 pub mod retry;
 mod services;
 mod signals;
@@ -31,10 +33,11 @@ use crate::events::{Event, Sink};
 use crate::lockfile::standing::NewPin;
 use crate::model::{Action, ExecutedOn};
 use crate::plan::Plan;
+use crate::plan::placement::Placements;
 use crate::report::{RunReport, TaskStatus};
 use pools::Slots;
 use signals::{Signal, Signals};
-use state::{Phase, Rec, millis};
+use state::{Held, Phase, Rec, millis};
 use worker::{Done, Job, Shared};
 
 pub use worker::log_file_name;
@@ -54,6 +57,10 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// `-v`: replay a cache hit's recorded output.
     pub replay_cached_output: bool,
+    /// Where each task runs (SPEC §11); `None`: everything here.
+    pub placements: Option<Placements>,
+    /// `--force`: a remote executor's ActionCache is not taken either.
+    pub force: bool,
 }
 
 /// What a finished run hands back.
@@ -78,6 +85,12 @@ pub async fn run(
     let (progress_tx, progress_rx) = mpsc::channel(1024);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    let concurrency = opts.jobs.unwrap_or(plan.pipeline.concurrency).max(1);
+    let (executor, remote) =
+        match remote::setup(&plan, opts.placements.clone(), concurrency, opts.force) {
+            Some((e, r)) => (Some(e), Some(r)),
+            None => (None, None),
+        };
     let shared = Arc::new(Shared {
         plan: plan.clone(),
         cache,
@@ -88,9 +101,11 @@ pub async fn run(
         http: lanes::http_client(&plan),
         download_progress: sink.wants_download_progress(),
         redactor: std::sync::OnceLock::new(),
+        remote: executor,
     });
     let cache = shared.cache.clone();
     let mut r = Loop::new(plan, shared, &opts, sink, stop_tx);
+    r.remote = remote;
     let result = r.run(progress_rx, done_rx, opts.handle_signals).await;
     drop(r);
     // Persist run-wide cache state (stat records) now: worker threads may still hold the
@@ -115,6 +130,8 @@ struct Loop<'a> {
     lookups: Option<lookup::LookupPool>,
     /// Where download jobs run; started with the first download.
     lanes: Option<lanes::Lanes>,
+    /// Remote execution, when some selected task is placed on the cluster.
+    remote: Option<remote::Remote>,
     slots: Slots,
     active: usize,
     stopping: bool,
@@ -165,6 +182,7 @@ impl<'a> Loop<'a> {
             to_lookup: Vec::new(),
             lookups: None,
             lanes: None,
+            remote: None,
             slots,
             active: 0,
             stopping: false,
@@ -225,7 +243,7 @@ impl<'a> Loop<'a> {
         match &self.plan.task(i).action {
             Action::Group | Action::Service(_) => self.instant.push(i),
             // Revalidation is an async request: that lookup stays with the job.
-            Action::Download(d) if d.revalidate && d.sha256.is_none() => self.ready.push_back(i),
+            Action::Download(d) if d.revalidate && d.sha256.is_none() => self.enqueue(i, false),
             // Nothing to look up or expand: straight to the slots (unless a service it needs
             // is on standby: the lookup path starts it).
             _ if !self.shared.cache.can_hit()
@@ -233,10 +251,10 @@ impl<'a> Loop<'a> {
                 && services_ready =>
             {
                 rec.looked_up = true;
-                self.ready.push_back(i);
+                self.enqueue(i, false);
             }
             // Never a hit, and its key is computation only: the job looks it up inline.
-            _ if !self.shared.cache.lookup_needs_io(self.plan.task(i)) => self.ready.push_back(i),
+            _ if !self.shared.cache.lookup_needs_io(self.plan.task(i)) => self.enqueue(i, false),
             _ => self.to_lookup.push(i),
         }
     }
@@ -259,7 +277,8 @@ impl<'a> Loop<'a> {
             }
         }
         self.dispatch_lookups();
-        if self.slots.saturated() {
+        self.dispatch_remote();
+        if self.stopping || self.slots.saturated() {
             return;
         }
         let mut idx = 0;
@@ -288,7 +307,7 @@ impl<'a> Loop<'a> {
     fn start_job(&mut self, i: usize) {
         let needs_services = !self.services_ready(i);
         let rec = &mut self.recs[i];
-        rec.holds_slots = true;
+        rec.held = Held::Slots;
         rec.phase = Phase::Running;
         rec.mark_started();
         let lookup = !std::mem::replace(&mut rec.looked_up, true);
@@ -314,10 +333,13 @@ impl<'a> Loop<'a> {
     }
 
     /// An attempt is about to run: the first one announces the task.
-    fn on_attempt_started(&mut self, i: usize, number: u32) {
+    fn on_attempt_started(&mut self, i: usize, number: u32, remote: bool) {
         let rec = &mut self.recs[i];
-        // Every attempt runs here until remote execution sets `Remote` for its own.
-        rec.executed_on = Some(ExecutedOn::Local);
+        rec.executed_on = Some(if remote {
+            ExecutedOn::Remote
+        } else {
+            ExecutedOn::Local
+        });
         let (name, kind) = (rec.name.clone(), rec.kind);
         if !std::mem::replace(&mut rec.announced, true) {
             self.sink.event(&Event::TaskStarted {
@@ -361,10 +383,19 @@ impl<'a> Loop<'a> {
         let name = self.recs[task].name.clone();
         match p {
             Progress::Line { stream, line } => {
-                self.recs[task].push_line(&line);
-                self.sink.event(&Event::OutputLine { name, stream, line });
+                let rec = &mut self.recs[task];
+                rec.push_line(&line);
+                let remote = rec.executed_on == Some(ExecutedOn::Remote);
+                self.sink.event(&Event::OutputLine {
+                    name,
+                    stream,
+                    line,
+                    remote,
+                });
             }
-            Progress::Started { attempt } => self.on_attempt_started(task, attempt),
+            Progress::Started { attempt, remote } => {
+                self.on_attempt_started(task, attempt, remote);
+            }
             Progress::Download { bytes, total } => {
                 self.sink
                     .event(&Event::DownloadProgress { name, bytes, total });
@@ -373,9 +404,13 @@ impl<'a> Loop<'a> {
     }
 
     fn release_slots(&mut self, i: usize) {
-        if self.recs[i].holds_slots {
-            self.recs[i].holds_slots = false;
-            self.slots.release(&self.recs[i].need);
+        match std::mem::replace(&mut self.recs[i].held, Held::Nothing) {
+            Held::Nothing => {}
+            Held::Slots => self.slots.release(&self.recs[i].need),
+            Held::Remote => {
+                self.slots.release_pools(&self.recs[i].need);
+                self.release_remote();
+            }
         }
     }
 
@@ -422,6 +457,7 @@ impl<'a> Loop<'a> {
                             name: name.clone(),
                             stream: crate::events::Stream::Stdout,
                             line: line.to_string(),
+                            remote: false,
                         });
                     }
                 }
@@ -429,6 +465,8 @@ impl<'a> Loop<'a> {
                 rec.key = Some(key);
                 rec.cache_source = Some(source);
                 rec.digest = digest;
+                // A remote ActionCache hit was announced as a remote attempt; nothing ran.
+                rec.executed_on = None;
                 self.complete(task, TaskStatus::Cached);
             }
             Done::Attempt {
@@ -451,9 +489,14 @@ impl<'a> Loop<'a> {
                         self.complete(task, TaskStatus::Cancelled);
                     } else {
                         // Retries go first: the task already started.
-                        self.ready.push_front(task);
+                        self.enqueue(task, true);
                     }
                 }
+            }
+            Done::RemoteUnreachable { task, key, error } => {
+                self.active -= 1;
+                self.release_slots(task);
+                self.on_remote_unreachable(task, key, error);
             }
             Done::ServiceReady { task } => self.on_service_ready(task),
             Done::ServiceEnded {

@@ -61,6 +61,25 @@ impl Slots {
         }
     }
 
+    /// Takes the pool slots of `need` (no global slot: a remote action, SPEC §11) when all
+    /// are free; takes nothing otherwise.
+    pub fn try_take_pools(&mut self, need: &Need) -> bool {
+        if need.pools.iter().any(|&(i, n)| self.free[i] < n) {
+            return false;
+        }
+        for &(i, n) in &need.pools {
+            self.free[i] -= n;
+        }
+        true
+    }
+
+    /// Returns the pool slots of `need` (see [`Slots::try_take_pools`]).
+    pub fn release_pools(&mut self, need: &Need) {
+        for &(i, n) in &need.pools {
+            self.free[i] += n;
+        }
+    }
+
     /// Whether no global slot is free (then no ready task can start).
     pub fn saturated(&self) -> bool {
         self.global_free == 0
@@ -89,5 +108,12 @@ mod tests {
         assert!(!s.saturated());
         assert!(s.try_take(&Need::default()));
         assert!(s.saturated());
+        // A remote action takes only its pools, even with every global slot taken.
+        s.release(&net2);
+        assert!(s.try_take_pools(&net2));
+        assert!(!s.try_take_pools(&net2), "net is full");
+        assert!(s.try_take_pools(&Need::default()));
+        s.release_pools(&net2);
+        assert!(s.try_take_pools(&net2));
     }
 }

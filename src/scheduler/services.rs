@@ -78,7 +78,7 @@ impl Loop<'_> {
             self.start_service(task);
         } else {
             // It already started (and asked the cache): it goes first.
-            self.ready.push_front(task);
+            self.enqueue(task, true);
         }
     }
 

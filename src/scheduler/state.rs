@@ -32,6 +32,17 @@ pub enum Phase {
     Done,
 }
 
+/// The concurrency a task holds while a worker is on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Nothing (waiting, looking up, between attempts, done).
+    Nothing,
+    /// A global slot and its pools' slots: it runs here.
+    Slots,
+    /// A remote action in flight and its pools' slots, no global slot (SPEC §11).
+    Remote,
+}
+
 /// Everything the loop knows about one task.
 pub struct Rec {
     pub name: Arc<str>,
@@ -42,7 +53,7 @@ pub struct Rec {
     /// Selected dependents that have not reached a final status.
     pub open_dependents: usize,
     pub need: Need,
-    pub holds_slots: bool,
+    pub held: Held,
     pub next_attempt: u32,
     pub started: Option<(SystemTime, Instant)>,
     pub finished: Option<(SystemTime, Instant)>,
@@ -83,7 +94,7 @@ impl Rec {
             waiting_on: 0,
             open_dependents: 0,
             need,
-            holds_slots: false,
+            held: Held::Nothing,
             next_attempt: 1,
             started: None,
             finished: None,

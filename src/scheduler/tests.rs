@@ -81,6 +81,8 @@ fn opts() -> RunOptions {
         log_dir: None,
         handle_signals: false,
         replay_cached_output: false,
+        placements: None,
+        force: false,
     }
 }
 

@@ -29,6 +29,8 @@ pub(super) struct Shared {
     /// Every form of the pipeline's secrets, built when the first task runs (a run of cache
     /// hits never reads them).
     pub redactor: std::sync::OnceLock<Arc<Redactor>>,
+    /// The remote executor, when some selected task is placed there (SPEC §11).
+    pub remote: Option<Arc<super::remote::Executor>>,
 }
 
 /// One job for a command or download task.
@@ -80,12 +82,19 @@ pub(super) enum Done {
     },
     /// A retry wait is over.
     RetryDue { task: usize },
+    /// The remote executor stayed unreachable for this task (SPEC §11): run it here, or fail
+    /// it, and send no more tasks there.
+    RemoteUnreachable {
+        task: usize,
+        key: Option<String>,
+        error: String,
+    },
     /// Several results at once (the lookup threads batch theirs).
     Batch(Vec<Done>),
 }
 
 impl Shared {
-    fn sink(&self, task: usize) -> OutputSink {
+    pub(super) fn sink(&self, task: usize) -> OutputSink {
         let t = self.plan.task(task);
         let log = self
             .log_dir
@@ -182,9 +191,11 @@ pub(super) async fn run_job(shared: Arc<Shared>, job: Job) {
     let _ = shared.done.send(done);
 }
 
-async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
-    let plan = &shared.plan;
-    let task = plan.task(job.task);
+/// The cache lookup a job begins with (when it was not done already): `Ok(key)` to run the
+/// task with that key; `Err(done)` when the job is over (a hit, a failure, a miss that waits
+/// for services).
+pub(super) async fn look_up_first(shared: &Arc<Shared>, job: &Job) -> Result<Option<String>, Done> {
+    let task = shared.plan.task(job.task);
     let mut key = job.key.clone();
     if job.lookup {
         let checked = if shared.cache.lookup_needs_io(task) {
@@ -203,45 +214,50 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
                 if let Action::Download(d) = &task.action
                     && d.revalidate
                     && d.sha256.is_none()
-                    && let Some(done) = revalidate_hit(shared, &job, d, &key).await
+                    && let Some(done) = revalidate_hit(shared, job, d, &key).await
                 {
-                    return done;
+                    return Err(done);
                 }
-                return Done::Hit {
+                return Err(Done::Hit {
                     task: job.task,
                     key,
                     source,
                     digest,
                     output,
-                };
+                });
             }
             Ok(Checked::Run { key: k }) if job.needs_services => {
-                return Done::Miss {
+                return Err(Done::Miss {
                     task: job.task,
                     key: k,
-                };
+                });
             }
             Ok(Checked::Run { key: k }) => key = k,
-            Ok(Checked::Failed(error)) => {
-                return Done::Failed {
+            Ok(Checked::Failed(error)) | Err(error) => {
+                return Err(Done::Failed {
                     task: job.task,
                     error,
-                };
-            }
-            Err(error) => {
-                return Done::Failed {
-                    task: job.task,
-                    error,
-                };
+                });
             }
         }
     }
+    Ok(key)
+}
+
+async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
+    let plan = &shared.plan;
+    let task = plan.task(job.task);
+    let key = match look_up_first(shared, &job).await {
+        Ok(key) => key,
+        Err(done) => return done,
+    };
     let _ = shared
         .progress
         .send((
             job.task,
             Progress::Started {
                 attempt: job.attempt,
+                remote: false,
             },
         ))
         .await;
@@ -291,7 +307,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
 
 /// The attempt's error and URL with every form of the secrets redacted: a command that cannot
 /// start names its program, which may be a secret.
-fn redacted(mut result: AttemptResult, sink: &OutputSink) -> AttemptResult {
+pub(super) fn redacted(mut result: AttemptResult, sink: &OutputSink) -> AttemptResult {
     let redact = |s: String| match sink.redact(&s) {
         std::borrow::Cow::Borrowed(_) => s,
         std::borrow::Cow::Owned(r) => r,
@@ -361,7 +377,7 @@ async fn revalidate_hit(
 
 /// Records a success on a blocking thread (the snapshot stats, reads and copies files), with
 /// the download's streamed digest and validators from `result`.
-async fn record_blocking(
+pub(super) async fn record_blocking(
     shared: &Arc<Shared>,
     task: usize,
     key: Option<String>,
@@ -386,7 +402,9 @@ async fn record_blocking(
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| format!("internal error: {e}"))

@@ -71,9 +71,9 @@ fn remote_exec_on_needs_an_executor_and_off_runs_here() {
 }
 
 #[test]
-fn with_an_executor_configured_tasks_still_run_here_for_now() {
-    // Nothing listens on the executor: `run` does not talk to it yet (the scheduler's part
-    // comes later), so every task runs here and says so.
+fn an_executor_nobody_answers_at_means_a_local_run_after_one_warning() {
+    // Nothing listens on the executor: after the cluster retries the task runs here
+    // (`fallback_local` is on by default) and says so.
     let ws = Workspace::new("[tasks.a]\nrun = \"touch ran\"\n");
     let out = ws
         .cmd(&["taskrun.toml", "--remote-exec", "on"])
@@ -81,6 +81,15 @@ fn with_an_executor_configured_tasks_still_run_here_for_now() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout
+            .matches("warning: the remote executor grpc://127.0.0.1:1 is unreachable")
+            .count(),
+        1,
+        "{stdout}"
+    );
+    assert!(ws.path("ran").exists());
     assert_eq!(task(&ws.last_report(), "a")["executed_on"], "local");
 }
 

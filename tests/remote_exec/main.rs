@@ -4,4 +4,7 @@
 
 mod client;
 mod cluster;
+mod fallback;
 mod harness;
+mod scheduler;
+mod workspace;

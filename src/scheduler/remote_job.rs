@@ -1,0 +1,199 @@
+//! A remote job: the cache lookup, the task's Action, one attempt on the cluster with the
+//! cluster's own failures retried (without using an attempt), and the local cache record
+//! of a success, exactly as a local job records one (SPEC §11).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+
+use super::remote::Executor;
+use super::worker::{Done, Job, Shared, blocking, look_up_first, record_blocking, redacted};
+use crate::actions::remote::{self, RemoteCtx, RemoteEnd};
+use crate::actions::{AttemptResult, OutputSink, Progress, Stop};
+use crate::cache::{CacheSource, Produced};
+use crate::reapi::ActionSpec;
+use crate::report::AttemptOutcome;
+
+/// Cluster failures retried (with backoff, attempts not used) before the cluster is judged
+/// unreachable for the run.
+const CLUSTER_RETRIES: u32 = 3;
+/// The wait before the first of them; it doubles each time (with "equal" jitter).
+const CLUSTER_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Runs one remote job to its end and reports it.
+pub(super) async fn run(shared: Arc<Shared>, job: Job) {
+    let done = job_inner(&shared, job).await;
+    let _ = shared.done.send(done);
+}
+
+async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
+    let failed = |error: String| Done::Failed {
+        task: job.task,
+        error,
+    };
+    let key = match look_up_first(shared, &job).await {
+        Ok(key) => key,
+        Err(done) => return done,
+    };
+    let Some(executor) = shared.remote.clone() else {
+        return failed("internal: no remote executor for a remote task".into());
+    };
+    let (plan, t) = (shared.plan.clone(), job.task);
+    let mut spec = match blocking(move || remote::spec::build(&plan, t)).await {
+        Ok(Ok(spec)) => spec,
+        Ok(Err(e)) => return failed(e.to_string()),
+        Err(e) => return failed(e),
+    };
+    // `--no-cache` uses no cache at all, the cluster's included (SPEC §5).
+    spec.do_not_cache |= !shared.cache.can_hit();
+    let _ = shared
+        .progress
+        .send((
+            job.task,
+            Progress::Started {
+                attempt: job.attempt,
+                remote: true,
+            },
+        ))
+        .await;
+    let sink = shared.sink(job.task);
+    let started = SystemTime::now();
+    let end = with_cluster_retries(shared, &executor, &spec, &sink, job.task).await;
+    let finished = SystemTime::now();
+    let result = match end {
+        RemoteEnd::Cluster(e) => {
+            return Done::RemoteUnreachable {
+                task: job.task,
+                key,
+                error: sink.redact(&e.to_string()).into_owned(),
+            };
+        }
+        RemoteEnd::Cached { output } => return cached(shared, job, key, output).await,
+        RemoteEnd::Ran(result) => redacted(result, &sink),
+    };
+    let digest = if result.outcome == AttemptOutcome::Succeeded {
+        let output = sink.take_captured();
+        let (t, deps) = (job.task, job.dep_digests);
+        Some(record_blocking(shared, t, key.clone(), deps, output, &result).await)
+    } else {
+        None
+    };
+    Done::Attempt {
+        task: job.task,
+        key,
+        started,
+        finished,
+        result,
+        digest,
+    }
+}
+
+/// The cluster's ActionCache had the result: recorded locally (a later run hits here
+/// without asking the cluster), and the task is `cached` from the remote.
+async fn cached(shared: &Arc<Shared>, job: Job, key: Option<String>, output: Vec<u8>) -> Done {
+    let (plan, cache, t) = (shared.plan.clone(), shared.cache.clone(), job.task);
+    let (k, deps, out) = (key.clone(), job.dep_digests, output.clone());
+    let recorded = blocking(move || {
+        let produced = Produced {
+            output: &out,
+            ..Produced::default()
+        };
+        cache.record_success(&plan, t, k.as_deref(), &deps, produced)
+    })
+    .await;
+    match recorded {
+        Ok(Ok(digest)) => Done::Hit {
+            task: job.task,
+            key: key.unwrap_or_default(),
+            source: CacheSource::Remote,
+            digest,
+            output: Some(output),
+        },
+        Ok(Err(e)) => Done::Failed {
+            task: job.task,
+            error: format!("cache: {}", e.0),
+        },
+        Err(error) => Done::Failed {
+            task: job.task,
+            error,
+        },
+    }
+}
+
+/// One attempt, with the cluster's failures retried up to [`CLUSTER_RETRIES`] times; ends
+/// in [`RemoteEnd::Cluster`] when they run out or the loop judged the cluster down.
+async fn with_cluster_retries(
+    shared: &Shared,
+    executor: &Executor,
+    spec: &ActionSpec,
+    sink: &OutputSink,
+    task: usize,
+) -> RemoteEnd {
+    let pipeline = &shared.plan.pipeline;
+    let t = shared.plan.task(task);
+    let mut failures = 0;
+    loop {
+        let end = match executor.client(pipeline).await {
+            Ok(client) => {
+                remote::attempt(RemoteCtx {
+                    client,
+                    spec,
+                    pipeline,
+                    task: t,
+                    output: sink,
+                    stop: shared.stop.clone(),
+                    down: executor.down.clone(),
+                    skip_cache_lookup: executor.force,
+                })
+                .await
+            }
+            Err(e) if e.is_cluster_failure() => RemoteEnd::Cluster(e),
+            Err(e) => RemoteEnd::Ran(AttemptResult::failed(
+                format!("remote executor: {e}"),
+                false,
+            )),
+        };
+        let RemoteEnd::Cluster(err) = end else {
+            return end;
+        };
+        failures += 1;
+        if failures > CLUSTER_RETRIES || executor.is_down() {
+            return RemoteEnd::Cluster(err);
+        }
+        let wait = backoff(failures);
+        tracing::info!(
+            task = %t.name,
+            "remote execution failed ({err}); trying again in {} ms",
+            wait.as_millis()
+        );
+        let (mut stop, mut down) = (shared.stop.clone(), executor.down.clone());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = down.wait_for(|d| *d) => return RemoteEnd::Cluster(err),
+            _ = stop.wait_for(|s| *s != Stop::No) => return RemoteEnd::Ran(AttemptResult {
+                outcome: AttemptOutcome::Cancelled,
+                ..AttemptResult::failed("interrupted", false)
+            }),
+        }
+    }
+}
+
+/// The wait before cluster retry `n` (1-based): 0.5 s doubling, "equal" jitter.
+fn backoff(n: u32) -> Duration {
+    let base = CLUSTER_BACKOFF * 2u32.saturating_pow(n.saturating_sub(1));
+    let half = base / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_within_equal_jitter() {
+        for n in 1..=3 {
+            let base = super::CLUSTER_BACKOFF * 2u32.pow(n - 1);
+            let w = super::backoff(n);
+            assert!(w >= base / 2 && w <= base, "{n}: {w:?}");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The scheduler with a cluster of its own (SPEC §11): remote actions in parallel beyond
+//! `-j`; the server stopped while tasks wait (fallback here, one warning, nothing lost); and
+//! an executor that never answers, with and without `fallback_local`.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::Cluster;
+use crate::workspace::{Workspace, manifest, nonce, task};
+
+/// Ten `sleep 1` actions on four bots with `-j 1`: remote actions are not held to the local
+/// limit, so four run at once (from the cluster's own record, not a stopwatch).
+#[test]
+fn ten_sleeps_over_four_bots_run_four_at_a_time_whatever_j_says() {
+    let Some(c) = Cluster::start(4) else { return };
+    let mut body = String::new();
+    for i in 0..10 {
+        body.push_str(&format!(
+            "[tasks.s{i}]\nrun = \"sleep 1 && echo {i} > s{i}.txt\"\noutputs = [\"s{i}.txt\"]\n"
+        ));
+    }
+    let ws = Workspace::new(&manifest(c.url(), "", &nonce(), &body));
+    let t = Instant::now();
+    let run = ws.run(&["-j", "1"]);
+    let wall = t.elapsed();
+    run.code(0);
+    let runs = c.executions();
+    let busy: f64 = runs.iter().map(|e| e.end - e.start).sum();
+    eprintln!(
+        "10 x sleep 1 on 4 bots, -j 1: {:.2} s wall, {:.2} s of bot time, max parallel {}",
+        wall.as_secs_f64(),
+        busy,
+        c.max_parallel()
+    );
+    assert_eq!(runs.len(), 10, "{}", c.worker_log());
+    assert!(c.max_parallel() >= 4, "{runs:?}");
+    let report = ws.last_report();
+    assert_eq!(report["summary"]["remote"], 10);
+    for i in 0..10 {
+        assert_eq!(ws.read(&format!("s{i}.txt")), format!("{i}\n"));
+    }
+}
+
+/// The server stops while remote tasks wait on a local gate: they fall back here once the
+/// cluster is judged unreachable, with one warning for the run, and every output is made.
+#[test]
+fn a_cluster_stopped_mid_run_leaves_the_rest_to_this_machine_with_one_warning() {
+    let Some(c) = Cluster::start(2) else { return };
+    let mut body = String::from(
+        r#"
+[tasks.first]
+run = "echo first > first.txt"
+outputs = ["first.txt"]
+
+[tasks.gate]
+run = "while [ ! -e go ]; do sleep 0.02; done"
+remote = false
+deps = ["first"]
+"#,
+    );
+    for i in 0..4 {
+        body.push_str(&format!(
+            "[tasks.r{i}]\nrun = \"echo {i} > r{i}.txt\"\ndeps = [\"gate\"]\noutputs = [\"r{i}.txt\"]\n"
+        ));
+    }
+    let ws = Workspace::new(&manifest(c.url(), "", &nonce(), &body));
+    let child = ws
+        .cmd(&["taskrun.toml"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ws.path("first.txt").exists() {
+        assert!(Instant::now() < deadline, "first never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.stop_server();
+    let t = Instant::now();
+    std::fs::write(ws.path("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    eprintln!(
+        "gate open to the end of a fallback run: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    assert!(
+        warnings[0].contains(&format!("the remote executor {} is unreachable", c.url()))
+            && warnings[0].contains("the remaining remote tasks run here"),
+        "{stdout}"
+    );
+    let report = ws.last_report();
+    assert_eq!(task(&report, "first")["executed_on"], "remote");
+    for i in 0..4 {
+        let t = task(&report, &format!("r{i}"));
+        assert_eq!(t["status"], "succeeded", "{t:#}");
+        assert_eq!(t["executed_on"], "local", "{t:#}");
+        assert_eq!(t["attempts"].as_array().unwrap().len(), 1, "{t:#}");
+        assert_eq!(ws.read(&format!("r{i}.txt")), format!("{i}\n"));
+    }
+    assert_eq!(report["summary"]["remote"], 1);
+}
+
+const TWO: &str = "[tasks.a]\nrun = \"echo a > a.txt\"\noutputs = [\"a.txt\"]\n\
+                   [tasks.b]\nrun = \"echo b > b.txt\"\noutputs = [\"b.txt\"]\n";
+
+/// Nothing listens at the executor: with `fallback_local` (the default) every task runs here
+/// after one warning.
+#[test]
+fn an_executor_that_never_answers_means_a_local_run_with_one_warning() {
+    let ws = Workspace::new(&manifest("grpc://127.0.0.1:1", "", &nonce(), TWO));
+    let run = ws.run(&[]);
+    run.code(0);
+    let warnings = run.stdout.matches("warning: the remote executor").count();
+    assert_eq!(warnings, 1, "{}", run.stdout);
+    let report = ws.last_report();
+    for name in ["a", "b"] {
+        assert_eq!(task(&report, name)["executed_on"], "local");
+    }
+    assert_eq!(ws.read("b.txt"), "b\n");
+}
+
+/// Without `fallback_local`, the tasks fail saying the cluster is unreachable.
+#[test]
+fn without_fallback_an_unreachable_executor_fails_the_tasks() {
+    let ws = Workspace::new(&manifest(
+        "grpc://127.0.0.1:1",
+        "fallback_local = false",
+        &nonce(),
+        TWO,
+    ));
+    let run = ws.run(&["-k"]);
+    run.code(1);
+    let report = ws.last_report();
+    for name in ["a", "b"] {
+        let t = task(&report, name);
+        assert_eq!(t["status"], "failed", "{t:#}");
+        let error = t["error"].as_str().unwrap();
+        assert!(
+            error.contains("the remote executor grpc://127.0.0.1:1 is unreachable"),
+            "{error}"
+        );
+    }
+    assert!(!ws.path("a.txt").exists());
+    assert!(!run.stdout.contains("warning:"), "{}", run.stdout);
+}
