@@ -29,7 +29,7 @@ use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
 use super::outputs::{self, RestoreError};
 use super::record::{ActionRecord, OutputFile, RECORD_VERSION, record_parts};
-use super::remote::RemoteCache;
+use super::backend::RemoteBackend;
 use super::stat::StatCache;
 use super::store::Store;
 use super::uploads::Uploads;
@@ -72,7 +72,7 @@ pub struct LocalCache {
     /// The manifest's task names (the journal keeps only these).
     tasks: std::collections::HashSet<String>,
     /// The shared tier behind the local store, when configured (never when read-only).
-    remote: Option<Arc<RemoteCache>>,
+    remote: Option<Arc<RemoteBackend>>,
     /// Entries on their way to the remote, started with the first one.
     uploads: Mutex<Option<Uploads>>,
     _lock: Option<CacheLock>,
@@ -179,7 +179,7 @@ impl LocalCache {
             remote: if options.read_only {
                 None
             } else {
-                RemoteCache::from_config(&pipeline.cache).map(Arc::new)
+                RemoteBackend::from_config(&pipeline.cache).map(Arc::new)
             },
             uploads: Mutex::new(None),
             _lock: lock,
@@ -188,7 +188,7 @@ impl LocalCache {
 
     /// Replaces the remote `open` configured from the pipeline (tests use it for short
     /// timeouts; `None` makes the run local-only).
-    pub fn with_remote(mut self, remote: Option<RemoteCache>) -> Self {
+    pub fn with_remote(mut self, remote: Option<RemoteBackend>) -> Self {
         self.remote = if self.options.read_only {
             None
         } else {
@@ -198,7 +198,7 @@ impl LocalCache {
     }
 
     /// The remote tier, if any.
-    pub fn remote(&self) -> Option<&RemoteCache> {
+    pub fn remote(&self) -> Option<&RemoteBackend> {
         self.remote.as_deref()
     }
 
@@ -420,8 +420,8 @@ impl LocalCache {
             return Ok(None);
         };
         let rec = match (pinned_blob(t), &t.action) {
-            (Some(pin), Action::Download(d)) => {
-                if !remote.fetch_blob(&self.store, &pin, d.max_bytes) {
+            (Some(pin), Action::Download(d)) if remote.fetches_by_hash() => {
+                if !remote.fetch_blob_by_hash(&self.store, &pin, d.max_bytes) {
                     return Ok(None);
                 }
                 pinned_record(t, key, &self.store)
@@ -451,13 +451,17 @@ impl LocalCache {
             .iter()
             .map(|o| (o.sha256.as_str(), o.size))
             .chain(rec.log.iter().map(|l| (l.sha256.as_str(), l.size)));
+        let mut missing: Vec<(Digest, u64)> = Vec::new();
         for (hex, size) in blobs {
             let Some(d) = from_hex(hex) else {
                 return Ok(None);
             };
-            if !self.store.has_blob(&d) && !remote.fetch_blob(&self.store, &d, Some(size)) {
-                return Ok(None);
+            if !self.store.has_blob(&d) && !missing.iter().any(|(m, _)| *m == d) {
+                missing.push((d, size));
             }
+        }
+        if !missing.is_empty() && !remote.fetch_blobs(&self.store, &missing) {
+            return Ok(None);
         }
         self.try_hit(t, key, rec, Origin::Fresh, CacheSource::Remote)
             .map(Some)
@@ -470,7 +474,7 @@ impl TaskCache for LocalCache {
     /// A remote lookup is two round trips (record, then blob) spent waiting: with a remote,
     /// more of them at once (measured in BENCHMARKS.md, "Remote cache").
     fn lookup_threads(&self) -> usize {
-        if self.remote.as_deref().is_some_and(RemoteCache::is_enabled) {
+        if self.remote.as_deref().is_some_and(RemoteBackend::is_enabled) {
             REMOTE_LOOKUP_THREADS
         } else {
             4

@@ -10,9 +10,12 @@ use crate::model::{Action, Task};
 use crate::plan::Plan;
 pub use record::HttpValidators;
 
+pub mod backend;
 pub mod digest;
 pub mod explain;
 pub mod gc;
+pub mod grpc;
+pub mod grpc_entry;
 pub mod key;
 pub mod local;
 pub mod lock;
@@ -34,6 +37,8 @@ pub use outputs::{WrittenFile, WrittenOutput};
 pub use predict::{
     CacheView, PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
 };
+pub use backend::RemoteBackend;
+pub use grpc::{GrpcCache, GrpcOptions};
 pub use remote::{RemoteCache, RemoteOptions};
 
 /// A sha256 digest.
