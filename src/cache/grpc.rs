@@ -24,8 +24,7 @@ use std::time::Duration;
 
 use super::Digest as Sha256;
 use super::grpc_entry::{
-    CacheAction, RECORD_PATH, action_result, cache_action, record_blob,
-    record_from_result,
+    CacheAction, RECORD_PATH, action_result, cache_action, record_blob, record_from_result,
 };
 use super::record::ActionRecord;
 use super::store::{BlobError, Store};

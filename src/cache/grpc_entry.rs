@@ -121,8 +121,8 @@ pub fn record_blob(result: &proto::ActionResult) -> Result<(Digest, &[u8]), Stri
     if found.next().is_some() {
         return Err("it lists the action record twice".into());
     }
-    let d = Digest::from_field(file.digest.as_ref(), "the action record")
-        .map_err(|e| e.to_string())?;
+    let d =
+        Digest::from_field(file.digest.as_ref(), "the action record").map_err(|e| e.to_string())?;
     if d.size > MAX_RECORD_BYTES {
         return Err(format!("its action record is {} bytes", d.size));
     }
@@ -234,7 +234,11 @@ mod tests {
     fn a_record_round_trips_through_an_action_result() {
         let (r, bytes, d) = sealed();
         let result = action_result(&r, d).unwrap();
-        let paths: Vec<&str> = result.output_files.iter().map(|f| f.path.as_str()).collect();
+        let paths: Vec<&str> = result
+            .output_files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
         assert_eq!(paths, [RECORD_PATH, "out/x", "out/y"]);
         assert!(result.output_files[1].is_executable && !result.output_files[2].is_executable);
         assert_eq!(result.stdout_digest.as_ref().unwrap().size_bytes, 9);
@@ -252,7 +256,10 @@ mod tests {
             let err = record_from_result(&r.key, &res, &bytes).unwrap_err();
             assert!(err.contains(want), "{err}");
         };
-        refused(&|res| res.output_files[1].path = "taskrun.toml".into(), "disagree");
+        refused(
+            &|res| res.output_files[1].path = "taskrun.toml".into(),
+            "disagree",
+        );
         refused(&|res| res.output_files[2].is_executable = true, "disagree");
         refused(&|res| res.output_files.truncate(2), "disagree");
         refused(&|res| res.stdout_digest = None, "stdout");

@@ -21,6 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use super::backend::RemoteBackend;
 use super::digest::{from_hex, to_hex};
 use super::explain::miss_reason;
 use super::inputs::InputFile;
@@ -29,7 +30,6 @@ use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
 use super::outputs::{self, RestoreError};
 use super::record::{ActionRecord, OutputFile, RECORD_VERSION, record_parts};
-use super::backend::RemoteBackend;
 use super::stat::StatCache;
 use super::store::Store;
 use super::uploads::Uploads;
@@ -474,7 +474,11 @@ impl TaskCache for LocalCache {
     /// A remote lookup is two round trips (record, then blob) spent waiting: with a remote,
     /// more of them at once (measured in BENCHMARKS.md, "Remote cache").
     fn lookup_threads(&self) -> usize {
-        if self.remote.as_deref().is_some_and(RemoteBackend::is_enabled) {
+        if self
+            .remote
+            .as_deref()
+            .is_some_and(RemoteBackend::is_enabled)
+        {
             REMOTE_LOOKUP_THREADS
         } else {
             4

@@ -32,13 +32,13 @@ pub(crate) mod testutil;
 mod uploads;
 mod used;
 
+pub use backend::RemoteBackend;
+pub use grpc::{GrpcCache, GrpcOptions};
 pub use local::{CacheOptions, LocalCache};
 pub use outputs::{WrittenFile, WrittenOutput};
 pub use predict::{
     CacheView, PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
 };
-pub use backend::RemoteBackend;
-pub use grpc::{GrpcCache, GrpcOptions};
 pub use remote::{RemoteCache, RemoteOptions};
 
 /// A sha256 digest.

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::record::ActionRecord;
 use super::backend::RemoteBackend;
+use super::record::ActionRecord;
 use super::store::Store;
 
 /// Threads uploading at once: each upload is a few requests spent waiting.
