@@ -16,8 +16,8 @@ use crate::model::CacheConfig;
 pub enum RemoteBackend {
     /// `http(s)://`: `ac/<key>` and `cas/<sha256>`.
     Http(RemoteCache),
-    /// `grpc(s)://`: the REAPI ActionCache and CAS.
-    Grpc(GrpcCache),
+    /// `grpc(s)://`: the REAPI ActionCache and CAS (boxed: it holds its runtime).
+    Grpc(Box<GrpcCache>),
 }
 
 impl From<RemoteCache> for RemoteBackend {
@@ -28,7 +28,7 @@ impl From<RemoteCache> for RemoteBackend {
 
 impl From<GrpcCache> for RemoteBackend {
     fn from(r: GrpcCache) -> Self {
-        Self::Grpc(r)
+        Self::Grpc(Box::new(r))
     }
 }
 
@@ -37,7 +37,7 @@ impl RemoteBackend {
     pub fn from_config(config: &CacheConfig) -> Option<Self> {
         RemoteCache::from_config(config)
             .map(Self::Http)
-            .or_else(|| GrpcCache::from_config(config).map(Self::Grpc))
+            .or_else(|| GrpcCache::from_config(config).map(Self::from))
     }
 
     /// The remote's URL without credentials (for messages).

@@ -32,9 +32,15 @@ fn grpc_and_http_remotes_are_accepted() {
 fn bad_remotes_are_reported_at_their_place() {
     let cases = [
         ("remote = \"grpc://cache\"", "a grpc:// URL needs a port"),
-        ("remote = \"grpc://me:pw@cache:1\"", "[cache] headers = { authorization"),
+        (
+            "remote = \"grpc://me:pw@cache:1\"",
+            "[cache] headers = { authorization",
+        ),
         ("remote = \"grpc://cache:1/main\"", "`[cache] instance`"),
-        ("remote = \"ftp://cache/x\"", "must be an http(s) or grpc(s) URL"),
+        (
+            "remote = \"ftp://cache/x\"",
+            "must be an http(s) or grpc(s) URL",
+        ),
         (
             "remote = \"http://cache:8080\"\ninstance = \"main\"",
             "`cache.instance` applies only to a gRPC remote cache",
@@ -57,6 +63,9 @@ fn the_environment_variable_takes_a_grpc_endpoint_and_hides_a_bad_one() {
     assert_eq!(code, 0, "{text}");
     let (code, text) = check(TASK, Some("grpc://me:hunter2@cache"));
     assert_eq!(code, 2, "{text}");
-    assert!(text.contains("TASKRUN_REMOTE_CACHE is not a usable"), "{text}");
+    assert!(
+        text.contains("TASKRUN_REMOTE_CACHE is not a usable"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "{text}");
 }

@@ -90,6 +90,7 @@ impl Ws {
 
     /// `taskrun run taskrun.toml ARGS --report r.json`, waited for with `wait4` so its own
     /// peak RSS is known.
+    #[allow(clippy::zombie_processes)] // reaped by `wait4`, which clippy does not know
     fn run(&self, args: &[&str]) -> Run {
         let report = self.root().join("report.json");
         let _ = fs::remove_file(&report);
