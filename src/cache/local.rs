@@ -10,8 +10,9 @@
 //! - at the end of the run call [`TaskCache::finish`] (saves the stat records; dropping the
 //!   cache does the same, best effort).
 //!
-//! With a remote configured (`[cache] remote`), a local miss asks the remote (see
-//! [`super::remote`]); a remote hit is copied into the local store and reported as
+//! With a remote configured (`[cache] remote`), a local miss asks the remote through
+//! [`RemoteBackend`] (the Bazel HTTP protocol, [`super::remote`], or the REAPI cache,
+//! [`super::grpc`]); a remote hit is copied into the local store and reported as
 //! [`CacheSource::Remote`]. With `remote_write`, each recorded entry is uploaded too, in the
 //! background (`cache/uploads.rs`); [`TaskCache::finish`] waits for the uploads.
 
@@ -412,8 +413,8 @@ impl LocalCache {
     }
 
     /// A local miss asks the remote: a pinned download by its blob (`cas/<pin>`, so the
-    /// origin is never contacted), anything else by its record (`ac/<key>`) and then each
-    /// blob the local store lacks. Everything is verified and copied into the local store
+    /// origin is never contacted) where the remote can name a blob by its hash alone,
+    /// anything else by its record (`ac/<key>`) and then the blobs the local store lacks. Everything is verified and copied into the local store
     /// before outputs are restored from it. `None`: no remote, remote down, or not there.
     fn remote_lookup(&self, t: &Task, key: &TaskKey) -> Result<Option<Lookup>, CacheError> {
         let Some(remote) = self.remote.as_ref().filter(|r| r.is_enabled()) else {
