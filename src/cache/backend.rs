@@ -80,11 +80,12 @@ impl RemoteBackend {
         }
     }
 
-    /// The verified record for `key`, or `None` (absent, corrupt, or remote down).
-    pub fn get_record(&self, key: &str) -> Option<ActionRecord> {
+    /// The verified record for `key`, or `None` (absent, corrupt, or remote down). A remote
+    /// may put some of the record's blobs into `store` on the way (verified).
+    pub fn get_record(&self, store: &Store, key: &str) -> Option<ActionRecord> {
         match self {
             Self::Http(r) => r.get_record(key),
-            Self::Grpc(r) => r.get_record(key),
+            Self::Grpc(r) => r.get_record(store, key),
         }
     }
 

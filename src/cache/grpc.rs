@@ -145,6 +145,17 @@ fn transfer_limit(base: Duration, bytes: u64) -> Duration {
     base + Duration::from_secs(bytes >> 20)
 }
 
+/// The blobs an ActionResult names besides the record: output files, then stdout.
+fn named_blobs(result: &crate::reapi::proto::ActionResult) -> impl Iterator<Item = Digest> + '_ {
+    result
+        .output_files
+        .iter()
+        .filter(|f| f.path != RECORD_PATH)
+        .filter_map(|f| f.digest.as_ref())
+        .chain(result.stdout_digest.as_ref())
+        .filter_map(|d| Digest::from_proto(d).ok())
+}
+
 impl GrpcCache {
     /// A client for `url` (nothing is contacted until the first lookup or upload).
     pub fn new(
@@ -305,7 +316,13 @@ impl GrpcCache {
     }
 
     /// The verified action record for `key`, or `None` (absent, corrupt, or remote down).
-    pub fn get_record(&self, key: &str) -> Option<ActionRecord> {
+    ///
+    /// Two round trips: GetActionResult, then one BatchReadBlobs for the record together with
+    /// the small blobs the result names that `store` lacks (as many as fit in one batch),
+    /// which saves the hit a third. Those blobs are written to `store` (verified) only once
+    /// the record checks out against the result; the caller's declared-outputs check comes
+    /// after, but a blob in the store is inert until an accepted record names it.
+    pub fn get_record(&self, store: &Store, key: &str) -> Option<ActionRecord> {
         if !self.is_enabled() {
             return None;
         }
@@ -313,26 +330,55 @@ impl GrpcCache {
             let conn = self.conn()?;
             let client = conn.client.clone();
             let action = cache_action(key).digest;
-            let got = run_on(&conn.rt, self.options.timeout, false, async move {
-                let inline = [RECORD_PATH];
-                let Some(result) = client.get_action_result_inlining(&action, &inline).await?
-                else {
-                    return Ok(None);
-                };
-                let (d, inlined) = record_blob(&result).map_err(ReapiError::Protocol)?;
-                let bytes = if !inlined.is_empty() && Digest::of_bytes(inlined) == d {
-                    inlined.to_vec()
-                } else {
-                    client.fetch_blob(&d).await?
-                };
-                Ok(Some((result, bytes)))
+            let result = run_on(&conn.rt, self.options.timeout, false, async move {
+                client
+                    .get_action_result_inlining(&action, &[RECORD_PATH])
+                    .await
             })?;
-            let Some((result, bytes)) = got else {
+            let Some(result) = result else {
                 return Ok(None);
             };
-            record_from_result(key, &result, &bytes)
-                .map(Some)
-                .map_err(Failure::Corrupt)
+            let (d, inlined) = record_blob(&result).map_err(Failure::Corrupt)?;
+            let inlined =
+                (!inlined.is_empty() && Digest::of_bytes(inlined) == d).then(|| inlined.to_vec());
+            let mut want = Vec::new();
+            let mut bytes = 0;
+            if inlined.is_none() {
+                want.push(d);
+                bytes += d.size + BATCH_ENTRY_OVERHEAD;
+            }
+            for b in named_blobs(&result) {
+                let cost = b.size + BATCH_ENTRY_OVERHEAD;
+                if b.is_empty() || want.contains(&b) || store.has_blob(&b.hash) {
+                    continue;
+                }
+                if bytes + cost <= conn.caps.max_batch_bytes {
+                    want.push(b);
+                    bytes += cost;
+                }
+            }
+            let client = conn.client.clone();
+            let limit = transfer_limit(self.options.timeout, bytes);
+            let mut got = match want.is_empty() {
+                true => Vec::new(),
+                false => run_on(&conn.rt, limit, false, async move {
+                    client.batch_read(&want).await
+                })?,
+            };
+            let record_bytes = match inlined {
+                Some(b) => b,
+                None => match got.iter().position(|(g, _)| *g == d) {
+                    Some(i) => got.swap_remove(i).1,
+                    None => return Err(Failure::Absent),
+                },
+            };
+            let rec = record_from_result(key, &result, &record_bytes).map_err(Failure::Corrupt)?;
+            for (b, data) in got {
+                store
+                    .put_verified(&mut data.as_slice(), &b.hash, Some(b.size))
+                    .map_err(|e| Failure::Local(e.to_string()))?;
+            }
+            Ok(Some(rec))
         })();
         self.settle(&format!("for key {key}"), r)
     }

@@ -427,7 +427,7 @@ impl LocalCache {
                 }
                 pinned_record(t, key, &self.store)
             }
-            _ => remote.get_record(&key.hex()),
+            _ => remote.get_record(&self.store, &key.hex()),
         };
         let Some(rec) = rec else {
             return Ok(None);
