@@ -122,10 +122,47 @@ fn deserialize_tasks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TaskMap, 
 pub struct CacheConfig {
     /// Absolute path of the local store (already resolved against the root / env).
     pub dir: PathBuf,
-    /// The Bazel-HTTP-protocol remote, if any.
-    pub remote: Option<url::Url>,
+    /// The shared remote, if any: the Bazel HTTP protocol or a REAPI gRPC cache.
+    pub remote: Option<RemoteCacheUrl>,
     /// Whether this machine uploads to the remote.
     pub remote_write: bool,
+    /// The REAPI `instance_name` of a gRPC remote (`[cache] instance`); often empty.
+    #[serde(default)]
+    pub instance: String,
+    /// gRPC metadata sent with every call to a gRPC remote (lowercase keys); values may
+    /// hold secrets, read when the remote is first contacted.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Template>,
+}
+
+impl CacheConfig {
+    /// The Bazel-HTTP-protocol remote, when that is the kind configured.
+    pub fn http_remote(&self) -> Option<&url::Url> {
+        match &self.remote {
+            Some(RemoteCacheUrl::Http(u)) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+/// `[cache] remote`: which protocol the shared cache speaks follows from the scheme.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteCacheUrl {
+    /// `http://` or `https://`: the Bazel HTTP cache protocol (`ac/<key>`, `cas/<sha256>`).
+    Http(url::Url),
+    /// `grpc://` or `grpcs://`: the REAPI ActionCache and CAS (SPEC §11).
+    Grpc(GrpcUrl),
+}
+
+impl RemoteCacheUrl {
+    /// The URL as configured (an HTTP one may carry a user and password: not for messages).
+    pub fn as_str(&self) -> &str {
+        match self {
+            RemoteCacheUrl::Http(u) => u.as_str(),
+            RemoteCacheUrl::Grpc(g) => g.as_str(),
+        }
+    }
 }
 
 /// Settings for all downloads.

@@ -45,6 +45,8 @@ pub fn redactor(pipeline: &Pipeline) -> Redactor {
     let mut templates: Vec<&Template> = pipeline.env.values().collect();
     // The executor's metadata never reaches a command, but a token is a secret all the same.
     templates.extend(pipeline.execution.headers.values());
+    // A gRPC remote cache's metadata (`authorization = "Bearer ${secret.TOKEN}"`).
+    templates.extend(pipeline.cache.headers.values());
     for task in pipeline.tasks.values() {
         templates.extend(task.env.values());
         match &task.action {
@@ -69,7 +71,7 @@ pub fn redactor(pipeline: &Pipeline) -> Redactor {
         .into_iter()
         .filter_map(|n| std::env::var(n).ok())
         .collect();
-    if let Some(remote) = &pipeline.cache.remote {
+    if let Some(remote) = pipeline.cache.http_remote() {
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()

@@ -10,8 +10,9 @@
 //! - at the end of the run call [`TaskCache::finish`] (saves the stat records; dropping the
 //!   cache does the same, best effort).
 //!
-//! With a remote configured (`[cache] remote`), a local miss asks the remote (see
-//! [`super::remote`]); a remote hit is copied into the local store and reported as
+//! With a remote configured (`[cache] remote`), a local miss asks the remote through
+//! [`RemoteBackend`] (the Bazel HTTP protocol, [`super::remote`], or the REAPI cache,
+//! [`super::grpc`]); a remote hit is copied into the local store and reported as
 //! [`CacheSource::Remote`]. With `remote_write`, each recorded entry is uploaded too, in the
 //! background (`cache/uploads.rs`); [`TaskCache::finish`] waits for the uploads.
 
@@ -21,6 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use super::backend::RemoteBackend;
 use super::digest::{from_hex, to_hex};
 use super::explain::miss_reason;
 use super::inputs::InputFile;
@@ -29,7 +31,6 @@ use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
 use super::outputs::{self, RestoreError};
 use super::record::{ActionRecord, OutputFile, RECORD_VERSION, record_parts};
-use super::remote::RemoteCache;
 use super::stat::StatCache;
 use super::store::Store;
 use super::uploads::Uploads;
@@ -72,7 +73,7 @@ pub struct LocalCache {
     /// The manifest's task names (the journal keeps only these).
     tasks: std::collections::HashSet<String>,
     /// The shared tier behind the local store, when configured (never when read-only).
-    remote: Option<Arc<RemoteCache>>,
+    remote: Option<Arc<RemoteBackend>>,
     /// Entries on their way to the remote, started with the first one.
     uploads: Mutex<Option<Uploads>>,
     _lock: Option<CacheLock>,
@@ -179,7 +180,7 @@ impl LocalCache {
             remote: if options.read_only {
                 None
             } else {
-                RemoteCache::from_config(&pipeline.cache).map(Arc::new)
+                RemoteBackend::from_config(&pipeline.cache).map(Arc::new)
             },
             uploads: Mutex::new(None),
             _lock: lock,
@@ -188,7 +189,7 @@ impl LocalCache {
 
     /// Replaces the remote `open` configured from the pipeline (tests use it for short
     /// timeouts; `None` makes the run local-only).
-    pub fn with_remote(mut self, remote: Option<RemoteCache>) -> Self {
+    pub fn with_remote(mut self, remote: Option<RemoteBackend>) -> Self {
         self.remote = if self.options.read_only {
             None
         } else {
@@ -198,7 +199,7 @@ impl LocalCache {
     }
 
     /// The remote tier, if any.
-    pub fn remote(&self) -> Option<&RemoteCache> {
+    pub fn remote(&self) -> Option<&RemoteBackend> {
         self.remote.as_deref()
     }
 
@@ -412,21 +413,21 @@ impl LocalCache {
     }
 
     /// A local miss asks the remote: a pinned download by its blob (`cas/<pin>`, so the
-    /// origin is never contacted), anything else by its record (`ac/<key>`) and then each
-    /// blob the local store lacks. Everything is verified and copied into the local store
+    /// origin is never contacted) where the remote can name a blob by its hash alone,
+    /// anything else by its record (`ac/<key>`) and then the blobs the local store lacks. Everything is verified and copied into the local store
     /// before outputs are restored from it. `None`: no remote, remote down, or not there.
     fn remote_lookup(&self, t: &Task, key: &TaskKey) -> Result<Option<Lookup>, CacheError> {
         let Some(remote) = self.remote.as_ref().filter(|r| r.is_enabled()) else {
             return Ok(None);
         };
         let rec = match (pinned_blob(t), &t.action) {
-            (Some(pin), Action::Download(d)) => {
-                if !remote.fetch_blob(&self.store, &pin, d.max_bytes) {
+            (Some(pin), Action::Download(d)) if remote.fetches_by_hash() => {
+                if !remote.fetch_blob_by_hash(&self.store, &pin, d.max_bytes) {
                     return Ok(None);
                 }
                 pinned_record(t, key, &self.store)
             }
-            _ => remote.get_record(&key.hex()),
+            _ => remote.get_record(&self.store, &key.hex()),
         };
         let Some(rec) = rec else {
             return Ok(None);
@@ -451,13 +452,17 @@ impl LocalCache {
             .iter()
             .map(|o| (o.sha256.as_str(), o.size))
             .chain(rec.log.iter().map(|l| (l.sha256.as_str(), l.size)));
+        let mut missing: Vec<(Digest, u64)> = Vec::new();
         for (hex, size) in blobs {
             let Some(d) = from_hex(hex) else {
                 return Ok(None);
             };
-            if !self.store.has_blob(&d) && !remote.fetch_blob(&self.store, &d, Some(size)) {
-                return Ok(None);
+            if !self.store.has_blob(&d) && !missing.iter().any(|(m, _)| *m == d) {
+                missing.push((d, size));
             }
+        }
+        if !missing.is_empty() && !remote.fetch_blobs(&self.store, &missing) {
+            return Ok(None);
         }
         self.try_hit(t, key, rec, Origin::Fresh, CacheSource::Remote)
             .map(Some)
@@ -470,7 +475,11 @@ impl TaskCache for LocalCache {
     /// A remote lookup is two round trips (record, then blob) spent waiting: with a remote,
     /// more of them at once (measured in BENCHMARKS.md, "Remote cache").
     fn lookup_threads(&self) -> usize {
-        if self.remote.as_deref().is_some_and(RemoteCache::is_enabled) {
+        if self
+            .remote
+            .as_deref()
+            .is_some_and(RemoteBackend::is_enabled)
+        {
             REMOTE_LOOKUP_THREADS
         } else {
             4

@@ -10,9 +10,12 @@ use crate::model::{Action, Task};
 use crate::plan::Plan;
 pub use record::HttpValidators;
 
+pub mod backend;
 pub mod digest;
 pub mod explain;
 pub mod gc;
+pub mod grpc;
+pub mod grpc_entry;
 pub mod key;
 pub mod local;
 pub mod lock;
@@ -29,6 +32,8 @@ pub(crate) mod testutil;
 mod uploads;
 mod used;
 
+pub use backend::RemoteBackend;
+pub use grpc::{GrpcCache, GrpcOptions};
 pub use local::{CacheOptions, LocalCache};
 pub use outputs::{WrittenFile, WrittenOutput};
 pub use predict::{

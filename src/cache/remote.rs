@@ -144,9 +144,9 @@ impl RemoteCache {
         }
     }
 
-    /// The remote configured by `[cache] remote` / `TASKRUN_REMOTE_CACHE`, if any.
+    /// The HTTP remote configured by `[cache] remote` / `TASKRUN_REMOTE_CACHE`, if any.
     pub fn from_config(config: &CacheConfig) -> Option<Self> {
-        let url = config.remote.as_ref()?;
+        let url = config.http_remote()?;
         Some(Self::new(
             url,
             RemoteOptions {

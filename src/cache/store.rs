@@ -268,6 +268,20 @@ impl Store {
         Ok(())
     }
 
+    /// A temp file in the store's `cas/` for a blob a remote streams in (see
+    /// [`Store::adopt_verified`]); gc removes it if the process dies before that.
+    pub fn blob_temp(&self) -> io::Result<NamedTempFile> {
+        temp_in(&self.dir.join("cas"))
+    }
+
+    /// Moves a [`Store::blob_temp`] file whose content the caller has verified to be `d`
+    /// into place (restoring it later copies without hashing it again).
+    pub fn adopt_verified(&self, tmp: NamedTempFile, d: &Digest) -> io::Result<()> {
+        persist(tmp, &self.blob_path(d))?;
+        self.mark_fresh(*d);
+        Ok(())
+    }
+
     fn mark_fresh(&self, d: Digest) {
         self.fresh
             .lock()

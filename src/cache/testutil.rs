@@ -79,6 +79,8 @@ pub fn pipeline(root: &Path, tasks: Vec<Task>) -> Pipeline {
             dir: root.join(".taskrun/cache"),
             remote: None,
             remote_write: false,
+            instance: String::new(),
+            headers: BTreeMap::new(),
         },
         http: HttpConfig::default(),
         execution: Default::default(),

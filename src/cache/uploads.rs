@@ -2,7 +2,7 @@
 //! runs, instead of holding the finished task's concurrency slot for its round trips.
 //!
 //! Entries are uploaded in the order they were recorded, each one blobs first and record last
-//! ([`RemoteCache::upload`]), by a few threads. The run waits for them at its end
+//! ([`RemoteBackend::upload`]), by a few threads. The run waits for them at its end
 //! ([`Uploads::finish`]); an interrupted run drops the ones not started yet. A wait of more
 //! than a second says so on stderr, so a run does not sit silent after its summary.
 
@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::backend::RemoteBackend;
 use super::record::ActionRecord;
-use super::remote::RemoteCache;
 use super::store::Store;
 
 /// Threads uploading at once: each upload is a few requests spent waiting.
@@ -44,7 +44,7 @@ impl std::fmt::Debug for Uploads {
 
 impl Uploads {
     /// Starts the threads; they log through the caller's tracing dispatcher.
-    pub(crate) fn start(remote: Arc<RemoteCache>, store: Store) -> Self {
+    pub(crate) fn start(remote: Arc<RemoteBackend>, store: Store) -> Self {
         let (tx, rx) = channel::<Box<ActionRecord>>();
         let rx = Arc::new(Mutex::new(rx));
         let abandon = Arc::new(AtomicBool::new(false));
@@ -125,7 +125,7 @@ impl Drop for Uploads {
 
 fn upload_all(
     rx: &Mutex<Receiver<Box<ActionRecord>>>,
-    remote: &RemoteCache,
+    remote: &RemoteBackend,
     store: &Store,
     abandon: &AtomicBool,
     pending: &AtomicUsize,
@@ -150,10 +150,10 @@ mod tests {
 
     use super::*;
     use crate::cache::record::RECORD_VERSION;
-    use crate::cache::remote::RemoteOptions;
+    use crate::cache::remote::{RemoteCache, RemoteOptions};
 
     /// A remote that answers every request with 200 after `delay`, counting the `PUT`s.
-    fn slow_remote(delay: Duration) -> (Arc<RemoteCache>, Arc<Mutex<usize>>) {
+    fn slow_remote(delay: Duration) -> (Arc<RemoteBackend>, Arc<Mutex<usize>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let puts = Arc::new(Mutex::new(0));
@@ -197,7 +197,7 @@ mod tests {
             }
         });
         let remote = RemoteCache::new(&url.parse().unwrap(), RemoteOptions::default());
-        (Arc::new(remote), puts)
+        (Arc::new(RemoteBackend::Http(remote)), puts)
     }
 
     fn record(n: usize) -> Box<ActionRecord> {

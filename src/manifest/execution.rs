@@ -65,7 +65,7 @@ fn read_table(r: &mut Reader<'_>, t: &DeTable<'_>, ctx: &Context<'_>, cfg: &mut 
         cfg.platform = read_platform(r, v, "execution.platform", ctx).unwrap_or_default();
     }
     if let Some(v) = get(t, "headers") {
-        cfg.headers = read_headers(r, v, ctx);
+        cfg.headers = read_headers(r, v, "execution.headers", ctx);
     }
     if let Some(n) = get(t, "jobs").and_then(|v| r.integer_in(v, "execution.jobs", 1, 100_000)) {
         cfg.jobs = Some(n as u32);
@@ -143,11 +143,17 @@ pub fn read_platform(
     Some(out)
 }
 
-/// `[execution] headers`: gRPC metadata. Keys are made lowercase (metadata keys are, and
-/// HTTP header names are case-insensitive); values may hold secrets.
-fn read_headers(r: &mut Reader<'_>, v: &Val<'_>, ctx: &Context<'_>) -> BTreeMap<String, Template> {
+/// `[execution] headers` or `[cache] headers` (`what`): gRPC metadata. Keys are made
+/// lowercase (metadata keys are, and HTTP header names are case-insensitive); values may
+/// hold secrets.
+pub(super) fn read_headers(
+    r: &mut Reader<'_>,
+    v: &Val<'_>,
+    what: &str,
+    ctx: &Context<'_>,
+) -> BTreeMap<String, Template> {
     let mut out = BTreeMap::new();
-    let Some(entries) = r.string_table(v, "execution.headers") else {
+    let Some(entries) = r.string_table(v, what) else {
         return out;
     };
     let mut seen: BTreeMap<String, String> = BTreeMap::new();

@@ -17,7 +17,7 @@ pub const TOP: &[&str] = &[
 /// `[pipeline]`.
 pub const PIPELINE: &[&str] = &["name", "description", "concurrency", "fail_fast"];
 /// `[cache]`.
-pub const CACHE: &[&str] = &["dir", "remote", "remote_write"];
+pub const CACHE: &[&str] = &["dir", "remote", "remote_write", "instance", "headers"];
 /// `[http]`.
 pub const HTTP: &[&str] = &[
     "max_per_host",

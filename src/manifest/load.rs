@@ -11,7 +11,7 @@ use super::interpolate::{Context, interpolate};
 use super::task::{TaskBuilder, TaskSpans};
 use super::walk::{Reader, Val, get};
 use super::{fanout, graph, keys, reserved, walk};
-use crate::model::{CacheConfig, HttpConfig, Pipeline};
+use crate::model::{HttpConfig, Pipeline};
 use crate::template::Template;
 
 /// What the command line adds to a manifest.
@@ -152,7 +152,7 @@ fn read(
     let global_env = read_env(&mut r, get(root, "env"), "env", &ctx).unwrap_or_default();
     let pools = read_pools(&mut r, root);
     let http = read_http(&mut r, root);
-    let cache = read_cache(&mut r, root, &root_dir, env);
+    let cache = super::cache::read_cache(&mut r, root, &root_dir, &ctx, env);
     let execution = super::execution::read_execution(&mut r, root, &ctx, env);
 
     let defaults = get(root, "defaults").and_then(|v| r.table(v, "defaults"));
@@ -239,7 +239,7 @@ pub fn default_cache_dir(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> P
 }
 
 /// `TASKRUN_CACHE_DIR`, made absolute, when set.
-fn env_cache_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+pub(super) fn env_cache_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     let d = env("TASKRUN_CACHE_DIR").filter(|d| !d.is_empty())?;
     Some(std::path::absolute(&d).unwrap_or_else(|_| PathBuf::from(d)))
 }
@@ -407,47 +407,6 @@ fn read_http(r: &mut Reader<'_>, root: &DeTable<'_>) -> HttpConfig {
         http.user_agent = s;
     }
     http
-}
-
-fn read_cache(
-    r: &mut Reader<'_>,
-    root: &DeTable<'_>,
-    root_dir: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> CacheConfig {
-    let mut dir = root_dir.join(".taskrun").join("cache");
-    let mut remote = None;
-    let mut remote_write = true;
-    if let Some(t) = get(root, "cache").and_then(|v| r.table(v, "cache")) {
-        r.check_keys(t, keys::CACHE, "[cache]");
-        if let Some((s, span)) = get(t, "dir").and_then(|v| r.string(v, "cache.dir")) {
-            match super::paths::normalize(&s, false) {
-                Ok(p) => dir = root_dir.join(p.as_str()),
-                Err(e) => r.push(
-                    Problem::at(span, e.message("cache.dir", &s))
-                        .label("must stay inside the manifest's directory")
-                        .help("use TASKRUN_CACHE_DIR for a cache elsewhere"),
-                ),
-            }
-        }
-        if let Some((s, span)) = get(t, "remote").and_then(|v| r.string(v, "cache.remote")) {
-            remote = check_url(r, &s, span, "cache.remote");
-        }
-        if let Some(b) = get(t, "remote_write").and_then(|v| r.boolean(v, "cache.remote_write")) {
-            remote_write = b;
-        }
-    }
-    if let Some(d) = env_cache_dir(env) {
-        dir = d;
-    }
-    if let Some(u) = env("TASKRUN_REMOTE_CACHE").filter(|u| !u.is_empty()) {
-        remote = url::Url::parse(&u).ok();
-    }
-    CacheConfig {
-        dir,
-        remote,
-        remote_write,
-    }
 }
 
 /// Parses an http(s) URL, recording a problem when it is malformed.

@@ -75,7 +75,7 @@ fn load_remembered_with(
         v
     };
     let pipeline = load_str(path, source, opts, &recording)?;
-    if has_credentials(pipeline.cache.remote.as_ref()) {
+    if has_credentials(pipeline.cache.http_remote()) {
         // The memo would hold them (in the pipeline and the environment it read).
         return Ok(pipeline);
     }

@@ -3,6 +3,7 @@
 //! The loader walks the spanned TOML tree itself instead of deriving serde types, so that one
 //! pass reports every problem (unknown keys, bad values, graph errors) with its place.
 
+mod cache;
 pub mod diagnostic;
 pub mod execution;
 pub mod fanout;

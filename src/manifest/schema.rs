@@ -57,10 +57,18 @@ struct PipelineSection {
 struct CacheSection {
     /// Local store, relative to the manifest's directory; TASKRUN_CACHE_DIR overrides.
     dir: Option<String>,
-    /// Bazel-HTTP-protocol remote cache URL; TASKRUN_REMOTE_CACHE overrides.
+    /// Remote cache: an http(s):// URL (the Bazel HTTP cache protocol) or a
+    /// grpc://HOST:PORT / grpcs://HOST[:PORT] endpoint (the REAPI ActionCache and CAS);
+    /// TASKRUN_REMOTE_CACHE overrides.
+    #[schemars(regex(pattern = r"^(https?|grpcs?)://"))]
     remote: Option<String>,
     /// false: only read the remote.
     remote_write: Option<bool>,
+    /// REAPI instance_name of a gRPC remote cache (default "").
+    instance: Option<String>,
+    /// gRPC metadata sent with every call to a gRPC remote cache, e.g.
+    /// `authorization = "Bearer ${secret.CACHE_TOKEN}"`.
+    headers: Option<BTreeMap<String, String>>,
 }
 
 /// `[http]`.

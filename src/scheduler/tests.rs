@@ -60,6 +60,8 @@ fn pipeline(root: &Path, concurrency: usize, tasks: Vec<Task>) -> Pipeline {
             dir: root.join(".taskrun/cache"),
             remote: None,
             remote_write: false,
+            instance: String::new(),
+            headers: BTreeMap::new(),
         },
         http: HttpConfig::default(),
         execution: Default::default(),

@@ -5,5 +5,6 @@ mod execution;
 mod flagship;
 mod plan;
 mod props;
+mod remote_cache;
 mod schema;
 mod support;

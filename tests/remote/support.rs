@@ -74,7 +74,7 @@ impl Machine {
             ..CacheOptions::default()
         };
         let cache = LocalCache::open(&plan.pipeline, opts).unwrap();
-        match (self.timeouts, &plan.pipeline.cache.remote) {
+        match (self.timeouts, plan.pipeline.cache.http_remote()) {
             (Some((connect, total)), Some(url)) => {
                 let remote = RemoteCache::new(
                     url,
@@ -84,7 +84,7 @@ impl Machine {
                         write: plan.pipeline.cache.remote_write,
                     },
                 );
-                cache.with_remote(Some(remote))
+                cache.with_remote(Some(remote.into()))
             }
             _ => cache,
         }

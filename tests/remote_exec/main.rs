@@ -1,10 +1,11 @@
-//! Remote execution (SPEC §11) against a real BuildGrid cluster on loopback: see `cluster.rs`
-//! and `cluster/README.md`. Without the cluster (no `cluster/install.sh` run) the tests skip,
+//! Remote execution and the gRPC cache (SPEC §11) against a real BuildGrid cluster on
+//! loopback: see `cluster.rs` and `cluster/README.md`. Without the cluster (no `cluster/install.sh` run) the tests skip,
 //! except under `CI`, where they fail.
 
 mod client;
 mod cluster;
 mod fallback;
+mod grpc_cache;
 mod harness;
 mod scheduler;
 mod workspace;

@@ -30,12 +30,22 @@ impl Client {
         &self,
         action: &Digest,
     ) -> Result<Option<proto::ActionResult>, ReapiError> {
+        self.get_action_result_inlining(action, &[]).await
+    }
+
+    /// [`Self::get_action_result`], asking the server to inline the content of the output
+    /// files at `inline` (it may not: a file's `contents` can still be empty).
+    pub async fn get_action_result_inlining(
+        &self,
+        action: &Digest,
+        inline: &[&str],
+    ) -> Result<Option<proto::ActionResult>, ReapiError> {
         let req = proto::GetActionResultRequest {
             instance_name: self.instance.to_string(),
             action_digest: Some(action.to_proto()),
             inline_stdout: true,
             inline_stderr: true,
-            inline_output_files: Vec::new(),
+            inline_output_files: inline.iter().map(|p| (*p).to_string()).collect(),
             digest_function: proto::digest_function::Value::Sha256 as i32,
         };
         match self.action_cache().get_action_result(req).await {

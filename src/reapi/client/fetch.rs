@@ -93,12 +93,28 @@ impl Client {
         if d.is_empty() {
             return Ok(tmp);
         }
-        let local = |e| ReapiError::local(&*tmp, e);
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .open(&tmp)
             .await
-            .map_err(local)?;
+            .map_err(|e| ReapiError::local(&*tmp, e))?;
+        self.fetch_into(d, &mut file, &tmp).await?;
+        Ok(tmp)
+    }
+
+    /// Streams blob `d` (ByteStream.Read) into `file`, an empty file at `path` (named in
+    /// errors), hashing it on the way: an error unless its bytes are exactly `d`'s. Memory
+    /// stays at one message whatever the blob's size.
+    pub async fn fetch_into(
+        &self,
+        d: &Digest,
+        file: &mut tokio::fs::File,
+        path: &Path,
+    ) -> Result<(), ReapiError> {
+        if d.is_empty() {
+            return Ok(());
+        }
+        let local = |e| ReapiError::local(path, e);
         let mut stream = self.open_read(d, None).await?;
         let mut hasher = Sha256::new();
         let mut got: u64 = 0;
@@ -115,7 +131,7 @@ impl Client {
         if (Digest { hash, size: got }) != *d {
             return Err(mismatch(d));
         }
-        Ok(tmp)
+        Ok(())
     }
 
     /// Downloads blob `d` to `dest` (any path; for the workspace, see [`crate::reapi::run`],
