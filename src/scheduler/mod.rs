@@ -304,24 +304,31 @@ impl<'a> Loop<'a> {
             .collect()
     }
 
-    fn start_job(&mut self, i: usize) {
+    /// Marks task `i` running, holding `held`, and describes the job that runs it (locally
+    /// or on the remote executor).
+    pub(super) fn begin_job(&mut self, i: usize, held: Held) -> Job {
         let needs_services = !self.services_ready(i);
+        let dep_digests = self.dep_digests(i);
         let rec = &mut self.recs[i];
-        rec.held = Held::Slots;
+        rec.held = held;
         rec.phase = Phase::Running;
         rec.mark_started();
         let lookup = !std::mem::replace(&mut rec.looked_up, true);
-        let job = Job {
+        self.active += 1;
+        Job {
             task: i,
             attempt: rec.next_attempt,
             lookup,
             needs_services,
             key: rec.key.clone(),
-            dep_digests: self.dep_digests(i),
-        };
+            dep_digests,
+        }
+    }
+
+    fn start_job(&mut self, i: usize) {
         // "started" is announced by the worker once an attempt really begins (after a cache
         // miss), so a hit shows as `cached` alone.
-        self.active += 1;
+        let job = self.begin_job(i, Held::Slots);
         let work = worker::run_job(self.shared.clone(), job);
         if matches!(self.plan.task(i).action, Action::Download(_)) {
             self.lanes

@@ -14,7 +14,6 @@ use tokio::sync::{OnceCell, watch};
 
 use super::Loop;
 use super::state::{Held, Phase};
-use super::worker::Job;
 use crate::events::Event;
 use crate::model::{GrpcUrl, Pipeline};
 use crate::plan::Plan;
@@ -168,22 +167,7 @@ impl Loop<'_> {
     }
 
     fn start_remote_job(&mut self, i: usize) {
-        let needs_services = !self.services_ready(i);
-        let dep_digests = self.dep_digests(i);
-        let rec = &mut self.recs[i];
-        rec.held = Held::Remote;
-        rec.phase = Phase::Running;
-        rec.mark_started();
-        let lookup = !std::mem::replace(&mut rec.looked_up, true);
-        let job = Job {
-            task: i,
-            attempt: rec.next_attempt,
-            lookup,
-            needs_services,
-            key: rec.key.clone(),
-            dep_digests,
-        };
-        self.active += 1;
+        let job = self.begin_job(i, Held::Remote);
         tokio::spawn(super::remote_job::run(self.shared.clone(), job));
     }
 
