@@ -27,6 +27,7 @@ use super::grpc_entry::{
     CacheAction, RECORD_PATH, action_result, cache_action, record_blob, record_from_result,
 };
 use super::record::ActionRecord;
+use super::remote_health::{Failure, Health};
 use super::store::{BlobError, Store};
 use crate::model::{CacheConfig, GrpcUrl, RemoteCacheUrl};
 use crate::reapi::{
@@ -66,8 +67,8 @@ pub struct GrpcCache {
     options: GrpcOptions,
     /// The runtime and connection, made on first use; `None` when that failed.
     conn: OnceLock<Option<Conn>>,
-    /// Set on the first failure: the rest of the run uses the local cache only.
-    disabled: AtomicBool,
+    /// On until the first failure.
+    health: Health,
     /// Set when the server says it takes no ActionCache updates.
     no_updates: AtomicBool,
 }
@@ -86,20 +87,6 @@ struct Conn {
     rt: tokio::runtime::Runtime,
     client: Client,
     caps: Capabilities,
-}
-
-/// What went wrong (the HTTP remote's kinds, plus a silent miss).
-enum Failure {
-    /// Down, timed out, overloaded: disable the remote.
-    Unreachable(String),
-    /// Credentials, permissions, an unsupported server: disable the remote.
-    Refused(String),
-    /// This one entry is bad: a miss with a warning, the remote stays on.
-    Corrupt(String),
-    /// The local side failed (disk full, ...): a miss for this entry.
-    Local(String),
-    /// The entry or one of its blobs is gone: a plain miss.
-    Absent,
 }
 
 impl Failure {
@@ -165,12 +152,12 @@ impl GrpcCache {
         options: GrpcOptions,
     ) -> Self {
         Self {
+            health: Health::new(url.as_str().to_string()),
             url,
             instance,
             headers,
             options,
             conn: OnceLock::new(),
-            disabled: AtomicBool::new(false),
             no_updates: AtomicBool::new(false),
         }
     }
@@ -198,7 +185,7 @@ impl GrpcCache {
 
     /// False once a failure has disabled the remote for the rest of the run.
     pub fn is_enabled(&self) -> bool {
-        !self.disabled.load(Ordering::Relaxed)
+        self.health.is_enabled()
     }
 
     /// Whether results are uploaded (writing on, the server takes updates, still enabled).
@@ -206,41 +193,8 @@ impl GrpcCache {
         self.options.write && !self.no_updates.load(Ordering::Relaxed) && self.is_enabled()
     }
 
-    /// The first failure disables the remote and warns; later ones are silent.
-    fn disable(&self, what: &str, why: &str) {
-        if !self.disabled.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "remote cache {} {what} ({why}); continuing with the local cache",
-                self.url
-            );
-        }
-    }
-
-    /// Reports a failure the way its kind asks; every failure is a miss.
     fn settle<T>(&self, what: &str, r: Result<Option<T>, Failure>) -> Option<T> {
-        match r {
-            Ok(v) => v,
-            Err(Failure::Absent) => None,
-            Err(Failure::Unreachable(why)) => {
-                self.disable("unreachable", &why);
-                None
-            }
-            Err(Failure::Refused(why)) => {
-                self.disable(&format!("refused {what}"), &why);
-                None
-            }
-            Err(Failure::Corrupt(why)) => {
-                tracing::warn!(
-                    "remote cache {} entry {what} is corrupt ({why}); treating it as a miss",
-                    self.url
-                );
-                None
-            }
-            Err(Failure::Local(why)) => {
-                tracing::warn!("cannot copy remote cache entry {what} locally: {why}");
-                None
-            }
-        }
+        self.health.settle(what, r)
     }
 
     /// The connection, made on the first call (one attempt per run).
@@ -260,7 +214,8 @@ impl GrpcCache {
         let headers = match headers {
             Ok(h) => h,
             Err(e @ crate::template::MissingSecret(_)) => {
-                self.disable("cannot be used", &format!("a header's {e}"));
+                self.health
+                    .disable("cannot be used", &format!("a header's {e}"));
                 return None;
             }
         };
@@ -272,7 +227,8 @@ impl GrpcCache {
         let rt = match rt {
             Ok(rt) => rt,
             Err(e) => {
-                self.disable("cannot be used", &format!("starting its runtime: {e}"));
+                self.health
+                    .disable("cannot be used", &format!("starting its runtime: {e}"));
                 return None;
             }
         };
@@ -309,7 +265,7 @@ impl GrpcCache {
                     }
                     Failure::Absent => ("unreachable", "no answer".into()),
                 };
-                self.disable(what, &why);
+                self.health.disable(what, &why);
                 None
             }
         }

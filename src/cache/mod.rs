@@ -24,6 +24,7 @@ pub mod owned;
 pub mod predict;
 pub mod record;
 pub mod remote;
+mod remote_health;
 pub mod sealed;
 pub mod stat;
 pub mod store;

@@ -19,7 +19,6 @@
 use std::error::Error as _;
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ use rustc_hash::FxHashMap;
 use super::Digest;
 use super::digest::{from_hex, to_hex};
 use super::record::ActionRecord;
+use super::remote_health::{Failure, Health};
 use super::store::{BlobError, Store};
 use crate::model::CacheConfig;
 
@@ -64,13 +64,12 @@ impl Default for RemoteOptions {
 pub struct RemoteCache {
     /// The base URL as a string without a trailing slash (`<base>/ac/<key>`).
     base: String,
-    /// The base URL without its user and password (either may be a token), for messages.
-    shown: String,
     loopback: bool,
     options: RemoteOptions,
     client: OnceLock<Option<Client>>,
-    /// Set on the first failure: the rest of the run uses the local cache only.
-    disabled: AtomicBool,
+    /// On until the first failure (shown without the URL's user and password, either of
+    /// which may be a token).
+    health: Health,
     /// Held through the run's first upload, and `true` once it is done: the upload threads
     /// wait for it, so a remote that refuses writes sees one refused `PUT`, not one per
     /// thread.
@@ -79,18 +78,6 @@ pub struct RemoteCache {
     /// two entries sharing a blob (the same log) send it once, and neither record goes
     /// out before the blob is there.
     blobs: Mutex<FxHashMap<String, Arc<Mutex<bool>>>>,
-}
-
-/// What went wrong talking to the remote.
-enum Failure {
-    /// Down, timed out, or 5xx: disable the remote.
-    Unreachable(String),
-    /// A status the protocol does not expect (401, 403, 413, ...): disable the remote.
-    Refused(String),
-    /// This one entry is bad (corrupt blob or record): a miss, the remote stays on.
-    Corrupt(String),
-    /// The local side failed (disk full, ...): a miss for this entry.
-    Local(String),
 }
 
 /// A response body reader that remembers whether a read failed (a network error), so a
@@ -134,11 +121,10 @@ impl RemoteCache {
         };
         Self {
             base: url.as_str().trim_end_matches('/').to_string(),
-            shown: shown.as_str().trim_end_matches('/').to_string(),
             loopback,
             options,
             client: OnceLock::new(),
-            disabled: AtomicBool::new(false),
+            health: Health::new(shown.as_str().trim_end_matches('/').to_string()),
             first_upload: Mutex::new(false),
             blobs: Mutex::default(),
         }
@@ -158,27 +144,17 @@ impl RemoteCache {
 
     /// The remote's URL, user and password removed (for messages).
     pub fn url(&self) -> &str {
-        &self.shown
+        self.health.shown()
     }
 
     /// False once a failure has disabled the remote for the rest of the run.
     pub fn is_enabled(&self) -> bool {
-        !self.disabled.load(Ordering::Relaxed)
+        self.health.is_enabled()
     }
 
     /// Whether results are uploaded (and the remote is still enabled).
     pub fn writes(&self) -> bool {
         self.options.write && self.is_enabled()
-    }
-
-    /// The first failure disables the remote and warns; later ones are silent.
-    fn disable(&self, what: &str, why: &str) {
-        if !self.disabled.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "remote cache {} {what} ({why}); continuing with the local cache",
-                self.shown
-            );
-        }
     }
 
     fn client(&self) -> Result<&Client, Failure> {
@@ -220,30 +196,8 @@ impl RemoteCache {
         }
     }
 
-    /// Reports a failure the way its kind asks; every failure is a miss.
     fn settle<T>(&self, what: &str, r: Result<Option<T>, Failure>) -> Option<T> {
-        match r {
-            Ok(v) => v,
-            Err(Failure::Unreachable(why)) => {
-                self.disable("unreachable", &why);
-                None
-            }
-            Err(Failure::Refused(why)) => {
-                self.disable(&format!("refused {what}"), &why);
-                None
-            }
-            Err(Failure::Corrupt(why)) => {
-                tracing::warn!(
-                    "remote cache {} entry {what} is corrupt ({why}); treating it as a miss",
-                    self.shown
-                );
-                None
-            }
-            Err(Failure::Local(why)) => {
-                tracing::warn!("cannot copy remote cache entry {what} locally: {why}");
-                None
-            }
-        }
+        self.health.settle(what, r)
     }
 
     /// The verified action record for `key`, or `None` (absent, corrupt, or remote down).
