@@ -45,7 +45,7 @@ pub struct PlanTask {
     /// The declared task: the fan-out task of an instance, else the name itself.
     pub task: String,
     /// An instance's matrix values by axis and item fields by name; null otherwise.
-    pub item: Option<indexmap::IndexMap<String, String>>,
+    pub item: Option<crate::model::ItemValues>,
     /// command / download / service / group.
     pub kind: TaskKind,
     /// Its description.

@@ -139,7 +139,7 @@ pub struct TaskReport {
     /// The declared task: the fan-out task of an instance, else the name itself.
     pub task: String,
     /// An instance's matrix values by axis and item fields by name; null otherwise.
-    pub item: Option<indexmap::IndexMap<String, String>>,
+    pub item: Option<crate::model::ItemValues>,
     /// command, download, service or group.
     pub kind: TaskKind,
     /// Final status.
