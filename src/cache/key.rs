@@ -194,6 +194,19 @@ fn definition_parts(pipeline: &Pipeline, task: &Task) -> Vec<KeyPart> {
             parts.push(encoded("command", |e| e.command(cmd)));
             parts.push(encoded("cwd", |e| e.opt_str(cwd)));
             env_parts(&mut parts);
+            // The platform a remote action asks for (a container image, an OS): a result
+            // built on another is not this task's, as in Bazel's action keys. No part when
+            // none is set, so keys without `platform` are what they were.
+            let platform = pipeline.execution.platform_for(task);
+            if !platform.is_empty() {
+                parts.push(encoded("platform", |e| {
+                    e.u64(platform.len() as u64);
+                    for (name, value) in &platform {
+                        e.str(name);
+                        e.str(value);
+                    }
+                }));
+            }
         }
         Action::Download(d) => {
             parts.push(encoded("url", |e| {

@@ -223,3 +223,23 @@ fn dependency_digest_per_kind() {
         outputs_digest(&files)
     );
 }
+
+#[test]
+fn a_platform_enters_the_key_and_its_absence_adds_no_part() {
+    let plain = base();
+    let parts = |t: &Task| {
+        let p = pipeline(Path::new("/w"), vec![t.clone()]);
+        task_key(&p, t, &inputs(), &[]).parts.len()
+    };
+    let mut image = base();
+    image
+        .platform
+        .insert("container-image".into(), "docker://python:3.12".into());
+    let mut other = image.clone();
+    other
+        .platform
+        .insert("container-image".into(), "docker://python:3.13".into());
+    assert_ne!(k(&plain), k(&image));
+    assert_ne!(k(&image), k(&other));
+    assert_eq!(parts(&image), parts(&plain) + 1);
+}
