@@ -273,9 +273,12 @@ fn endpoint(url: &str, options: &ClientOptions) -> Result<(Endpoint, String), Re
     let mut ep = Endpoint::from_shared(format!("{scheme}://{host}:{port}"))
         .map_err(|e| bad(&e.to_string()))?
         .connect_timeout(options.connect_timeout.unwrap_or(Duration::from_secs(5)))
-        .http2_keep_alive_interval(Duration::from_secs(30))
+        // gRPC servers refuse pings more often than every 5 minutes on a connection that
+        // sends no data (an Execute stream waiting on a queued action is one), and close it
+        // with "too many pings" after two; pings only while a call is open, no sooner.
+        .http2_keep_alive_interval(Duration::from_secs(300))
         .keep_alive_timeout(Duration::from_secs(20))
-        .keep_alive_while_idle(true)
+        .keep_alive_while_idle(false)
         .tcp_nodelay(true)
         .user_agent(concat!("taskrun/", env!("CARGO_PKG_VERSION")))
         .map_err(|e| bad(&e.to_string()))?;
