@@ -10,7 +10,7 @@ use rand::Rng;
 use super::remote::Executor;
 use super::worker::{Done, Job, Shared, blocking, look_up_first, record_blocking, redacted};
 use crate::actions::remote::{self, RemoteCtx, RemoteEnd};
-use crate::actions::{AttemptResult, OutputSink, Progress, Stop};
+use crate::actions::{AttemptResult, OutputSink, Stop};
 use crate::cache::{CacheSource, Produced};
 use crate::reapi::ActionSpec;
 use crate::report::AttemptOutcome;
@@ -47,17 +47,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     };
     // `--no-cache` uses no cache at all, the cluster's included (SPEC §5).
     spec.do_not_cache |= !shared.cache.can_hit();
-    let _ = shared
-        .progress
-        .send((
-            job.task,
-            Progress::Started {
-                attempt: job.attempt,
-                remote: true,
-            },
-        ))
-        .await;
-    let sink = shared.sink(job.task);
+    let sink = super::worker::begin_attempt(shared, &job, true).await;
     let started = SystemTime::now();
     let end = with_cluster_retries(shared, &executor, &spec, &sink, job.task).await;
     let finished = SystemTime::now();

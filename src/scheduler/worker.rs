@@ -244,6 +244,22 @@ pub(super) async fn look_up_first(shared: &Arc<Shared>, job: &Job) -> Result<Opt
     Ok(key)
 }
 
+/// Tells the run loop that an attempt of `job` begins, here or on the cluster (`remote`),
+/// and opens the sink its output goes to.
+pub(super) async fn begin_attempt(shared: &Shared, job: &Job, remote: bool) -> OutputSink {
+    let _ = shared
+        .progress
+        .send((
+            job.task,
+            Progress::Started {
+                attempt: job.attempt,
+                remote,
+            },
+        ))
+        .await;
+    shared.sink(job.task)
+}
+
 async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     let plan = &shared.plan;
     let task = plan.task(job.task);
@@ -251,17 +267,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         Ok(key) => key,
         Err(done) => return done,
     };
-    let _ = shared
-        .progress
-        .send((
-            job.task,
-            Progress::Started {
-                attempt: job.attempt,
-                remote: false,
-            },
-        ))
-        .await;
-    let sink = shared.sink(job.task);
+    let sink = begin_attempt(shared, &job, false).await;
     let started = SystemTime::now();
     let without_io = shared.cache.records_without_io(task, key.as_deref());
     let result = actions::attempt(AttemptCtx {
