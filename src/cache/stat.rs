@@ -133,19 +133,26 @@ pub fn symlink_metadata(path: &Path) -> io::Result<Metadata> {
 }
 
 /// `path` relative to the working directory when it lies under it.
-/// A byte comparison: `Path::strip_prefix` parses both paths into components on every call
-/// (4% of a no-op rerun).
 fn short(path: &Path) -> &Path {
-    use std::os::unix::ffi::OsStrExt;
     static CWD: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    let Some(cwd) = CWD.get_or_init(|| std::env::current_dir().ok()).as_deref() else {
-        return path;
-    };
-    let cwd = cwd.as_os_str().as_bytes();
-    let rest = path.as_os_str().as_bytes().strip_prefix(cwd);
+    match CWD.get_or_init(|| std::env::current_dir().ok()) {
+        Some(cwd) => under(cwd, path),
+        None => path,
+    }
+}
+
+/// `path` relative to `dir` when it lies strictly under it, else `path`. A byte comparison:
+/// `Path::strip_prefix` parses both paths into components on every call (4% of a no-op
+/// rerun).
+fn under<'a>(dir: &Path, path: &'a Path) -> &'a Path {
+    use std::os::unix::ffi::OsStrExt;
+    let rest = path
+        .as_os_str()
+        .as_bytes()
+        .strip_prefix(dir.as_os_str().as_bytes());
     match rest.and_then(|r| r.strip_prefix(b"/")) {
-        // Not `cwd` itself, nor a prefix of a longer name, nor `cwd//x` (that would be `/x`).
-        Some(rel) if !rel.is_empty() && !rel.starts_with(b"/") && cwd != b"/" => {
+        // Not `dir` itself, nor a longer name it prefixes, nor `dir//x` (that would be `/x`).
+        Some(rel) if !rel.is_empty() && !rel.starts_with(b"/") => {
             Path::new(std::ffi::OsStr::from_bytes(rel))
         }
         _ => path,
@@ -280,6 +287,22 @@ impl StatCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_under_the_working_directory_are_made_relative_by_bytes() {
+        let dir = Path::new("/work/main");
+        let cases = [
+            ("/work/main/out/a.txt", "out/a.txt"),
+            ("/work/main", "/work/main"),
+            ("/work/mainx/a", "/work/mainx/a"),
+            ("/work/main//etc", "/work/main//etc"),
+            ("/elsewhere/a", "/elsewhere/a"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(under(dir, Path::new(path)), Path::new(want), "{path}");
+        }
+        assert_eq!(under(Path::new("/"), Path::new("/a")), Path::new("/a"));
+    }
     use crate::cache::digest::hash_bytes;
 
     fn old_mtime(path: &Path) {

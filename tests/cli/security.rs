@@ -268,9 +268,11 @@ fn a_download_never_writes_through_a_symlinked_dest_parent() {
     assert_eq!(fs::read(ws.path("data/f.bin")).unwrap(), data);
 }
 
-/// A directory judged real before any command ran is judged again once one has: `swap`
-/// replaces `data/` with a symlink out after a download into it, and the symlink is removed
-/// before `write`, whose output lies in `data/`, runs (it would write through it otherwise).
+/// A directory judged real before any command ran, then swapped for a symlink out by a
+/// command, is never written through: the symlink is removed before `write`, whose output
+/// lies in `data/`, runs. (This holds by two guards: the remembered directories are dropped
+/// when the first child starts, and every write walks its parents with `O_NOFOLLOW`; the
+/// test fails only if both break.)
 #[test]
 fn a_directory_swapped_for_a_symlink_by_a_command_mid_run_is_judged_again() {
     let http = Http::start();
