@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Times commands one run each, in turn, for ROUNDS rounds: on a shared machine every command
-then sees the same load drift (hyperfine measures one command's runs back to back).
+then sees the same load drift (hyperfine measures one command's runs back to back). The
+order rotates from round to round, so no command always runs first.
 
 usage: python3 bench/interleave.py [--keep-state] [--prepare 'SHELL CMD'] ROUNDS 'CMD' ['CMD'...]
        (run in the workload directory)
@@ -29,8 +30,10 @@ def main():
         prepare, args = args[1], args[2:]
     rounds, cmds = int(args[0]), args[1:]
     res = {c: ([], []) for c in cmds}
-    for _ in range(rounds):
-        for c in cmds:
+    for r in range(rounds):
+        # Each round starts at the next command: a place in the round (after a cold page
+        # cache, after a noisier neighbour) then favours none of them.
+        for c in cmds[r % len(cmds):] + cmds[:r % len(cmds)]:
             if not keep:
                 shutil.rmtree(".taskrun", ignore_errors=True)
             if prepare:

@@ -258,32 +258,42 @@ impl RunReport {
 
 /// An RFC 3339 UTC timestamp with milliseconds, as every report time is written.
 ///
-/// Thousands of group tasks finish within the same few milliseconds, so the text of the
-/// last millisecond formatted (per thread) is reused instead of formatted again.
+/// A run formats three times per task, and thousands of tasks share a second: the date and
+/// time of the last second formatted (per thread) is kept, and only the milliseconds are
+/// written afresh.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
+    use std::fmt::Write;
     thread_local! {
-        static LAST: std::cell::RefCell<(u128, String)> = const {
-            std::cell::RefCell::new((u128::MAX, String::new()))
+        static SECOND: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new()))
         };
     }
-    let Ok(since) = t.duration_since(std::time::UNIX_EPOCH) else {
-        return humantime::format_rfc3339_millis(t).to_string();
-    };
-    let ms = since.as_millis();
-    LAST.with_borrow_mut(|(last_ms, text)| {
-        if *last_ms != ms {
-            *text = humantime::format_rfc3339_millis(t).to_string();
-            *last_ms = ms;
+    // A clock outside years 1970-9999 (which humantime cannot write) is written clamped.
+    const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs().min(LAST_SECOND_OF_9999);
+    SECOND.with_borrow_mut(|(last, prefix)| {
+        if *last != secs {
+            let second = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            // "YYYY-MM-DDTHH:MM:SSZ" without its "Z".
+            *prefix = humantime::format_rfc3339_seconds(second).to_string();
+            prefix.pop();
+            *last = secs;
         }
-        text.clone()
+        let mut text = String::with_capacity(prefix.len() + 5);
+        text.push_str(prefix);
+        let _ = write!(text, ".{:03}Z", since.subsec_millis());
+        text
     })
 }
 
 /// A new run id: the UTC start second plus a random suffix, sortable and without colons.
 pub fn new_run_id(start: std::time::SystemTime) -> String {
-    let stamp = humantime::format_rfc3339_seconds(start).to_string();
-    let compact: String = stamp.chars().filter(|c| *c != '-' && *c != ':').collect();
-    format!("{compact}-{:04x}", rand::random::<u16>())
+    let stamp = rfc3339(start);
+    // "YYYY-MM-DDTHH:MM:SS" of "YYYY-MM-DDTHH:MM:SS.mmmZ".
+    let second = stamp.get(..19).unwrap_or(&stamp);
+    let compact: String = second.chars().filter(|c| *c != '-' && *c != ':').collect();
+    format!("{compact}Z-{:04x}", rand::random::<u16>())
 }
 
 #[cfg(test)]
@@ -291,13 +301,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_reused_within_a_millisecond_only() {
+    fn timestamps_keep_the_second_and_write_the_milliseconds() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_606_321_123);
         let us = std::time::Duration::from_micros;
         assert_eq!(rfc3339(t), "2026-11-25T11:32:01.123Z");
         assert_eq!(rfc3339(t + us(999)), "2026-11-25T11:32:01.123Z");
         assert_eq!(rfc3339(t + us(1000)), "2026-11-25T11:32:01.124Z");
         assert_eq!(rfc3339(t), "2026-11-25T11:32:01.123Z");
+        // Across the second (and the day): the kept second is replaced.
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(rfc3339(t + ms(877)), "2026-11-25T11:32:02.000Z");
+        assert_eq!(rfc3339(t + ms(44_878_876)), "2026-11-25T23:59:59.999Z");
+        assert_eq!(rfc3339(t + ms(44_878_877)), "2026-11-26T00:00:00.000Z");
+        assert_eq!(rfc3339(t - ms(124)), "2026-11-25T11:32:00.999Z");
+        // A clock before the epoch or past 9999 is clamped, not a panic.
+        assert_eq!(
+            rfc3339(std::time::UNIX_EPOCH - ms(1)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let far = std::time::UNIX_EPOCH + std::time::Duration::from_secs(300_000_000_000);
+        assert!(rfc3339(far).starts_with("9999-12-31T23:59:59."));
     }
 
     #[test]

@@ -56,7 +56,10 @@ impl Loop<'_> {
             .plan
             .order
             .iter()
-            .map(|&i| self.recs[i].report(&self.plan, i))
+            .map(|&i| match self.recs[i].entry.take() {
+                Some(entry) => *entry,
+                None => self.recs[i].report(&self.plan, i),
+            })
             .collect();
         let summary = RunReport::summarize(&tasks);
         let (status, code) = match self.interrupted {

@@ -549,10 +549,14 @@ impl<'a> Loop<'a> {
         rec.phase = Phase::Done;
         rec.status = Some(status);
         rec.finished = Some((SystemTime::now(), tokio::time::Instant::now()));
-        self.sink.event(&Event::TaskFinished {
+        let finished = Event::TaskFinished {
             task: Box::new(rec.report(&self.plan, i)),
             last_lines: rec.last_lines.iter().cloned().collect(),
-        });
+        };
+        self.sink.event(&finished);
+        if let Event::TaskFinished { task, .. } = finished {
+            rec.entry = Some(task);
+        }
         let dependents = self.plan.dependents[i].clone();
         match status {
             TaskStatus::Succeeded | TaskStatus::Cached => {

@@ -82,6 +82,9 @@ pub struct Rec {
     pub announced: bool,
     /// Where its last attempt ran; None while none did.
     pub executed_on: Option<ExecutedOn>,
+    /// Its report entry, built once when it finished: sent with `TaskFinished`, then moved
+    /// into the run report.
+    pub entry: Option<Box<TaskReport>>,
 }
 
 impl Rec {
@@ -115,6 +118,7 @@ impl Rec {
             looked_up: false,
             announced: false,
             executed_on: None,
+            entry: None,
         }
     }
 
