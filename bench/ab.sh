@@ -77,9 +77,13 @@ if [[ ,$parts, == *,small,* ]]; then
     python3 "$BENCH_DIR/gen.py" downloads "$dl" --base "$BASE" --root "$WWW" --name small --files $(fixture_files small)
     start_nginx
     cmds=()
-    for i in "${!bins[@]}"; do cmds+=("${bins[$i]} small-unpinned.toml -j16 --no-cache -q --progress never"); done
+    # Three groups, each compared with its first command round by round: pinned, unpinned
+    # (a binary with the lockfile hashes every body for it: not the same work), the gauge.
+    cmds=()
     for i in "${!bins[@]}"; do cmds+=("${bins[$i]} small.toml -j16 --no-cache -q --progress never"); done
-    cmds+=("wget2 -q --max-threads=16 -i small.urls -P out/small")
+    cmds+=(--)
+    for i in "${!bins[@]}"; do cmds+=("${bins[$i]} small-unpinned.toml -j16 --no-cache -q --progress never"); done
+    cmds+=(-- "wget2 -q --max-threads=16 -i small.urls -P out/small")
     log "1,000 x 64 KiB, $rounds rounds"
     say
     say "1,000 x 64 KiB at -j16 from nginx on $BASE, in \`$dl\` (prepare: \`rm -rf out small-unpinned.lock && mkdir -p out\`; \`.taskrun\` removed too):"

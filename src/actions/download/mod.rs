@@ -211,7 +211,7 @@ async fn run(
     let dest = req.root.join(req.download.dest.as_str());
     // A symlink at `dest` or a parent of it that leads outside the workspace goes first
     // (SPEC §13); `<dest>.part` is never opened through a symlink (see `sink`, `resume`).
-    if let Err(e) = Workspace::new(req.root).unlink_escapes(&req.download.dest) {
+    if let Err(e) = Workspace::new(req.root).unlink_escapes_before_write(&req.download.dest) {
         let msg = format!("cannot check {} for symlinks: {e}", req.download.dest);
         return Err(failure(FailureKind::Invalid, false, msg));
     }

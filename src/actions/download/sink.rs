@@ -140,7 +140,7 @@ impl Part {
             return match create() {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
                     if let Some(parent) = part.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| {
+                        crate::workspace::create_dir_all(parent).map_err(|e| {
                             io::Error::new(
                                 e.kind(),
                                 format!("cannot create {}: {e}", parent.display()),
