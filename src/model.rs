@@ -12,8 +12,10 @@ use indexmap::IndexMap;
 use crate::template::Template;
 
 mod execution;
+mod item;
 
 pub use execution::{ExecutedOn, ExecutionConfig, GrpcUrl, GrpcUrlError};
+pub use item::ItemValues;
 
 /// A loaded, validated manifest.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -85,13 +87,9 @@ pub struct ItemSource {
 pub struct Origin {
     /// The fan-out task's declared name (`fetch`).
     pub task: String,
-    /// Matrix values by axis, then item fields by name.
-    pub item: Vec<(String, String)>,
+    /// Matrix values by axis, then item fields by name (also its `item` in plans and reports).
+    pub item: ItemValues,
 }
-
-/// An instance's values by name, in order (its `item` in plans and reports); FxHash, as
-/// a report of 10,000 instances builds 10,000 of them.
-pub type ItemValues = IndexMap<String, String, rustc_hash::FxBuildHasher>;
 
 /// Task name to task, in manifest order. Every dependency is looked up by name once or
 /// twice per load: FxHash hashes a short name several times faster than SipHash (names come
@@ -250,12 +248,7 @@ impl Task {
     /// name and None otherwise (the `task` and `item` of plans and reports).
     pub fn instance_of(&self) -> (String, Option<ItemValues>) {
         match &self.origin {
-            Some(o) => {
-                let mut item =
-                    ItemValues::with_capacity_and_hasher(o.item.len(), Default::default());
-                item.extend(o.item.iter().cloned());
-                (o.task.clone(), Some(item))
-            }
+            Some(o) => (o.task.clone(), Some(o.item.clone())),
             None => (self.name.clone(), None),
         }
     }
