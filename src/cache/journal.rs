@@ -200,13 +200,10 @@ impl Journal {
             return Ok(());
         };
         let used = std::mem::take(&mut *self.used.lock().unwrap_or_else(PoisonError::into_inner));
-        let keys: Vec<String> = self
-            .lock()
-            .entries
-            .values()
-            .map(|e| e.key.clone())
-            .collect();
-        super::used::record(path, &keys, &used, now_ns())
+        // Read under the lock, not copied out: the run is over, nothing else takes it.
+        let journal = self.lock();
+        let keys = journal.entries.values().map(|e| e.key.as_str());
+        super::used::record(path, keys, &used, now_ns())
     }
 }
 

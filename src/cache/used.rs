@@ -34,9 +34,9 @@ pub fn path_for(journal: &Path) -> PathBuf {
 
 /// Writes the stamp for a run at `now_ns` that used the keys in `used`; `keys` are the
 /// journal's entries as saved. Nothing is written when the run used nothing.
-pub fn record(
+pub fn record<'k>(
     journal: &Path,
-    keys: &[String],
+    keys: impl IntoIterator<Item = &'k str>,
     used: &FxHashSet<String>,
     now_ns: i64,
 ) -> io::Result<()> {
@@ -46,14 +46,14 @@ pub fn record(
     let path = path_for(journal);
     let old: Option<Used> = sealed::read(&path, MAGIC).ok().flatten();
     let older = keys
-        .iter()
+        .into_iter()
         .filter(|k| !used.contains(*k))
         .map(|k| {
             // Unchanged since the last run: it was used then, or earlier still.
             let t = old
                 .as_ref()
                 .map_or(0, |o| o.older.get(k).copied().unwrap_or(o.run_ns));
-            (k.clone(), t)
+            (k.to_string(), t)
         })
         .collect();
     sealed::write(

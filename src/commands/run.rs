@@ -169,25 +169,34 @@ pub fn run_with_cache(
         force: args.force,
     };
     let plan = Arc::new(plan);
-    let result = runtime.block_on(scheduler::run(plan.clone(), cache, opts, &mut sinks));
     let run_report = state_dir.join("runs").join(format!("{run_id}.json"));
-    let paths = std::iter::once(run_report.as_path()).chain(args.report.as_deref());
-    for (path, e) in report::json::write_all(&result.report, paths) {
-        eprintln!(
-            "warning: cannot write the run report {}: {e}",
-            path.display()
-        );
-    }
-    if let Some(path) = &args.trace
-        && let Err(e) = report::trace::write(&result.report, path)
-    {
-        eprintln!("warning: cannot write the trace {}: {e}", path.display());
-    }
-    if args.timings {
-        let page = run_report.with_extension("html");
-        // A page that cannot be written is reported; the run's exit code stands.
-        let _ = crate::commands::timings::write_page(&result.report, &page);
-    }
+    // The report files are written while the cache saves its state.
+    let write_reports = |result: &scheduler::RunResult| {
+        let paths = std::iter::once(run_report.as_path()).chain(args.report.as_deref());
+        for (path, e) in report::json::write_all(&result.report, paths) {
+            eprintln!(
+                "warning: cannot write the run report {}: {e}",
+                path.display()
+            );
+        }
+        if let Some(path) = &args.trace
+            && let Err(e) = report::trace::write(&result.report, path)
+        {
+            eprintln!("warning: cannot write the trace {}: {e}", path.display());
+        }
+        if args.timings {
+            let page = run_report.with_extension("html");
+            // A page that cannot be written is reported; the run's exit code stands.
+            let _ = crate::commands::timings::write_page(&result.report, &page);
+        }
+    };
+    let result = runtime.block_on(scheduler::run_then(
+        plan.clone(),
+        cache,
+        opts,
+        &mut sinks,
+        write_reports,
+    ));
     prune_old_runs(&state_dir, KEEP_RUNS);
     // Services and timers are stopped; do not wait for stray blocking work.
     runtime.shutdown_background();

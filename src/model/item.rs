@@ -96,6 +96,9 @@ mod tests {
         let bytes = postcard::to_allocvec(&item).unwrap();
         assert_eq!(postcard::from_bytes::<ItemValues>(&bytes).unwrap(), item);
         let copy = item.clone();
-        assert!(std::ptr::eq(copy.0.as_ptr(), item.0.as_ptr()), "shared, not copied");
+        assert!(
+            std::ptr::eq(copy.0.as_ptr(), item.0.as_ptr()),
+            "shared, not copied"
+        );
     }
 }

@@ -82,6 +82,33 @@ pub async fn run(
     opts: RunOptions,
     sink: &mut dyn Sink,
 ) -> RunResult {
+    let (result, cache) = run_and_finish(plan, cache, opts, sink, |_| {}).await;
+    drop(cache);
+    result
+}
+
+/// [`run`] for a process that exits after the run: `meanwhile` (the report files) gets the
+/// result while the cache saves its run-wide state on another thread, and the cache is not
+/// freed entry by entry (its lock goes with the process).
+pub async fn run_then(
+    plan: Arc<Plan>,
+    cache: Arc<dyn TaskCache>,
+    opts: RunOptions,
+    sink: &mut dyn Sink,
+    meanwhile: impl FnOnce(&RunResult),
+) -> RunResult {
+    let (result, cache) = run_and_finish(plan, cache, opts, sink, meanwhile).await;
+    std::mem::forget(cache);
+    result
+}
+
+async fn run_and_finish(
+    plan: Arc<Plan>,
+    cache: Arc<dyn TaskCache>,
+    opts: RunOptions,
+    sink: &mut dyn Sink,
+    meanwhile: impl FnOnce(&RunResult),
+) -> (RunResult, Option<Arc<dyn TaskCache>>) {
     let (progress_tx, progress_rx) = mpsc::channel(1024);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
@@ -111,11 +138,20 @@ pub async fn run(
     // Persist run-wide cache state (stat records) now: worker threads may still hold the
     // cache when the process exits, so its Drop is no place to rely on.
     let interrupted = result.report.status == crate::report::RunStatus::Interrupted;
-    let finished = tokio::task::spawn_blocking(move || cache.finish(interrupted)).await;
-    if let Ok(Err(e)) = finished {
-        tracing::warn!("{e}");
+    let finishing = tokio::task::spawn_blocking(move || {
+        let saved = cache.finish(interrupted);
+        (saved, cache)
+    });
+    meanwhile(&result);
+    match finishing.await {
+        Ok((saved, cache)) => {
+            if let Err(e) = saved {
+                tracing::warn!("{e}");
+            }
+            (result, Some(cache))
+        }
+        Err(_) => (result, None),
     }
-    result
 }
 
 struct Loop<'a> {
