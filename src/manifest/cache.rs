@@ -19,7 +19,7 @@ pub(super) fn read_cache(
     root: &DeTable<'_>,
     root_dir: &Path,
     ctx: &Context<'_>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> CacheConfig {
     let mut cache = CacheConfig {
         dir: root_dir.join(".taskrun").join("cache"),

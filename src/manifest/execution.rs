@@ -27,7 +27,7 @@ pub fn read_execution(
     r: &mut Reader<'_>,
     root: &DeTable<'_>,
     ctx: &Context<'_>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> ExecutionConfig {
     let mut cfg = ExecutionConfig::default();
     if let Some(t) = get(root, "execution").and_then(|v| r.table(v, "execution")) {

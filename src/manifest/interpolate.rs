@@ -28,7 +28,7 @@ pub struct Context<'a> {
     /// `[vars]` after `--var` overrides.
     pub vars: &'a BTreeMap<String, String>,
     /// The caller's environment.
-    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
     /// Whether `${secret.*}` is allowed (not inside `[vars]`, whose values are printed).
     pub allow_vars_and_secrets: bool,
     /// The instance being built, for `${matrix.*}` and `${item.*}`; None outside fan-out tasks.

@@ -84,7 +84,7 @@ pub fn load_str(
     path: &Path,
     source: String,
     opts: &LoadOptions,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Pipeline, LoadError> {
     let (pipeline, mut problems) = read(path, &source, opts, env);
     // `[defaults]` values are read once per task; report each of their problems once.
@@ -104,7 +104,7 @@ fn read(
     path: &Path,
     source: &str,
     opts: &LoadOptions,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> (Option<Pipeline>, Vec<Problem>) {
     let doc = match DeTable::parse(source) {
         Ok(doc) => doc,
@@ -234,12 +234,12 @@ fn read(
 
 /// The cache dir of the manifest at `path` unless its `[cache] dir` names another one
 /// (`run` reads the cache's state files ahead from there while the manifest loads).
-pub fn default_cache_dir(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+pub fn default_cache_dir(path: &Path, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> PathBuf {
     env_cache_dir(env).unwrap_or_else(|| manifest_dir(path).join(".taskrun").join("cache"))
 }
 
 /// `TASKRUN_CACHE_DIR`, made absolute, when set.
-pub(super) fn env_cache_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+pub(super) fn env_cache_dir(env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Option<PathBuf> {
     let d = env("TASKRUN_CACHE_DIR").filter(|d| !d.is_empty())?;
     Some(std::path::absolute(&d).unwrap_or_else(|_| PathBuf::from(d)))
 }
@@ -302,7 +302,7 @@ fn read_vars(
     r: &mut Reader<'_>,
     root: &DeTable<'_>,
     opts: &LoadOptions,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> BTreeMap<String, String> {
     let mut vars = BTreeMap::new();
     // `--var` wins over the manifest, also inside later vars that refer to it.

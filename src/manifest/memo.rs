@@ -12,7 +12,6 @@
 //! and a manifest whose remote cache URL carries a user or password is not remembered.
 //! `check`, `plan` and `--dry-run` never read or write it.
 
-use std::cell::RefCell;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -50,7 +49,7 @@ const MEMO_BYTES_PER_TASK: u64 = 96;
 fn load_remembered_with(
     path: &Path,
     opts: &LoadOptions,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Pipeline, LoadError> {
     let source = super::load::read_source(path)?;
     let Some(id) = memo_id(path, opts, &source) else {
@@ -68,10 +67,13 @@ fn load_remembered_with(
     {
         return Ok(memo.pipeline);
     }
-    let read = RefCell::new(Vec::new());
+    // A Mutex, not a RefCell: a large fan-out's instances are built on several threads.
+    let read = std::sync::Mutex::new(Vec::new());
     let recording = |k: &str| {
         let v = env(k);
-        read.borrow_mut().push((k.to_string(), v.clone()));
+        read.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((k.to_string(), v.clone()));
         v
     };
     let pipeline = load_str(path, source, opts, &recording)?;
@@ -79,7 +81,9 @@ fn load_remembered_with(
         // The memo would hold them (in the pipeline and the environment it read).
         return Ok(pipeline);
     }
-    let mut env = read.into_inner();
+    let mut env = read
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     env.sort();
     env.dedup();
     let memo = Memo { id, env, pipeline };
@@ -159,8 +163,8 @@ mod tests {
     fn remembered_only_while_the_manifest_vars_and_env_are_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let var = "GREETING";
-        let value = RefCell::new("hello");
-        let env = |k: &str| (k == var).then(|| value.borrow().to_string());
+        let value = std::sync::Mutex::new("hello");
+        let env = |k: &str| (k == var).then(|| value.lock().unwrap().to_string());
         let body = format!(
             "version = 1\n[tasks.a]\nrun = \"echo ${{env.{var}}} ${{vars.who}}\"\n[vars]\nwho = \"w\"\n"
         );
@@ -177,7 +181,7 @@ mod tests {
         assert!(memo_path(&p).exists());
         assert_eq!(run(&p, &opts), "echo hello w");
 
-        *value.borrow_mut() = "bonjour";
+        *value.lock().unwrap() = "bonjour";
         assert_eq!(run(&p, &opts), "echo bonjour w");
         let vars = LoadOptions {
             vars: vec![("who".into(), "x".into())],

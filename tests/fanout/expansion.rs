@@ -565,3 +565,33 @@ fn tree(dir: &std::path::Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A list large enough to be built on several threads: names in file order and every problem
+/// reported once, in file order, as a list built on one thread gives them.
+#[test]
+fn a_large_list_keeps_file_order_for_names_and_problems() {
+    let ws = Workspace::new(
+        "[tasks.get]\nfor_each = { lines = \"urls.txt\" }\ndownload = { url = \"${item.line}\", dest = \"raw/${item.name}\" }\n",
+    );
+    let mut lines: Vec<String> = (1..=6000)
+        .map(|n| format!("http://127.0.0.1:9/f{n}.bin"))
+        .collect();
+    ws.write("urls.txt", &(lines.join("\n") + "\n"));
+    let plan = ws.plan_json(&[]);
+    let want: Vec<String> = (1..=6000).map(|n| format!("get[f{n}.bin]")).collect();
+    assert_eq!(names(&plan), want);
+
+    lines[6] = "ftp://127.0.0.1:9/f7.bin".into();
+    lines[3000] = lines[0].clone();
+    lines[5998] = "gopher://127.0.0.1:9/f5999.bin".into();
+    ws.write("urls.txt", &(lines.join("\n") + "\n"));
+    let r = ws.check();
+    r.code(2).says(&["3 problems"]);
+    let at = |s: &str| {
+        r.stderr
+            .find(s)
+            .unwrap_or_else(|| panic!("no `{s}` in\n{}", r.stderr))
+    };
+    assert!(at("urls.txt:7") < at("urls.txt:1 and urls.txt:3001"));
+    assert!(at("urls.txt:1 and urls.txt:3001") < at("urls.txt:5999"));
+}

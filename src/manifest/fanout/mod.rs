@@ -6,6 +6,7 @@
 //! values in scope for `${matrix.*}` and `${item.*}`; below the loader nothing needs to know
 //! a task came from a fan-out except the renderers, which group instances by [`Origin`].
 
+mod build;
 pub mod link;
 pub mod matrix;
 pub mod sources;
@@ -19,7 +20,7 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::Problem;
-use super::interpolate::{Context, ItemScope, interpolate};
+use super::interpolate::{Context, interpolate};
 use super::keys;
 use super::task::{TaskBuilder, TaskSpans};
 use super::walk::{Reader, Val, get};
@@ -282,33 +283,26 @@ fn instances(
     };
     let mut seen_problems: HashSet<(Option<Range<usize>>, String)> = HashSet::new();
     let mut reported = 0usize;
-    for (row_index, row) in items.rows.iter().enumerate() {
-        for (item_index, item) in sources.iter().enumerate() {
-            let item_fields: &[(String, String)] = item.map_or(&[], |i| i.fields.as_slice());
-            let scope = ItemScope {
-                matrix: &row.values,
-                item: item_fields,
-            };
-            let ctx = Context {
-                item: Some(&scope),
-                ..*b.ctx
-            };
-            let before = r.problems.len();
-            let key = instance_key(r, b, key_template.as_ref(), &ctx, row, *item, &items.axes);
-            let built = key.as_ref().and_then(|_| {
-                TaskBuilder {
-                    name: b.name,
-                    name_span: b.name_span.clone(),
-                    table: b.table,
-                    defaults: b.defaults,
-                    ctx: &ctx,
-                }
-                .build(r)
-            });
+    let recipe = build::Recipe {
+        source: r.source,
+        builder: b,
+        key_template: key_template.as_ref(),
+        items,
+        sources: &sources,
+    };
+    for (n, built) in recipe.build_all().into_iter().enumerate() {
+        let (row_index, item_index) = (n / sources.len(), n % sources.len());
+        let (row, item) = (&items.rows[row_index], &sources[item_index]);
+        let item_fields: &[(String, String)] = item.map_or(&[], |i| i.fields.as_slice());
+        let build::Built {
+            key,
+            task: built,
+            problems,
+        } = built;
+        {
             // Problems that every instance shares are reported once; the others name the
             // instance and where its item came from.
-            let fresh: Vec<Problem> = r.problems.drain(before..).collect();
-            for mut p in fresh {
+            for mut p in problems {
                 if !seen_problems.insert((p.span.clone(), p.message.clone())) {
                     continue;
                 }
