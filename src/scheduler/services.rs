@@ -34,7 +34,7 @@ impl Loop<'_> {
             Err(e) => return self.fail(i, format!("cache: {}", e.0)),
         }
         let rec = &mut self.recs[i];
-        rec.standby = true;
+        rec.service_mut().standby = true;
         rec.notified = true;
         rec.phase = Phase::Running;
         for d in self.plan.dependents[i].clone() {
@@ -44,16 +44,16 @@ impl Loop<'_> {
 
     /// True when every service `i` depends on is up.
     pub(super) fn services_ready(&self, i: usize) -> bool {
-        self.plan.deps[i]
-            .iter()
-            .all(|&d| self.plan.task(d).kind() != TaskKind::Service || self.recs[d].service_ready)
+        self.plan.deps[i].iter().all(|&d| {
+            self.plan.task(d).kind() != TaskKind::Service || self.recs[d].is_ready_service()
+        })
     }
 
     /// Starts the standby services `i` depends on; true when all of them are ready.
     fn ensure_services(&mut self, i: usize) -> bool {
         for d in self.plan.deps[i].clone() {
-            if self.recs[d].standby {
-                self.recs[d].standby = false;
+            if self.recs[d].is_standby() {
+                self.recs[d].service_mut().standby = false;
                 self.start_service(d);
             }
         }
@@ -85,8 +85,8 @@ impl Loop<'_> {
     /// A standby service whose dependents are all done was never needed: it counts as cached.
     pub(super) fn settle_standby_service(&mut self, s: usize) {
         let rec = &mut self.recs[s];
-        if rec.standby && rec.open_dependents == 0 && rec.phase != Phase::Done {
-            rec.standby = false;
+        if rec.is_standby() && rec.open_dependents == 0 && rec.phase != Phase::Done {
+            rec.service_mut().standby = false;
             rec.error = None;
             self.complete(s, TaskStatus::Cached);
         }
@@ -107,7 +107,7 @@ impl Loop<'_> {
         let (tx, rx) = oneshot::channel();
         let rec = &mut self.recs[i];
         rec.phase = Phase::Running;
-        rec.release = Some(tx);
+        rec.service_mut().release = Some(tx);
         rec.mark_started();
         rec.executed_on = Some(crate::model::ExecutedOn::Local);
         self.sink.event(&Event::TaskStarted {
@@ -125,8 +125,9 @@ impl Loop<'_> {
                 .cache
                 .record_success(&self.plan, task, None, &digests, Produced::default());
         let rec = &mut self.recs[task];
-        rec.service_ready = true;
-        rec.ready_at = Some(SystemTime::now());
+        let service = rec.service_mut();
+        service.ready = true;
+        service.ready_at = Some(SystemTime::now());
         if let Ok(d) = digest {
             rec.digest = d;
         }
@@ -155,14 +156,14 @@ impl Loop<'_> {
         finished: SystemTime,
     ) {
         use crate::actions::service::ServiceEnd;
-        let ready = self.recs[task].service_ready;
+        let ready = self.recs[task].is_ready_service();
         let (outcome, error) = match &end {
             ServiceEnd::Stopped if ready => (AttemptOutcome::Succeeded, None),
             ServiceEnd::Stopped => (AttemptOutcome::Cancelled, Some("interrupted".to_string())),
             ServiceEnd::Failed(e) => (AttemptOutcome::Failed, Some(e.clone())),
         };
         let rec = &mut self.recs[task];
-        rec.release = None;
+        rec.service_mut().release = None;
         rec.attempts.push(AttemptReport {
             number: 1,
             started_at: rfc3339(started),
@@ -190,8 +191,11 @@ impl Loop<'_> {
 
     /// Stops a running service once no dependent is pending or running.
     pub(super) fn release_unneeded_service(&mut self, s: usize) {
-        let rec = &self.recs[s];
-        if !rec.service_ready || rec.release.is_none() {
+        let running = self.recs[s]
+            .service
+            .as_ref()
+            .is_some_and(|x| x.ready && x.release.is_some());
+        if !running {
             return;
         }
         let needed = self.plan.dependents[s].iter().any(|&d| {
@@ -202,14 +206,18 @@ impl Loop<'_> {
                     Phase::Done => false,
                 }
         });
-        if !needed && let Some(tx) = self.recs[s].release.take() {
+        if !needed && let Some(tx) = self.recs[s].service_mut().release.take() {
             let _ = tx.send(());
         }
     }
 
     pub(super) fn release_all_unneeded_services(&mut self) {
         for i in self.plan.order.clone() {
-            if self.recs[i].release.is_some() {
+            if self.recs[i]
+                .service
+                .as_ref()
+                .is_some_and(|x| x.release.is_some())
+            {
                 self.release_unneeded_service(i);
             }
         }

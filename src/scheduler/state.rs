@@ -66,14 +66,8 @@ pub struct Rec {
     pub status: Option<TaskStatus>,
     pub digest: Digest,
     pub last_lines: VecDeque<String>,
-    /// A running service's stop handle.
-    pub release: Option<oneshot::Sender<()>>,
-    /// A service answered its probe.
-    pub service_ready: bool,
-    /// When it did (the critical path goes through a service's readiness, not its stop).
-    pub ready_at: Option<SystemTime>,
-    /// A service whose deps are done but that nothing has needed yet (not started).
-    pub standby: bool,
+    /// A service's own state; None for every other kind.
+    pub service: Option<ServiceState>,
     /// Dependents were told this task is done (services tell them before they finish).
     pub notified: bool,
     /// The cache was asked already (a miss waiting for services is not asked again).
@@ -87,7 +81,35 @@ pub struct Rec {
     pub entry: Option<Box<TaskReport>>,
 }
 
+/// What only a service task has.
+#[derive(Debug, Default)]
+pub struct ServiceState {
+    /// Its stop handle while it runs.
+    pub release: Option<oneshot::Sender<()>>,
+    /// It answered its probe.
+    pub ready: bool,
+    /// When it did (the critical path goes through a service's readiness, not its stop).
+    pub ready_at: Option<SystemTime>,
+    /// Its deps are done but nothing has needed it yet (not started).
+    pub standby: bool,
+}
+
 impl Rec {
+    /// The service state, made on first use (only service tasks ever use it).
+    pub fn service_mut(&mut self) -> &mut ServiceState {
+        self.service.get_or_insert_with(ServiceState::default)
+    }
+
+    /// A service that answered its probe.
+    pub fn is_ready_service(&self) -> bool {
+        self.service.as_ref().is_some_and(|s| s.ready)
+    }
+
+    /// A service waiting, not started, for something to need it.
+    pub fn is_standby(&self) -> bool {
+        self.service.as_ref().is_some_and(|s| s.standby)
+    }
+
     /// A fresh record for a task.
     pub fn new(name: &str, kind: TaskKind, need: Need) -> Self {
         Self {
@@ -110,10 +132,7 @@ impl Rec {
             status: None,
             digest: [0; 32],
             last_lines: VecDeque::new(),
-            release: None,
-            service_ready: false,
-            ready_at: None,
-            standby: false,
+            service: (kind == TaskKind::Service).then(ServiceState::default),
             notified: false,
             looked_up: false,
             announced: false,
@@ -167,7 +186,7 @@ impl Rec {
                 .map(|&d| plan.task(d).name.clone())
                 .collect(),
             uses: task.uses.clone(),
-            ready_at: self.ready_at.map(rfc3339),
+            ready_at: self.service.as_ref().and_then(|s| s.ready_at).map(rfc3339),
             executed_on: self.executed_on,
         }
     }
