@@ -2,9 +2,10 @@
 //! (lookup / run / record_success), and the `taskrun cache|explain|plan` commands.
 
 mod support;
+#[path = "../support/workspace.rs"]
+mod workspace;
 
 use std::fs;
-use std::process::Command;
 use std::time::Duration;
 
 use support::{Workspace, set_last_used};
@@ -121,7 +122,7 @@ fn stats_counts_entries_and_reads_the_last_run_report() {
     assert!(text.contains("3/4 tasks cached (75%)"), "{text}");
 
     // Without a manifest: TASKRUN_CACHE_DIR.
-    let out = Command::new(env!("CARGO_BIN_EXE_taskrun"))
+    let out = workspace::taskrun()
         .args(["cache", "stats"])
         .env("TASKRUN_CACHE_DIR", ws.root().join(".taskrun/cache"))
         .current_dir(std::env::temp_dir())
@@ -184,9 +185,8 @@ fn clean_waits_for_the_lock_and_deletes_the_store() {
     ws.run_all();
     let dir = ws.root().join(".taskrun/cache");
     let lock = CacheLock::acquire(&dir).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_taskrun"))
-        .args(["cache", "clean", "taskrun.toml"])
-        .current_dir(ws.root())
+    let child = ws
+        .cmd(&["cache", "clean", "taskrun.toml"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

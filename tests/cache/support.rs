@@ -1,7 +1,7 @@
-//! A workspace in a temp dir with a manifest, and a tiny scheduler stand-in.
+//! The cache binary's own helpers, on top of the shared harness
+//! (`tests/support/workspace.rs`): the library playing the scheduler's part in a workspace.
 
 use std::fs;
-use std::path::Path;
 use std::process::{Command, Output};
 
 use taskrun::cache::inputs::InputFile;
@@ -10,29 +10,9 @@ use taskrun::cache::{CacheOptions, LocalCache, Lookup, Produced, TaskCache};
 use taskrun::manifest::{LoadOptions, load};
 use taskrun::plan::Plan;
 
-pub struct Workspace {
-    dir: tempfile::TempDir,
-}
+pub use crate::workspace::Workspace;
 
 impl Workspace {
-    pub fn new(manifest: &str) -> Self {
-        let ws = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        ws.write("taskrun.toml", manifest);
-        ws
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn write(&self, rel: &str, data: &str) {
-        let p = self.root().join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, data).unwrap();
-    }
-
     pub fn plan(&self) -> Plan {
         let pipeline = load(&self.root().join("taskrun.toml"), &LoadOptions::default()).unwrap();
         Plan::build(pipeline, &[]).unwrap()
@@ -94,13 +74,9 @@ impl Workspace {
             .into_inputs()
     }
 
+    /// `taskrun ARGS` in the root (the shared harness's clean environment), waited for.
     pub fn taskrun(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_taskrun"))
-            .args(args)
-            .current_dir(self.root())
-            .env_remove("TASKRUN_CACHE_DIR")
-            .output()
-            .unwrap()
+        self.cmd(args).output().unwrap()
     }
 
     /// True when `f` leaves the stat records file untouched.

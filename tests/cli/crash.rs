@@ -184,10 +184,9 @@ struct Kills<'a> {
 impl Kills<'_> {
     fn taskrun(&self, ws: &Workspace) -> std::process::Command {
         let mut cmd = ws.cmd(&["taskrun.toml"]);
-        match self.cache {
-            Some(dir) => cmd.env("TASKRUN_CACHE_DIR", dir),
-            None => cmd.env_remove("TASKRUN_CACHE_DIR"),
-        };
+        if let Some(dir) = self.cache {
+            cmd.env("TASKRUN_CACHE_DIR", dir);
+        }
         cmd
     }
 

@@ -9,6 +9,8 @@ mod fault_server;
 mod remote_server;
 #[path = "../support/served.rs"]
 mod served;
+#[path = "../support/workspace.rs"]
+mod workspace;
 
 mod caching;
 mod children;

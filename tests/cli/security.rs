@@ -27,17 +27,9 @@ run = "mkdir -p out && echo generated > out/a.txt"
 const EVIL: &[u8] = b"#!/bin/sh\necho pwned\n";
 
 /// `taskrun taskrun.toml <args>` with the default cache dir, whatever the developer's
-/// environment says.
+/// environment says (the harness clears every `TASKRUN_*`).
 fn run(ws: &Workspace, args: &[&str]) -> Run {
-    let mut all = vec!["taskrun.toml"];
-    all.extend_from_slice(args);
-    Run::from(
-        ws.cmd(&all)
-            .env_remove("TASKRUN_CACHE_DIR")
-            .env_remove("TASKRUN_REMOTE_CACHE")
-            .output()
-            .unwrap(),
-    )
+    ws.run(args)
 }
 
 fn cache_dir(ws: &Workspace) -> PathBuf {
@@ -365,8 +357,6 @@ fn an_interrupted_restore_leaves_nothing_an_input_glob_sees() {
     };
     let mut child = ws
         .cmd(&["taskrun.toml"])
-        .env_remove("TASKRUN_CACHE_DIR")
-        .env_remove("TASKRUN_REMOTE_CACHE")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

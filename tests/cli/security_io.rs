@@ -23,8 +23,6 @@ const STRICT: &AsciiSet = &NON_ALPHANUMERIC
 
 fn run_in(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = ws.cmd(args);
-    cmd.env_remove("TASKRUN_CACHE_DIR")
-        .env_remove("TASKRUN_REMOTE_CACHE");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -2,9 +2,8 @@
 //! the origin with If-None-Match; 304 keeps the cached file (`cached`), 200 downloads anew
 //! (`succeeded`).
 
-use std::process::Command;
-
 use crate::fault_server::{FaultServer, Route};
+use crate::workspace::{Workspace, taskrun};
 
 /// Runs the binary off the async runtime (the test server lives on it).
 async fn run_async(dir: &std::path::Path) -> serde_json::Value {
@@ -15,10 +14,9 @@ async fn run_async(dir: &std::path::Path) -> serde_json::Value {
 }
 
 fn run(dir: &std::path::Path) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_taskrun"))
+    let out = taskrun()
         .current_dir(dir)
         .args(["taskrun.toml", "--report", "report.json"])
-        .env("CI", "true")
         .output()
         .unwrap();
     assert!(
@@ -33,16 +31,11 @@ fn run(dir: &std::path::Path) -> serde_json::Value {
 async fn revalidate_reuses_on_304_and_downloads_on_200() {
     let server = FaultServer::start().await;
     server.route("/data.csv", Route::ok(b"v1\n".to_vec()).etag("\"one\""));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("taskrun.toml"),
-        format!(
-            "[tasks.get]\ndownload = {{ url = \"{}\", dest = \"data.csv\", revalidate = true }}\n",
-            server.url("/data.csv")
-        ),
-    )
-    .unwrap();
-    let root = dir.path().to_path_buf();
+    let ws = Workspace::new(&format!(
+        "[tasks.get]\ndownload = {{ url = \"{}\", dest = \"data.csv\", revalidate = true }}\n",
+        server.url("/data.csv")
+    ));
+    let root = ws.root().to_path_buf();
 
     let r = run_async(&root).await;
     assert_eq!(r["tasks"][0]["status"], "succeeded");

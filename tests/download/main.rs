@@ -7,6 +7,8 @@
 mod bytes;
 #[path = "../support/fault_server.rs"]
 mod fault_server;
+#[path = "../support/workspace.rs"]
+mod workspace;
 
 mod helpers;
 

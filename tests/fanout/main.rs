@@ -7,6 +7,8 @@
 mod fault_server;
 #[path = "../support/served.rs"]
 mod served;
+#[path = "../support/workspace.rs"]
+mod workspace;
 
 mod cache;
 mod expansion;

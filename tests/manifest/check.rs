@@ -165,7 +165,7 @@ fn github_actions_gets_error_annotations() {
 #[test]
 fn shipped_pipelines_pass_check() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_taskrun"));
+    let mut cmd = crate::support::taskrun();
     cmd.current_dir(root).arg("check");
     let mut n = 0;
     for entry in std::fs::read_dir(format!("{root}/pipelines")).unwrap() {

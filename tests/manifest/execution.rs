@@ -105,7 +105,7 @@ fn a_bad_executor_variable_is_a_usage_error_that_never_shows_its_value() {
             ))
             .stderr(predicate::str::contains("hunter2").not());
     }
-    assert!(!ws.path().join("ran").exists());
+    assert!(!ws.path("ran").exists());
 }
 
 /// One task for each reason a task stays here, and one that goes remote.
@@ -299,7 +299,7 @@ fn remote_exec_on_without_an_executor_is_a_usage_error() {
             ))
             .stderr(predicate::str::contains("TASKRUN_REMOTE_EXECUTOR"));
     }
-    assert!(!ws.path().join("ran").exists());
+    assert!(!ws.path("ran").exists());
     ws.taskrun(&["plan", "taskrun.toml", "--remote-exec", "sometimes"])
         .assert()
         .code(2);

@@ -27,14 +27,11 @@ fn run(dir: &Path, port: u16) -> (i32, serde_json::Value, String) {
 }
 
 fn run_manifest(dir: &Path, args: &[&str], port: u16) -> (i32, serde_json::Value, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_taskrun"))
+    let out = crate::workspace::taskrun()
         .current_dir(dir)
         .args(args)
         .args(["--report", "report.json"])
         .env("TASKRUN_DEMO_PORT", port.to_string())
-        .env("CI", "true")
-        .env_remove("TASKRUN_CACHE_DIR")
-        .env_remove("TASKRUN_REMOTE_CACHE")
         .output()
         .unwrap();
     let report = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();

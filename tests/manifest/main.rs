@@ -8,3 +8,5 @@ mod props;
 mod remote_cache;
 mod schema;
 mod support;
+#[path = "../support/workspace.rs"]
+mod workspace;

@@ -96,10 +96,10 @@ fn plan_runs_nothing_connects_nowhere_writes_nothing() {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     let ws = Workspace::new(&manifest(port).replace("echo\", \"lint ok\"", "touch\", \"ran.txt\""));
-    let before = tree(ws.path());
+    let before = tree(ws.root());
     ws.taskrun(&["plan", "taskrun.toml"]).assert().code(0);
     ws.taskrun(&["taskrun.toml", "--dry-run"]).assert().code(0);
-    assert_eq!(tree(ws.path()), before, "plan must not write any file");
+    assert_eq!(tree(ws.root()), before, "plan must not write any file");
     assert!(
         listener.accept().is_err(),
         "plan must not open a connection"

@@ -90,7 +90,7 @@ fn plan_json_follows_the_plan_schema() {
         ("ci.toml", "grpc://127.0.0.1:1"),
         ("download.toml", "grpcs://rbe"),
     ]) {
-        let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_taskrun"))
+        let out = crate::support::taskrun()
             .current_dir(root().join("pipelines"))
             .args(["plan", manifest, "--format", "json"])
             .env("TASKRUN_REMOTE_EXECUTOR", executor)

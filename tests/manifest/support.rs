@@ -1,44 +1,21 @@
-//! A temp workspace with a manifest, and a way to run the real binary in it.
+//! The manifest binary's own helpers, on top of the shared harness
+//! (`tests/support/workspace.rs`): taskrun as an `assert_cmd` command, and a file listing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
-
-/// A temp dir holding `taskrun.toml` and whatever files a test writes.
-pub struct Workspace {
-    pub dir: tempfile::TempDir,
-}
+pub use crate::workspace::Workspace;
 
 impl Workspace {
-    pub fn new(manifest: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("taskrun.toml"), manifest).unwrap();
-        Self { dir }
+    /// `taskrun ARGS` run inside the workspace (the shared harness's clean environment), for
+    /// `assert_cmd`'s assertions.
+    pub fn taskrun(&self, args: &[&str]) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.cmd(args))
     }
+}
 
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let p = self.dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    /// `taskrun ARGS` run inside the workspace, with a clean environment for colour and CI.
-    pub fn taskrun(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskrun"));
-        cmd.current_dir(self.path())
-            .args(args)
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("TASKRUN_CACHE_DIR")
-            .env_remove("TASKRUN_REMOTE_CACHE")
-            .env_remove("TASKRUN_REMOTE_EXECUTOR")
-            .env("NO_COLOR", "1");
-        cmd
-    }
+/// The shared harness's `taskrun` (clean environment), for `assert_cmd`'s assertions.
+pub fn taskrun() -> assert_cmd::Command {
+    assert_cmd::Command::from_std(crate::workspace::taskrun())
 }
 
 /// Every file below `dir`, relative, sorted: to prove a command wrote nothing.

@@ -4,9 +4,10 @@
 use std::fs;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::server::CacheServer;
+use crate::workspace::Workspace;
 
 const MANIFEST: &str = r#"
 [pipeline]
@@ -24,20 +25,17 @@ outputs = ["out/count.txt"]
 run = "wc -l < out/merged.csv > out/count.txt"
 "#;
 
-fn workspace() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("taskrun.toml"), MANIFEST).unwrap();
-    fs::create_dir_all(dir.path().join("data")).unwrap();
-    fs::write(dir.path().join("data/a.csv"), "1\n2\n").unwrap();
-    dir
+fn workspace() -> Workspace {
+    let ws = Workspace::new(MANIFEST);
+    ws.write("data/a.csv", "1\n2\n");
+    ws
 }
 
+/// `taskrun ARGS` in `root` with `TASKRUN_REMOTE_CACHE=remote`.
 fn taskrun(root: &Path, remote: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_taskrun"))
+    crate::workspace::taskrun()
         .args(args)
         .current_dir(root)
-        .env_remove("TASKRUN_CACHE_DIR")
-        .env_remove("TASKRUN_LOG")
         .env("TASKRUN_REMOTE_CACHE", remote)
         .output()
         .unwrap()
@@ -55,7 +53,7 @@ fn text(o: &Output) -> String {
 fn taskrun_run_reports_remote_hits_on_a_second_machine() {
     let server = CacheServer::new();
     let a = workspace();
-    let out = taskrun(a.path(), &server.url(), &["run", "taskrun.toml"]);
+    let out = taskrun(a.root(), &server.url(), &["run", "taskrun.toml"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         server
@@ -67,18 +65,18 @@ fn taskrun_run_reports_remote_hits_on_a_second_machine() {
     );
 
     let b = workspace();
-    let out = taskrun(b.path(), &server.url(), &["run", "taskrun.toml"]);
+    let out = taskrun(b.root(), &server.url(), &["run", "taskrun.toml"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(text(&out).matches("(remote)").count(), 2, "{}", text(&out));
     assert_eq!(
-        fs::read(b.path().join("out/count.txt")).unwrap(),
-        fs::read(a.path().join("out/count.txt")).unwrap()
+        fs::read(b.root().join("out/count.txt")).unwrap(),
+        fs::read(a.root().join("out/count.txt")).unwrap()
     );
 
     // `plan` on a third machine touches no network and says what it can.
     let c = workspace();
     server.clear_log();
-    let out = taskrun(c.path(), &server.url(), &["plan", "taskrun.toml"]);
+    let out = taskrun(c.root(), &server.url(), &["plan", "taskrun.toml"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("the remote may have it"),
@@ -96,7 +94,7 @@ fn taskrun_run_with_a_dead_remote_warns_once_and_succeeds() {
         .unwrap();
     let ws = workspace();
     let out = taskrun(
-        ws.path(),
+        ws.root(),
         &format!("http://{addr}"),
         &["run", "taskrun.toml"],
     );
@@ -104,7 +102,7 @@ fn taskrun_run_with_a_dead_remote_warns_once_and_succeeds() {
     let all = text(&out);
     assert_eq!(all.matches("unreachable").count(), 1, "{all}");
     assert!(all.contains("continuing with the local cache"), "{all}");
-    assert!(ws.path().join("out/count.txt").is_file());
+    assert!(ws.root().join("out/count.txt").is_file());
 }
 
 #[test]
@@ -112,13 +110,13 @@ fn taskrun_run_no_cache_uses_neither_store() {
     let server = CacheServer::new();
     let ws = workspace();
     let out = taskrun(
-        ws.path(),
+        ws.root(),
         &server.url(),
         &["run", "--no-cache", "taskrun.toml"],
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(server.log().is_empty(), "{:?}", server.log());
-    assert!(!ws.path().join(".taskrun/cache/ac").exists());
+    assert!(!ws.root().join(".taskrun/cache/ac").exists());
 }
 
 /// Issue 13 (SPEC §13): a remote record, correctly sealed, that also names the manifest and a
@@ -131,7 +129,7 @@ fn a_remote_record_naming_undeclared_paths_is_rejected_and_the_task_runs() {
 
     let server = CacheServer::new();
     let a = workspace();
-    let out = taskrun(a.path(), &server.url(), &["run", "taskrun.toml"]);
+    let out = taskrun(a.root(), &server.url(), &["run", "taskrun.toml"]);
     assert!(out.status.success(), "{}", text(&out));
 
     let evil = b"#!/bin/sh\necho pwned\n".to_vec();
@@ -160,15 +158,15 @@ fn a_remote_record_naming_undeclared_paths_is_rejected_and_the_task_runs() {
     server.clear_log();
 
     let b = workspace();
-    let out = taskrun(b.path(), &server.url(), &["run", "taskrun.toml"]);
+    let out = taskrun(b.root(), &server.url(), &["run", "taskrun.toml"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
-        fs::read_to_string(b.path().join("taskrun.toml")).unwrap(),
+        fs::read_to_string(b.root().join("taskrun.toml")).unwrap(),
         MANIFEST
     );
-    assert!(!b.path().join(".git").exists());
+    assert!(!b.root().join(".git").exists());
     assert!(text(&out).contains("rejected"), "{}", text(&out));
-    assert!(b.path().join("out/merged.csv").is_file());
+    assert!(b.root().join("out/merged.csv").is_file());
     let fetched = format!("/cas/{evil_hex}");
     assert!(
         !server

@@ -4,9 +4,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use crate::server::CacheServer;
+use crate::workspace::Workspace;
 
 const MANIFEST: &str = r#"
 [tasks.shout]
@@ -15,21 +15,17 @@ outputs = ["out/${item.line}.txt"]
 run = "mkdir -p out && echo ${item.line} | tr a-z A-Z > out/${item.line}.txt"
 "#;
 
-fn machine(words: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("taskrun.toml"), MANIFEST).unwrap();
-    fs::write(dir.path().join("words.txt"), words).unwrap();
-    dir
+fn machine(words: &str) -> Workspace {
+    let ws = Workspace::new(MANIFEST);
+    ws.write("words.txt", words);
+    ws
 }
 
 /// Runs with a report; the report's tasks by name → (status, cache_source).
 fn run(root: &Path, remote: &str) -> Vec<(String, String, String)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_taskrun"))
+    let out = crate::workspace::taskrun()
         .args(["taskrun.toml", "--report", "r.json"])
         .current_dir(root)
-        .env_remove("TASKRUN_CACHE_DIR")
-        .env_remove("TASKRUN_LOG")
-        .env("CI", "1")
         .env("TASKRUN_REMOTE_CACHE", remote)
         .output()
         .unwrap();
@@ -60,7 +56,7 @@ fn run(root: &Path, remote: &str) -> Vec<(String, String, String)> {
 fn instances_are_shared_through_the_remote_whatever_the_list_order() {
     let server = CacheServer::new();
     let a = machine("alpha\nbeta\ngamma\n");
-    let first = run(a.path(), &server.url());
+    let first = run(a.root(), &server.url());
     assert!(first.iter().all(|(_, s, _)| s == "succeeded"), "{first:?}");
     let records = server
         .paths()
@@ -70,7 +66,7 @@ fn instances_are_shared_through_the_remote_whatever_the_list_order() {
     assert_eq!(records, 3, "one record per instance");
 
     let b = machine("# reordered, and one more\ngamma\ndelta\nalpha\nbeta\n");
-    let second = run(b.path(), &server.url());
+    let second = run(b.root(), &server.url());
     let expect = |name: &str, status: &str, source: &str| {
         (name.to_string(), status.to_string(), source.to_string())
     };
@@ -84,7 +80,7 @@ fn instances_are_shared_through_the_remote_whatever_the_list_order() {
         ]
     );
     assert_eq!(
-        fs::read_to_string(b.path().join("out/gamma.txt")).unwrap(),
+        fs::read_to_string(b.root().join("out/gamma.txt")).unwrap(),
         "GAMMA\n"
     );
 }

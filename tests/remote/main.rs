@@ -6,6 +6,8 @@ mod fanout;
 mod nginx;
 mod server;
 mod support;
+#[path = "../support/workspace.rs"]
+mod workspace;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

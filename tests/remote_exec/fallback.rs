@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cluster::Cluster;
-use crate::workspace::{Workspace, manifest, nonce, task};
+use crate::support::{Workspace, manifest, nonce, task};
 
 /// Ten `sleep 1` actions on four bots with `-j 1`: remote actions are not held to the local
 /// limit, so four run at once (from the cluster's own record, not a stopwatch).

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 use taskrun::cache::grpc_entry::{RECORD_PATH, action_result, cache_action};
@@ -13,11 +13,12 @@ use taskrun::cache::record::{ActionRecord, OutputFile};
 use taskrun::reapi::{BlobSource, Client, ClientOptions, Digest, UploadBlob};
 
 use crate::cluster::Cluster;
+use crate::workspace::Workspace;
 
 /// A workspace (its own local cache dir inside) and a marker file outside it that every
 /// command run appends a line to, so a run that was not needed is seen.
 struct Ws {
-    dir: tempfile::TempDir,
+    ws: Workspace,
     marker: PathBuf,
 }
 
@@ -51,7 +52,6 @@ fn nonce() -> String {
 /// A manifest with `gen` (a text file and an executable script) and `count` on top of it,
 /// both appending to the marker; `cache` is extra `[cache]` lines.
 fn workspace(remote: &str, cache: &str, marker: &Path, nonce: &str) -> Ws {
-    let dir = tempfile::tempdir().unwrap();
     let m = marker.display();
     let manifest = format!(
         r#"
@@ -70,16 +70,15 @@ outputs = ["out/count.txt"]
 run = "echo count >> {m} && wc -c < out/a.txt > out/count.txt"
 "#
     );
-    fs::write(dir.path().join("taskrun.toml"), manifest).unwrap();
     Ws {
-        dir,
+        ws: Workspace::new(&manifest),
         marker: marker.to_path_buf(),
     }
 }
 
 impl Ws {
     fn root(&self) -> &Path {
-        self.dir.path()
+        self.ws.root()
     }
 
     fn runs(&self) -> usize {
@@ -96,16 +95,12 @@ impl Ws {
         let _ = fs::remove_file(&report);
         let out = self.root().join("out.log");
         let log = fs::File::create(&out).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_taskrun"))
-            .arg("run")
-            .arg("taskrun.toml")
+        let child = self
+            .ws
+            .cmd(&["run", "taskrun.toml"])
             .args(args)
             .arg("--report")
             .arg(&report)
-            .current_dir(self.root())
-            .env_remove("TASKRUN_CACHE_DIR")
-            .env_remove("TASKRUN_REMOTE_CACHE")
-            .env_remove("TASKRUN_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -342,13 +337,9 @@ run = "mkdir -p out && echo {n} > out/big.bin && head -c 67108864 /dev/urandom >
 "#,
         c.url()
     );
-    let ws = || {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("taskrun.toml"), &manifest).unwrap();
-        Ws {
-            dir,
-            marker: tmp.path().join("unused"),
-        }
+    let ws = || Ws {
+        ws: Workspace::new(&manifest),
+        marker: tmp.path().join("unused"),
     };
     let a = ws();
     let first = a.run(&[]);

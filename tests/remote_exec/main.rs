@@ -8,4 +8,6 @@ mod fallback;
 mod grpc_cache;
 mod harness;
 mod scheduler;
+mod support;
+#[path = "../support/workspace.rs"]
 mod workspace;

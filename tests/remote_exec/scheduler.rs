@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cluster::Cluster;
-use crate::workspace::{Workspace, manifest, nonce, task};
+use crate::support::{Workspace, manifest, nonce, task};
 
 /// How many times the cluster ran `action` (`HASH/SIZE`).
 fn runs_of(c: &Cluster, action: &str) -> usize {
@@ -33,9 +33,9 @@ outputs = ["sub/here.txt"]
 
 fn seeded(url: &str, nonce: &str) -> Workspace {
     let ws = Workspace::new(&manifest(url, "", nonce, PIPELINE));
-    ws.write("src/a.txt", "hello remote\n", 0o644)
-        .write("tool.sh", "#!/bin/sh\necho tool ran\n", 0o755)
-        .write("sub/.keep", "", 0o644);
+    ws.write_mode("src/a.txt", "hello remote\n", 0o644)
+        .write_mode("tool.sh", "#!/bin/sh\necho tool ran\n", 0o755)
+        .write_mode("sub/.keep", "", 0o644);
     ws
 }
 
@@ -152,7 +152,7 @@ fn an_undeclared_input_fails_remotely_with_a_hint() {
     let Some(c) = Cluster::shared() else { return };
     let body = "[tasks.notes]\nrun = \"cat data/notes.txt > out.txt\"\noutputs = [\"out.txt\"]\n";
     let ws = Workspace::new(&manifest(c.url(), "", &nonce(), body));
-    ws.write("data/notes.txt", "n\n", 0o644);
+    ws.write_mode("data/notes.txt", "n\n", 0o644);
     let run = ws.run(&[]);
     run.code(1);
     let hint = "`data/notes.txt` exists here but was not sent: declare it in `inputs` \
