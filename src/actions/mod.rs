@@ -4,7 +4,6 @@
 //! progress, and the run's stop signal, and they return one [`AttemptResult`] per attempt.
 //! The scheduler decides about retries, slots and the cache.
 
-pub mod child;
 pub mod command;
 pub mod download;
 pub mod env;
@@ -12,7 +11,6 @@ pub mod outputs;
 pub mod process;
 pub mod remote;
 pub mod service;
-pub mod spawn;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use super::classify::{self, FailureKind, is_retryable_status};
+use super::part_writer::{PartSpec, PartWriter};
 use super::resume::{self, PartMeta};
-use super::sink::{Sink, SinkSpec};
 use super::transport::{self, Response};
 use super::{AttemptFailure, Downloaded, HttpClient, Progress, parse_retry_after, redirect};
 use crate::cache::WrittenFile;
@@ -275,7 +275,7 @@ struct Start {
     offset: u64,
     /// The full size, when known.
     total: Option<u64>,
-    /// `<dest>.part.json` may exist (see [`SinkSpec::meta_on_disk`]).
+    /// `<dest>.part.json` may exist (see [`PartSpec::meta_on_disk`]).
     meta_on_disk: bool,
     /// The server that answered (after any redirects).
     peer: Peer,
@@ -316,7 +316,7 @@ async fn stream(
         bytes: offset,
         total,
     });
-    let mut sink = Sink::start(SinkSpec {
+    let mut writer = PartWriter::start(PartSpec {
         dest: f.dest.to_path_buf(),
         offset,
         expected: total.map(|t| t.saturating_sub(offset)),
@@ -357,12 +357,12 @@ async fn stream(
                 if let Some(max) = f.download.max_bytes
                     && got > max
                 {
-                    sink.discard().await;
+                    writer.discard().await;
                     let msg = format!("the body exceeds max_bytes ({max})");
                     return Err(with_status(failure(FailureKind::TooLarge, false, msg)));
                 }
-                if let Err(err) = sink.write(chunk).await {
-                    sink.discard().await;
+                if let Err(err) = writer.write(chunk).await {
+                    writer.discard().await;
                     let what = format!("cannot write {}", resume::part_path(f.dest).display());
                     return Err(with_status(io_failure(&what, &err)));
                 }
@@ -377,7 +377,7 @@ async fn stream(
                 break;
             }
             Err(err) => {
-                sink.abort().await;
+                writer.abort().await;
                 let mut fail = transport_failure(err, true, &peer);
                 fail.message = format!("{} after {got} bytes", fail.message);
                 return Err(with_status(fail));
@@ -387,11 +387,11 @@ async fn stream(
     if let Some(total) = total
         && got < total
     {
-        sink.abort().await;
+        writer.abort().await;
         let msg = format!("the body ended after {got} of {total} bytes");
         return Err(with_status(failure(FailureKind::Truncated, true, msg)));
     }
-    let written = sink.finish().await.map_err(|e| {
+    let written = writer.finish().await.map_err(|e| {
         let what = format!("cannot write {}", resume::part_path(f.dest).display());
         with_status(io_failure(&what, &e))
     })?;

@@ -4,18 +4,18 @@
 //! attempt and reads [`AttemptFailure::retryable`] and [`AttemptFailure::retry_after`] to
 //! decide what comes next. Within an attempt the mirrors are tried in order.
 //!
-//! On disk: the body streams to `<dest>.part` (hashed in the same pass, see [`sink`]), with
+//! On disk: the body streams to `<dest>.part` (hashed in the same pass, see [`part_writer`]), with
 //! `<dest>.part.json` beside it when `resume` is on and the transfer is large or was cut
 //! short; `dest` only ever appears by renaming a complete, verified part file onto it.
 
 mod classify;
 mod client;
 mod fetch;
+mod part_writer;
 mod pool;
 mod redirect;
 mod resume;
 mod retry_after;
-mod sink;
 mod task;
 mod transport;
 mod wording;
@@ -210,7 +210,7 @@ async fn run(
 ) -> Result<Outcome, AttemptFailure> {
     let dest = req.root.join(req.download.dest.as_str());
     // A symlink at `dest` or a parent of it that leads outside the workspace goes first
-    // (SPEC §13); `<dest>.part` is never opened through a symlink (see `sink`, `resume`).
+    // (SPEC §13); `<dest>.part` is never opened through a symlink (see `part_writer`, `resume`).
     if let Err(e) = Workspace::new(req.root).unlink_escapes_before_write(&req.download.dest) {
         let msg = format!("cannot check {} for symlinks: {e}", req.download.dest);
         return Err(failure(FailureKind::Invalid, false, msg));

@@ -6,7 +6,7 @@
 //! transfer gave) costs, at concurrency 16, sixteen stacks and sixteen allocator heaps with
 //! their cached pages, plus a futex round trip per chunk. The work is CPU-bound, so threads
 //! beyond the core count only add memory; and each transfer queues at most one job at a time
-//! (see `sink`), so no transfer waits behind more than one buffer of each other transfer.
+//! (see `part_writer`), so no transfer waits behind more than one buffer of each other transfer.
 //!
 //! A job that panics loses its result ([`Pending`] yields `None`) but not the thread.
 

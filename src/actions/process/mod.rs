@@ -2,6 +2,10 @@
 //!
 //! `kill_on_drop` would only reach the direct child; a shell's grandchildren would survive.
 //! Every child here leads its own group (`process_group(0)`) and is stopped with `killpg`.
+//! Starting a child is in [`spawn`](mod@spawn), waiting for it and its pipes in [`child`].
+
+pub mod child;
+pub mod spawn;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -13,9 +17,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{Notify, watch};
 
 use crate::actions::OutputSink;
-pub use crate::actions::child::Child;
-use crate::actions::child::{LIVE_AFTER, Pipe};
 use crate::events::Stream;
+pub use child::Child;
+use child::{LIVE_AFTER, Pipe};
 
 /// How long a SIGTERM'd group may take before it gets SIGKILL (SPEC §3, §8).
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -53,7 +57,7 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
     if let Some(stdin) = dev_null() {
         let argv0 = program.to_string_lossy().into_owned();
         let full: Vec<String> = std::iter::once(argv0).chain(args.iter().cloned()).collect();
-        let spawned = crate::actions::spawn::spawn(&program, &full, cwd, env, stdin.as_raw_fd())?;
+        let spawned = spawn::spawn(&program, &full, cwd, env, stdin.as_raw_fd())?;
         if let Some(s) = spawned {
             return Child::from_spawned(s);
         }
@@ -77,7 +81,7 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
                     crate::huge_pages::set(thp);
                 }
                 // SPEC §13: the child dies with taskrun, even with a kill -9 of taskrun.
-                if crate::actions::spawn::die_with_parent(parent) {
+                if spawn::die_with_parent(parent) {
                     Ok(())
                 } else {
                     Err(std::io::Error::other(

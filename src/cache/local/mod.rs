@@ -594,13 +594,10 @@ fn is_stale(rec: &ActionRecord, now: SystemTime) -> bool {
         .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= LAST_USED_GRANULARITY)
 }
 
-#[path = "local_record.rs"]
 mod success;
 
-#[path = "local_state.rs"]
 mod state;
 pub use state::Prefetch;
 
 #[cfg(test)]
-#[path = "local_tests.rs"]
 mod tests;

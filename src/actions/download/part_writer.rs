@@ -21,7 +21,7 @@
 //!
 //! Files appear lazily: `<dest>.part` with the first write, `<dest>.part.json` once the part
 //! file holds [`META_AFTER`] bytes, or when the transfer stops early (an error, a timeout, an
-//! interrupt: whenever the sink is aborted or dropped unfinished). A hard kill can therefore
+//! interrupt: whenever the writer is aborted or dropped unfinished). A hard kill can therefore
 //! lose the resume data of a transfer that has received less than [`META_AFTER`] (it
 //! restarts from zero next time), not of one that has received more.
 
@@ -54,7 +54,7 @@ const BATCH: usize = 4 * BUFFER;
 const META_AFTER: u64 = 1024 * 1024;
 
 /// What the writer needs to know before the first byte.
-pub(crate) struct SinkSpec {
+pub(crate) struct PartSpec {
     /// Absolute destination; the part files sit beside it.
     pub dest: PathBuf,
     /// Bytes already in `<dest>.part` to keep (and hash first); 0 starts a fresh file.
@@ -222,10 +222,10 @@ impl Part {
 /// A pool job's return: the part, the buffer and the batch (emptied for reuse) and the outcome.
 type Job = (Box<Part>, Vec<u8>, Vec<Bytes>, io::Result<()>);
 
-/// One transfer's writer. [`Sink::finish`] ends it successfully; [`Sink::abort`], or dropping
-/// it unfinished, keeps the part file for resume (or removes it when resume is off);
-/// [`Sink::discard`] removes both part files.
-pub(crate) struct Sink {
+/// One transfer's writer. [`PartWriter::finish`] ends it successfully;
+/// [`PartWriter::abort`], or dropping it unfinished, keeps the part file for resume (or
+/// removes it when resume is off); [`PartWriter::discard`] removes both part files.
+pub(crate) struct PartWriter {
     /// `None` while a pool job holds it, and once settled.
     part: Option<Box<Part>>,
     /// The pool job writing for this transfer, while one runs.
@@ -246,10 +246,10 @@ pub(crate) struct Sink {
 /// Transfers running whose body is larger than [`BUFFER`] (or of unknown length).
 static LARGE: AtomicUsize = AtomicUsize::new(0);
 
-impl Sink {
+impl PartWriter {
     /// Prepares a transfer; no file is touched unless a stale `<dest>.part.json` must go.
-    pub fn start(spec: SinkSpec) -> Self {
-        let SinkSpec {
+    pub fn start(spec: PartSpec) -> Self {
+        let PartSpec {
             dest,
             offset,
             expected,
@@ -288,7 +288,7 @@ impl Sink {
     }
 
     /// Takes one chunk of the body; fails when writing the part file failed (call
-    /// [`Sink::discard`] then). Returns once the chunk is copied, held for the next job, or
+    /// [`PartWriter::discard`] then). Returns once the chunk is copied, held for the next job, or
     /// handed to the pool; with more large transfers than pool threads, a full job is waited
     /// for, so that the caller does not read on while the pool is behind.
     pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
@@ -466,7 +466,7 @@ impl Sink {
     }
 }
 
-impl Drop for Sink {
+impl Drop for PartWriter {
     /// An unfinished transfer (its future dropped: a timeout or an interrupt) settles here.
     /// That may block this thread until the pool has written this transfer's one queued
     /// buffer (a fraction of a millisecond); it happens only when a transfer is cut short, and
@@ -527,14 +527,14 @@ mod tests {
     use bytes::Bytes;
     use sha2::{Digest, Sha256};
 
-    use super::{Sink, SinkSpec};
+    use super::{PartSpec, PartWriter};
     use crate::cache::digest::to_hex;
 
     async fn written(expected: u64, chunks: &[Vec<u8>]) -> (Vec<u8>, String, u64) {
         let d = tempfile::tempdir().unwrap();
         let dest = d.path().join("f.bin");
         let guard = Arc::new(tokio::sync::Mutex::new(())).lock_owned().await;
-        let mut sink = Sink::start(SinkSpec {
+        let mut writer = PartWriter::start(PartSpec {
             dest: dest.clone(),
             offset: 0,
             expected: Some(expected),
@@ -544,9 +544,9 @@ mod tests {
             hash: true,
         });
         for c in chunks {
-            sink.write(Bytes::from(c.clone())).await.unwrap();
+            writer.write(Bytes::from(c.clone())).await.unwrap();
         }
-        let w = sink.finish().await.unwrap();
+        let w = writer.finish().await.unwrap();
         let body = std::fs::read(super::resume::part_path(&dest)).unwrap();
         (
             body,
@@ -579,7 +579,7 @@ mod tests {
             let dest = d.path().join("f.bin");
             std::fs::write(super::resume::part_path(&dest), vec![7u8; on_disk]).unwrap();
             let guard = Arc::new(tokio::sync::Mutex::new(())).lock_owned().await;
-            let mut sink = Sink::start(SinkSpec {
+            let mut writer = PartWriter::start(PartSpec {
                 dest: dest.clone(),
                 offset: 200,
                 expected: Some(10),
@@ -588,8 +588,8 @@ mod tests {
                 guard,
                 hash,
             });
-            sink.write(Bytes::from(vec![9u8; 10])).await.unwrap();
-            let result = sink.finish().await;
+            writer.write(Bytes::from(vec![9u8; 10])).await.unwrap();
+            let result = writer.finish().await;
             if on_disk < 200 {
                 let err = result.err().expect("a shrunken part was continued");
                 assert!(err.to_string().contains("shrank"), "{err}");

@@ -53,18 +53,18 @@ impl Child {
         let assembled = pidfd.and_then(|fd| Self::assemble(pid, fd, out, err));
         if assembled.is_err() {
             // Without a way to wait for it, do not leave it running unseen.
-            crate::actions::process::signal_group(pid, libc::SIGKILL);
+            super::signal_group(pid, libc::SIGKILL);
             let _ = child.wait();
         }
         assembled
     }
 
-    /// Wraps a child started by [`crate::actions::spawn`].
-    pub fn from_spawned(s: crate::actions::spawn::Spawned) -> io::Result<Self> {
+    /// Wraps a child started by [`super::spawn`](mod@super::spawn).
+    pub fn from_spawned(s: super::spawn::Spawned) -> io::Result<Self> {
         let pid = s.pid;
         let assembled = Self::assemble(pid, Some(s.pidfd), Some(s.stdout), Some(s.stderr));
         if assembled.is_err() {
-            crate::actions::process::signal_group(pid, libc::SIGKILL);
+            super::signal_group(pid, libc::SIGKILL);
             // It dies at once; block until it is reaped.
             while let Ok(None) = reap(pid) {
                 std::thread::sleep(Duration::from_millis(1));
