@@ -290,7 +290,7 @@ fn instances(
         items,
         sources: &sources,
     };
-    for (n, built) in recipe.build_all().into_iter().enumerate() {
+    recipe.build_each(|n, built| {
         let (row_index, item_index) = (n / sources.len(), n % sources.len());
         let (row, item) = (&items.rows[row_index], &sources[item_index]);
         let item_fields: &[(String, String)] = item.map_or(&[], |i| i.fields.as_slice());
@@ -299,7 +299,6 @@ fn instances(
             task: built,
             problems,
         } = built;
-        {
             // Problems that every instance shares are reported once; the others name the
             // instance and where its item came from.
             for mut p in problems {
@@ -319,7 +318,7 @@ fn instances(
                 r.push(p);
             }
             let (Some(key), Some((mut task, task_spans))) = (key, built) else {
-                continue;
+                return;
             };
             if let Some((other_row, other_item)) = keys.insert(key.clone(), (row_index, item_index))
             {
@@ -336,7 +335,7 @@ fn instances(
                     );
                 }
                 reported += 1;
-                continue;
+                return;
             }
             let name = format!("{}[{key}]", b.name);
             if matches!(task.action, Action::Command(_) | Action::Service(_)) {
@@ -349,8 +348,7 @@ fn instances(
             }));
             tasks.insert(name, task);
             spans.push(task_spans);
-        }
-    }
+    });
     if reported > MAX_INSTANCE_PROBLEMS {
         r.push(Problem::at(
             b.name_span.clone(),
