@@ -237,6 +237,7 @@ impl GrpcCache {
             headers,
             connect_timeout: Some(self.options.connect_timeout),
             tls_roots: None,
+            open_streams: None,
         };
         let url = self.url.as_str().to_string();
         let connected = run_on(&rt, self.options.timeout, false, async move {

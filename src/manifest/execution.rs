@@ -70,6 +70,11 @@ fn read_table(r: &mut Reader<'_>, t: &DeTable<'_>, ctx: &Context<'_>, cfg: &mut 
     if let Some(n) = get(t, "jobs").and_then(|v| r.integer_in(v, "execution.jobs", 1, 100_000)) {
         cfg.jobs = Some(n as u32);
     }
+    if let Some(n) =
+        get(t, "streams").and_then(|v| r.integer_in(v, "execution.streams", 1, 100_000))
+    {
+        cfg.streams = n as u32;
+    }
     if let Some((s, span)) = get(t, "path").and_then(|v| r.string(v, "execution.path")) {
         if s.is_empty() || s.contains('\0') {
             r.push(

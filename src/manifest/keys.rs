@@ -32,6 +32,7 @@ pub const EXECUTION: &[&str] = &[
     "platform",
     "headers",
     "jobs",
+    "streams",
     "path",
     "fallback_local",
 ];

@@ -104,6 +104,10 @@ struct ExecutionSection {
     /// Remote actions in flight (default: 8 × concurrency).
     #[schemars(range(min = 1))]
     jobs: Option<u32>,
+    /// Remote actions that wait on an open stream; the others are polled (default 8). Keep
+    /// it below a BuildGrid server's thread pool minus its bots.
+    #[schemars(range(min = 1))]
+    streams: Option<u32>,
     /// PATH of remote commands (default "/usr/local/bin:/usr/bin:/bin").
     path: Option<String>,
     /// Run a task locally when the cluster is unreachable (default true).

@@ -25,6 +25,10 @@ pub struct ExecutionConfig {
     /// Remote actions in flight; `None`: [`ExecutionConfig::JOBS_PER_SLOT`] × the run's
     /// concurrency (a remote action holds no local slot, so the local limit says little).
     pub jobs: Option<u32>,
+    /// Remote actions that wait on an open stream (Execute or WaitExecution); the others are
+    /// polled (GetOperation). Servers that serve each call on a thread from a fixed pool
+    /// (BuildGrid) refuse their own bots once the streams take every thread.
+    pub streams: u32,
     /// `PATH` of remote commands: the caller's environment is not sent, and a worker's
     /// image decides what is installed where.
     pub path: String,
@@ -40,6 +44,7 @@ impl Default for ExecutionConfig {
             platform: BTreeMap::new(),
             headers: BTreeMap::new(),
             jobs: None,
+            streams: Self::DEFAULT_STREAMS,
             path: Self::DEFAULT_PATH.to_string(),
             fallback_local: true,
         }
@@ -49,6 +54,10 @@ impl Default for ExecutionConfig {
 impl ExecutionConfig {
     /// `PATH` of remote commands unless `[execution] path` says otherwise.
     pub const DEFAULT_PATH: &'static str = "/usr/local/bin:/usr/bin:/bin";
+
+    /// Open streams unless `[execution] streams` says otherwise: below the 10 threads of a
+    /// BuildGrid server on 2 CPUs (its default pool is 5 per CPU) with a bot calling in.
+    pub const DEFAULT_STREAMS: u32 = 8;
 
     /// Remote actions in flight per local concurrency slot, by default.
     pub const JOBS_PER_SLOT: usize = 8;

@@ -48,6 +48,7 @@ impl Executor {
                 let options = ClientOptions {
                     instance: exec.instance.clone(),
                     headers,
+                    open_streams: Some(exec.streams as usize),
                     ..ClientOptions::default()
                 };
                 Client::connect(self.url.as_str(), &options).await

@@ -42,6 +42,9 @@ pub struct Options {
     /// How the worker returns stdout and stderr: `"digest"` (CAS blobs), `"raw"` (inline) or
     /// `"both"`.
     pub stdio: &'static str,
+    /// The server's thread pool, also its limit of concurrent calls (BuildGrid's
+    /// `thread-pool-size`; 40 by default here).
+    pub threads: usize,
 }
 
 impl Options {
@@ -52,6 +55,7 @@ impl Options {
             instance: String::new(),
             platform_keys: Vec::new(),
             stdio: "digest",
+            threads: 40,
         }
     }
 }
@@ -144,7 +148,9 @@ impl Cluster {
             .arg("--instance")
             .arg(&options.instance)
             .arg("--stdio")
-            .arg(options.stdio);
+            .arg(options.stdio)
+            .arg("--threads")
+            .arg(options.threads.to_string());
         for key in &options.platform_keys {
             cmd.arg("--platform-key").arg(key);
         }

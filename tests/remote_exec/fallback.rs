@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Options};
 use crate::support::{Workspace, manifest, nonce, task};
 
 /// Ten `sleep 1` actions on four bots with `-j 1`: remote actions are not held to the local
@@ -38,6 +38,62 @@ fn ten_sleeps_over_four_bots_run_four_at_a_time_whatever_j_says() {
     for i in 0..10 {
         assert_eq!(ws.read(&format!("s{i}.txt")), format!("{i}\n"));
     }
+}
+
+/// More actions in flight than the server has threads for streams: BuildGrid serves every
+/// call on a thread of a fixed pool and refuses calls beyond it, its bots' included. With a
+/// stream per action (the old behaviour: `streams = 12` against 8 threads) this run fails
+/// within seconds, the bots and the streams refused. With `streams = 3` the other actions
+/// are polled, the bots keep being served and every action runs there.
+#[test]
+fn actions_beyond_the_open_streams_are_polled_and_the_bots_keep_their_threads() {
+    let Some(c) = Cluster::start_with(Options {
+        threads: 8,
+        ..Options::new(2)
+    }) else {
+        return;
+    };
+    let n = 12;
+    let mut body = String::new();
+    for i in 0..n {
+        body.push_str(&format!(
+            "[tasks.s{i}]\nrun = \"sleep 0.2 && echo {i} > s{i}.txt\"\noutputs = [\"s{i}.txt\"]\n"
+        ));
+    }
+    let extra = format!("jobs = {n}\nstreams = 3");
+    let ws = Workspace::new(&manifest(c.url(), &extra, &nonce(), &body));
+    let mut child = ws
+        .cmd(&["taskrun.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!(
+                "not done after 90 s: the bots were starved\n{}",
+                c.worker_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    eprintln!(
+        "{n} actions, 3 streams, 8 server threads, 2 bots: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("warning"), "{said}");
+    let report = ws.last_report();
+    assert_eq!(report["summary"]["remote"], n);
+    for i in 0..n {
+        assert_eq!(task(&report, &format!("s{i}"))["executed_on"], "remote");
+        assert_eq!(ws.read(&format!("s{i}.txt")), format!("{i}\n"));
+    }
+    assert_eq!(c.executions().len(), n, "{}", c.worker_log());
 }
 
 /// The server stops while remote tasks wait on a local gate: they fall back here once the

@@ -3,6 +3,12 @@
 //! WaitExecution on the operation's name; a caller that stops waiting (cancelled, or the
 //! future dropped) cancels the operation (google.longrunning CancelOperation, best effort)
 //! so the cluster does not run work nobody will read.
+//!
+//! At most `open_streams` executions wait on an open stream: a server that serves each call
+//! on a thread of a fixed pool (BuildGrid) would otherwise give every thread to streams and
+//! refuse its own bots, so nothing would ever run. An execution submitted while every
+//! stream is taken lets go of its stream once the operation is named and polls it
+//! (GetOperation) until it is done or a stream comes free.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,12 +21,19 @@ use super::Client;
 use crate::reapi::digest::Digest;
 use crate::reapi::error::{ReapiError, is_not_found, response_status};
 use crate::reapi::proto;
-use bazel_remote_apis::google::longrunning::{CancelOperationRequest, Operation, operation};
+use bazel_remote_apis::google::longrunning::{
+    CancelOperationRequest, GetOperationRequest, Operation, operation,
+};
 
 /// How long the operation may stay out of reach (its stream ending or breaking, WaitExecution
 /// failing) before it is taken as lost: long enough for a server restart, short enough that
 /// a dead cluster soon sends the scheduler to its retry-then-fallback rule.
 const RESUME_WINDOW: Duration = Duration::from_secs(20);
+/// The first poll of an operation that waits without a stream, after submitting it; the
+/// interval doubles up to [`MAX_POLL`].
+const FIRST_POLL: Duration = Duration::from_millis(100);
+/// The longest interval between polls: a done action is seen within it.
+const MAX_POLL: Duration = Duration::from_millis(500);
 /// Longest wait for CancelOperation (best effort: the run is stopping).
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -123,12 +136,47 @@ impl Client {
             inline_stderr: true,
             inline_output_files: Vec::new(),
         };
-        let mut stream = self
+        // Submitting takes a stream too: the Execute call is open until its first message.
+        let permit = self.stream_permit().await?;
+        let stream = self
             .execution()
             .execute(req)
             .await
             .map_err(|s| ReapiError::from_status("Execute", &s))?
             .into_inner();
+        match self.follow(stream, name, true).await? {
+            Some(done) => Ok(done),
+            None => {
+                // Every stream is taken: this one goes to an action still to be submitted.
+                drop(permit);
+                let op_name = name
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+                    .unwrap_or_default();
+                self.poll(&op_name, name).await
+            }
+        }
+    }
+
+    /// A permit to hold a stream open (see [`super::ClientOptions::open_streams`]).
+    async fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ReapiError> {
+        self.streams
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ReapiError::Cluster("the client is closing".to_string()))
+    }
+
+    /// Reads `stream` until the operation is done (`Some`), resuming it with WaitExecution
+    /// when it ends or breaks first. With `may_detach`, returns `None` once the operation is
+    /// named (in `name`) and not done while no stream is free: the caller polls it instead.
+    async fn follow(
+        &self,
+        mut stream: tonic::Streaming<Operation>,
+        name: &Mutex<Option<String>>,
+        may_detach: bool,
+    ) -> Result<Option<proto::ExecuteResponse>, ReapiError> {
         // Since when the operation has been out of reach.
         let mut lost: Option<std::time::Instant> = None;
         loop {
@@ -137,7 +185,10 @@ impl Client {
                     lost = None;
                     *name.lock().unwrap_or_else(PoisonError::into_inner) = Some(op.name.clone());
                     if op.done {
-                        return finished(op);
+                        return finished(op).map(Some);
+                    }
+                    if may_detach && !op.name.is_empty() && self.streams.available_permits() == 0 {
+                        return Ok(None);
                     }
                     continue;
                 }
@@ -158,6 +209,68 @@ impl Client {
             tracing::debug!(operation = %op_name, "{why}; waiting on it again");
             stream = self.resume(&op_name, since, why).await?;
         }
+    }
+
+    /// Waits for operation `op_name` without a stream: GetOperation, soon at first and then
+    /// every [`MAX_POLL`], until it is done. A stream that comes free is taken instead (no
+    /// more polls), as is the first one free when the server has no Operations service.
+    async fn poll(
+        &self,
+        op_name: &str,
+        name: &Mutex<Option<String>>,
+    ) -> Result<proto::ExecuteResponse, ReapiError> {
+        let mut interval = FIRST_POLL;
+        let mut reached = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(MAX_POLL);
+            let permit = match self.streams.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => match self.get_operation(op_name).await {
+                    Ok(op) if op.done => return finished(op),
+                    Ok(_) => {
+                        reached = std::time::Instant::now();
+                        None
+                    }
+                    Err(s) if is_not_found(&s) => {
+                        return Err(ReapiError::Cluster(format!(
+                            "operation {op_name} is gone from the cluster"
+                        )));
+                    }
+                    Err(s) if s.code() == Code::Unimplemented => Some(self.stream_permit().await?),
+                    Err(s) => {
+                        let err = ReapiError::from_status("GetOperation", &s);
+                        if !err.is_cluster_failure() {
+                            return Err(err);
+                        }
+                        if reached.elapsed() > RESUME_WINDOW {
+                            return Err(ReapiError::Cluster(format!(
+                                "operation {op_name} lost: {err}"
+                            )));
+                        }
+                        None
+                    }
+                },
+            };
+            if let Some(_permit) = permit {
+                let why = "a stream came free".to_string();
+                let stream = self.resume(op_name, std::time::Instant::now(), why).await?;
+                return self.follow(stream, name, false).await?.ok_or_else(|| {
+                    ReapiError::Protocol(format!("operation {op_name}: left unfinished"))
+                });
+            }
+        }
+    }
+
+    /// The operation `op_name` as the server has it now.
+    async fn get_operation(&self, op_name: &str) -> Result<Operation, tonic::Status> {
+        let req = GetOperationRequest {
+            name: op_name.to_string(),
+        };
+        self.operations()
+            .get_operation(req)
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// A new stream of operation `op_name` (WaitExecution), tried with backoff until it is

@@ -50,6 +50,9 @@ pub struct ClientOptions {
     /// The roots `grpcs://` trusts; `None` for the `SSL_CERT_FILE` bundle when set, else the
     /// webpki roots.
     pub tls_roots: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    /// Executions that may wait on an open stream at once (`[execution] streams`); the
+    /// others are polled. `None` for no limit (every execution streams).
+    pub open_streams: Option<usize>,
 }
 
 /// What the server offers, as far as taskrun cares.
@@ -151,6 +154,8 @@ pub struct Client {
     /// The URL without user and password, for messages.
     shown: Arc<str>,
     caps: Arc<OnceCell<Capabilities>>,
+    /// A permit per execution waiting on an open stream (see [`ClientOptions::open_streams`]).
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Client {
@@ -179,6 +184,12 @@ impl Client {
             instance: options.instance.as_str().into(),
             shown: shown.into(),
             caps: Arc::new(OnceCell::new()),
+            streams: Arc::new(tokio::sync::Semaphore::new(
+                options
+                    .open_streams
+                    .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS)
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
         })
     }
 

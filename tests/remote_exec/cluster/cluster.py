@@ -215,6 +215,7 @@ class Cluster:
             "CAS_DIR": self.path("cas"),
             "INSTANCE": self.args.instance,
             "WILDCARD_KEYS": ", ".join(json.dumps(k) for k in keys),
+            "THREADS": str(self.args.threads),
         }.items():
             text = text.replace(f"@{k}@", v)
         os.makedirs(self.path("cas"), exist_ok=True)
@@ -347,6 +348,8 @@ def main():
                    help=f"platform property key actions may carry (repeatable; default {DEFAULT_KEYS})")
     p.add_argument("--worker-property", action="append", default=[], help=f"KEY=VALUE of the bots besides {BOT_PROPERTIES} (repeatable)")
     p.add_argument("--stdio", choices=["digest", "raw", "both"], default="digest")
+    p.add_argument("--threads", type=int, default=40,
+                   help="the server's thread pool, which is also its limit of concurrent calls")
     p.add_argument("--keep", action="store_true", help="keep the directory (logs) after teardown")
     p.add_argument("--prepare", action="store_true", help="only make the database template, then exit")
     args = p.parse_args()
