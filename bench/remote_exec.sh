@@ -317,7 +317,7 @@ if spans:
 print(f"Target (<= 1.5 x the ideal 5 s = 7.5 s): taskrun {remote:.2f} s = {remote/5:.2f} x the ideal: **{'met' if remote <= 7.5 else 'missed'}**.")
 PY
         echo
-        echo "The same 40 tasks with \`[execution] jobs = 64\` (each run bounded by \`timeout 60\`): BuildGrid allows 40 concurrent RPCs (its thread pool), each action in flight holds one and each waiting bot one."
+        echo "The same 40 tasks with \`[execution] jobs = 64\` (each run bounded by \`timeout 60\`): BuildGrid allows 40 concurrent RPCs (its thread pool); each waiting bot holds one, and so does each action waiting on a stream: at most \`[execution] streams\` (default 8) do, the others are polled (before that bound, 64 actions took every thread and nothing ran)."
         echo
         echo "| run | wall | exit | tasks | bot calls refused (RESOURCE_EXHAUSTED, worker log) | taskrun calls refused (ResourceExhausted, its log at info) |"
         echo "|---|---:|---:|---|---:|---:|"
