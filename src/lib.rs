@@ -4,6 +4,9 @@
 //! (the DAG) → [`scheduler`] (ready queue, pools, retry) → [`actions`] (command, download,
 //! service) ↔ [`cache`] → [`events`] → [`report`] sinks (console, JSON, JUnit).
 
+// Every `unsafe` block says why it holds (a `// SAFETY:` comment right above it).
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod actions;
 pub mod cache;
 pub mod cli;

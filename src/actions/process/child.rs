@@ -80,10 +80,12 @@ impl Child {
         err: Option<OwnedFd>,
     ) -> io::Result<Self> {
         let pidfd = match pidfd {
-            // SAFETY: the AsyncFd owns the OwnedFd, which stays open and unchanged until
-            // the AsyncFd is dropped.
             Some(fd) => {
-                Some(unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)? })
+                // SAFETY: the AsyncFd owns the OwnedFd, which stays open and unchanged until
+                // the AsyncFd is dropped.
+                let registered =
+                    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)? };
+                Some(registered)
             }
             None => None,
         };
