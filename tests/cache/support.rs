@@ -7,14 +7,25 @@ use std::process::{Command, Output};
 use taskrun::cache::inputs::InputFile;
 use taskrun::cache::store::Store;
 use taskrun::cache::{CacheOptions, LocalCache, Lookup, Produced, TaskCache};
-use taskrun::manifest::{LoadOptions, load};
+use taskrun::manifest::{LoadOptions, load_str};
 use taskrun::plan::Plan;
 
 pub use crate::workspace::Workspace;
 
 impl Workspace {
+    /// The workspace's plan, loaded as the binary would load it under the shared harness:
+    /// the caller's `TASKRUN_*` (say, a developer's `TASKRUN_CACHE_DIR`) is not seen.
     pub fn plan(&self) -> Plan {
-        let pipeline = load(&self.root().join("taskrun.toml"), &LoadOptions::default()).unwrap();
+        let path = self.root().join("taskrun.toml");
+        let source = fs::read_to_string(&path).unwrap();
+        let env = |k: &str| {
+            if crate::workspace::cleared(std::ffi::OsStr::new(k)) {
+                None
+            } else {
+                std::env::var(k).ok()
+            }
+        };
+        let pipeline = load_str(&path, source, &LoadOptions::default(), &env).unwrap();
         Plan::build(pipeline, &[]).unwrap()
     }
 
