@@ -56,9 +56,7 @@ impl From<PathBuf> for InputFile {
 pub fn expand(root: &Path, patterns: &[InputPattern]) -> Result<Vec<InputFile>, CacheError> {
     let (mut found, unmatched) = collect(root, patterns, std::iter::empty())?;
     if let Some(glob) = unmatched.first() {
-        return Err(CacheError(format!(
-            "input pattern `{glob}` matches no file (prefix it with `?` if that is fine)"
-        )));
+        return Err(CacheError::NoInputMatch(glob.clone()));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     found.dedup_by(|a, b| a.0 == b.0);
@@ -110,7 +108,10 @@ fn collect<'a>(
             let glob = GlobBuilder::new(&pattern.glob)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| CacheError(format!("bad input pattern `{}`: {e}", pattern.glob)))?
+                .map_err(|e| CacheError::BadPattern {
+                    glob: pattern.glob.clone(),
+                    reason: e.to_string(),
+                })?
                 .compile_matcher();
             walk(root, pattern, &glob, &mut files)?;
             files.extend(
@@ -157,8 +158,10 @@ fn walk(
             !state && !temp
         });
     for entry in walker {
-        let entry =
-            entry.map_err(|e| CacheError(format!("reading inputs `{}`: {e}", pattern.glob)))?;
+        let entry = entry.map_err(|e| CacheError::ReadingInputs {
+            glob: pattern.glob.clone(),
+            reason: e.to_string(),
+        })?;
         if !entry.file_type().is_file() {
             continue;
         }
@@ -252,7 +255,10 @@ mod tests {
     fn nothing_matched_is_an_error_unless_optional() {
         let d = tempfile::tempdir().unwrap();
         let err = expand(d.path(), &[pat("missing/*.csv", false)]).unwrap_err();
-        assert!(err.0.contains("missing/*.csv"), "{err}");
+        assert!(
+            matches!(&err, CacheError::NoInputMatch(glob) if glob == "missing/*.csv"),
+            "{err}"
+        );
         assert!(
             expand(d.path(), &[pat("missing/*.csv", true)])
                 .unwrap()

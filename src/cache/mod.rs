@@ -80,10 +80,60 @@ pub enum Lookup {
     },
 }
 
-/// A cache problem that fails the task (e.g. an input glob that matches nothing).
+/// A cache problem that fails the task (e.g. an input glob that matches nothing), by kind;
+/// the scheduler shows it as `cache: <message>`.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct CacheError(pub String);
+pub enum CacheError {
+    /// A required input pattern matched no file.
+    #[error("input pattern `{0}` matches no file (prefix it with `?` if that is fine)")]
+    NoInputMatch(String),
+    /// An input pattern that is not a valid glob.
+    #[error("bad input pattern `{glob}`: {reason}")]
+    BadPattern {
+        /// The pattern as written.
+        glob: String,
+        /// What the glob parser said.
+        reason: String,
+    },
+    /// Walking the files an input pattern may match failed.
+    #[error("reading inputs `{glob}`: {reason}")]
+    ReadingInputs {
+        /// The pattern as written.
+        glob: String,
+        /// What the walk met.
+        reason: String,
+    },
+    /// An input file could not be hashed.
+    #[error("input {path}: {reason}")]
+    Input {
+        /// The file, relative to the workspace.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The cache dir could not be created or locked.
+    #[error("cache dir {dir}: {reason}")]
+    CacheDir {
+        /// The cache dir.
+        dir: String,
+        /// Why.
+        reason: String,
+    },
+    /// The task's outputs could not be snapshotted or stored.
+    #[error("{0}")]
+    Outputs(String),
+    /// Run-wide state (the journal, the stat records) could not be saved.
+    #[error("saving {what}: {reason}")]
+    Save {
+        /// What was being saved.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The scheduler and the cache disagree: a bug, reported rather than a panic.
+    #[error("internal: {0}")]
+    Internal(String),
+}
 
 /// The scheduler's view of the cache. Methods do blocking file I/O: call them from
 /// `spawn_blocking`.

@@ -153,7 +153,7 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
             match super::inputs::expand_with(root, &t.inputs, overlay.keys().map(String::as_str)) {
                 Ok(e) => e,
                 Err(e) => {
-                    out[i] = miss(None, e.0, Vec::new());
+                    out[i] = miss(None, e.to_string(), Vec::new());
                     continue;
                 }
             };

@@ -418,7 +418,7 @@ impl<'a> Loop<'a> {
                 };
                 self.complete(i, status);
             }
-            Err(e) => self.fail(i, format!("cache: {}", e.0)),
+            Err(e) => self.fail(i, format!("cache: {e}")),
         }
     }
 

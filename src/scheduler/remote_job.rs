@@ -102,7 +102,7 @@ async fn cached(shared: &Arc<Shared>, job: Job, key: Option<String>, output: Vec
         },
         Ok(Err(e)) => Done::Failed {
             task: job.task,
-            error: format!("cache: {}", e.0),
+            error: format!("cache: {e}"),
         },
         Err(error) => Done::Failed {
             task: job.task,

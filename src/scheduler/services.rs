@@ -31,7 +31,7 @@ impl Loop<'_> {
             .record_success(&self.plan, i, None, &digests, Produced::default())
         {
             Ok(d) => self.recs[i].digest = d,
-            Err(e) => return self.fail(i, format!("cache: {}", e.0)),
+            Err(e) => return self.fail(i, format!("cache: {e}")),
         }
         let rec = &mut self.recs[i];
         rec.service_mut().standby = true;

@@ -165,7 +165,7 @@ pub(super) fn check_cache(shared: &Shared, task: usize, dep_digests: &[Digest]) 
     } else {
         match crate::cache::inputs::expand(&plan.pipeline.root, &t.inputs) {
             Ok(v) => v,
-            Err(e) => return Checked::Failed(e.0),
+            Err(e) => return Checked::Failed(e.to_string()),
         }
     };
     match shared.cache.lookup(plan, task, &inputs, dep_digests) {
@@ -181,7 +181,7 @@ pub(super) fn check_cache(shared: &Shared, task: usize, dep_digests: &[Digest]) 
             output,
         },
         Ok(Lookup::Run { key, .. }) => Checked::Run { key },
-        Err(e) => Checked::Failed(format!("cache: {}", e.0)),
+        Err(e) => Checked::Failed(format!("cache: {e}")),
     }
 }
 
@@ -295,7 +295,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
             shared
                 .cache
                 .record_success(plan, job.task, None, &job.dep_digests, produced);
-        Some(recorded.map_err(|e| format!("cache: {}", e.0)))
+        Some(recorded.map_err(|e| format!("cache: {e}")))
     } else {
         let output = sink.take_captured();
         let (t, deps) = (job.task, job.dep_digests);
@@ -403,7 +403,7 @@ pub(super) async fn record_blocking(
     });
     match recorded.await {
         Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(format!("cache: {}", e.0)),
+        Ok(Err(e)) => Err(format!("cache: {e}")),
         Err(e) => Err(e),
     }
 }

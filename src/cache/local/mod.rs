@@ -162,10 +162,10 @@ impl LocalCache {
         let lock = if options.read_only {
             None
         } else {
-            Some(
-                CacheLock::acquire(dir)
-                    .map_err(|e| CacheError(format!("cache dir {}: {e}", dir.display())))?,
-            )
+            Some(CacheLock::acquire(dir).map_err(|e| CacheError::CacheDir {
+                dir: dir.display().to_string(),
+                reason: e.to_string(),
+            })?)
         };
         let (stats, journal) =
             state::read(dir, &pipeline.manifest_path, options.read_only, prefetch);
@@ -261,8 +261,8 @@ impl LocalCache {
     ) -> Result<TaskKey, CacheError> {
         let deps = &plan.deps[task];
         if deps.len() != dep_digests.len() {
-            return Err(CacheError(format!(
-                "internal: {} dependency digests for {} dependencies",
+            return Err(CacheError::Internal(format!(
+                "{} dependency digests for {} dependencies",
                 dep_digests.len(),
                 deps.len()
             )));
@@ -275,7 +275,10 @@ impl LocalCache {
                 Some(meta) => self.stats.digest_with(&abs, meta),
                 None => self.stats.digest(&abs),
             }
-            .map_err(|e| CacheError(format!("input {}: {e}", rel.display())))?;
+            .map_err(|e| CacheError::Input {
+                path: rel.display().to_string(),
+                reason: e.to_string(),
+            })?;
             ins.push((rel.to_string_lossy().into_owned(), d));
         }
         let names: Vec<(String, Digest)> = deps
@@ -531,16 +534,13 @@ impl TaskCache for LocalCache {
             _ => {}
         }
         let tk = self.pending().remove(&task).ok_or_else(|| {
-            CacheError(format!(
-                "internal: record_success for `{}` without lookup",
-                t.name
-            ))
+            CacheError::Internal(format!("record_success for `{}` without lookup", t.name))
         })?;
         if let Some(k) = key
             && k != tk.hex()
         {
-            return Err(CacheError(format!(
-                "internal: key mismatch for `{}`",
+            return Err(CacheError::Internal(format!(
+                "key mismatch for `{}`",
                 t.name
             )));
         }
@@ -561,10 +561,14 @@ impl LocalCache {
     fn save(&self) -> Result<(), CacheError> {
         self.journal
             .save(|task| self.tasks.contains(task))
-            .map_err(|e| CacheError(format!("saving the last-results journal: {e}")))?;
-        self.stats
-            .save()
-            .map_err(|e| CacheError(format!("saving stat records: {e}")))
+            .map_err(|e| CacheError::Save {
+                what: "the last-results journal",
+                reason: e.to_string(),
+            })?;
+        self.stats.save().map_err(|e| CacheError::Save {
+            what: "stat records",
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -572,7 +576,7 @@ impl Drop for LocalCache {
     fn drop(&mut self) {
         self.finish_uploads(false);
         if let Err(e) = self.save() {
-            tracing::warn!("{}", e.0);
+            tracing::warn!("{e}");
         }
     }
 }

@@ -33,7 +33,7 @@ impl LocalCache {
             store_it.then_some(&self.store),
             produced.written,
         )
-        .map_err(CacheError)?;
+        .map_err(CacheError::Outputs)?;
         let entries: Vec<key::OutputEntry> = snap
             .files
             .iter()

@@ -193,9 +193,8 @@ fn failed_task_leaves_no_entry_and_missing_output_is_an_error() {
         .record_success(&p, 0, key.as_deref(), &[], Produced::default())
         .unwrap_err();
     assert!(
-        err.0.contains("declared output o was not created"),
-        "{}",
-        err.0
+        matches!(&err, CacheError::Outputs(m) if m.contains("declared output o was not created")),
+        "{err}"
     );
     assert!(cache.store().record_files().is_empty());
 }
