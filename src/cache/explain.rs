@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::digest::to_hex;
 use super::key::KeyPart;
-use super::predict::{CacheView, PredictedStatus, Prediction};
+use super::predict::{CacheView, KeyPrediction, PredictedStatus};
 use super::record::RecordPart;
 use super::store::Store;
 use crate::plan::Plan;
@@ -95,7 +95,12 @@ fn short(hex: &Option<String>) -> String {
 }
 
 /// `taskrun explain`: the task's status and reason, then its key parts beside the last run's.
-pub fn explain_text(plan: &Plan, view: &CacheView, task: usize, prediction: &Prediction) -> String {
+pub fn explain_text(
+    plan: &Plan,
+    view: &CacheView,
+    task: usize,
+    prediction: &KeyPrediction,
+) -> String {
     let t = plan.task(task);
     let mut out = String::new();
     let status = match prediction.status {

@@ -38,7 +38,8 @@ pub use grpc::{GrpcCache, GrpcOptions};
 pub use local::{CacheOptions, LocalCache};
 pub use outputs::{WrittenFile, WrittenOutput};
 pub use predict::{
-    CacheView, PredictOptions, PredictedStatus, Prediction, plan_predictions, predict, predict_plan,
+    CacheView, KeyPrediction, PredictOptions, PredictedStatus, plan_predictions, predict,
+    predict_plan,
 };
 pub use remote::{RemoteCache, RemoteOptions};
 

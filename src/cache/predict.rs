@@ -30,9 +30,11 @@ pub use crate::plan::predict::CacheStatus as PredictedStatus;
 /// The miss reason `plan` gives for a task with no local entry when a remote is configured.
 pub const NO_LOCAL_ENTRY: &str = "no local entry (the remote may have it)";
 
-/// What `plan` shows per task.
+/// What the cache predicts for one task's key: the plan's [`crate::plan::predict::Prediction`]
+/// (status, hex key, reason) plus the key's parts, which `explain` diffs against the last
+/// record; [`KeyPrediction::to_plan`] drops the parts for `plan`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Prediction {
+pub struct KeyPrediction {
     /// hit / miss / off.
     pub status: PredictedStatus,
     /// Hex key, when it can be computed now.
@@ -55,8 +57,8 @@ pub struct PredictOptions {
     pub keep_parts: bool,
 }
 
-fn off(reason: Option<&str>) -> Prediction {
-    Prediction {
+fn off(reason: Option<&str>) -> KeyPrediction {
+    KeyPrediction {
         status: PredictedStatus::Off,
         key: None,
         reason: reason.map(str::to_string),
@@ -64,8 +66,8 @@ fn off(reason: Option<&str>) -> Prediction {
     }
 }
 
-fn miss(key: Option<&TaskKey>, reason: String, parts: Vec<KeyPart>) -> Prediction {
-    Prediction {
+fn miss(key: Option<&TaskKey>, reason: String, parts: Vec<KeyPart>) -> KeyPrediction {
+    KeyPrediction {
         status: PredictedStatus::Miss,
         key: key.map(TaskKey::hex),
         reason: Some(reason),
@@ -98,18 +100,18 @@ impl CacheView {
 }
 
 /// Predicts with a read-only view of `plan.pipeline.cache.dir` (what `plan` and `explain` use).
-pub fn predict_plan(plan: &Plan, options: PredictOptions) -> Vec<Prediction> {
+pub fn predict_plan(plan: &Plan, options: PredictOptions) -> Vec<KeyPrediction> {
     predict(plan, &CacheView::open(&plan.pipeline), options)
 }
 
 /// One prediction per task of `plan.pipeline.tasks` (by index); unselected tasks are `off`
 /// with no reason.
-pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Prediction> {
+pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<KeyPrediction> {
     let (store, stats) = (&view.store, &view.stats);
     let n = plan.pipeline.tasks.len();
     let root = &plan.pipeline.root;
     let ws = Workspace::new(root);
-    let mut out: Vec<Prediction> = (0..n).map(|_| off(None)).collect();
+    let mut out: Vec<KeyPrediction> = (0..n).map(|_| off(None)).collect();
     // The digest each task will hand its dependents, when known without running it.
     let mut known: Vec<Option<Digest>> = vec![None; n];
     // Outputs predicted hits will restore: they count as inputs that will exist.
@@ -181,7 +183,7 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
             if cacheable {
                 miss(None, reason, parts)
             } else {
-                Prediction {
+                KeyPrediction {
                     status: PredictedStatus::Off,
                     key: None,
                     reason: Some(reason),
@@ -205,7 +207,7 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Pr
             continue;
         }
         if !cacheable {
-            out[i] = Prediction {
+            out[i] = KeyPrediction {
                 status: PredictedStatus::Off,
                 key: None,
                 reason: Some(not_cacheable_reason(t).into()),
@@ -262,7 +264,7 @@ fn hit_prediction(
     store: &Store,
     tk: &TaskKey,
     parts: Vec<KeyPart>,
-) -> Prediction {
+) -> KeyPrediction {
     let drifted = outputs::check(ws, rec, stats);
     for (path, _) in &drifted {
         let blob = rec
@@ -286,7 +288,7 @@ fn hit_prediction(
         };
         format!("output {path} {}: restore{more}", drift.as_str())
     });
-    Prediction {
+    KeyPrediction {
         status: PredictedStatus::Hit,
         key: Some(tk.hex()),
         reason,
@@ -294,7 +296,7 @@ fn hit_prediction(
     }
 }
 
-impl Prediction {
+impl KeyPrediction {
     /// The plan's view of this prediction (what `plan` renders).
     pub fn to_plan(&self) -> crate::plan::predict::Prediction {
         crate::plan::predict::Prediction {
@@ -320,7 +322,7 @@ pub fn plan_predictions(
         },
     )
     .iter()
-    .map(Prediction::to_plan)
+    .map(KeyPrediction::to_plan)
     .collect()
 }
 

@@ -343,7 +343,7 @@ async fn revalidate_hit(
         .flatten()
         .unwrap_or_default();
     let sink = shared.sink(job.task);
-    let progress = |p: download::Progress| sink.download_progress(p.received, p.total);
+    let progress = |p: download::TransferProgress| sink.download_progress(p.received, p.total);
     let started = SystemTime::now();
     let req = AttemptRequest {
         download,

@@ -12,7 +12,9 @@ use super::classify::{self, FailureKind, is_retryable_status};
 use super::part_writer::{PartSpec, PartWriter};
 use super::resume::{self, PartMeta};
 use super::transport::{self, Response};
-use super::{AttemptFailure, Downloaded, HttpClient, Progress, parse_retry_after, redirect};
+use super::{
+    AttemptFailure, Downloaded, HttpClient, TransferProgress, parse_retry_after, redirect,
+};
 use crate::cache::WrittenFile;
 use crate::cache::digest::to_hex;
 use crate::cache::stat::FileStat;
@@ -38,7 +40,7 @@ pub(crate) struct Fetch<'a> {
     pub dest: &'a Path,
     /// Task headers, secrets exposed (marked sensitive).
     pub headers: &'a HeaderMap,
-    pub progress: &'a (dyn Fn(Progress) + Send + Sync),
+    pub progress: &'a (dyn Fn(TransferProgress) + Send + Sync),
     /// Bytes received over the network in this attempt, across mirrors.
     pub received: &'a AtomicU64,
     pub conditional: Option<&'a Conditional<'a>>,
@@ -333,7 +335,7 @@ async fn stream(
     let mut reported: Option<u64> = None;
     let report = |got: u64, reported: &mut Option<u64>| {
         if *reported != Some(got) {
-            (f.progress)(Progress {
+            (f.progress)(TransferProgress {
                 received: got,
                 total,
             });

@@ -39,14 +39,19 @@ use crate::template::{Redactor, Template};
 use crate::workspace::Workspace;
 use fetch::{Conditional, Fetch, Outcome, failure};
 
-/// Live progress of the running transfer, for bytes / rate / ETA displays.
+/// Live byte counts of the running transfer, for bytes / rate / ETA displays (what the
+/// scheduler turns into [`crate::actions::Progress::Download`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
+pub struct TransferProgress {
     /// Bytes in the part file so far, including any resumed prefix.
     pub received: u64,
     /// The full size, when the server announced it.
     pub total: Option<u64>,
 }
+
+/// The former name of [`TransferProgress`], kept only so existing callers (the `download`
+/// integration tests) still compile; use [`TransferProgress`].
+pub type Progress = TransferProgress;
 
 /// What one attempt needs; the scheduler builds one per attempt.
 pub struct AttemptRequest<'a> {
@@ -61,7 +66,7 @@ pub struct AttemptRequest<'a> {
     /// Called from the transfer task whenever it is about to wait for the network, at least
     /// every 4 MiB, and at the end of the body if it was called before (a body that arrives
     /// without a wait reports nothing); keep it cheap (store, don't render).
-    pub progress: &'a (dyn Fn(Progress) + Send + Sync),
+    pub progress: &'a (dyn Fn(TransferProgress) + Send + Sync),
     /// The cache records the file's digest: hash the body while streaming even without a
     /// pin, and hand the digest on ([`Downloaded::written`]) so the file is not read back.
     /// Off (with no pin) the body is not hashed at all.

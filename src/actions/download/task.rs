@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{AttemptRequest, FailureKind, HttpClient, Progress, Tracker, attempt_tracked};
+use super::{AttemptRequest, FailureKind, HttpClient, Tracker, TransferProgress, attempt_tracked};
 use crate::actions::{AttemptCtx, AttemptResult};
 use crate::model::Download;
 use crate::report::AttemptOutcome;
@@ -21,7 +21,7 @@ pub async fn run_attempt(
         Err(e) => return AttemptResult::failed(format!("cannot start HTTP client: {e}"), false),
     };
     let output = ctx.output;
-    let progress = move |p: Progress| output.download_progress(p.received, p.total);
+    let progress = move |p: TransferProgress| output.download_progress(p.received, p.total);
     let request = AttemptRequest {
         download,
         root: &ctx.pipeline.root,
