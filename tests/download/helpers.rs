@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use taskrun::actions::download::{
-    AttemptFailure, AttemptRequest, Downloaded, HttpClient, Progress, attempt,
+    AttemptFailure, AttemptRequest, Downloaded, HttpClient, TransferProgress, attempt,
 };
 use taskrun::model::{Download, HttpConfig, RelPath};
 use taskrun::template::Template;
@@ -55,7 +55,7 @@ impl Env {
     /// server must stall after them: the attempt may not finish first).
     pub async fn drop_attempt_after(&self, dl: &Download, bytes: u64) {
         let (tx, mut rx) = tokio::sync::watch::channel(0u64);
-        let progress = move |p: Progress| {
+        let progress = move |p: TransferProgress| {
             let _ = tx.send(p.received);
         };
         let req = AttemptRequest {
@@ -87,7 +87,7 @@ impl Env {
         dl: &Download,
         timeout: Option<Duration>,
     ) -> Result<Downloaded, AttemptFailure> {
-        let noop = |_: Progress| {};
+        let noop = |_: TransferProgress| {};
         attempt(
             client,
             AttemptRequest {
@@ -147,10 +147,10 @@ pub fn digest(done: &Downloaded) -> String {
 
 /// Records every progress callback.
 #[derive(Default)]
-pub struct ProgressLog(pub Mutex<Vec<Progress>>);
+pub struct ProgressLog(pub Mutex<Vec<TransferProgress>>);
 
 impl ProgressLog {
-    pub fn record(&self, p: Progress) {
+    pub fn record(&self, p: TransferProgress) {
         self.0.lock().unwrap().push(p);
     }
 }

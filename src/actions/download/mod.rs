@@ -49,10 +49,6 @@ pub struct TransferProgress {
     pub total: Option<u64>,
 }
 
-/// The former name of [`TransferProgress`], kept only so existing callers (the `download`
-/// integration tests) still compile; use [`TransferProgress`].
-pub type Progress = TransferProgress;
-
 /// What one attempt needs; the scheduler builds one per attempt.
 pub struct AttemptRequest<'a> {
     /// The task's download definition.
