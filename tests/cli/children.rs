@@ -20,8 +20,11 @@ fn tasks_keep_the_huge_page_setting_taskrun_started_with() {
         eprintln!("skipped: this kernel does not report THP_enabled");
         return;
     }
-    // The shell's parent is taskrun itself.
-    let probe = "[tasks.probe]\nrun = \"grep THP_enabled /proc/self/status > thp.txt; grep THP_enabled /proc/$$PPID/status > own.txt\"\n";
+    // The shell's parent is taskrun itself. taskrun holds the child's setting for itself
+    // while it spawns (a vfork-style spawn shares its memory until exec) and puts its own
+    // back right after; the shell reads the parent's a moment later, so that a loaded
+    // machine that has not yet run that line does not show the spawn's value.
+    let probe = "[tasks.probe]\nrun = \"grep THP_enabled /proc/self/status > thp.txt; sleep 0.3; grep THP_enabled /proc/$$PPID/status > own.txt\"\n";
     let always = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
         .is_ok_and(|mode| mode.starts_with("[always]"));
     // A small manifest (taskrun keeps huge pages off), a large one with fewer tasks than it
