@@ -17,6 +17,11 @@ pub enum ReapiError {
     /// The cluster failed, not the action: worth retrying, then running locally.
     #[error("{0}")]
     Cluster(String),
+    /// The cluster refused a call for load (RESOURCE_EXHAUSTED: a server with a fixed pool of
+    /// threads that are all taken): it is up, so the call is tried again patiently before it
+    /// counts as a cluster failure.
+    #[error("{0}")]
+    Busy(String),
     /// The cluster no longer has blobs the action needs (it answered FAILED_PRECONDITION):
     /// upload them again and retry; still missing after that, it counts as a cluster failure.
     #[error("the cluster is missing inputs: {0}")]
@@ -75,7 +80,9 @@ impl ReapiError {
     /// Who is to blame.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Cluster(_) | Self::MissingBlobs(_) | Self::BlobNotFound(_) => ErrorKind::Cluster,
+            Self::Cluster(_) | Self::Busy(_) | Self::MissingBlobs(_) | Self::BlobNotFound(_) => {
+                ErrorKind::Cluster
+            }
             Self::TimedOut(_) => ErrorKind::Action,
             Self::Protocol(_) => ErrorKind::Protocol,
             Self::Config(_) => ErrorKind::Config,
@@ -88,6 +95,11 @@ impl ReapiError {
     /// locally (with `fallback_local`) or fail saying the cluster is unreachable.
     pub fn is_cluster_failure(&self) -> bool {
         self.kind() == ErrorKind::Cluster
+    }
+
+    /// The cluster refused for load (see [`Self::Busy`]).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy(_))
     }
 
     /// A local I/O failure at `path`.
@@ -165,11 +177,11 @@ fn classify(code: Code, text: String) -> ReapiError {
         // own deadline: the cluster's trouble.
         Code::Unavailable
         | Code::Aborted
-        | Code::ResourceExhausted
         | Code::Cancelled
         | Code::Unknown
         | Code::Internal
         | Code::DeadlineExceeded => ReapiError::Cluster(text),
+        Code::ResourceExhausted => ReapiError::Busy(text),
         Code::FailedPrecondition => ReapiError::MissingBlobs(text),
         Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented => {
             ReapiError::Config(text)
@@ -209,6 +221,10 @@ mod tests {
         assert_eq!(kind(Code::Unavailable), ErrorKind::Cluster);
         assert_eq!(kind(Code::Aborted), ErrorKind::Cluster);
         assert_eq!(kind(Code::ResourceExhausted), ErrorKind::Cluster);
+        assert!(
+            ReapiError::from_status("Execute", &tonic::Status::resource_exhausted("full"))
+                .is_busy()
+        );
         assert_eq!(kind(Code::Internal), ErrorKind::Cluster);
         assert_eq!(kind(Code::FailedPrecondition), ErrorKind::Cluster);
         assert_eq!(kind(Code::PermissionDenied), ErrorKind::Config);

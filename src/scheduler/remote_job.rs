@@ -20,6 +20,9 @@ use crate::report::AttemptOutcome;
 const CLUSTER_RETRIES: u32 = 3;
 /// The wait before the first of them; it doubles each time (with "equal" jitter).
 const CLUSTER_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a cluster that refuses calls for load (RESOURCE_EXHAUSTED) is asked again
+/// without using those retries: it is up, its threads are taken for a moment.
+const BUSY_WINDOW: Duration = Duration::from_secs(30);
 
 /// Runs one remote job to its end and reports it.
 pub(super) async fn run(shared: Arc<Shared>, job: Job) {
@@ -123,6 +126,8 @@ async fn with_cluster_retries(
     let pipeline = &shared.plan.pipeline;
     let t = shared.plan.task(task);
     let mut failures = 0;
+    // Since when the cluster has refused this task's calls for load, without another failure.
+    let mut busy_since: Option<std::time::Instant> = None;
     loop {
         let end = match executor.client(pipeline).await {
             Ok(client) => {
@@ -147,11 +152,22 @@ async fn with_cluster_retries(
         let RemoteEnd::Cluster(err) = end else {
             return end;
         };
-        failures += 1;
+        let busy = err.is_busy()
+            && busy_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                < BUSY_WINDOW;
+        if !err.is_busy() {
+            busy_since = None;
+        }
+        if !busy {
+            failures += 1;
+        }
         if failures > CLUSTER_RETRIES || executor.is_down() {
             return RemoteEnd::Cluster(err);
         }
-        let wait = backoff(failures);
+        // A busy cluster is up: asked again soon, without using a retry, for a while.
+        let wait = if busy { backoff(1) } else { backoff(failures) };
         tracing::info!(
             task = %t.name,
             "remote execution failed ({err}); trying again in {} ms",
