@@ -10,8 +10,9 @@
 #              "small.urls" }` without pins (a first run: it pins every file in small-list.lock,
 #              removed before each run) and with every pin from a lockfile (small-locked.lock,
 #              written by bench/gen.py in the format of SPEC section 10; --locked), the
-#              hand-written manifests of bench/downloads.sh for reference, and `wget2 -i`,
-#              `aria2c -i`, `xargs -P16 curl`, bench/peers/aiohttp_dl.py. Targets: no slower
+#              hand-written manifests of bench/downloads.sh for reference, and `wget2 -i` (also
+#              followed by `sha256sum -c`, the check it lacks), `aria2c -i`, `xargs -P16 curl`,
+#              bench/peers/aiohttp_dl.py. Targets: no slower
 #              than wget2 without pins, within 1.15x of it with every file verified.
 #   noop       no-op rerun of 10,000 fan-out instances (`cp in/N.txt out/N.txt`, one input and
 #              one output each, `for_each = { lines = "files.txt" }`) vs ninja on the same files
@@ -72,6 +73,8 @@ downloads() {
         printf 'taskrun hand-written, no pins\t%s\n' "$TASKRUN small-unpinned.toml -j16 --no-cache -q --progress never"
         printf 'taskrun hand-written, inline pins\t%s\n' "$TASKRUN small.toml -j16 --no-cache -q --progress never"
         printf 'wget2 -i\t%s\n' "wget2 -q --max-threads=16 -i small.urls -P out/small"
+        # wget2 verifies nothing; the same followed by the check a script would add.
+        printf 'wget2 -i, then sha256sum -c\t%s\n' "sh -c 'wget2 -q --max-threads=16 -i small.urls -P out/small && sha256sum -c --quiet small.sha256'"
         printf 'aria2c -i\t%s\n' "aria2c -q -j16 -i small.urls -d out/small --allow-overwrite=true --auto-file-renaming=false"
         printf 'xargs -P16 curl\t%s\n' "xargs -P16 -n1 curl -s --create-dirs --output-dir out/small -O < small.urls"
         printf 'aiohttp\t%s\n' "python3 $aio small.sha256 -j16 --base $BASE"
