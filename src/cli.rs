@@ -3,6 +3,10 @@
 //! `taskrun <MANIFEST>` is shorthand for `taskrun run <MANIFEST>`: [`parse`] inserts the `run`
 //! word when the first argument is not a subcommand, so clap still sees one tree of commands.
 
+// The doc comments of arguments are their `--help` text, written for a terminal: `[vars]`
+// and `<run-id>` there are words, not rustdoc links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 

@@ -53,7 +53,7 @@ pub fn root_store(roots: Option<&[CertificateDer<'static>]>) -> Result<RootCertS
     Ok(store)
 }
 
-/// `roots` (from [`from_env`]) as reqwest takes them, for [`trust!`].
+/// `roots` (from [`from_env`]) as reqwest takes them, for `trust!`.
 pub fn for_reqwest(
     roots: Option<&[CertificateDer<'static>]>,
 ) -> Result<Option<Vec<reqwest::Certificate>>, String> {

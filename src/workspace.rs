@@ -56,7 +56,7 @@ struct Judged {
 }
 
 /// A child process is about to start: directories judged so far are judged again on their
-/// next look (see [`JUDGED`]).
+/// next look (see `JUDGED`).
 pub fn children_started() {
     *JUDGED.lock().unwrap_or_else(PoisonError::into_inner) = None;
 }
@@ -82,7 +82,7 @@ fn is_fresh_dir(path: &Path) -> bool {
 }
 
 /// `std::fs::create_dir_all`, remembering each directory this call creates as fresh (see
-/// [`Judged::fresh`]); one that exists already is left as it is and judged as before.
+/// `Judged::fresh`); one that exists already is left as it is and judged as before.
 pub fn create_dir_all(path: &Path) -> io::Result<()> {
     match fs::create_dir(path) {
         Ok(()) => {}
@@ -222,7 +222,7 @@ impl Workspace {
 
     /// [`Self::unlink_escapes`] before a write to `rel` that replaces whatever is there (a
     /// rename onto it): skipped for a name in a directory taskrun created in this run, where
-    /// nothing can be a symlink (see [`Judged::fresh`]).
+    /// nothing can be a symlink (see `Judged::fresh`).
     pub fn unlink_escapes_before_write(&self, rel: &RelPath) -> io::Result<()> {
         let path = self.root.join(rel.as_str());
         if path.parent().is_some_and(is_fresh_dir) {

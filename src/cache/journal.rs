@@ -208,7 +208,7 @@ impl Journal {
 }
 
 /// When each entry of every journal in `index_dir` was last used, by key (see
-/// [`super::used`]); the latest use wins when journals share a key.
+/// `cache::used`); the latest use wins when journals share a key.
 pub fn last_used_times(index_dir: &Path) -> HashMap<String, i64> {
     let mut out: HashMap<String, i64> = HashMap::new();
     let Ok(dir) = std::fs::read_dir(index_dir) else {

@@ -21,7 +21,7 @@ pub struct CacheLock {
 
 impl CacheLock {
     /// Takes the lock on `dir` (created if needed). When another process holds it, prints
-    /// "waiting for another taskrun using <dir>..." to stderr once, then blocks.
+    /// "waiting for another taskrun using `<dir>`..." to stderr once, then blocks.
     pub fn acquire(dir: &Path) -> io::Result<Self> {
         Self::acquire_with(dir, &mut io::stderr())
     }

@@ -3,7 +3,7 @@
 //!
 //! It is an input of loading (pins filled in before cache keys are computed, see
 //! [`standing::apply`]) and an output of a run (new pins collected when the run ends and
-//! written once, atomically, see [`write`]). This file is the format: reading with every
+//! written once, atomically, see [`write()`]). This file is the format: reading with every
 //! problem placed at its line and column, and writing in one fixed layout so that a run that
 //! changes nothing leaves the file byte for byte as it was.
 

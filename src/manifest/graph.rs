@@ -13,7 +13,7 @@ use crate::model::TaskMap;
 const MISSING: usize = usize::MAX;
 
 /// Runs every cross-task check; `spans[i]` belongs to `tasks[i]`. Returns each task's deps
-/// as task indices (each looked up once; [`MISSING`] for a name that is no task).
+/// as task indices (each looked up once; `MISSING` for a name that is no task).
 pub fn check(
     r: &mut Reader<'_>,
     tasks: &TaskMap,

@@ -35,7 +35,7 @@ struct Memo {
     pipeline: Pipeline,
 }
 
-/// Loads the manifest at `path` like [`super::load`], from the memo when nothing it was
+/// Loads the manifest at `path` like [`super::load()`], from the memo when nothing it was
 /// derived from changed. Writing the memo is best effort.
 pub fn load_remembered(path: &Path, opts: &LoadOptions) -> Result<Pipeline, LoadError> {
     load_remembered_with(path, opts, &|k| std::env::var(k).ok())

@@ -1,7 +1,7 @@
 //! The live view on a terminal: an overall bar and one line per running task (download
 //! bytes, rate and ETA), with task output printed above it, prefixed by the task name.
 //!
-//! It stays readable with 1,000 downloads at once: at most [`SHOWN`] running tasks have a
+//! It stays readable with 1,000 downloads at once: at most `SHOWN` running tasks have a
 //! line (the others wait for one, counted on the overall bar), and an instance of a fan-out
 //! task prints a line when it finishes only if it did not succeed; the overall bar counts
 //! the rest, and the summary table groups them.

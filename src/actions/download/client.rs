@@ -23,7 +23,7 @@ pub struct DownloadError(String);
 /// rustls (certificates always verified, against the webpki roots or `SSL_CERT_FILE`); a URL
 /// an environment proxy claims (`HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`) goes through reqwest.
 /// Both follow at most 10 redirects and honour `connect_timeout` and the default
-/// `User-Agent` (a task's own `User-Agent` header replaces it). See [`super::transport`].
+/// `User-Agent` (a task's own `User-Agent` header replaces it). See `transport`.
 pub struct HttpClient {
     pub(crate) transport: Transport,
     max_per_host: usize,

@@ -4,7 +4,7 @@
 //! attempt and reads [`AttemptFailure::retryable`] and [`AttemptFailure::retry_after`] to
 //! decide what comes next. Within an attempt the mirrors are tried in order.
 //!
-//! On disk: the body streams to `<dest>.part` (hashed in the same pass, see [`part_writer`]), with
+//! On disk: the body streams to `<dest>.part` (hashed in the same pass, see `part_writer`), with
 //! `<dest>.part.json` beside it when `resume` is on and the transfer is large or was cut
 //! short; `dest` only ever appears by renaming a complete, verified part file onto it.
 

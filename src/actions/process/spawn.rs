@@ -5,7 +5,7 @@
 //! vfork'd child), and which costs the parent a stack `mmap`/`munmap`, five `prlimit64`
 //! calls and a `pidfd_open`. For thousands of short commands that was a large share of the
 //! time per task. This child resets only the signals that can have a handler here (see
-//! [`signals_to_reset`]), and the pidfd comes with the clone.
+//! `signals_to_reset`), and the pidfd comes with the clone.
 //!
 //! Anything unusual (a program not resolved to an absolute path, descriptors 0-2 closed in
 //! taskrun, a kernel without `CLONE_PIDFD`) returns `None` and the caller uses std's

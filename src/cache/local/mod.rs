@@ -146,7 +146,7 @@ pub(crate) fn pinned_record(task: &Task, key: &TaskKey, store: &Store) -> Option
 
 impl LocalCache {
     /// Opens the store at `pipeline.cache.dir`; unless read-only, takes the cache dir lock
-    /// (printing "waiting for another taskrun using <dir>..." once when it must wait).
+    /// (printing "waiting for another taskrun using `<dir>`..." once when it must wait).
     pub fn open(pipeline: &Pipeline, options: CacheOptions) -> Result<Self, CacheError> {
         Self::open_with(pipeline, options, None)
     }

@@ -2,8 +2,8 @@
 //! taskrun makes on it. Every call carries the instance name and the configured metadata
 //! headers (`authorization`, ...); header values never appear in a message.
 //!
-//! The calls are split by service: [`cas`] (FindMissingBlobs, batch and ByteStream
-//! transfers), [`execute`] (ActionCache, Execute, WaitExecution, CancelOperation).
+//! The calls are split by service: `cas` (FindMissingBlobs, batch and ByteStream
+//! transfers), `execute` (ActionCache, Execute, WaitExecution, CancelOperation).
 
 mod cas;
 mod execute;
