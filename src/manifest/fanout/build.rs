@@ -33,10 +33,16 @@ pub(super) struct Built {
 
 /// What every instance is built from.
 pub(super) struct Recipe<'a, 'b, 'i> {
+    /// The manifest text, for the problems' spans.
     pub source: &'a str,
+    /// The fan-out task's table and context, as a hand-written task is built from.
     pub builder: &'a TaskBuilder<'b, 'i>,
+    /// `key = "..."` and where it is, when the task sets one.
     pub key_template: Option<&'a (String, Range<usize>)>,
+    /// The matrix rows (one empty row without a matrix) and the axes.
     pub items: &'a Items,
+    /// The items of `for_each` (one `None` without it); instance `n` is row
+    /// `n / sources.len()` with item `n % sources.len()`.
     pub sources: &'a [Option<&'a Item>],
 }
 
