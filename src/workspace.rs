@@ -61,6 +61,7 @@ pub fn children_started() {
     *JUDGED.lock().unwrap_or_else(PoisonError::into_inner) = None;
 }
 
+/// `f` on what is remembered, unless a child process has started (then `None`).
 fn judged<T>(f: impl FnOnce(&mut Judged) -> T) -> Option<T> {
     JUDGED
         .lock()

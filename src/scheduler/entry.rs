@@ -40,6 +40,8 @@ pub async fn run_then(
     result
 }
 
+/// The run, then the cache's save on a blocking thread with `meanwhile` beside it; the
+/// cache is handed back (None if its save panicked) for the caller to free or not.
 async fn run_and_finish(
     plan: Arc<Plan>,
     cache: Arc<dyn TaskCache>,
