@@ -20,26 +20,8 @@ http=http://127.0.0.1:$DAV_PORT
 work=$BENCH_WORK/grpc-cache
 
 rm -rf "$work"
-mkdir -p "$work/dav" "$work/nginx/tmp"
-chmod 777 "$work/dav" "$work/nginx/tmp"
-cat >"$work/nginx/nginx.conf" <<NGINX
-daemon off;
-worker_processes 2;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path $work/nginx/tmp;
-    server {
-        listen 127.0.0.1:$DAV_PORT;
-        location / { root $work/dav; dav_methods PUT; create_full_put_path on; client_max_body_size 0; }
-    }
-}
-NGINX
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-npid=$!
+start_dav "$work"
+npid=$DAV_PID
 # The cluster tears itself down when its stdin closes: hold it open with a fifo.
 mkfifo "$work/cluster.in"
 "$venv/bin/python" "$REPO_ROOT/tests/remote_exec/cluster/cluster.py" --bots 1 --instance "" --stdio digest \

@@ -129,6 +129,36 @@ wait_port() {
     die "nothing answers on 127.0.0.1:$1"
 }
 
+# start_dav DIR: nginx WebDAV (the Bazel HTTP cache protocol: GET and PUT of whole files) on
+# 127.0.0.1:$DAV_PORT, serving DIR/dav, its own files under DIR/nginx; waits until it answers.
+# Its pid is in DAV_PID: the caller stops it (each script keeps its own EXIT trap).
+start_dav() {
+    local d=$1
+    mkdir -p "$d/dav" "$d/nginx/tmp"
+    # nginx's workers run as an unprivileged user: they must be able to write both.
+    chmod 777 "$d/dav" "$d/nginx/tmp"
+    cat >"$d/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes 2;
+pid $d/nginx/nginx.pid;
+error_log $d/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path $d/nginx/tmp;
+    server {
+        listen 127.0.0.1:$DAV_PORT;
+        location / { root $d/dav; dav_methods PUT; create_full_put_path on; client_max_body_size 0; }
+    }
+}
+NGINX
+    if curl -s -o /dev/null "http://127.0.0.1:$DAV_PORT/"; then die "port $DAV_PORT is taken; set DAV_PORT"; fi
+    nginx -p "$d/nginx" -c "$d/nginx/nginx.conf" &
+    DAV_PID=$!
+    wait_port "$DAV_PORT"
+}
+
 # start_nginx: nginx (bench/nginx.conf) serving $WWW on $BASE and https://127.0.0.1:$TLS_PORT,
 # in the foreground of a background job, stopped on exit. Installs the EXIT trap (stop_bg).
 start_nginx() {

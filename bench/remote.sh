@@ -18,40 +18,9 @@ remote=http://127.0.0.1:$DAV_PORT
 work=$BENCH_WORK/remote
 
 rm -rf "$work"
-mkdir -p "$work/dav" "$work/nginx/tmp"
-# nginx's workers run as an unprivileged user: they must be able to write both.
-chmod 777 "$work/dav" "$work/nginx/tmp"
-cat >"$work/nginx/nginx.conf" <<EOF
-# bench/remote.sh: WebDAV for the Bazel HTTP cache protocol, loopback only.
-daemon off;
-master_process on;
-worker_processes 2;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path $work/nginx/tmp;
-    server {
-        listen 127.0.0.1:$DAV_PORT;
-        location / {
-            root $work/dav;
-            dav_methods PUT;
-            create_full_put_path on;
-            client_max_body_size 0;
-        }
-    }
-}
-EOF
-if curl -s -o /dev/null "$remote/"; then die "port $DAV_PORT is taken; set DAV_PORT"; fi
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-npid=$!
+start_dav "$work"
+npid=$DAV_PID
 trap 'kill $npid 2>/dev/null || true; wait $npid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-    curl -s -o /dev/null "$remote/" && break
-    sleep 0.1
-done
 
 # summary REPORT WANT_SOURCE: fails unless every task is cached from WANT_SOURCE.
 summary() {

@@ -331,28 +331,8 @@ PY
 part3() {
     local d=$work/cached kind m t0
     [ -n "$cpid" ] || start_cluster 8
-    mkdir -p "$d/dav" "$d/nginx/tmp"
-    chmod 777 "$d/dav" "$d/nginx/tmp"
-    cat >"$d/nginx/nginx.conf" <<NGINX
-daemon off;
-worker_processes 2;
-pid $d/nginx/nginx.pid;
-error_log $d/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path $d/nginx/tmp;
-    server {
-        listen 127.0.0.1:$DAV_PORT;
-        location / { root $d/dav; dav_methods PUT; create_full_put_path on; client_max_body_size 0; }
-    }
-}
-NGINX
-    if curl -s -o /dev/null "http://127.0.0.1:$DAV_PORT/"; then die "port $DAV_PORT is taken; set DAV_PORT"; fi
-    nginx -p "$d/nginx" -c "$d/nginx/nginx.conf" &
-    npid=$!
-    wait_port "$DAV_PORT"
+    start_dav "$d"
+    npid=$DAV_PID
     python3 "$BENCH_DIR/gen.py" cache "$d/src" --tasks "$CACHED_TASKS" >/dev/null
     for kind in rx http; do
         for m in a b; do
