@@ -125,9 +125,7 @@ async fn with_cluster_retries(
 ) -> RemoteEnd {
     let pipeline = &shared.plan.pipeline;
     let t = shared.plan.task(task);
-    let mut failures = 0;
-    // Since when the cluster has refused this task's calls for load, without another failure.
-    let mut busy_since: Option<std::time::Instant> = None;
+    let mut retries = ClusterRetries::default();
     loop {
         let end = match executor.client(pipeline).await {
             Ok(client) => {
@@ -152,22 +150,12 @@ async fn with_cluster_retries(
         let RemoteEnd::Cluster(err) = end else {
             return end;
         };
-        let busy = err.is_busy()
-            && busy_since
-                .get_or_insert_with(std::time::Instant::now)
-                .elapsed()
-                < BUSY_WINDOW;
-        if !err.is_busy() {
-            busy_since = None;
-        }
-        if !busy {
-            failures += 1;
-        }
-        if failures > CLUSTER_RETRIES || executor.is_down() {
+        let Some(wait) = retries
+            .next_wait(err.is_busy(), std::time::Instant::now())
+            .filter(|_| !executor.is_down())
+        else {
             return RemoteEnd::Cluster(err);
-        }
-        // A busy cluster is up: asked again soon, without using a retry, for a while.
-        let wait = if busy { backoff(1) } else { backoff(failures) };
+        };
         tracing::info!(
             task = %t.name,
             "remote execution failed ({err}); trying again in {} ms",
@@ -182,6 +170,35 @@ async fn with_cluster_retries(
                 ..AttemptResult::failed("interrupted", false)
             }),
         }
+    }
+}
+
+/// How one task's cluster failures are retried: [`CLUSTER_RETRIES`] times with backoff, and
+/// refusals for load ([`crate::reapi::ReapiError::Busy`]) first asked again for
+/// [`BUSY_WINDOW`] without using those retries.
+#[derive(Debug, Default)]
+struct ClusterRetries {
+    /// Failures counted so far.
+    failures: u32,
+    /// Since when the cluster has refused for load, with no other failure between.
+    busy_since: Option<std::time::Instant>,
+}
+
+impl ClusterRetries {
+    /// The wait before trying again after a failure (`busy`: a refusal for load) at `now`,
+    /// or `None` once the retries are used up.
+    fn next_wait(&mut self, busy: bool, now: std::time::Instant) -> Option<Duration> {
+        if busy {
+            let since = *self.busy_since.get_or_insert(now);
+            if now.duration_since(since) < BUSY_WINDOW {
+                // Up, its threads taken for a moment: soon again, no retry used.
+                return Some(backoff(1));
+            }
+        } else {
+            self.busy_since = None;
+        }
+        self.failures += 1;
+        (self.failures <= CLUSTER_RETRIES).then(|| backoff(self.failures))
     }
 }
 
@@ -201,5 +218,33 @@ mod tests {
             let w = super::backoff(n);
             assert!(w >= base / 2 && w <= base, "{n}: {w:?}");
         }
+    }
+
+    #[test]
+    fn refusals_for_load_wait_without_using_retries_for_a_while() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut r = super::ClusterRetries::default();
+        // Busy for 29 s: asked again each time, no retry used.
+        for k in 0..30 {
+            assert!(r.next_wait(true, t0 + s(k)).is_some(), "busy at {k} s");
+        }
+        assert_eq!(r.failures, 0);
+        // Busy past the window: each refusal now counts, and the fourth gives up.
+        assert!(r.next_wait(true, t0 + s(31)).is_some());
+        assert!(r.next_wait(true, t0 + s(32)).is_some());
+        assert!(r.next_wait(true, t0 + s(33)).is_some());
+        assert_eq!(r.next_wait(true, t0 + s(34)), None);
+
+        // Other failures: three retries, then none; one between refusals restarts the window.
+        let mut r = super::ClusterRetries::default();
+        assert!(r.next_wait(false, t0).is_some());
+        assert!(r.next_wait(true, t0 + s(40)).is_some());
+        assert!(r.next_wait(false, t0 + s(41)).is_some());
+        assert!(r.next_wait(true, t0 + s(100)).is_some(), "a new window");
+        assert_eq!(r.failures, 2);
+        assert!(r.next_wait(false, t0 + s(101)).is_some());
+        assert_eq!(r.next_wait(false, t0 + s(102)), None);
     }
 }

@@ -145,15 +145,10 @@ impl Client {
             .map_err(|s| ReapiError::from_status("Execute", &s))?
             .into_inner();
         match self.follow(stream, name, true).await? {
-            Some(done) => Ok(done),
-            None => {
+            Followed::Done(done) => Ok(done),
+            Followed::Detached(op_name) => {
                 // Every stream is taken: this one goes to an action still to be submitted.
                 drop(permit);
-                let op_name = name
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone()
-                    .unwrap_or_default();
                 self.poll(&op_name, name).await
             }
         }
@@ -168,15 +163,15 @@ impl Client {
             .map_err(|_| ReapiError::Cluster("the client is closing".to_string()))
     }
 
-    /// Reads `stream` until the operation is done (`Some`), resuming it with WaitExecution
-    /// when it ends or breaks first. With `may_detach`, returns `None` once the operation is
-    /// named (in `name`) and not done while no stream is free: the caller polls it instead.
+    /// Reads `stream` until the operation is done, resuming it with WaitExecution when it
+    /// ends or breaks first. With `may_detach`, returns as soon as the operation is named and
+    /// not done while no stream is free: the caller polls it instead.
     async fn follow(
         &self,
         mut stream: tonic::Streaming<Operation>,
         name: &Mutex<Option<String>>,
         may_detach: bool,
-    ) -> Result<Option<proto::ExecuteResponse>, ReapiError> {
+    ) -> Result<Followed, ReapiError> {
         // Since when the operation has been out of reach.
         let mut lost: Option<std::time::Instant> = None;
         loop {
@@ -185,10 +180,10 @@ impl Client {
                     lost = None;
                     *name.lock().unwrap_or_else(PoisonError::into_inner) = Some(op.name.clone());
                     if op.done {
-                        return finished(op).map(Some);
+                        return finished(op).map(Followed::Done);
                     }
                     if may_detach && !op.name.is_empty() && self.streams.available_permits() == 0 {
-                        return Ok(None);
+                        return Ok(Followed::Detached(op.name));
                     }
                     continue;
                 }
@@ -255,9 +250,13 @@ impl Client {
             if let Some(_permit) = permit {
                 let why = "a stream came free".to_string();
                 let stream = self.resume(op_name, std::time::Instant::now(), why).await?;
-                return self.follow(stream, name, false).await?.ok_or_else(|| {
-                    ReapiError::Protocol(format!("operation {op_name}: left unfinished"))
-                });
+                return match self.follow(stream, name, false).await? {
+                    Followed::Done(done) => Ok(done),
+                    // Not asked to detach: it does not.
+                    Followed::Detached(_) => Err(ReapiError::Protocol(format!(
+                        "operation {op_name}: left unfinished"
+                    ))),
+                };
             }
         }
     }
@@ -326,6 +325,14 @@ impl Client {
             Err(_) => tracing::debug!(operation = name, "CancelOperation timed out"),
         }
     }
+}
+
+/// How [`Client::follow`] ended.
+enum Followed {
+    /// The operation is done: its response.
+    Done(proto::ExecuteResponse),
+    /// It let go of its stream to poll the operation of this name instead.
+    Detached(String),
 }
 
 /// The `ExecuteResponse` of a done operation, or the error it carries.
