@@ -145,7 +145,7 @@ impl Client {
             .map_err(|s| ReapiError::from_status("Execute", &s))?
             .into_inner();
         match self.follow(stream, name, true).await? {
-            Followed::Done(done) => Ok(done),
+            Followed::Done(done) => Ok(*done),
             Followed::Detached(op_name) => {
                 // Every stream is taken: this one goes to an action still to be submitted.
                 drop(permit);
@@ -180,7 +180,7 @@ impl Client {
                     lost = None;
                     *name.lock().unwrap_or_else(PoisonError::into_inner) = Some(op.name.clone());
                     if op.done {
-                        return finished(op).map(Followed::Done);
+                        return finished(op).map(|r| Followed::Done(Box::new(r)));
                     }
                     if may_detach && !op.name.is_empty() && self.streams.available_permits() == 0 {
                         return Ok(Followed::Detached(op.name));
@@ -251,7 +251,7 @@ impl Client {
                 let why = "a stream came free".to_string();
                 let stream = self.resume(op_name, std::time::Instant::now(), why).await?;
                 return match self.follow(stream, name, false).await? {
-                    Followed::Done(done) => Ok(done),
+                    Followed::Done(done) => Ok(*done),
                     // Not asked to detach: it does not.
                     Followed::Detached(_) => Err(ReapiError::Protocol(format!(
                         "operation {op_name}: left unfinished"
@@ -330,7 +330,7 @@ impl Client {
 /// How [`Client::follow`] ended.
 enum Followed {
     /// The operation is done: its response.
-    Done(proto::ExecuteResponse),
+    Done(Box<proto::ExecuteResponse>),
     /// It let go of its stream to poll the operation of this name instead.
     Detached(String),
 }
