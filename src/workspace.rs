@@ -49,7 +49,8 @@ struct Judged {
     /// Found to be real directories.
     real: FxHashSet<PathBuf>,
     /// Created by taskrun itself ([`create_dir_all`]): everything in them was put there by
-    /// this process, which writes no symlinks, so a name in one needs no look for a symlink
+    /// this process, which writes no link that leads outside (a remote action's output links
+    /// are checked to stay inside), so a name in one needs no look for an escaping link
     /// before a write (1,000 downloads into a new `data/` skip 1,000 `lstat`s of names that
     /// do not exist yet, a fifth of their path lookups).
     fresh: FxHashSet<PathBuf>,
@@ -223,7 +224,7 @@ impl Workspace {
 
     /// [`Self::unlink_escapes`] before a write to `rel` that replaces whatever is there (a
     /// rename onto it): skipped for a name in a directory taskrun created in this run, where
-    /// nothing can be a symlink (see `Judged::fresh`).
+    /// no link can lead outside (see `Judged::fresh`).
     pub fn unlink_escapes_before_write(&self, rel: &RelPath) -> io::Result<()> {
         let path = self.root.join(rel.as_str());
         if path.parent().is_some_and(is_fresh_dir) {
