@@ -12,23 +12,6 @@ use serde::ser::SerializeMap;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ItemValues(Arc<[(String, String)]>);
 
-impl ItemValues {
-    /// The values, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// How many values.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// No values at all.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 impl FromIterator<(String, String)> for ItemValues {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
         Self(iter.into_iter().collect())
