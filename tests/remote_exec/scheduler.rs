@@ -295,6 +295,17 @@ fn remote_exec_off_runs_everything_here() {
 /// `cancelled`, no output is left, the exit code is 130, and the bot is told to stop.
 #[test]
 fn an_interrupt_cancels_the_remote_operation() {
+    interrupt_cancels_the_operation("");
+}
+
+/// The same for an action that waits without a stream (`streams = 1`: the only stream is
+/// given up as soon as the operation is named, and the operation is polled).
+#[test]
+fn an_interrupt_cancels_a_polled_remote_operation() {
+    interrupt_cancels_the_operation("streams = 1");
+}
+
+fn interrupt_cancels_the_operation(execution: &str) {
     let Some(c) = Cluster::shared() else { return };
     // The command marks its start outside the workspace, where this test (on the workers'
     // machine) sees that a bot is running it.
@@ -304,7 +315,7 @@ fn an_interrupt_cancels_the_remote_operation() {
         "[tasks.long]\nrun = \"echo partial > out.txt; touch {}; sleep 30; echo done > out.txt\"\noutputs = [\"out.txt\"]\n",
         began.display()
     );
-    let ws = Workspace::new(&manifest(c.url(), "", &nonce(), &body));
+    let ws = Workspace::new(&manifest(c.url(), execution, &nonce(), &body));
     let action = ws.action_digest("long");
     let child = ws
         .cmd(&["taskrun.toml"])
