@@ -4,6 +4,8 @@
 mod bytes;
 #[path = "../support/fault_server.rs"]
 mod fault_server;
+#[path = "../support/refused.rs"]
+mod refused;
 #[allow(dead_code)]
 #[path = "../remote/server.rs"]
 mod remote_server;

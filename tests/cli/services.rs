@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 
+use crate::refused::RefusedPort;
 use crate::support::{Workspace, dies_soon, task};
 
 /// The tests' listener is "ready" before the service's shell has run its first line, and a
@@ -42,9 +43,8 @@ run = "{WAIT_PID}kill -0 $(cat svc.pid) && touch use2.ok"
 
 #[test]
 fn a_service_that_exits_early_fails_and_its_dependents_are_skipped() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener); // nothing listens: the service exits before it is ready
+    let refused = RefusedPort::new(); // nothing listens there, nor will
+    let addr = refused.addr();
     let ws = Workspace::new(&format!(
         r#"
 [tasks.svc]
@@ -74,9 +74,8 @@ run = "touch user.ran"
 
 #[test]
 fn a_service_never_ready_fails_after_its_ready_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    let refused = RefusedPort::new(); // nothing listens there, nor will
+    let addr = refused.addr();
     let ws = Workspace::new(&format!(
         r#"
 [tasks.svc]

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::fault_server::{Fault, Route};
 use crate::http::{Http, body};
+use crate::refused::RefusedPort;
 use crate::support::{Workspace, task};
 
 /// Fast, deterministic retries: waits of 20 ms then 40 ms.
@@ -36,9 +37,8 @@ fn assert_plain(error: &str) {
 
 #[test]
 fn a_refused_connection_is_said_plainly_and_still_retried() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener); // nothing listens there now
+    let refused = RefusedPort::new(); // nothing listens there, nor will
+    let addr = refused.addr();
     let ws = Workspace::new(&format!(
         "[tasks.get]\ndownload = {{ url = \"http://{addr}/x\", dest = \"x\" }}\n{FAST_RETRY}\n"
     ));

@@ -6,6 +6,7 @@ use taskrun::actions::download::FailureKind;
 
 use crate::fault_server::{Fault, Route};
 use crate::helpers::{Env, body, digest, sha};
+use crate::refused::RefusedPort;
 
 #[tokio::test]
 async fn retryable_statuses_fail_retryably() {
@@ -93,10 +94,8 @@ async fn unavailable_first_n_times_then_served() {
 #[tokio::test]
 async fn connection_refused_is_retryable() {
     let env = Env::new().await;
-    // Bind then close a listener: nothing listens on that port afterwards.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    let refused = RefusedPort::new(); // nothing listens there, nor will
+    let addr = refused.addr();
     let dl = crate::helpers::download(vec![format!("http://{addr}/x")], "x");
     let fail = env.attempt(&dl).await.unwrap_err();
     assert!(fail.retryable);

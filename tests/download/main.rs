@@ -7,6 +7,8 @@
 mod bytes;
 #[path = "../support/fault_server.rs"]
 mod fault_server;
+#[path = "../support/refused.rs"]
+mod refused;
 #[path = "../support/workspace.rs"]
 mod workspace;
 

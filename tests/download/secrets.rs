@@ -7,6 +7,7 @@ use taskrun::template::{Segment, Template};
 
 use crate::fault_server::{Fault, Route};
 use crate::helpers::{Env, body};
+use crate::refused::RefusedPort;
 
 const TOKEN: &str = "tok-9f8e7d6c5b4a";
 const KEY: &str = "key/with spaces&=";
@@ -101,9 +102,8 @@ async fn secrets_are_sent_but_never_shown_or_written() {
 async fn a_connection_error_does_not_leak_the_url_secret() {
     set_secrets();
     let env = Env::new().await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    let refused = RefusedPort::new(); // nothing listens there, nor will
+    let addr = refused.addr();
     let mut dl = env.download(&[], "x");
     dl.urls = vec![secret(
         &format!("http://{addr}/x?token="),
