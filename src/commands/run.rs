@@ -170,7 +170,6 @@ pub fn run_with_cache(
     };
     let plan = Arc::new(plan);
     let run_report = state_dir.join("runs").join(format!("{run_id}.json"));
-    // The report files are written while the cache saves its state.
     let write_reports = |result: &scheduler::RunResult| {
         let paths = std::iter::once(run_report.as_path()).chain(args.report.as_deref());
         for (path, e) in report::json::write_all(&result.report, paths) {
@@ -190,20 +189,31 @@ pub fn run_with_cache(
             let _ = crate::commands::timings::write_page(&result.report, &page);
         }
     };
+    // The report files and the lockfile are written while the cache saves its state; the
+    // lockfile's line is printed after the summary.
+    let mut pinned = None;
+    let write_files = |result: &scheduler::RunResult| {
+        std::thread::scope(|s| {
+            let pins = (!unpinned.is_empty())
+                .then(|| s.spawn(|| record_new_pins(&plan, lock, &unpinned, result)));
+            write_reports(result);
+            pinned = pins.and_then(|h| h.join().ok()).flatten();
+        });
+    };
     let result = runtime.block_on(scheduler::run_then(
         plan.clone(),
         cache,
         opts,
         &mut sinks,
-        write_reports,
+        write_files,
     ));
     prune_old_runs(&state_dir, KEEP_RUNS);
     // Services and timers are stopped; do not wait for stray blocking work.
     runtime.shutdown_background();
     drop(sinks);
     // After the summary (and any live view is gone), as its last line.
-    if !unpinned.is_empty() {
-        pin_new_downloads(&plan, lock, &unpinned, &result, args.log_format);
+    if let Some(pinned) = pinned {
+        pinned.announce(args.log_format);
     }
     let code = result.exit_code;
     // The process ends right after: freeing a 10,000-task report and plan entry by entry is
@@ -215,32 +225,53 @@ pub fn run_with_cache(
 
 /// Trust on first use (SPEC §10): records the downloads the lockfile did not pin that
 /// succeeded (or were restored from the cache) and writes the lockfile once, atomically.
-fn pin_new_downloads(
+/// Returns what to tell the user, if anything changed.
+fn record_new_pins(
     plan: &crate::plan::Plan,
     mut lock: Lockfile,
     unpinned: &[Unpinned],
     result: &scheduler::RunResult,
-    log_format: LogFormat,
-) {
+) -> Option<Pinned> {
     let pins = collected_pins(plan, unpinned, result);
     let changes = standing::record(&mut lock, plan, &pins);
     if changes.is_empty() {
-        return;
+        return None;
     }
     let path = lockfile::path_for(&plan.pipeline.manifest_path);
-    let file = lockfile::file_name(&plan.pipeline.manifest_path);
-    if let Err(e) = lockfile::write(&path, &lock) {
-        eprintln!("warning: cannot write the lockfile {}: {e}", path.display());
-        return;
-    }
-    let n = changes.len();
-    let line = format!(
-        "pinned {n} new download{} in {file}",
-        if n == 1 { "" } else { "s" }
-    );
-    match log_format {
-        LogFormat::Text => println!("{line}"),
-        LogFormat::Json => tracing::info!(lockfile = %path.display(), pinned = n, "{line}"),
+    let written = lockfile::write(&path, &lock);
+    Some(Pinned {
+        count: changes.len(),
+        file: lockfile::file_name(&plan.pipeline.manifest_path),
+        path,
+        written,
+    })
+}
+
+/// The lockfile a run updated: the line it prints after the summary.
+struct Pinned {
+    count: usize,
+    file: String,
+    path: PathBuf,
+    written: std::io::Result<()>,
+}
+
+impl Pinned {
+    fn announce(self, log_format: LogFormat) {
+        let path = self.path.display();
+        if let Err(e) = self.written {
+            eprintln!("warning: cannot write the lockfile {path}: {e}");
+            return;
+        }
+        let n = self.count;
+        let line = format!(
+            "pinned {n} new download{} in {}",
+            if n == 1 { "" } else { "s" },
+            self.file
+        );
+        match log_format {
+            LogFormat::Text => println!("{line}"),
+            LogFormat::Json => tracing::info!(lockfile = %path, pinned = n, "{line}"),
+        }
     }
 }
 
