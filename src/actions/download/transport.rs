@@ -42,9 +42,11 @@ use crate::model::HttpConfig;
 /// its maximum still let a read fill a buffer grown to twice as much). A read buffer stays
 /// alive as long as any chunk cut from it, so this bounds what a connection pins to a few
 /// times this much: at 16 connections, 64 KiB gave a peak RSS of ~21-24 MiB, 96 KiB ~27,
-/// 128 KiB ~30 (20 x 50 MiB, see BENCHMARKS.md). It is also the largest response head hyper
-/// accepts (reqwest allowed ~400 KiB; real servers send a few KiB).
-const READ_BUF: usize = 64 * 1024;
+/// 128 KiB ~30 (20 x 50 MiB, see BENCHMARKS.md). 72 KiB holds a response head and a 64 KiB
+/// body in one read, where 64 KiB took a second system call for the last few hundred bytes
+/// of each small file (1,000 x 64 KiB: -3% wall and CPU). It is also the largest response
+/// head hyper accepts (reqwest allowed ~400 KiB; real servers send a few KiB).
+const READ_BUF: usize = 72 * 1024;
 
 /// Idle keep-alive connections are closed after this long (reqwest's default).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
