@@ -34,7 +34,8 @@ pub fn run(args: ExplainArgs) -> u8 {
                 None => eprintln!("error: fan-out task `{}` has no instances", args.task),
             },
             None => {
-                match crate::manifest::suggest(&args.task, p.tasks.keys().map(String::as_str)) {
+                match crate::manifest::suggest_task(&args.task, p.tasks.keys().map(String::as_str))
+                {
                     Some(s) => {
                         eprintln!("error: unknown task `{}`: did you mean `{s}`?", args.task)
                     }

@@ -4,9 +4,9 @@ use rustc_hash::FxHashMap;
 
 use super::diagnostic::Problem;
 use super::load::Pools;
-use super::suggest;
 use super::task::TaskSpans;
 use super::walk::Reader;
+use super::{suggest, suggest_task};
 use crate::model::TaskMap;
 
 /// A dep that names no task, in the index lists of [`check`].
@@ -48,7 +48,7 @@ fn missing_deps(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], found:
                     ),
                 )
                 .label("no such task");
-                r.push(match suggest(dep, tasks.keys().map(String::as_str)) {
+                r.push(match suggest_task(dep, tasks.keys().map(String::as_str)) {
                     Some(s) => p.help(format!("did you mean `{s}`?")),
                     None => p,
                 });

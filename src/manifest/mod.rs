@@ -18,18 +18,10 @@ pub mod reserved;
 pub mod retry;
 pub mod schema;
 pub mod shell;
+mod suggest;
 pub mod task;
 pub mod walk;
 
 pub use diagnostic::{LoadError, ManifestErrors, Problem};
 pub use load::{LoadOptions, load, load_str, parse_var_args};
-
-/// The closest candidate to `name` (edit distance < 3), for "did you mean" hints.
-pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::levenshtein(name, c), c))
-        .filter(|(d, c)| *d < 3 && *d < c.len().max(name.len()))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
-}
+pub use suggest::{suggest, suggest_task};

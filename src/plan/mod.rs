@@ -82,7 +82,7 @@ impl Plan {
                 (None, Some(f)) => roots.extend(f.instances.clone()),
                 (None, None) => unknown.push(UnknownTarget {
                     name: t.clone(),
-                    suggestion: crate::manifest::suggest(
+                    suggestion: crate::manifest::suggest_task(
                         t,
                         pipeline
                             .tasks

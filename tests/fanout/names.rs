@@ -152,6 +152,37 @@ fn an_unknown_instance_target_is_exit_2_with_did_you_mean() {
         .says(&["did you mean"]);
 }
 
+/// A list's keys are file names: one typed without its extension, or a few characters off in
+/// a long key, still finds its instance (the edit distance of the whole name gives up).
+#[test]
+fn an_instance_typed_without_its_extension_is_suggested_as_a_target_a_dependency_and_to_explain() {
+    let ws = Workspace::new(
+        r#"
+[tasks.get]
+for_each = { lines = "urls.txt" }
+run = "true"
+"#,
+    );
+    ws.write("urls.txt", "temps-2023-01.csv\ntemps-2023-02.csv\n");
+    ws.run(&["get[temps-2023-02]"])
+        .code(2)
+        .says(&["unknown task `get[temps-2023-02]`: did you mean `get[temps-2023-02.csv]`?"]);
+    ws.plan_text(&["get[temps-2023-1.cs]"])
+        .code(2)
+        .says(&["did you mean `get[temps-2023-01.csv]`?"]);
+    let explain = ws.exec(&["explain", "taskrun.toml", "get[temps-2023-01]"]);
+    explain
+        .code(2)
+        .says(&["did you mean `get[temps-2023-01.csv]`?"]);
+    ws.write(
+        "taskrun.toml",
+        "[tasks.get]\nfor_each = { lines = \"urls.txt\" }\nrun = \"true\"\n\n[tasks.use]\ndeps = [\"get[temps-2023-01]\"]\nrun = \"true\"\n",
+    );
+    ws.check()
+        .code(2)
+        .says(&["taskrun.toml:6:9", "did you mean `get[temps-2023-01.csv]`?"]);
+}
+
 #[test]
 fn a_dependency_on_a_missing_instance_is_an_error_at_its_place_with_did_you_mean() {
     let ws = Workspace::new(
