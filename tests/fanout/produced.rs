@@ -31,6 +31,45 @@ run = ["echo", "${item.line}"]
     refused(&ws, &["urls.txt", "`gen`", "taskrun.toml:7:"]);
 }
 
+/// Before its producer has run, an item file is missing and a glob matches nothing: the one
+/// problem to show is who produces them, not that they are missing or empty.
+#[test]
+fn a_produced_source_not_there_yet_is_one_problem_naming_its_producer() {
+    let ws = Workspace::new(
+        r#"
+[tasks.gen]
+run = "echo a > urls.txt"
+outputs = ["urls.txt", "raw/*.csv"]
+
+[tasks.get]
+deps = ["gen"]
+for_each = { lines = "urls.txt" }
+run = "true"
+
+[tasks.clean]
+deps = ["gen"]
+for_each = { glob = "raw/*.csv" }
+run = "true"
+"#,
+    );
+    let r = ws.check();
+    r.code(2).says(&[
+        "the items of `urls.txt` would come from `urls.txt`, an output of task `gen`",
+        "the items of `raw/*.csv` would come from `raw/*.csv`, an output of task `gen`",
+        "has 2 problems",
+    ]);
+    assert!(!r.stderr.contains("no items"), "{}", r.stderr);
+    assert!(!r.stderr.contains("cannot read"), "{}", r.stderr);
+    // Not produced by anyone: missing and empty stay what they are.
+    ws.write(
+        "taskrun.toml",
+        "[tasks.get]\nfor_each = { lines = \"urls.txt\" }\nrun = \"true\"\n\n[tasks.clean]\nfor_each = { glob = \"raw/*.csv\" }\nrun = \"true\"\n",
+    );
+    ws.check()
+        .code(2)
+        .says(&["urls.txt", "cannot read the items", "no items"]);
+}
+
 #[test]
 fn an_item_file_inside_an_output_directory_is_an_error_naming_that_task() {
     let ws = Workspace::new(

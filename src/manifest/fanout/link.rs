@@ -52,7 +52,8 @@ pub fn expand_deps(tasks: &mut TaskMap, spans: &mut [TaskSpans], fanouts: &[FanO
 }
 
 /// Items must exist before the run: an item file that a task writes (or lies inside one of
-/// its outputs), or a glob that matches a declared output, is an error naming that task.
+/// its outputs), or a glob that matches a declared output, is an error naming that task, in
+/// place of the source's being missing or empty.
 pub fn check_produced(r: &mut Reader<'_>, tasks: &TaskMap, sources: &[(ItemSource, Range<usize>)]) {
     for (source, span) in sources {
         let matcher = match source.kind {
@@ -72,6 +73,14 @@ pub fn check_produced(r: &mut Reader<'_>, tasks: &TaskMap, sources: &[(ItemSourc
             })
         });
         if let Some((task, out)) = producer {
+            // Missing or empty because nobody has run its producer yet: say only that.
+            r.problems.retain(|p| {
+                p.span.as_ref() != Some(span)
+                    || !matches!(
+                        p.label.as_deref(),
+                        Some(super::NO_ITEMS | super::UNREADABLE)
+                    )
+            });
             let producer_name = task
                 .origin
                 .as_ref()

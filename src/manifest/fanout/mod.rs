@@ -78,6 +78,11 @@ pub fn expand(r: &mut Reader<'_>, builder: &TaskBuilder<'_, '_>, root: &Path, ou
     });
 }
 
+/// The label of a source that gives no items (superseded when a task produces it).
+pub(super) const NO_ITEMS: &str = "no items";
+/// The label of a source that cannot be read (superseded when a task produces it).
+pub(super) const UNREADABLE: &str = "cannot read the items";
+
 fn declared_items(
     r: &mut Reader<'_>,
     b: &TaskBuilder<'_, '_>,
@@ -101,9 +106,11 @@ fn declared_items(
             let (items, fingerprint) = match sources::read(root, source.kind, &source.path) {
                 Ok(read) => read,
                 Err(e) => {
-                    r.push(Problem::at(span.clone(), e).label("cannot read the items").help(
+                    r.push(Problem::at(span.clone(), e).label(UNREADABLE).help(
                         "item files and glob matches are read when the manifest loads: they must exist before the run",
                     ));
+                    // Still a source: if a task produces it, that is the problem to show.
+                    sources.push((source, span));
                     return None;
                 }
             };
@@ -113,7 +120,7 @@ fn declared_items(
                         span.clone(),
                         format!("`{}` gives task `{}` no items", source.path, b.name),
                     )
-                    .label("no items")
+                    .label(NO_ITEMS)
                     .help("set `for_each.allow_empty = true` if an empty list is fine"),
                 );
             }
