@@ -8,30 +8,29 @@ use std::time::SystemTime;
 
 use crate::cache::gc::{self, GcLimits};
 use crate::cache::lock::CacheLock;
-use crate::cli::{CacheArgs, CacheCommand, When};
-use crate::exit_code;
+use crate::cli::{CacheArgs, CacheCommand};
 use crate::units::{format_size, parse_size};
 
+use super::Error;
+
 /// Runs a `cache` subcommand.
-pub fn run(cmd: CacheCommand) -> u8 {
+pub fn run(cmd: CacheCommand) -> Result<u8, Error> {
     let (args, which) = match cmd {
         CacheCommand::Stats(a) => (a, "stats"),
         CacheCommand::Gc(a) => (a, "gc"),
         CacheCommand::Clean(a) => (a, "clean"),
     };
     if which != "gc" && (args.max_size.is_some() || args.max_age.is_some()) {
-        eprintln!("error: --max-size and --max-age are options of `taskrun cache gc`");
-        return exit_code::USAGE;
+        return Err(Error::usage(
+            "--max-size and --max-age are options of `taskrun cache gc`",
+        ));
     }
     let Dirs {
         cache: cache_dir,
         runs: runs_dir,
         workspace,
-    } = match dirs(&args) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    let result = match which {
+    } = dirs(&args)?;
+    let text = match which {
         "stats" => Ok(stats_text(&cache_dir, Some(&runs_dir))),
         "gc" => not_the_workspace(&cache_dir, &workspace, which).and_then(|()| {
             gc_command(
@@ -42,14 +41,8 @@ pub fn run(cmd: CacheCommand) -> u8 {
         }),
         _ => not_the_workspace(&cache_dir, &workspace, which)
             .and_then(|()| clean_command(&cache_dir)),
-    };
-    match result {
-        Ok(text) => super::print_stdout(&text),
-        Err((code, msg)) => {
-            eprintln!("error: {msg}");
-            code
-        }
-    }
+    }?;
+    Ok(super::print_stdout(&text))
 }
 
 /// Where a `cache` subcommand looks.
@@ -63,10 +56,10 @@ struct Dirs {
 }
 
 /// The cache dir and the run reports dir, from the manifest or the environment.
-fn dirs(args: &CacheArgs) -> Result<Dirs, u8> {
+fn dirs(args: &CacheArgs) -> Result<Dirs, Error> {
     match &args.manifest {
         Some(m) => {
-            let p = super::load_pipeline(m, &[], super::stderr_color(When::Auto))?;
+            let p = super::load_pipeline(m, &[])?;
             Ok(Dirs {
                 cache: p.cache.dir,
                 runs: p.root.join(".taskrun").join("runs"),
@@ -89,7 +82,7 @@ fn dirs(args: &CacheArgs) -> Result<Dirs, u8> {
 
 /// SPEC §13: `gc` and `clean` refuse (exit 2) a cache dir that is the workspace or one of its
 /// parents, where the manifest and the user's sources live beside the store.
-fn not_the_workspace(cache_dir: &Path, workspace: &Path, which: &str) -> Result<(), (u8, String)> {
+fn not_the_workspace(cache_dir: &Path, workspace: &Path, which: &str) -> Result<(), Error> {
     let (Ok(cache), Ok(ws)) = (cache_dir.canonicalize(), workspace.canonicalize()) else {
         // A cache dir that does not exist holds nothing; a workspace that cannot be resolved
         // was not the manifest's (that one was just read).
@@ -103,15 +96,12 @@ fn not_the_workspace(cache_dir: &Path, workspace: &Path, which: &str) -> Result<
     } else {
         format!("holds the workspace {}", ws.display())
     };
-    Err((
-        exit_code::USAGE,
-        format!(
-            "refusing to {which} the cache dir {}: it {what}, with the manifest and your files \
-             beside the store; give the cache a directory of its own (TASKRUN_CACHE_DIR or \
-             [cache] dir, e.g. .taskrun/cache)",
-            cache.display()
-        ),
-    ))
+    Err(Error::usage(format!(
+        "refusing to {which} the cache dir {}: it {what}, with the manifest and your files \
+         beside the store; give the cache a directory of its own (TASKRUN_CACHE_DIR or \
+         [cache] dir, e.g. .taskrun/cache)",
+        cache.display()
+    )))
 }
 
 /// `cache stats` output: entries, blobs, bytes and the last run's hit rate.
@@ -147,13 +137,12 @@ pub fn gc_command(
     cache_dir: &Path,
     max_size: Option<&str>,
     max_age: Option<&str>,
-) -> Result<String, (u8, String)> {
-    let usage = |m: String| (exit_code::USAGE, m);
+) -> Result<String, Error> {
+    let usage = |m: String| Error::usage(m);
     if max_size.is_none() && max_age.is_none() {
-        return Err(usage(
+        return Err(Error::usage(
             "`taskrun cache gc` needs a limit: --max-size SIZE and/or --max-age DURATION \
-             (e.g. --max-size 2GiB --max-age 30d)"
-                .into(),
+             (e.g. --max-size 2GiB --max-age 30d)",
         ));
     }
     let limits = GcLimits {
@@ -169,12 +158,7 @@ pub fn gc_command(
     if !cache_dir.exists() {
         return Ok(format!("{}: no cache yet\n", cache_dir.display()));
     }
-    let io_err = |e: std::io::Error| {
-        (
-            exit_code::TASK_FAILED,
-            format!("{}: {e}", cache_dir.display()),
-        )
-    };
+    let io_err = |e: std::io::Error| Error::Failed(format!("{}: {e}", cache_dir.display()));
     let _lock = CacheLock::acquire(cache_dir).map_err(io_err)?;
     let o = gc::gc(cache_dir, limits, SystemTime::now()).map_err(io_err)?;
     Ok(format!(
@@ -188,16 +172,11 @@ pub fn gc_command(
 
 /// `cache clean`: deletes the store, only taskrun's files (waiting for a running taskrun
 /// first).
-pub fn clean_command(cache_dir: &Path) -> Result<String, (u8, String)> {
+pub fn clean_command(cache_dir: &Path) -> Result<String, Error> {
     if !cache_dir.exists() {
         return Ok(format!("{}: no cache\n", cache_dir.display()));
     }
-    let io_err = |e: std::io::Error| {
-        (
-            exit_code::TASK_FAILED,
-            format!("{}: {e}", cache_dir.display()),
-        )
-    };
+    let io_err = |e: std::io::Error| Error::Failed(format!("{}: {e}", cache_dir.display()));
     let _lock = CacheLock::acquire(cache_dir).map_err(io_err)?;
     let freed = gc::clean(cache_dir).map_err(io_err)?;
     Ok(format!(

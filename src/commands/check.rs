@@ -4,21 +4,27 @@ use crate::cli::CheckArgs;
 use crate::exit_code;
 use crate::plan::Plan;
 
-/// Validates each manifest (and its lockfile) and prints every problem.
-pub fn run(args: CheckArgs) -> u8 {
+use super::Error;
+
+/// Validates each manifest (and its lockfile) and prints every problem of each: one
+/// manifest's errors do not stop the others from being checked.
+pub fn run(args: CheckArgs) -> Result<u8, Error> {
     let color = super::stderr_color(args.color);
     let mut failed = 0;
     for path in &args.manifests {
-        let checked = super::load_pipeline(path, &args.vars, color)
+        let checked = super::load_pipeline(path, &args.vars)
             .and_then(|p| super::plan_pipeline(path, &[], p))
-            .and_then(|plan| lockfile_ok(plan, color, args.locked));
+            .and_then(|plan| lockfile_ok(plan, args.locked));
         match checked {
             Ok(n) => println!(
                 "ok: {} ({n} task{})",
                 path.display(),
                 if n == 1 { "" } else { "s" }
             ),
-            Err(_) => failed += 1,
+            Err(e) => {
+                e.print(color);
+                failed += 1;
+            }
         }
     }
     if failed > 0 {
@@ -28,15 +34,15 @@ pub fn run(args: CheckArgs) -> u8 {
                 args.manifests.len()
             );
         }
-        exit_code::USAGE
+        Ok(exit_code::USAGE)
     } else {
-        exit_code::SUCCESS
+        Ok(exit_code::SUCCESS)
     }
 }
 
 /// The lockfile is well-formed and, with `--locked`, pins every download; the task count.
-fn lockfile_ok(mut plan: Plan, color: bool, locked: bool) -> Result<usize, u8> {
-    let (_, unpinned) = super::apply_lockfile(&mut plan, color, &|_| false)?;
+fn lockfile_ok(mut plan: Plan, locked: bool) -> Result<usize, Error> {
+    let (_, unpinned) = super::apply_lockfile(&mut plan, &|_| false)?;
     if locked {
         super::refuse_unlocked(&plan, &unpinned)?;
     }

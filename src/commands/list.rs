@@ -5,15 +5,8 @@ use std::fmt::Write as _;
 use crate::cli::ListArgs;
 
 /// Prints one line per task.
-pub fn run(args: ListArgs) -> u8 {
-    let pipeline = match super::load_pipeline(
-        &args.manifest,
-        &args.vars,
-        super::stderr_color(crate::cli::When::Auto),
-    ) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+pub fn run(args: ListArgs) -> Result<u8, super::Error> {
+    let pipeline = super::load_pipeline(&args.manifest, &args.vars)?;
     // A fan-out task of more than 10 instances is one line (as in the run summary).
     let grouped = |name: &str| {
         pipeline
@@ -72,5 +65,5 @@ pub fn run(args: ListArgs) -> u8 {
             task.kind().as_str()
         );
     }
-    super::print_stdout(&out)
+    Ok(super::print_stdout(&out))
 }

@@ -16,25 +16,20 @@ use crate::plan::Plan;
 use crate::report::plain::{Plain, Verbosity};
 use crate::scheduler::{self, RunOptions};
 
+use super::Error;
+
 /// `taskrun lock MANIFEST [TARGET...] [--update] [--check]`.
-pub fn run(args: LockArgs) -> u8 {
-    let color = super::stderr_color(args.color);
+pub fn run(args: LockArgs) -> Result<u8, Error> {
     let sel = &args.selection;
-    let mut plan = match super::load_plan(&sel.manifest, &sel.vars, &sel.targets, color) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let mut plan = super::load_plan(&sel.manifest, &sel.vars, &sel.targets)?;
     let selected = plan.selected.clone();
     let refresh = |i: usize| args.update && selected[i];
-    let (mut lock, unpinned) = match super::apply_lockfile(&mut plan, color, &refresh) {
-        Ok(applied) => applied,
-        Err(code) => return code,
-    };
+    let (mut lock, unpinned) = super::apply_lockfile(&mut plan, &refresh)?;
     let prunable = standing::prunable(&plan, &lock, sel.targets.is_empty());
     let manifest = plan.pipeline.manifest_path.clone();
     let file = lockfile::file_name(&manifest);
     if args.check {
-        return check(&plan, &unpinned, &prunable, &file);
+        return Ok(check(&plan, &unpinned, &prunable, &file));
     }
     let mut code = exit_code::SUCCESS;
     let mut pins = Vec::new();
@@ -43,14 +38,9 @@ pub fn run(args: LockArgs) -> u8 {
             .iter()
             .map(|u| plan.task(u.task).name.clone())
             .collect();
-        let fetch = match Plan::build(plan.pipeline.clone(), &names) {
-            Ok(p) => Arc::new(p),
-            Err(_) => return exit_code::USAGE,
-        };
-        let result = match download(fetch.clone(), args.update) {
-            Ok(r) => r,
-            Err(code) => return code,
-        };
+        let fetch = super::plan_pipeline(&manifest, &names, plan.pipeline.clone())?;
+        let fetch = Arc::new(fetch);
+        let result = download(fetch.clone(), args.update)?;
         code = result.exit_code;
         pins = super::run::collected_pins(&fetch, &unpinned, &result);
     }
@@ -64,10 +54,9 @@ pub fn run(args: LockArgs) -> u8 {
         } else {
             lockfile::write(&path, &lock)
         };
-        if let Err(e) = written {
-            eprintln!("error: cannot write the lockfile {}: {e}", path.display());
-            return exit_code::TASK_FAILED;
-        }
+        written.map_err(|e| {
+            Error::Failed(format!("cannot write the lockfile {}: {e}", path.display()))
+        })?;
     }
     let mut out = String::new();
     for c in &changes {
@@ -75,16 +64,13 @@ pub fn run(args: LockArgs) -> u8 {
     }
     out.push_str(&summary(&file, &changes, lock.entries.len()));
     super::print_stdout(&out);
-    code
+    Ok(code)
 }
 
 /// Runs the plan of the downloads to pin with the scheduler and the local cache (`--update`:
 /// downloads run even on a hit); progress on stderr, failures and the totals line only.
-fn download(plan: Arc<Plan>, update: bool) -> Result<scheduler::RunResult, u8> {
-    let runtime = super::run::runtime().map_err(|e| {
-        eprintln!("error: cannot start the async runtime: {e}");
-        exit_code::TASK_FAILED
-    })?;
+fn download(plan: Arc<Plan>, update: bool) -> Result<scheduler::RunResult, Error> {
+    let runtime = super::run::runtime()?;
     let options = crate::cache::CacheOptions {
         force_downloads: update,
         ..Default::default()

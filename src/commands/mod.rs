@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod check;
+mod error;
 pub mod explain;
 pub mod list;
 pub mod lock;
@@ -15,11 +16,13 @@ use std::path::Path;
 use crate::cli::{Command, LogFormat, RemoteExec, When};
 use crate::exit_code;
 use crate::lockfile::{self, Lockfile, standing::Unpinned};
-use crate::manifest::{self, LoadError, LoadOptions};
+use crate::manifest::{self, LoadOptions};
 use crate::model::Pipeline;
 use crate::plan::Plan;
 
-/// Runs one subcommand and returns its exit code.
+pub use error::Error;
+
+/// Runs one subcommand and returns its exit code; an error is printed here, once.
 pub fn dispatch(command: Command) -> u8 {
     let (format, color) = match &command {
         Command::Run(a) => (a.log_format, a.color),
@@ -28,14 +31,24 @@ pub fn dispatch(command: Command) -> u8 {
         Command::Lock(a) => (LogFormat::Text, a.color),
         _ => (LogFormat::Text, When::Auto),
     };
-    init_tracing(format, stderr_color(color));
+    let color = stderr_color(color);
+    init_tracing(format, color);
+    match run_command(command) {
+        Ok(code) => code,
+        Err(e) => {
+            e.print(color);
+            e.exit_code()
+        }
+    }
+}
+
+fn run_command(command: Command) -> Result<u8, Error> {
     match command {
         Command::Run(args) => {
             if args.dry_run {
                 let view = plan::View {
                     format: args.format,
                     expand: args.expand,
-                    color: args.color,
                     force: args.force,
                     no_cache: args.no_cache,
                     locked: args.locked,
@@ -53,7 +66,7 @@ pub fn dispatch(command: Command) -> u8 {
         Command::Lock(args) => lock::run(args),
         Command::Timings(args) => timings::run(args),
         Command::Cache(cmd) => cache::run(cmd),
-        Command::Schema => print_stdout(&manifest::schema::manifest_schema_json()),
+        Command::Schema => Ok(print_stdout(&manifest::schema::manifest_schema_json())),
         Command::Completions(args) => {
             let shell = match args.shell {
                 crate::cli::Shell::Bash => clap_complete::Shell::Bash,
@@ -62,7 +75,7 @@ pub fn dispatch(command: Command) -> u8 {
             };
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut crate::cli::command(), "taskrun", &mut buf);
-            print_stdout(&String::from_utf8_lossy(&buf))
+            Ok(print_stdout(&String::from_utf8_lossy(&buf)))
         }
     }
 }
@@ -92,42 +105,23 @@ pub fn stderr_color(when: When) -> bool {
     }
 }
 
-/// Prints a load error (and GitHub annotations under Actions) to stderr.
-pub fn report_load_error(err: &LoadError, color: bool) {
-    eprint!("{}", err.render(color));
-    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true")
-        && let LoadError::Invalid(errors) = err
-    {
-        print!("{}", errors.github_annotations());
-    }
-}
-
-/// Loads a manifest, printing its problems; `Err` carries exit code 2.
-pub fn load_pipeline(path: &Path, vars: &[String], color: bool) -> Result<Pipeline, u8> {
-    load_pipeline_with(path, vars, color, manifest::load)
+/// Loads a manifest: its problems are the error.
+pub fn load_pipeline(path: &Path, vars: &[String]) -> Result<Pipeline, Error> {
+    load_pipeline_with(path, vars, manifest::load)
 }
 
 fn load_pipeline_with(
     path: &Path,
     vars: &[String],
-    color: bool,
     load: fn(&Path, &LoadOptions) -> Result<Pipeline, manifest::LoadError>,
-) -> Result<Pipeline, u8> {
-    let result = manifest::parse_var_args(vars).and_then(|vars| load(path, &LoadOptions { vars }));
-    result.map_err(|e| {
-        report_load_error(&e, color);
-        exit_code::USAGE
-    })
+) -> Result<Pipeline, Error> {
+    let vars = manifest::parse_var_args(vars)?;
+    Ok(load(path, &LoadOptions { vars })?)
 }
 
-/// Loads a manifest and builds its plan for `targets`; `Err` carries exit code 2.
-pub fn load_plan(
-    path: &Path,
-    vars: &[String],
-    targets: &[String],
-    color: bool,
-) -> Result<Plan, u8> {
-    plan_pipeline(path, targets, load_pipeline(path, vars, color)?)
+/// Loads a manifest and builds its plan for `targets`.
+pub fn load_plan(path: &Path, vars: &[String], targets: &[String]) -> Result<Plan, Error> {
+    plan_pipeline(path, targets, load_pipeline(path, vars)?)
 }
 
 /// [`load_plan`] for `run`: the manifest comes from its memo when unchanged
@@ -136,68 +130,58 @@ pub fn load_plan_remembered(
     path: &Path,
     vars: &[String],
     targets: &[String],
-    color: bool,
-) -> Result<Plan, u8> {
-    let pipeline = load_pipeline_with(path, vars, color, manifest::memo::load_remembered)?;
+) -> Result<Plan, Error> {
+    let pipeline = load_pipeline_with(path, vars, manifest::memo::load_remembered)?;
     plan_pipeline(path, targets, pipeline)
 }
 
 /// The manifest's lockfile, read and applied to `plan` (SPEC §10): every lockable download
 /// with a current entry gets its pin, except those `refresh` names. Returns the lockfile
 /// (empty when there is none) and the selected downloads left unpinned; a malformed lockfile
-/// is printed and gives `Err(2)`.
+/// is the error.
 pub fn apply_lockfile(
     plan: &mut Plan,
-    color: bool,
     refresh: &dyn Fn(usize) -> bool,
-) -> Result<(Lockfile, Vec<Unpinned>), u8> {
+) -> Result<(Lockfile, Vec<Unpinned>), Error> {
     let path = lockfile::path_for(&plan.pipeline.manifest_path);
-    let lock = match lockfile::read(&path) {
-        Ok(lock) => lock.unwrap_or_default(),
-        Err(e) => {
-            report_load_error(&e, color);
-            return Err(exit_code::USAGE);
-        }
-    };
+    let lock = lockfile::read(&path)?.unwrap_or_default();
     let unpinned = lockfile::standing::apply(plan, &lock, refresh);
     Ok((lock, unpinned))
 }
 
-/// `--locked`: when some selected download has no current entry, prints each (and what to
-/// run) and returns exit code 2; nothing may run then.
-pub fn refuse_unlocked(plan: &Plan, unpinned: &[Unpinned]) -> Result<(), u8> {
+/// `--locked`: when some selected download has no current entry, the error lists each (and
+/// says what to run); nothing may run then.
+pub fn refuse_unlocked(plan: &Plan, unpinned: &[Unpinned]) -> Result<(), Error> {
     if unpinned.is_empty() {
         return Ok(());
     }
     let manifest = &plan.pipeline.manifest_path;
     let file = lockfile::file_name(manifest);
     let n = unpinned.len();
-    let mut msg = format!(
-        "error: --locked: {file} does not pin {n} selected download{}:\n",
+    let mut message = format!(
+        "--locked: {file} does not pin {n} selected download{}:",
         if n == 1 { "" } else { "s" }
     );
     for u in unpinned {
-        msg.push_str(&format!("  {}: {}\n", plan.task(u.task).name, u.why));
+        message.push_str(&format!("\n  {}: {}", plan.task(u.task).name, u.why));
     }
-    msg.push_str(&format!(
-        "hint: run `taskrun lock {}` and commit {file}\n",
-        lockfile::standing::shell_word(&manifest.display().to_string())
-    ));
-    eprint!("{msg}");
-    Err(exit_code::USAGE)
+    Err(Error::usage_with_hint(
+        message,
+        format!(
+            "run `taskrun lock {}` and commit {file}",
+            lockfile::standing::shell_word(&manifest.display().to_string())
+        ),
+    ))
 }
 
-/// `--remote-exec` against the loaded pipeline: `on` needs an executor (else a usage error,
-/// exit 2); returns whether placement is switched off.
-pub fn remote_exec_off(pipeline: &Pipeline, flag: Option<RemoteExec>) -> Result<bool, u8> {
+/// `--remote-exec` against the loaded pipeline: `on` needs an executor (else a usage
+/// error); returns whether placement is switched off.
+pub fn remote_exec_off(pipeline: &Pipeline, flag: Option<RemoteExec>) -> Result<bool, Error> {
     match flag {
         Some(RemoteExec::Off) => Ok(true),
         Some(RemoteExec::On) => match crate::plan::placement::require_executor(pipeline) {
             Ok(()) => Ok(false),
-            Err(e) => {
-                eprintln!("error: {e}\nhint: {}", e.hint());
-                Err(exit_code::USAGE)
-            }
+            Err(e) => Err(Error::usage_with_hint(e.to_string(), e.hint())),
         },
         None => Ok(false),
     }
@@ -207,13 +191,10 @@ pub(crate) fn plan_pipeline(
     path: &Path,
     targets: &[String],
     pipeline: Pipeline,
-) -> Result<Plan, u8> {
-    Plan::build(pipeline, targets).map_err(|unknown| {
-        for u in unknown {
-            eprintln!("error: {u}");
-        }
-        eprintln!("hint: `taskrun list {}` shows the tasks", path.display());
-        exit_code::USAGE
+) -> Result<Plan, Error> {
+    Plan::build(pipeline, targets).map_err(|unknown| Error::UnknownTargets {
+        manifest: path.to_path_buf(),
+        unknown,
     })
 }
 

@@ -1,7 +1,7 @@
 //! `taskrun plan` and `taskrun run --dry-run`: what would run and why. Runs nothing, opens no
 //! connection, writes no file.
 
-use crate::cli::{PlanArgs, PlanFormat, RemoteExec, Selection, When};
+use crate::cli::{PlanArgs, PlanFormat, RemoteExec, Selection};
 use crate::plan::Plan;
 use crate::plan::placement::place;
 use crate::plan::predict::Prediction;
@@ -14,8 +14,6 @@ pub struct View {
     pub format: PlanFormat,
     /// Text: every instance of a fan-out task instead of one summary per fan-out task.
     pub expand: bool,
-    /// Colours on stderr.
-    pub color: When,
     /// Predict as if run with --force.
     pub force: bool,
     /// Predict as if run with --no-cache.
@@ -27,11 +25,10 @@ pub struct View {
 }
 
 /// `taskrun plan`.
-pub fn run(args: PlanArgs) -> u8 {
+pub fn run(args: PlanArgs) -> Result<u8, super::Error> {
     let view = View {
         format: args.format,
         expand: args.expand,
-        color: args.color,
         force: args.force,
         no_cache: args.no_cache,
         locked: args.locked,
@@ -41,24 +38,12 @@ pub fn run(args: PlanArgs) -> u8 {
 }
 
 /// Loads, plans (with the lockfile's pins), predicts the cache and prints the plan.
-pub fn print_plan(sel: &Selection, view: View) -> u8 {
-    let color = super::stderr_color(view.color);
-    let mut plan = match super::load_plan(&sel.manifest, &sel.vars, &sel.targets, color) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let off = match super::remote_exec_off(&plan.pipeline, view.remote_exec) {
-        Ok(off) => off,
-        Err(code) => return code,
-    };
-    let unpinned = match super::apply_lockfile(&mut plan, color, &|_| false) {
-        Ok((_, unpinned)) => unpinned,
-        Err(code) => return code,
-    };
-    if view.locked
-        && let Err(code) = super::refuse_unlocked(&plan, &unpinned)
-    {
-        return code;
+pub fn print_plan(sel: &Selection, view: View) -> Result<u8, super::Error> {
+    let mut plan = super::load_plan(&sel.manifest, &sel.vars, &sel.targets)?;
+    let off = super::remote_exec_off(&plan.pipeline, view.remote_exec)?;
+    let (_, unpinned) = super::apply_lockfile(&mut plan, &|_| false)?;
+    if view.locked {
+        super::refuse_unlocked(&plan, &unpinned)?;
     }
     let predictions = predict(&plan, view.force, view.no_cache);
     let placements = place(&plan, off);
@@ -74,7 +59,7 @@ pub fn print_plan(sel: &Selection, view: View) -> u8 {
     );
     // The process ends next: freeing every task one by one is time a large plan need not pay.
     std::mem::forget(plan);
-    super::print_stdout(&text)
+    Ok(super::print_stdout(&text))
 }
 
 /// Reads the cache (never writes it) to predict hit / miss for each task.

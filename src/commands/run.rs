@@ -7,9 +7,8 @@ use std::time::SystemTime;
 
 use crate::cache::{NoCache, TaskCache};
 use crate::cli::{LogFormat, RunArgs, When};
-use crate::commands::{apply_lockfile, load_plan_remembered, refuse_unlocked, stderr_color};
+use crate::commands::{Error, apply_lockfile, load_plan_remembered, refuse_unlocked};
 use crate::events::Fanout;
-use crate::exit_code;
 use crate::lockfile::{self, Lockfile, standing, standing::Unpinned};
 use crate::report::{self, github::Github, junit::Junit, plain, tracing_sink::TracingSink};
 use crate::scheduler::{self, RunOptions};
@@ -81,8 +80,8 @@ pub fn console_sinks(args: &RunArgs, facts: &Facts) -> Fanout {
     sinks
 }
 
-/// Runs the pipeline; returns the exit code (0, 1, 2, 130, 143).
-pub fn run(args: RunArgs) -> u8 {
+/// Runs the pipeline; returns the exit code (0, 1, 130, 143), or why it could not start.
+pub fn run(args: RunArgs) -> Result<u8, Error> {
     let (no_cache, force) = (args.no_cache, args.force);
     // The cache's state files are read while the manifest loads (unless `[cache] dir` moves
     // the cache elsewhere, which the prefetch only learns afterwards).
@@ -117,36 +116,18 @@ pub fn run(args: RunArgs) -> u8 {
 pub fn run_with_cache(
     args: RunArgs,
     make_cache: impl FnOnce(&crate::plan::Plan) -> Arc<dyn TaskCache>,
-) -> u8 {
-    let color = stderr_color(args.color);
+) -> Result<u8, Error> {
     let sel = &args.selection;
-    let mut plan = match load_plan_remembered(&sel.manifest, &sel.vars, &sel.targets, color) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let mut plan = load_plan_remembered(&sel.manifest, &sel.vars, &sel.targets)?;
     // Where tasks run is the scheduler's business; a flag that cannot be honoured stops the
     // run before anything starts.
-    let remote_off = match super::remote_exec_off(&plan.pipeline, args.remote_exec) {
-        Ok(off) => off,
-        Err(code) => return code,
-    };
+    let remote_off = super::remote_exec_off(&plan.pipeline, args.remote_exec)?;
     // After the memo: an edited lockfile is always seen.
-    let (lock, unpinned) = match apply_lockfile(&mut plan, color, &|_| false) {
-        Ok(applied) => applied,
-        Err(code) => return code,
-    };
-    if args.locked
-        && let Err(code) = refuse_unlocked(&plan, &unpinned)
-    {
-        return code;
+    let (lock, unpinned) = apply_lockfile(&mut plan, &|_| false)?;
+    if args.locked {
+        refuse_unlocked(&plan, &unpinned)?;
     }
-    let runtime = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit_code::TASK_FAILED;
-        }
-    };
+    let runtime = runtime()?;
     let started = SystemTime::now();
     let run_id = report::new_run_id(started);
     let state_dir = plan.pipeline.root.join(".taskrun");
@@ -186,7 +167,9 @@ pub fn run_with_cache(
         if args.timings {
             let page = run_report.with_extension("html");
             // A page that cannot be written is reported; the run's exit code stands.
-            let _ = crate::commands::timings::write_page(&result.report, &page);
+            if let Err(e) = crate::commands::timings::write_page(&result.report, &page) {
+                e.print(false);
+            }
         }
     };
     // The report files and the lockfile are written while the cache saves its state; the
@@ -220,7 +203,7 @@ pub fn run_with_cache(
     // wasted.
     std::mem::forget(result);
     std::mem::forget(plan);
-    code
+    Ok(code)
 }
 
 /// Trust on first use (SPEC §10): records the downloads the lockfile did not pin that
@@ -307,10 +290,11 @@ pub(crate) fn collected_pins(
 /// a context switch: 1,000 `true` tasks cost ~8 context switches each more than `make -j2`.
 /// Downloads run on download lanes, one-thread runtimes of their own (`scheduler::lanes`).
 /// Blocking work (cache lookups and stores, hashing) has its own threads either way.
-pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
 }
 
 /// Run reports and log directories kept in `.taskrun/` (older ones are deleted).

@@ -7,8 +7,10 @@ use crate::cli::TimingsArgs;
 use crate::exit_code;
 use crate::report::RunReport;
 
-/// Writes the page and prints its path; exit 2 when the run cannot be found or read.
-pub fn run(args: TimingsArgs) -> u8 {
+use super::Error;
+
+/// Writes the page and prints its path; a usage error when the run cannot be found or read.
+pub fn run(args: TimingsArgs) -> Result<u8, Error> {
     let (manifest, run) = split(args.manifest, args.run);
     let runs = match &manifest {
         Some(m) => m
@@ -18,44 +20,30 @@ pub fn run(args: TimingsArgs) -> u8 {
             .join("runs"),
         None => PathBuf::from(".taskrun").join("runs"),
     };
-    let report_path = match find(&runs, run.as_deref().unwrap_or("latest")) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit_code::USAGE;
-        }
-    };
-    let report = match read(&report_path) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "error: cannot read the run report {}: {e}",
-                report_path.display()
-            );
-            return exit_code::USAGE;
-        }
-    };
+    let report_path = find(&runs, run.as_deref().unwrap_or("latest")).map_err(Error::usage)?;
+    let report = read(&report_path).map_err(|e| {
+        Error::usage(format!(
+            "cannot read the run report {}: {e}",
+            report_path.display()
+        ))
+    })?;
     let out = args
         .output
         .unwrap_or_else(|| report_path.with_extension("html"));
-    write_page(&report, &out)
+    write_page(&report, &out)?;
+    Ok(exit_code::SUCCESS)
 }
 
-/// Writes the page to `out` and prints its path (exit 1 when it cannot be written).
-pub fn write_page(report: &RunReport, out: &Path) -> u8 {
-    match crate::report::timings::write(report, out) {
-        Ok(()) => {
-            println!("timings: {}", out.display());
-            exit_code::SUCCESS
-        }
-        Err(e) => {
-            eprintln!(
-                "error: cannot write the timings page {}: {e}",
-                out.display()
-            );
-            exit_code::TASK_FAILED
-        }
-    }
+/// Writes the page to `out` and prints its path.
+pub fn write_page(report: &RunReport, out: &Path) -> Result<(), Error> {
+    crate::report::timings::write(report, out).map_err(|e| {
+        Error::Failed(format!(
+            "cannot write the timings page {}: {e}",
+            out.display()
+        ))
+    })?;
+    println!("timings: {}", out.display());
+    Ok(())
 }
 
 /// One argument is the manifest when it names a `.toml` file, else the run.
