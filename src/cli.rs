@@ -232,20 +232,28 @@ pub enum CacheCommand {
     /// Entries, bytes and the last run's hit rate
     Stats(CacheArgs),
     /// Evict least-recently-used entries beyond --max-size / --max-age
-    Gc(CacheArgs),
+    Gc(GcArgs),
     /// Delete the whole cache
     Clean(CacheArgs),
 }
 
-/// Arguments shared by the cache subcommands.
+/// Which cache a cache subcommand works on.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
     /// Use this manifest's cache dir (else TASKRUN_CACHE_DIR or ./.taskrun/cache)
     pub manifest: Option<PathBuf>,
-    /// gc: keep the store under this size, e.g. 2GiB
+}
+
+/// `taskrun cache gc`: the cache and its limits (clap refuses the limits on the other
+/// subcommands, where they would mean nothing).
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Keep the store under this size, e.g. 2GiB
     #[arg(long, value_name = "SIZE")]
     pub max_size: Option<String>,
-    /// gc: drop entries not used for this long, e.g. 30d
+    /// Drop entries not used for this long, e.g. 30d
     #[arg(long, value_name = "DURATION")]
     pub max_age: Option<String>,
 }

@@ -15,33 +15,26 @@ use super::Error;
 
 /// Runs a `cache` subcommand.
 pub fn run(cmd: CacheCommand) -> Result<u8, Error> {
-    let (args, which) = match cmd {
-        CacheCommand::Stats(a) => (a, "stats"),
-        CacheCommand::Gc(a) => (a, "gc"),
-        CacheCommand::Clean(a) => (a, "clean"),
-    };
-    if which != "gc" && (args.max_size.is_some() || args.max_age.is_some()) {
-        return Err(Error::usage(
-            "--max-size and --max-age are options of `taskrun cache gc`",
-        ));
-    }
-    let Dirs {
-        cache: cache_dir,
-        runs: runs_dir,
-        workspace,
-    } = dirs(&args)?;
-    let text = match which {
-        "stats" => Ok(stats_text(&cache_dir, Some(&runs_dir))),
-        "gc" => not_the_workspace(&cache_dir, &workspace, which).and_then(|()| {
+    let text = match cmd {
+        CacheCommand::Stats(args) => {
+            let dirs = dirs(&args)?;
+            stats_text(&dirs.cache, Some(&dirs.runs))
+        }
+        CacheCommand::Gc(args) => {
+            let dirs = dirs(&args.cache)?;
+            not_the_workspace(&dirs.cache, &dirs.workspace, "gc")?;
             gc_command(
-                &cache_dir,
+                &dirs.cache,
                 args.max_size.as_deref(),
                 args.max_age.as_deref(),
-            )
-        }),
-        _ => not_the_workspace(&cache_dir, &workspace, which)
-            .and_then(|()| clean_command(&cache_dir)),
-    }?;
+            )?
+        }
+        CacheCommand::Clean(args) => {
+            let dirs = dirs(&args)?;
+            not_the_workspace(&dirs.cache, &dirs.workspace, "clean")?;
+            clean_command(&dirs.cache)?
+        }
+    };
     Ok(super::print_stdout(&text))
 }
 

@@ -139,6 +139,16 @@ fn gc_needs_a_limit_and_evicts_least_recently_used_first() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a limit"));
     let out = ws.taskrun(&["cache", "gc", "taskrun.toml", "--max-size", "12 parsecs"]);
     assert_eq!(out.status.code(), Some(2));
+    // The limits are gc's alone: the other subcommands refuse them, changing nothing.
+    for sub in ["stats", "clean"] {
+        let out = ws.taskrun(&["cache", sub, "taskrun.toml", "--max-size", "1B"]);
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unexpected argument '--max-size'"),
+            "{sub}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // Three generations of merge's output; the middle one used most recently.
     let mut keys = Vec::new();
