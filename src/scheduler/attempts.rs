@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use super::failure::TaskFailure;
 use super::state::{Phase, millis};
 use super::worker::Done;
 use super::{Loop, retry};
@@ -17,7 +18,7 @@ impl Loop<'_> {
         key: Option<String>,
         (started, finished): (SystemTime, SystemTime),
         result: crate::actions::AttemptResult,
-        digest: Option<Result<Digest, String>>,
+        digest: Option<Result<Digest, TaskFailure>>,
     ) {
         let rec = &mut self.recs[task];
         rec.key = key;
@@ -44,7 +45,7 @@ impl Loop<'_> {
                 self.collect_pin(task, &result);
                 self.complete(task, TaskStatus::Succeeded);
             }
-            (AttemptOutcome::Succeeded, Some(Err(e))) => self.fail(task, e),
+            (AttemptOutcome::Succeeded, Some(Err(e))) => self.fail(task, e.to_string()),
             (AttemptOutcome::Succeeded, None) => {
                 self.collect_pin(task, &result);
                 self.complete(task, TaskStatus::Succeeded);

@@ -8,6 +8,7 @@
 mod attempts;
 mod ending;
 mod entry;
+mod failure;
 mod lanes;
 mod lookup;
 pub mod pools;
@@ -399,7 +400,7 @@ impl<'a> Loop<'a> {
             Done::Failed { task, error } => {
                 self.active -= 1;
                 self.release_slots(task);
-                self.fail(task, error);
+                self.fail(task, error.to_string());
             }
             Done::Hit {
                 task,

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 
+use super::failure::TaskFailure;
 use super::remote::Executor;
 use super::worker::{Done, Job, Shared, blocking, look_up_first, record_blocking, redacted};
 use crate::actions::remote::{self, RemoteCtx, RemoteEnd};
@@ -31,7 +32,7 @@ pub(super) async fn run(shared: Arc<Shared>, job: Job) {
 }
 
 async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
-    let failed = |error: String| Done::Failed {
+    let failed = |error: TaskFailure| Done::Failed {
         task: job.task,
         error,
     };
@@ -40,12 +41,12 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         Err(done) => return done,
     };
     let Some(executor) = shared.remote.clone() else {
-        return failed("internal: no remote executor for a remote task".into());
+        return failed(TaskFailure::NoExecutor);
     };
     let (plan, t) = (shared.plan.clone(), job.task);
     let mut spec = match blocking(move || remote::spec::build(&plan, t)).await {
         Ok(Ok(spec)) => spec,
-        Ok(Err(e)) => return failed(e.to_string()),
+        Ok(Err(e)) => return failed(TaskFailure::RemoteSpec(e)),
         Err(e) => return failed(e),
     };
     // `--no-cache` uses no cache at all, the cluster's included (SPEC §5).
@@ -105,7 +106,7 @@ async fn cached(shared: &Arc<Shared>, job: Job, key: Option<String>, output: Vec
         },
         Ok(Err(e)) => Done::Failed {
             task: job.task,
-            error: format!("cache: {e}"),
+            error: TaskFailure::Cache(e),
         },
         Err(error) => Done::Failed {
             task: job.task,

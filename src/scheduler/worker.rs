@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::failure::TaskFailure;
 use crate::actions::service::{self, ServiceEnd};
 use crate::actions::{self, AttemptCtx, AttemptResult, OutputSink, Progress, Stop};
 use crate::cache::{CacheSource, Digest, Lookup, Produced, TaskCache, WrittenFile};
@@ -52,7 +53,7 @@ pub(super) enum Done {
     /// The lookup pool asked the cache: the task must run (with this key).
     Looked { task: usize, key: Option<String> },
     /// The task failed before any attempt (inputs, cache).
-    Failed { task: usize, error: String },
+    Failed { task: usize, error: TaskFailure },
     /// The cache had the result.
     Hit {
         task: usize,
@@ -69,7 +70,7 @@ pub(super) enum Done {
         finished: SystemTime,
         result: AttemptResult,
         /// On success: the digest dependents use (or the cache error that failed the task).
-        digest: Option<Result<Digest, String>>,
+        digest: Option<Result<Digest, TaskFailure>>,
     },
     /// A service answered its probe.
     ServiceReady { task: usize },
@@ -153,7 +154,7 @@ pub(super) enum Checked {
     /// Run it (with this key, when cacheable).
     Run { key: Option<String> },
     /// Inputs or the cache failed the task.
-    Failed(String),
+    Failed(TaskFailure),
 }
 
 /// Expands the task's input globs and asks the cache. Blocking: file I/O, maybe the remote.
@@ -165,7 +166,7 @@ pub(super) fn check_cache(shared: &Shared, task: usize, dep_digests: &[Digest]) 
     } else {
         match crate::cache::inputs::expand(&plan.pipeline.root, &t.inputs) {
             Ok(v) => v,
-            Err(e) => return Checked::Failed(e.to_string()),
+            Err(e) => return Checked::Failed(TaskFailure::Inputs(e)),
         }
     };
     match shared.cache.lookup(plan, task, &inputs, dep_digests) {
@@ -181,7 +182,7 @@ pub(super) fn check_cache(shared: &Shared, task: usize, dep_digests: &[Digest]) 
             output,
         },
         Ok(Lookup::Run { key, .. }) => Checked::Run { key },
-        Err(e) => Checked::Failed(format!("cache: {e}")),
+        Err(e) => Checked::Failed(TaskFailure::Cache(e)),
     }
 }
 
@@ -295,7 +296,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
             shared
                 .cache
                 .record_success(plan, job.task, None, &job.dep_digests, produced);
-        Some(recorded.map_err(|e| format!("cache: {e}")))
+        Some(recorded.map_err(TaskFailure::Cache))
     } else {
         let output = sink.take_captured();
         let (t, deps) = (job.task, job.dep_digests);
@@ -390,7 +391,7 @@ pub(super) async fn record_blocking(
     deps: Vec<Digest>,
     output: Vec<u8>,
     result: &AttemptResult,
-) -> Result<Digest, String> {
+) -> Result<Digest, TaskFailure> {
     let (plan, cache) = (shared.plan.clone(), shared.cache.clone());
     let (written, validators) = (result.written.clone(), result.validators.clone());
     let recorded = blocking(move || {
@@ -401,19 +402,16 @@ pub(super) async fn record_blocking(
         };
         cache.record_success(&plan, task, key.as_deref(), &deps, produced)
     });
-    match recorded.await {
-        Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(format!("cache: {e}")),
-        Err(e) => Err(e),
-    }
+    recorded.await?.map_err(TaskFailure::Cache)
 }
 
+/// Runs `f` on a blocking thread; a panic there fails the task instead of the run.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, TaskFailure> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| format!("internal error: {e}"))
+        .map_err(|e| TaskFailure::Internal(e.to_string()))
 }
 
 /// Runs a service: reports readiness, then waits for `release` (or the run's stop).
