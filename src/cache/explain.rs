@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use super::digest::to_hex;
 use super::key::KeyPart;
 use super::predict::{CacheView, KeyPrediction, PredictedStatus};
+use super::reason::Reason;
 use super::record::RecordPart;
 use super::store::Store;
 use crate::plan::Plan;
@@ -81,12 +82,12 @@ pub fn summarize(diffs: &[PartDiff]) -> Option<String> {
 }
 
 /// The reason a key has no entry, from the task's last entry (its key from the journal):
-/// "no entry" when there is none.
-pub fn miss_reason(store: &Store, last_key: Option<String>, parts: &[KeyPart]) -> String {
+/// what changed since, or no entry when there is none to compare with.
+pub fn miss_reason(store: &Store, last_key: Option<String>, parts: &[KeyPart]) -> Reason {
     last_key
         .and_then(|k| store.read_record(&k))
         .and_then(|rec| summarize(&diff_parts(&rec.parts, parts)))
-        .unwrap_or_else(|| "no entry".into())
+        .map_or(Reason::NoEntry, Reason::Changed)
 }
 
 fn short(hex: &Option<String>) -> String {

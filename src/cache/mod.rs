@@ -22,6 +22,7 @@ pub mod lock;
 pub mod outputs;
 pub mod owned;
 pub mod predict;
+pub mod reason;
 pub mod record;
 pub mod remote;
 mod remote_health;
@@ -41,6 +42,7 @@ pub use predict::{
     CacheView, KeyPrediction, PredictOptions, PredictedStatus, plan_predictions, predict,
     predict_plan,
 };
+pub use reason::Reason;
 pub use remote::{RemoteCache, RemoteOptions};
 
 /// A sha256 digest.
@@ -65,8 +67,8 @@ pub enum Lookup {
     Run {
         /// Hex cache key, when the task is cacheable.
         key: Option<String>,
-        /// Why it must run ("no entry", "--force", "cache off", ...).
-        reason: String,
+        /// Why it must run.
+        reason: Reason,
     },
     /// The outputs are in place (restored where needed); do not run.
     Hit {
@@ -83,7 +85,7 @@ pub enum Lookup {
 
 /// A cache problem that fails the task (e.g. an input glob that matches nothing), by kind;
 /// the scheduler shows it as `cache: <message>`.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {
     /// A required input pattern matched no file.
     #[error("input pattern `{0}` matches no file (prefix it with `?` if that is fine)")]
@@ -242,7 +244,7 @@ impl TaskCache for NoCache {
     ) -> Result<Lookup, CacheError> {
         Ok(Lookup::Run {
             key: None,
-            reason: "cache disabled (--no-cache)".into(),
+            reason: Reason::NoCache,
         })
     }
 

@@ -17,6 +17,7 @@ use super::journal::Journal;
 use super::key::{self, KeyPart, TaskKey};
 use super::local::{expired_reason, not_cacheable_reason, pinned_record};
 use super::outputs;
+use super::reason::Reason;
 use super::record::ActionRecord;
 use super::stat::StatCache;
 use super::store::Store;
@@ -26,9 +27,6 @@ use crate::workspace::Workspace;
 
 /// Predicted cache status of a task (the plan's own type: hit / miss / off).
 pub use crate::plan::predict::CacheStatus as PredictedStatus;
-
-/// The miss reason `plan` gives for a task with no local entry when a remote is configured.
-pub const NO_LOCAL_ENTRY: &str = "no local entry (the remote may have it)";
 
 /// What the cache predicts for one task's key: the plan's [`crate::plan::predict::Prediction`]
 /// (status, hex key, reason) plus the key's parts, which `explain` diffs against the last
@@ -40,7 +38,7 @@ pub struct KeyPrediction {
     /// Hex key, when it can be computed now.
     pub key: Option<String>,
     /// Why it misses (or, for a hit, what will be restored).
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// The key's parts (known ones, when a dependency will run first), for `explain`.
     #[serde(skip)]
     pub parts: Vec<KeyPart>,
@@ -57,16 +55,16 @@ pub struct PredictOptions {
     pub keep_parts: bool,
 }
 
-fn off(reason: Option<&str>) -> KeyPrediction {
+fn off(reason: Option<Reason>) -> KeyPrediction {
     KeyPrediction {
         status: PredictedStatus::Off,
         key: None,
-        reason: reason.map(str::to_string),
+        reason,
         parts: Vec::new(),
     }
 }
 
-fn miss(key: Option<&TaskKey>, reason: String, parts: Vec<KeyPart>) -> KeyPrediction {
+fn miss(key: Option<&TaskKey>, reason: Reason, parts: Vec<KeyPart>) -> KeyPrediction {
     KeyPrediction {
         status: PredictedStatus::Miss,
         key: key.map(TaskKey::hex),
@@ -136,18 +134,18 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
                     let ds: Vec<Digest> = dep_digests.iter().map(|d| d.1).collect();
                     known[i] = Some(key::group_digest(&ds));
                 }
-                out[i] = off(Some(not_cacheable_reason(t)));
+                out[i] = off(Some(Reason::NotCacheable(not_cacheable_reason(t))));
                 continue;
             }
             Action::Service(_) => {
                 known[i] = Some(key::service_digest(&plan.pipeline, t));
-                out[i] = off(Some(not_cacheable_reason(t)));
+                out[i] = off(Some(Reason::NotCacheable(not_cacheable_reason(t))));
                 continue;
             }
             _ => {}
         }
         if options.no_cache {
-            out[i] = off(Some("--no-cache"));
+            out[i] = off(Some(Reason::NoCache));
             continue;
         }
         let cacheable = t.is_cacheable();
@@ -155,7 +153,7 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
             match super::inputs::expand_with(root, &t.inputs, overlay.keys().map(String::as_str)) {
                 Ok(e) => e,
                 Err(e) => {
-                    out[i] = miss(None, e.to_string(), Vec::new());
+                    out[i] = miss(None, Reason::Inputs(e), Vec::new());
                     continue;
                 }
             };
@@ -166,7 +164,12 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
                 Some(d) => ins.push((f.clone(), *d)),
                 None => match stats.digest(&root.join(f)) {
                     Ok((d, _)) => ins.push((f.clone(), d)),
-                    Err(e) => unreadable = Some(format!("input {f} unreadable: {e}")),
+                    Err(e) => {
+                        unreadable = Some(Reason::InputUnreadable {
+                            path: f.clone(),
+                            error: e.to_string(),
+                        })
+                    }
                 },
             }
         }
@@ -179,7 +182,7 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
                 Vec::new()
             }
         };
-        let status_if_runs = |reason: String, parts: Vec<KeyPart>| {
+        let status_if_runs = |reason: Reason, parts: Vec<KeyPart>| {
             if cacheable {
                 miss(None, reason, parts)
             } else {
@@ -192,14 +195,11 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
             }
         };
         if let Some(dep) = waiting {
-            out[i] = status_if_runs(format!("dependency {dep} will run"), kept(&tk.parts));
+            out[i] = status_if_runs(Reason::DependencyWillRun(dep), kept(&tk.parts));
             continue;
         }
         if let Some(g) = expanded.unmatched.first() {
-            out[i] = status_if_runs(
-                format!("input pattern {g} matches nothing"),
-                kept(&tk.parts),
-            );
+            out[i] = status_if_runs(Reason::InputUnmatched(g.clone()), kept(&tk.parts));
             continue;
         }
         if let Some(r) = unreadable {
@@ -210,13 +210,13 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
             out[i] = KeyPrediction {
                 status: PredictedStatus::Off,
                 key: None,
-                reason: Some(not_cacheable_reason(t).into()),
+                reason: Some(Reason::NotCacheable(not_cacheable_reason(t))),
                 parts: kept(&tk.parts),
             };
             continue;
         }
         if options.force {
-            out[i] = miss(Some(&tk), "--force".into(), kept(&tk.parts));
+            out[i] = miss(Some(&tk), Reason::Force, kept(&tk.parts));
             continue;
         }
         let hex = tk.hex();
@@ -228,8 +228,8 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
         let Some(rec) = record else {
             let mut reason = miss_reason(store, view.journal.last_key(&t.name), &tk.parts);
             // `plan` never touches the network: it can only say the remote might help.
-            if reason == "no entry" && plan.pipeline.cache.remote.is_some() {
-                reason = NO_LOCAL_ENTRY.into();
+            if reason == Reason::NoEntry && plan.pipeline.cache.remote.is_some() {
+                reason = Reason::NoLocalEntry;
             }
             out[i] = miss(Some(&tk), reason, kept(&tk.parts));
             continue;
@@ -239,11 +239,7 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
             continue;
         }
         if let Err(why) = rec.check_declared(&key::declared_outputs(t)) {
-            out[i] = miss(
-                Some(&tk),
-                format!("cache entry rejected: {why}"),
-                kept(&tk.parts),
-            );
+            out[i] = miss(Some(&tk), Reason::Rejected(why), kept(&tk.parts));
             continue;
         }
         out[i] = hit_prediction(&ws, &rec, stats, store, &tk, kept(&tk.parts));
@@ -273,20 +269,13 @@ fn hit_prediction(
             .find(|o| &o.path == path)
             .and_then(|o| super::digest::from_hex(&o.sha256));
         if !blob.is_some_and(|d| store.has_blob(&d)) {
-            return miss(
-                Some(tk),
-                format!("cache entry incomplete: output {path} is not stored"),
-                parts,
-            );
+            return miss(Some(tk), Reason::Incomplete(path.clone()), parts);
         }
     }
-    let reason = drifted.first().map(|(path, drift)| {
-        let more = if drifted.len() > 1 {
-            format!(" (and {} more)", drifted.len() - 1)
-        } else {
-            String::new()
-        };
-        format!("output {path} {}: restore{more}", drift.as_str())
+    let reason = drifted.first().map(|(path, drift)| Reason::Restore {
+        path: path.clone(),
+        drift: drift.as_str(),
+        more: drifted.len() - 1,
     });
     KeyPrediction {
         status: PredictedStatus::Hit,
@@ -302,7 +291,7 @@ impl KeyPrediction {
         crate::plan::predict::Prediction {
             status: self.status,
             key: self.key.clone(),
-            reason: self.reason.clone(),
+            reason: self.reason.as_ref().map(Reason::to_string),
         }
     }
 }

@@ -16,8 +16,8 @@ use server::{CacheServer, Mode};
 use support::{FAKE_DOWNLOAD, Machine, Outcome, with_warnings};
 use taskrun::cache::CacheSource::{Local, Remote};
 use taskrun::cache::PredictedStatus;
+use taskrun::cache::Reason;
 use taskrun::cache::plan_predictions;
-use taskrun::cache::predict::NO_LOCAL_ENTRY;
 
 fn manifest(remote: &str, write: bool) -> String {
     format!(
@@ -132,7 +132,7 @@ fn upload_skips_blobs_the_remote_already_has() {
     b.force = true;
     server.clear_log();
     let out = b.run();
-    assert_eq!(out, vec![Outcome::Ran("--force".into()); 2]);
+    assert_eq!(out, vec![Outcome::Ran(Reason::Force); 2]);
     assert_eq!(methods(&server, "GET"), 0, "--force looks nothing up");
     assert_eq!(methods(&server, "PUT"), 2, "{:?}", server.log());
 }
@@ -322,7 +322,10 @@ fn plan_stays_local_and_says_the_remote_may_have_it() {
     server.clear_log();
     let p = plan_predictions(&b.plan(), false, false);
     assert_eq!(p[0].status, PredictedStatus::Miss);
-    assert_eq!(p[0].reason.as_deref(), Some(NO_LOCAL_ENTRY));
+    assert_eq!(
+        p[0].reason.as_deref(),
+        Some("no local entry (the remote may have it)")
+    );
     assert!(server.log().is_empty(), "plan touches no network");
 }
 

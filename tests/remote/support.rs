@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use taskrun::cache::inputs::InputFile;
 use taskrun::cache::{
-    CacheOptions, CacheSource, LocalCache, Lookup, Produced, RemoteCache, RemoteOptions, TaskCache,
+    CacheOptions, CacheSource, LocalCache, Lookup, Produced, Reason, RemoteCache, RemoteOptions,
+    TaskCache,
 };
 use taskrun::manifest::{LoadOptions, load_str};
 use taskrun::model::Action;
@@ -20,7 +21,7 @@ use taskrun::plan::Plan;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Hit(CacheSource),
-    Ran(String),
+    Ran(Reason),
 }
 
 /// One machine: a workspace in a temp dir with its own `.taskrun/cache`.

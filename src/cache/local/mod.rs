@@ -30,6 +30,7 @@ use super::journal::{Journal, Stamp};
 use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
 use super::outputs::{self, RestoreError};
+use super::reason::Reason;
 use super::record::{ActionRecord, OutputFile, RECORD_VERSION, record_parts};
 use super::stat::StatCache;
 use super::store::Store;
@@ -90,11 +91,11 @@ pub fn expired_reason(
     record: &ActionRecord,
     ttl: Option<Duration>,
     now: SystemTime,
-) -> Option<String> {
+) -> Option<Reason> {
     let ttl = ttl?;
     let created = record.created_time().unwrap_or(SystemTime::UNIX_EPOCH);
     let age = now.duration_since(created).unwrap_or_default();
-    (age > ttl).then(|| format!("expired (cache_ttl {})", humantime::format_duration(ttl)))
+    (age > ttl).then_some(Reason::Expired(ttl))
 }
 
 /// The pin of a download whose only output is its pinned `dest`: its content is known
@@ -303,7 +304,7 @@ impl LocalCache {
                 _ => {
                     return Ok(Lookup::Run {
                         key: Some(key.hex()),
-                        reason: "cache entry corrupt (recorded output)".into(),
+                        reason: Reason::CorruptLog,
                     });
                 }
             },
@@ -323,14 +324,14 @@ impl LocalCache {
                 tracing::warn!(task = %task.name, "{e}; running the task");
                 return Ok(Lookup::Run {
                     key: Some(key.hex()),
-                    reason: e.to_string(),
+                    reason: Reason::Undeclared(e.to_string()),
                 });
             }
             Err(e) => {
                 tracing::warn!(task = %task.name, "cache entry unusable: {e}");
                 return Ok(Lookup::Run {
                     key: Some(key.hex()),
-                    reason: format!("cache entry unusable: {e}"),
+                    reason: Reason::Unusable(e.to_string()),
                 });
             }
         }
@@ -370,7 +371,7 @@ impl LocalCache {
         if !t.is_cacheable() {
             return Ok(Lookup::Run {
                 key: None,
-                reason: not_cacheable_reason(t).into(),
+                reason: Reason::NotCacheable(not_cacheable_reason(t)),
             });
         }
         let hex = key.hex();
@@ -379,7 +380,7 @@ impl LocalCache {
         if self.options.force || forced_download {
             return Ok(Lookup::Run {
                 key: Some(hex),
-                reason: "--force".into(),
+                reason: Reason::Force,
             });
         }
         let now = SystemTime::now();
@@ -437,7 +438,7 @@ impl LocalCache {
         };
         // Checked before any of its blobs is fetched (`try_hit` checks every record again).
         if let Err(why) = rec.check_declared(&declared_outputs(t)) {
-            let reason = format!("remote cache entry rejected: {why}");
+            let reason = Reason::RemoteRejected(why);
             tracing::warn!(task = %t.name, "{reason}; running the task");
             return Ok(Some(Lookup::Run {
                 key: Some(key.hex()),
@@ -504,7 +505,7 @@ impl TaskCache for LocalCache {
         if matches!(t.action, Action::Group | Action::Service(_)) {
             return Ok(Lookup::Run {
                 key: None,
-                reason: not_cacheable_reason(t).into(),
+                reason: Reason::NotCacheable(not_cacheable_reason(t)),
             });
         }
         let key = self.key_for(plan, task, inputs, dep_digests)?;

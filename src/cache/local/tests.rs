@@ -138,7 +138,7 @@ fn force_runs_but_stores_and_ttl_expires() {
         .unwrap();
         match forced.lookup(&p, 0, &[], &[]).unwrap() {
             Lookup::Run { reason, key } => {
-                assert_eq!(reason, "--force");
+                assert_eq!(reason, Reason::Force);
                 write(root, "o", "x");
                 forced
                     .record_success(&p, 0, key.as_deref(), &[], Produced::default())
@@ -156,7 +156,10 @@ fn force_runs_but_stores_and_ttl_expires() {
     rec.created = "2000-01-01T00:00:00Z".into();
     cache.store().write_record(&mut rec).unwrap();
     match cache.lookup(&p, 0, &[], &[]).unwrap() {
-        Lookup::Run { reason, .. } => assert_eq!(reason, "expired (cache_ttl 1h)"),
+        Lookup::Run { reason, .. } => {
+            assert_eq!(reason, Reason::Expired(Duration::from_secs(3600)));
+            assert_eq!(reason.to_string(), "expired (cache_ttl 1h)");
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -172,7 +175,7 @@ fn corrupt_blob_is_a_miss_never_a_wrong_output() {
     fs::write(cache.store().blob_path(&d), "evil").unwrap();
     fs::remove_file(root.join("o")).unwrap();
     match cache.lookup(&p, 0, &[], &[]).unwrap() {
-        Lookup::Run { reason, .. } => assert!(reason.contains("corrupt"), "{reason}"),
+        Lookup::Run { reason, .. } => assert!(reason.to_string().contains("corrupt"), "{reason}"),
         other => panic!("{other:?}"),
     }
     assert!(!root.join("o").exists());
@@ -223,12 +226,15 @@ fn predictions_give_reasons() {
     let ro = |p: &Plan| predict(p, &CacheView::open(&p.pipeline), PredictOptions::default());
     let pr = ro(&p);
     assert_eq!(
-        (pr[0].status, pr[0].reason.as_deref()),
-        (PredictedStatus::Miss, Some("no entry"))
+        (pr[0].status, pr[0].reason.clone()),
+        (PredictedStatus::Miss, Some(Reason::NoEntry))
     );
-    assert_eq!(pr[1].reason.as_deref(), Some("dependency gen will run"));
     assert_eq!(
-        (pr[2].status, pr[2].reason.as_deref()),
+        said(&pr[1].reason).as_deref(),
+        Some("dependency gen will run")
+    );
+    assert_eq!(
+        (pr[2].status, said(&pr[2].reason).as_deref()),
         (
             PredictedStatus::Off,
             Some(crate::plan::predict::off_reason(&p.pipeline.tasks[2]))
@@ -251,7 +257,7 @@ fn predictions_give_reasons() {
     fs::remove_file(root.join("mid/out.txt")).unwrap();
     let pr = ro(&p);
     assert_eq!(
-        pr[0].reason.as_deref(),
+        said(&pr[0].reason).as_deref(),
         Some("output mid/out.txt missing: restore")
     );
     assert_eq!(
@@ -264,8 +270,10 @@ fn predictions_give_reasons() {
     write(root, "src/c.txt", "added");
     let pr = ro(&p);
     assert_eq!(
-        pr[0].reason.as_deref(),
-        Some("input src/a.txt changed, input src/c.txt added")
+        pr[0].reason,
+        Some(Reason::Changed(
+            "input src/a.txt changed, input src/c.txt added".into()
+        ))
     );
 
     write(root, "src/a.txt", "a");
@@ -274,7 +282,7 @@ fn predictions_give_reasons() {
         crate::template::Template::literal("gen2"),
     ));
     let pr = ro(&plan(root, tasks));
-    assert_eq!(pr[0].reason.as_deref(), Some("command changed"));
+    assert_eq!(said(&pr[0].reason).as_deref(), Some("command changed"));
 }
 
 #[test]
@@ -369,4 +377,9 @@ fn only_uncached_tasks_without_inputs_are_looked_up_without_io() {
     assert!(needs_io(2), "outputs make it cached");
     assert!(!crate::cache::NoCache.lookup_needs_io(p.task(0)));
     assert!(crate::cache::NoCache.lookup_needs_io(p.task(1)));
+}
+
+/// A prediction's reason in the words `plan` shows.
+fn said(reason: &Option<Reason>) -> Option<String> {
+    reason.as_ref().map(Reason::to_string)
 }
