@@ -1,6 +1,6 @@
 //! What a task does on a cache miss: run a command, download a file, start a service.
 //!
-//! Actions never see the DAG: they get one task, an [`OutputSink`] for their output and
+//! Actions never see the DAG: they get one task, an [`TaskOutput`] for their output and
 //! progress, and the run's stop signal, and they return one [`AttemptResult`] per attempt.
 //! The scheduler decides about retries, slots and the cache.
 
@@ -55,7 +55,8 @@ pub enum Progress {
 const CAPTURE_LIMIT: usize = 64 << 20;
 
 /// Where a running task's output goes: the run loop (console), its log file, the cache.
-pub struct OutputSink {
+/// (Not an [`crate::events::Sink`]: those consume the run's events; this produces some.)
+pub struct TaskOutput {
     task: usize,
     tx: mpsc::Sender<(usize, Progress)>,
     /// The task's log: its path, and the file once the first line arrives (a task that
@@ -63,12 +64,12 @@ pub struct OutputSink {
     log: Option<Mutex<LogFile>>,
     secrets: Arc<Redactor>,
     captured: Mutex<Vec<u8>>,
-    /// Send download progress (see [`OutputSink::without_download_progress`]).
+    /// Send download progress (see [`TaskOutput::without_download_progress`]).
     download_progress: bool,
 }
 
-impl OutputSink {
-    /// A sink for task `task`, appending to the file at `log` when given; every form of the
+impl TaskOutput {
+    /// The output of task `task`, appending to the file at `log` when given; every form of the
     /// secrets `secrets` knows is redacted.
     pub fn new(
         task: usize,
@@ -111,8 +112,8 @@ impl OutputSink {
         self.flush_log();
     }
 
-    /// Like [`OutputSink::line`], but the log file gets the line only at the next
-    /// [`OutputSink::flush_log`]: a reader that got many lines from one read writes them
+    /// Like [`TaskOutput::line`], but the log file gets the line only at the next
+    /// [`TaskOutput::flush_log`]: a reader that got many lines from one read writes them
     /// with one system call instead of one per line.
     pub(crate) async fn line_held(&self, stream: Stream, text: &str) {
         let line = self.secrets.redact(text).into_owned();
@@ -133,7 +134,7 @@ impl OutputSink {
             .await;
     }
 
-    /// Writes the lines held for the log file (see [`OutputSink::line_held`]).
+    /// Writes the lines held for the log file (see [`TaskOutput::line_held`]).
     pub(crate) fn flush_log(&self) {
         if let Some(log) = &self.log
             && let Ok(mut log) = log.lock()
@@ -161,7 +162,7 @@ impl OutputSink {
     }
 }
 
-impl Drop for OutputSink {
+impl Drop for TaskOutput {
     fn drop(&mut self) {
         // Lines held when a reader was cancelled (the pipe linger ran out) still reach the log.
         self.flush_log();
@@ -172,7 +173,7 @@ impl Drop for OutputSink {
 struct LogFile {
     path: std::path::PathBuf,
     file: Option<std::fs::File>,
-    /// Lines not written yet (see [`OutputSink::line_held`]).
+    /// Lines not written yet (see [`TaskOutput::line_held`]).
     held: Vec<u8>,
 }
 
@@ -229,7 +230,7 @@ pub struct AttemptCtx<'a> {
     /// The run's stop request.
     pub stop: watch::Receiver<Stop>,
     /// Output and progress.
-    pub output: &'a OutputSink,
+    pub output: &'a TaskOutput,
     /// The run's HTTP client (downloads only), or why it could not be built.
     pub http: Result<&'a Arc<download::HttpClient>, &'a str>,
     /// The cache will snapshot the outputs: a download hashes its body for it (see
@@ -301,4 +302,4 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> AttemptResult {
 }
 
 /// Shared handle type used by the scheduler for sinks.
-pub type SharedSink = Arc<OutputSink>;
+pub type SharedSink = Arc<TaskOutput>;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use crate::actions::process::{self, Stop};
-use crate::actions::{OutputSink, env};
+use crate::actions::{TaskOutput, env};
 use crate::model::{Pipeline, Readiness, Service, Task};
 
 /// How often the readiness probe is tried.
@@ -27,7 +27,7 @@ pub async fn run(
     svc: &Service,
     pipeline: &Pipeline,
     task: &Task,
-    output: &OutputSink,
+    output: &TaskOutput,
     mut stop: watch::Receiver<Stop>,
     release: oneshot::Receiver<()>,
     ready: oneshot::Sender<()>,

@@ -11,7 +11,7 @@ use super::failure::TaskFailure;
 use super::remote::Executor;
 use super::worker::{Done, Job, Shared, blocking, look_up_first, record_blocking, redacted};
 use crate::actions::remote::{self, RemoteCtx, RemoteEnd};
-use crate::actions::{AttemptResult, OutputSink, Stop};
+use crate::actions::{AttemptResult, Stop, TaskOutput};
 use crate::cache::{CacheSource, Produced};
 use crate::reapi::ActionSpec;
 use crate::report::AttemptOutcome;
@@ -121,7 +121,7 @@ async fn with_cluster_retries(
     shared: &Shared,
     executor: &Executor,
     spec: &ActionSpec,
-    sink: &OutputSink,
+    sink: &TaskOutput,
     task: usize,
 ) -> RemoteEnd {
     let pipeline = &shared.plan.pipeline;

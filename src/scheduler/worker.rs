@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::failure::TaskFailure;
 use crate::actions::service::{self, ServiceEnd};
-use crate::actions::{self, AttemptCtx, AttemptResult, OutputSink, Progress, Stop};
+use crate::actions::{self, AttemptCtx, AttemptResult, Progress, Stop, TaskOutput};
 use crate::cache::{CacheSource, Digest, Lookup, Produced, TaskCache, WrittenFile};
 use crate::model::Action;
 use crate::plan::Plan;
@@ -95,7 +95,7 @@ pub(super) enum Done {
 }
 
 impl Shared {
-    pub(super) fn sink(&self, task: usize) -> OutputSink {
+    pub(super) fn sink(&self, task: usize) -> TaskOutput {
         let t = self.plan.task(task);
         let log = self
             .log_dir
@@ -104,7 +104,7 @@ impl Shared {
         let redactor = self
             .redactor
             .get_or_init(|| Arc::new(actions::env::redactor(&self.plan.pipeline)));
-        let sink = OutputSink::new(task, self.progress.clone(), log, redactor.clone());
+        let sink = TaskOutput::new(task, self.progress.clone(), log, redactor.clone());
         if self.download_progress {
             sink
         } else {
@@ -247,7 +247,7 @@ pub(super) async fn look_up_first(shared: &Arc<Shared>, job: &Job) -> Result<Opt
 
 /// Tells the run loop that an attempt of `job` begins, here or on the cluster (`remote`),
 /// and opens the sink its output goes to.
-pub(super) async fn begin_attempt(shared: &Shared, job: &Job, remote: bool) -> OutputSink {
+pub(super) async fn begin_attempt(shared: &Shared, job: &Job, remote: bool) -> TaskOutput {
     let _ = shared
         .progress
         .send((
@@ -314,7 +314,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
 
 /// The attempt's error and URL with every form of the secrets redacted: a command that cannot
 /// start names its program, which may be a secret.
-pub(super) fn redacted(mut result: AttemptResult, sink: &OutputSink) -> AttemptResult {
+pub(super) fn redacted(mut result: AttemptResult, sink: &TaskOutput) -> AttemptResult {
     let redact = |s: String| match sink.redact(&s) {
         std::borrow::Cow::Borrowed(_) => s,
         std::borrow::Cow::Owned(r) => r,

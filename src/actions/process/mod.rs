@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{Notify, watch};
 
-use crate::actions::OutputSink;
+use crate::actions::TaskOutput;
 use crate::events::Stream;
 pub use child::Child;
 use child::{LIVE_AFTER, Pipe};
@@ -171,7 +171,7 @@ pub async fn supervise(
     mut child: Child,
     timeout: Option<Duration>,
     mut stop: watch::Receiver<Stop>,
-    sink: &OutputSink,
+    sink: &TaskOutput,
 ) -> std::io::Result<End> {
     let pid = child.id();
     let exited = Notify::new();
@@ -223,7 +223,7 @@ pub async fn supervise(
 pub async fn pump_output(
     (out, err): (Option<Pipe>, Option<Pipe>),
     start: impl Future<Output = ()>,
-    sink: &OutputSink,
+    sink: &TaskOutput,
 ) {
     tokio::select! {
         () = start => {}
@@ -314,7 +314,7 @@ pub async fn terminate(
 
 /// Streams one pipe into `sink` line by line. The log file is written once per read, not
 /// once per line: before the next read (which may wait), every line read so far is written.
-pub(crate) async fn pump(reader: impl AsyncRead + Unpin, stream: Stream, sink: &OutputSink) {
+pub(crate) async fn pump(reader: impl AsyncRead + Unpin, stream: Stream, sink: &TaskOutput) {
     let mut lines = BufReader::new(reader);
     let mut buf = Vec::new();
     loop {
@@ -353,7 +353,7 @@ pub fn describe(status: &ExitStatus) -> (Option<i32>, String) {
 #[cfg(test)]
 mod tests {
     use super::{End, Stop, resolve_program, spawn, supervise};
-    use crate::actions::OutputSink;
+    use crate::actions::TaskOutput;
 
     /// Runs `script` under `sh -c` to its end, its output going to a log in a temporary dir;
     /// returns how it ended, the log's text and how long it took.
@@ -362,7 +362,7 @@ mod tests {
         let log = dir.path().join("t.log");
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let sink = OutputSink::new(0, tx, Some(log.clone()), Default::default());
+        let sink = TaskOutput::new(0, tx, Some(log.clone()), Default::default());
         let (_stop_tx, stop) = tokio::sync::watch::channel(Stop::No);
         let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
         let started = std::time::Instant::now();

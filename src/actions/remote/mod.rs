@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use tokio::sync::watch;
 
 use crate::actions::outputs::{self, Snapshot};
-use crate::actions::{AttemptResult, OutputSink, Stop};
+use crate::actions::{AttemptResult, Stop, TaskOutput};
 use crate::events::Stream;
 use crate::model::{Pipeline, Task};
 use crate::reapi::{ActionSpec, Client, ReapiError, RemoteOutcome, RunOptions, run_action};
@@ -43,8 +43,8 @@ pub struct RemoteCtx<'a> {
     pub pipeline: &'a Pipeline,
     /// The task.
     pub task: &'a Task,
-    /// Its output sink (log file, console).
-    pub output: &'a OutputSink,
+    /// Where its output goes (log file, console).
+    pub output: &'a TaskOutput,
     /// The run's stop request: cancels the remote operation.
     pub stop: watch::Receiver<Stop>,
     /// Set once the scheduler judges the cluster down: the operation is abandoned and the
