@@ -3,6 +3,7 @@
 //! except under `CI`, where they fail.
 
 mod client;
+mod client_connection;
 mod cluster;
 mod fallback;
 mod grpc_cache;
