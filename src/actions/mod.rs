@@ -301,5 +301,3 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> AttemptResult {
     }
 }
 
-/// Shared handle type used by the scheduler for sinks.
-pub type SharedSink = Arc<TaskOutput>;
