@@ -72,6 +72,10 @@ downloads() {
         printf 'taskrun list, lockfile pins\t%s\n' "$TASKRUN small-locked.toml -j16 --no-cache --locked -q --progress never"
         printf 'taskrun hand-written, no pins\t%s\n' "$TASKRUN small-unpinned.toml -j16 --no-cache -q --progress never"
         printf 'taskrun hand-written, inline pins\t%s\n' "$TASKRUN small.toml -j16 --no-cache -q --progress never"
+        # What a user at a terminal gets by default: the live view, drawn into a pseudo-terminal.
+        if command -v script >/dev/null; then
+            printf 'taskrun list, lockfile pins, live view (pty)\t%s\n' "script -qec '$TASKRUN small-locked.toml -j16 --no-cache --locked --progress always' /dev/null"
+        fi
         printf 'wget2 -i\t%s\n' "wget2 -q --max-threads=16 -i small.urls -P out/small"
         # wget2 verifies nothing; the same followed by the check a script would add.
         printf 'wget2 -i, then sha256sum -c\t%s\n' "sh -c 'wget2 -q --max-threads=16 -i small.urls -P out/small && sha256sum -c --quiet small.sha256'"

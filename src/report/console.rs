@@ -7,7 +7,8 @@
 //! the rest, and the summary table groups them.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -20,6 +21,44 @@ use crate::report::summary::table;
 /// Running tasks drawn with a line of their own; more would not fit a terminal.
 const SHOWN: usize = 12;
 
+/// How often spinners turn and clocks advance.
+const TICK: Duration = Duration::from_millis(120);
+
+/// The lines of the running tasks that are shown, by task name.
+type Shown = Arc<Mutex<Vec<(Arc<str>, ProgressBar)>>>;
+
+/// One thread that turns the shown lines' spinners and clocks. indicatif's steady tick is a
+/// thread per line: 1,000 downloads started 1,000 threads. Stops when dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(shown: Shown) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        // Without the thread the lines still move with their tasks' progress.
+        let _ = std::thread::Builder::new()
+            .name("taskrun-live".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    let bars = shown.lock().unwrap_or_else(PoisonError::into_inner);
+                    for (_, bar) in bars.iter() {
+                        bar.tick();
+                    }
+                }
+            });
+        Self { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The indicatif sink.
 pub struct Console {
     multi: MultiProgress,
@@ -27,6 +66,9 @@ pub struct Console {
     running: HashMap<Arc<str>, ProgressBar>,
     /// Running tasks without a line yet, oldest first.
     unshown: VecDeque<Arc<str>>,
+    /// The running tasks with a line, which [`Ticker`] moves.
+    shown: Shown,
+    _ticker: Ticker,
     color: bool,
 }
 
@@ -41,20 +83,29 @@ impl Console {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        overall.enable_steady_tick(Duration::from_millis(120));
+        overall.enable_steady_tick(TICK);
+        let shown = Shown::default();
         Self {
             multi,
             overall,
             running: HashMap::new(),
             unshown: VecDeque::new(),
+            _ticker: Ticker::start(shown.clone()),
+            shown,
             color,
         }
     }
 
-    /// Gives `bar` a line of its own.
-    fn show(&self, bar: &ProgressBar) {
+    /// Gives task `name`'s `bar` a line of its own.
+    fn show(&self, name: &Arc<str>, bar: &ProgressBar) {
         let bar = self.multi.add(bar.clone());
-        bar.enable_steady_tick(Duration::from_millis(120));
+        // Drawn at the next frame (frames are rate-limited), not a tick later.
+        bar.tick();
+        self.shown_lines().push((name.clone(), bar));
+    }
+
+    fn shown_lines(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<str>, ProgressBar)>> {
+        self.shown.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The overall bar's note of running tasks without a line.
@@ -107,7 +158,7 @@ impl Sink for Console {
                 bar.set_style(task_style());
                 bar.set_message(name.to_string());
                 if self.running.len() - self.unshown.len() < SHOWN {
-                    self.show(&bar);
+                    self.show(name, &bar);
                 } else {
                     self.unshown.push_back(name.clone());
                     self.note_unshown();
@@ -143,16 +194,20 @@ impl Sink for Console {
             Event::ServiceReady { name } => self.say(format!("=> {name}: ready")),
             Event::TaskFinished { task, .. } => {
                 if let Some(bar) = self.running.remove(task.name.as_str()) {
-                    bar.finish_and_clear();
+                    // Removed, not finished: finishing draws the whole view at once, past
+                    // the refresh limit; 1,000 downloads drew it 1,000 times (1 MB of
+                    // terminal output, twice the run's time). It goes at the next frame.
                     self.multi.remove(&bar);
+                    self.shown_lines().retain(|(n, _)| **n != *task.name);
                     match self.unshown.iter().position(|n| **n == *task.name) {
                         Some(i) => {
                             self.unshown.remove(i);
                         }
                         None => {
-                            let next = self.unshown.pop_front();
-                            if let Some(bar) = next.and_then(|n| self.running.get(&n)) {
-                                self.show(bar);
+                            if let Some(next) = self.unshown.pop_front()
+                                && let Some(bar) = self.running.get(&next)
+                            {
+                                self.show(&next, bar);
                             }
                         }
                     }
@@ -172,6 +227,7 @@ impl Sink for Console {
             }),
             Event::Warning { message } => self.say(format!("warning: {message}")),
             Event::RunFinished { report } => {
+                self.shown_lines().clear();
                 for (_, bar) in self.running.drain() {
                     bar.finish_and_clear();
                 }
