@@ -300,4 +300,3 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> AttemptResult {
         Action::Group | Action::Service(_) => AttemptResult::succeeded(),
     }
 }
-

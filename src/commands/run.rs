@@ -26,6 +26,8 @@ pub struct Facts {
     pub step_summary: Option<PathBuf>,
     /// `NO_COLOR` is set.
     pub no_color: bool,
+    /// `TERM=dumb`: a terminal that cannot move the cursor (no live view).
+    pub dumb_term: bool,
 }
 
 impl Facts {
@@ -40,6 +42,7 @@ impl Facts {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             no_color: set("NO_COLOR"),
+            dumb_term: console::is_dumb(),
         }
     }
 }
@@ -59,7 +62,7 @@ pub fn console_sinks(args: &RunArgs, facts: &Facts) -> Fanout {
     let live = match args.progress {
         When::Always => true,
         When::Never => false,
-        When::Auto => facts.is_terminal && !facts.is_ci && !facts.github,
+        When::Auto => facts.is_terminal && !facts.is_ci && !facts.github && !facts.dumb_term,
     };
     let color = match args.color {
         When::Always => true,

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -21,20 +21,52 @@ use crate::report::summary::table;
 /// Running tasks drawn with a line of their own; more would not fit a terminal.
 const SHOWN: usize = 12;
 
+/// The most frames drawn in a second (indicatif's own default).
+const FRAMES_PER_SECOND: u8 = 20;
+
 /// How often spinners turn and clocks advance.
 const TICK: Duration = Duration::from_millis(120);
 
 /// The lines of the running tasks that are shown, by task name.
 type Shown = Arc<Mutex<Vec<(Arc<str>, ProgressBar)>>>;
 
-/// One thread that turns the shown lines' spinners and clocks. indicatif's steady tick is a
-/// thread per line: 1,000 downloads started 1,000 threads. Stops when dropped.
+/// Lines printed above the view at most this often: each print redraws the whole view, so
+/// 1,000 tasks ending at once drew it 1,000 times. Lines in between wait (in order) for the
+/// next print or the ticker, never longer than a tick.
+const PRINT_EVERY: Duration = Duration::from_millis(50);
+
+/// Lines to print above the view, and when it was last done.
+struct Pending {
+    lines: Vec<String>,
+    printed: Instant,
+}
+
+impl Pending {
+    /// Prints the waiting lines above the view, as one block.
+    fn print(&mut self, multi: &MultiProgress) {
+        if !self.lines.is_empty() {
+            let _ = multi.println(self.lines.join("\n"));
+            self.lines.clear();
+        }
+        self.printed = Instant::now();
+    }
+}
+
+type SharedPending = Arc<Mutex<Pending>>;
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One thread that turns the shown lines' spinners and clocks, and prints the lines left
+/// waiting. indicatif's steady tick is a thread per line: 1,000 downloads started 1,000
+/// threads. Stops when dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
 }
 
 impl Ticker {
-    fn start(shown: Shown) -> Self {
+    fn start(shown: Shown, pending: SharedPending, multi: MultiProgress) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         // Without the thread the lines still move with their tasks' progress.
@@ -43,10 +75,10 @@ impl Ticker {
             .spawn(move || {
                 while !stopped.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
-                    let bars = shown.lock().unwrap_or_else(PoisonError::into_inner);
-                    for (_, bar) in bars.iter() {
+                    for (_, bar) in locked(&shown).iter() {
                         bar.tick();
                     }
+                    locked(&pending).print(&multi);
                 }
             });
         Self { stop }
@@ -68,14 +100,22 @@ pub struct Console {
     unshown: VecDeque<Arc<str>>,
     /// The running tasks with a line, which [`Ticker`] moves.
     shown: Shown,
+    /// Lines waiting to be printed above the view.
+    pending: SharedPending,
     _ticker: Ticker,
     color: bool,
 }
 
 impl Console {
-    /// A live view drawn on stdout; `color` enables ANSI colours for statuses.
+    /// A live view drawn on stdout; `color` enables ANSI colours for statuses. It draws
+    /// wherever stdout goes: `--progress always` into a pipe or a log file asked for it
+    /// (indicatif's stdout target hides itself there, and every line printed above it).
     pub fn new(color: bool) -> Self {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        let stdout = Box::new(console::Term::buffered_stdout());
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::term_like_with_hz(
+            stdout,
+            FRAMES_PER_SECOND,
+        ));
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
             ProgressStyle::with_template(
@@ -85,13 +125,18 @@ impl Console {
         );
         overall.enable_steady_tick(TICK);
         let shown = Shown::default();
+        let pending = Arc::new(Mutex::new(Pending {
+            lines: Vec::new(),
+            printed: Instant::now(),
+        }));
         Self {
+            _ticker: Ticker::start(shown.clone(), pending.clone(), multi.clone()),
             multi,
             overall,
             running: HashMap::new(),
             unshown: VecDeque::new(),
-            _ticker: Ticker::start(shown.clone()),
             shown,
+            pending,
             color,
         }
     }
@@ -105,7 +150,7 @@ impl Console {
     }
 
     fn shown_lines(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<str>, ProgressBar)>> {
-        self.shown.lock().unwrap_or_else(PoisonError::into_inner)
+        locked(&self.shown)
     }
 
     /// The overall bar's note of running tasks without a line.
@@ -128,8 +173,14 @@ impl Console {
         format!("\x1b[{code}m{text}\x1b[0m")
     }
 
+    /// Prints `line` above the view: at once, unless a print was less than [`PRINT_EVERY`]
+    /// ago (then with the next one).
     fn say(&self, line: String) {
-        let _ = self.multi.println(line);
+        let mut pending = locked(&self.pending);
+        pending.lines.push(line);
+        if pending.printed.elapsed() >= PRINT_EVERY {
+            pending.print(&self.multi);
+        }
     }
 }
 
@@ -232,6 +283,7 @@ impl Sink for Console {
                     bar.finish_and_clear();
                 }
                 self.overall.finish_and_clear();
+                locked(&self.pending).print(&self.multi);
                 let _ = self.multi.clear();
                 print!("{}", table(report));
             }
