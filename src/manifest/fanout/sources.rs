@@ -85,6 +85,9 @@ fn utf8(rel: &str, bytes: Vec<u8>) -> Result<String, String> {
 
 fn lines(rel: &str, text: String) -> Vec<Item> {
     let mut out = Vec::new();
+    // A list saved as "UTF-8 with BOM" (Windows editors) starts with U+FEFF, which `trim`
+    // keeps: the first URL would not parse. The CSV reader drops it the same way.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -316,6 +319,24 @@ mod tests {
         let (rows, _) = read(dir.path(), SourceKind::Csv, "s.csv").unwrap();
         assert_eq!(rows[0].fields[1].1, "a, \"b\"\nc");
         assert_eq!(rows[1].origin, "s.csv:4");
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_windows_line_ends_are_not_part_of_the_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let bom = "\u{feff}";
+        std::fs::write(
+            dir.path().join("u.txt"),
+            format!("{bom}http://h/a.csv\r\nhttp://h/b.csv\r\n"),
+        )
+        .unwrap();
+        let (items, _) = read(dir.path(), SourceKind::Lines, "u.txt").unwrap();
+        assert_eq!(items[0].fields[0], ("line".into(), "http://h/a.csv".into()));
+        assert_eq!(items[1].key, "b.csv");
+        std::fs::write(dir.path().join("s.csv"), format!("{bom}id,url\r\na,u\r\n")).unwrap();
+        let (rows, _) = read(dir.path(), SourceKind::Csv, "s.csv").unwrap();
+        assert_eq!(rows[0].fields[0], ("id".into(), "a".into()));
+        assert_eq!(rows[0].key, "a");
     }
 
     #[test]
