@@ -6,10 +6,9 @@ use crate::plan::Plan;
 
 use super::Error;
 
-/// Validates each manifest (and its lockfile) and prints every problem of each: one
-/// manifest's errors do not stop the others from being checked.
-pub fn run(args: CheckArgs) -> Result<u8, Error> {
-    let color = super::stderr_color(args.color);
+/// Validates each manifest (and its lockfile) and prints every problem of each (in colour
+/// when `color`): one manifest's errors do not stop the others from being checked.
+pub fn run(args: CheckArgs, color: bool) -> Result<u8, Error> {
     let mut failed = 0;
     for path in &args.manifests {
         let checked = super::load_pipeline(path, &args.vars)

@@ -33,7 +33,7 @@ pub fn dispatch(command: Command) -> u8 {
     };
     let color = stderr_color(color);
     init_tracing(format, color);
-    match run_command(command) {
+    match run_command(command, color) {
         Ok(code) => code,
         Err(e) => {
             e.print(color);
@@ -42,7 +42,8 @@ pub fn dispatch(command: Command) -> u8 {
     }
 }
 
-fn run_command(command: Command) -> Result<u8, Error> {
+/// `color`: whether stderr is coloured, decided once by [`dispatch`].
+fn run_command(command: Command, color: bool) -> Result<u8, Error> {
     match command {
         Command::Run(args) => {
             if args.dry_run {
@@ -60,7 +61,7 @@ fn run_command(command: Command) -> Result<u8, Error> {
             }
         }
         Command::Plan(args) => plan::run(args),
-        Command::Check(args) => check::run(args),
+        Command::Check(args) => check::run(args, color),
         Command::List(args) => list::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Lock(args) => lock::run(args),
