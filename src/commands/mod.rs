@@ -95,7 +95,7 @@ pub fn print_stdout(text: &str) -> u8 {
 }
 
 /// Whether to colour stderr: `--color`, `NO_COLOR`, and whether stderr is a terminal.
-pub fn stderr_color(when: When) -> bool {
+fn stderr_color(when: When) -> bool {
     match when {
         When::Always => true,
         When::Never => false,
