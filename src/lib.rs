@@ -22,6 +22,7 @@ pub mod reapi;
 pub mod report;
 pub mod scheduler;
 pub mod template;
+pub mod text_files;
 pub mod tls_roots;
 pub mod units;
 pub mod workspace;

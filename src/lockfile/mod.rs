@@ -58,7 +58,7 @@ pub fn file_name(manifest: &Path) -> String {
 /// Reads the lockfile at `path`; `Ok(None)` when there is none. A malformed one is a
 /// [`LoadError::Invalid`] whose problems point into the lockfile.
 pub fn read(path: &Path) -> Result<Option<Lockfile>, LoadError> {
-    match std::fs::read_to_string(path) {
+    match crate::text_files::read_to_string(path) {
         Ok(text) => parse(path, text).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(invalid(

@@ -43,7 +43,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, LoadError> {
 /// Reads the manifest text; a large one lets the heap use huge pages (see
 /// [`crate::huge_pages`]).
 pub fn read_source(path: &Path) -> Result<String, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
+    let source = crate::text_files::read_to_string(path).map_err(|error| LoadError::Io {
         path: path.to_path_buf(),
         error,
     })?;

@@ -291,3 +291,31 @@ outputs = ["raw/${{item.name}}"]
     ws.run(&[]).code(2);
     assert_eq!(http.hits("/x"), 0);
 }
+
+/// A pull request that makes the item file a FIFO (opening it waits for a writer forever),
+/// or the list and the lockfile symlinks to `/dev/zero` (reading takes all memory): `check`
+/// refuses each at once, at its place, instead of hanging in CI.
+#[test]
+fn an_item_file_or_lockfile_that_is_a_pipe_or_a_device_is_refused_at_once() {
+    let ws = Workspace::new("[tasks.get]\nfor_each = { lines = \"urls.txt\" }\nrun = \"true\"\n");
+    let fifo = ws.path("urls.txt");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    ws.check()
+        .code(2)
+        .says(&["urls.txt", "not a regular file", "taskrun.toml:2:"]);
+    std::fs::remove_file(&fifo).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &fifo).unwrap();
+    ws.check().code(2).says(&["urls.txt", "not a regular file"]);
+    std::fs::remove_file(&fifo).unwrap();
+    ws.write("urls.txt", "http://h/a.csv\n");
+    std::os::unix::fs::symlink("/dev/zero", ws.path("taskrun.lock")).unwrap();
+    ws.check().code(2).says(&[
+        "taskrun.lock",
+        "cannot read the lockfile",
+        "not a regular file",
+    ]);
+}

@@ -71,7 +71,8 @@ pub fn read(
 }
 
 fn read_file(root: &Path, rel: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(root.join(rel)).map_err(|e| format!("cannot read item file `{rel}`: {e}"))
+    crate::text_files::read(&root.join(rel))
+        .map_err(|e| format!("cannot read item file `{rel}`: {e}"))
 }
 
 fn utf8(rel: &str, bytes: Vec<u8>) -> Result<String, String> {
@@ -275,7 +276,7 @@ fn glob_item(base: &str, path: String) -> Item {
 /// the sorted list of a glob's matches. Equal fingerprints mean equal items.
 pub fn fingerprint(root: &Path, kind: SourceKind, rel: &str) -> Option<crate::cache::Digest> {
     let bytes = match kind {
-        SourceKind::Lines | SourceKind::Csv => std::fs::read(root.join(rel)).ok()?,
+        SourceKind::Lines | SourceKind::Csv => crate::text_files::read(&root.join(rel)).ok()?,
         SourceKind::Glob => glob_matches(root, rel).ok()?.join("\n").into_bytes(),
     };
     Some(crate::cache::digest::hash_bytes(&bytes))
