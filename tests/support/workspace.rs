@@ -18,8 +18,40 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
+
+/// The longest a test waits for one `taskrun` through [`Workspace::exec`]: far more than any
+/// run here takes on a slow 2-core machine, far less than CI's own timeout.
+pub const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// `cmd`'s output, as `Command::output` gives it, but killed after `limit`: a run that hangs
+/// fails its test, naming the command, instead of stalling the whole suite.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    use std::process::Stdio;
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (done, finished) = channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let late = matches!(finished.recv_timeout(limit), Err(RecvTimeoutError::Timeout));
+        if late {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        late
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    let late = watchdog.join().unwrap();
+    assert!(!late, "{cmd:?} did not end within {limit:?}; killed");
+    out
+}
 
 /// Whether the caller's variable `name` is kept from taskrun.
 pub fn cleared(name: &OsStr) -> bool {
@@ -103,9 +135,9 @@ impl Workspace {
         c
     }
 
-    /// `taskrun ARGS`, waited for.
+    /// `taskrun ARGS`, waited for (at most [`RUN_LIMIT`]).
     pub fn exec(&self, args: &[&str]) -> Run {
-        Run::from(self.cmd(args).output().unwrap())
+        Run::from(output_within(&mut self.cmd(args), RUN_LIMIT))
     }
 
     /// `taskrun taskrun.toml ARGS` (a run), waited for.
@@ -197,6 +229,18 @@ pub fn task<'a>(doc: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|t| t["name"] == name)
         .unwrap_or_else(|| panic!("no task {name} in {doc:#}"))
+}
+
+#[test]
+fn a_command_that_outlives_its_limit_is_killed_and_fails_the_test() {
+    let started = std::time::Instant::now();
+    let hung = std::panic::catch_unwind(|| {
+        output_within(Command::new("sleep").arg("30"), Duration::from_millis(200))
+    });
+    assert!(hung.is_err(), "a hang must fail the test");
+    assert!(started.elapsed() < Duration::from_secs(10), "it was killed");
+    let quick = output_within(Command::new("echo").arg("hi"), Duration::from_secs(30));
+    assert_eq!(quick.stdout, b"hi\n");
 }
 
 #[test]
