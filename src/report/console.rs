@@ -58,15 +58,20 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One thread that turns the shown lines' spinners and clocks, and prints the lines left
-/// waiting. indicatif's steady tick is a thread per line: 1,000 downloads started 1,000
-/// threads. Stops when dropped.
+/// One thread that turns the spinners and clocks (the overall bar's and the shown lines'),
+/// and prints the lines left waiting. indicatif's steady tick is a thread per line: 1,000
+/// downloads started 1,000 threads. Stops when dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
 }
 
 impl Ticker {
-    fn start(shown: Shown, pending: SharedPending, multi: MultiProgress) -> Self {
+    fn start(
+        overall: ProgressBar,
+        shown: Shown,
+        pending: SharedPending,
+        multi: MultiProgress,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         // Without the thread the lines still move with their tasks' progress.
@@ -75,6 +80,7 @@ impl Ticker {
             .spawn(move || {
                 while !stopped.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
+                    overall.tick();
                     for (_, bar) in locked(&shown).iter() {
                         bar.tick();
                     }
@@ -123,14 +129,18 @@ impl Console {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        overall.enable_steady_tick(TICK);
         let shown = Shown::default();
         let pending = Arc::new(Mutex::new(Pending {
             lines: Vec::new(),
             printed: Instant::now(),
         }));
         Self {
-            _ticker: Ticker::start(shown.clone(), pending.clone(), multi.clone()),
+            _ticker: Ticker::start(
+                overall.clone(),
+                shown.clone(),
+                pending.clone(),
+                multi.clone(),
+            ),
             multi,
             overall,
             running: HashMap::new(),
