@@ -58,31 +58,24 @@ async fn run(
         }
     };
     match process::supervise(child, ctx.task.timeout, ctx.stop.clone(), ctx.output).await {
-        Ok(End::Exited(status)) if status.success() => AttemptResult {
-            exit_code: Some(0),
-            ..AttemptResult::succeeded()
-        },
+        Ok(End::Exited(status)) if status.success() => {
+            AttemptResult::succeeded().with_exit_code(Some(0))
+        }
         Ok(End::Exited(status)) => {
             let (code, what) = process::describe(&status);
-            AttemptResult {
-                exit_code: code,
-                ..AttemptResult::failed(what, true)
-            }
+            AttemptResult::failed(what, true).with_exit_code(code)
         }
         Ok(End::TimedOut) => {
             let limit = ctx.task.timeout.unwrap_or_default();
-            AttemptResult {
-                outcome: AttemptOutcome::TimedOut,
-                ..AttemptResult::failed(
-                    format!("timed out after {}", humantime::format_duration(limit)),
-                    true,
-                )
-            }
+            AttemptResult::failed(
+                format!("timed out after {}", humantime::format_duration(limit)),
+                true,
+            )
+            .with_outcome(AttemptOutcome::TimedOut)
         }
-        Ok(End::Stopped) => AttemptResult {
-            outcome: AttemptOutcome::Cancelled,
-            ..AttemptResult::failed("interrupted", false)
-        },
+        Ok(End::Stopped) => {
+            AttemptResult::failed("interrupted", false).with_outcome(AttemptOutcome::Cancelled)
+        }
         Err(e) => AttemptResult::failed(format!("waiting for the command failed: {e}"), false),
     }
 }

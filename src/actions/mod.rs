@@ -238,56 +238,83 @@ pub struct AttemptCtx<'a> {
     pub keep_digest: bool,
 }
 
-/// How one attempt went.
+/// How one attempt went: what every attempt has, then what only a command's
+/// (`exit_code`) or a download's ([`DownloadEnd`]) has.
 #[derive(Debug, Clone)]
 pub struct AttemptResult {
     /// succeeded / failed / timed_out / cancelled.
     pub outcome: AttemptOutcome,
-    /// A command's exit code.
-    pub exit_code: Option<i32>,
-    /// A download's HTTP status.
-    pub http_status: Option<u16>,
-    /// The URL a download ended on.
-    pub url: Option<String>,
     /// What went wrong (secrets redacted).
     pub error: Option<String>,
     /// Whether another attempt may help.
     pub retryable: bool,
     /// A server's `Retry-After`.
     pub retry_after: Option<Duration>,
-    /// Bytes received (downloads).
-    pub bytes: Option<u64>,
-    /// A download's ETag / Last-Modified, kept with its cache entry for revalidation.
+    /// A command's exit code.
+    pub exit_code: Option<i32>,
+    /// A download's end; `None` for a command.
+    pub download: Option<Box<DownloadEnd>>,
+}
+
+/// What a download attempt adds to its [`AttemptResult`].
+#[derive(Debug, Clone, Default)]
+pub struct DownloadEnd {
+    /// The HTTP status it ended on.
+    pub http_status: Option<u16>,
+    /// The URL it ended on.
+    pub url: Option<String>,
+    /// Bytes received.
+    pub bytes: u64,
+    /// ETag / Last-Modified, kept with its cache entry for revalidation.
     pub validators: Option<crate::cache::HttpValidators>,
-    /// A download's file with the digest it was hashed to while streaming, for the cache.
-    pub written: Option<Box<crate::cache::WrittenFile>>,
+    /// The file, with the digest it was hashed to while streaming, for the cache.
+    pub written: Option<crate::cache::WrittenFile>,
 }
 
 impl AttemptResult {
     /// A successful attempt.
     pub fn succeeded() -> Self {
-        Self {
-            outcome: AttemptOutcome::Succeeded,
-            exit_code: None,
-            http_status: None,
-            url: None,
-            error: None,
-            retryable: false,
-            retry_after: None,
-            bytes: None,
-            validators: None,
-            written: None,
-        }
+        Self::ended(AttemptOutcome::Succeeded, None, false)
     }
 
     /// A failed attempt with a message.
     pub fn failed(error: impl Into<String>, retryable: bool) -> Self {
+        Self::ended(AttemptOutcome::Failed, Some(error.into()), retryable)
+    }
+
+    /// An attempt that ended with `outcome`, saying `error`.
+    pub fn ended(outcome: AttemptOutcome, error: Option<String>, retryable: bool) -> Self {
         Self {
-            outcome: AttemptOutcome::Failed,
-            error: Some(error.into()),
+            outcome,
+            error,
             retryable,
-            ..Self::succeeded()
+            retry_after: None,
+            exit_code: None,
+            download: None,
         }
+    }
+
+    /// The same, ended with `outcome` instead (timed out, cancelled).
+    pub fn with_outcome(mut self, outcome: AttemptOutcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// The same, with a command's exit code.
+    pub fn with_exit_code(mut self, code: Option<i32>) -> Self {
+        self.exit_code = code;
+        self
+    }
+
+    /// The same, with what a download adds.
+    pub fn with_download(mut self, end: DownloadEnd) -> Self {
+        self.download = Some(Box::new(end));
+        self
+    }
+
+    /// Bytes a download received; `None` for a command.
+    pub fn bytes(&self) -> Option<u64> {
+        self.download.as_ref().map(|d| d.bytes)
     }
 }
 

@@ -23,8 +23,8 @@ impl Loop<'_> {
         let rec = &mut self.recs[task];
         rec.key = key;
         rec.exit_code = result.exit_code;
-        if result.bytes.is_some() {
-            rec.bytes = Some(rec.bytes.unwrap_or(0) + result.bytes.unwrap_or(0));
+        if let Some(bytes) = result.bytes() {
+            rec.bytes = Some(rec.bytes.unwrap_or(0) + bytes);
         }
         let number = rec.next_attempt;
         rec.attempts.push(AttemptReport {
@@ -34,8 +34,8 @@ impl Loop<'_> {
             duration_ms: millis(finished.duration_since(started).unwrap_or_default()),
             outcome: result.outcome,
             exit_code: result.exit_code,
-            http_status: result.http_status,
-            url: result.url.clone(),
+            http_status: result.download.as_ref().and_then(|d| d.http_status),
+            url: result.download.as_ref().and_then(|d| d.url.clone()),
             error: result.error.clone(),
             wait_ms: None,
         });
@@ -63,7 +63,7 @@ impl Loop<'_> {
     /// A download the lockfile does not pin yet succeeded: keep its content's digest and
     /// size (hashed while streaming) for the lockfile.
     fn collect_pin(&mut self, task: usize, result: &crate::actions::AttemptResult) {
-        if let Some(w) = &result.written
+        if let Some(w) = result.download.as_ref().and_then(|d| d.written.as_ref())
             && crate::lockfile::standing::lockable(self.plan.task(task)).is_some()
         {
             self.new_pins.push(NewPin {

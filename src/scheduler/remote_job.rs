@@ -166,10 +166,9 @@ async fn with_cluster_retries(
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = down.wait_for(|d| *d) => return RemoteEnd::Cluster(err),
-            _ = stop.wait_for(|s| *s != Stop::No) => return RemoteEnd::Ran(AttemptResult {
-                outcome: AttemptOutcome::Cancelled,
-                ..AttemptResult::failed("interrupted", false)
-            }),
+            _ = stop.wait_for(|s| *s != Stop::No) => return RemoteEnd::Ran(
+                AttemptResult::failed("interrupted", false).with_outcome(AttemptOutcome::Cancelled),
+            ),
         }
     }
 }

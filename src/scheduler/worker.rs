@@ -320,7 +320,9 @@ pub(super) fn redacted(mut result: AttemptResult, sink: &TaskOutput) -> AttemptR
         std::borrow::Cow::Owned(r) => r,
     };
     result.error = result.error.map(redact);
-    result.url = result.url.map(redact);
+    if let Some(d) = result.download.as_deref_mut() {
+        d.url = d.url.take().map(redact);
+    }
     result
 }
 
@@ -393,11 +395,14 @@ pub(super) async fn record_blocking(
     result: &AttemptResult,
 ) -> Result<Digest, TaskFailure> {
     let (plan, cache) = (shared.plan.clone(), shared.cache.clone());
-    let (written, validators) = (result.written.clone(), result.validators.clone());
+    let (written, validators) = match result.download.as_deref() {
+        Some(d) => (d.written.clone(), d.validators.clone()),
+        None => (None, None),
+    };
     let recorded = blocking(move || {
         let produced = Produced {
             output: &output,
-            written: written.as_deref().map(WrittenFile::as_output),
+            written: written.as_ref().map(WrittenFile::as_output),
             validators: validators.as_ref(),
         };
         cache.record_success(&plan, task, key.as_deref(), &deps, produced)

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{AttemptRequest, FailureKind, HttpClient, Tracker, TransferProgress, attempt_tracked};
-use crate::actions::{AttemptCtx, AttemptResult};
+use crate::actions::{AttemptCtx, AttemptResult, DownloadEnd};
 use crate::model::Download;
 use crate::report::AttemptOutcome;
 
@@ -36,24 +36,20 @@ pub async fn run_attempt(
     tokio::select! {
         result = attempt_tracked(client, request, &tracker) => match result {
             Ok(done) => succeeded(done),
-            Err(f) => AttemptResult {
-                outcome: if f.kind == FailureKind::Timeout { AttemptOutcome::TimedOut } else { AttemptOutcome::Failed },
-                http_status: f.http_status,
-                url: f.url,
-                bytes: Some(f.bytes),
-                retryable: f.retryable,
-                retry_after: f.retry_after,
-                error: Some(f.message),
-                ..AttemptResult::succeeded()
-            },
+            Err(f) => {
+                let outcome = if f.kind == FailureKind::Timeout { AttemptOutcome::TimedOut } else { AttemptOutcome::Failed };
+                let mut result = AttemptResult::ended(outcome, Some(f.message), f.retryable)
+                    .with_download(DownloadEnd { http_status: f.http_status, url: f.url, bytes: f.bytes, ..DownloadEnd::default() });
+                result.retry_after = f.retry_after;
+                result
+            }
         },
-        () = stopped => AttemptResult {
-            outcome: AttemptOutcome::Cancelled,
-            url: tracker.url(),
-            bytes: Some(tracker.bytes()),
-            error: Some("interrupted; the partial transfer is kept for resume".into()),
-            ..AttemptResult::succeeded()
-        },
+        () = stopped => AttemptResult::ended(
+            AttemptOutcome::Cancelled,
+            Some("interrupted; the partial transfer is kept for resume".into()),
+            false,
+        )
+        .with_download(DownloadEnd { url: tracker.url(), bytes: tracker.bytes(), ..DownloadEnd::default() }),
     }
 }
 
@@ -65,12 +61,11 @@ pub fn succeeded(done: super::Downloaded) -> AttemptResult {
             last_modified: done.last_modified,
         },
     );
-    AttemptResult {
+    AttemptResult::succeeded().with_download(DownloadEnd {
         http_status: Some(done.http_status),
         url: Some(done.url),
-        bytes: Some(done.bytes),
+        bytes: done.bytes,
         validators,
-        written: done.written.map(Box::new),
-        ..AttemptResult::succeeded()
-    }
+        written: done.written,
+    })
 }

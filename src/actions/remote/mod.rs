@@ -109,10 +109,7 @@ async fn ran(ctx: &RemoteCtx<'_>, o: &RemoteOutcome) -> AttemptResult {
     }
     if o.exit_code == 0 {
         sink.flush_log();
-        return AttemptResult {
-            exit_code: Some(0),
-            ..AttemptResult::succeeded()
-        };
+        return AttemptResult::succeeded().with_exit_code(Some(0));
     }
     let mut error = format!("exit code {}", o.exit_code);
     let sent: BTreeSet<&str> = ctx.spec.inputs.iter().map(|f| f.path.as_str()).collect();
@@ -125,10 +122,7 @@ async fn ran(ctx: &RemoteCtx<'_>, o: &RemoteOutcome) -> AttemptResult {
         error.push_str(&why);
     }
     sink.flush_log();
-    AttemptResult {
-        exit_code: Some(o.exit_code),
-        ..AttemptResult::failed(error, true)
-    }
+    AttemptResult::failed(error, true).with_exit_code(Some(o.exit_code))
 }
 
 /// A run that ended in an error: the cluster's, the action's timeout, an interrupt, or a
@@ -138,10 +132,9 @@ fn ended(ctx: &RemoteCtx<'_>, e: ReapiError) -> RemoteEnd {
         ReapiError::Cancelled if *ctx.down.borrow() => RemoteEnd::Cluster(ReapiError::Cluster(
             "abandoned: the remote executor is unreachable".into(),
         )),
-        ReapiError::Cancelled => RemoteEnd::Ran(AttemptResult {
-            outcome: AttemptOutcome::Cancelled,
-            ..AttemptResult::failed("interrupted", false)
-        }),
+        ReapiError::Cancelled => RemoteEnd::Ran(
+            AttemptResult::failed("interrupted", false).with_outcome(AttemptOutcome::Cancelled),
+        ),
         e if e.is_cluster_failure() => RemoteEnd::Cluster(e),
         ReapiError::TimedOut(why) => {
             tracing::debug!(task = %ctx.task.name, "remote timeout: {why}");
@@ -150,10 +143,9 @@ fn ended(ctx: &RemoteCtx<'_>, e: ReapiError) -> RemoteEnd {
                 Some(limit) => format!("timed out after {}", humantime::format_duration(limit)),
                 None => format!("timed out on the remote executor ({why})"),
             };
-            RemoteEnd::Ran(AttemptResult {
-                outcome: AttemptOutcome::TimedOut,
-                ..AttemptResult::failed(error, true)
-            })
+            RemoteEnd::Ran(
+                AttemptResult::failed(error, true).with_outcome(AttemptOutcome::TimedOut),
+            )
         }
         e => RemoteEnd::Ran(AttemptResult::failed(
             format!("remote execution: {e}"),
