@@ -87,9 +87,11 @@ impl Ws {
             .unwrap_or(0)
     }
 
-    /// `taskrun run taskrun.toml ARGS --report r.json`, waited for with `wait4` so its own
-    /// peak RSS is known.
-    #[allow(clippy::zombie_processes)] // reaped by `wait4`, which clippy does not know
+    /// `taskrun run taskrun.toml ARGS --report r.json`, waited for while its own peak RSS is
+    /// read (`VmHWM`). Not `wait4`'s `ru_maxrss`: a child spawned with `vfork` (as
+    /// `posix_spawn` does) starts its count from the parent's, and a parallel test that held
+    /// 200 MiB in this process made taskrun seem to.
+    #[allow(clippy::zombie_processes)] // reaped by `waitpid`, which clippy does not know
     fn run(&self, args: &[&str]) -> Run {
         let report = self.root().join("report.json");
         let _ = fs::remove_file(&report);
@@ -106,12 +108,27 @@ impl Ws {
             .stderr(log)
             .spawn()
             .unwrap();
+        let pid = child.id() as i32;
         let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value; wait4 fills it for this child.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for our own child, whose pid nothing else waits for.
-        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-        assert_eq!(pid, child.id() as i32);
+        let mut peak_kib = 0;
+        loop {
+            // The mm's high-water mark, which an exec starts afresh; read until the exit.
+            if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) {
+                let hwm = text.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+                if let Some(kib) =
+                    hwm.and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                {
+                    peak_kib = peak_kib.max(kib);
+                }
+            }
+            // SAFETY: polls our own child, whose pid nothing else waits for.
+            let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if reaped == pid {
+                break;
+            }
+            assert_eq!(reaped, 0, "waitpid");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let text = fs::read_to_string(&out).unwrap();
         let report = fs::read_to_string(&report)
             .map(|r| serde_json::from_str(&r).unwrap())
@@ -120,7 +137,7 @@ impl Ws {
             ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             text,
             report,
-            max_rss_kib: usage.ru_maxrss,
+            max_rss_kib: peak_kib,
         }
     }
 }
