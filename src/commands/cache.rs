@@ -131,7 +131,6 @@ pub fn gc_command(
     max_size: Option<&str>,
     max_age: Option<&str>,
 ) -> Result<String, Error> {
-    let usage = |m: String| Error::usage(m);
     if max_size.is_none() && max_age.is_none() {
         return Err(Error::usage(
             "`taskrun cache gc` needs a limit: --max-size SIZE and/or --max-age DURATION \
@@ -139,14 +138,14 @@ pub fn gc_command(
         ));
     }
     let limits = GcLimits {
-        max_size: max_size.map(parse_size).transpose().map_err(usage)?,
+        max_size: max_size.map(parse_size).transpose().map_err(Error::usage)?,
         max_age: max_age
             .map(|a| {
                 humantime::parse_duration(a)
                     .map_err(|e| format!("malformed duration `{a}` for --max-age: {e}"))
             })
             .transpose()
-            .map_err(usage)?,
+            .map_err(Error::usage)?,
     };
     if !cache_dir.exists() {
         return Ok(format!("{}: no cache yet\n", cache_dir.display()));

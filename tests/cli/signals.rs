@@ -48,10 +48,13 @@ fn signal(child: &Child, sig: i32) {
     }
 }
 
-fn interrupt_with(sig: i32, want_code: i32) {
+/// Runs TREE with `args`, sends `sig` once every task runs, checks the run stopped as it
+/// must; returns what taskrun printed.
+fn interrupt_with(sig: i32, want_code: i32, args: &[&str]) -> String {
     let ws = Workspace::new(TREE);
     let child = ws
         .cmd(&["taskrun.toml"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -72,22 +75,33 @@ fn interrupt_with(sig: i32, want_code: i32) {
     assert_eq!(task(&report, "after")["status"], "cancelled");
     assert_eq!(task(&report, "tree")["attempts"][0]["outcome"], "cancelled");
     assert!(!ws.path("after.ran").exists());
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
 fn sigint_stops_every_process_group_and_writes_the_report() {
-    interrupt_with(libc::SIGINT, 130);
+    interrupt_with(libc::SIGINT, 130, &[]);
+}
+
+/// The live view holds the lines it prints above itself for a moment: an interrupted run
+/// still prints every one of them, then its summary.
+#[test]
+fn sigint_under_the_live_view_prints_its_lines_and_the_summary() {
+    let out = interrupt_with(libc::SIGINT, 130, &["--progress", "always"]);
+    assert!(out.contains("=> SIGINT: stopping running tasks"), "{out}");
+    assert!(out.contains("=> tree: cancelled"), "{out}");
+    assert!(out.contains("interrupted: 3 tasks"), "{out}");
 }
 
 #[test]
 fn sigterm_exits_143() {
-    interrupt_with(libc::SIGTERM, 143);
+    interrupt_with(libc::SIGTERM, 143, &[]);
 }
 
 /// A closed terminal (or `kill -HUP`) stops the run as SIGTERM does (issue 13, SPEC §8).
 #[test]
 fn sighup_stops_every_process_group_and_exits_129() {
-    interrupt_with(libc::SIGHUP, 129);
+    interrupt_with(libc::SIGHUP, 129, &[]);
 }
 
 #[test]

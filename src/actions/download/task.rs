@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use super::{AttemptRequest, FailureKind, HttpClient, Tracker, TransferProgress, attempt_tracked};
+use super::{
+    AttemptFailure, AttemptRequest, FailureKind, HttpClient, Tracker, TransferProgress,
+    attempt_tracked,
+};
 use crate::actions::{AttemptCtx, AttemptResult, DownloadEnd};
 use crate::model::Download;
 use crate::report::AttemptOutcome;
@@ -36,21 +39,41 @@ pub async fn run_attempt(
     tokio::select! {
         result = attempt_tracked(client, request, &tracker) => match result {
             Ok(done) => succeeded(done),
-            Err(f) => {
-                let outcome = if f.kind == FailureKind::Timeout { AttemptOutcome::TimedOut } else { AttemptOutcome::Failed };
-                let mut result = AttemptResult::ended(outcome, Some(f.message), f.retryable)
-                    .with_download(DownloadEnd { http_status: f.http_status, url: f.url, bytes: f.bytes, ..DownloadEnd::default() });
-                result.retry_after = f.retry_after;
-                result
-            }
+            Err(f) => failed(f),
         },
-        () = stopped => AttemptResult::ended(
-            AttemptOutcome::Cancelled,
-            Some("interrupted; the partial transfer is kept for resume".into()),
-            false,
-        )
-        .with_download(DownloadEnd { url: tracker.url(), bytes: tracker.bytes(), ..DownloadEnd::default() }),
+        () = stopped => interrupted(&tracker),
     }
+}
+
+/// The report fields of a failed download.
+fn failed(f: AttemptFailure) -> AttemptResult {
+    let outcome = match f.kind {
+        FailureKind::Timeout => AttemptOutcome::TimedOut,
+        _ => AttemptOutcome::Failed,
+    };
+    let mut result =
+        AttemptResult::ended(outcome, Some(f.message), f.retryable).with_download(DownloadEnd {
+            http_status: f.http_status,
+            url: f.url,
+            bytes: f.bytes,
+            ..DownloadEnd::default()
+        });
+    result.retry_after = f.retry_after;
+    result
+}
+
+/// The report fields of a download the run's stop cut short.
+fn interrupted(tracker: &Tracker) -> AttemptResult {
+    AttemptResult::ended(
+        AttemptOutcome::Cancelled,
+        Some("interrupted; the partial transfer is kept for resume".into()),
+        false,
+    )
+    .with_download(DownloadEnd {
+        url: tracker.url(),
+        bytes: tracker.bytes(),
+        ..DownloadEnd::default()
+    })
 }
 
 /// The report fields of a finished download.
