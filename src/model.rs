@@ -229,6 +229,29 @@ pub struct Task {
     /// Platform properties of its remote action over `[execution] platform` (`[defaults]`
     /// merged under the task's own); see [`ExecutionConfig::platform_for`].
     pub platform: BTreeMap<String, String>,
+    /// Set on the stand-in `NAME[*]` of a fan-out task whose items another task produces:
+    /// its instances are known only once that task has run (SPEC §9).
+    pub expands: Option<Box<Expansion>>,
+    /// Deps (also in `deps`) waited for but kept out of the cache key: the tasks that
+    /// produce a fan-out's items. The item stands for them in the key (its values are in the
+    /// fields; a glob's file is an input), so a new file reruns one instance, not all.
+    pub order_only: Vec<String>,
+}
+
+/// A fan-out task expanded after the tasks that produce its items: what its stand-in knows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Expansion {
+    /// The fan-out task's declared name (`clean`).
+    pub task: String,
+    /// The producing tasks, as declared (`unpack`), for the plan's `(expanded after unpack)`.
+    pub after: Vec<String>,
+    /// Where its items will come from.
+    pub source: ItemSource,
+    /// The kind its instances will have.
+    pub kind: TaskKind,
+    /// Where its instances will write (literal directories of its outputs and `dest`), so a
+    /// fan-out over those files is expanded after it in turn.
+    pub writes: Vec<String>,
 }
 
 impl Task {
@@ -247,9 +270,10 @@ impl Task {
     /// The declared task and the item: its fan-out task and values for an instance, its own
     /// name and None otherwise (the `task` and `item` of plans and reports).
     pub fn instance_of(&self) -> (String, Option<ItemValues>) {
-        match &self.origin {
-            Some(o) => (o.task.clone(), Some(o.item.clone())),
-            None => (self.name.clone(), None),
+        match (&self.origin, &self.expands) {
+            (Some(o), _) => (o.task.clone(), Some(o.item.clone())),
+            (None, Some(e)) => (e.task.clone(), None),
+            (None, None) => (self.name.clone(), None),
         }
     }
 

@@ -166,6 +166,11 @@ pub trait TaskCache: Send + Sync {
         produced: Produced<'_>,
     ) -> Result<Digest, CacheError>;
 
+    /// A next phase of the same run begins with `plan` (SPEC §9: a fan-out task expanded
+    /// after the tasks that produce its items): task indices change, and the new tasks'
+    /// results are kept like the others'.
+    fn next_phase(&self, _plan: &Plan) {}
+
     /// The run is over (successful or not): finish uploads (an `interrupted` run only those
     /// already started) and persist run-wide state such as the stat records.
     fn finish(&self, _interrupted: bool) -> Result<(), CacheError> {

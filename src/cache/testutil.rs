@@ -27,6 +27,8 @@ pub fn command(name: &str, run: &str) -> Task {
         keep_failed_outputs: false,
         cache_ttl: None,
         origin: None,
+        expands: None,
+        order_only: Vec::new(),
         remote: true,
         platform: BTreeMap::new(),
     }

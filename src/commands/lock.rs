@@ -28,6 +28,7 @@ pub fn run(args: LockArgs) -> Result<u8, Error> {
     let prunable = standing::prunable(&plan, &lock, sel.targets.is_empty());
     let manifest = plan.pipeline.manifest_path.clone();
     let file = lockfile::file_name(&manifest);
+    later_downloads_note(&plan, &file);
     if args.check {
         return Ok(check(&plan, &unpinned, &prunable, &file));
     }
@@ -67,6 +68,22 @@ pub fn run(args: LockArgs) -> Result<u8, Error> {
     Ok(code)
 }
 
+/// Downloads of a fan-out task expanded after its producers are not known before those
+/// run: `lock` says so (on stderr) rather than passing over them in silence.
+fn later_downloads_note(plan: &Plan, file: &str) {
+    for &i in &plan.order {
+        if let Some(e) = &plan.task(i).expands
+            && e.kind == crate::model::TaskKind::Download
+        {
+            eprintln!(
+                "note: the downloads of `{}` are known only once {} has run: `taskrun run` pins them in {file} (trust on first use); their entries are kept",
+                e.task,
+                e.after.join(", ")
+            );
+        }
+    }
+}
+
 /// Runs the plan of the downloads to pin with the scheduler and the local cache (`--update`:
 /// downloads run even on a hit); progress on stderr, failures and the totals line only.
 fn download(plan: Arc<Plan>, update: bool) -> Result<scheduler::RunResult, Error> {
@@ -95,6 +112,7 @@ fn download(plan: Arc<Plan>, update: bool) -> Result<scheduler::RunResult, Error
         // Downloads only: nothing to send to a remote executor.
         placements: None,
         force: false,
+        earlier: None,
     };
     let result = runtime.block_on(scheduler::run(plan, cache, opts, &mut sinks));
     runtime.shutdown_background();

@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod check;
 mod error;
+pub mod expansion;
 pub mod explain;
 pub mod list;
 pub mod lock;
@@ -117,7 +118,26 @@ fn load_pipeline_with(
     load: fn(&Path, &LoadOptions) -> Result<Pipeline, manifest::LoadError>,
 ) -> Result<Pipeline, Error> {
     let vars = manifest::parse_var_args(vars)?;
-    Ok(load(path, &LoadOptions { vars })?)
+    let opts = LoadOptions {
+        vars,
+        ..Default::default()
+    };
+    Ok(load(path, &opts)?)
+}
+
+/// [`load_plan`] once `finished` have run: the fan-out tasks whose items only they produce
+/// are expanded (SPEC §9), read from the files as they are now.
+pub fn load_plan_after(
+    path: &Path,
+    vars: &[String],
+    targets: &[String],
+    finished: std::collections::BTreeSet<String>,
+) -> Result<Plan, Error> {
+    let opts = LoadOptions {
+        vars: manifest::parse_var_args(vars)?,
+        finished,
+    };
+    plan_pipeline(path, targets, manifest::load(path, &opts)?)
 }
 
 /// Loads a manifest and builds its plan for `targets`.

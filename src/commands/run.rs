@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use crate::cache::{NoCache, TaskCache};
 use crate::cli::{LogFormat, RunArgs, When};
-use crate::commands::{Error, apply_lockfile, load_plan_remembered, refuse_unlocked};
+use crate::commands::{Error, apply_lockfile, expansion, load_plan_remembered, refuse_unlocked};
 use crate::events::Fanout;
 use crate::lockfile::{self, Lockfile, standing, standing::Unpinned};
 use crate::report::{self, github::Github, junit::Junit, plain, tracing_sink::TracingSink};
@@ -126,7 +126,7 @@ pub fn run_with_cache(
     // run before anything starts.
     let remote_off = super::remote_exec_off(&plan.pipeline, args.remote_exec)?;
     // After the memo: an edited lockfile is always seen.
-    let (lock, unpinned) = apply_lockfile(&mut plan, &|_| false)?;
+    let (mut lock, mut unpinned) = apply_lockfile(&mut plan, &|_| false)?;
     if args.locked {
         refuse_unlocked(&plan, &unpinned)?;
     }
@@ -142,7 +142,7 @@ pub fn run_with_cache(
     if let Some(path) = &args.junit {
         sinks.push(Box::new(Junit::new(path.clone())));
     }
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         run_id: run_id.clone(),
         jobs: args.jobs.map(|j| j as usize),
         keep_going: args.keep_going,
@@ -151,7 +151,52 @@ pub fn run_with_cache(
         replay_cached_output: args.verbose,
         placements: Some(crate::plan::placement::place(&plan, remote_off)),
         force: args.force,
+        earlier: None,
     };
+    // A fan-out over items other tasks produce is expanded once they have run: a phase
+    // per expansion, the last one's report covering them all.
+    let mut last_phase = None;
+    for _ in 0..expansion::MAX_PHASES {
+        if !expansion::has_stand_ins(&plan) {
+            break;
+        }
+        let mut held = expansion::HoldFinish::new(&mut sinks);
+        let phase = scheduler::run_phase(
+            Arc::new(plan.clone()),
+            cache.clone(),
+            opts.clone(),
+            &mut held,
+        );
+        let result = runtime.block_on(phase);
+        let mut earlier = scheduler::Earlier::after(&result);
+        match expansion::next(&plan, &earlier, sel) {
+            expansion::Next::Done => {
+                held.release();
+                last_phase = Some(result);
+                break;
+            }
+            expansion::Next::Phase(next) => {
+                let mut next = *next;
+                (lock, unpinned) = apply_lockfile(&mut next, &|_| false)?;
+                if args.locked {
+                    // The instances do not run; the error is the run's last word.
+                    refuse_unlocked(&next, &unpinned)?;
+                }
+                opts.placements = Some(crate::plan::placement::place(&next, remote_off));
+                cache.next_phase(&next);
+                plan = next;
+            }
+            expansion::Next::Invalid { error, due } => {
+                drop(held);
+                error.print(false);
+                let why = expansion::invalid_reason(&error);
+                for name in due {
+                    earlier.fail_expansion(name, why.clone());
+                }
+            }
+        }
+        opts.earlier = Some(Arc::new(earlier));
+    }
     let plan = Arc::new(plan);
     let run_report = state_dir.join("runs").join(format!("{run_id}.json"));
     let write_reports = |result: &scheduler::RunResult| {
@@ -186,13 +231,20 @@ pub fn run_with_cache(
             pinned = pins.and_then(|h| h.join().ok()).flatten();
         });
     };
-    let result = runtime.block_on(scheduler::run_then(
-        plan.clone(),
-        cache,
-        opts,
-        &mut sinks,
-        write_files,
-    ));
+    let result = match last_phase {
+        Some(result) => {
+            let finished = scheduler::finish_then(cache, &result, write_files);
+            std::mem::forget(runtime.block_on(finished));
+            result
+        }
+        None => runtime.block_on(scheduler::run_then(
+            plan.clone(),
+            cache,
+            opts,
+            &mut sinks,
+            write_files,
+        )),
+    };
     prune_old_runs(&state_dir, KEEP_RUNS);
     // Services and timers are stopped; do not wait for stray blocking work.
     runtime.shutdown_background();

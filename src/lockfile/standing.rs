@@ -135,6 +135,8 @@ pub fn prunable(plan: &Plan, lock: &Lockfile, all: bool) -> Vec<(String, &'stati
         .keys()
         .filter_map(|name| {
             let why = match tasks.get_index_of(name.as_str()) {
+                // An instance of a fan-out expanded only after its producers run (SPEC §9).
+                None if expanded_later(tasks, name) => return None,
                 None if all => "no such task",
                 None => return None,
                 Some(i) if !all && !plan.selected[i] => return None,
@@ -152,6 +154,16 @@ pub fn prunable(plan: &Plan, lock: &Lockfile, all: bool) -> Vec<(String, &'stati
             Some((name.clone(), why))
         })
         .collect()
+}
+
+/// `name` is an instance of a fan-out task that stands as `NAME[*]` until its producers
+/// have run: its entry cannot be judged now.
+fn expanded_later(tasks: &crate::model::TaskMap, name: &str) -> bool {
+    name.split_once('[').is_some_and(|(base, _)| {
+        tasks
+            .get(crate::manifest::fanout::deferred::stand_in_name(base).as_str())
+            .is_some_and(|t| t.expands.is_some())
+    })
 }
 
 /// One line of what `taskrun lock` (or a run) changed in the lockfile.

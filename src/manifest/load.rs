@@ -1,12 +1,13 @@
 //! Top-level loading: TOML text → every section read and checked → [`Pipeline`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{LoadError, ManifestErrors, Problem};
+use super::fanout::deferred::Deferrals;
 use super::interpolate::{Context, interpolate};
 use super::task::{TaskBuilder, TaskSpans};
 use super::walk::{Reader, Val, get};
@@ -19,6 +20,9 @@ use crate::template::Template;
 pub struct LoadOptions {
     /// `--var NAME=VALUE` overrides, in order.
     pub vars: Vec<(String, String)>,
+    /// Tasks that finished (succeeded or cached) earlier in this run: a fan-out task whose
+    /// items only these produce is expanded now instead of waiting as a stand-in.
+    pub finished: BTreeSet<String>,
 }
 
 /// Splits `--var NAME=VALUE` arguments.
@@ -79,6 +83,9 @@ fn task_headers(source: &str) -> usize {
     inner + usize::from(source.starts_with("[tasks."))
 }
 
+/// Loads of one manifest text at most, for fan-outs expanded after others in a chain.
+const MAX_PASSES: usize = 8;
+
 /// Validates manifest text; `env` stands for the caller's environment.
 pub fn load_str(
     path: &Path,
@@ -86,7 +93,18 @@ pub fn load_str(
     opts: &LoadOptions,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Pipeline, LoadError> {
-    let (pipeline, mut problems) = read(path, &source, opts, env);
+    let mut defer = Deferrals::new();
+    let (mut pipeline, mut problems, mut deferrals) = read(path, &source, opts, &defer, env);
+    // A pass that finds fan-outs over produced items read them (maybe stale, maybe
+    // missing): load again with those tasks as stand-ins, which read nothing. A fan-out over
+    // a stand-in's outputs is found by the next pass.
+    for _ in 0..MAX_PASSES {
+        if deferrals.is_empty() {
+            break;
+        }
+        defer.extend(deferrals);
+        (pipeline, problems, deferrals) = read(path, &source, opts, &defer, env);
+    }
     // `[defaults]` values are read once per task; report each of their problems once.
     let mut seen = std::collections::HashSet::new();
     problems.retain(|p| seen.insert((p.span.clone(), p.message.clone())));
@@ -104,8 +122,9 @@ fn read(
     path: &Path,
     source: &str,
     opts: &LoadOptions,
+    defer: &Deferrals,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> (Option<Pipeline>, Vec<Problem>) {
+) -> (Option<Pipeline>, Vec<Problem>, Deferrals) {
     let doc = match DeTable::parse(source) {
         Ok(doc) => doc,
         Err(e) => {
@@ -114,6 +133,7 @@ fn read(
             return (
                 None,
                 vec![Problem::at(span, format!("TOML syntax error: {msg}")).label("here")],
+                Deferrals::new(),
             );
         }
     };
@@ -188,6 +208,7 @@ fn read(
                     spans: &mut spans,
                     fanouts: &mut fanouts,
                     sources: &mut item_sources,
+                    defer,
                 };
                 fanout::expand(&mut r, &builder, &root_dir, out);
                 continue;
@@ -206,7 +227,14 @@ fn read(
         }
     }
     fanout::link::expand_deps(&mut tasks, &mut spans, &fanouts);
-    fanout::link::check_produced(&mut r, &tasks, &item_sources);
+    let deferrals = fanout::link::check_produced(
+        &mut r,
+        &mut tasks,
+        &mut spans,
+        &fanouts,
+        &item_sources,
+        &opts.finished,
+    );
     reserved::check(&mut r, &tasks, &spans, path, &root_dir, &cache.dir);
 
     let deps = graph::check(&mut r, &tasks, &spans, &pools);
@@ -227,9 +255,9 @@ fn read(
         // Used only when there are no problems: then every dep was found.
         dep_indices: Some(deps),
         fanouts,
-        item_sources: item_sources.into_iter().map(|(s, _)| s).collect(),
+        item_sources: item_sources.into_iter().map(|s| s.source).collect(),
     };
-    (Some(pipeline), r.problems)
+    (Some(pipeline), r.problems, deferrals)
 }
 
 /// The cache dir of the manifest at `path` unless its `[cache] dir` names another one

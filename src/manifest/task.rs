@@ -228,6 +228,8 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             keep_failed_outputs,
             cache_ttl,
             origin: None,
+            expands: None,
+            order_only: Vec::new(),
             remote: placement.remote,
             platform: placement.platform,
         };

@@ -12,6 +12,16 @@ use serde::ser::SerializeMap;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ItemValues(Arc<[(String, String)]>);
 
+impl ItemValues {
+    /// The value of an axis or field (an axis and a field never share a name).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl FromIterator<(String, String)> for ItemValues {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
         Self(iter.into_iter().collect())

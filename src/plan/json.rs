@@ -68,6 +68,11 @@ pub struct PlanTask {
     pub outputs: Vec<String>,
     /// The predicted cache status.
     pub cache: Prediction,
+    /// For a fan-out task whose items other tasks produce (SPEC §9): those tasks, as
+    /// declared. Its instances are known once they have run; until then it is this one
+    /// entry, `NAME[*]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expanded_after: Option<Vec<String>>,
     /// Where it would run: `remote` or `local`; absent when no remote executor is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executed_on: Option<ExecutedOn>,
@@ -123,6 +128,13 @@ pub enum PlanAction {
     },
     /// A group.
     Group {},
+    /// A fan-out task expanded after the tasks that produce its items.
+    Expand {
+        /// Where its items will come from: `lines FILE`, `csv FILE` or `glob PATTERN`.
+        items: String,
+        /// Its action as written, placeholders kept.
+        each: String,
+    },
 }
 
 /// Where a download's pin was written.
@@ -189,7 +201,7 @@ pub fn document(
                 name: t.name.clone(),
                 task,
                 item,
-                kind: t.kind(),
+                kind: t.expands.as_ref().map_or(t.kind(), |e| e.kind),
                 description: t.description.clone(),
                 deps: t.deps.clone(),
                 level: plan.level[i],
@@ -203,11 +215,22 @@ pub fn document(
                     .map(|g| format!("{}{}", if g.optional { "?" } else { "" }, g.glob))
                     .collect(),
                 outputs: t.outputs.iter().map(|o| o.to_string()).collect(),
-                cache: predictions.get(i).cloned().unwrap_or(Prediction {
-                    status: super::predict::CacheStatus::Off,
-                    key: None,
-                    reason: None,
-                }),
+                cache: match &t.expands {
+                    Some(e) => Prediction {
+                        status: super::predict::CacheStatus::Miss,
+                        key: None,
+                        reason: Some(format!(
+                            "its instances are known once {} has run",
+                            e.after.join(", ")
+                        )),
+                    },
+                    None => predictions.get(i).cloned().unwrap_or(Prediction {
+                        status: super::predict::CacheStatus::Off,
+                        key: None,
+                        reason: None,
+                    }),
+                },
+                expanded_after: t.expands.as_ref().map(|e| e.after.clone()),
                 executed_on: placements
                     .configured()
                     .then(|| placements.get(i).executed_on()),
@@ -232,6 +255,13 @@ pub fn document(
 
 fn action(plan: &Plan, i: usize) -> PlanAction {
     let t = plan.task(i);
+    if let Some(e) = &t.expands {
+        let declared = plan.pipeline.fanouts.iter().find(|f| f.name == e.task);
+        return PlanAction::Expand {
+            items: format!("{} {}", e.source.kind.as_str(), e.source.path),
+            each: declared.map(|f| f.template.clone()).unwrap_or_default(),
+        };
+    }
     match &t.action {
         Action::Command(cmd) => {
             let mut env: BTreeMap<String, String> = plan

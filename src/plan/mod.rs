@@ -80,6 +80,8 @@ impl Plan {
             match (pipeline.tasks.get_index_of(t.as_str()), fanout) {
                 (Some(i), _) => roots.push(i),
                 (None, Some(f)) => roots.extend(f.instances.clone()),
+                // An instance of a task expanded later: its stand-in until then.
+                (None, None) if let Some(i) = stand_in_for(&pipeline, t) => roots.push(i),
                 (None, None) => unknown.push(UnknownTarget {
                     name: t.clone(),
                     suggestion: crate::manifest::suggest_task(
@@ -141,6 +143,15 @@ impl Plan {
     pub fn selected_count(&self) -> usize {
         self.order.len()
     }
+}
+
+/// The stand-in of the fan-out task whose instance `target` (`clean[a.csv]`) would be, when
+/// that task is expanded only after its producers run (SPEC §9).
+fn stand_in_for(pipeline: &Pipeline, target: &str) -> Option<usize> {
+    let (base, _) = target.split_once('[')?;
+    let name = crate::manifest::fanout::deferred::stand_in_name(base);
+    let i = pipeline.tasks.get_index_of(name.as_str())?;
+    pipeline.tasks[i].expands.is_some().then_some(i)
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ fn text(plan: &Plan, predictions: &[Prediction], placements: &Placements, expand
         .iter()
         .map(|t| match &groups {
             Some(g) if g.is_grouped(t) => t.task.len() + 3,
-            _ => t.name.len(),
+            _ => name_label(t).len(),
         })
         .max()
         .unwrap_or(0);
@@ -101,13 +101,18 @@ fn text(plan: &Plan, predictions: &[Prediction], placements: &Placements, expand
         let _ = writeln!(
             out,
             "  {:width$}  {:8}  {}",
-            t.name,
+            name_label(t),
             t.kind.as_str(),
             action_line(&t.action, &lockfile)
         );
         let pad = " ".repeat(width + 4);
         if let Some(d) = &t.description {
             let _ = writeln!(out, "{pad}{d}");
+        }
+        if let PlanAction::Expand { each, .. } = &t.action
+            && !each.is_empty()
+        {
+            let _ = writeln!(out, "{pad}each: {}", first_line(each));
         }
         if !t.deps.is_empty() {
             let _ = writeln!(
@@ -117,10 +122,12 @@ fn text(plan: &Plan, predictions: &[Prediction], placements: &Placements, expand
             );
         }
         let mut details = Vec::new();
-        if matches!(
-            t.kind,
-            crate::model::TaskKind::Command | crate::model::TaskKind::Download
-        ) {
+        if t.expanded_after.is_none()
+            && matches!(
+                t.kind,
+                crate::model::TaskKind::Command | crate::model::TaskKind::Download
+            )
+        {
             let task = plan.pipeline.tasks.get(t.name.as_str());
             if let Some(task) = task {
                 details.push(format!("retry: {}", schedule_words(&task.retry)));
@@ -251,6 +258,22 @@ pub(super) fn action_line(a: &PlanAction, lockfile: &str) -> String {
         }
         PlanAction::Service { run, ready, .. } => format!("{}  (ready: {ready})", first_line(run)),
         PlanAction::Group {} => "(group)".into(),
+        PlanAction::Expand { items, .. } => {
+            let (kind, what) = items.split_once(' ').unwrap_or(("", items));
+            match kind {
+                "lines" => format!("one instance per line of {what}"),
+                "csv" => format!("one instance per row of {what}"),
+                _ => format!("one instance per file matching {what}"),
+            }
+        }
+    }
+}
+
+/// The name as the text plan shows it: a fan-out task expanded after others says so.
+fn name_label(t: &PlanTask) -> String {
+    match &t.expanded_after {
+        Some(after) => format!("{} (expanded after {})", t.name, after.join(", ")),
+        None => t.name.clone(),
     }
 }
 

@@ -46,11 +46,18 @@ impl Loop<'_> {
             Some(_) => "not started: the run was interrupted".to_string(),
             None => "not started: the run stopped after a failure (fail-fast)".to_string(),
         };
+        // Parked for the next phase of the run: nothing to tell about them yet.
+        let parked = (!self.stopping).then(|| super::earlier::parked(&self.plan));
         for i in self.plan.order.clone() {
-            if self.recs[i].phase != Phase::Done {
-                self.recs[i].error.get_or_insert_with(|| why.clone());
-                self.complete(i, TaskStatus::Cancelled);
+            if self.recs[i].phase == Phase::Done {
+                continue;
             }
+            if parked.as_ref().is_some_and(|p| p[i]) {
+                self.recs[i].error = Some("not started: waits for its items".into());
+                continue;
+            }
+            self.recs[i].error.get_or_insert_with(|| why.clone());
+            self.complete(i, TaskStatus::Cancelled);
         }
         let tasks: Vec<_> = self
             .plan
@@ -95,10 +102,22 @@ impl Loop<'_> {
         self.sink.event(&Event::RunFinished {
             report: report.clone(),
         });
+        let end = super::earlier::PhaseEnd {
+            digests: self
+                .plan
+                .order
+                .iter()
+                .map(|&i| self.recs[i].digest)
+                .collect(),
+            interrupted: self.interrupted,
+            stopping: self.stopping,
+            started: self.started,
+        };
         RunResult {
             report,
             exit_code: code,
             new_pins: std::mem::take(&mut self.new_pins),
+            end,
         }
     }
 }

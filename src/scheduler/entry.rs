@@ -49,6 +49,19 @@ async fn run_and_finish(
     sink: &mut dyn Sink,
     meanwhile: impl FnOnce(&RunResult),
 ) -> (RunResult, Option<Arc<dyn TaskCache>>) {
+    let result = run_phase(plan, cache.clone(), opts, sink).await;
+    let cache = finish_then(cache, &result, meanwhile).await;
+    (result, cache)
+}
+
+/// Runs the selected tasks of `plan` (one phase of a run, see [`super::Earlier`]) without
+/// saving the cache's run-wide state: [`finish_then`] does, once the last phase is over.
+pub async fn run_phase(
+    plan: Arc<Plan>,
+    cache: Arc<dyn TaskCache>,
+    opts: RunOptions,
+    sink: &mut dyn Sink,
+) -> RunResult {
     let (progress_tx, progress_rx) = mpsc::channel(1024);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
@@ -70,26 +83,33 @@ async fn run_and_finish(
         redactor: std::sync::OnceLock::new(),
         remote: executor,
     });
-    let cache = shared.cache.clone();
     let mut r = Loop::new(plan, shared, &opts, sink, stop_tx);
     r.remote = remote;
-    let result = r.run(progress_rx, done_rx, opts.handle_signals).await;
-    drop(r);
-    // Persist run-wide cache state (stat records) now: worker threads may still hold the
-    // cache when the process exits, so its Drop is no place to rely on.
+    r.run(progress_rx, done_rx, opts.handle_signals).await
+}
+
+/// Has the cache save its run-wide state (stat records) on a blocking thread, with
+/// `meanwhile` (the report files) given the result beside it; hands the cache back (None if
+/// its save panicked). Worker threads may still hold the cache when the process exits, so
+/// its Drop is no place to rely on.
+pub async fn finish_then(
+    cache: Arc<dyn TaskCache>,
+    result: &RunResult,
+    meanwhile: impl FnOnce(&RunResult),
+) -> Option<Arc<dyn TaskCache>> {
     let interrupted = result.report.status == crate::report::RunStatus::Interrupted;
     let finishing = tokio::task::spawn_blocking(move || {
         let saved = cache.finish(interrupted);
         (saved, cache)
     });
-    meanwhile(&result);
+    meanwhile(result);
     match finishing.await {
         Ok((saved, cache)) => {
             if let Err(e) = saved {
                 tracing::warn!("{e}");
             }
-            (result, Some(cache))
+            Some(cache)
         }
-        Err(_) => (result, None),
+        Err(_) => None,
     }
 }

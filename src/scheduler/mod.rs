@@ -6,6 +6,7 @@
 //! task waiting between retries holds nothing.
 
 mod attempts;
+mod earlier;
 mod ending;
 mod entry;
 mod failure;
@@ -42,7 +43,8 @@ use signals::{Signal, Signals};
 use state::{Held, Phase, Rec, millis};
 use worker::{Done, Job, Shared};
 
-pub use entry::{run, run_then};
+pub use earlier::Earlier;
+pub use entry::{finish_then, run, run_phase, run_then};
 pub use worker::log_file_name;
 
 /// How a run is carried out (from the command line).
@@ -64,6 +66,8 @@ pub struct RunOptions {
     pub placements: Option<Placements>,
     /// `--force`: a remote executor's ActionCache is not taken either.
     pub force: bool,
+    /// The phases of this run before this one (see [`Earlier`]); None for a run in one go.
+    pub earlier: Option<Arc<Earlier>>,
 }
 
 /// What a finished run hands back.
@@ -76,6 +80,8 @@ pub struct RunResult {
     /// The content of each download the lockfile does not pin yet that succeeded, for the
     /// caller to record (SPEC §10: trust on first use).
     pub new_pins: Vec<NewPin>,
+    /// What a next phase of the same run needs (see [`Earlier::after`]).
+    pub(crate) end: earlier::PhaseEnd,
 }
 
 struct Loop<'a> {
@@ -107,6 +113,8 @@ struct Loop<'a> {
     rng: StdRng,
     /// See [`RunResult::new_pins`].
     new_pins: Vec<NewPin>,
+    /// The phases before this one, whose failures this one carries on.
+    earlier: Option<Arc<earlier::Earlier>>,
 }
 
 impl<'a> Loop<'a> {
@@ -125,13 +133,25 @@ impl<'a> Loop<'a> {
             .values()
             .map(|t| Rec::new(&t.name, t.kind(), slots.need(&t.uses)))
             .collect();
+        let seeded = opts
+            .earlier
+            .as_deref()
+            .map(|e| earlier::seed(&plan, e, &mut recs))
+            .unwrap_or_default();
+        let is_seeded = |i: usize| seeded.get(i).copied().unwrap_or(false);
+        let parked = earlier::parked(&plan);
         for &i in &plan.order {
-            recs[i].waiting_on = plan.deps[i].iter().filter(|&&d| plan.selected[d]).count();
+            recs[i].waiting_on = plan.deps[i]
+                .iter()
+                .filter(|&&d| plan.selected[d] && !(is_seeded(d) && recs[d].succeeded()))
+                .count();
+            // What cannot run in this phase does not keep a service up.
             recs[i].open_dependents = plan.dependents[i]
                 .iter()
-                .filter(|&&d| plan.selected[d])
+                .filter(|&&d| plan.selected[d] && !is_seeded(d) && !parked[d])
                 .count();
         }
+        let earlier = opts.earlier.as_deref();
         Self {
             keep_going: opts.keep_going || !p.fail_fast,
             plan,
@@ -145,16 +165,20 @@ impl<'a> Loop<'a> {
             remote: None,
             slots,
             active: 0,
-            stopping: false,
-            interrupted: None,
+            stopping: earlier.is_some_and(|e| e.stopping),
+            interrupted: earlier.and_then(|e| e.interrupted),
             replay: opts.replay_cached_output,
             run_id: opts.run_id.clone(),
             concurrency,
-            started: (SystemTime::now(), tokio::time::Instant::now()),
+            started: earlier.map_or_else(
+                || (SystemTime::now(), tokio::time::Instant::now()),
+                |e| e.started,
+            ),
             sink,
             stop_tx,
             rng: StdRng::from_os_rng(),
-            new_pins: Vec::new(),
+            new_pins: earlier.map(|e| e.new_pins.clone()).unwrap_or_default(),
+            earlier: opts.earlier.clone(),
         }
     }
 
@@ -170,6 +194,9 @@ impl<'a> Loop<'a> {
             total: self.plan.order.len(),
         });
         let mut signals = Signals::new(handle_signals);
+        if let Some(e) = self.earlier.take() {
+            self.carry_on(&e);
+        }
         let order = self.plan.order.clone();
         for i in order {
             if self.recs[i].waiting_on == 0 {
@@ -194,7 +221,8 @@ impl<'a> Loop<'a> {
     }
 
     fn make_ready(&mut self, i: usize) {
-        if self.recs[i].phase != Phase::Waiting {
+        // A stand-in waits for the next phase, which expands it.
+        if self.recs[i].phase != Phase::Waiting || self.plan.task(i).expands.is_some() {
             return;
         }
         let services_ready = self.services_ready(i);

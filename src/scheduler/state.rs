@@ -149,6 +149,14 @@ impl Rec {
         self.last_lines.push_back(line.to_string());
     }
 
+    /// It ended succeeded or cached: its dependents may run.
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self.status,
+            Some(TaskStatus::Succeeded | TaskStatus::Cached)
+        )
+    }
+
     /// Marks the start, once.
     pub fn mark_started(&mut self) {
         if self.started.is_none() {

@@ -33,6 +33,8 @@ fn task(name: &str, deps: &[&str], action: Action) -> Task {
         keep_failed_outputs: false,
         cache_ttl: None,
         origin: None,
+        expands: None,
+        order_only: Vec::new(),
         remote: true,
         platform: BTreeMap::new(),
     }
@@ -85,6 +87,7 @@ fn opts() -> RunOptions {
         replay_cached_output: false,
         placements: None,
         force: false,
+        earlier: None,
     }
 }
 

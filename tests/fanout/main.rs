@@ -11,6 +11,7 @@ mod served;
 mod workspace;
 
 mod cache;
+mod expand_after;
 mod expansion;
 mod names;
 mod produced;

@@ -72,7 +72,7 @@ pub struct LocalCache {
     /// Keys computed by `lookup`, used by `record_success` of the same task.
     pending: Mutex<HashMap<usize, TaskKey>>,
     /// The manifest's task names (the journal keeps only these).
-    tasks: std::collections::HashSet<String>,
+    tasks: Mutex<std::collections::HashSet<String>>,
     /// The shared tier behind the local store, when configured (never when read-only).
     remote: Option<Arc<RemoteBackend>>,
     /// Entries on their way to the remote, started with the first one.
@@ -177,7 +177,7 @@ impl LocalCache {
             journal,
             options,
             pending: Mutex::new(HashMap::new()),
-            tasks: pipeline.tasks.keys().cloned().collect(),
+            tasks: Mutex::new(pipeline.tasks.keys().cloned().collect()),
             remote: if options.read_only {
                 None
             } else {
@@ -552,6 +552,14 @@ impl TaskCache for LocalCache {
         self.store.read_record(key)?.http
     }
 
+    fn next_phase(&self, plan: &Plan) {
+        // Keys looked up in the last phase belong to its indices (none is left but those of
+        // tasks that failed).
+        self.pending().clear();
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks.extend(plan.pipeline.tasks.keys().cloned());
+    }
+
     fn finish(&self, interrupted: bool) -> Result<(), CacheError> {
         self.finish_uploads(interrupted);
         self.save()
@@ -560,8 +568,9 @@ impl TaskCache for LocalCache {
 
 impl LocalCache {
     fn save(&self) -> Result<(), CacheError> {
+        let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         self.journal
-            .save(|task| self.tasks.contains(task))
+            .save(|task| tasks.contains(task))
             .map_err(|e| CacheError::Save {
                 what: "the last-results journal",
                 reason: e.to_string(),

@@ -1,10 +1,11 @@
 //! What ties instances to the rest of the manifest once every task is built: a dependency
-//! on a fan-out task's bare name means all of its instances, and no task may produce the
-//! items a fan-out reads when the manifest loads.
+//! on a fan-out task's bare name means all of its instances, and a fan-out whose items a
+//! task produces waits for that task.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
+use super::deferred::{Deferral, Deferrals};
 use super::sources::{self, SourceKind};
 use crate::manifest::diagnostic::Problem;
 use crate::manifest::task::TaskSpans;
@@ -12,7 +13,8 @@ use crate::manifest::walk::Reader;
 use crate::model::{FanOut, ItemSource, TaskMap};
 
 /// Replaces each dependency on a fan-out task's bare name by its instances (none for an
-/// empty fan-out), keeping the dependency's span for every instance.
+/// empty fan-out), keeping the dependency's span for every instance. A task expanded only
+/// after its producers stands as `NAME[*]` for its bare name and for any one instance.
 pub fn expand_deps(tasks: &mut TaskMap, spans: &mut [TaskSpans], fanouts: &[FanOut]) {
     if fanouts.is_empty() {
         return;
@@ -21,7 +23,24 @@ pub fn expand_deps(tasks: &mut TaskMap, spans: &mut [TaskSpans], fanouts: &[FanO
         .iter()
         .map(|f| (f.name.as_str(), &f.instances))
         .collect();
-    let needs = |deps: &[String]| deps.iter().any(|d| by_name.contains_key(d.as_str()));
+    let deferred: HashMap<&str, String> = fanouts
+        .iter()
+        .filter(|f| {
+            f.instances.len() == 1
+                && tasks
+                    .get_index(f.instances.start)
+                    .is_some_and(|(_, t)| t.expands.is_some())
+        })
+        .map(|f| (f.name.as_str(), super::deferred::stand_in_name(&f.name)))
+        .collect();
+    let stand_in = |dep: &str| -> Option<&String> {
+        let (base, _) = dep.split_once('[')?;
+        deferred.get(base).filter(|s| s.as_str() != dep)
+    };
+    let needs = |deps: &[String]| {
+        deps.iter()
+            .any(|d| by_name.contains_key(d.as_str()) || stand_in(d).is_some())
+    };
     if !tasks.values().any(|t| needs(&t.deps)) {
         return;
     }
@@ -33,14 +52,18 @@ pub fn expand_deps(tasks: &mut TaskMap, spans: &mut [TaskSpans], fanouts: &[FanO
         let mut deps = Vec::with_capacity(task.deps.len());
         let mut dep_spans = Vec::with_capacity(task.deps.len());
         for (dep, span) in task.deps.drain(..).zip(s.deps.drain(..)) {
-            match by_name.get(dep.as_str()) {
-                Some(range) => {
+            match (by_name.get(dep.as_str()), stand_in(&dep)) {
+                (Some(range), _) => {
                     for i in (*range).clone() {
                         deps.push(names[i].clone());
                         dep_spans.push(span.clone());
                     }
                 }
-                None => {
+                (None, Some(stand_in)) => {
+                    deps.push(stand_in.clone());
+                    dep_spans.push(span);
+                }
+                (None, None) => {
                     deps.push(dep);
                     dep_spans.push(span);
                 }
@@ -51,45 +74,147 @@ pub fn expand_deps(tasks: &mut TaskMap, spans: &mut [TaskSpans], fanouts: &[FanO
     }
 }
 
-/// Items must exist before the run: an item file that a task writes (or lies inside one of
-/// its outputs), or a glob that matches a declared output, is an error naming that task, in
-/// place of the source's being missing or empty.
-pub fn check_produced(r: &mut Reader<'_>, tasks: &TaskMap, sources: &[(ItemSource, Range<usize>)]) {
-    for (source, span) in sources {
-        let matcher = match source.kind {
-            SourceKind::Glob => sources::compile(&source.path).ok(),
-            _ => None,
+/// An item file or glob a fan-out task reads, where it is written, and whose it is.
+#[derive(Debug, Clone)]
+pub struct SourceUse {
+    /// The file or glob.
+    pub source: ItemSource,
+    /// Its place in the manifest.
+    pub span: Range<usize>,
+    /// The fan-out task's declared name.
+    pub task: String,
+}
+
+/// Items must exist before the tasks that use them run. When an item file is written by a
+/// task (or lies inside one of its outputs), or a glob matches a declared output, the fan-out
+/// task waits for that task: its instances depend on it once every producer is in
+/// `finished` (it ran in this run), and until then the task is deferred (returned, to be
+/// loaded as a stand-in). A fan-out over its own outputs is an error.
+pub fn check_produced(
+    r: &mut Reader<'_>,
+    tasks: &mut TaskMap,
+    spans: &mut [TaskSpans],
+    fanouts: &[FanOut],
+    sources: &[SourceUse],
+    finished: &BTreeSet<String>,
+) -> Deferrals {
+    let mut deferrals = Deferrals::new();
+    for SourceUse { source, span, task } in sources {
+        let producers = producers_of(tasks, source);
+        if producers.is_empty() {
+            continue;
+        }
+        let declared = |i: usize| {
+            let t = &tasks[i];
+            match (&t.origin, &t.expands) {
+                (Some(o), _) => o.task.clone(),
+                (None, Some(e)) => e.task.clone(),
+                (None, None) => t.name.clone(),
+            }
         };
-        let base = sources::literal_base(&source.path);
-        let producer = tasks.values().find_map(|t| {
-            t.outputs.iter().find_map(|out| {
-                let o = out.as_str();
-                let hit = match &matcher {
-                    None => out.contains(&source.path),
-                    // A matched output, or an output directory the walk starts inside.
-                    Some(m) => m.is_match(o) || (!base.is_empty() && out.contains(&base)),
-                };
-                hit.then_some((t, o))
-            })
-        });
-        if let Some((task, out)) = producer {
-            // Missing or empty because nobody has run its producer yet: say only that.
-            r.problems.retain(|p| {
-                p.span.as_ref() != Some(span)
-                    || !matches!(
-                        p.label.as_deref(),
-                        Some(super::NO_ITEMS | super::UNREADABLE)
-                    )
-            });
-            let producer_name = task
-                .origin
-                .as_ref()
-                .map_or(task.name.as_str(), |o| o.task.as_str());
+        if let Some(&(i, ref out)) = producers.iter().find(|(i, _)| declared(*i) == *task) {
             r.push(
-                Problem::at(span.clone(), format!("the items of `{}` would come from `{out}`, an output of task `{producer_name}`", source.path))
-                    .label("produced by another task")
-                    .help("items are read when the manifest loads, before any task runs: list them in a file that exists, or run the producing pipeline first"),
+                Problem::at(span.clone(), format!("the items of `{}` would come from `{out}`, an output of task `{}` itself", source.path, declared(i)))
+                    .label("produced by the task itself")
+                    .help("a fan-out task cannot read its items from its own outputs: read them from files another task writes"),
             );
+            continue;
+        }
+        let names: Vec<String> = producers
+            .iter()
+            .map(|&(i, _)| tasks[i].name.clone())
+            .collect();
+        if names.iter().all(|n| finished.contains(n)) {
+            // The producers ran: the items are current, and each instance waits for them.
+            let Some(f) = fanouts.iter().find(|f| f.name == *task) else {
+                continue;
+            };
+            for i in f.instances.clone() {
+                let (Some((_, t)), Some(s)) = (tasks.get_index_mut(i), spans.get_mut(i)) else {
+                    continue;
+                };
+                for n in &names {
+                    if !t.deps.contains(n) {
+                        t.deps.push(n.clone());
+                        s.deps.push(span.clone());
+                        t.order_only.push(n.clone());
+                    }
+                }
+                // The matched file stands for its producers in the key.
+                let path = t.origin.as_ref().and_then(|o| o.item.get("path"));
+                if let (SourceKind::Glob, Some(path)) = (source.kind, path) {
+                    let glob = crate::manifest::interpolate::glob_escape(path).into_owned();
+                    if !t.inputs.iter().any(|i| i.glob == glob) {
+                        t.inputs.push(crate::model::InputPattern {
+                            glob,
+                            optional: false,
+                        });
+                    }
+                }
+            }
+            continue;
+        }
+        // Missing, empty or stale because its producers have not run yet: not a problem.
+        r.problems.retain(|p| {
+            p.span.as_ref() != Some(span)
+                || !matches!(
+                    p.label.as_deref(),
+                    Some(super::NO_ITEMS | super::UNREADABLE)
+                )
+        });
+        let mut after: Vec<String> = Vec::new();
+        for &(i, _) in &producers {
+            let d = declared(i);
+            if !after.contains(&d) {
+                after.push(d);
+            }
+        }
+        deferrals.insert(
+            task.clone(),
+            Deferral {
+                producers: names,
+                after,
+            },
+        );
+    }
+    deferrals
+}
+
+/// Every task that writes `source` (or a glob's match), with the output that does; a
+/// stand-in counts for the directories its instances will write.
+fn producers_of(tasks: &TaskMap, source: &ItemSource) -> Vec<(usize, String)> {
+    let matcher = match source.kind {
+        SourceKind::Glob => sources::compile(&source.path).ok(),
+        _ => None,
+    };
+    let base = sources::literal_base(&source.path);
+    let mut found = Vec::new();
+    for (i, t) in tasks.values().enumerate() {
+        let hit = t.outputs.iter().find_map(|out| {
+            let o = out.as_str();
+            let hit = match &matcher {
+                None => out.contains(&source.path),
+                // A matched output, or an output directory the walk starts inside.
+                Some(m) => m.is_match(o) || (!base.is_empty() && out.contains(&base)),
+            };
+            hit.then(|| o.to_string())
+        });
+        let hit = hit.or_else(|| {
+            let e = t.expands.as_deref()?;
+            e.writes
+                .iter()
+                .find(|w| {
+                    let dir = w.trim_end_matches('/');
+                    let inside = |p: &str| p == dir || p.starts_with(&format!("{dir}/"));
+                    inside(&source.path)
+                        || (!base.is_empty()
+                            && (inside(&base) || dir.starts_with(&format!("{base}/"))))
+                })
+                .cloned()
+        });
+        if let Some(o) = hit {
+            found.push((i, o));
         }
     }
+    found
 }

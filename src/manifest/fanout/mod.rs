@@ -7,6 +7,7 @@
 //! a task came from a fan-out except the renderers, which group instances by [`Origin`].
 
 mod build;
+pub mod deferred;
 pub mod link;
 pub mod matrix;
 pub mod sources;
@@ -45,7 +46,9 @@ pub struct Expanded<'x> {
     /// Every fan-out task declared so far.
     pub fanouts: &'x mut Vec<FanOut>,
     /// Files and globs items were read from (for the memo and the produced-items check).
-    pub sources: &'x mut Vec<(ItemSource, Range<usize>)>,
+    pub sources: &'x mut Vec<link::SourceUse>,
+    /// The fan-out tasks to expand only after the tasks that produce their items.
+    pub defer: &'x deferred::Deferrals,
 }
 
 /// The declared items of a task: matrix rows × source items.
@@ -59,12 +62,30 @@ struct Items {
 pub fn expand(r: &mut Reader<'_>, builder: &TaskBuilder<'_, '_>, root: &Path, out: Expanded<'_>) {
     let name = builder.name;
     let start = out.tasks.len();
-    let declared = declared_items(r, builder, root, out.sources);
     let template = action_template(builder.table);
     let description = get(builder.table, "description").and_then(|v| match v.get_ref() {
         DeValue::String(s) => Some(s.to_string()),
         _ => None,
     });
+    if let Some(deferral) = out.defer.get(name) {
+        // Its items do not exist yet (or are stale): not read now.
+        if let Some((source, span, _)) =
+            get(builder.table, "for_each").and_then(|v| for_each(r, v, name))
+        {
+            let (task, spans) =
+                deferred::stand_in(r, builder, source, span, deferral, description.clone());
+            out.tasks.insert(task.name.clone(), task);
+            out.spans.push(spans);
+        }
+        out.fanouts.push(FanOut {
+            name: name.to_string(),
+            description,
+            template,
+            instances: start..out.tasks.len(),
+        });
+        return;
+    }
+    let declared = declared_items(r, builder, root, out.sources);
     if let Some(items) = declared {
         let count = items.rows.len() * items.items.as_ref().map_or(1, Vec::len);
         super::load::heap_for_tasks(out.tasks.len() + count);
@@ -87,7 +108,7 @@ fn declared_items(
     r: &mut Reader<'_>,
     b: &TaskBuilder<'_, '_>,
     root: &Path,
-    sources: &mut Vec<(ItemSource, Range<usize>)>,
+    sources: &mut Vec<link::SourceUse>,
 ) -> Option<Items> {
     let (axes, rows) = match get(b.table, "matrix") {
         Some(v) => matrix::read(r, v, b.name)?,
@@ -110,7 +131,11 @@ fn declared_items(
                         "item files and glob matches are read when the manifest loads: they must exist before the run",
                     ));
                     // Still a source: if a task produces it, that is the problem to show.
-                    sources.push((source, span));
+                    sources.push(link::SourceUse {
+                        source,
+                        span,
+                        task: b.name.to_string(),
+                    });
                     return None;
                 }
             };
@@ -142,13 +167,14 @@ fn declared_items(
                 );
                 return None;
             }
-            sources.push((
-                ItemSource {
+            sources.push(link::SourceUse {
+                source: ItemSource {
                     fingerprint: Some(fingerprint),
                     ..source
                 },
                 span,
-            ));
+                task: b.name.to_string(),
+            });
             Some(items)
         }
     };

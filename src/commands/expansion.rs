@@ -1,0 +1,116 @@
+//! `run` in phases (SPEC §9): a fan-out task whose items other tasks produce stands as
+//! `NAME[*]` until they have run. Each phase runs what it can with the stand-ins parked;
+//! then the manifest is loaded again with the finished tasks known, which expands every
+//! stand-in whose producers all finished, and the next phase runs the instances. What ended
+//! earlier is carried over ([`Earlier`]), so nothing runs twice and the report, the summary
+//! and the lockfile cover the whole run.
+
+use crate::cli::Selection;
+use crate::commands::{Error, load_plan_after};
+use crate::events::{Event, Sink};
+use crate::plan::Plan;
+use crate::scheduler::Earlier;
+
+/// Phases of one run at most (a chain of fan-outs each over the last one's outputs).
+pub const MAX_PHASES: usize = 8;
+
+/// True when some selected task of `plan` waits to be expanded.
+pub fn has_stand_ins(plan: &Plan) -> bool {
+    plan.order.iter().any(|&i| plan.task(i).expands.is_some())
+}
+
+/// What follows a phase that left `earlier`.
+pub enum Next {
+    /// Nothing more can run: the phase's report is the run's.
+    Done,
+    /// The plan of the next phase, with some stand-ins expanded.
+    Phase(Box<Plan>),
+    /// The manifest, loaded again, is invalid now that the items exist: `error` says why;
+    /// the stand-ins that were due (by name) fail.
+    Invalid { error: Error, due: Vec<String> },
+}
+
+/// Loads the next phase's plan when a selected stand-in's producers have all finished and
+/// the run goes on (not interrupted, not stopped by a failure).
+pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
+    if earlier.stopped() {
+        return Next::Done;
+    }
+    let finished = earlier.finished();
+    let due: Vec<String> = plan
+        .order
+        .iter()
+        .filter(|&&i| plan.task(i).expands.is_some())
+        .filter(|&&i| {
+            plan.deps[i]
+                .iter()
+                .all(|&d| finished.contains(plan.task(d).name.as_str()))
+        })
+        .map(|&i| plan.task(i).name.clone())
+        .collect();
+    if due.is_empty() {
+        return Next::Done;
+    }
+    match load_plan_after(
+        &selection.manifest,
+        &selection.vars,
+        &selection.targets,
+        finished,
+    ) {
+        // A stand-in still there would wait forever: this phase is the last.
+        Ok(next)
+            if due
+                .iter()
+                .all(|d| next.pipeline.tasks.contains_key(d.as_str())) =>
+        {
+            Next::Done
+        }
+        Ok(next) => Next::Phase(Box::new(next)),
+        Err(error) => Next::Invalid { error, due },
+    }
+}
+
+/// Why a stand-in fails when its expansion is invalid (the diagnostics are printed above).
+pub fn invalid_reason(error: &Error) -> String {
+    let text = error.to_string();
+    let first = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches('×').trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid manifest");
+    format!("cannot expand its items: {first}")
+}
+
+/// Passes a phase's events on, holding back its `RunFinished` until the command knows
+/// whether the phase was the run's last.
+pub struct HoldFinish<'s> {
+    sink: &'s mut dyn Sink,
+    held: Option<Event>,
+}
+
+impl<'s> HoldFinish<'s> {
+    /// Wraps `sink` for one phase.
+    pub fn new(sink: &'s mut dyn Sink) -> Self {
+        Self { sink, held: None }
+    }
+
+    /// The phase was the last: its `RunFinished` goes out (the summary is printed).
+    pub fn release(mut self) {
+        if let Some(e) = self.held.take() {
+            self.sink.event(&e);
+        }
+    }
+}
+
+impl Sink for HoldFinish<'_> {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunFinished { .. } => self.held = Some(event.clone()),
+            _ => self.sink.event(event),
+        }
+    }
+
+    fn wants_download_progress(&self) -> bool {
+        self.sink.wants_download_progress()
+    }
+}

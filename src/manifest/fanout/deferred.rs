@@ -1,0 +1,150 @@
+//! A fan-out task whose items another task produces (SPEC §9, "expanded after"): until that
+//! task has run, the task is one stand-in, `NAME[*]`, that waits for its producers and that
+//! its dependents wait for. `run` parks the stand-in, runs what it can, loads the manifest
+//! again with the producers finished (see [`crate::manifest::LoadOptions::finished`]) and
+//! runs the instances; `plan` and `check` show the stand-in as it is.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use crate::manifest::task::{TaskBuilder, TaskSpans};
+use crate::manifest::walk::{Reader, get};
+use crate::model::{CachePolicy, Expansion, ItemSource, RetryPolicy, Task, TaskKind, TaskMap};
+
+/// Why a fan-out task waits: the tasks that produce its items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deferral {
+    /// The producing tasks by name (instances by their own name, stand-ins as `NAME[*]`).
+    pub producers: Vec<String>,
+    /// The same tasks as declared (`unpack`), each once, for messages and the plan.
+    pub after: Vec<String>,
+}
+
+/// The fan-out tasks expanded after their producers, by declared name.
+pub type Deferrals = BTreeMap<String, Deferral>;
+
+/// The stand-in's name for the fan-out task `name`.
+pub fn stand_in_name(name: &str) -> String {
+    format!("{name}[*]")
+}
+
+/// Builds the stand-in of the fan-out task `b` describes, which reads `source` (written at
+/// `span`) once `deferral`'s producers have run. Its deps are the producers and every
+/// dependency of the task that names no item (those are resolved per instance later).
+pub fn stand_in(
+    r: &mut Reader<'_>,
+    b: &TaskBuilder<'_, '_>,
+    source: ItemSource,
+    span: Range<usize>,
+    deferral: &Deferral,
+    description: Option<String>,
+) -> (Task, TaskSpans) {
+    let mut deps: Vec<String> = deferral.producers.clone();
+    let mut dep_spans: Vec<Range<usize>> = vec![span; deps.len()];
+    if let Some(v) = get(b.table, "deps")
+        && let Some(list) = r.strings(v, &b.what("deps"), false)
+    {
+        for (text, at) in list {
+            if !text.contains("${") && !deps.contains(&text) {
+                deps.push(text);
+                dep_spans.push(at);
+            }
+        }
+    }
+    let kind = instance_kind(b);
+    let task = Task {
+        name: stand_in_name(b.name),
+        description,
+        deps,
+        action: crate::model::Action::Group,
+        cwd: None,
+        env: BTreeMap::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        timeout: None,
+        retry: RetryPolicy::default_for(TaskKind::Group),
+        uses: BTreeMap::new(),
+        cache: CachePolicy::Off,
+        keep_failed_outputs: false,
+        cache_ttl: None,
+        origin: None,
+        remote: false,
+        platform: BTreeMap::new(),
+        expands: Some(Box::new(Expansion {
+            task: b.name.to_string(),
+            after: deferral.after.clone(),
+            source,
+            kind,
+            writes: output_prefixes(b),
+        })),
+        order_only: Vec::new(),
+    };
+    let spans = TaskSpans {
+        name: b.name_span.clone(),
+        deps: dep_spans,
+        outputs: Vec::new(),
+        uses: Vec::new(),
+    };
+    (task, spans)
+}
+
+/// The kind the instances will have, from the action key the task is written with.
+fn instance_kind(b: &TaskBuilder<'_, '_>) -> TaskKind {
+    if get(b.table, "run").is_some() {
+        TaskKind::Command
+    } else if get(b.table, "download").is_some() {
+        TaskKind::Download
+    } else if get(b.table, "service").is_some() {
+        TaskKind::Service
+    } else {
+        TaskKind::Group
+    }
+}
+
+/// The directories the instances will write into: each output's and `dest`'s text before
+/// its first placeholder, up to the last `/` (`clean/${item.stem}.csv` → `clean/`), so a
+/// fan-out over those files waits for these instances in turn.
+fn output_prefixes(b: &TaskBuilder<'_, '_>) -> Vec<String> {
+    let mut texts: Vec<String> = Vec::new();
+    let strings = |v: &crate::manifest::walk::Val<'_>| -> Vec<String> {
+        match v.get_ref() {
+            toml::de::DeValue::String(s) => vec![s.to_string()],
+            toml::de::DeValue::Array(a) => a
+                .iter()
+                .filter_map(|x| match x.get_ref() {
+                    toml::de::DeValue::String(s) => Some(s.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    if let Some(v) = get(b.table, "outputs") {
+        texts.extend(strings(v));
+    }
+    if let Some(toml::de::DeValue::Table(d)) = get(b.table, "download").map(|v| v.get_ref())
+        && let Some(v) = get(d, "dest")
+    {
+        texts.extend(strings(v));
+    }
+    texts
+        .into_iter()
+        .map(|t| {
+            let literal = t.split("${").next().unwrap_or("");
+            match (t.contains("${"), literal.rfind('/')) {
+                (false, _) => t.trim_start_matches("./").to_string(),
+                (true, Some(slash)) => literal[..=slash].trim_start_matches("./").to_string(),
+                (true, None) => String::new(),
+            }
+        })
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The stand-ins among `tasks`, by index.
+pub fn stand_ins(tasks: &TaskMap) -> impl Iterator<Item = (usize, &Expansion)> {
+    tasks
+        .values()
+        .enumerate()
+        .filter_map(|(i, t)| t.expands.as_deref().map(|e| (i, e)))
+}
