@@ -32,6 +32,12 @@ pub enum Event {
         /// Number of selected tasks.
         total: usize,
     },
+    /// Fan-out tasks were expanded after the tasks that produce their items (SPEC §9): the
+    /// run goes on with more tasks.
+    Expanded {
+        /// Number of selected tasks now.
+        total: usize,
+    },
     /// A task took its slots and began its first attempt (or its cache lookup).
     TaskStarted {
         /// Task name.

@@ -165,6 +165,10 @@ pub fn explain_text(
     }
     for &dep in &plan.deps[task] {
         let name = &plan.task(dep).name;
+        // Waited for, not part of the key (a fan-out's producers).
+        if plan.task(task).order_only.contains(name) {
+            continue;
+        }
         if !prediction
             .parts
             .iter()

@@ -81,17 +81,25 @@ pub fn invalid_reason(error: &Error) -> String {
     format!("cannot expand its items: {first}")
 }
 
-/// Passes a phase's events on, holding back its `RunFinished` until the command knows
-/// whether the phase was the run's last.
-pub struct HoldFinish<'s> {
+/// Passes a phase's events on, holding back its `RunFinished` (when `hold`) until the
+/// command knows whether the phase was the run's last; a later phase's `RunStarted` goes on
+/// as `Expanded` (the run is one run).
+pub struct PhaseSink<'s> {
     sink: &'s mut dyn Sink,
     held: Option<Event>,
+    hold: bool,
+    later: bool,
 }
 
-impl<'s> HoldFinish<'s> {
-    /// Wraps `sink` for one phase.
-    pub fn new(sink: &'s mut dyn Sink) -> Self {
-        Self { sink, held: None }
+impl<'s> PhaseSink<'s> {
+    /// Wraps `sink` for one phase; `later`: not the run's first; `hold`: maybe not its last.
+    pub fn new(sink: &'s mut dyn Sink, later: bool, hold: bool) -> Self {
+        Self {
+            sink,
+            held: None,
+            hold,
+            later,
+        }
     }
 
     /// The phase was the last: its `RunFinished` goes out (the summary is printed).
@@ -102,10 +110,13 @@ impl<'s> HoldFinish<'s> {
     }
 }
 
-impl Sink for HoldFinish<'_> {
+impl Sink for PhaseSink<'_> {
     fn event(&mut self, event: &Event) {
         match event {
-            Event::RunFinished { .. } => self.held = Some(event.clone()),
+            Event::RunFinished { .. } if self.hold => self.held = Some(event.clone()),
+            Event::RunStarted { total, .. } if self.later => {
+                self.sink.event(&Event::Expanded { total: *total })
+            }
             _ => self.sink.event(event),
         }
     }

@@ -58,12 +58,20 @@ pub fn run(args: ListArgs) -> Result<u8, super::Error> {
             continue;
         }
         let desc = task.description.as_deref().unwrap_or("");
-        let _ = writeln!(
-            out,
-            "  {:width$}  {:8}  {desc}",
-            task.name,
-            task.kind().as_str()
-        );
+        // A fan-out task whose items are not there yet: what it waits for.
+        let (kind, desc) = match &task.expands {
+            Some(e) => {
+                let after = format!("expanded after {}", e.after.join(", "));
+                let desc = if desc.is_empty() {
+                    after
+                } else {
+                    format!("{desc} ({after})")
+                };
+                (e.kind, desc)
+            }
+            None => (task.kind(), desc.to_string()),
+        };
+        let _ = writeln!(out, "  {:width$}  {:8}  {desc}", task.name, kind.as_str());
     }
     Ok(super::print_stdout(&out))
 }

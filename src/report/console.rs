@@ -213,7 +213,9 @@ impl Sink for Console {
 
     fn event(&mut self, event: &Event) {
         match event {
-            Event::RunStarted { total, .. } => self.overall.set_length(*total as u64),
+            Event::RunStarted { total, .. } | Event::Expanded { total } => {
+                self.overall.set_length(*total as u64)
+            }
             Event::TaskStarted { name, .. } => {
                 let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
                 bar.set_style(task_style());

@@ -107,6 +107,7 @@ impl<W: Write + Send> Sink for Plain<W> {
         let quiet = self.verbosity == Verbosity::Quiet;
         let text = match event {
             Event::RunStarted { .. }
+            | Event::Expanded { .. }
             | Event::DownloadProgress { .. }
             | Event::AttemptStarted { .. } => None,
             Event::TaskStarted { name, .. } if !quiet => Some(format!("=> {name}: started")),

@@ -22,6 +22,7 @@ impl Sink for TracingSink {
             } => {
                 tracing::info!(event = "run_started", run_id, pipeline, total)
             }
+            Event::Expanded { total } => tracing::info!(event = "run_expanded", total),
             Event::TaskStarted { name, kind } => {
                 tracing::info!(event = "task_started", task = %name, kind = kind.as_str())
             }

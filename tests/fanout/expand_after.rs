@@ -343,3 +343,46 @@ run = "if [ ! -e go ]; then echo $$ > slow.pid; sleep 60; fi"
     assert_eq!(entry(&report, "unpack")["status"], "cached");
     assert_eq!(entry(&report, "slow[a.csv]")["status"], "succeeded");
 }
+
+/// A fan-out over the outputs of another that is expanded later waits for it in turn: three
+/// phases, one run; `list` and `explain` know both tasks; the JSON log says the run grew.
+#[test]
+fn a_chain_of_expansions_runs_in_one_run_and_list_and_explain_know_it() {
+    let ws = Workspace::new(&format!(
+        "{UNPACK}\n[tasks.stats]\nfor_each = {{ glob = \"clean/*.txt\" }}\noutputs = [\"stats/${{item.stem}}.n\"]\nrun = \"mkdir -p stats && wc -c < ${{item.path}} > stats/${{item.stem}}.n\"\n"
+    ));
+    ws.write("src/a.csv", "a,1\n").write("src/b.csv", "b,22\n");
+    ws.plan_text(&[])
+        .code(0)
+        .says(&["stats[*] (expanded after clean)", "after: clean[*]"]);
+    ws.exec(&["list", "taskrun.toml"]).code(0).says(&[
+        "clean[*]  command   expanded after unpack",
+        "stats[*]  command   expanded after clean",
+    ]);
+    let r = ws.exec(&["taskrun.toml", "--log-format", "json"]);
+    r.code(0);
+    assert_eq!(
+        r.stdout.matches("\"run_started\"").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout.matches("\"run_expanded\"").count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(ws.read("stats/b.n").trim(), "5");
+    let report = ws.last_report();
+    assert_eq!(report["summary"]["total"], 6);
+    assert_eq!(with_status(&report, "succeeded").len(), 6);
+
+    // `explain` reads the items as they are now; the producer is not in the key.
+    let e = ws.exec(&["explain", "taskrun.toml", "stats[a.txt]"]);
+    e.code(0).says(&["stats[a.txt]: hit", "input clean/a.txt"]);
+    assert!(!e.stdout.contains("dep clean"), "{}", e.stdout);
+    ws.exec(&["explain", "taskrun.toml", "clean"])
+        .code(2)
+        .says(&["explain one of them", "clean[a.csv]"]);
+}
