@@ -115,6 +115,8 @@ struct Loop<'a> {
     new_pins: Vec<NewPin>,
     /// The phases before this one, whose failures this one carries on.
     earlier: Option<Arc<earlier::Earlier>>,
+    /// Tasks that cannot run in this phase (see [`earlier::parked`]): they need no service.
+    parked: Vec<bool>,
 }
 
 impl<'a> Loop<'a> {
@@ -179,6 +181,7 @@ impl<'a> Loop<'a> {
             rng: StdRng::from_os_rng(),
             new_pins: earlier.map(|e| e.new_pins.clone()).unwrap_or_default(),
             earlier: opts.earlier.clone(),
+            parked,
         }
     }
 

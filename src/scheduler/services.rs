@@ -200,6 +200,7 @@ impl Loop<'_> {
         }
         let needed = self.plan.dependents[s].iter().any(|&d| {
             self.plan.selected[d]
+                && !self.parked[d]
                 && match self.recs[d].phase {
                     Phase::Running | Phase::RetryWait | Phase::WaitService => true,
                     Phase::Waiting | Phase::Ready => !self.stopping,

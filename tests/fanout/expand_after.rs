@@ -386,3 +386,34 @@ fn a_chain_of_expansions_runs_in_one_run_and_list_and_explain_know_it() {
         .code(2)
         .says(&["explain one of them", "clean[a.csv]"]);
 }
+
+/// A service that the producer and the instances both use is stopped when the producer is
+/// done (the parked stand-in does not hold it up) and started again for the instances.
+#[test]
+fn a_service_the_instances_need_is_up_again_for_them() {
+    let http = Http::start();
+    http.route("/list.txt", Route::ok(format!("{}\n", http.url("/a.csv"))));
+    http.route("/a.csv", Route::ok("a"));
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.mirror]
+service = {{ run = "echo started >> svc.starts; exec sleep 60", ready = {{ tcp = "{}" }}, ready_timeout = "5s" }}
+
+[tasks.list]
+deps = ["mirror"]
+download = {{ url = "{}", dest = "list.txt" }}
+
+[tasks.get]
+deps = ["mirror"]
+for_each = {{ lines = "list.txt" }}
+download = {{ url = "${{item.line}}", dest = "raw/${{item.name}}" }}
+"#,
+        http.addr(),
+        http.url("/list.txt"),
+    ));
+    let (_, report) = ws.run_report(&[], 0);
+    assert_eq!(entry(&report, "get[a.csv]")["status"], "succeeded");
+    assert_eq!(entry(&report, "mirror")["status"], "succeeded");
+    assert_eq!(ws.read("svc.starts"), "started\nstarted\n");
+    assert_eq!(ws.read("raw/a.csv"), "a");
+}
