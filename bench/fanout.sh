@@ -18,16 +18,22 @@
 #              one output each, `for_each = { lines = "files.txt" }`) vs ninja on the same files
 #              and the hand-written 10,000-task no-op rerun of bench/cache.sh (own directory).
 #              Target: within 2x of ninja.
+#   later      a fan-out expanded after the task that produces its items (issue 12 stretch):
+#              `unpack` copies 1,000 files into unpacked/, `clean` runs once per file there
+#              (`for_each = { glob = "unpacked/*.txt" }`, two phases in one run), against the
+#              same fan-out over files already there (one phase): a first run and a no-op rerun.
+#              No target; the cost of the second phase (the manifest loaded again, the glob
+#              read, a second scheduler pass) is what it shows.
 #
-# usage: bench/fanout.sh [plan] [downloads] [noop]      (default: all three)
+# usage: bench/fanout.sh [plan] [downloads] [noop] [later]   (default: all four)
 # env: BENCH_WORK, TASKRUN, RUNS, PORT (nginx, default 18088); see bench/lib.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 need hyperfine python3 ninja
 parts=("$@")
-[[ ${#parts[@]} -eq 0 ]] && parts=(plan downloads noop)
+[[ ${#parts[@]} -eq 0 ]] && parts=(plan downloads noop later)
 for p in "${parts[@]}"; do
-    [[ $p =~ ^(plan|downloads|noop)$ ]] || die "unknown part '$p' (plan, downloads, noop)"
+    [[ $p =~ ^(plan|downloads|noop|later)$ ]] || die "unknown part '$p' (plan, downloads, noop, later)"
 done
 have_taskrun || die "fanout.sh measures taskrun: $TASKRUN missing or without 'run'"
 
@@ -133,11 +139,49 @@ PY
     peak_rss "ninja no-op (10,000 edges)" ninja
 }
 
+later() {
+    local d=$BENCH_WORK/fanout-later
+    log "generating 1,000 files in $d/later/src and the same files in $d/direct/unpacked"
+    rm -rf "$d" && mkdir -p "$d/later/src" "$d/direct/unpacked"
+    local i
+    for i in $(seq 1 1000); do echo "$i" >"$d/later/src/f$i.txt"; done
+    cp "$d"/later/src/*.txt "$d/direct/unpacked/"
+    cat >"$d/later/later.toml" <<'TOML'
+[tasks.unpack]
+inputs = ["src/*.txt"]
+outputs = ["unpacked"]
+run = "rm -rf unpacked && cp -r src unpacked"
+
+[tasks.clean]
+for_each = { glob = "unpacked/*.txt" }
+outputs = ["clean/${item.stem}.out"]
+run = "mkdir -p clean && cp ${item.path} clean/${item.stem}.out"
+TOML
+    cat >"$d/direct/direct.toml" <<'TOML'
+[tasks.clean]
+for_each = { glob = "unpacked/*.txt" }
+inputs = ["${item.path}"]
+outputs = ["clean/${item.stem}.out"]
+run = "mkdir -p clean && cp ${item.path} clean/${item.stem}.out"
+TOML
+    cd "$d"
+    hf fanout-later-first "${RUNS_FIRST:-5}" 0 \
+        --prepare "rm -rf later/.taskrun later/unpacked later/clean direct/.taskrun direct/clean" \
+        "$TASKRUN later/later.toml -q --progress never" \
+        "$TASKRUN direct/direct.toml -q --progress never"
+    "$TASKRUN" later/later.toml -q --progress never
+    "$TASKRUN" direct/direct.toml -q --progress never
+    hf fanout-later-noop "${RUNS:-20}" 3 \
+        "$TASKRUN later/later.toml -q --progress never" \
+        "$TASKRUN direct/direct.toml -q --progress never"
+}
+
 for p in "${parts[@]}"; do
     case $p in
         plan) plan ;;
         downloads) downloads ;;
         noop) noop ;;
+        later) later ;;
     esac
 done
 
@@ -178,5 +222,13 @@ rss_rows() {
         python3 "$BENCH_DIR/report.py" fanout-noop
         echo
         rss_rows '^(no-op rerun, 10,000|ninja no-op)'
+    fi
+    if [[ " ${parts[*]} " == *" later "* ]]; then
+        echo
+        echo "D. A fan-out expanded after its producer (\`later.toml\`: \`unpack\` then 1,000 \`clean[*]\` instances, two phases) against the same fan-out over files already there (\`direct.toml\`, one phase), in \`$BENCH_WORK/fanout-later\`; first runs, then no-op reruns:"
+        echo
+        python3 "$BENCH_DIR/report.py" fanout-later-first
+        echo
+        python3 "$BENCH_DIR/report.py" fanout-later-noop
     fi
 } | tee "$RESULTS/fanout.md"
