@@ -209,23 +209,6 @@ run = "echo ${item.line}"
     );
 }
 
-#[test]
-fn a_fanout_over_its_own_outputs_is_still_an_error() {
-    let ws = Workspace::new(
-        r#"
-[tasks.copy]
-for_each = { glob = "data/*.txt" }
-run = "cp ${item.path} data/${item.stem}-copy.txt"
-outputs = ["data/${item.stem}-copy.txt"]
-"#,
-    );
-    ws.write("data/a.txt", "a\n");
-    ws.check()
-        .code(2)
-        .says(&["data/*.txt", "data/a-copy.txt", "`copy`", "itself"]);
-    ws.run(&[]).code(2);
-}
-
 /// Downloads listed in a file that a download fetches: `--locked` cannot see them before
 /// the list is there, so it refuses once they are known, before any of them runs; a run pins
 /// them; `lock` keeps their entries and `lock --check` passes.
