@@ -70,15 +70,27 @@ pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
     }
 }
 
-/// Why a stand-in fails when its expansion is invalid (the diagnostics are printed above).
-pub fn invalid_reason(error: &Error) -> String {
+/// The first line of `error`'s message, for the report entry of a stand-in it fails (the
+/// whole message is printed above).
+pub fn first_line(error: &Error) -> String {
     let text = error.to_string();
-    let first = text
-        .lines()
+    text.lines()
         .map(|l| l.trim().trim_start_matches('×').trim())
         .find(|l| !l.is_empty())
-        .unwrap_or("invalid manifest");
-    format!("cannot expand its items: {first}")
+        .unwrap_or("invalid manifest")
+        .trim_start_matches("error: ")
+        .trim_end_matches(':')
+        .to_string()
+}
+
+/// The stand-ins of `plan` that `next` expands.
+pub fn expanded(plan: &Plan, next: &Plan) -> Vec<String> {
+    plan.order
+        .iter()
+        .map(|&i| plan.task(i))
+        .filter(|t| t.expands.is_some() && !next.pipeline.tasks.contains_key(t.name.as_str()))
+        .map(|t| t.name.clone())
+        .collect()
 }
 
 /// Passes a phase's events on, holding back its `RunFinished` (when `hold`) until the

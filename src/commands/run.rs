@@ -156,6 +156,8 @@ pub fn run_with_cache(
     // A fan-out over items other tasks produce is expanded once they have run: a phase
     // per expansion, the last one's report covering them all.
     let mut last_phase = None;
+    // `--locked` refused the downloads of an expansion.
+    let mut refused = false;
     for _ in 0..expansion::MAX_PHASES {
         if !expansion::has_stand_ins(&plan) {
             break;
@@ -177,19 +179,30 @@ pub fn run_with_cache(
             }
             expansion::Next::Phase(next) => {
                 let mut next = *next;
-                (lock, unpinned) = apply_lockfile(&mut next, &|_| false)?;
-                if args.locked {
-                    // The instances do not run; the error is the run's last word.
-                    refuse_unlocked(&next, &unpinned)?;
+                let (next_lock, next_unpinned) = apply_lockfile(&mut next, &|_| false)?;
+                if args.locked
+                    && let Err(e) = refuse_unlocked(&next, &next_unpinned)
+                {
+                    // The instances do not run: their stand-ins fail, and the run (reported
+                    // as usual) exits 2 as a refusal before anything runs does.
+                    drop(held);
+                    e.print(false);
+                    let why = expansion::first_line(&e);
+                    for name in expansion::expanded(&plan, &next) {
+                        earlier.fail_expansion(name, why.clone());
+                    }
+                    refused = true;
+                } else {
+                    (lock, unpinned) = (next_lock, next_unpinned);
+                    opts.placements = Some(crate::plan::placement::place(&next, remote_off));
+                    cache.next_phase(&next);
+                    plan = next;
                 }
-                opts.placements = Some(crate::plan::placement::place(&next, remote_off));
-                cache.next_phase(&next);
-                plan = next;
             }
             expansion::Next::Invalid { error, due } => {
                 drop(held);
                 error.print(false);
-                let why = expansion::invalid_reason(&error);
+                let why = format!("cannot expand its items: {}", expansion::first_line(&error));
                 for name in due {
                     earlier.fail_expansion(name, why.clone());
                 }
@@ -256,7 +269,11 @@ pub fn run_with_cache(
     if let Some(pinned) = pinned {
         pinned.announce(args.log_format);
     }
-    let code = result.exit_code;
+    let code = if refused {
+        crate::exit_code::USAGE
+    } else {
+        result.exit_code
+    };
     // The process ends right after: freeing a 10,000-task report and plan entry by entry is
     // wasted.
     std::mem::forget(result);
