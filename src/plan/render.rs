@@ -298,7 +298,8 @@ fn dot(plan: &Plan) -> String {
     );
     for &i in &plan.order {
         let t = plan.task(i);
-        let shape = match t.kind() {
+        let kind = t.expands.as_ref().map_or(t.kind(), |e| e.kind);
+        let shape = match kind {
             crate::model::TaskKind::Group => "ellipse",
             crate::model::TaskKind::Service => "component",
             crate::model::TaskKind::Download => "note",
@@ -308,7 +309,7 @@ fn dot(plan: &Plan) -> String {
             out,
             "  {:?} [label={:?}, shape={shape}];",
             t.name,
-            format!("{}\n{}", t.name, t.kind().as_str())
+            format!("{}\n{}", graph_name(t), kind.as_str())
         );
     }
     for &i in &plan.order {
@@ -320,11 +321,20 @@ fn dot(plan: &Plan) -> String {
     out
 }
 
+/// A task's name in a graph: a fan-out expanded later says after what.
+fn graph_name(t: &crate::model::Task) -> String {
+    match &t.expands {
+        Some(e) => format!("{} (expanded after {})", t.name, e.after.join(", ")),
+        None => t.name.clone(),
+    }
+}
+
 fn mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart LR\n");
     for &i in &plan.order {
         let t = plan.task(i);
-        let label = format!("{} ({})", t.name, t.kind().as_str()).replace('"', "#quot;");
+        let kind = t.expands.as_ref().map_or(t.kind(), |e| e.kind);
+        let label = format!("{} ({})", graph_name(t), kind.as_str()).replace('"', "#quot;");
         let _ = writeln!(out, "  t{i}[\"{label}\"]");
     }
     for &i in &plan.order {
