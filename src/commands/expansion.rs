@@ -56,6 +56,7 @@ pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
         &selection.vars,
         &selection.targets,
         finished,
+        true,
     ) {
         // A stand-in still there would wait forever: this phase is the last.
         Ok(next)

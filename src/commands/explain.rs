@@ -16,7 +16,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             break;
         }
         let all = plan.pipeline.tasks.keys().cloned().collect();
-        let next = super::load_plan_after(&args.manifest, &args.vars, targets, all)?;
+        let next = super::load_plan_after(&args.manifest, &args.vars, targets, all, false)?;
         if next.pipeline.tasks.len() == plan.pipeline.tasks.len()
             && next.pipeline.tasks.keys().eq(plan.pipeline.tasks.keys())
         {

@@ -126,18 +126,25 @@ fn load_pipeline_with(
 }
 
 /// [`load_plan`] once `finished` have run: the fan-out tasks whose items only they produce
-/// are expanded (SPEC §9), read from the files as they are now.
+/// are expanded (SPEC §9), read from the files as they are now. `run` passes `remember`
+/// (see [`manifest::memo`]); `explain` does not.
 pub fn load_plan_after(
     path: &Path,
     vars: &[String],
     targets: &[String],
     finished: std::collections::BTreeSet<String>,
+    remember: bool,
 ) -> Result<Plan, Error> {
     let opts = LoadOptions {
         vars: manifest::parse_var_args(vars)?,
         finished,
     };
-    plan_pipeline(path, targets, manifest::load(path, &opts)?)
+    let pipeline = if remember {
+        manifest::memo::load_remembered(path, &opts)?
+    } else {
+        manifest::load(path, &opts)?
+    };
+    plan_pipeline(path, targets, pipeline)
 }
 
 /// Loads a manifest and builds its plan for `targets`.

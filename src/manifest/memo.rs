@@ -8,7 +8,10 @@
 //! taskrun binary (size, mtime, inode), and every environment variable the manifest read
 //! (`${env.X}`, `TASKRUN_CACHE_DIR`) with its value then. It is used only when all of them
 //! are the same now; otherwise the manifest is loaded as usual (with every diagnostic) and
-//! remembered again. Secrets are never in it: `${secret.*}` is resolved only when a task runs,
+//! remembered again. A later phase of a run (fan-outs expanded after the tasks that produce
+//! their items) is remembered beside it, with the finished tasks' names in its identity and
+//! the produced item files among those it checks. Secrets are never in it: `${secret.*}` is
+//! resolved only when a task runs,
 //! and a manifest whose remote cache URL carries a user or password is not remembered.
 //! `check`, `plan` and `--dry-run` never read or write it.
 
@@ -52,12 +55,10 @@ fn load_remembered_with(
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Pipeline, LoadError> {
     let source = super::load::read_source(path)?;
-    // What finished earlier in a run is not part of the memo's identity.
-    let id = memo_id(path, opts, &source).filter(|_| opts.finished.is_empty());
-    let Some(id) = id else {
+    let Some(id) = memo_id(path, opts, &source) else {
         return load_str(path, source, opts, env);
     };
-    let file = memo_path(path);
+    let file = memo_path(path, &opts.finished);
     if let Ok(m) = std::fs::metadata(&file) {
         let tasks = m.len() / MEMO_BYTES_PER_TASK;
         super::load::heap_for_tasks(usize::try_from(tasks).unwrap_or(usize::MAX));
@@ -109,14 +110,23 @@ fn has_credentials(remote: Option<&url::Url>) -> bool {
     remote.is_some_and(|u| !u.username().is_empty() || u.password().is_some())
 }
 
-/// Where the memo of the manifest at `path` lives.
-fn memo_path(path: &Path) -> PathBuf {
+/// Where the memo of the manifest at `path` lives. A load after some tasks `finished` (a
+/// later phase of a run, which expands fan-outs over produced items) has its own, one of at
+/// most 16 per manifest, so a run's phases do not replace each other's memo.
+fn memo_path(path: &Path, finished: &std::collections::BTreeSet<String>) -> PathBuf {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let hex = to_hex(&hash_bytes(abs.as_os_str().as_encoded_bytes()));
+    let name = if finished.is_empty() {
+        format!("{}.bin", &hex[..32])
+    } else {
+        let names: Vec<&str> = finished.iter().map(String::as_str).collect();
+        let phase = to_hex(&hash_bytes(names.join("\n").as_bytes()));
+        format!("{}-after-{}.bin", &hex[..32], &phase[..1])
+    };
     manifest_dir(path)
         .join(".taskrun")
         .join("manifest")
-        .join(format!("{}.bin", &hex[..32]))
+        .join(name)
 }
 
 /// Digest of what a load depends on besides the environment; `None` when the running
@@ -146,6 +156,10 @@ fn memo_id(path: &Path, opts: &LoadOptions, source: &str) -> Option<Digest> {
     for (k, v) in &opts.vars {
         field(k.as_bytes());
         field(v.as_bytes());
+    }
+    field(&(opts.finished.len() as u64).to_le_bytes());
+    for name in &opts.finished {
+        field(name.as_bytes());
     }
     field(source.as_bytes());
     Some(hasher.finalize().into())
@@ -180,7 +194,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(run(&p, &opts), "echo hello w");
-        assert!(memo_path(&p).exists());
+        assert!(memo_path(&p, &Default::default()).exists());
         assert_eq!(run(&p, &opts), "echo hello w");
 
         *value.lock().unwrap() = "bonjour";
@@ -194,7 +208,7 @@ mod tests {
         assert_eq!(run(&p, &vars), "printf bonjour x");
 
         // A damaged memo is ignored, and an invalid manifest still gets its diagnostics.
-        std::fs::write(memo_path(&p), b"garbage").unwrap();
+        std::fs::write(memo_path(&p, &Default::default()), b"garbage").unwrap();
         assert_eq!(run(&p, &vars), "printf bonjour x");
         let p = manifest(dir.path(), "version = 1\n[tasks.a]\nrun = 3\n");
         assert!(matches!(
