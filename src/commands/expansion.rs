@@ -40,7 +40,7 @@ pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
     let due: Vec<String> = plan
         .order
         .iter()
-        .filter(|&&i| plan.task(i).expands.is_some())
+        .filter(|&&i| plan.task(i).expands.is_some() && !earlier.has_ended(&plan.task(i).name))
         .filter(|&&i| {
             plan.deps[i]
                 .iter()

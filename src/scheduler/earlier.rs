@@ -84,6 +84,12 @@ impl Earlier {
             .collect()
     }
 
+    /// The task `name` reached a final status in an earlier phase (a stand-in: it failed
+    /// or was skipped, and is not expanded again).
+    pub fn has_ended(&self, name: &str) -> bool {
+        self.ended.contains_key(name)
+    }
+
     /// No new task may start: the run was interrupted, or stopped after a failure.
     pub fn stopped(&self) -> bool {
         self.stopping

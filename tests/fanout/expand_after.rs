@@ -207,6 +207,15 @@ run = "echo ${item.line}"
         each["error"].as_str().unwrap().contains("the key `x`"),
         "{each}"
     );
+    // Keep going: the failed expansion is not tried again (said once, no more phases).
+    let (r, report) = ws.run_report(&["-k"], 1);
+    assert_eq!(
+        r.stderr.matches("have the key `x`").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(entry(&report, "each[*]")["status"], "failed");
 }
 
 /// Downloads listed in a file that a download fetches: `--locked` cannot see them before
@@ -245,6 +254,11 @@ download = {{ url = "${{item.line}}", dest = "raw/${{item.name}}" }}
         0,
         "no instance ran"
     );
+
+    // Keep going changes nothing: refused once.
+    let r = ws.run(&["--locked", "-k"]);
+    r.code(2);
+    assert_eq!(r.stderr.matches("does not pin").count(), 1, "{}", r.stderr);
 
     ws.run(&[])
         .code(0)
