@@ -110,3 +110,34 @@ fn plan_json_follows_the_plan_schema() {
         assert!(errors.is_empty(), "{manifest}: {errors:?}");
     }
 }
+
+/// A fan-out expanded after its producer (SPEC §9): its stand-in's plan entry (kind of its
+/// instances, `expanded_after`, the `expand` action) follows the plan schema.
+#[test]
+fn a_stand_in_in_the_plan_follows_the_plan_schema() {
+    let v = validator("plan.schema.json");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("taskrun.toml"),
+        "[tasks.unpack]\noutputs = [\"unpacked\"]\nrun = \"true\"\n\n[tasks.clean]\nfor_each = { glob = \"unpacked/*.csv\" }\nrun = \"cat ${item.path}\"\n",
+    )
+    .unwrap();
+    let out = crate::support::taskrun()
+        .current_dir(dir.path())
+        .args(["plan", "taskrun.toml", "--format", "json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let stand_in = &json["tasks"][1];
+    assert_eq!(stand_in["name"], "clean[*]");
+    assert_eq!(stand_in["action"]["type"], "expand");
+    assert_eq!(stand_in["action"]["items"], "glob unpacked/*.csv");
+    let errors: Vec<String> = v
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
