@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use super::failure::TaskFailure;
-use super::state::{Phase, millis};
+use super::state::{Stage, millis};
 use super::worker::Done;
 use super::{Loop, retry};
 use crate::cache::Digest;
@@ -105,7 +105,7 @@ impl Loop<'_> {
                     a.wait_ms = Some(millis(wait));
                 }
                 rec.next_attempt = next;
-                rec.phase = Phase::RetryWait;
+                rec.stage = Stage::RetryWait;
                 self.sink.event(&Event::RetryScheduled {
                     name: rec.name.clone(),
                     failed_attempt: number,

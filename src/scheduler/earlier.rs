@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use super::signals::Signal;
-use super::state::{Phase, Rec};
+use super::state::{Rec, Stage};
 use super::{Loop, RunResult};
 use crate::cache::Digest;
 use crate::lockfile::standing::NewPin;
@@ -126,7 +126,7 @@ pub(super) fn seed(plan: &Plan, earlier: &Earlier, recs: &mut [Rec]) -> Vec<bool
             continue;
         }
         let rec = &mut recs[i];
-        rec.phase = Phase::Done;
+        rec.stage = Stage::Done;
         rec.status = Some(ended.entry.status);
         rec.digest = ended.digest;
         rec.key = ended.entry.cache_key.clone();
@@ -153,7 +153,7 @@ impl Loop<'_> {
     pub(super) fn carry_on(&mut self, earlier: &Earlier) {
         for i in self.plan.order.clone() {
             let rec = &self.recs[i];
-            if rec.phase != Phase::Done || !earlier.ended.contains_key(&*rec.name) {
+            if rec.stage != Stage::Done || !earlier.ended.contains_key(&*rec.name) {
                 continue;
             }
             let status = rec.status.unwrap_or(TaskStatus::Cancelled);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::signals::Signal;
-use super::state::{Phase, millis};
+use super::state::{Stage, millis};
 use super::{Loop, RunResult};
 use crate::actions::Stop;
 use crate::events::Event;
@@ -32,7 +32,7 @@ impl Loop<'_> {
             forced: false,
         });
         for i in self.plan.order.clone() {
-            if self.recs[i].phase == Phase::RetryWait {
+            if self.recs[i].stage == Stage::RetryWait {
                 self.active -= 1;
                 self.recs[i].error = Some("interrupted while waiting to retry".into());
                 self.complete(i, TaskStatus::Cancelled);
@@ -49,7 +49,7 @@ impl Loop<'_> {
         // Parked for the next phase of the run: nothing to tell about them yet.
         let parked = (!self.stopping).then(|| super::earlier::parked(&self.plan));
         for i in self.plan.order.clone() {
-            if self.recs[i].phase == Phase::Done {
+            if self.recs[i].stage == Stage::Done {
                 continue;
             }
             if parked.as_ref().is_some_and(|p| p[i]) {

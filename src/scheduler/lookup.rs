@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Loop;
-use super::state::Phase;
+use super::state::Stage;
 use super::worker::{Checked, Done, Shared, check_cache};
 use crate::cache::Digest;
 
@@ -122,7 +122,7 @@ impl Loop<'_> {
     pub(super) fn dispatch_lookups(&mut self) {
         let pending = std::mem::take(&mut self.to_lookup);
         for i in pending {
-            if self.recs[i].phase != Phase::Ready {
+            if self.recs[i].stage != Stage::Ready {
                 continue;
             }
             let deps = self.dep_digests(i);
@@ -131,7 +131,7 @@ impl Loop<'_> {
                 LookupPool::start(shared.clone(), shared.cache.lookup_threads())
             });
             let rec = &mut self.recs[i];
-            rec.phase = Phase::Running;
+            rec.stage = Stage::Running;
             rec.looked_up = true;
             rec.mark_started();
             if pool.submit(i, deps) {
@@ -149,7 +149,7 @@ impl Loop<'_> {
         }
         let rec = &mut self.recs[task];
         rec.key = key;
-        rec.phase = Phase::Ready;
+        rec.stage = Stage::Ready;
         self.enqueue(task, false);
     }
 }

@@ -40,7 +40,7 @@ use crate::plan::placement::Placements;
 use crate::report::{RunReport, TaskStatus};
 use pools::Slots;
 use signals::{Signal, Signals};
-use state::{Held, Phase, Rec, millis};
+use state::{Held, Rec, Stage, millis};
 use worker::{Done, Job, Shared};
 
 pub use earlier::Earlier;
@@ -225,12 +225,12 @@ impl<'a> Loop<'a> {
 
     fn make_ready(&mut self, i: usize) {
         // A stand-in waits for the next phase, which expands it.
-        if self.recs[i].phase != Phase::Waiting || self.plan.task(i).expands.is_some() {
+        if self.recs[i].stage != Stage::Waiting || self.plan.task(i).expands.is_some() {
             return;
         }
         let services_ready = self.services_ready(i);
         let rec = &mut self.recs[i];
-        rec.phase = Phase::Ready;
+        rec.stage = Stage::Ready;
         match &self.plan.task(i).action {
             Action::Group | Action::Service(_) => self.instant.push(i),
             // Revalidation is an async request: that lookup stays with the job.
@@ -256,7 +256,7 @@ impl<'a> Loop<'a> {
             return;
         }
         while let Some(i) = self.instant.pop() {
-            if self.recs[i].phase != Phase::Ready {
+            if self.recs[i].stage != Stage::Ready {
                 continue;
             }
             match self.plan.task(i).action {
@@ -275,7 +275,7 @@ impl<'a> Loop<'a> {
         let mut idx = 0;
         while idx < self.ready.len() && !self.slots.saturated() {
             let i = self.ready[idx];
-            if self.recs[i].phase != Phase::Ready {
+            if self.recs[i].stage != Stage::Ready {
                 self.ready.remove(idx);
                 continue;
             }
@@ -302,7 +302,7 @@ impl<'a> Loop<'a> {
         let dep_digests = self.dep_digests(i);
         let rec = &mut self.recs[i];
         rec.held = held;
-        rec.phase = Phase::Running;
+        rec.stage = Stage::Running;
         rec.mark_started();
         let lookup = !std::mem::replace(&mut rec.looked_up, true);
         self.active += 1;
@@ -480,9 +480,9 @@ impl<'a> Loop<'a> {
                 self.on_attempt(task, key, (started, finished), result, digest);
             }
             Done::RetryDue { task } => {
-                if self.recs[task].phase == Phase::RetryWait {
+                if self.recs[task].stage == Stage::RetryWait {
                     self.active -= 1;
-                    self.recs[task].phase = Phase::Ready;
+                    self.recs[task].stage = Stage::Ready;
                     if self.stopping && self.interrupted.is_some() {
                         self.complete(task, TaskStatus::Cancelled);
                     } else {
@@ -533,11 +533,11 @@ impl<'a> Loop<'a> {
     /// Records a final status and lets the graph move on.
     fn complete(&mut self, i: usize, status: TaskStatus) {
         let rec = &mut self.recs[i];
-        if rec.phase == Phase::Done {
+        if rec.stage == Stage::Done {
             return;
         }
         let notified = std::mem::replace(&mut rec.notified, true);
-        rec.phase = Phase::Done;
+        rec.stage = Stage::Done;
         rec.status = Some(status);
         rec.finished = Some((SystemTime::now(), tokio::time::Instant::now()));
         let finished = Event::TaskFinished {
@@ -580,8 +580,8 @@ impl<'a> Loop<'a> {
             return;
         }
         if matches!(
-            self.recs[i].phase,
-            Phase::Waiting | Phase::Ready | Phase::WaitService
+            self.recs[i].stage,
+            Stage::Waiting | Stage::Ready | Stage::WaitService
         ) {
             self.recs[i].error = Some(format!("skipped: {why}"));
             self.complete(i, TaskStatus::Skipped);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::{OnceCell, watch};
 
 use super::Loop;
-use super::state::{Held, Phase};
+use super::state::{Held, Stage};
 use crate::events::Event;
 use crate::model::{GrpcUrl, Pipeline};
 use crate::plan::Plan;
@@ -143,7 +143,7 @@ impl Loop<'_> {
                 return;
             }
             let i = r.ready[idx];
-            if self.recs[i].phase != Phase::Ready {
+            if self.recs[i].stage != Stage::Ready {
                 r.ready.remove(idx);
                 continue;
             }
@@ -210,7 +210,7 @@ impl Loop<'_> {
         let rec = &mut self.recs[task];
         rec.key = key;
         rec.looked_up = true;
-        rec.phase = Phase::Ready;
+        rec.stage = Stage::Ready;
         // It started already: it goes first, as a retry does.
         self.ready.push_front(task);
     }

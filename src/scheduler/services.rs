@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use tokio::sync::oneshot;
 
-use super::state::{Phase, millis};
+use super::state::{Stage, millis};
 use super::{Loop, worker};
 use crate::cache::Produced;
 use crate::events::Event;
@@ -36,7 +36,7 @@ impl Loop<'_> {
         let rec = &mut self.recs[i];
         rec.service_mut().standby = true;
         rec.notified = true;
-        rec.phase = Phase::Running;
+        rec.stage = Stage::Running;
         for d in self.plan.dependents[i].clone() {
             self.dep_finished_ok(d);
         }
@@ -66,14 +66,14 @@ impl Loop<'_> {
     pub(super) fn on_miss_needing_services(&mut self, task: usize, key: Option<String>) {
         self.recs[task].key = key;
         self.recs[task].started = None;
-        self.recs[task].phase = Phase::WaitService;
+        self.recs[task].stage = Stage::WaitService;
         if !self.stopping && self.ensure_services(task) {
             self.resume_after_services(task);
         }
     }
 
     fn resume_after_services(&mut self, task: usize) {
-        self.recs[task].phase = Phase::Ready;
+        self.recs[task].stage = Stage::Ready;
         if self.plan.task(task).kind() == TaskKind::Service {
             self.start_service(task);
         } else {
@@ -85,7 +85,7 @@ impl Loop<'_> {
     /// A standby service whose dependents are all done was never needed: it counts as cached.
     pub(super) fn settle_standby_service(&mut self, s: usize) {
         let rec = &mut self.recs[s];
-        if rec.is_standby() && rec.open_dependents == 0 && rec.phase != Phase::Done {
+        if rec.is_standby() && rec.open_dependents == 0 && rec.stage != Stage::Done {
             rec.service_mut().standby = false;
             rec.error = None;
             self.complete(s, TaskStatus::Cached);
@@ -97,16 +97,16 @@ impl Loop<'_> {
         let needed = self.recs[i].open_dependents > 0 || self.plan.dependents[i].is_empty();
         if !needed {
             // Every dependent already reached a final status: nothing needs it.
-            self.recs[i].phase = Phase::Waiting;
+            self.recs[i].stage = Stage::Waiting;
             return;
         }
         if !self.ensure_services(i) {
-            self.recs[i].phase = Phase::WaitService;
+            self.recs[i].stage = Stage::WaitService;
             return;
         }
         let (tx, rx) = oneshot::channel();
         let rec = &mut self.recs[i];
-        rec.phase = Phase::Running;
+        rec.stage = Stage::Running;
         rec.service_mut().release = Some(tx);
         rec.mark_started();
         rec.executed_on = Some(crate::model::ExecutedOn::Local);
@@ -140,7 +140,7 @@ impl Loop<'_> {
             if !notified {
                 self.dep_finished_ok(d);
             }
-            if self.recs[d].phase == Phase::WaitService && !self.stopping && self.ensure_services(d)
+            if self.recs[d].stage == Stage::WaitService && !self.stopping && self.ensure_services(d)
             {
                 self.resume_after_services(d);
             }
@@ -201,10 +201,10 @@ impl Loop<'_> {
         let needed = self.plan.dependents[s].iter().any(|&d| {
             self.plan.selected[d]
                 && !self.parked[d]
-                && match self.recs[d].phase {
-                    Phase::Running | Phase::RetryWait | Phase::WaitService => true,
-                    Phase::Waiting | Phase::Ready => !self.stopping,
-                    Phase::Done => false,
+                && match self.recs[d].stage {
+                    Stage::Running | Stage::RetryWait | Stage::WaitService => true,
+                    Stage::Waiting | Stage::Ready => !self.stopping,
+                    Stage::Done => false,
                 }
         });
         if !needed && let Some(tx) = self.recs[s].service_mut().release.take() {

@@ -17,7 +17,7 @@ pub const LAST_LINES: usize = 20;
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum Stage {
     /// Some dependency has not finished.
     Waiting,
     /// In the ready queue, waiting for slots.
@@ -47,7 +47,7 @@ pub enum Held {
 pub struct Rec {
     pub name: Arc<str>,
     pub kind: TaskKind,
-    pub phase: Phase,
+    pub stage: Stage,
     /// Selected dependencies not yet succeeded (or ready, for services).
     pub waiting_on: usize,
     /// Selected dependents that have not reached a final status.
@@ -115,7 +115,7 @@ impl Rec {
         Self {
             name: Arc::from(name),
             kind,
-            phase: Phase::Waiting,
+            stage: Stage::Waiting,
             waiting_on: 0,
             open_dependents: 0,
             need,
