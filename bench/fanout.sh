@@ -153,6 +153,7 @@ outputs = ["unpacked"]
 run = "rm -rf unpacked && cp -r src unpacked"
 
 [tasks.clean]
+deps = ["unpack"]
 for_each = { glob = "unpacked/*.txt" }
 outputs = ["clean/${item.stem}.out"]
 run = "mkdir -p clean && cp ${item.path} clean/${item.stem}.out"

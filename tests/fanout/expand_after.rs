@@ -16,6 +16,7 @@ outputs = ["unpacked"]
 run = "rm -rf unpacked && mkdir -p unpacked && cp src/*.csv unpacked/ && echo unpack >> runs.log"
 
 [tasks.clean]
+deps = ["unpack"]
 for_each = { glob = "unpacked/*.csv" }
 outputs = ["clean/${item.stem}.txt"]
 run = "mkdir -p clean && tr , ' ' < ${item.path} > clean/${item.stem}.txt && echo clean-${item.stem} >> runs.log"
@@ -167,7 +168,7 @@ fn targets_select_the_fanout_or_one_instance_of_it() {
 #[test]
 fn a_failed_producer_skips_the_stand_in_and_keep_going_expands_the_rest() {
     let ws = Workspace::new(&format!(
-        "{UNPACK}\n[tasks.broken]\nrun = \"exit 3\"\n\n[tasks.late]\nfor_each = {{ lines = \"gen/list.txt\" }}\nrun = \"echo ${{item.line}} >> runs.log\"\n\n[tasks.gen]\ndeps = [\"broken\"]\noutputs = [\"gen/list.txt\"]\nrun = \"mkdir -p gen && echo x > gen/list.txt\"\n"
+        "{UNPACK}\n[tasks.broken]\nrun = \"exit 3\"\n\n[tasks.late]\ndeps = [\"gen\"]\nfor_each = {{ lines = \"gen/list.txt\" }}\nrun = \"echo ${{item.line}} >> runs.log\"\n\n[tasks.gen]\ndeps = [\"broken\"]\noutputs = [\"gen/list.txt\"]\nrun = \"mkdir -p gen && echo x > gen/list.txt\"\n"
     ));
     ws.write("src/a.csv", "a,1\n");
     // Fail-fast: nothing new starts after the failure; the stand-ins never expand.
@@ -193,6 +194,7 @@ outputs = ["gen/list.txt"]
 run = "mkdir -p gen && printf 'x\ny\nx\n' > gen/list.txt"
 
 [tasks.each]
+deps = ["list"]
 for_each = { lines = "gen/list.txt" }
 run = "echo ${item.line}"
 "#,
@@ -236,6 +238,7 @@ fn downloads_of_a_produced_list_are_pinned_and_checked_by_locked() {
 download = {{ url = "{}", dest = "list.txt", sha256 = "{}" }}
 
 [tasks.get]
+deps = ["list"]
 for_each = {{ lines = "list.txt" }}
 download = {{ url = "${{item.line}}", dest = "raw/${{item.name}}" }}
 "#,
@@ -305,6 +308,7 @@ outputs = ["unpacked"]
 run = "mkdir -p unpacked && echo 1 > unpacked/a.csv"
 
 [tasks.slow]
+deps = ["unpack"]
 for_each = { glob = "unpacked/*.csv" }
 run = "if [ ! -e go ]; then echo $$ > slow.pid; sleep 60; fi"
 "#,
@@ -346,7 +350,7 @@ run = "if [ ! -e go ]; then echo $$ > slow.pid; sleep 60; fi"
 #[test]
 fn a_chain_of_expansions_runs_in_one_run_and_list_and_explain_know_it() {
     let ws = Workspace::new(&format!(
-        "{UNPACK}\n[tasks.stats]\nfor_each = {{ glob = \"clean/*.txt\" }}\noutputs = [\"stats/${{item.stem}}.n\"]\nrun = \"mkdir -p stats && wc -c < ${{item.path}} > stats/${{item.stem}}.n\"\n"
+        "{UNPACK}\n[tasks.stats]\ndeps = [\"clean\"]\nfor_each = {{ glob = \"clean/*.txt\" }}\noutputs = [\"stats/${{item.stem}}.n\"]\nrun = \"mkdir -p stats && wc -c < ${{item.path}} > stats/${{item.stem}}.n\"\n"
     ));
     ws.write("src/a.csv", "a,1\n").write("src/b.csv", "b,22\n");
     ws.plan_text(&[])
@@ -401,7 +405,7 @@ deps = ["mirror"]
 download = {{ url = "{}", dest = "list.txt" }}
 
 [tasks.get]
-deps = ["mirror"]
+deps = ["mirror", "list"]
 for_each = {{ lines = "list.txt" }}
 download = {{ url = "${{item.line}}", dest = "raw/${{item.name}}" }}
 "#,

@@ -1,6 +1,7 @@
-//! Items that a task produces make their fan-out task wait for it (SPEC §9 "What is read
-//! when"; the run itself is in `expand_after.rs`), and no task may write what taskrun itself
-//! reads (SPEC §13 "Paths in the manifest"): a validation error, exit 2, before anything runs.
+//! Items that a task produces (SPEC §9 "What is read when") are a validation error naming
+//! that task, exit 2 before anything runs, unless the fan-out task depends on it: then it is
+//! expanded once that task has run (the run itself is in `expand_after.rs`). No task may
+//! write what taskrun itself reads (SPEC §13 "Paths in the manifest").
 
 use crate::served::Http;
 use crate::support::Workspace;
@@ -14,18 +15,20 @@ fn refused(ws: &Workspace, parts: &[&str]) {
     assert!(!ws.exists(".taskrun/runs"), "nothing ran");
 }
 
-/// `check` passes and `plan` shows `label` (the stand-in waiting for its producer); nothing
-/// ran, and the items were not read.
-fn deferred(ws: &Workspace, label: &str) {
+/// Once `task` has `deps = [dep]` in `manifest`, `check` passes and `plan` shows `label`
+/// (the stand-in waiting for its producer); nothing ran, and the items were not read.
+fn deferred_with_deps(ws: &Workspace, manifest: &str, task: &str, dep: &str, label: &str) {
+    let header = format!("[tasks.{task}]\n");
+    assert!(manifest.contains(&header), "{manifest}");
+    ws.manifest(&manifest.replace(&header, &format!("{header}deps = [\"{dep}\"]\n")));
     ws.check().code(0);
     ws.plan_text(&[]).code(0).says(&[label]);
     assert!(!ws.exists(".taskrun/runs"), "nothing ran");
 }
 
 #[test]
-fn an_item_file_that_a_task_writes_waits_for_that_task() {
-    let ws = Workspace::new(
-        r#"
+fn an_item_file_that_a_task_writes_is_an_error_unless_the_fanout_depends_on_it() {
+    let manifest = r#"
 [tasks.gen]
 run = "echo http://h/a.csv > urls.txt"
 outputs = ["urls.txt"]
@@ -33,16 +36,50 @@ outputs = ["urls.txt"]
 [tasks.get]
 for_each = { lines = "urls.txt" }
 run = ["echo", "${item.line}"]
-"#,
-    );
+"#;
+    let ws = Workspace::new(manifest);
     ws.write("urls.txt", "http://h/a.csv\n");
-    deferred(&ws, "get[*] (expanded after gen)");
+    refused(
+        &ws,
+        &[
+            "urls.txt",
+            "`gen`",
+            "taskrun.toml:7:",
+            "add `deps = [\"gen\"]` to task `get`",
+        ],
+    );
+    deferred_with_deps(&ws, manifest, "get", "gen", "get[*] (expanded after gen)");
 }
 
-/// Before its producer has run, an item file is missing and a glob matches nothing: that is
-/// no problem, since they are read once it has run.
+/// Waiting for the producer through another task counts too.
 #[test]
-fn a_produced_source_not_there_yet_is_no_problem() {
+fn a_fanout_that_waits_for_the_producer_through_another_task_is_expanded_after_it() {
+    let ws = Workspace::new(
+        r#"
+[tasks.gen]
+run = "echo a > urls.txt"
+outputs = ["urls.txt"]
+
+[tasks.prep]
+deps = ["gen"]
+
+[tasks.get]
+deps = ["prep"]
+for_each = { lines = "urls.txt" }
+run = "true"
+"#,
+    );
+    ws.check().code(0);
+    ws.plan_text(&[])
+        .code(0)
+        .says(&["get[*] (expanded after gen)"]);
+}
+
+/// Before its producer has run, an item file is missing and a glob matches nothing: no
+/// problem for a task that waits for it; for one that does not, the one problem to show is
+/// who produces them, not that they are missing or empty.
+#[test]
+fn a_produced_source_not_there_yet_is_not_missing() {
     let ws = Workspace::new(
         r#"
 [tasks.gen]
@@ -64,6 +101,15 @@ run = "true"
     r.code(0);
     assert!(!r.stderr.contains("no items"), "{}", r.stderr);
     assert!(!r.stderr.contains("cannot read"), "{}", r.stderr);
+    ws.manifest(&ws.read("taskrun.toml").replace("deps = [\"gen\"]\n", ""));
+    let r = ws.check();
+    r.code(2).says(&[
+        "the items of `urls.txt` would come from `urls.txt`, an output of task `gen`",
+        "the items of `raw/*.csv` would come from `raw/*.csv`, an output of task `gen`",
+        "has 2 problems",
+    ]);
+    assert!(!r.stderr.contains("no items"), "{}", r.stderr);
+    assert!(!r.stderr.contains("cannot read"), "{}", r.stderr);
     // Not produced by anyone: missing and empty stay what they are.
     ws.write(
         "taskrun.toml",
@@ -75,9 +121,8 @@ run = "true"
 }
 
 #[test]
-fn an_item_file_inside_an_output_directory_waits_for_that_task() {
-    let ws = Workspace::new(
-        r#"
+fn an_item_file_inside_an_output_directory_is_produced_by_that_task() {
+    let manifest = r#"
 [tasks.unpack]
 run = "mkdir -p lists && echo a > lists/items.csv"
 outputs = ["lists"]
@@ -85,16 +130,23 @@ outputs = ["lists"]
 [tasks.use]
 for_each = { csv = "lists/items.csv" }
 run = "true"
-"#,
-    );
+"#;
+    let ws = Workspace::new(manifest);
     ws.write("lists/items.csv", "id\na\n");
-    deferred(&ws, "use[*] (expanded after unpack)");
+    refused(&ws, &["lists/items.csv", "`unpack`"]);
+    deferred_with_deps(
+        &ws,
+        manifest,
+        "use",
+        "unpack",
+        "use[*] (expanded after unpack)",
+    );
 }
 
 #[test]
-fn an_item_file_that_is_a_download_dest_waits_for_that_download() {
+fn an_item_file_that_is_a_download_dest_is_produced_by_that_download() {
     let http = Http::start();
-    let ws = Workspace::new(&format!(
+    let manifest = format!(
         r#"
 [tasks.list]
 download = {{ url = "{}", dest = "urls.txt" }}
@@ -104,16 +156,23 @@ for_each = {{ lines = "urls.txt" }}
 run = ["echo", "${{item.line}}"]
 "#,
         http.url("/urls.txt")
-    ));
+    );
+    let ws = Workspace::new(&manifest);
     ws.write("urls.txt", "http://h/a.csv\n");
-    deferred(&ws, "get[*] (expanded after list)");
+    refused(&ws, &["urls.txt", "`list`"]);
+    deferred_with_deps(
+        &ws,
+        &manifest,
+        "get",
+        "list",
+        "get[*] (expanded after list)",
+    );
     assert_eq!(http.hits("/urls.txt"), 0);
 }
 
 #[test]
-fn a_glob_that_matches_another_fanouts_outputs_waits_for_that_fanout() {
-    let ws = Workspace::new(
-        r#"
+fn a_glob_that_matches_another_fanouts_outputs_is_produced_by_that_fanout() {
+    let manifest = r#"
 [tasks.get]
 for_each = { lines = "urls.txt" }
 run = "echo x > raw/${item.name}"
@@ -122,11 +181,18 @@ outputs = ["raw/${item.name}"]
 [tasks.clean]
 for_each = { glob = "raw/*.csv" }
 run = "true"
-"#,
-    );
+"#;
+    let ws = Workspace::new(manifest);
     ws.write("urls.txt", "http://h/a.csv\n")
         .write("raw/old.csv", "left over\n");
-    deferred(&ws, "clean[*] (expanded after get)");
+    refused(&ws, &["raw/*.csv", "raw/a.csv", "`get`"]);
+    deferred_with_deps(
+        &ws,
+        manifest,
+        "clean",
+        "get",
+        "clean[*] (expanded after get)",
+    );
     // Each instance of `get` is waited for.
     let plan = ws.plan_json(&[]);
     assert_eq!(
@@ -150,9 +216,8 @@ outputs = ["data/${item.stem}-copy.txt"]
 }
 
 #[test]
-fn a_glob_below_an_output_directory_waits_for_that_task() {
-    let ws = Workspace::new(
-        r#"
+fn a_glob_below_an_output_directory_is_produced_by_that_task() {
+    let manifest = r#"
 [tasks.unpack]
 run = "true"
 outputs = ["photos"]
@@ -160,10 +225,17 @@ outputs = ["photos"]
 [tasks.thumb]
 for_each = { glob = "photos/**/*.jpg" }
 run = "true"
-"#,
-    );
+"#;
+    let ws = Workspace::new(manifest);
     ws.write("photos/a.jpg", "a");
-    deferred(&ws, "thumb[*] (expanded after unpack)");
+    refused(&ws, &["photos/**/*.jpg", "`unpack`"]);
+    deferred_with_deps(
+        &ws,
+        manifest,
+        "thumb",
+        "unpack",
+        "thumb[*] (expanded after unpack)",
+    );
 }
 
 #[test]

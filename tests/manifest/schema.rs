@@ -119,7 +119,7 @@ fn a_stand_in_in_the_plan_follows_the_plan_schema() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("taskrun.toml"),
-        "[tasks.unpack]\noutputs = [\"unpacked\"]\nrun = \"true\"\n\n[tasks.clean]\nfor_each = { glob = \"unpacked/*.csv\" }\nrun = \"cat ${item.path}\"\n",
+        "[tasks.unpack]\noutputs = [\"unpacked\"]\nrun = \"true\"\n\n[tasks.clean]\ndeps = [\"unpack\"]\nfor_each = { glob = \"unpacked/*.csv\" }\nrun = \"cat ${item.path}\"\n",
     )
     .unwrap();
     let out = crate::support::taskrun()

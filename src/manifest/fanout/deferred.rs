@@ -28,19 +28,20 @@ pub fn stand_in_name(name: &str) -> String {
     format!("{name}[*]")
 }
 
-/// Builds the stand-in of the fan-out task `b` describes, which reads `source` (written at
-/// `span`) once `deferral`'s producers have run. Its deps are the producers and every
-/// dependency of the task that names no item (those are resolved per instance later).
+/// Builds the stand-in of the fan-out task `b` describes, which reads `source` once
+/// `deferral`'s producers have run. Its deps are the task's own that name no item (those
+/// that do are resolved per instance later); the producers are among them, or theirs.
 pub fn stand_in(
     r: &mut Reader<'_>,
     b: &TaskBuilder<'_, '_>,
     source: ItemSource,
-    span: Range<usize>,
     deferral: &Deferral,
     description: Option<String>,
 ) -> (Task, TaskSpans) {
-    let mut deps: Vec<String> = deferral.producers.clone();
-    let mut dep_spans: Vec<Range<usize>> = vec![span; deps.len()];
+    // The task depends on every producer (else it is an error, not deferred): its own deps
+    // that name no item are what it waits for.
+    let mut deps: Vec<String> = Vec::new();
+    let mut dep_spans: Vec<Range<usize>> = Vec::new();
     if let Some(v) = get(b.table, "deps")
         && let Some(list) = r.strings(v, &b.what("deps"), false)
     {
@@ -86,6 +87,21 @@ pub fn stand_in(
         uses: Vec::new(),
     };
     (task, spans)
+}
+
+/// The task's `deps` that name no item (`"unpack"`, not `"get[${item.name}]"`): what every
+/// instance waits for, and so what may produce its items.
+pub fn plain_deps(table: &toml::de::DeTable<'_>) -> Vec<String> {
+    match get(table, "deps").map(|v| v.get_ref()) {
+        Some(toml::de::DeValue::Array(a)) => a
+            .iter()
+            .filter_map(|x| match x.get_ref() {
+                toml::de::DeValue::String(s) if !s.contains("${") => Some(s.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The kind the instances will have, from the action key the task is written with.

@@ -2,7 +2,7 @@
 //! on a fan-out task's bare name means all of its instances, and a fan-out whose items a
 //! task produces waits for that task.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 
 use super::deferred::{Deferral, Deferrals};
@@ -83,13 +83,17 @@ pub struct SourceUse {
     pub span: Range<usize>,
     /// The fan-out task's declared name.
     pub task: String,
+    /// Its `deps` that name no item (see [`super::deferred::plain_deps`]).
+    pub after: Vec<String>,
 }
 
 /// Items must exist before the tasks that use them run. When an item file is written by a
-/// task (or lies inside one of its outputs), or a glob matches a declared output, the fan-out
-/// task waits for that task: its instances depend on it once every producer is in
-/// `finished` (it ran in this run), and until then the task is deferred (returned, to be
-/// loaded as a stand-in). A fan-out over its own outputs is an error.
+/// task (or lies inside one of its outputs), or a glob matches a declared output, that task
+/// is the items' producer. A fan-out task that depends on every producer (through its
+/// `deps`, directly or not) waits for them: its instances are built once every producer is
+/// in `finished` (it ran in this run), and until then the task is deferred (returned, to be
+/// loaded as a stand-in). One that does not is an error naming the producer (SPEC §9), as is
+/// a fan-out over its own outputs.
 pub fn check_produced(
     r: &mut Reader<'_>,
     tasks: &mut TaskMap,
@@ -99,7 +103,13 @@ pub fn check_produced(
     finished: &BTreeSet<String>,
 ) -> Deferrals {
     let mut deferrals = Deferrals::new();
-    for SourceUse { source, span, task } in sources {
+    for SourceUse {
+        source,
+        span,
+        task,
+        after: deps,
+    } in sources
+    {
         let producers = producers_of(tasks, source);
         if producers.is_empty() {
             continue;
@@ -124,6 +134,21 @@ pub fn check_produced(
             .iter()
             .map(|&(i, _)| tasks[i].name.clone())
             .collect();
+        let waited_for = reachable(tasks, fanouts, deps);
+        if let Some(&(i, ref out)) = producers
+            .iter()
+            .find(|(i, _)| !waited_for.contains(tasks[*i].name.as_str()))
+        {
+            // Missing or empty because nobody has run its producer yet: say only that.
+            drop_superseded(r, span);
+            let producer = declared(i);
+            r.push(
+                Problem::at(span.clone(), format!("the items of `{}` would come from `{out}`, an output of task `{producer}`", source.path))
+                    .label("produced by another task")
+                    .help(format!("add `deps = [\"{producer}\"]` to task `{task}`: it is then expanded once `{producer}` has run (`plan` shows `{task}[*] (expanded after {producer})`); or list the items in a file that exists")),
+            );
+            continue;
+        }
         if names.iter().all(|n| finished.contains(n)) {
             // The producers ran: the items are current, and each instance waits for them.
             let Some(f) = fanouts.iter().find(|f| f.name == *task) else {
@@ -137,6 +162,9 @@ pub fn check_produced(
                     if !t.deps.contains(n) {
                         t.deps.push(n.clone());
                         s.deps.push(span.clone());
+                    }
+                    // Named in `deps` or not, the producer orders; the item is in the key.
+                    if !t.order_only.contains(n) {
                         t.order_only.push(n.clone());
                     }
                 }
@@ -155,13 +183,7 @@ pub fn check_produced(
             continue;
         }
         // Missing, empty or stale because its producers have not run yet: not a problem.
-        r.problems.retain(|p| {
-            p.span.as_ref() != Some(span)
-                || !matches!(
-                    p.label.as_deref(),
-                    Some(super::NO_ITEMS | super::UNREADABLE)
-                )
-        });
+        drop_superseded(r, span);
         let mut after: Vec<String> = Vec::new();
         for &(i, _) in &producers {
             let d = declared(i);
@@ -178,6 +200,44 @@ pub fn check_produced(
         );
     }
     deferrals
+}
+
+/// Drops the "no items" and "cannot read" problems of the source at `span`: its producer has
+/// not run yet, which says all.
+fn drop_superseded(r: &mut Reader<'_>, span: &Range<usize>) {
+    r.problems.retain(|p| {
+        p.span.as_ref() != Some(span)
+            || !matches!(
+                p.label.as_deref(),
+                Some(super::NO_ITEMS | super::UNREADABLE)
+            )
+    });
+}
+
+/// Every task that `deps` (names as written: a fan-out task's bare name is all of its
+/// instances) waits for, directly or through theirs.
+fn reachable<'t>(tasks: &'t TaskMap, fanouts: &[FanOut], deps: &[String]) -> HashSet<&'t str> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<usize> = Vec::new();
+    for d in deps {
+        match fanouts.iter().find(|f| f.name == *d) {
+            Some(f) => stack.extend(f.instances.clone()),
+            None => stack.extend(tasks.get_index_of(d.as_str())),
+        }
+    }
+    while let Some(i) = stack.pop() {
+        let Some((name, task)) = tasks.get_index(i) else {
+            continue;
+        };
+        if seen.insert(name.as_str()) {
+            stack.extend(
+                task.deps
+                    .iter()
+                    .filter_map(|d| tasks.get_index_of(d.as_str())),
+            );
+        }
+    }
+    seen
 }
 
 /// Every task that writes `source` (or a glob's match), with the output that does; a

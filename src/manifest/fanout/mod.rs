@@ -69,11 +69,11 @@ pub fn expand(r: &mut Reader<'_>, builder: &TaskBuilder<'_, '_>, root: &Path, ou
     });
     if let Some(deferral) = out.defer.get(name) {
         // Its items do not exist yet (or are stale): not read now.
-        if let Some((source, span, _)) =
+        if let Some((source, _, _)) =
             get(builder.table, "for_each").and_then(|v| for_each(r, v, name))
         {
             let (task, spans) =
-                deferred::stand_in(r, builder, source, span, deferral, description.clone());
+                deferred::stand_in(r, builder, source, deferral, description.clone());
             out.tasks.insert(task.name.clone(), task);
             out.spans.push(spans);
         }
@@ -135,6 +135,7 @@ fn declared_items(
                         source,
                         span,
                         task: b.name.to_string(),
+                        after: deferred::plain_deps(b.table),
                     });
                     return None;
                 }
@@ -174,6 +175,7 @@ fn declared_items(
                 },
                 span,
                 task: b.name.to_string(),
+                after: deferred::plain_deps(b.table),
             });
             Some(items)
         }
