@@ -71,6 +71,31 @@ pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
     }
 }
 
+/// `plan` with every stand-in expanded from its items as they are on disk now, as if its
+/// producers had just run: for the commands that read without running (`explain`, `lock`).
+/// An error when some items cannot be read (their producers have not run here yet).
+pub fn as_now(mut plan: Plan, selection: &Selection) -> Result<Plan, Error> {
+    for _ in 0..MAX_PHASES {
+        if !has_stand_ins(&plan) {
+            break;
+        }
+        let all = plan.pipeline.tasks.keys().cloned().collect();
+        let next = load_plan_after(
+            &selection.manifest,
+            &selection.vars,
+            &selection.targets,
+            all,
+            false,
+        )?;
+        // Nothing more expanded (a stand-in that needs itself): as far as it goes.
+        if next.pipeline.tasks.keys().eq(plan.pipeline.tasks.keys()) {
+            break;
+        }
+        plan = next;
+    }
+    Ok(plan)
+}
+
 /// The first line of `error`'s message, for the report entry of a stand-in it fails (the
 /// whole message is printed above).
 pub fn first_line(error: &Error) -> String {

@@ -8,22 +8,14 @@ use super::Error;
 
 /// Runs `taskrun explain`.
 pub fn run(args: ExplainArgs) -> Result<u8, Error> {
-    let targets = std::slice::from_ref(&args.task);
-    let mut plan = super::load_plan(&args.manifest, &args.vars, targets)?;
+    let selection = crate::cli::Selection {
+        manifest: args.manifest.clone(),
+        targets: vec![args.task.clone()],
+        vars: args.vars.clone(),
+    };
+    let plan = super::load_plan(&args.manifest, &args.vars, &selection.targets)?;
     // A task expanded after its producers: explained with the items as they are now.
-    for _ in 0..super::expansion::MAX_PHASES {
-        if !super::expansion::has_stand_ins(&plan) {
-            break;
-        }
-        let all = plan.pipeline.tasks.keys().cloned().collect();
-        let next = super::load_plan_after(&args.manifest, &args.vars, targets, all, false)?;
-        if next.pipeline.tasks.len() == plan.pipeline.tasks.len()
-            && next.pipeline.tasks.keys().eq(plan.pipeline.tasks.keys())
-        {
-            break;
-        }
-        plan = next;
-    }
+    let mut plan = super::expansion::as_now(plan, &selection)?;
     // Keys as `run` computes them: with the lockfile's pins.
     super::apply_lockfile(&mut plan, &|_| false)?;
     let Some(index) = plan.pipeline.tasks.get_index_of(args.task.as_str()) else {

@@ -21,7 +21,14 @@ use super::Error;
 /// `taskrun lock MANIFEST [TARGET...] [--update] [--check]`.
 pub fn run(args: LockArgs) -> Result<u8, Error> {
     let sel = &args.selection;
-    let mut plan = super::load_plan(&sel.manifest, &sel.vars, &sel.targets)?;
+    let plan = super::load_plan(&sel.manifest, &sel.vars, &sel.targets)?;
+    // Downloads listed in produced files: pinned from the files as they are now, when they
+    // are there (their producers ran here before); else said to be left to `run`.
+    let mut plan = if super::expansion::has_stand_ins(&plan) {
+        super::expansion::as_now(plan.clone(), sel).unwrap_or(plan)
+    } else {
+        plan
+    };
     let selected = plan.selected.clone();
     let refresh = |i: usize| args.update && selected[i];
     let (mut lock, unpinned) = super::apply_lockfile(&mut plan, &refresh)?;
@@ -69,14 +76,14 @@ pub fn run(args: LockArgs) -> Result<u8, Error> {
 }
 
 /// Downloads of a fan-out task expanded after its producers are not known before those
-/// run: `lock` says so (on stderr) rather than passing over them in silence.
+/// have run here: `lock` says so (on stderr) rather than passing over them in silence.
 fn later_downloads_note(plan: &Plan, file: &str) {
     for &i in &plan.order {
         if let Some(e) = &plan.task(i).expands
             && e.kind == crate::model::TaskKind::Download
         {
             eprintln!(
-                "note: the downloads of `{}` are known only once {} has run: `taskrun run` pins them in {file} (trust on first use); their entries are kept",
+                "note: the downloads of `{}` are known only once {} has run: `taskrun run` pins them in {file} (trust on first use), or `taskrun lock` after it; their entries are kept",
                 e.task,
                 e.after.join(", ")
             );

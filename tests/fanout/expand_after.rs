@@ -278,10 +278,26 @@ download = {{ url = "${{item.line}}", dest = "raw/${{item.name}}" }}
         "no new request"
     );
 
-    let check = ws.exec(&["lock", "taskrun.toml", "--check"]);
-    check.code(0).says(&["known only once list has run"]);
+    // `lock` reads the list as it is now (the run left it): current, nothing to do.
+    ws.exec(&["lock", "taskrun.toml", "--check"])
+        .code(0)
+        .says(&["taskrun.lock is current"]);
     ws.exec(&["lock", "taskrun.toml"]).code(0);
     assert_eq!(ws.read("taskrun.lock"), lock, "entries kept");
+    // Without the list, `lock` cannot know the downloads: it says so and keeps their
+    // entries; with it back, `lock` pins them from scratch.
+    std::fs::rename(ws.path("list.txt"), ws.path("list.away")).unwrap();
+    ws.exec(&["lock", "taskrun.toml", "--check"])
+        .code(0)
+        .says(&["known only once list has run"]);
+    ws.exec(&["lock", "taskrun.toml"]).code(0);
+    assert_eq!(ws.read("taskrun.lock"), lock, "entries kept");
+    std::fs::rename(ws.path("list.away"), ws.path("list.txt")).unwrap();
+    std::fs::remove_file(ws.path("taskrun.lock")).unwrap();
+    ws.exec(&["lock", "taskrun.toml"])
+        .code(0)
+        .says(&["get[a.csv]", "get[b.csv]"]);
+    assert_eq!(ws.read("taskrun.lock"), lock, "the same pins again");
 
     // Tampered content behind a pin from the lockfile fails with the mismatch.
     http.route("/b.csv", Route::ok("evil"));
