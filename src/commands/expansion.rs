@@ -8,6 +8,7 @@
 use crate::cli::Selection;
 use crate::commands::{Error, load_plan_after};
 use crate::events::{Event, Sink};
+use crate::model::TaskKind;
 use crate::plan::Plan;
 use crate::scheduler::Earlier;
 
@@ -42,9 +43,11 @@ pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
         .iter()
         .filter(|&&i| plan.task(i).expands.is_some() && !earlier.has_ended(&plan.task(i).name))
         .filter(|&&i| {
-            plan.deps[i]
-                .iter()
-                .all(|&d| finished.contains(plan.task(d).name.as_str()))
+            // A service it needs is started for its instances (it may be on standby now).
+            plan.deps[i].iter().all(|&d| {
+                let dep = plan.task(d);
+                finished.contains(dep.name.as_str()) || dep.kind() == TaskKind::Service
+            })
         })
         .map(|&i| plan.task(i).name.clone())
         .collect();

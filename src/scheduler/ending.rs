@@ -56,6 +56,10 @@ impl Loop<'_> {
                 self.recs[i].error = Some("not started: waits for its items".into());
                 continue;
             }
+            // On standby for what is parked: the next phase settles it.
+            if parked.is_some() && self.recs[i].is_standby() && self.serves_parked(i) {
+                continue;
+            }
             self.recs[i].error.get_or_insert_with(|| why.clone());
             self.complete(i, TaskStatus::Cancelled);
         }

@@ -82,10 +82,16 @@ impl Loop<'_> {
         }
     }
 
-    /// A standby service whose dependents are all done was never needed: it counts as cached.
+    /// A standby service whose dependents are all done was never needed: it counts as cached
+    /// (unless tasks parked for the next phase of the run depend on it: it waits for them).
     pub(super) fn settle_standby_service(&mut self, s: usize) {
+        let serves_parked = self.serves_parked(s);
         let rec = &mut self.recs[s];
-        if rec.is_standby() && rec.open_dependents == 0 && rec.stage != Stage::Done {
+        if rec.is_standby()
+            && rec.open_dependents == 0
+            && rec.stage != Stage::Done
+            && !serves_parked
+        {
             rec.service_mut().standby = false;
             rec.error = None;
             self.complete(s, TaskStatus::Cached);
@@ -210,6 +216,13 @@ impl Loop<'_> {
         if !needed && let Some(tx) = self.recs[s].service_mut().release.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Some task parked for the next phase of the run depends on service `s`.
+    pub(super) fn serves_parked(&self, s: usize) -> bool {
+        self.plan.dependents[s]
+            .iter()
+            .any(|&d| self.plan.selected[d] && self.parked[d])
     }
 
     pub(super) fn release_all_unneeded_services(&mut self) {

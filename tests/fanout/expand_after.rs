@@ -433,4 +433,15 @@ download = {{ url = "${{item.line}}", dest = "raw/${{item.name}}" }}
     assert_eq!(entry(&report, "mirror")["status"], "succeeded");
     assert_eq!(ws.read("svc.starts"), "started\nstarted\n");
     assert_eq!(ws.read("raw/a.csv"), "a");
+
+    // All cached: the service is never started, and settled once, in the last phase.
+    let (r, report) = ws.run_report(&[], 0);
+    assert_eq!(with_status(&report, "cached").len(), 3);
+    assert_eq!(
+        r.stdout.matches("=> mirror: cached").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(ws.read("svc.starts"), "started\nstarted\n");
 }
