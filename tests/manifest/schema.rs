@@ -56,11 +56,7 @@ fn shipped_pipelines_follow_the_manifest_schema() {
         );
         let value: toml::Value = toml::from_str(&text).unwrap();
         let json = serde_json::to_value(value).unwrap();
-        let errors: Vec<String> = v
-            .iter_errors(&json)
-            .map(|e| format!("{e} at {}", e.instance_path))
-            .collect();
-        assert!(errors.is_empty(), "{}: {errors:?}", p.display());
+        assert_valid(&v, &json, &p.display().to_string());
         n += 1;
     }
     assert!(n >= 3);
@@ -81,6 +77,30 @@ fn schema_rejects_what_the_loader_rejects() {
     );
 }
 
+/// `json` follows the schema of `v`; else the failure lists every error, for `what`.
+fn assert_valid(v: &jsonschema::Validator, json: &serde_json::Value, what: &str) {
+    let errors: Vec<String> = v
+        .iter_errors(json)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:?}");
+}
+
+/// `taskrun plan MANIFEST --format json` in `dir` (with `TASKRUN_REMOTE_EXECUTOR` set to
+/// `executor`), which must succeed, parsed.
+fn plan_json(dir: &Path, manifest: &str, executor: &str) -> serde_json::Value {
+    let out = crate::support::taskrun()
+        .current_dir(dir)
+        .args(["plan", manifest, "--format", "json"])
+        .env("TASKRUN_REMOTE_EXECUTOR", executor)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
 #[test]
 fn plan_json_follows_the_plan_schema() {
     let v = validator("plan.schema.json");
@@ -90,24 +110,11 @@ fn plan_json_follows_the_plan_schema() {
         ("ci.toml", "grpc://127.0.0.1:1"),
         ("download.toml", "grpcs://rbe"),
     ]) {
-        let out = crate::support::taskrun()
-            .current_dir(root().join("pipelines"))
-            .args(["plan", manifest, "--format", "json"])
-            .env("TASKRUN_REMOTE_EXECUTOR", executor)
-            .assert()
-            .code(0)
-            .get_output()
-            .stdout
-            .clone();
-        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let json = plan_json(&root().join("pipelines"), manifest, executor);
         assert_eq!(json["format_version"], 1);
         let placed = json["tasks"][0].get("executed_on").is_some();
         assert_eq!(placed, !executor.is_empty(), "{manifest} {executor}");
-        let errors: Vec<String> = v
-            .iter_errors(&json)
-            .map(|e| format!("{e} at {}", e.instance_path))
-            .collect();
-        assert!(errors.is_empty(), "{manifest}: {errors:?}");
+        assert_valid(&v, &json, manifest);
     }
 }
 
@@ -122,22 +129,10 @@ fn a_stand_in_in_the_plan_follows_the_plan_schema() {
         "[tasks.unpack]\noutputs = [\"unpacked\"]\nrun = \"true\"\n\n[tasks.clean]\ndeps = [\"unpack\"]\nfor_each = { glob = \"unpacked/*.csv\" }\nrun = \"cat ${item.path}\"\n",
     )
     .unwrap();
-    let out = crate::support::taskrun()
-        .current_dir(dir.path())
-        .args(["plan", "taskrun.toml", "--format", "json"])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let json = plan_json(dir.path(), "taskrun.toml", "");
     let stand_in = &json["tasks"][1];
     assert_eq!(stand_in["name"], "clean[*]");
     assert_eq!(stand_in["action"]["type"], "expand");
     assert_eq!(stand_in["action"]["items"], "glob unpacked/*.csv");
-    let errors: Vec<String> = v
-        .iter_errors(&json)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
+    assert_valid(&v, &json, "the stand-in's plan");
 }
