@@ -29,6 +29,9 @@ pub enum Next {
     /// The manifest, loaded again, is invalid now that the items exist: `error` says why;
     /// the stand-ins that were due (by name) fail.
     Invalid { error: Error, due: Vec<String> },
+    /// Loaded again, the stand-ins that were due are still stand-ins: they fail (they would
+    /// wait forever).
+    Stuck(Vec<String>),
 }
 
 /// Loads the next phase's plan when a selected stand-in's producers have all finished and
@@ -61,13 +64,12 @@ pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
         finished,
         true,
     ) {
-        // A stand-in still there would wait forever: this phase is the last.
         Ok(next)
             if due
                 .iter()
                 .all(|d| next.pipeline.tasks.contains_key(d.as_str())) =>
         {
-            Next::Done
+            Next::Stuck(due)
         }
         Ok(next) => Next::Phase(Box::new(next)),
         Err(error) => Next::Invalid { error, due },

@@ -199,6 +199,12 @@ pub fn run_with_cache(
                     plan = next;
                 }
             }
+            expansion::Next::Stuck(due) => {
+                drop(held);
+                for name in due {
+                    earlier.fail_expansion(name, "not expanded after its producers ran".into());
+                }
+            }
             expansion::Next::Invalid { error, due } => {
                 drop(held);
                 error.print(false);
@@ -209,6 +215,23 @@ pub fn run_with_cache(
             }
         }
         opts.earlier = Some(Arc::new(earlier));
+    }
+    // A chain longer than the phases allowed: what is left fails rather than never runs.
+    if last_phase.is_none()
+        && expansion::has_stand_ins(&plan)
+        && let Some(earlier) = opts.earlier.as_mut()
+    {
+        let earlier = Arc::make_mut(earlier);
+        for i in plan.order.iter().copied() {
+            let task = plan.task(i);
+            if task.expands.is_some() && !earlier.has_ended(&task.name) {
+                let why = format!(
+                    "not expanded: more than {} fan-outs each over the last one's outputs",
+                    expansion::MAX_PHASES
+                );
+                earlier.fail_expansion(task.name.clone(), why);
+            }
+        }
     }
     let plan = Arc::new(plan);
     let run_report = state_dir.join("runs").join(format!("{run_id}.json"));

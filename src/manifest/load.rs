@@ -83,8 +83,9 @@ fn task_headers(source: &str) -> usize {
     inner + usize::from(source.starts_with("[tasks."))
 }
 
-/// Loads of one manifest text at most, for fan-outs expanded after others in a chain.
-const MAX_PASSES: usize = 8;
+/// Loads of one manifest text at most, for fan-outs expanded after others in a chain (more
+/// than `run`'s phases, which fail what is left of a longer chain).
+const MAX_PASSES: usize = 16;
 
 /// Validates manifest text; `env` stands for the caller's environment.
 pub fn load_str(
@@ -104,6 +105,14 @@ pub fn load_str(
         }
         defer.extend(deferrals);
         (pipeline, problems, deferrals) = read(path, &source, opts, &defer, env);
+    }
+    for name in deferrals.keys() {
+        problems.push(
+            Problem::global(format!(
+                "task `{name}` reads the outputs of a chain of more than {MAX_PASSES} fan-out tasks, each over the last one's outputs"
+            ))
+            .help("read its items from a file that exists, or shorten the chain"),
+        );
     }
     // `[defaults]` values are read once per task; report each of their problems once.
     let mut seen = std::collections::HashSet::new();

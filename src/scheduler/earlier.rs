@@ -26,7 +26,8 @@ pub struct Earlier {
     pub(super) interrupted: Option<Signal>,
     pub(super) stopping: bool,
     pub(super) new_pins: Vec<NewPin>,
-    /// Stand-ins whose instances could not be read, with why: they fail in the next phase.
+    /// Stand-ins whose instances could not be read, with why: they fail in the next phase,
+    /// once their deps are done.
     pub(super) failed_expansions: Vec<(String, String)>,
 }
 
@@ -97,7 +98,9 @@ impl Earlier {
 
     /// The stand-in `name` cannot be expanded (`why`): the next phase fails it.
     pub fn fail_expansion(&mut self, name: String, why: String) {
-        self.failed_expansions.push((name, why));
+        if !self.failed_expansions.iter().any(|(n, _)| *n == name) {
+            self.failed_expansions.push((name, why));
+        }
     }
 }
 
@@ -148,8 +151,22 @@ pub(super) fn parked(plan: &Plan) -> Vec<bool> {
 }
 
 impl Loop<'_> {
+    /// A stand-in whose deps are done (`i` is one: true): it waits for the next phase,
+    /// which expands it, or fails now when its expansion did.
+    pub(super) fn stand_in_ready(&mut self, i: usize) -> bool {
+        if self.plan.task(i).expands.is_none() {
+            return false;
+        }
+        let name = &self.plan.task(i).name;
+        if let Some(at) = self.failed_expansions.iter().position(|(n, _)| n == name) {
+            let (_, why) = self.failed_expansions.swap_remove(at);
+            self.fail(i, why);
+        }
+        true
+    }
+
     /// What the earlier phases' failures mean now: what depends on a failed or skipped task
-    /// is skipped, and a stand-in that could not be expanded fails.
+    /// is skipped.
     pub(super) fn carry_on(&mut self, earlier: &Earlier) {
         for i in self.plan.order.clone() {
             let rec = &self.recs[i];
@@ -162,13 +179,6 @@ impl Loop<'_> {
                 for d in self.plan.dependents[i].clone() {
                     self.skip_downstream(d, &why);
                 }
-            }
-        }
-        for (name, why) in &earlier.failed_expansions {
-            if let Some(i) = self.plan.pipeline.tasks.get_index_of(name.as_str())
-                && self.plan.selected[i]
-            {
-                self.fail(i, why.clone());
             }
         }
     }

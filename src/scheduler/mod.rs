@@ -40,11 +40,12 @@ use crate::plan::placement::Placements;
 use crate::report::{RunReport, TaskStatus};
 use pools::Slots;
 use signals::{Signal, Signals};
-use state::{Held, Rec, Stage, millis};
+use state::{Held, Rec, Stage};
 use worker::{Done, Job, Shared};
 
 pub use earlier::Earlier;
 pub use entry::{finish_then, run, run_phase, run_then};
+pub use retry::retry_wait_ms;
 pub use worker::log_file_name;
 
 /// How a run is carried out (from the command line).
@@ -117,6 +118,8 @@ struct Loop<'a> {
     earlier: Option<Arc<earlier::Earlier>>,
     /// Tasks that cannot run in this phase (see [`earlier::parked`]): they need no service.
     parked: Vec<bool>,
+    /// Stand-ins that fail once ready, with why (see [`Earlier::fail_expansion`]).
+    failed_expansions: Vec<(String, String)>,
 }
 
 impl<'a> Loop<'a> {
@@ -180,6 +183,9 @@ impl<'a> Loop<'a> {
             stop_tx,
             rng: StdRng::from_os_rng(),
             new_pins: earlier.map(|e| e.new_pins.clone()).unwrap_or_default(),
+            failed_expansions: earlier
+                .map(|e| e.failed_expansions.clone())
+                .unwrap_or_default(),
             earlier: opts.earlier.clone(),
             parked,
         }
@@ -224,8 +230,7 @@ impl<'a> Loop<'a> {
     }
 
     fn make_ready(&mut self, i: usize) {
-        // A stand-in waits for the next phase, which expands it.
-        if self.recs[i].stage != Stage::Waiting || self.plan.task(i).expands.is_some() {
+        if self.recs[i].stage != Stage::Waiting || self.stand_in_ready(i) {
             return;
         }
         let services_ready = self.services_ready(i);
@@ -591,8 +596,3 @@ impl<'a> Loop<'a> {
 
 #[cfg(test)]
 mod tests;
-
-/// A retry wait in whole milliseconds (as reported in `wait_ms`).
-pub fn retry_wait_ms(wait: std::time::Duration) -> u64 {
-    millis(wait)
-}

@@ -101,6 +101,11 @@ pub fn decide(
     Decision::Retry { next, wait }
 }
 
+/// A retry wait in whole milliseconds (as reported in `wait_ms`).
+pub fn retry_wait_ms(wait: std::time::Duration) -> u64 {
+    super::state::millis(wait)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -445,3 +445,31 @@ download = {{ url = "${{item.line}}", dest = "raw/${{item.name}}" }}
     );
     assert_eq!(ws.read("svc.starts"), "started\nstarted\n");
 }
+
+/// Nine fan-outs, each over the files the last one wrote: eight are expanded one after
+/// another in the run; the ninth fails (it is not left waiting, silently, forever).
+#[test]
+fn a_chain_longer_than_the_phases_allowed_fails_its_last_link() {
+    let mut manifest =
+        String::from("[tasks.t0]\noutputs = [\"d0\"]\nrun = \"mkdir -p d0 && echo x > d0/a\"\n");
+    for k in 1..=9 {
+        let prev = k - 1;
+        manifest.push_str(&format!(
+            "\n[tasks.f{k}]\ndeps = [\"{}\"]\nfor_each = {{ glob = \"d{prev}/*\" }}\noutputs = [\"d{k}/${{item.name}}\"]\nrun = \"mkdir -p d{k} && cp ${{item.path}} d{k}/${{item.name}}\"\n",
+            if k == 1 { "t0".to_string() } else { format!("f{prev}") }
+        ));
+    }
+    let ws = Workspace::new(&manifest);
+    ws.plan_text(&[])
+        .code(0)
+        .says(&["f9[*] (expanded after f8)"]);
+    let (_, report) = ws.run_report(&[], 1);
+    assert_eq!(entry(&report, "f8[a]")["status"], "succeeded");
+    let last = entry(&report, "f9[*]");
+    assert_eq!(last["status"], "failed");
+    assert!(
+        last["error"].as_str().unwrap().contains("more than 8"),
+        "{last}"
+    );
+    assert!(ws.exists("d8/a"));
+}
