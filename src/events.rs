@@ -33,7 +33,8 @@ pub enum Event {
         total: usize,
     },
     /// Fan-out tasks were expanded after the tasks that produce their items (SPEC §9): the
-    /// run goes on with more tasks.
+    /// run goes on, in a next phase, with more tasks (sent in place of a second
+    /// `RunStarted`).
     Expanded {
         /// Number of selected tasks now.
         total: usize,

@@ -232,10 +232,10 @@ pub struct Task {
     /// Set on the stand-in `NAME[*]` of a fan-out task whose items another task produces:
     /// its instances are known only once that task has run (SPEC §9).
     pub expands: Option<Box<Expansion>>,
-    /// Deps (also in `deps`) waited for but kept out of the cache key: the tasks that
-    /// produce a fan-out's items. The item stands for them in the key (its values are in the
-    /// fields; a glob's file is an input), so a new file reruns one instance, not all.
-    pub order_only: Vec<String>,
+    /// How many of the last `deps` are waited for but kept out of the cache key: the tasks
+    /// that produce a fan-out's items. The item stands for them in the key (its values are in
+    /// the fields; a glob's file is an input), so a new file reruns one instance, not all.
+    pub order_only: usize,
 }
 
 /// A fan-out task expanded after the tasks that produce its items: what its stand-in knows.
@@ -275,6 +275,11 @@ impl Task {
             (None, Some(e)) => (e.task.clone(), None),
             (None, None) => (self.name.clone(), None),
         }
+    }
+
+    /// The deps that are kept out of the cache key (see [`Task::order_only`]).
+    pub fn order_only_deps(&self) -> &[String] {
+        &self.deps[self.deps.len().saturating_sub(self.order_only)..]
     }
 
     /// The task's kind word, as shown in plans and reports.

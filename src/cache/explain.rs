@@ -163,10 +163,11 @@ pub fn explain_text(
         );
         let _ = writeln!(out, "{}", line.trim_end());
     }
+    // Waited for, not part of the key (a fan-out's producers).
+    let order_only = plan.task(task).order_only_deps();
     for &dep in &plan.deps[task] {
         let name = &plan.task(dep).name;
-        // Waited for, not part of the key (a fan-out's producers).
-        if plan.task(task).order_only.contains(name) {
+        if order_only.contains(name) {
             continue;
         }
         if !prediction

@@ -273,9 +273,11 @@ pub fn task_key(
     inputs.sort_by(|a, b| a.0.cmp(&b.0));
     inputs.dedup_by(|a, b| a.0 == b.0);
     parts.extend(inputs.iter().map(|(p, d)| part(format!("input {p}"), *d)));
+    let order_only: std::collections::HashSet<&str> =
+        task.order_only_deps().iter().map(String::as_str).collect();
     let mut deps: Vec<&(String, Digest)> = deps
         .iter()
-        .filter(|(name, _)| !task.order_only.contains(name))
+        .filter(|(name, _)| !order_only.contains(name.as_str()))
         .collect();
     deps.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
     parts.extend(deps.iter().map(|(name, d)| KeyPart {

@@ -28,7 +28,7 @@ pub fn command(name: &str, run: &str) -> Task {
         cache_ttl: None,
         origin: None,
         expands: None,
-        order_only: Vec::new(),
+        order_only: 0,
         remote: true,
         platform: BTreeMap::new(),
     }

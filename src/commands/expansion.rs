@@ -124,25 +124,17 @@ pub fn expanded(plan: &Plan, next: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// Passes a phase's events on, holding back its `RunFinished` (when `hold`) until the
-/// command knows whether the phase was the run's last; a later phase's `RunStarted` goes on
-/// as `Expanded` (the run is one run).
-pub struct PhaseSink<'s> {
+/// Passes a phase's events on, holding back its `RunFinished` until the command knows
+/// whether the phase was the run's last.
+pub struct HoldFinish<'s> {
     sink: &'s mut dyn Sink,
     held: Option<Event>,
-    hold: bool,
-    later: bool,
 }
 
-impl<'s> PhaseSink<'s> {
-    /// Wraps `sink` for one phase; `later`: not the run's first; `hold`: maybe not its last.
-    pub fn new(sink: &'s mut dyn Sink, later: bool, hold: bool) -> Self {
-        Self {
-            sink,
-            held: None,
-            hold,
-            later,
-        }
+impl<'s> HoldFinish<'s> {
+    /// Wraps `sink` for one phase.
+    pub fn new(sink: &'s mut dyn Sink) -> Self {
+        Self { sink, held: None }
     }
 
     /// The phase was the last: its `RunFinished` goes out (the summary is printed).
@@ -153,13 +145,10 @@ impl<'s> PhaseSink<'s> {
     }
 }
 
-impl Sink for PhaseSink<'_> {
+impl Sink for HoldFinish<'_> {
     fn event(&mut self, event: &Event) {
         match event {
-            Event::RunFinished { .. } if self.hold => self.held = Some(event.clone()),
-            Event::RunStarted { total, .. } if self.later => {
-                self.sink.event(&Event::Expanded { total: *total })
-            }
+            Event::RunFinished { .. } => self.held = Some(event.clone()),
             _ => self.sink.event(event),
         }
     }

@@ -162,7 +162,7 @@ pub fn run_with_cache(
         if !expansion::has_stand_ins(&plan) {
             break;
         }
-        let mut held = expansion::PhaseSink::new(&mut sinks, opts.earlier.is_some(), true);
+        let mut held = expansion::HoldFinish::new(&mut sinks);
         let phase = scheduler::run_phase(
             Arc::new(plan.clone()),
             cache.clone(),
@@ -273,16 +273,13 @@ pub fn run_with_cache(
             std::mem::forget(runtime.block_on(finished));
             result
         }
-        None => {
-            let mut sinks = expansion::PhaseSink::new(&mut sinks, opts.earlier.is_some(), false);
-            runtime.block_on(scheduler::run_then(
-                plan.clone(),
-                cache,
-                opts,
-                &mut sinks,
-                write_files,
-            ))
-        }
+        None => runtime.block_on(scheduler::run_then(
+            plan.clone(),
+            cache,
+            opts,
+            &mut sinks,
+            write_files,
+        )),
     };
     prune_old_runs(&state_dir, KEEP_RUNS);
     // Services and timers are stopped; do not wait for stray blocking work.

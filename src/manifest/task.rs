@@ -229,7 +229,7 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             cache_ttl,
             origin: None,
             expands: None,
-            order_only: Vec::new(),
+            order_only: 0,
             remote: placement.remote,
             platform: placement.platform,
         };

@@ -107,28 +107,23 @@ impl Earlier {
 /// Marks the tasks `earlier` ended as done in `recs`; returns which (by index). A service
 /// that a task still to run depends on is not: it starts again when needed.
 pub(super) fn seed(plan: &Plan, earlier: &Earlier, recs: &mut [Rec]) -> Vec<bool> {
-    let mut seeded = vec![false; recs.len()];
+    let mut ended: Vec<Option<&Ended>> = vec![None; recs.len()];
     for &i in &plan.order {
-        seeded[i] = earlier.ended.contains_key(plan.task(i).name.as_str());
+        ended[i] = earlier.ended.get(plan.task(i).name.as_str());
     }
-    for &i in &plan.order {
-        if seeded[i]
-            && plan.task(i).kind() == TaskKind::Service
-            && plan.dependents[i]
-                .iter()
-                .any(|&d| plan.selected[d] && !seeded[d])
-        {
-            seeded[i] = false;
-        }
-    }
-    for &i in &plan.order {
-        let Some(ended) = earlier.ended.get(plan.task(i).name.as_str()) else {
+    let seeded: Vec<bool> = (0..recs.len())
+        .map(|i| {
+            ended[i].is_some()
+                && (plan.task(i).kind() != TaskKind::Service
+                    || plan.dependents[i]
+                        .iter()
+                        .all(|&d| !plan.selected[d] || ended[d].is_some()))
+        })
+        .collect();
+    for (i, rec) in recs.iter_mut().enumerate() {
+        let Some(ended) = ended[i].filter(|_| seeded[i]) else {
             continue;
         };
-        if !seeded[i] {
-            continue;
-        }
-        let rec = &mut recs[i];
         rec.stage = Stage::Done;
         rec.status = Some(ended.entry.status);
         rec.digest = ended.digest;

@@ -197,10 +197,15 @@ impl<'a> Loop<'a> {
         mut done: mpsc::UnboundedReceiver<Done>,
         handle_signals: bool,
     ) -> RunResult {
-        self.sink.event(&Event::RunStarted {
-            run_id: self.run_id.clone(),
-            pipeline: self.plan.pipeline.name.clone(),
-            total: self.plan.order.len(),
+        let total = self.plan.order.len();
+        // A later phase of the same run only makes it longer.
+        self.sink.event(&match self.earlier {
+            Some(_) => Event::Expanded { total },
+            None => Event::RunStarted {
+                run_id: self.run_id.clone(),
+                pipeline: self.plan.pipeline.name.clone(),
+                total,
+            },
         });
         let mut signals = Signals::new(handle_signals);
         if let Some(e) = self.earlier.take() {
@@ -402,17 +407,6 @@ impl<'a> Loop<'a> {
             Progress::Download { bytes, total } => {
                 self.sink
                     .event(&Event::DownloadProgress { name, bytes, total });
-            }
-        }
-    }
-
-    fn release_slots(&mut self, i: usize) {
-        match std::mem::replace(&mut self.recs[i].held, Held::Nothing) {
-            Held::Nothing => {}
-            Held::Slots => self.slots.release(&self.recs[i].need),
-            Held::Remote => {
-                self.slots.release_pools(&self.recs[i].need);
-                self.release_remote();
             }
         }
     }

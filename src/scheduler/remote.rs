@@ -172,6 +172,18 @@ impl Loop<'_> {
         tokio::spawn(super::remote_job::run(self.shared.clone(), job));
     }
 
+    /// Task `i`'s job ended: the slots it held (here, or for its remote action) are free.
+    pub(super) fn release_slots(&mut self, i: usize) {
+        match std::mem::replace(&mut self.recs[i].held, Held::Nothing) {
+            Held::Nothing => {}
+            Held::Slots => self.slots.release(&self.recs[i].need),
+            Held::Remote => {
+                self.slots.release_pools(&self.recs[i].need);
+                self.release_remote();
+            }
+        }
+    }
+
     /// A remote job ended: its action is no longer in flight.
     pub(super) fn release_remote(&mut self) {
         if let Some(r) = self.remote.as_mut() {

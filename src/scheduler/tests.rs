@@ -34,7 +34,7 @@ fn task(name: &str, deps: &[&str], action: Action) -> Task {
         cache_ttl: None,
         origin: None,
         expands: None,
-        order_only: Vec::new(),
+        order_only: 0,
         remote: true,
         platform: BTreeMap::new(),
     }

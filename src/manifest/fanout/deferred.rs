@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use crate::manifest::task::{TaskBuilder, TaskSpans};
 use crate::manifest::walk::{Reader, get};
-use crate::model::{CachePolicy, Expansion, ItemSource, RetryPolicy, Task, TaskKind, TaskMap};
+use crate::model::{CachePolicy, Expansion, ItemSource, RetryPolicy, Task, TaskKind};
 
 /// Why a fan-out task waits: the tasks that produce its items.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub fn stand_in(
             kind,
             writes: output_prefixes(b),
         })),
-        order_only: Vec::new(),
+        order_only: 0,
     };
     let spans = TaskSpans {
         name: b.name_span.clone(),
@@ -155,12 +155,4 @@ fn output_prefixes(b: &TaskBuilder<'_, '_>) -> Vec<String> {
         })
         .filter(|p| !p.is_empty())
         .collect()
-}
-
-/// The stand-ins among `tasks`, by index.
-pub fn stand_ins(tasks: &TaskMap) -> impl Iterator<Item = (usize, &Expansion)> {
-    tasks
-        .values()
-        .enumerate()
-        .filter_map(|(i, t)| t.expands.as_deref().map(|e| (i, e)))
 }

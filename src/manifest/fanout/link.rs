@@ -150,24 +150,17 @@ pub fn check_produced(
             continue;
         }
         if names.iter().all(|n| finished.contains(n)) {
-            // The producers ran: the items are current, and each instance waits for them.
+            // The producers ran: the items are current. Each instance waits for them through
+            // its deps; those that name a producer only order it (the item is in the key).
             let Some(f) = fanouts.iter().find(|f| f.name == *task) else {
                 continue;
             };
+            let producer: HashSet<&str> = names.iter().map(String::as_str).collect();
             for i in f.instances.clone() {
                 let (Some((_, t)), Some(s)) = (tasks.get_index_mut(i), spans.get_mut(i)) else {
                     continue;
                 };
-                for n in &names {
-                    if !t.deps.contains(n) {
-                        t.deps.push(n.clone());
-                        s.deps.push(span.clone());
-                    }
-                    // Named in `deps` or not, the producer orders; the item is in the key.
-                    if !t.order_only.contains(n) {
-                        t.order_only.push(n.clone());
-                    }
-                }
+                order_producers_last(t, s, &producer);
                 // The matched file stands for its producers in the key.
                 let path = t.origin.as_ref().and_then(|o| o.item.get("path"));
                 if let (SourceKind::Glob, Some(path)) = (source.kind, path) {
@@ -200,6 +193,21 @@ pub fn check_produced(
         );
     }
     deferrals
+}
+
+/// Moves the deps of `t` that name a producer (and their spans) after the others, and counts
+/// them as order-only (see [`crate::model::Task::order_only`]).
+fn order_producers_last(t: &mut crate::model::Task, s: &mut TaskSpans, producer: &HashSet<&str>) {
+    let (mut keyed, mut ordering) = (Vec::new(), Vec::new());
+    for pair in t.deps.drain(..).zip(s.deps.drain(..)) {
+        if producer.contains(pair.0.as_str()) {
+            ordering.push(pair);
+        } else {
+            keyed.push(pair);
+        }
+    }
+    t.order_only = ordering.len();
+    (t.deps, s.deps) = keyed.into_iter().chain(ordering).unzip();
 }
 
 /// Drops the "no items" and "cannot read" problems of the source at `span`: its producer has
