@@ -159,7 +159,7 @@ pub fn prunable(plan: &Plan, lock: &Lockfile, all: bool) -> Vec<(String, &'stati
 /// `name` is an instance of a fan-out task that stands as `NAME[*]` until its producers
 /// have run: its entry cannot be judged now.
 fn expanded_later(tasks: &crate::model::TaskMap, name: &str) -> bool {
-    name.split_once('[').is_some_and(|(base, _)| {
+    crate::manifest::split_instance(name).is_some_and(|(base, _)| {
         tasks
             .get(crate::manifest::fanout::deferred::stand_in_name(base).as_str())
             .is_some_and(|t| t.expands.is_some())

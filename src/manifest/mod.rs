@@ -24,4 +24,4 @@ pub mod walk;
 
 pub use diagnostic::{LoadError, ManifestErrors, Problem};
 pub use load::{LoadOptions, load, load_str, parse_var_args};
-pub use suggest::{suggest, suggest_task};
+pub use suggest::{split_instance, suggest, suggest_task};

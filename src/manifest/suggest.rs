@@ -50,7 +50,7 @@ where
 }
 
 /// `TASK[KEY]` as (TASK, KEY); `None` for any other name.
-fn split_instance(name: &str) -> Option<(&str, &str)> {
+pub fn split_instance(name: &str) -> Option<(&str, &str)> {
     let (task, rest) = name.split_once('[')?;
     Some((task, rest.strip_suffix(']')?))
 }

@@ -148,7 +148,7 @@ impl Plan {
 /// The stand-in of the fan-out task whose instance `target` (`clean[a.csv]`) would be, when
 /// that task is expanded only after its producers run (SPEC §9).
 fn stand_in_for(pipeline: &Pipeline, target: &str) -> Option<usize> {
-    let (base, _) = target.split_once('[')?;
+    let (base, _) = crate::manifest::split_instance(target)?;
     let name = crate::manifest::fanout::deferred::stand_in_name(base);
     let i = pipeline.tasks.get_index_of(name.as_str())?;
     pipeline.tasks[i].expands.is_some().then_some(i)

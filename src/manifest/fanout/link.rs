@@ -34,7 +34,7 @@ pub fn expand_deps(tasks: &mut TaskMap, spans: &mut [TaskSpans], fanouts: &[FanO
         .map(|f| (f.name.as_str(), super::deferred::stand_in_name(&f.name)))
         .collect();
     let stand_in = |dep: &str| -> Option<&String> {
-        let (base, _) = dep.split_once('[')?;
+        let (base, _) = crate::manifest::split_instance(dep)?;
         deferred.get(base).filter(|s| s.as_str() != dep)
     };
     let needs = |deps: &[String]| {
