@@ -31,6 +31,21 @@ use crate::model::RelPath;
 /// interrupted write never enters a key or a record.
 pub const TEMP_PREFIX: &str = ".taskrun-tmp-";
 
+/// A temp file beside `dest` for a file the user reads (report, lockfile, timings page):
+/// created as `0o666` less the umask, like any editor's or `curl -o`'s file, not `0o600`.
+pub fn user_temp_beside(dest: &Path) -> io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+}
+
 /// Symlinks followed on one walk before it gives up (the kernel's own limit is 40).
 const MAX_HOPS: usize = 40;
 

@@ -108,26 +108,28 @@ impl TaskOutput {
 
     /// Records one line: redacted, appended to the log file at once, sent to the console.
     pub async fn line(&self, stream: Stream, text: &str) {
-        self.line_held(stream, text).await;
+        self.line_held(stream, text.as_bytes()).await;
         self.flush_log();
     }
 
     /// Like [`TaskOutput::line`], but the log file gets the line only at the next
     /// [`TaskOutput::flush_log`]: a reader that got many lines from one read writes them
     /// with one system call instead of one per line.
-    pub(crate) async fn line_held(&self, stream: Stream, text: &str) {
-        let line = self.secrets.redact(text).into_owned();
+    /// The log and the recorded output get the bytes as printed; the console gets text.
+    pub(crate) async fn line_held(&self, stream: Stream, bytes: &[u8]) {
+        let bytes = self.secrets.redact_bytes(bytes);
         if let Some(log) = &self.log
             && let Ok(mut log) = log.lock()
         {
-            log.hold_line(&line);
+            log.hold_line(&bytes);
         }
         if let Ok(mut c) = self.captured.lock()
             && c.len() < CAPTURE_LIMIT
         {
-            c.extend_from_slice(line.as_bytes());
+            c.extend_from_slice(&bytes);
             c.push(b'\n');
         }
+        let line = String::from_utf8_lossy(&bytes).into_owned();
         let _ = self
             .tx
             .send((self.task, Progress::Line { stream, line }))
@@ -178,8 +180,8 @@ struct LogFile {
 }
 
 impl LogFile {
-    fn hold_line(&mut self, line: &str) {
-        self.held.extend_from_slice(line.as_bytes());
+    fn hold_line(&mut self, line: &[u8]) {
+        self.held.extend_from_slice(line);
         self.held.push(b'\n');
     }
 

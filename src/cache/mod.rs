@@ -60,6 +60,16 @@ pub enum CacheSource {
     Remote,
 }
 
+impl CacheSource {
+    /// The word of the report's `cache_source`, also used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheSource::Local => "local",
+            CacheSource::Remote => "remote",
+        }
+    }
+}
+
 /// What the cache says about a task that is about to run.
 #[derive(Debug, Clone)]
 pub enum Lookup {

@@ -249,14 +249,8 @@ fn push_basic_string(out: &mut String, s: &str) {
 
 /// Writes the lockfile atomically: a temp file beside it, flushed, then renamed over it.
 pub fn write(path: &Path, lock: &Lockfile) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     // The temp file prefix input globs and output snapshots skip (a kill -9 may leave it).
-    let mut tmp = tempfile::Builder::new()
-        .prefix(crate::workspace::TEMP_PREFIX)
-        .tempfile_in(dir)?;
+    let mut tmp = crate::workspace::user_temp_beside(path)?;
     tmp.write_all(render(lock).as_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

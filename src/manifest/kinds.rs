@@ -105,7 +105,17 @@ impl TaskBuilder<'_, '_> {
             }
         };
         let sha256 = get(t, "sha256").and_then(|s| {
-            let (text, span) = r.string(s, &self.what("download.sha256"))?;
+            let (raw, span) = r.string(s, &self.what("download.sha256"))?;
+            // A pin may come from a variable or an item (`sha256 = "${item.sha256}"`).
+            let tpl = self.template(r, &raw, &span)?;
+            let Some(text) = tpl.as_literal() else {
+                r.push(
+                    Problem::at(span, "a sha256 pin may not contain a secret")
+                        .label("secret in a pin")
+                        .help("a pin is public: write its 64 hex digits"),
+                );
+                return None;
+            };
             let ok = text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit());
             if !ok {
                 r.push(

@@ -48,16 +48,9 @@ pub fn write_all<'a>(
 
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
     // Named like every interrupted write's temp file: a kill -9 here leaves nothing that
     // input globs or output snapshots would see (a report may be written into the workspace).
-    let mut tmp = tempfile::Builder::new()
-        .prefix(crate::workspace::TEMP_PREFIX)
-        .tempfile_in(dir)?;
+    let mut tmp = crate::workspace::user_temp_beside(path)?;
     tmp.write_all(bytes)?;
     tmp.write_all(b"\n")?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -80,6 +80,17 @@ pub enum RunStatus {
     Interrupted,
 }
 
+impl RunStatus {
+    /// The word used in text output and logs, as in the report's JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// Counts per task status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {

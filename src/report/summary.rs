@@ -119,11 +119,7 @@ pub fn totals_line(r: &RunReport) -> String {
     let mut line = format!(
         "{} {}: {} tasks, {} succeeded, {} cached, {} failed, {} skipped, {} cancelled",
         r.pipeline,
-        match r.status {
-            crate::report::RunStatus::Succeeded => "succeeded",
-            crate::report::RunStatus::Failed => "failed",
-            crate::report::RunStatus::Interrupted => "interrupted",
-        },
+        r.status.as_str(),
         s.total,
         s.succeeded,
         s.cached,

@@ -115,9 +115,9 @@ impl<'a> Timeline<'a> {
             let t = &self.times[i];
             let (start, end) = (t.start.unwrap_or(0), t.finish.unwrap_or(0));
             let lanes = &mut free_at[kind as usize];
-            // Strictly after: a task that starts the millisecond another ends goes beside it,
-            // so two bars never touch on one track.
-            let lane = match lanes.iter().position(|&f| f < start) {
+            // A task that starts the millisecond another ends takes its track: it took that
+            // task's slot, and one more track than the limit would show a slot that was not.
+            let lane = match lanes.iter().position(|&f| f <= start) {
                 Some(l) => l,
                 None => {
                     lanes.push(0);
@@ -226,6 +226,21 @@ mod tests {
         let (tracks, counts) = tl.tracks();
         assert_eq!(counts, [2, 0, 0]);
         assert_eq!(tracks[1], Some((TrackKind::Slot, 1)));
+    }
+
+    #[test]
+    fn a_task_starting_as_another_ends_takes_its_track() {
+        let r = run(
+            300,
+            vec![
+                cmd("a", 0, 100, &[]),
+                cmd("b", 0, 200, &[]),
+                cmd("c", 100, 300, &[]),
+            ],
+        );
+        let (tracks, counts) = Timeline::new(&r).tracks();
+        assert_eq!(counts, [2, 0, 0]);
+        assert_eq!(tracks[2], Some((TrackKind::Slot, 0)));
     }
 
     #[test]

@@ -138,11 +138,7 @@ pub fn to_string(report: &RunReport) -> String {
         "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{{\"run_id\":{},\"pipeline\":{},\"status\":{}}}}}\n",
         json_str(&report.run_id),
         json_str(&report.pipeline),
-        json_str(match report.status {
-            crate::report::RunStatus::Succeeded => "succeeded",
-            crate::report::RunStatus::Failed => "failed",
-            crate::report::RunStatus::Interrupted => "interrupted",
-        })
+        json_str(report.status.as_str())
     );
     w.out
 }

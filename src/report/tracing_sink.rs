@@ -57,7 +57,7 @@ impl Sink for TracingSink {
                 tracing::debug!(event = "download_progress", task = %name, bytes, total)
             }
             Event::CacheHit { name, source } => {
-                tracing::info!(event = "cache_hit", task = %name, source = ?source)
+                tracing::info!(event = "cache_hit", task = %name, source = source.as_str())
             }
             Event::ServiceReady { name } => tracing::info!(event = "service_ready", task = %name),
             Event::TaskFinished { task, .. } => tracing::info!(
@@ -76,7 +76,7 @@ impl Sink for TracingSink {
             Event::RunFinished { report } => tracing::info!(
                 event = "run_finished",
                 run_id = report.run_id,
-                status = ?report.status,
+                status = report.status.as_str(),
                 total = report.summary.total,
                 succeeded = report.summary.succeeded,
                 cached = report.summary.cached,

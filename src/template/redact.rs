@@ -127,6 +127,30 @@ impl Redactor {
         }
         out
     }
+
+    /// `bytes` with every form replaced by `***`: a command's output line kept as the bytes
+    /// it printed, for its log, when it is not UTF-8.
+    pub fn redact_bytes<'t>(&self, bytes: &'t [u8]) -> Cow<'t, [u8]> {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return match self.redact(text) {
+                Cow::Borrowed(_) => Cow::Borrowed(bytes),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            };
+        }
+        let mut out = Cow::Borrowed(bytes);
+        for form in self.forms.iter().map(String::as_bytes) {
+            let mut i = 0;
+            while i + form.len() <= out.len() {
+                if out[i..].starts_with(form) {
+                    out.to_mut().splice(i..i + form.len(), *b"***");
+                    i += 3;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

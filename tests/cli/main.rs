@@ -34,3 +34,4 @@ mod support;
 mod timings;
 mod tls;
 mod wording;
+mod written_files;

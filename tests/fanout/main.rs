@@ -3,6 +3,9 @@
 //! plan and summary at scale, and the cache per instance, with real files in temp dirs and a
 //! real HTTP server on 127.0.0.1.
 
+#[allow(dead_code)]
+#[path = "../support/bytes.rs"]
+mod bytes;
 #[path = "../support/fault_server.rs"]
 mod fault_server;
 #[path = "../support/served.rs"]
@@ -13,6 +16,7 @@ mod workspace;
 mod cache;
 mod expand_after;
 mod expansion;
+mod item_pins;
 mod names;
 mod produced;
 mod quoting;

@@ -331,7 +331,7 @@ pub(crate) async fn pump(reader: impl AsyncRead + Unpin, stream: Stream, sink: &
                 if buf.last() == Some(&b'\r') {
                     buf.pop();
                 }
-                sink.line_held(stream, &String::from_utf8_lossy(&buf)).await;
+                sink.line_held(stream, &buf).await;
                 if !lines.buffer().contains(&b'\n') {
                     sink.flush_log();
                 }

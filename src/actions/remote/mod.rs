@@ -99,12 +99,15 @@ pub async fn attempt(ctx: RemoteCtx<'_>) -> RemoteEnd {
 async fn ran(ctx: &RemoteCtx<'_>, o: &RemoteOutcome) -> AttemptResult {
     let sink = ctx.output;
     for (stream, bytes) in [(Stream::Stdout, &o.stdout), (Stream::Stderr, &o.stderr)] {
-        for line in String::from_utf8_lossy(bytes).lines() {
-            sink.line_held(stream, line).await;
+        // Line by line as a local run's pipes are read: the bytes as printed, less `\r\n`.
+        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        for line in body.split(|b| *b == b'\n').filter(|_| !bytes.is_empty()) {
+            sink.line_held(stream, line.strip_suffix(b"\r").unwrap_or(line))
+                .await;
         }
     }
     if o.logs_truncated {
-        sink.line_held(Stream::Stderr, "(output cut: it was longer than 64 MiB)")
+        sink.line_held(Stream::Stderr, b"(output cut: it was longer than 64 MiB)")
             .await;
     }
     if o.exit_code == 0 {
@@ -117,7 +120,7 @@ async fn ran(ctx: &RemoteCtx<'_>, o: &RemoteOutcome) -> AttemptResult {
     let cwd = ctx.spec.working_directory.as_ref();
     for path in hint::unsent_files(&stderr, &ctx.pipeline.root, cwd, &sent) {
         let why = hint::message(&path);
-        sink.line_held(Stream::Stderr, &why).await;
+        sink.line_held(Stream::Stderr, why.as_bytes()).await;
         error.push_str("; ");
         error.push_str(&why);
     }

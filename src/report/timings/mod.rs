@@ -11,10 +11,10 @@ mod table;
 use std::fmt::Write;
 use std::path::Path;
 
+use crate::report::RunReport;
 use crate::report::critical_path::{CriticalPath, critical_path, secs};
 use crate::report::summary::human_bytes;
 use crate::report::timeline::Timeline;
-use crate::report::{RunReport, RunStatus};
 
 const CSS: &str = include_str!("page.css");
 const JS: &str = include_str!("page.js");
@@ -27,7 +27,7 @@ pub fn render(report: &RunReport) -> String {
     let tl = Timeline::new(report);
     let path = critical_path(report);
     let mut out = String::with_capacity(16_384 + report.tasks.len() * 420);
-    let status = status_word(report.status);
+    let status = report.status.as_str();
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -63,14 +63,6 @@ pub fn render(report: &RunReport) -> String {
 /// Writes the page to `path` (atomically).
 pub fn write(report: &RunReport, path: &Path) -> std::io::Result<()> {
     crate::report::json::write_atomic(path, render(report).trim_end().as_bytes())
-}
-
-fn status_word(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Interrupted => "interrupted",
-    }
 }
 
 fn cards(out: &mut String, r: &RunReport, path: &CriticalPath) {

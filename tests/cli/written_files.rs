@@ -1,0 +1,103 @@
+//! The files a run writes for its user, as the user reads them: the report, the lockfile and
+//! the timings page are created like any tool's files (0o666 less the umask), a task's log
+//! holds the bytes it printed, and the JSON log spells statuses as the report does.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::fault_server::Route;
+use crate::http::Http;
+use crate::support::Workspace;
+
+fn mode(ws: &Workspace, rel: &str) -> u32 {
+    std::fs::metadata(ws.path(rel))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn reports_lockfile_and_pages_are_readable_by_others_under_umask_022() {
+    let http = Http::start();
+    http.route("/a.csv", Route::ok("alpha\n"));
+    let ws = Workspace::new(&format!(
+        "[tasks.get]\ndownload = {{ url = \"{}\", dest = \"data/a.csv\" }}\n",
+        http.url("/a.csv")
+    ));
+    // The umask of a login shell; the test process's own may differ.
+    let mut cmd = ws.cmd(&[]);
+    let bin = cmd.get_program().to_owned();
+    let out = std::process::Command::new("sh")
+        .current_dir(ws.root())
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" taskrun.toml --report out/r.json --junit j.xml --trace t.json --timings")
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "out/r.json",
+        "j.xml",
+        "t.json",
+        "taskrun.lock",
+        "data/a.csv",
+    ] {
+        assert_eq!(mode(&ws, f), 0o644, "{f}");
+    }
+    let runs: Vec<_> = std::fs::read_dir(ws.path(".taskrun/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}"); // the report and its page
+    for p in runs {
+        let m = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o644, "{}", p.display());
+    }
+}
+
+#[test]
+fn a_log_keeps_the_bytes_a_command_printed_with_secrets_redacted() {
+    let ws = Workspace::new(
+        "[tasks.x]\nrun = \"printf 'a\\\\377\\\\376b ${secret.TOKEN} c\\\\n'; exit 1\"\n",
+    );
+    let mut cmd = ws.cmd(&["taskrun.toml"]);
+    cmd.env("TOKEN", "hunter2-long-secret");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let dir = ws.path(".taskrun/logs");
+    let run = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let log = std::fs::read(run.join("x.log")).unwrap();
+    assert_eq!(log, b"a\xff\xfeb *** c\n");
+}
+
+#[test]
+fn the_json_log_spells_statuses_and_sources_as_the_report_does() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"echo hi > o.txt\"\noutputs = [\"o.txt\"]\n");
+    ws.run(&[]).code(0);
+    let r = ws.run(&["--log-format", "json"]);
+    r.code(0);
+    let events: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let field = |event: &str, name: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == event)
+            .map(|e| e[name].clone())
+            .unwrap_or_else(|| panic!("no {event} in {}", r.stdout))
+    };
+    assert_eq!(field("run_finished", "status"), "succeeded");
+    assert_eq!(field("cache_hit", "source"), "local");
+}
