@@ -25,7 +25,7 @@ fn reports_lockfile_and_pages_are_readable_by_others_under_umask_022() {
         http.url("/a.csv")
     ));
     // The umask of a login shell; the test process's own may differ.
-    let mut cmd = ws.cmd(&[]);
+    let cmd = ws.cmd(&[]);
     let bin = cmd.get_program().to_owned();
     let out = std::process::Command::new("sh")
         .current_dir(ws.root())
