@@ -5,6 +5,8 @@
 //! earlier is carried over ([`Earlier`]), so nothing runs twice and the report, the summary
 //! and the lockfile cover the whole run.
 
+use std::collections::BTreeSet;
+
 use crate::cli::Selection;
 use crate::commands::{Error, load_plan_after};
 use crate::events::{Event, Sink};
@@ -24,10 +26,14 @@ pub fn has_stand_ins(plan: &Plan) -> bool {
 pub enum Next {
     /// Nothing more can run: the phase's report is the run's.
     Done,
-    /// The plan of the next phase, with some stand-ins expanded.
-    Phase(Box<Plan>),
-    /// The manifest, loaded again, is invalid now that the items exist: `error` says why;
-    /// the stand-ins that were due (by name) fail.
+    /// The plan of the next phase, with some stand-ins expanded; those in `invalid` are not:
+    /// their own items are invalid (each with its error), and they fail.
+    Phase {
+        plan: Box<Plan>,
+        invalid: Vec<(String, Error)>,
+    },
+    /// The manifest, loaded again, is invalid now that the items exist, and not through the
+    /// items of one stand-in: `error` says why; the stand-ins that were due (by name) fail.
     Invalid { error: Error, due: Vec<String> },
     /// Loaded again, the stand-ins that were due are still stand-ins: they fail (they would
     /// wait forever).
@@ -57,23 +63,64 @@ pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
     if due.is_empty() {
         return Next::Done;
     }
-    match load_plan_after(
-        &selection.manifest,
-        &selection.vars,
-        &selection.targets,
-        finished,
-        true,
-    ) {
-        Ok(next)
-            if due
-                .iter()
-                .all(|d| next.pipeline.tasks.contains_key(d.as_str())) =>
-        {
-            Next::Stuck(due)
-        }
-        Ok(next) => Next::Phase(Box::new(next)),
-        Err(error) => Next::Invalid { error, due },
+    // Stand-ins that failed in an earlier phase stay stand-ins.
+    let held: BTreeSet<String> = plan
+        .order
+        .iter()
+        .filter_map(|&i| plan.task(i).expands.as_ref().map(|e| (i, e)))
+        .filter(|(i, _)| earlier.has_ended(&plan.task(*i).name))
+        .map(|(_, e)| e.task.clone())
+        .collect();
+    let load = |held: BTreeSet<String>, remember| {
+        let (manifest, vars, targets) = (&selection.manifest, &selection.vars, &selection.targets);
+        load_plan_after(manifest, vars, targets, finished.clone(), held, remember)
+    };
+    let (next, invalid) = match load(held.clone(), true) {
+        Ok(next) => (next, Vec::new()),
+        Err(error) => match blame(plan, &due, &held, &load) {
+            Some((next, invalid)) => (next, invalid),
+            None => return Next::Invalid { error, due },
+        },
+    };
+    if due
+        .iter()
+        .all(|d| next.pipeline.tasks.contains_key(d.as_str()))
+        && invalid.is_empty()
+    {
+        return Next::Stuck(due);
     }
+    Next::Phase {
+        plan: Box::new(next),
+        invalid,
+    }
+}
+
+/// The load of the next phase failed: finds the stand-ins of `due` whose own items are
+/// invalid (each loaded with the others held back) and loads the phase without them. `None`
+/// when the failure is not theirs (each fails alone, or none does).
+fn blame(
+    plan: &Plan,
+    due: &[String],
+    held: &BTreeSet<String>,
+    load: &dyn Fn(BTreeSet<String>, bool) -> Result<Plan, Error>,
+) -> Option<(Plan, Vec<(String, Error)>)> {
+    let declared = |name: &str| {
+        let task = plan.pipeline.tasks.get(name)?;
+        task.expands.as_ref().map(|e| e.task.clone())
+    };
+    let mut invalid = Vec::new();
+    let mut bad = held.clone();
+    for d in due {
+        let others = due.iter().filter(|o| *o != d).filter_map(|o| declared(o));
+        if let Err(e) = load(held.iter().cloned().chain(others).collect(), false) {
+            bad.extend(declared(d));
+            invalid.push((d.clone(), e));
+        }
+    }
+    if invalid.is_empty() || invalid.len() == due.len() {
+        return None;
+    }
+    load(bad, false).ok().map(|next| (next, invalid))
 }
 
 /// `plan` with every stand-in expanded from its items as they are on disk now, as if its
@@ -90,6 +137,7 @@ pub fn as_now(mut plan: Plan, selection: &Selection) -> Result<Plan, Error> {
             &selection.vars,
             &selection.targets,
             all,
+            BTreeSet::new(),
             false,
         )?;
         // Nothing more expanded (a stand-in that needs itself): as far as it goes.

@@ -126,18 +126,21 @@ fn load_pipeline_with(
 }
 
 /// [`load_plan`] once `finished` have run: the fan-out tasks whose items only they produce
-/// are expanded (SPEC §9), read from the files as they are now. `run` passes `remember`
-/// (see [`manifest::memo`]); `explain` does not.
+/// are expanded (SPEC §9), read from the files as they are now, except those `held` names
+/// (see [`LoadOptions::held`]). `run` passes `remember` (see [`manifest::memo`]); `explain`
+/// does not.
 pub fn load_plan_after(
     path: &Path,
     vars: &[String],
     targets: &[String],
     finished: std::collections::BTreeSet<String>,
+    held: std::collections::BTreeSet<String>,
     remember: bool,
 ) -> Result<Plan, Error> {
     let opts = LoadOptions {
         vars: manifest::parse_var_args(vars)?,
         finished,
+        held,
     };
     let pipeline = if remember {
         manifest::memo::load_remembered(path, &opts)?

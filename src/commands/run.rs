@@ -177,8 +177,16 @@ pub fn run_with_cache(
                 last_phase = Some(result);
                 break;
             }
-            expansion::Next::Phase(next) => {
+            expansion::Next::Phase {
+                plan: next,
+                invalid,
+            } => {
                 let mut next = *next;
+                for (name, error) in invalid {
+                    error.print(false);
+                    let why = format!("cannot expand its items: {}", expansion::first_line(&error));
+                    earlier.fail_expansion(name, why);
+                }
                 let (next_lock, next_unpinned) = apply_lockfile(&mut next, &|_| false)?;
                 if args.locked
                     && let Err(e) = refuse_unlocked(&next, &next_unpinned)

@@ -23,6 +23,9 @@ pub struct LoadOptions {
     /// Tasks that finished (succeeded or cached) earlier in this run: a fan-out task whose
     /// items only these produce is expanded now instead of waiting as a stand-in.
     pub finished: BTreeSet<String>,
+    /// Fan-out tasks (as declared) kept as stand-ins although their producers finished: their
+    /// items turned out invalid in this run, which must not stop the others' expansion.
+    pub held: BTreeSet<String>,
 }
 
 /// Splits `--var NAME=VALUE` arguments.
@@ -243,6 +246,7 @@ fn read(
         &fanouts,
         &item_sources,
         &opts.finished,
+        &opts.held,
     );
     reserved::check(&mut r, &tasks, &spans, path, &root_dir, &cache.dir);
 

@@ -55,7 +55,9 @@ fn load_remembered_with(
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Pipeline, LoadError> {
     let source = super::load::read_source(path)?;
-    let Some(id) = memo_id(path, opts, &source) else {
+    // A load that holds stand-ins back happens once, after a failure: not worth a memo.
+    let id = memo_id(path, opts, &source).filter(|_| opts.held.is_empty());
+    let Some(id) = id else {
         return load_str(path, source, opts, env);
     };
     let file = memo_path(path, &opts.finished);

@@ -220,6 +220,48 @@ run = "echo ${item.line}"
     assert_eq!(entry(&report, "each[*]")["status"], "failed");
 }
 
+#[test]
+fn one_fanouts_invalid_items_fail_only_it_and_keep_going_expands_the_others() {
+    let ws = Workspace::new(
+        r#"
+[tasks.list]
+outputs = ["gen/list.txt", "gen/other.txt"]
+run = "mkdir -p gen && printf 'x\ny\nx\n' > gen/list.txt && printf 'p\nq\n' > gen/other.txt"
+
+[tasks.each]
+deps = ["list"]
+for_each = { lines = "gen/list.txt" }
+run = "echo ${item.line}"
+
+[tasks.fine]
+deps = ["list"]
+for_each = { lines = "gen/other.txt" }
+outputs = ["out/${item.line}"]
+run = "mkdir -p out && echo ${item.line} > out/${item.line}"
+
+[tasks.then]
+deps = ["fine"]
+for_each = { glob = "out/*" }
+run = "echo then ${item.name}"
+"#,
+    );
+    let (r, report) = ws.run_report(&["-k"], 1);
+    assert_eq!(entry(&report, "each[*]")["status"], "failed");
+    for ok in ["fine[p]", "fine[q]", "then[p]", "then[q]"] {
+        assert_eq!(entry(&report, ok)["status"], "succeeded", "{ok}");
+    }
+    assert_eq!(
+        r.stderr.matches("have the key `x`").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    // Fail-fast: the failure stops the run; the others' instances never start.
+    let (_, report) = ws.run_report(&["--force"], 1);
+    assert_eq!(entry(&report, "each[*]")["status"], "failed");
+    assert_eq!(entry(&report, "fine[p]")["status"], "cancelled");
+}
+
 /// Downloads listed in a file that a download fetches: `--locked` cannot see them before
 /// the list is there, so it refuses once they are known, before any of them runs; a run pins
 /// them; `lock` keeps their entries and `lock --check` passes.

@@ -92,7 +92,7 @@ pub struct SourceUse {
 /// is the items' producer. A fan-out task that depends on every producer (through its
 /// `deps`, directly or not) waits for them: its instances are built once every producer is
 /// in `finished` (it ran in this run), and until then the task is deferred (returned, to be
-/// loaded as a stand-in). One that does not is an error naming the producer (SPEC §9), as is
+/// loaded as a stand-in), as it is while `held` names it. One that does not is an error naming the producer (SPEC §9), as is
 /// a fan-out over its own outputs.
 pub fn check_produced(
     r: &mut Reader<'_>,
@@ -101,6 +101,7 @@ pub fn check_produced(
     fanouts: &[FanOut],
     sources: &[SourceUse],
     finished: &BTreeSet<String>,
+    held: &BTreeSet<String>,
 ) -> Deferrals {
     let mut deferrals = Deferrals::new();
     for SourceUse {
@@ -149,7 +150,7 @@ pub fn check_produced(
             );
             continue;
         }
-        if names.iter().all(|n| finished.contains(n)) {
+        if !held.contains(task) && names.iter().all(|n| finished.contains(n)) {
             // The producers ran: the items are current. Each instance waits for them through
             // its deps; those that name a producer only order it (the item is in the key).
             let Some(f) = fanouts.iter().find(|f| f.name == *task) else {
