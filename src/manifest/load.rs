@@ -190,6 +190,15 @@ fn read(
     let defaults = get(root, "defaults").and_then(|v| r.table(v, "defaults"));
     if let Some(d) = defaults {
         r.check_keys(d, keys::DEFAULTS, "[defaults]");
+        // Checked here too, so a manifest without tasks yet hears of its mistakes.
+        if let Some(v) = get(d, "retry") {
+            let mut scratch =
+                crate::model::RetryPolicy::default_for(crate::model::TaskKind::Command);
+            super::retry::apply_retry(&mut r, v, &mut scratch, "defaults.retry");
+        }
+        if let Some(v) = get(d, "timeout") {
+            r.duration(v, "defaults.timeout");
+        }
     }
 
     let mut tasks = crate::model::TaskMap::default();

@@ -398,13 +398,11 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
 
     fn retry(&self, r: &mut Reader<'_>, kind: TaskKind) -> RetryPolicy {
         let mut policy = RetryPolicy::default_for(kind);
-        for v in [
-            self.defaults.and_then(|d| get(d, "retry")),
-            get(self.table, "retry"),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        // A mistake in `[defaults]` is named there (and reported once: see `load`).
+        if let Some(v) = self.defaults.and_then(|d| get(d, "retry")) {
+            apply_retry(r, v, &mut policy, "defaults.retry");
+        }
+        if let Some(v) = get(self.table, "retry") {
             apply_retry(r, v, &mut policy, &self.what("retry"));
         }
         policy

@@ -112,6 +112,31 @@ fn toml_syntax_errors_are_placed_too() {
 }
 
 #[test]
+fn a_mistake_in_defaults_is_reported_once_where_it_is() {
+    let manifest = "[defaults]\nretry = { max_attemps = 2, initial_delay = \"x\" }\n\
+                    timeout = \"5 parsecs\"\n";
+    for tasks in ["", "[tasks.a]\nrun = \"true\"\n[tasks.b]\nrun = \"true\"\n"] {
+        let ws = Workspace::new(&format!("{manifest}{tasks}"));
+        let out = ws
+            .taskrun(&["check", "taskrun.toml"])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("has 3 problems"), "{stderr}");
+        for said in [
+            "unknown key `max_attemps` in `defaults.retry`",
+            "`x` for `defaults.retry.initial_delay`",
+            "for `defaults.timeout`",
+        ] {
+            assert_eq!(stderr.matches(said).count(), 1, "{said}: {stderr}");
+        }
+        assert!(!stderr.contains("`tasks.a."), "{stderr}");
+    }
+}
+
+#[test]
 fn version_other_than_one_is_refused() {
     let ws = Workspace::new("version = 2\n");
     ws.taskrun(&["check", "taskrun.toml"])
