@@ -122,7 +122,7 @@ async fn range_not_satisfiable_discards_the_part_and_restarts() {
         .route("/s", Route::ok(data.clone()).etag("\"s\""));
     // A part file as long as the whole resource (e.g. killed right after the last byte).
     std::fs::write(env.dest("s.part"), &data).unwrap();
-    let meta = serde_json::json!({"version": 1, "url": "x", "etag": "\"s\"",
+    let meta = serde_json::json!({"version": 1, "url": env.server.url("/s"), "etag": "\"s\"",
         "last_modified": null, "bytes": 1000, "total": 1000});
     std::fs::write(env.dest("s.part.json"), meta.to_string()).unwrap();
     let done = env.attempt(&env.download(&["/s"], "s")).await.unwrap();
@@ -133,6 +133,37 @@ async fn range_not_satisfiable_discards_the_part_and_restarts() {
     assert_eq!(done.http_status, 200);
     assert_eq!(std::fs::read(env.dest("s")).unwrap(), data);
     assert_eq!(env.files(), vec!["s"]);
+}
+
+/// Two files with one validator (nginx's ETag is mtime and size): the part of the one is
+/// never continued with the other's bytes, when the manifest's URL changes between runs.
+#[tokio::test]
+async fn a_part_from_another_url_is_not_continued() {
+    let env = Env::new().await;
+    let first = body(100_000);
+    let second: Vec<u8> = first.iter().rev().copied().collect();
+    env.server.route(
+        "/w1.tar",
+        Route::ok(first)
+            .etag("\"same\"")
+            .then(Fault::Truncate(50_000)),
+    );
+    env.server
+        .route("/w2.tar", Route::ok(second.clone()).etag("\"same\""));
+    env.attempt(&env.download(&["/w1.tar"], "pkg.tar"))
+        .await
+        .unwrap_err();
+    assert_eq!(part_json(&env, "pkg.tar")["url"], env.server.url("/w1.tar"));
+
+    let done = env
+        .attempt(&env.download(&["/w2.tar"], "pkg.tar"))
+        .await
+        .unwrap();
+    assert_eq!(env.server.requests("/w2.tar")[0].header("range"), None);
+    assert_eq!(done.http_status, 200);
+    assert_eq!(done.resumed_from, 0);
+    assert_eq!(std::fs::read(env.dest("pkg.tar")).unwrap(), second);
+    assert_eq!(env.files(), vec!["pkg.tar"]);
 }
 
 #[tokio::test]

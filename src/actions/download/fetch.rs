@@ -135,9 +135,10 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
     let pinned = f.download.sha256.is_some();
     let mut allow_resume = f.download.resume && f.conditional.is_none();
     loop {
-        // A part file is worth continuing only if the server can tell us it is still the same
-        // representation (If-Range), or, from the same URL, the pin will catch a mix of two
-        // versions.
+        // A part file is worth continuing only from the URL it came from (another one may
+        // answer the same validator for other bytes: nginx's ETag is mtime and size), and if
+        // the server can tell us it is still the same representation (If-Range), or the pin
+        // will catch a mix of two versions.
         //
         // Without a part file there is no metadata either (see `resume::part_len`): the common
         // fresh download costs no `stat` here (see `HttpClient::may_have_part`) and no cleanup
@@ -151,7 +152,7 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
             Some(Some(len)) => {
                 let from = resume::read_meta(f.dest)
                     .filter(|meta| {
-                        len > 0 && (meta.validator().is_some() || (pinned && meta.url == shown))
+                        len > 0 && meta.url == shown && (meta.validator().is_some() || pinned)
                     })
                     .map(|meta| (meta, len));
                 (from, true)
