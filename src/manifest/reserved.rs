@@ -27,6 +27,9 @@ pub fn check(
         crate::lockfile::file_name(manifest),
         "the manifest's lockfile",
     ));
+    // Compared as the file system resolves them: `ws/../ws` or a link to the workspace is
+    // the workspace.
+    let (root, cache_dir) = (&resolved(root), &resolved(cache_dir));
     if root.starts_with(cache_dir) {
         // Every file of the workspace would sit in the cache dir, where `cache clean` could
         // not tell the user's files from the store's.
@@ -54,6 +57,34 @@ pub fn check(
             }
         }
     }
+}
+
+/// `path` with its symlinks and `..` resolved as far as it exists, the rest taken lexically
+/// (a cache dir need not exist yet).
+fn resolved(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut rest = Vec::new();
+    let mut base = path;
+    let mut real = loop {
+        if let Ok(real) = base.canonicalize() {
+            break real;
+        }
+        let Some(parent) = base.parent() else {
+            return path.to_path_buf();
+        };
+        rest.push(base.components().next_back());
+        base = parent;
+    };
+    for c in rest.into_iter().rev().flatten() {
+        match c {
+            Component::ParentDir => {
+                real.pop();
+            }
+            Component::Normal(n) => real.push(n),
+            _ => {}
+        }
+    }
+    real
 }
 
 fn problem(span: &Range<usize>, task: &str, out: &str, path: &str, what: &str) -> Problem {

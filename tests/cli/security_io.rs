@@ -156,6 +156,35 @@ fn cache_clean_and_gc_refuse_a_cache_dir_that_is_the_workspace() {
     }
 }
 
+#[test]
+fn a_run_refuses_the_workspace_as_cache_dir_however_it_is_spelled() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"echo a > a.txt\"\noutputs = [\"a.txt\"]\n");
+    let root = ws.root().to_str().unwrap().to_string();
+    let name = ws.root().file_name().unwrap().to_str().unwrap().to_string();
+    let link = ws.root().with_extension("link");
+    std::os::unix::fs::symlink(ws.root(), &link).unwrap();
+    let spellings = [
+        format!("{root}/../{name}"),
+        format!("{root}/not-there/.."),
+        link.to_str().unwrap().to_string(),
+        format!("{root}/.."),
+    ];
+    for dir in &spellings {
+        let out = run_in(&ws, &["taskrun.toml"], &[("TASKRUN_CACHE_DIR", dir)]);
+        out.code(2);
+        assert!(
+            out.stderr.contains("refusing the cache dir"),
+            "{dir}: {}",
+            out.stderr
+        );
+        assert!(
+            !ws.exists("ac") && !ws.exists("cas") && !ws.exists("a.txt"),
+            "{dir}"
+        );
+    }
+    std::fs::remove_file(&link).unwrap();
+}
+
 // ---- secrets in URLs (SPEC §13: percent-encoded for the part they land in) ----
 
 #[test]
