@@ -71,6 +71,31 @@ struct Judged {
     fresh: FxHashSet<PathBuf>,
 }
 
+/// Per workspace root, the paths taskrun reads itself (the manifest, its lockfile,
+/// `.taskrun/`, the cache dir: [`crate::manifest::reserved::paths`]), registered by the run
+/// that writes there ([`reserve`]). A symlink inside the workspace that would lead a write
+/// onto one of them is judged like one that leads outside.
+static RESERVED: Mutex<Vec<(PathBuf, Vec<(String, &'static str)>)>> = Mutex::new(Vec::new());
+
+/// Registers the reserved paths of the workspace at `root` (see `RESERVED`).
+pub fn reserve(root: &Path, paths: Vec<(String, &'static str)>) {
+    let mut all = RESERVED.lock().unwrap_or_else(PoisonError::into_inner);
+    all.retain(|(r, _)| r != root);
+    all.push((root.to_path_buf(), paths));
+}
+
+/// The reserved path of the workspace at `root` that `rel` (resolved) is, lies in or holds,
+/// with what it is.
+fn reserved_clash(root: &Path, rel: &Path) -> Option<(String, &'static str)> {
+    let rel = rel.to_str()?;
+    let all = RESERVED.lock().unwrap_or_else(PoisonError::into_inner);
+    let (_, paths) = all.iter().find(|(r, _)| r == root)?;
+    paths
+        .iter()
+        .find(|(p, _)| crate::manifest::reserved::clashes(rel, p))
+        .cloned()
+}
+
 /// A child process is about to start: directories judged so far are judged again on their
 /// next look (see `JUDGED`).
 pub fn children_started() {
@@ -195,7 +220,13 @@ impl Workspace {
                 Err(e) => return Err(e),
             };
             if meta.file_type().is_symlink() {
-                if !self.leads_inside(&path) {
+                let Some(inside) = self.resolve_inside(&path) else {
+                    return Ok(Found::Escape(path));
+                };
+                // Where the write would land: the link's target, then the rest of `rel`.
+                let mut landing = inside;
+                landing.extend(parts.clone());
+                if reserved_clash(&self.root, &landing).is_some() {
                     return Ok(Found::Escape(path));
                 }
                 if last {
@@ -220,13 +251,14 @@ impl Workspace {
             match self.look(rel)? {
                 Found::Escape(link) => {
                     let target = fs::read_link(&link).unwrap_or_default();
+                    let why = self.why_escape(&link, rel);
                     match fs::remove_file(&link) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e),
                     }
                     tracing::warn!(
-                        "removed the symlink {} (to {}): it leads outside the workspace",
+                        "removed the symlink {} (to {}): {why}",
                         self.show(&link),
                         target.display()
                     );
@@ -246,6 +278,21 @@ impl Workspace {
             return Ok(());
         }
         self.unlink_escapes(rel).map(drop)
+    }
+
+    /// Why [`Self::look`] judged the symlink at `link` on the way to `rel` an escape.
+    fn why_escape(&self, link: &Path, rel: &RelPath) -> String {
+        let rest = link
+            .strip_prefix(&self.root)
+            .ok()
+            .and_then(|l| Path::new(rel.as_str()).strip_prefix(l).ok());
+        let landing = self
+            .resolve_inside(link)
+            .map(|inside| rest.map_or(inside.clone(), |r| inside.join(r)));
+        match landing.and_then(|l| reserved_clash(&self.root, &l)) {
+            Some((path, what)) => format!("{rel} through it would be `{path}`, {what}"),
+            None => "it leads outside the workspace".to_string(),
+        }
     }
 
     fn show<'a>(&self, path: &'a Path) -> std::path::Display<'a> {

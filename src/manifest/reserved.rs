@@ -19,14 +19,7 @@ pub fn check(
     root: &Path,
     cache_dir: &Path,
 ) {
-    let mut reserved: Vec<(String, &str)> = vec![(".taskrun".into(), "taskrun's state directory")];
-    if let Some(name) = manifest.file_name().and_then(|n| n.to_str()) {
-        reserved.push((name.to_string(), "the manifest itself"));
-    }
-    reserved.push((
-        crate::lockfile::file_name(manifest),
-        "the manifest's lockfile",
-    ));
+    let reserved = paths(manifest, root, cache_dir);
     // Compared as the file system resolves them: `ws/../ws` or a link to the workspace is
     // the workspace.
     let (root, cache_dir) = (&resolved(root), &resolved(cache_dir));
@@ -40,10 +33,6 @@ pub fn check(
             ))
             .help("point TASKRUN_CACHE_DIR or `[cache] dir` at a directory of its own, e.g. .taskrun/cache"),
         );
-    } else if let Ok(rel) = cache_dir.strip_prefix(root)
-        && let Some(rel) = rel.to_str()
-    {
-        reserved.push((rel.to_string(), "the cache dir"));
     }
     for (task, s) in tasks.values().zip(spans) {
         for (out, span) in task.outputs.iter().zip(&s.outputs) {
@@ -57,6 +46,28 @@ pub fn check(
             }
         }
     }
+}
+
+/// The paths of the workspace at `root` that taskrun reads itself, each with what it is,
+/// relative to the root: what no `dest` or output may be, contain or lie in (the cache dir
+/// when it is inside the workspace).
+pub fn paths(manifest: &Path, root: &Path, cache_dir: &Path) -> Vec<(String, &'static str)> {
+    let mut reserved: Vec<(String, &str)> = vec![(".taskrun".into(), "taskrun's state directory")];
+    if let Some(name) = manifest.file_name().and_then(|n| n.to_str()) {
+        reserved.push((name.to_string(), "the manifest itself"));
+    }
+    reserved.push((
+        crate::lockfile::file_name(manifest),
+        "the manifest's lockfile",
+    ));
+    let (root, cache_dir) = (&resolved(root), &resolved(cache_dir));
+    if let Ok(rel) = cache_dir.strip_prefix(root)
+        && let Some(rel) = rel.to_str()
+        && !rel.is_empty()
+    {
+        reserved.push((rel.to_string(), "the cache dir"));
+    }
+    reserved
 }
 
 /// `path` with its symlinks and `..` resolved as far as it exists, the rest taken lexically
@@ -100,7 +111,7 @@ fn problem(span: &Range<usize>, task: &str, out: &str, path: &str, what: &str) -
 
 /// Equal, inside, or containing (an output directory holding the reserved path would
 /// delete or restore it). A cache dir that is the workspace is refused before this check.
-fn clashes(out: &str, reserved: &str) -> bool {
+pub fn clashes(out: &str, reserved: &str) -> bool {
     RelPath::parse(out).is_some_and(|o| o.contains(reserved))
         || RelPath::parse(reserved).is_some_and(|r| r.contains(out))
 }

@@ -62,6 +62,10 @@ pub async fn run_phase(
     opts: RunOptions,
     sink: &mut dyn Sink,
 ) -> RunResult {
+    // No write of this run lands on the manifest, its lockfile or the store (SPEC §13).
+    let p = &plan.pipeline;
+    let reserved = crate::manifest::reserved::paths(&p.manifest_path, &p.root, &p.cache.dir);
+    crate::workspace::reserve(&p.root, reserved);
     let (progress_tx, progress_rx) = mpsc::channel(1024);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(Stop::No);

@@ -260,6 +260,38 @@ fn a_download_never_writes_through_a_symlinked_dest_parent() {
     assert_eq!(fs::read(ws.path("data/f.bin")).unwrap(), data);
 }
 
+/// A symlink that stays inside the workspace but would lead a write onto the manifest or into
+/// `.taskrun/` is judged like one that leads outside: removed, never written through, by a
+/// download and by a restore from the cache.
+#[test]
+fn no_write_reaches_the_manifest_or_taskruns_state_through_a_link_inside() {
+    let http = Http::start();
+    http.route("/f.bin", Route::ok(body(1_000)));
+    let manifest = download_manifest(&http, "ml/taskrun.toml")
+        + "\n[tasks.gen]\noutputs = [\"state/runs/evil.json\"]\n\
+           run = \"mkdir -p state/runs && echo evil > state/runs/evil.json\"\n";
+    let ws = Workspace::new(&manifest);
+    symlink(".", ws.path("ml")).unwrap();
+    let r = run(&ws, &[]);
+    r.code(0);
+    r.says(&[
+        "removed the symlink ml",
+        "`taskrun.toml`, the manifest itself",
+    ]);
+    assert_eq!(ws.read("taskrun.toml"), manifest);
+    assert!(!fs::symlink_metadata(ws.path("ml")).unwrap().is_symlink());
+
+    // A restore of `state/runs/evil.json` through `state -> .taskrun`.
+    fs::remove_dir_all(ws.path("state")).unwrap();
+    symlink(".taskrun", ws.path("state")).unwrap();
+    let r = run(&ws, &[]);
+    r.code(0);
+    r.says(&["removed the symlink state", "taskrun's state directory"]);
+    assert!(!ws.exists(".taskrun/runs/evil.json"));
+    assert_eq!(ws.read("state/runs/evil.json"), "evil\n");
+    assert_eq!(ws.read("taskrun.toml"), manifest);
+}
+
 /// A directory judged real before any command ran, then swapped for a symlink out by a
 /// command, is never written through: the symlink is removed before `write`, whose output
 /// lies in `data/`, runs. (This holds by two guards: the remembered directories are dropped
