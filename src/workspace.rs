@@ -75,10 +75,13 @@ struct Judged {
 /// `.taskrun/`, the cache dir: [`crate::manifest::reserved::paths`]), registered by the run
 /// that writes there ([`reserve`]). A symlink inside the workspace that would lead a write
 /// onto one of them is judged like one that leads outside.
-static RESERVED: Mutex<Vec<(PathBuf, Vec<(String, &'static str)>)>> = Mutex::new(Vec::new());
+static RESERVED: Mutex<Vec<(PathBuf, ReservedPaths)>> = Mutex::new(Vec::new());
+
+/// Reserved paths relative to a root, each with what it is.
+type ReservedPaths = Vec<(String, &'static str)>;
 
 /// Registers the reserved paths of the workspace at `root` (see `RESERVED`).
-pub fn reserve(root: &Path, paths: Vec<(String, &'static str)>) {
+pub fn reserve(root: &Path, paths: ReservedPaths) {
     let mut all = RESERVED.lock().unwrap_or_else(PoisonError::into_inner);
     all.retain(|(r, _)| r != root);
     all.push((root.to_path_buf(), paths));
