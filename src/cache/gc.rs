@@ -91,7 +91,9 @@ struct Entry {
 pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcOutcome> {
     let store = Store::new(cache_dir, false);
     let bytes_before = owned::size(cache_dir);
-    let mut total = bytes_before;
+    // Not part of any entry: they go first, and the limits count what is left.
+    remove_temp_files(cache_dir);
+    let mut total = owned::size(cache_dir);
     let mut outcome = GcOutcome {
         bytes_before,
         ..GcOutcome::default()
@@ -186,7 +188,6 @@ pub fn gc(cache_dir: &Path, limits: GcLimits, now: SystemTime) -> io::Result<GcO
             outcome.blobs_removed += 1;
         }
     }
-    remove_stale_temp_files(cache_dir, now);
     owned::remove_empty_dirs(cache_dir);
     outcome.bytes_after = owned::size(cache_dir);
     Ok(outcome)
@@ -197,19 +198,12 @@ fn from_ns(ns: i64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
-/// Temp files older than this were left by a process that died mid-write (gc holds the lock,
-/// so no live writer is this slow).
-const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Deletes the store's temp files (see [`owned::is_temp_name`]) a killed taskrun left in the
-/// store's own directories; nothing else in the cache dir is looked at.
-fn remove_stale_temp_files(cache_dir: &Path, now: SystemTime) {
+/// Deletes the store's temp files (see [`owned::is_temp_name`]) in the store's own
+/// directories; nothing else in the cache dir is looked at. gc's caller holds the cache lock
+/// that every writer takes, so each of them was left by a process that died mid-write.
+fn remove_temp_files(cache_dir: &Path) {
     for f in owned::files(cache_dir) {
-        let old = fs::symlink_metadata(&f.path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP);
         if f.kind == Kind::Temp
-            && old
             && let Err(e) = fs::remove_file(&f.path)
         {
             tracing::warn!("cannot remove {}: {e}", f.path.display());
@@ -228,26 +222,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gc_removes_temp_files_a_dead_process_left_but_not_fresh_ones() {
+    fn gc_removes_the_temp_files_a_dead_process_left_before_it_sizes_the_store() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("cas/ab")).unwrap();
         let old = dir.path().join("cas/ab/.tmp-old123");
         let fresh = dir.path().join(".tmp-fresh1");
-        std::fs::write(&old, b"x").unwrap();
+        let user = dir.path().join("notes.txt");
+        std::fs::write(&old, vec![0u8; 4096]).unwrap();
         std::fs::write(&fresh, b"y").unwrap();
-        let two_hours_ago = SystemTime::now() - std::time::Duration::from_secs(7200);
-        std::fs::File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(two_hours_ago)
-            .unwrap();
+        std::fs::write(&user, b"mine").unwrap();
         let limits = GcLimits {
-            max_size: None,
-            max_age: Some(std::time::Duration::from_secs(86400)),
+            max_size: Some(1024),
+            max_age: None,
         };
-        gc(dir.path(), limits, SystemTime::now()).unwrap();
-        assert!(!old.exists());
-        assert!(fresh.exists());
+        let outcome = gc(dir.path(), limits, SystemTime::now()).unwrap();
+        assert!(!old.exists() && !fresh.exists());
+        assert!(user.exists(), "not taskrun's");
+        assert!(outcome.bytes_before >= 4097, "{outcome:?}");
+        assert!(outcome.bytes_after < 1024, "{outcome:?}");
     }
 }

@@ -83,12 +83,18 @@ impl Loop<'_> {
         let reason = result.error.clone().unwrap_or_else(|| "failed".into());
         let interrupted = self.interrupted.is_some();
         let policy = &self.plan.task(task).retry;
+        let task_def = self.plan.task(task);
         let failure = retry::Failure {
             attempt: number,
             retryable: result.retryable,
             exit_code: result.exit_code,
+            by_signal: task_def.kind() == crate::model::TaskKind::Command
+                && result.exit_code.is_none()
+                && result.outcome == crate::report::AttemptOutcome::Failed,
             retry_after: result.retry_after,
         };
+        // Given up before the attempts ran out: the policy's reason is worth saying.
+        let early = result.retryable && number < policy.max_attempts;
         let elapsed = self.recs[task]
             .started
             .map(|(_, t)| t.elapsed())
@@ -119,11 +125,12 @@ impl Loop<'_> {
                     let _ = tx.send(Done::RetryDue { task });
                 });
             }
-            retry::Decision::GiveUp { .. } => {
-                let msg = if number > 1 {
-                    format!("{reason} (after {number} attempts)")
-                } else {
-                    reason
+            retry::Decision::GiveUp { why } => {
+                let msg = match (number > 1, early) {
+                    (true, true) => format!("{reason} (after {number} attempts; {why})"),
+                    (false, true) => format!("{reason} (not retried: {why})"),
+                    (true, false) => format!("{reason} (after {number} attempts)"),
+                    (false, false) => reason,
                 };
                 self.fail(task, msg);
             }

@@ -35,6 +35,9 @@ pub struct Failure {
     pub retryable: bool,
     /// A command's exit code, checked against `exit_codes`.
     pub exit_code: Option<i32>,
+    /// A command ended by a signal it was not sent by its timeout: no exit code to find in
+    /// `exit_codes`, so not retried when they are listed.
+    pub by_signal: bool,
     /// A server's `Retry-After`, which replaces the computed wait (capped, no jitter).
     pub retry_after: Option<Duration>,
 }
@@ -73,6 +76,11 @@ pub fn decide(
     {
         return Decision::GiveUp {
             why: format!("exit code {code} is not in retry.exit_codes"),
+        };
+    }
+    if policy.exit_codes.is_some() && failure.by_signal {
+        return Decision::GiveUp {
+            why: "killed by a signal, not an exit code in retry.exit_codes".into(),
         };
     }
     if failure.attempt >= policy.max_attempts {
@@ -219,6 +227,19 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let d = decide(&p, &failed(1), Duration::ZERO, &mut rng);
         assert!(matches!(d, Decision::GiveUp { why } if why.contains("exit code 1")));
+        let killed = Failure {
+            exit_code: None,
+            by_signal: true,
+            ..f.clone()
+        };
+        let d = decide(&p, &killed, Duration::ZERO, &mut rng);
+        assert!(matches!(d, Decision::GiveUp { why } if why.contains("signal")));
+        let unlisted = RetryPolicy {
+            exit_codes: None,
+            ..p.clone()
+        };
+        let d = decide(&unlisted, &killed, Duration::ZERO, &mut rng);
+        assert!(matches!(d, Decision::Retry { .. }), "{d:?}");
         let f = Failure {
             exit_code: Some(75),
             ..failed(1)

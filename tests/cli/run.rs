@@ -190,6 +190,24 @@ fn exit_codes_not_listed_are_not_retried() {
     let report = ws.last_report();
     assert_eq!(task(&report, "x")["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(task(&report, "x")["exit_code"], 4);
+    let error = task(&report, "x")["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("not retried: exit code 4 is not in retry.exit_codes"),
+        "{error}"
+    );
+
+    // A signal is no exit code: with `exit_codes` listed, it is not retried either.
+    ws.manifest(
+        "[tasks.x]\nrun = \"kill -TERM $$$$\"\nretry = { max_attempts = 3, initial_delay = \"10ms\", exit_codes = [75] }\n",
+    );
+    ws.run(&[]).code(1);
+    let report = ws.last_report();
+    assert_eq!(task(&report, "x")["attempts"].as_array().unwrap().len(), 1);
+    let error = task(&report, "x")["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("killed by signal 15 (not retried: killed by a signal"),
+        "{error}"
+    );
 }
 
 #[test]

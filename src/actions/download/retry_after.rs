@@ -67,6 +67,19 @@ mod tests {
     }
 
     #[test]
+    fn a_date_far_ahead_is_a_long_wait_for_the_cap_to_bound() {
+        let v = "Fri, 31 Dec 9999 23:59:59 GMT";
+        let wait = parse_retry_after(v, at(1_800_000_000));
+        let millennium = Duration::from_secs(86400 * 365 * 1000);
+        assert!(wait.is_some_and(|w| w > millennium), "{wait:?}");
+        // A weekday that is not the date's makes it no date (RFC 9110 §5.6.7): ignored.
+        assert_eq!(
+            parse_retry_after("Wed, 31 Dec 9999 23:59:59 GMT", at(0)),
+            None
+        );
+    }
+
+    #[test]
     fn garbage_is_ignored() {
         for v in [
             "",
