@@ -138,6 +138,7 @@ mod tests {
             attempt,
             retryable: true,
             exit_code: Some(1),
+            by_signal: false,
             retry_after: None,
         }
     }
@@ -230,7 +231,7 @@ mod tests {
         let killed = Failure {
             exit_code: None,
             by_signal: true,
-            ..f.clone()
+            ..failed(1)
         };
         let d = decide(&p, &killed, Duration::ZERO, &mut rng);
         assert!(matches!(d, Decision::GiveUp { why } if why.contains("signal")));
