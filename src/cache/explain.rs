@@ -147,8 +147,29 @@ pub fn explain_text(
         .unwrap_or(4)
         .max(10);
     let _ = writeln!(out, "\n{:width$}  {:12}  last run", "ingredient", "now");
+    // Deps that will run first: their digest is not known, which is not "removed". Those
+    // waited for only (a fan-out's producers) are not part of the key.
+    let order_only = plan.task(task).order_only_deps();
+    let mut unknown: Vec<String> = plan.deps[task]
+        .iter()
+        .map(|&dep| &plan.task(dep).name)
+        .filter(|name| !order_only.contains(name))
+        .map(|name| format!("dep {name}"))
+        .filter(|part| !prediction.parts.iter().any(|p| p.name == *part))
+        .collect();
+    let will_run = "(will run first; its digest is not known yet)";
     for d in &diffs {
-        let mark = if last.is_none() {
+        let mark = if let Some(at) = unknown.iter().position(|u| *u == d.name) {
+            unknown.swap_remove(at);
+            let line = format!(
+                "{:width$}  {:12}  {:12}  {will_run}",
+                d.name,
+                "?",
+                short(&d.last)
+            );
+            let _ = writeln!(out, "{line}");
+            continue;
+        } else if last.is_none() {
             String::new()
         } else if d.changed() {
             format!("  {}", d.describe())
@@ -163,25 +184,8 @@ pub fn explain_text(
         );
         let _ = writeln!(out, "{}", line.trim_end());
     }
-    // Waited for, not part of the key (a fan-out's producers).
-    let order_only = plan.task(task).order_only_deps();
-    for &dep in &plan.deps[task] {
-        let name = &plan.task(dep).name;
-        if order_only.contains(name) {
-            continue;
-        }
-        if !prediction
-            .parts
-            .iter()
-            .any(|p| p.name == format!("dep {name}"))
-        {
-            let _ = writeln!(
-                out,
-                "{:width$}  {:12}  (will run first; its digest is not known yet)",
-                format!("dep {name}"),
-                "?"
-            );
-        }
+    for name in unknown {
+        let _ = writeln!(out, "{name:width$}  {:12}  {will_run}", "?");
     }
     out
 }

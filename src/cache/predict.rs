@@ -3,7 +3,8 @@
 //!
 //! Tasks are walked in plan order. A predicted hit passes its recorded digest to its
 //! dependents (and its recorded outputs count as inputs that will exist); a task that will
-//! run makes its dependents "miss: dependency X will run", since its new digest is unknown.
+//! run makes its dependents "miss: dependency X will run", since its new digest is unknown,
+//! unless it declares no outputs: then it hands on its key, known before it runs.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -195,7 +196,12 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
             }
         };
         if let Some(dep) = waiting {
-            out[i] = status_if_runs(Reason::DependencyWillRun(dep), kept(&tk.parts));
+            // A task that is never cached runs whatever its deps do: that is the reason.
+            let why = match cacheable {
+                true => Reason::DependencyWillRun(dep),
+                false => Reason::NotCacheable(not_cacheable_reason(t)),
+            };
+            out[i] = status_if_runs(why, kept(&tk.parts));
             continue;
         }
         if let Some(g) = expanded.unmatched.first() {
@@ -205,6 +211,10 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
         if let Some(r) = unreadable {
             out[i] = status_if_runs(r, kept(&tk.parts));
             continue;
+        }
+        if key::declared_outputs(t).is_empty() {
+            // What it hands its dependents is its key (SPEC §5): known now, run or not.
+            known[i] = Some(tk.key);
         }
         if !cacheable {
             out[i] = KeyPrediction {

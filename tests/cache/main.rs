@@ -68,6 +68,48 @@ fn plan_predicts_hits_misses_and_reasons_without_writing() {
     assert_eq!(p[0].status, PredictedStatus::Off);
 }
 
+/// A dependency without outputs hands on its key (SPEC §5), known before it runs: its
+/// dependents are predicted as the run will find them, not "dependency will run".
+#[test]
+fn a_dependency_without_outputs_that_runs_leaves_its_dependents_hits() {
+    let ws = Workspace::new(
+        r#"
+[tasks.check]
+run = "true"
+
+[tasks.build]
+deps = ["check"]
+outputs = ["out/b.txt"]
+run = "mkdir -p out && echo b > out/b.txt"
+
+[tasks.log]
+deps = ["build"]
+run = "true"
+"#,
+    );
+    ws.run_all();
+    let p = plan_predictions(&ws.plan(), false, false);
+    assert_eq!(p[0].status, PredictedStatus::Off);
+    assert_eq!(p[1].status, PredictedStatus::Hit, "{:?}", p[1]);
+    // Never cached: that is why it runs, whatever its deps do.
+    assert_eq!(
+        p[2].reason.as_deref().map(|r| r.starts_with("no outputs")),
+        Some(true),
+        "{:?}",
+        p[2]
+    );
+    ws.write("out/b.txt", "changed\n");
+    let p = plan_predictions(&ws.plan(), true, false);
+    assert_eq!(p[1].reason.as_deref(), Some("--force"));
+    assert!(
+        p[2].reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("no outputs")),
+        "{:?}",
+        p[2]
+    );
+}
+
 #[test]
 fn explain_prints_parts_beside_the_last_run() {
     let ws = Workspace::new(MANIFEST);
@@ -88,6 +130,17 @@ fn explain_prints_parts_beside_the_last_run() {
     let out = ws.taskrun(&["explain", "taskrun.toml", "count"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("dependency merge will run"), "{text}");
+    // Its digest is unknown, not removed: one row, with the last run's value beside it.
+    assert!(!text.contains("removed"), "{text}");
+    let row: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("dep merge"))
+        .collect();
+    assert_eq!(row.len(), 1, "{text}");
+    assert!(
+        row[0].contains(" ? ") && row[0].contains("will run first"),
+        "{text}"
+    );
     assert!(
         !ws.root()
             .join(".taskrun/cache")
