@@ -76,10 +76,10 @@ pub struct RunArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Plan format, with --dry-run
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text, requires = "dry_run")]
     pub format: PlanFormat,
     /// With --dry-run: list every instance of a fan-out task, not a summary of each
-    #[arg(long)]
+    #[arg(long, requires = "dry_run")]
     pub expand: bool,
     /// Running-task limit (overrides pipeline.concurrency)
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]

@@ -55,6 +55,8 @@ fn run_command(command: Command, color: bool) -> Result<u8, Error> {
                     no_cache: args.no_cache,
                     locked: args.locked,
                     remote_exec: args.remote_exec,
+                    jobs: args.jobs,
+                    keep_going: args.keep_going,
                 };
                 plan::print_plan(&args.selection, view)
             } else {

@@ -22,6 +22,10 @@ pub struct View {
     pub locked: bool,
     /// `--remote-exec on|off`.
     pub remote_exec: Option<RemoteExec>,
+    /// `-j N` of a dry run: the concurrency the plan shows.
+    pub jobs: Option<u32>,
+    /// `-k` of a dry run: the plan shows fail-fast off.
+    pub keep_going: bool,
 }
 
 /// `taskrun plan`.
@@ -33,6 +37,8 @@ pub fn run(args: PlanArgs) -> Result<u8, super::Error> {
         no_cache: args.no_cache,
         locked: args.locked,
         remote_exec: args.remote_exec,
+        jobs: None,
+        keep_going: false,
     };
     print_plan(&args.selection, view)
 }
@@ -40,6 +46,11 @@ pub fn run(args: PlanArgs) -> Result<u8, super::Error> {
 /// Loads, plans (with the lockfile's pins), predicts the cache and prints the plan.
 pub fn print_plan(sel: &Selection, view: View) -> Result<u8, super::Error> {
     let mut plan = super::load_plan(&sel.manifest, &sel.vars, &sel.targets)?;
+    // What the run with these options would do (`taskrun M -n -j 4 -k`).
+    if let Some(jobs) = view.jobs {
+        plan.pipeline.concurrency = jobs as usize;
+    }
+    plan.pipeline.fail_fast &= !view.keep_going;
     let off = super::remote_exec_off(&plan.pipeline, view.remote_exec)?;
     let (_, unpinned) = super::apply_lockfile(&mut plan, &|_| false)?;
     if view.locked {

@@ -88,6 +88,26 @@ fn dry_run_prints_the_same_as_plan() {
         .clone();
     assert_eq!(plan, dry);
     assert_eq!(plan, dry2);
+
+    // The run's options show in the plan of a dry run.
+    let out = ws
+        .taskrun(&["taskrun.toml", "-n", "-j", "7", "-k", "--format", "json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        (json["concurrency"].clone(), json["fail_fast"].clone()),
+        (7.into(), false.into())
+    );
+    // `--format` without `-n` is a mistake, not a run.
+    ws.taskrun(&["taskrun.toml", "--format", "json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--dry-run"));
+    assert!(!ws.root().join(".taskrun").exists(), "nothing ran");
 }
 
 #[test]
