@@ -70,7 +70,19 @@ impl Error {
                     print!("{}", errors.github_annotations());
                 }
             }
-            other => eprint!("{other}"),
+            other => {
+                eprint!("{other}");
+                // Every exit 2 gets its annotation, not only a manifest's problems.
+                if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+                    let first = other.to_string();
+                    let first = first
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches("error: ");
+                    println!("::error::{}", crate::report::github::escape_data(first));
+                }
+            }
         }
     }
 }

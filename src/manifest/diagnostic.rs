@@ -116,18 +116,19 @@ impl ManifestErrors {
 
     /// One `::error file=..,line=..,col=..::message` line per problem, for GitHub Actions.
     pub fn github_annotations(&self) -> String {
-        let file = self.path.display();
+        use crate::report::github::{escape_data, escape_property};
+        let file = escape_property(&self.path.display().to_string());
         let mut out = String::new();
         for p in &self.problems {
+            let message = escape_data(&p.message);
             match &p.span {
                 Some(span) => {
                     let (line, col) = line_col(&self.source, span.start);
                     out.push_str(&format!(
-                        "::error file={file},line={line},col={col}::{}\n",
-                        p.message
+                        "::error file={file},line={line},col={col}::{message}\n"
                     ));
                 }
-                None => out.push_str(&format!("::error file={file}::{}\n", p.message)),
+                None => out.push_str(&format!("::error file={file}::{message}\n")),
             }
         }
         out

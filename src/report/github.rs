@@ -40,6 +40,19 @@ pub fn escape_data(s: &str) -> String {
         .replace('\n', "%0A")
 }
 
+/// Escapes a workflow-command property (`title=`, `file=`): also `:` and `,`, which end it.
+pub fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// A token no task's output can guess, for `::stop-commands::` around that output: a line
+/// like `::error::` printed by a command is then shown, not obeyed.
+fn stop_token() -> String {
+    use rand::Rng;
+    let n: u128 = rand::rng().random();
+    format!("taskrun-{n:032x}")
+}
+
 impl<W: Write + Send> Sink for Github<W> {
     fn event(&mut self, event: &Event) {
         match event {
@@ -75,19 +88,22 @@ impl<W: Write + Send> Sink for Github<W> {
                 let lines = self.buffered.remove(&task.name).unwrap_or_default();
                 let failed = task.status == TaskStatus::Failed;
                 if !self.quiet || failed {
-                    let _ = writeln!(self.out, "::group::{}", finished_line(task));
-                    if !self.quiet {
+                    let _ = writeln!(self.out, "::group::{}", escape_data(&finished_line(task)));
+                    if !self.quiet && !lines.is_empty() {
+                        let token = stop_token();
+                        let _ = writeln!(self.out, "::stop-commands::{token}");
                         for l in &lines {
                             let _ = writeln!(self.out, "{l}");
                         }
+                        let _ = writeln!(self.out, "::{token}::");
                     }
                     let _ = writeln!(self.out, "::endgroup::");
                 }
                 if failed {
                     let _ = writeln!(
                         self.out,
-                        "::error title=taskrun: task {} failed::{}",
-                        escape_data(&task.name),
+                        "::error title={}::{}",
+                        escape_property(&format!("taskrun: task {} failed", task.name)),
                         escape_data(task.error.as_deref().unwrap_or("failed"))
                     );
                 }

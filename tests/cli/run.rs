@@ -479,7 +479,10 @@ fn summary_table_ends_the_run() {
 
 #[test]
 fn github_actions_groups_errors_and_step_summary() {
-    let ws = Workspace::new("[tasks.ok]\nrun = \"echo hi\"\n[tasks.boom]\nrun = \"exit 2\"\n");
+    let ws = Workspace::new(
+        "[tasks.ok]\nrun = \"echo hi; echo '::error::fake'; echo '::endgroup::'\"\n\
+         [tasks.\"x::y\"]\nrun = \"exit 2\"\n",
+    );
     let summary = ws.path("step-summary.md");
     let out = ws
         .cmd(&["taskrun.toml", "-k"])
@@ -490,13 +493,36 @@ fn github_actions_groups_errors_and_step_summary() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("::group::=> ok: succeeded"), "{stdout}");
-    assert!(stdout.contains("hi\n::endgroup::"), "{stdout}");
+    // The output is shown, never obeyed: commands stop around it, with a token it cannot know.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines.iter().position(|l| *l == "hi").expect("output shown");
+    let token = lines[at - 1]
+        .strip_prefix("::stop-commands::")
+        .expect("stopped");
+    assert!(token.len() >= 32, "{token}");
+    assert_eq!(
+        lines[at + 1..at + 4],
+        ["::error::fake", "::endgroup::", &format!("::{token}::")]
+    );
+    assert_eq!(lines[at + 4], "::endgroup::");
+    // A property holding `:` is escaped, so the title is not cut at the task's `::`.
     assert!(
-        stdout.contains("::error title=taskrun: task boom failed::exit code 2"),
+        stdout.contains("::error title=taskrun%3A task x%3A%3Ay failed::exit code 2"),
         "{stdout}"
     );
     let md = ws.read("step-summary.md");
-    assert!(md.contains("| `boom` | failed | 1 |"), "{md}");
+    assert!(md.contains("| `x::y` | failed | 1 |"), "{md}");
+
+    // A usage error is annotated too.
+    let out = ws
+        .cmd(&["taskrun.toml", "nope"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("::error::"), "{stdout}");
+    assert!(stdout.contains("nope"), "{stdout}");
 }
 
 #[test]
