@@ -201,16 +201,16 @@ fn resolve_item<'c>(
     if let Some((_, v)) = values.iter().find(|(k, _)| k == name) {
         return Ok(Resolved::Item(v.as_str()));
     }
-    let what = if ns == "matrix" {
-        "matrix axis"
+    let (what, whats) = if ns == "matrix" {
+        ("matrix axis", "matrix axes")
     } else {
-        "item field"
+        ("item field", "item fields")
     };
     let known: Vec<&str> = values.iter().map(|(k, _)| k.as_str()).collect();
     let help = match super::suggest(name, known.iter().copied()) {
         Some(s) => format!("did you mean `${{{ns}.{s}}}`?"),
-        None if known.is_empty() => format!("this task has no {what}s"),
-        None => format!("this task's {what}s: {}", known.join(", ")),
+        None if known.is_empty() => format!("this task has no {whats}"),
+        None => format!("this task's {whats}: {}", known.join(", ")),
     };
     Err((format!("unknown {what} `{name}`"), Some(help)))
 }

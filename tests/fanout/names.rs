@@ -316,3 +316,42 @@ fn a_control_character_or_bracket_in_a_key_is_an_error_naming_the_row() {
         .code(2)
         .says(&["control character", "items.csv:3", "items.csv:5"]);
 }
+
+#[test]
+fn csv_lines_are_counted_right_with_crlf_row_ends() {
+    let ws = Workspace::new("[tasks.row]\nfor_each = { csv = \"items.csv\" }\nrun = \"true\"\n");
+    ws.write("items.csv", "id,u\r\nx,2\r\ny,3\r\nx,4\r\n");
+    let r = ws.check();
+    r.code(2).says(&["items.csv:2 and items.csv:4"]);
+    assert!(!r.all().contains("instance ?"), "{}", r.all());
+}
+
+#[test]
+fn a_matrix_repeated_row_or_one_emptied_by_exclude_is_an_error_that_says_so() {
+    let ws = Workspace::new("[tasks.m]\nmatrix = { a = [\"x\", \"x\"] }\nrun = \"true\"\n");
+    let r = ws.check();
+    r.code(2).says(&["a matrix row appears twice"]);
+    assert!(
+        !r.all().contains("${item."),
+        "no item field to suggest: {}",
+        r.all()
+    );
+    ws.manifest(
+        "[tasks.w]\nrun = \"true\"\n[tasks.w.matrix]\na = [\"1\"]\nexclude = [{ a = \"1\" }]\n",
+    );
+    ws.check()
+        .code(2)
+        .says(&["the matrix of task `w` has no rows", "taskrun.toml:"]);
+}
+
+#[test]
+fn two_names_that_become_one_environment_variable_are_an_error() {
+    let ws = Workspace::new("[tasks.m]\nfor_each = { csv = \"e.csv\" }\nrun = \"true\"\n");
+    ws.write("e.csv", "a-b,a_b\n1,2\n");
+    ws.check().code(2).says(&[
+        "`a-b` and `a_b` both become the variable TASKRUN_ITEM_A_B",
+        "taskrun.toml:2:",
+    ]);
+    ws.manifest("[tasks.n]\nmatrix = { \"a b\" = [\"1\"], \"a.b\" = [\"2\"] }\nrun = \"true\"\n");
+    ws.check().code(2).says(&["TASKRUN_MATRIX_A_B"]);
+}

@@ -149,6 +149,18 @@ pub fn read(r: &mut Reader<'_>, v: &Val<'_>, task: &str) -> Option<(Vec<String>,
             values: row,
         });
     }
+    if rows.is_empty() {
+        // As a `for_each` without items is an error: a task that silently never runs.
+        r.push(
+            Problem::at(
+                v.span(),
+                format!("the matrix of task `{task}` has no rows: `exclude` removes every one"),
+            )
+            .label("no instances")
+            .help("narrow the `exclude` rows, or remove the task"),
+        );
+        return None;
+    }
     Some((names, rows))
 }
 

@@ -99,6 +99,32 @@ pub fn expand(r: &mut Reader<'_>, builder: &TaskBuilder<'_, '_>, root: &Path, ou
     });
 }
 
+/// Two names of namespace `ns` (`matrix` axes, `item` fields) that become one
+/// `TASKRUN_MATRIX_*` / `TASKRUN_ITEM_*` variable: one value would be lost without a word.
+fn env_clash<'n>(
+    ns: &str,
+    names: impl Iterator<Item = &'n str>,
+    span: Range<usize>,
+) -> Option<Problem> {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for name in names {
+        let var = super::interpolate::item_env_name(&format!("{ns}.{name}"));
+        if let Some(first) = seen.insert(var.clone(), name) {
+            let what = if ns == "matrix" {
+                "matrix axes"
+            } else {
+                "item fields"
+            };
+            return Some(
+                Problem::at(span, format!("{what} `{first}` and `{name}` both become the variable {var}"))
+                    .label("one environment variable for two values")
+                    .help(format!("rename one of them: `{first}` and `{name}` differ only in characters the variable name turns into `_` or upper case")),
+            );
+        }
+    }
+    None
+}
+
 /// The label of a source that gives no items (superseded when a task produces it).
 pub(super) const NO_ITEMS: &str = "no items";
 /// The label of a source that cannot be read (superseded when a task produces it).
@@ -111,7 +137,14 @@ fn declared_items(
     sources: &mut Vec<link::SourceUse>,
 ) -> Option<Items> {
     let (axes, rows) = match get(b.table, "matrix") {
-        Some(v) => matrix::read(r, v, b.name)?,
+        Some(v) => {
+            let (axes, rows) = matrix::read(r, v, b.name)?;
+            if let Some(p) = env_clash("matrix", axes.iter().map(String::as_str), v.span()) {
+                r.push(p);
+                return None;
+            }
+            (axes, rows)
+        }
         None => (
             Vec::new(),
             vec![matrix::Row {
@@ -154,6 +187,12 @@ fn declared_items(
                 .iter()
                 .flat_map(|i| i.fields.iter().map(|(k, _)| k.as_str()))
                 .collect();
+            let mut sorted: Vec<&str> = fields.iter().copied().collect();
+            sorted.sort_unstable();
+            if let Some(p) = env_clash("item", sorted.into_iter(), span.clone()) {
+                r.push(p);
+                return None;
+            }
             if let Some(clash) = axes.iter().find(|a| fields.contains(a.as_str())) {
                 r.push(
                     Problem::at(
@@ -344,12 +383,10 @@ fn instances(
                 if reported > MAX_INSTANCE_PROBLEMS {
                     continue;
                 }
-                p.message = format!(
-                    "{} (instance {}, from {})",
-                    p.message,
-                    key.as_deref().unwrap_or("?"),
-                    origin_of(row, *item)
-                );
+                p.message = match key.as_deref() {
+                    Some(k) => format!("{} (instance {k}, from {})", p.message, origin_of(row, *item)),
+                    None => format!("{} (from {})", p.message, origin_of(row, *item)),
+                };
                 r.push(p);
             }
             let (Some(key), Some((mut task, task_spans))) = (key, built) else {
@@ -401,9 +438,15 @@ fn key_help(items: &Items) -> String {
         .items
         .as_ref()
         .and_then(|l| l.first())
-        .and_then(|i| i.fields.first())
-        .map_or("line", |(k, _)| k.as_str());
-    format!("set `key` to a template that tells them apart, e.g. `key = \"${{item.{field}}}\"`")
+        .and_then(|i| i.fields.first());
+    match field {
+        Some((field, _)) => format!(
+            "set `key` to a template that tells them apart, e.g. `key = \"${{item.{field}}}\"`"
+        ),
+        None => "a matrix row appears twice (a repeated value, or an `include` row that is \
+                 there already): remove one, or set `key` to a template that tells them apart"
+            .to_string(),
+    }
 }
 
 /// The instance's key: the `key` template, or the default of SPEC §9.
@@ -437,7 +480,7 @@ fn instance_key(
         None => {
             if let Some((axis, v)) = row.values.iter().find(|(_, v)| v.contains(',')) {
                 r.push(
-                    Problem::at(b.name_span.clone(), format!("matrix value `{v}` of axis `{axis}` holds a `,`, which separates the values of an instance's key"))
+                    Problem::at(b.name_span.clone(), format!("matrix value `{}` of axis `{axis}` holds a `,`, which separates the values of an instance's key", v.escape_debug()))
                         .label("ambiguous instance name")
                         .help(format!("set `key`, e.g. `key = \"${{matrix.{}}}\"`", axes.first().map_or("AXIS", String::as_str))),
                 );
@@ -456,10 +499,18 @@ fn instance_key(
         } else {
             format!("`{}` holds `]` or a control character", key.escape_debug())
         };
+        let from_a_url =
+            key.is_empty() && item.is_some_and(|i| i.fields.iter().any(|(f, _)| f == "line"));
+        let help = match from_a_url {
+            true => {
+                "set `key` to a template that gives each instance a plain name (a URL ending in `/` has an empty `name`)"
+            }
+            false => "set `key` to a template that gives each instance a plain name",
+        };
         r.push(
             Problem::at(span, format!("an instance key of task `{}` {what}", b.name))
                 .label("bad instance name")
-                .help("set `key` to a template that gives each instance a plain name (a URL ending in `/` has an empty `name`)"),
+                .help(help),
         );
         return None;
     }

@@ -150,9 +150,26 @@ fn csv_rows(rel: &str, bytes: &[u8]) -> Result<Vec<Item>, String> {
         }
     }
     let mut out = Vec::new();
+    // Lines counted from the record's byte offset: the reader's own count is off by one
+    // for every earlier `\r\n` row.
+    let (mut counted_to, mut line) = (0usize, 1u64);
     for record in reader.records() {
         let record = record.map_err(|e| format!("item file `{rel}`: {e}"))?;
-        let line = record.position().map_or(0, |p| p.line());
+        let mut at = record
+            .position()
+            .map_or(0, |p| p.byte() as usize)
+            .min(bytes.len());
+        // After a `\r\n` row the reader's offset is at the `\n`: the record starts beyond.
+        while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+            at += 1;
+        }
+        if at >= counted_to {
+            line += bytes[counted_to..at]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            counted_to = at;
+        }
         let fields: Vec<(String, String)> = headers
             .iter()
             .zip(record.iter())
