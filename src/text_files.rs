@@ -46,10 +46,15 @@ pub fn read(path: &Path) -> io::Result<Vec<u8>> {
 
 /// [`read`], as UTF-8 text.
 pub fn read_to_string(path: &Path) -> io::Result<String> {
-    String::from_utf8(read(path)?).map_err(|_| {
+    String::from_utf8(read(path)?).map_err(|e| {
+        // Where: the line and column (in characters) of the first byte that is no UTF-8.
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&good[start..]).chars().count() + 1;
         io::Error::new(
             io::ErrorKind::InvalidData,
-            "stream did not contain valid UTF-8",
+            format!("not UTF-8 text at line {line}, column {column} (save the file as UTF-8)"),
         )
     })
 }
@@ -57,6 +62,15 @@ pub fn read_to_string(path: &Path) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused_with_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, b"[tasks.a]\nrun = \"\xc3\xa9\xff\"\n").unwrap();
+        let e = read_to_string(&path).unwrap_err();
+        assert!(e.to_string().contains("line 2, column 9"), "{e}");
+    }
 
     #[test]
     fn a_fifo_a_device_and_a_directory_are_refused_without_waiting() {

@@ -76,6 +76,32 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The manifest text for miette, whose `file:line:col` header counts columns in bytes:
+/// this one counts characters, as [`line_col`] and the `::error` annotations do.
+#[derive(Debug, Clone)]
+struct CharColumns(std::sync::Arc<str>);
+
+impl miette::SourceCode for CharColumns {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let text: &'a str = &self.0;
+        let inner = text.read_span(span, before, after)?;
+        let start = inner.span().offset();
+        let (_, column) = line_col(text, start);
+        Ok(Box::new(miette::MietteSpanContents::new(
+            inner.data(),
+            *inner.span(),
+            inner.line(),
+            column - 1,
+            inner.line_count(),
+        )))
+    }
+}
+
 impl ManifestErrors {
     /// Renders every problem with its file:line:col and caret; `color` picks the theme.
     pub fn render(&self, color: bool) -> String {
@@ -86,6 +112,8 @@ impl ManifestErrors {
         };
         let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
         let name = self.path.display().to_string();
+        // One copy of the text for every problem's report, not one each.
+        let text = CharColumns(std::sync::Arc::from(self.source.as_str()));
         let mut out = String::new();
         for p in &self.problems {
             let mut diag = MietteDiagnostic::new(p.message.clone());
@@ -96,7 +124,7 @@ impl ManifestErrors {
                 let len = span.end.saturating_sub(span.start);
                 diag = diag.with_label(LabeledSpan::new(p.label.clone(), span.start, len));
                 let report = miette::Report::new(diag)
-                    .with_source_code(NamedSource::new(name.clone(), self.source.clone()));
+                    .with_source_code(NamedSource::new(name.clone(), text.clone()));
                 let _ = handler.render_report(&mut out, report.as_ref());
             } else {
                 let report = miette::Report::new(diag);

@@ -227,6 +227,10 @@ fn resolve<'c>(inner: &str, ctx: &Context<'c>) -> Result<Resolved<'c>, (String, 
     };
     match ns {
         "matrix" | "item" => resolve_item(ns, name, ctx),
+        "vars" | "env" if name.is_empty() || name.starts_with(":-") => Err((
+            format!("`${{{ns}.}}` names no variable"),
+            Some(format!("write `${{{ns}.NAME}}`")),
+        )),
         "vars" => match ctx.vars.get(name) {
             Some(v) => Ok(Resolved::Text(v.clone())),
             None => {

@@ -174,7 +174,7 @@ fn read(
         .unwrap_or_else(|| "pipeline".into());
     let (name, description, concurrency, fail_fast) = read_pipeline(&mut r, root, stem);
 
-    let vars = read_vars(&mut r, root, opts, env);
+    let vars = super::vars::read_vars(&mut r, root, opts, env);
     let ctx = Context {
         vars: &vars,
         env,
@@ -346,40 +346,6 @@ fn read_pipeline(
         out.3 = b;
     }
     out
-}
-
-fn read_vars(
-    r: &mut Reader<'_>,
-    root: &DeTable<'_>,
-    opts: &LoadOptions,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> BTreeMap<String, String> {
-    let mut vars = BTreeMap::new();
-    // `--var` wins over the manifest, also inside later vars that refer to it.
-    let overrides: BTreeMap<String, String> = opts.vars.iter().cloned().collect();
-    if let Some(entries) = get(root, "vars").and_then(|v| r.string_table(v, "vars")) {
-        for e in entries {
-            if let Some(v) = overrides.get(&e.key) {
-                vars.insert(e.key, v.clone());
-                continue;
-            }
-            // A var may use env and the vars declared before it.
-            let ctx = Context {
-                vars: &vars,
-                env,
-                allow_vars_and_secrets: false,
-                item: None,
-            };
-            match interpolate(&e.value, &ctx) {
-                Ok(t) => {
-                    vars.insert(e.key, t.redacted());
-                }
-                Err(errs) => report_interpolation(r, &e.span, &e.value, errs),
-            }
-        }
-    }
-    vars.extend(overrides);
-    vars
 }
 
 /// Records interpolation errors at their place inside the string value.

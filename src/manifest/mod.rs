@@ -20,6 +20,7 @@ pub mod schema;
 pub mod shell;
 mod suggest;
 pub mod task;
+mod vars;
 pub mod walk;
 
 pub use diagnostic::{LoadError, ManifestErrors, Problem};

@@ -20,7 +20,19 @@ pub fn apply_retry(
             r.push(Problem::at(v.span(), format!("`max_attempts = {n}` would never run the task")).label("must be at least 1").help("max_attempts is the total number of attempts, including the first; 1 means no retry"));
             return None;
         }
-        Some(n.min(u32::MAX as i64) as u32)
+        match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                r.push(
+                    Problem::at(
+                        v.span(),
+                        format!("`{what}.max_attempts` must be between 1 and {}", u32::MAX),
+                    )
+                    .label(format!("{n} is out of range")),
+                );
+                None
+            }
+        }
     };
     match v.get_ref() {
         DeValue::Integer(_) => {

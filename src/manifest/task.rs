@@ -314,10 +314,20 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         match normalize(lit, allow_root) {
             Ok(p) => Some(p),
             Err(e) => {
+                let (label, help) = match e {
+                    crate::manifest::paths::PathError::Empty => (
+                        "no file or directory",
+                        "name a file or directory below the manifest's directory, e.g. `out/`",
+                    ),
+                    _ => (
+                        "outside the workspace",
+                        "paths are relative to the manifest's directory and must stay inside it",
+                    ),
+                };
                 r.push(
                     Problem::at(span, e.message(what, lit))
-                        .label("outside the workspace")
-                        .help("paths are relative to the manifest's directory and must stay inside it"),
+                        .label(label)
+                        .help(help),
                 );
                 None
             }

@@ -137,6 +137,72 @@ fn a_mistake_in_defaults_is_reported_once_where_it_is() {
 }
 
 #[test]
+fn vars_in_any_order_cycles_and_broken_vars_are_said_once_and_plainly() {
+    let ws = Workspace::new(
+        "[vars]\nb = \"${vars.c}-b\"\nc = \"${vars.d}\"\nd = \"x\"\n\
+         a = \"${env.TASKRUN_TEST_SURELY_UNSET}\"\n[tasks.t]\nrun = \"echo ${vars.a} ${vars.b}\"\n",
+    );
+    let out = ws
+        .taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // `b` uses `c` declared after it: fine. `a` fails on its own; its use is no new problem.
+    assert!(stderr.contains("has 1 problem"), "{stderr}");
+    assert!(stderr.contains("TASKRUN_TEST_SURELY_UNSET"), "{stderr}");
+    ws.write(
+        "taskrun.toml",
+        "[vars]\nb = \"x\"\n[tasks.t]\nrun = \"echo ${vars.b}\"\n",
+    );
+    ws.taskrun(&["check", "taskrun.toml"]).assert().code(0);
+
+    ws.write(
+        "taskrun.toml",
+        "[vars]\na = \"${vars.b}\"\nb = \"${vars.a}\"\nc = \"${vars.c}\"\n[tasks.t]\nrun = \"echo ${vars.a} ${env.}\"\noutputs = [\".\"]\nretry = 99999999999\n",
+    );
+    let out = ws
+        .taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for said in [
+        "variable `a` is part of a cycle of vars: a, b",
+        "variable `c` refers to itself",
+        "`${env.}` names no variable",
+        "output `.` names no file",
+        "`tasks.t.retry.max_attempts` must be between 1 and 4294967295",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
+    assert!(!stderr.contains("unknown variable"), "{stderr}");
+    assert!(!stderr.contains("outside the workspace"), "{stderr}");
+}
+
+#[test]
+fn columns_count_characters_and_bytes_that_are_not_utf8_are_placed() {
+    let ws = Workspace::new("[tasks.t]\nrun = \"日本語 ${vars.y}\"\n");
+    ws.taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("taskrun.toml:2:12"));
+    std::fs::write(
+        ws.root().join("taskrun.toml"),
+        b"[tasks.t]\nrun = \"\xff\"\n",
+    )
+    .unwrap();
+    ws.taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "not UTF-8 text at line 2, column 8",
+        ));
+}
+
+#[test]
 fn version_other_than_one_is_refused() {
     let ws = Workspace::new("version = 2\n");
     ws.taskrun(&["check", "taskrun.toml"])
