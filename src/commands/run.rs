@@ -156,7 +156,7 @@ pub fn run_with_cache(
     // A fan-out over items other tasks produce is expanded once they have run: a phase
     // per expansion, the last one's report covering them all.
     let mut last_phase = None;
-    // `--locked` refused the downloads of an expansion.
+    // `--locked` refused the downloads of an expansion, or a TARGET named no instance.
     let mut refused = false;
     for _ in 0..expansion::MAX_PHASES {
         if !expansion::has_stand_ins(&plan) {
@@ -183,6 +183,8 @@ pub fn run_with_cache(
             } => {
                 let mut next = *next;
                 for (name, error) in invalid {
+                    // A TARGET that names no instance once the items are known: exit 2.
+                    refused |= matches!(error, Error::UnknownTargets { .. });
                     error.print(false);
                     let why = format!("cannot expand its items: {}", expansion::first_line(&error));
                     earlier.fail_expansion(name, why);
@@ -215,6 +217,7 @@ pub fn run_with_cache(
             }
             expansion::Next::Invalid { error, due } => {
                 drop(held);
+                refused |= matches!(error, Error::UnknownTargets { .. });
                 error.print(false);
                 let why = format!("cannot expand its items: {}", expansion::first_line(&error));
                 for name in due {
