@@ -45,7 +45,21 @@ impl Loop<'_> {
                 self.collect_pin(task, &result);
                 self.complete(task, TaskStatus::Succeeded);
             }
-            (AttemptOutcome::Succeeded, Some(Err(e))) => self.fail(task, e.to_string()),
+            (AttemptOutcome::Succeeded, Some(Err(e))) => {
+                let t = self.plan.task(task);
+                let unrecorded =
+                    matches!(e, TaskFailure::Cache(crate::cache::CacheError::Outputs(_)));
+                if unrecorded
+                    && t.kind() == crate::model::TaskKind::Command
+                    && !t.keep_failed_outputs
+                {
+                    let root = &self.plan.pipeline.root;
+                    for path in crate::actions::outputs::delete_declared(root, &t.outputs) {
+                        tracing::info!(task = %t.name, %path, "deleted output of failed task");
+                    }
+                }
+                self.fail(task, e.to_string())
+            }
             (AttemptOutcome::Succeeded, None) => {
                 self.collect_pin(task, &result);
                 self.complete(task, TaskStatus::Succeeded);

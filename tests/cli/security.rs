@@ -232,6 +232,23 @@ fn an_output_linking_outside_is_not_read_into_the_cache() {
         let said = format!("{}{}", r.stdout, r.stderr);
         assert!(said.contains("leads outside the workspace"), "{said}");
         assert_eq!(fs::read(&secret).unwrap(), content);
+        // The task failed: its outputs go (SPEC §8), the link removed, never followed.
+        let first = outputs.trim_matches(|c| "[]\"".contains(c));
+        assert!(
+            fs::symlink_metadata(ws.path(first)).is_err(),
+            "{outputs} left behind"
+        );
+        // Kept when asked to.
+        ws.manifest(&manifest.replace(
+            "cache = \"on\"",
+            "cache = \"on\"\nkeep_failed_outputs = true",
+        ));
+        assert_ne!(run(&ws, &[]).code, 0);
+        assert!(
+            fs::symlink_metadata(ws.path(first)).is_ok(),
+            "{outputs} not kept"
+        );
+        assert_eq!(fs::read(&secret).unwrap(), content);
     }
 }
 
