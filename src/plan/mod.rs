@@ -75,8 +75,10 @@ impl Plan {
         let mut unknown = Vec::new();
         let mut roots = Vec::new();
         for t in targets {
-            // A fan-out task's bare name selects every instance (SPEC §9).
-            let fanout = pipeline.fanouts.iter().find(|f| f.name == *t);
+            // A fan-out task's bare name selects every instance (SPEC §9); so does `NAME[*]`,
+            // as the plan shows a task expanded later.
+            let base = t.strip_suffix("[*]").unwrap_or(t);
+            let fanout = pipeline.fanouts.iter().find(|f| f.name == base);
             match (pipeline.tasks.get_index_of(t.as_str()), fanout) {
                 (Some(i), _) => roots.push(i),
                 (None, Some(f)) => roots.extend(f.instances.clone()),

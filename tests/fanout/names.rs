@@ -125,6 +125,8 @@ fn a_bare_target_selects_every_instance_and_a_bracketed_one_a_single_instance() 
             "fetch[2024,02]"
         ]
     );
+    // `NAME[*]`, as a plan shows a task expanded later, means the same as the bare name.
+    assert_eq!(names(&ws.plan_json(&["fetch[*]"])), names(&p));
     let p = ws.plan_json(&["fetch[2024,02]"]);
     assert_eq!(names(&p), ["fetch[2024,02]"]);
 
