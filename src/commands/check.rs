@@ -13,7 +13,7 @@ pub fn run(args: CheckArgs, color: bool) -> Result<u8, Error> {
     for path in &args.manifests {
         let checked = super::load_pipeline(path, &args.vars)
             .and_then(|p| super::plan_pipeline(path, &[], p))
-            .and_then(|plan| lockfile_ok(plan, args.locked));
+            .and_then(|plan| lockfile_ok(plan, args.locked, &args.vars));
         match checked {
             Ok(n) => println!(
                 "ok: {} ({n} task{})",
@@ -40,10 +40,10 @@ pub fn run(args: CheckArgs, color: bool) -> Result<u8, Error> {
 }
 
 /// The lockfile is well-formed and, with `--locked`, pins every download; the task count.
-fn lockfile_ok(mut plan: Plan, locked: bool) -> Result<usize, Error> {
+fn lockfile_ok(mut plan: Plan, locked: bool, vars: &[String]) -> Result<usize, Error> {
     let (_, unpinned) = super::apply_lockfile(&mut plan, &|_| false)?;
     if locked {
-        super::refuse_unlocked(&plan, &unpinned)?;
+        super::refuse_unlocked(&plan, &unpinned, vars)?;
     }
     let n = plan.pipeline.tasks.len();
     // The process ends soon: freeing 100,000 tasks one by one would cost more than the

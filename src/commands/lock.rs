@@ -37,7 +37,8 @@ pub fn run(args: LockArgs) -> Result<u8, Error> {
     let file = lockfile::file_name(&manifest);
     later_downloads_note(&plan, &file);
     if args.check {
-        return Ok(check(&plan, &unpinned, &prunable, &file));
+        let again = super::lock_command(&manifest, &sel.vars);
+        return Ok(check(&plan, &unpinned, &prunable, &file, &again));
     }
     let mut code = exit_code::SUCCESS;
     let mut pins = Vec::new();
@@ -132,6 +133,7 @@ fn check(
     unpinned: &[standing::Unpinned],
     prunable: &[(String, &'static str)],
     file: &str,
+    again: &str,
 ) -> u8 {
     let mut out = String::new();
     for u in unpinned {
@@ -151,9 +153,8 @@ fn check(
         return exit_code::SUCCESS;
     }
     out.push_str(&format!(
-        "{file} would change ({changing} entr{}); run `taskrun lock {}`\n",
+        "{file} would change ({changing} entr{}); run `{again}`\n",
         if changing == 1 { "y" } else { "ies" },
-        standing::shell_word(&plan.pipeline.manifest_path.display().to_string())
     ));
     super::print_stdout(&out);
     exit_code::TASK_FAILED

@@ -184,7 +184,7 @@ pub fn apply_lockfile(
 
 /// `--locked`: when some selected download has no current entry, the error lists each (and
 /// says what to run); nothing may run then.
-pub fn refuse_unlocked(plan: &Plan, unpinned: &[Unpinned]) -> Result<(), Error> {
+pub fn refuse_unlocked(plan: &Plan, unpinned: &[Unpinned], vars: &[String]) -> Result<(), Error> {
     if unpinned.is_empty() {
         return Ok(());
     }
@@ -200,11 +200,19 @@ pub fn refuse_unlocked(plan: &Plan, unpinned: &[Unpinned]) -> Result<(), Error> 
     }
     Err(Error::usage_with_hint(
         message,
-        format!(
-            "run `taskrun lock {}` and commit {file}",
-            lockfile::standing::shell_word(&manifest.display().to_string())
-        ),
+        format!("run `{}` and commit {file}", lock_command(manifest, vars)),
     ))
+}
+
+/// `taskrun lock MANIFEST --var ...`, ready to paste: the pins depend on the `--var`s (a URL
+/// made of one is another URL without it).
+pub fn lock_command(manifest: &Path, vars: &[String]) -> String {
+    let word = lockfile::standing::shell_word;
+    let mut cmd = format!("taskrun lock {}", word(&manifest.display().to_string()));
+    for v in vars {
+        cmd.push_str(&format!(" --var {}", word(v)));
+    }
+    cmd
 }
 
 /// `--remote-exec` against the loaded pipeline: `on` needs an executor (else a usage

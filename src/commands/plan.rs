@@ -54,7 +54,7 @@ pub fn print_plan(sel: &Selection, view: View) -> Result<u8, super::Error> {
     let off = super::remote_exec_off(&plan.pipeline, view.remote_exec)?;
     let (_, unpinned) = super::apply_lockfile(&mut plan, &|_| false)?;
     if view.locked {
-        super::refuse_unlocked(&plan, &unpinned)?;
+        super::refuse_unlocked(&plan, &unpinned, &sel.vars)?;
     }
     let predictions = predict(&plan, view.force, view.no_cache);
     let placements = place(&plan, off);

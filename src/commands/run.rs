@@ -128,7 +128,7 @@ pub fn run_with_cache(
     // After the memo: an edited lockfile is always seen.
     let (mut lock, mut unpinned) = apply_lockfile(&mut plan, &|_| false)?;
     if args.locked {
-        refuse_unlocked(&plan, &unpinned)?;
+        refuse_unlocked(&plan, &unpinned, &sel.vars)?;
     }
     let runtime = runtime()?;
     let started = SystemTime::now();
@@ -191,7 +191,7 @@ pub fn run_with_cache(
                 }
                 let (next_lock, next_unpinned) = apply_lockfile(&mut next, &|_| false)?;
                 if args.locked
-                    && let Err(e) = refuse_unlocked(&next, &next_unpinned)
+                    && let Err(e) = refuse_unlocked(&next, &next_unpinned, &sel.vars)
                 {
                     // The instances do not run: their stand-ins fail, and the run (reported
                     // as usual) exits 2 as a refusal before anything runs does.

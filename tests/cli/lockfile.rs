@@ -385,6 +385,21 @@ fn a_new_url_makes_the_entry_stale_also_through_var() {
     assert!(lockfile.contains(&http.url("/v2/a.csv")), "{lockfile}");
     assert!(lockfile.contains(&sha(b"two\n")), "{lockfile}");
     assert!(!lockfile.contains(&http.url("/v1/a.csv")), "{lockfile}");
+
+    // What to run next carries the `--var`: without it the pins would be another URL's.
+    let check = lock(&ws, &["--check", "--var", "dir=v1"]);
+    check.code(1);
+    assert!(
+        check
+            .stdout
+            .contains("run `taskrun lock taskrun.toml --var dir=v1`"),
+        "{}",
+        check.stdout
+    );
+    let refused = ws.run(&["--locked", "--var", "dir=v1 x"]);
+    refused
+        .code(2)
+        .says(&["taskrun lock taskrun.toml --var 'dir=v1 x'"]);
 }
 
 #[test]
