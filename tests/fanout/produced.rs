@@ -401,3 +401,36 @@ fn an_item_file_or_lockfile_that_is_a_pipe_or_a_device_is_refused_at_once() {
         "not a regular file",
     ]);
 }
+
+/// The items of a task expanded later do not exist when `check` runs, but a glob's and a
+/// lines file's fields are fixed: an unknown field or a placeholder in quotes is found then,
+/// not after the producer ran.
+#[test]
+fn the_templates_of_a_task_expanded_later_are_checked_before_anything_runs() {
+    let ws = Workspace::new(
+        r#"
+[tasks.gen]
+outputs = ["g"]
+run = "mkdir -p g && echo 1 > g/a.txt"
+
+[tasks.p]
+deps = ["gen"]
+for_each = { glob = "g/*.txt" }
+run = "echo '${item.path}' ${item.bogus}"
+"#,
+    );
+    ws.check().code(2).says(&[
+        "`${item.path}` is inside single quotes",
+        "unknown item field `bogus`",
+        "taskrun.toml:9:",
+    ]);
+    let r = ws.run(&[]);
+    r.code(2);
+    assert!(!ws.exists("g"), "nothing ran");
+    ws.manifest(
+        "[tasks.gen]\noutputs = [\"g\"]\nrun = \"mkdir -p g && echo 1 > g/a.txt\"\n\n\
+         [tasks.p]\ndeps = [\"gen\"]\nfor_each = { glob = \"g/*.txt\" }\n\
+         run = \"echo ${item.path} ${item.dir}\"\n",
+    );
+    ws.check().code(0);
+}

@@ -10,6 +10,7 @@ mod build;
 pub mod deferred;
 pub mod link;
 pub mod matrix;
+mod probe;
 pub mod sources;
 
 use std::collections::HashSet;
@@ -52,10 +53,10 @@ pub struct Expanded<'x> {
 }
 
 /// The declared items of a task: matrix rows × source items.
-struct Items {
-    axes: Vec<String>,
-    rows: Vec<matrix::Row>,
-    items: Option<Vec<Item>>,
+pub(super) struct Items {
+    pub(super) axes: Vec<String>,
+    pub(super) rows: Vec<matrix::Row>,
+    pub(super) items: Option<Vec<Item>>,
 }
 
 /// Expands the fan-out task `builder` describes into its instances.
@@ -72,6 +73,8 @@ pub fn expand(r: &mut Reader<'_>, builder: &TaskBuilder<'_, '_>, root: &Path, ou
         if let Some((source, _, _)) =
             get(builder.table, "for_each").and_then(|v| for_each(r, v, name))
         {
+            // Its templates are checked now against an item of the fields it will have.
+            probe::check_templates(r, builder, source.kind);
             let (task, spans) =
                 deferred::stand_in(r, builder, source, deferral, description.clone());
             out.tasks.insert(task.name.clone(), task);
@@ -317,7 +320,7 @@ fn action_template(table: &DeTable<'_>) -> String {
 }
 
 /// Builds every instance and appends it to `tasks`.
-fn instances(
+pub(super) fn instances(
     r: &mut Reader<'_>,
     b: &TaskBuilder<'_, '_>,
     items: &Items,
