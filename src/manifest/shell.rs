@@ -20,6 +20,9 @@ pub fn unquotable_context(before: &str) -> Option<&'static str> {
     }
     let bytes = before.as_bytes();
     let mut state = State::Plain;
+    // The states a `$(` (or a subshell's `(`) left: inside it quoting starts afresh, also
+    // within double quotes (`"$(printf '%s' ${item.x})"`); its `)` returns to them.
+    let mut outer: Vec<State> = Vec::new();
     // Here-documents whose body starts at the next newline: (delimiter, strip leading tabs).
     let mut pending: Vec<(String, bool)> = Vec::new();
     let mut i = 0;
@@ -37,6 +40,16 @@ pub fn unquotable_context(before: &str) -> Option<&'static str> {
                 i += 2;
                 continue;
             }
+            (State::Plain | State::Double, b'$')
+                if bytes.get(i + 1) == Some(&b'(') && bytes.get(i + 2) != Some(&b'(') =>
+            {
+                outer.push(state);
+                state = State::Plain;
+                i += 2;
+                continue;
+            }
+            (State::Plain, b'(') => outer.push(State::Plain),
+            (State::Plain, b')') => state = outer.pop().unwrap_or(State::Plain),
             (State::Plain, b'\'') => state = State::Single,
             (State::Plain, b'"') => state = State::Double,
             (State::Single, b'\'') | (State::Double, b'"') => state = State::Plain,
@@ -159,6 +172,21 @@ mod tests {
             Some("inside a shell comment")
         );
         assert_eq!(unquotable_context("true # c\necho "), None);
+        // A command substitution quotes afresh, also inside double quotes.
+        assert_eq!(unquotable_context("echo \"$(printf '%s' "), None);
+        assert_eq!(
+            unquotable_context("echo \"$(printf '%s' x) "),
+            Some("inside double quotes")
+        );
+        assert_eq!(
+            unquotable_context("echo \"$(printf \"%s "),
+            Some("inside double quotes")
+        );
+        assert_eq!(unquotable_context("(cd a && echo "), None);
+        assert_eq!(
+            unquotable_context("echo \"$(( "),
+            Some("inside double quotes")
+        );
         assert_eq!(unquotable_context("echo a#b "), None);
         assert_eq!(
             unquotable_context("cat <<EOF\n"),

@@ -70,6 +70,32 @@ cache = "off"
     assert_nothing_executed(&ws);
 }
 
+/// Inside `$(...)` quoting starts afresh, also within double quotes: the value is one word
+/// of the inner command.
+#[test]
+fn a_value_in_a_command_substitution_inside_double_quotes_is_one_word_of_it() {
+    let ws = Workspace::new(
+        r#"
+[tasks.show]
+for_each = { csv = "items.csv" }
+run = "printf '%s' \"$(printf '%s' ${item.value})\" > out/${item.id}.v"
+cache = "off"
+"#,
+    );
+    ws.write("items.csv", &hostile_csv());
+    std::fs::create_dir_all(ws.path("out")).unwrap();
+    ws.run(&["-q"]).code(0);
+    for (id, v) in HOSTILE {
+        // `$(...)` drops trailing newlines, as it does for any output.
+        assert_eq!(
+            ws.read(&format!("out/{id}.v")),
+            v.trim_end_matches('\n'),
+            "{id}"
+        );
+    }
+    assert_nothing_executed(&ws);
+}
+
 #[test]
 fn lines_in_shell_text_are_exactly_one_word_and_execute_nothing() {
     let ws = Workspace::new(
