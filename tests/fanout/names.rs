@@ -357,3 +357,13 @@ fn two_names_that_become_one_environment_variable_are_an_error() {
     ws.manifest("[tasks.n]\nmatrix = { \"a b\" = [\"1\"], \"a.b\" = [\"2\"] }\nrun = \"true\"\n");
     ws.check().code(2).says(&["TASKRUN_MATRIX_A_B"]);
 }
+
+#[test]
+fn a_csv_quote_that_never_closes_is_said_so() {
+    let ws = Workspace::new("[tasks.row]\nfor_each = { csv = \"items.csv\" }\nrun = \"true\"\n");
+    ws.write("items.csv", "id,u\nx,2\n\"y,3\nz,4\n");
+    ws.check().code(2).says(&[
+        "items.csv`, line 3: 1 field where the header has 2",
+        "never",
+    ]);
+}

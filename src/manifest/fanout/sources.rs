@@ -154,7 +154,19 @@ fn csv_rows(rel: &str, bytes: &[u8]) -> Result<Vec<Item>, String> {
     // for every earlier `\r\n` row.
     let (mut counted_to, mut line) = (0usize, 1u64);
     for record in reader.records() {
-        let record = record.map_err(|e| format!("item file `{rel}`: {e}"))?;
+        let record = record.map_err(|e| match e.kind() {
+            csv::ErrorKind::UnequalLengths {
+                pos,
+                expected_len,
+                len,
+            } => format!(
+                "item file `{rel}`, line {}: {len} field{} where the header has {expected_len} \
+                 (a field that opens a `\"` and never closes it runs on to the end of the file)",
+                pos.as_ref().map_or(0, csv::Position::line),
+                if *len == 1 { "" } else { "s" }
+            ),
+            _ => format!("item file `{rel}`: {e}"),
+        })?;
         let mut at = record
             .position()
             .map_or(0, |p| p.byte() as usize)
