@@ -2,6 +2,17 @@
 
 use crate::support::Workspace;
 
+/// `taskrun check taskrun.toml`, which must exit 2; its stderr.
+fn refused(ws: &Workspace) -> String {
+    let out = ws
+        .taskrun(&["check", "taskrun.toml"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
 const BROKEN: &str = r#"version = 1
 
 [pipeline]
@@ -43,13 +54,7 @@ cache_ttl = "1 fortnight"
 #[test]
 fn reports_every_problem_with_its_place() {
     let ws = Workspace::new(BROKEN);
-    let out = ws
-        .taskrun(&["check", "taskrun.toml"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = refused(&ws);
     let expected = [
         "unknown key `concurency` in [pipeline]",
         "did you mean `concurrency`?",
@@ -100,13 +105,7 @@ fn diagnostics_render_with_a_caret() {
 #[test]
 fn toml_syntax_errors_are_placed_too() {
     let ws = Workspace::new("[tasks.a]\nrun = \"echo\n");
-    let out = ws
-        .taskrun(&["check", "taskrun.toml"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = refused(&ws);
     assert!(stderr.contains("TOML syntax error"), "{stderr}");
     assert!(stderr.contains("taskrun.toml:2:"), "{stderr}");
 }
@@ -117,13 +116,7 @@ fn a_mistake_in_defaults_is_reported_once_where_it_is() {
                     timeout = \"5 parsecs\"\n";
     for tasks in ["", "[tasks.a]\nrun = \"true\"\n[tasks.b]\nrun = \"true\"\n"] {
         let ws = Workspace::new(&format!("{manifest}{tasks}"));
-        let out = ws
-            .taskrun(&["check", "taskrun.toml"])
-            .assert()
-            .code(2)
-            .get_output()
-            .clone();
-        let stderr = String::from_utf8(out.stderr).unwrap();
+        let stderr = refused(&ws);
         assert!(stderr.contains("has 3 problems"), "{stderr}");
         for said in [
             "unknown key `max_attemps` in `defaults.retry`",
@@ -142,13 +135,7 @@ fn vars_in_any_order_cycles_and_broken_vars_are_said_once_and_plainly() {
         "[vars]\nb = \"${vars.c}-b\"\nc = \"${vars.d}\"\nd = \"x\"\n\
          a = \"${env.TASKRUN_TEST_SURELY_UNSET}\"\n[tasks.t]\nrun = \"echo ${vars.a} ${vars.b}\"\n",
     );
-    let out = ws
-        .taskrun(&["check", "taskrun.toml"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = refused(&ws);
     // `b` uses `c` declared after it: fine. `a` fails on its own; its use is no new problem.
     assert!(stderr.contains("has 1 problem"), "{stderr}");
     assert!(stderr.contains("TASKRUN_TEST_SURELY_UNSET"), "{stderr}");
@@ -162,13 +149,7 @@ fn vars_in_any_order_cycles_and_broken_vars_are_said_once_and_plainly() {
         "taskrun.toml",
         "[vars]\na = \"${vars.b}\"\nb = \"${vars.a}\"\nc = \"${vars.c}\"\n[tasks.t]\nrun = \"echo ${vars.a} ${env.}\"\noutputs = [\".\"]\nretry = 99999999999\n",
     );
-    let out = ws
-        .taskrun(&["check", "taskrun.toml"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = refused(&ws);
     for said in [
         "variable `a` is part of a cycle of vars: a, b",
         "variable `c` refers to itself",
