@@ -13,6 +13,11 @@ use super::Error;
 pub fn run(args: TimingsArgs) -> Result<u8, Error> {
     let (manifest, run) = split(args.manifest, args.run);
     let runs = match &manifest {
+        // A workspace directory instead of its manifest: its runs, not its parent's.
+        Some(dir) if dir.is_dir() => dir.join(".taskrun").join("runs"),
+        Some(m) if !m.exists() => {
+            return Err(Error::usage(format!("no manifest {}", m.display())));
+        }
         Some(m) => m
             .parent()
             .unwrap_or(Path::new(""))

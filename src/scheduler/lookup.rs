@@ -144,6 +144,9 @@ impl Loop<'_> {
 
     /// The cache said run: queue for slots (or wait for the services it needs).
     pub(super) fn on_looked(&mut self, task: usize, key: Option<String>) {
+        // Its time starts when it takes a slot, as a command's does: a download queued
+        // behind others is not slow (the report, the critical path, the trace's lanes).
+        self.recs[task].started = None;
         if !self.services_ready(task) {
             return self.on_miss_needing_services(task, key);
         }

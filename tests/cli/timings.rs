@@ -162,6 +162,32 @@ fn timings_of_a_stored_run_by_id_or_path_and_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // A workspace directory names its own runs, never its parent's; a missing manifest is
+    // said.
+    let child = Workspace::new("[tasks.b]\nrun = \"true\"\n");
+    let out = ws
+        .cmd(&["timings", child.root().to_str().unwrap(), "latest"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "no runs there: {out:?}");
+    let out = ws
+        .cmd(&["timings", "nope.toml", "latest"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no manifest nope.toml"));
+
+    // A service whose `ready_at` a foreign report puts before its start: a page, no panic.
+    let mut report = ws.last_report();
+    report["tasks"][0]["kind"] = "service".into();
+    report["tasks"][0]["ready_at"] = "2000-01-01T00:00:00Z".into();
+    ws.write("odd.json", &report.to_string());
+    let out = ws
+        .cmd(&["timings", "odd.json", "-o", "odd.html"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
     ws.write(".taskrun/runs/29990101T000000Z-ffff.json", "{ not json");
     let out = ws.cmd(&["timings"]).output().unwrap();
     assert_eq!(
@@ -169,6 +195,52 @@ fn timings_of_a_stored_run_by_id_or_path_and_errors() {
         Some(2),
         "a broken report is an error, not a panic"
     );
+}
+
+/// A download queued behind others for the one slot starts when it takes the slot: its
+/// duration is its transfer's, not the queue's (as a command's is).
+#[test]
+fn a_queued_download_starts_when_it_takes_its_slot() {
+    use crate::fault_server::Route;
+    let http = crate::http::Http::start();
+    let mut manifest = String::from("[pipeline]\nconcurrency = 1\n");
+    for i in 1..=3 {
+        http.route(&format!("/f{i}"), Route::ok(vec![7u8; 4 << 20]));
+        manifest.push_str(&format!(
+            "[tasks.d{i}]\ndownload = {{ url = \"{}\", dest = \"o/f{i}\" }}\n",
+            http.url(&format!("/f{i}"))
+        ));
+    }
+    let ws = Workspace::new(&manifest);
+    ws.run(&["-q", "--trace", "t.json"]).code(0);
+    let report = ws.last_report();
+    let at = |v: &Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    let mut spans: Vec<_> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (at(&t["started_at"]), at(&t["finished_at"])))
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "one slot, yet the tasks overlap: {spans:?}"
+        );
+    }
+    let trace: Value = serde_json::from_str(&ws.read("t.json")).unwrap();
+    let lanes = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["ph"] == "M"
+                && e["args"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("download lane"))
+        })
+        .count();
+    assert_eq!(lanes, 1, "one lane for one slot");
 }
 
 /// The Trace Event format's rules: known phases, integer pid/tid, integer µs timestamps,

@@ -313,7 +313,10 @@ fn bars(out: &mut String, tl: &Timeline, i: usize) {
             wall,
             ready,
             "ready",
-            &format!("{name}: ready after {}", human_ms(ready - start)),
+            &format!(
+                "{name}: ready after {}",
+                human_ms(ready.saturating_sub(start))
+            ),
         );
     }
 }

@@ -109,7 +109,8 @@ fn critical_section(out: &mut String, r: &RunReport, path: &CriticalPath) {
     let _ = write!(
         out,
         "<p class=\"sub\">The chain of dependencies that decided the wall time: {} of {} ({pct:.0}%). \
-         The rest is time its tasks waited for a free slot. Its tasks are starred and outlined below.</p><ol class=\"path\">",
+         The rest is waiting off the path: for a free slot, for a service to start or stop, or the run's own start and end. \
+         Its tasks are starred and outlined below.</p><ol class=\"path\">",
         secs(total),
         secs(r.duration_ms)
     );
