@@ -66,6 +66,13 @@ impl Loop<'_> {
     pub(super) fn on_miss_needing_services(&mut self, task: usize, key: Option<String>) {
         self.recs[task].key = key;
         self.recs[task].started = None;
+        // A revalidating download looks up (and asks its origin) again once they are up.
+        if let crate::model::Action::Download(d) = &self.plan.task(task).action
+            && d.revalidate
+            && d.sha256.is_none()
+        {
+            self.recs[task].looked_up = false;
+        }
         self.recs[task].stage = Stage::WaitService;
         if !self.stopping && self.ensure_services(task) {
             self.resume_after_services(task);

@@ -215,9 +215,17 @@ pub(super) async fn look_up_first(shared: &Arc<Shared>, job: &Job) -> Result<Opt
                 if let Action::Download(d) = &task.action
                     && d.revalidate
                     && d.sha256.is_none()
-                    && let Some(done) = revalidate_hit(shared, job, d, &key).await
                 {
-                    return Err(done);
+                    // The origin is asked: a service it is served by must be up first.
+                    if job.needs_services {
+                        return Err(Done::Miss {
+                            task: job.task,
+                            key: Some(key),
+                        });
+                    }
+                    if let Some(done) = revalidate_hit(shared, job, d, &key).await {
+                        return Err(done);
+                    }
                 }
                 return Err(Done::Hit {
                     task: job.task,

@@ -279,3 +279,48 @@ run = "true"
         assert!(ms < 1000, "{name} reports {ms} ms: the service's start-up");
     }
 }
+
+/// A revalidating download served by a service asks its origin on a cache hit, so the
+/// service is started for it (an all-cached run would otherwise never start it, the
+/// revalidation would fail, and the stale file would be kept as `cached`).
+#[test]
+fn a_revalidating_download_starts_the_service_that_serves_it() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.srv]
+service = {{ run = "exec python3 -m http.server {port} --bind 127.0.0.1 --directory www", ready = {{ url = "http://127.0.0.1:{port}/" }}, ready_timeout = "20s" }}
+
+[tasks.get]
+deps = ["srv"]
+download = {{ url = "http://127.0.0.1:{port}/a.txt", dest = "raw/a.txt", revalidate = true }}
+
+[tasks.use]
+deps = ["get"]
+inputs = ["raw/a.txt"]
+outputs = ["u.txt"]
+run = "cat raw/a.txt > u.txt"
+"#
+    ));
+    ws.write("www/a.txt", "v1\n");
+    ws.run(&["-q"]).code(0);
+    ws.run(&["-q"]).code(0);
+    assert_eq!(task(&ws.last_report(), "get")["status"], "cached", "304");
+    // A new version with a later Last-Modified (http.server's validator, in seconds).
+    ws.write("www/a.txt", "v2\n");
+    std::fs::File::options()
+        .write(true)
+        .open(ws.path("www/a.txt"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(10))
+        .unwrap();
+    ws.run(&["-q"]).code(0);
+    let report = ws.last_report();
+    assert_eq!(task(&report, "srv")["status"], "succeeded");
+    assert_eq!(task(&report, "get")["status"], "succeeded");
+    assert_eq!(ws.read("u.txt"), "v2\n");
+}
