@@ -339,7 +339,60 @@ pub fn restore(
         stats.remember_written(&ws.root().join(&o.path), digest);
         restored.push((o.path.clone(), drift));
     }
+    remove_unrecorded(ws, record);
     Ok(restored)
+}
+
+/// Deletes the files in a recorded output directory that the record does not hold: left by
+/// another version of the task, they would make the directory differ from the result it
+/// stands for (a fan-out over it would see them). Links are removed, never followed; a link
+/// the recorded files lie under is kept.
+fn remove_unrecorded(ws: &Workspace, record: &ActionRecord) {
+    if record.output_dirs.is_empty() {
+        return;
+    }
+    let recorded: std::collections::HashSet<&str> =
+        record.outputs.iter().map(|o| o.path.as_str()).collect();
+    let under = |rel: &str| {
+        record.outputs.iter().any(|o| {
+            o.path.len() > rel.len()
+                && o.path.starts_with(rel)
+                && o.path.as_bytes()[rel.len()] == b'/'
+        })
+    };
+    for d in &record.output_dirs {
+        let Some(dir) = RelPath::parse(d) else {
+            continue;
+        };
+        if !matches!(ws.look(&dir), Ok(Found::Entry(m)) if m.is_dir()) {
+            continue;
+        }
+        let walk = walkdir::WalkDir::new(ws.root().join(d))
+            .follow_links(false)
+            .min_depth(1);
+        for entry in walk.into_iter().flatten() {
+            if entry.file_type().is_dir() || is_temp(entry.file_name()) {
+                continue;
+            }
+            let Some(rel) = entry
+                .path()
+                .strip_prefix(ws.root())
+                .ok()
+                .and_then(Path::to_str)
+            else {
+                continue;
+            };
+            if recorded.contains(rel) || under(rel) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::debug!("removed {rel}: not in the output directory's record"),
+                Err(e) => {
+                    tracing::warn!("cannot remove {rel} from a restored output directory: {e}")
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! What a kill -9 can leave in the workspace never reaches a later run (issue 14 bug 5):
 //! resume files of a download later served from the store, a restore's temp file inside an
-//! output directory.
+//! output directory; nor does what another version of a task left in its output directory.
 
 use crate::fault_server::Route;
 use crate::http::{Http, body, sha};
@@ -113,4 +113,32 @@ fn a_command_about_to_run_removes_temp_files_beside_and_inside_its_outputs() {
     assert!(!ws.path("out/.taskrun-tmp-0123456789abcdef").exists());
     assert!(!ws.path("tree/sub/.taskrun-tmp-fedcba9876543210").exists());
     assert_eq!(ws.read("out/a.txt"), "one\n");
+}
+
+/// A restored output directory holds what its record holds: a file another version of the
+/// task wrote there goes, so a fan-out over the directory sees what a real run would.
+#[test]
+fn a_restored_output_directory_holds_only_its_records_files() {
+    let manifest = |items: &str| {
+        format!(
+            "[tasks.gen]\noutputs = [\"gen\"]\n\
+             run = \"rm -rf gen && mkdir -p gen && for i in {items}; do echo $i > gen/$i.txt; done\"\n\
+             [tasks.up]\ndeps = [\"gen\"]\nfor_each = {{ glob = \"gen/*.txt\" }}\nrun = \"cat ${{item.path}}\"\n"
+        )
+    };
+    let ws = Workspace::new(&manifest("a b c"));
+    ws.run(&["-q"]).code(0);
+    ws.manifest(&manifest("a b"));
+    ws.run(&["-q"]).code(0);
+    ws.manifest(&manifest("a b c"));
+    ws.run(&["-q"]).code(0);
+    assert_eq!(task(&ws.last_report(), "gen")["status"], "cached");
+    assert!(ws.exists("gen/c.txt"), "restored");
+    // Back to the version without c: restored from its record, without c.
+    ws.manifest(&manifest("a b"));
+    ws.run(&["-q"]).code(0);
+    let report = ws.last_report();
+    assert_eq!(task(&report, "gen")["status"], "cached");
+    assert!(!ws.exists("gen/c.txt"), "left by the other version");
+    assert_eq!(report["summary"]["total"], 3, "gen and two instances");
 }
