@@ -37,6 +37,13 @@ impl Loop<'_> {
                 self.recs[i].error = Some("interrupted while waiting to retry".into());
                 self.complete(i, TaskStatus::Cancelled);
             }
+            // A lookup a slow remote cache holds up: the run does not wait for its answer.
+            if self.recs[i].lookup == super::state::LookupState::InFlight {
+                self.active -= 1;
+                self.recs[i].lookup = super::state::LookupState::Abandoned;
+                self.recs[i].error = Some("interrupted during its cache lookup".into());
+                self.complete(i, TaskStatus::Cancelled);
+            }
         }
     }
 

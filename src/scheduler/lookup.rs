@@ -133,6 +133,7 @@ impl Loop<'_> {
             let rec = &mut self.recs[i];
             rec.stage = Stage::Running;
             rec.looked_up = true;
+            rec.lookup = super::state::LookupState::InFlight;
             rec.mark_started();
             if pool.submit(i, deps) {
                 self.active += 1;

@@ -412,6 +412,14 @@ impl<'a> Loop<'a> {
     }
 
     fn on_done(&mut self, done: Done) {
+        if let Some(task) = done.looked_up_task() {
+            let rec = &mut self.recs[task];
+            match std::mem::replace(&mut rec.lookup, state::LookupState::Idle) {
+                // Cancelled by an interrupt while the cache was slow to answer: counted then.
+                state::LookupState::Abandoned => return,
+                state::LookupState::InFlight | state::LookupState::Idle => {}
+            }
+        }
         match done {
             Done::Batch(all) => {
                 for d in all {

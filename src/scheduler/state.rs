@@ -43,6 +43,17 @@ pub enum Held {
     Remote,
 }
 
+/// Where a task's cache lookup on the lookup threads stands (see `Rec::lookup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupState {
+    /// None is in flight.
+    Idle,
+    /// One is in flight.
+    InFlight,
+    /// One was in flight when an interrupt cancelled the task: its answer is dropped.
+    Abandoned,
+}
+
 /// Everything the loop knows about one task.
 pub struct Rec {
     pub name: Arc<str>,
@@ -72,6 +83,9 @@ pub struct Rec {
     pub notified: bool,
     /// The cache was asked already (a miss waiting for services is not asked again).
     pub looked_up: bool,
+    /// A lookup thread is asking the cache for it now; `LookupAbandoned` once an interrupt
+    /// cancelled it meanwhile (its late answer is then dropped).
+    pub lookup: LookupState,
     /// `TaskStarted` was sent (at the first attempt that really runs).
     pub announced: bool,
     /// Where its last attempt ran; None while none did.
@@ -135,6 +149,7 @@ impl Rec {
             service: (kind == TaskKind::Service).then(ServiceState::default),
             notified: false,
             looked_up: false,
+            lookup: LookupState::Idle,
             announced: false,
             executed_on: None,
             entry: None,

@@ -94,6 +94,18 @@ pub(super) enum Done {
     Batch(Vec<Done>),
 }
 
+impl Done {
+    /// The task of an answer that may come from the lookup threads (see `LookupState`).
+    pub(super) fn looked_up_task(&self) -> Option<usize> {
+        match self {
+            Done::Looked { task, .. } | Done::Hit { task, .. } | Done::Failed { task, .. } => {
+                Some(*task)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Shared {
     pub(super) fn sink(&self, task: usize) -> TaskOutput {
         let t = self.plan.task(task);

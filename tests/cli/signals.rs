@@ -170,3 +170,35 @@ run = ["sh", "-c", "echo $$$$ > argv.pid; exec sleep 60"]
         assert!(dies_soon(p), "{f} ({p}) outlived taskrun");
     }
 }
+
+/// A remote cache that accepts a connection and never answers holds a lookup for as long as
+/// its timeout (30 s): an interrupt does not wait for it. The tasks are `cancelled`, the run
+/// is reported, and taskrun exits 130 at once.
+#[test]
+fn an_interrupt_does_not_wait_for_a_remote_cache_that_never_answers() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let ws = Workspace::new(&format!(
+        "[cache]\nremote = \"http://{addr}/h\"\n\n[tasks.a]\noutputs = [\"a.txt\"]\nrun = \"echo a > a.txt\"\n"
+    ));
+    let mut child = ws
+        .cmd(&["taskrun.toml", "--report", "r.json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt once the lookup is on the wire (held connections are never answered).
+    let (held, _) = silent.accept().unwrap();
+    signal(&child, libc::SIGINT);
+    let sent = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "waited for the remote"
+    );
+    assert_eq!(status.code(), Some(130));
+    let report: serde_json::Value = serde_json::from_str(&ws.read("r.json")).unwrap();
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(task(&report, "a")["status"], "cancelled");
+    drop(held);
+}
