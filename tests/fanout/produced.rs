@@ -434,3 +434,23 @@ run = "echo '${item.path}' ${item.bogus}"
     );
     ws.check().code(0);
 }
+
+/// A fan-out task without instances yet (its items missing, produced, or read later) still
+/// has its keys checked: every problem is said in one `check`.
+#[test]
+fn a_fanout_without_instances_still_has_its_keys_checked() {
+    let ws = Workspace::new(
+        "[tasks.g]\noutputs = [\"g\"]\nrun = \"mkdir -p g\"\n\n\
+         [tasks.a]\nfor_each = { glob = \"g/*\" }\nrun = \"true\"\ndeps_note = 1\n\n\
+         [tasks.b]\nfor_each = { lines = \"nope.txt\" }\nrun = \"true\"\ncahce = \"off\"\n\n\
+         [tasks.c]\ndeps = [\"g\"]\nfor_each = { glob = \"g/*\" }\nrun = \"true\"\ndeps_nte = 1\n",
+    );
+    ws.check().code(2).says(&[
+        "unknown key `deps_note` in task `a`",
+        "an output of task `g`",
+        "unknown key `cahce` in task `b`",
+        "cannot read item file `nope.txt`",
+        "unknown key `deps_nte` in task `c`",
+        "has 5 problems",
+    ]);
+}

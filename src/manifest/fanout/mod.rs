@@ -73,7 +73,9 @@ pub fn expand(r: &mut Reader<'_>, builder: &TaskBuilder<'_, '_>, root: &Path, ou
         if let Some((source, _, _)) =
             get(builder.table, "for_each").and_then(|v| for_each(r, v, name))
         {
-            // Its templates are checked now against an item of the fields it will have.
+            // Its keys and templates are checked now, against an item of the fields it will
+            // have (its instances, which check them, come later).
+            check_task_keys(r, builder);
             probe::check_templates(r, builder, source.kind);
             let (task, spans) =
                 deferred::stand_in(r, builder, source, deferral, description.clone());
@@ -93,6 +95,10 @@ pub fn expand(r: &mut Reader<'_>, builder: &TaskBuilder<'_, '_>, root: &Path, ou
         let count = items.rows.len() * items.items.as_ref().map_or(1, Vec::len);
         super::load::heap_for_tasks(out.tasks.len() + count);
         instances(r, builder, &items, out.tasks, out.spans);
+    }
+    if out.tasks.len() == start {
+        // No instance checked them: an unknown key is said beside the items' problem.
+        check_task_keys(r, builder);
     }
     out.fanouts.push(FanOut {
         name: name.to_string(),
@@ -126,6 +132,11 @@ fn env_clash<'n>(
         }
     }
     None
+}
+
+/// The task's keys, as each instance's build checks them.
+fn check_task_keys(r: &mut Reader<'_>, b: &TaskBuilder<'_, '_>) {
+    r.check_keys(b.table, keys::TASK, &format_args!("task `{}`", b.name));
 }
 
 /// The label of a source that gives no items (superseded when a task produces it).
