@@ -121,6 +121,7 @@ fn download(plan: Arc<Plan>, update: bool) -> Result<scheduler::RunResult, Error
         placements: None,
         force: false,
         earlier: None,
+        interrupted_before: None,
     };
     let result = runtime.block_on(scheduler::run(plan, cache, opts, &mut sinks));
     runtime.shutdown_background();

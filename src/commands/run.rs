@@ -136,7 +136,16 @@ pub fn run_with_cache(
     let state_dir = plan.pipeline.root.join(".taskrun");
     // Created by the first task that prints anything: a quiet run leaves no empty dir.
     let log_dir = Some(state_dir.join("logs").join(&run_id));
-    let cache = make_cache(&plan);
+    // Another taskrun may hold the cache lock: a signal while this one waits for it still
+    // ends the run as an interrupted run, with its report.
+    let interrupted_before = match args.no_cache {
+        true => None,
+        false => wait_for_cache_lock(&runtime, &plan.pipeline.cache.dir),
+    };
+    let cache = match interrupted_before {
+        Some(_) => Arc::new(NoCache),
+        None => make_cache(&plan),
+    };
     let facts = Facts::from_env();
     let mut sinks = console_sinks(&args, &facts);
     if let Some(path) = &args.junit {
@@ -152,6 +161,7 @@ pub fn run_with_cache(
         placements: Some(crate::plan::placement::place(&plan, remote_off)),
         force: args.force,
         earlier: None,
+        interrupted_before,
     };
     // A fan-out over items other tasks produce is expanded once they have run: a phase
     // per expansion, the last one's report covering them all.
@@ -170,6 +180,8 @@ pub fn run_with_cache(
             &mut held,
         );
         let result = runtime.block_on(phase);
+        // Carried on by `Earlier` from now on.
+        opts.interrupted_before = None;
         let mut earlier = scheduler::Earlier::after(&result);
         match expansion::next(&plan, &earlier, sel) {
             expansion::Next::Done => {
@@ -396,6 +408,22 @@ pub(crate) fn collected_pins(
 /// a context switch: 1,000 `true` tasks cost ~8 context switches each more than `make -j2`.
 /// Downloads run on download lanes, one-thread runtimes of their own (`scheduler::lanes`).
 /// Blocking work (cache lookups and stores, hashing) has its own threads either way.
+/// When another taskrun holds the lock on `dir`, says so and waits for it to be free (the
+/// cache takes it then), or for a signal, which it returns.
+fn wait_for_cache_lock(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+) -> Option<scheduler::Signal> {
+    use crate::cache::lock::CacheLock;
+    // Free (or not lockable: the cache says why when it opens).
+    let free = || !matches!(CacheLock::try_acquire(dir), Ok(None));
+    if free() {
+        return None;
+    }
+    let say = || eprintln!("waiting for another taskrun using {}...", dir.display());
+    runtime.block_on(scheduler::wait_until(free, say))
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

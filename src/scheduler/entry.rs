@@ -89,7 +89,13 @@ pub async fn run_phase(
     });
     let mut r = Loop::new(plan, shared, &opts, sink, stop_tx);
     r.remote = remote;
-    r.run(progress_rx, done_rx, opts.handle_signals).await
+    r.run(
+        progress_rx,
+        done_rx,
+        opts.handle_signals,
+        opts.interrupted_before,
+    )
+    .await
 }
 
 /// Has the cache save its run-wide state (stat records) on a blocking thread, with

@@ -39,13 +39,14 @@ use crate::plan::Plan;
 use crate::plan::placement::Placements;
 use crate::report::{RunReport, TaskStatus};
 use pools::Slots;
-use signals::{Signal, Signals};
+use signals::Signals;
 use state::{Held, Rec, Stage};
 use worker::{Done, Job, Shared};
 
 pub use earlier::Earlier;
 pub use entry::{finish_then, run, run_phase, run_then};
 pub use retry::retry_wait_ms;
+pub use signals::{Signal, wait_until};
 pub use worker::log_file_name;
 
 /// How a run is carried out (from the command line).
@@ -69,6 +70,9 @@ pub struct RunOptions {
     pub force: bool,
     /// The phases of this run before this one (see [`Earlier`]); None for a run in one go.
     pub earlier: Option<Arc<Earlier>>,
+    /// A signal that came before the loop listened (see [`wait_until`]): the run starts
+    /// interrupted, runs nothing, and is reported as such.
+    pub interrupted_before: Option<Signal>,
 }
 
 /// What a finished run hands back.
@@ -196,6 +200,7 @@ impl<'a> Loop<'a> {
         mut progress: mpsc::Receiver<(usize, Progress)>,
         mut done: mpsc::UnboundedReceiver<Done>,
         handle_signals: bool,
+        interrupted_before: Option<Signal>,
     ) -> RunResult {
         let total = self.plan.order.len();
         // A later phase of the same run only makes it longer.
@@ -208,6 +213,9 @@ impl<'a> Loop<'a> {
             },
         });
         let mut signals = Signals::new(handle_signals);
+        if let Some(sig) = interrupted_before {
+            self.on_signal(sig);
+        }
         if let Some(e) = self.earlier.take() {
             self.carry_on(&e);
         }

@@ -1,7 +1,8 @@
 //! SIGINT, SIGTERM and SIGHUP for the run loop's `select!`.
 
+/// A signal that stops a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Signal {
+pub enum Signal {
     /// Ctrl-C.
     Int,
     /// `kill`.
@@ -71,5 +72,25 @@ fn ignored(sig: libc::c_int) -> bool {
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
         libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Waits until `ready` says so (asked every 50 ms) or a signal comes, which it returns:
+/// while another taskrun holds the cache lock, a Ctrl-C still ends the run as an interrupted
+/// run does, with its report. `listening` is called once the signals are caught.
+pub async fn wait_until(
+    mut ready: impl FnMut() -> bool,
+    listening: impl FnOnce(),
+) -> Option<Signal> {
+    let mut signals = Signals::new(true);
+    listening();
+    loop {
+        if ready() {
+            return None;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            sig = signals.next() => return sig,
+        }
     }
 }

@@ -88,6 +88,7 @@ fn opts() -> RunOptions {
         placements: None,
         force: false,
         earlier: None,
+        interrupted_before: None,
     }
 }
 

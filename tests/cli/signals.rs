@@ -202,3 +202,32 @@ fn an_interrupt_does_not_wait_for_a_remote_cache_that_never_answers() {
     assert_eq!(task(&report, "a")["status"], "cancelled");
     drop(held);
 }
+
+/// Ctrl-C while another taskrun holds the cache lock: the run ends as an interrupted run,
+/// with its report (every task cancelled, not started), exit 130, at once.
+#[test]
+fn an_interrupt_while_waiting_for_the_cache_lock_is_reported() {
+    let ws = Workspace::new("[tasks.t]\noutputs = [\"t.txt\"]\nrun = \"echo t > t.txt\"\n");
+    let cache = ws.path("shared-cache");
+    // Held by this test as another process would hold it.
+    let held = taskrun::cache::lock::CacheLock::acquire(&cache).unwrap();
+    let mut child = ws
+        .cmd(&["taskrun.toml", "--report", "r.json"])
+        .env("TASKRUN_CACHE_DIR", &cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("waiting for another taskrun"), "{line}");
+    signal(&child, libc::SIGINT);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let report: serde_json::Value = serde_json::from_str(&ws.read("r.json")).unwrap();
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(task(&report, "t")["status"], "cancelled");
+    assert!(!ws.exists("t.txt"), "nothing ran");
+    drop(held);
+}
