@@ -168,6 +168,8 @@ pub fn run_with_cache(
     let mut last_phase = None;
     // `--locked` refused the downloads of an expansion, or a TARGET named no instance.
     let mut refused = false;
+    // Stand-ins failed so far, by name.
+    let mut failed_once: Vec<String> = Vec::new();
     for _ in 0..expansion::MAX_PHASES {
         if !expansion::has_stand_ins(&plan) {
             break;
@@ -183,6 +185,13 @@ pub fn run_with_cache(
         // Carried on by `Earlier` from now on.
         opts.interrupted_before = None;
         let mut earlier = scheduler::Earlier::after(&result);
+        // A stand-in failed for the phase before did not end there (its deps never did):
+        // another phase would only fail it again.
+        if failed_once.iter().any(|n| !earlier.has_ended(n)) {
+            held.release();
+            last_phase = Some(result);
+            break;
+        }
         match expansion::next(&plan, &earlier, sel) {
             expansion::Next::Done => {
                 held.release();
@@ -199,7 +208,7 @@ pub fn run_with_cache(
                     refused |= matches!(error, Error::UnknownTargets { .. });
                     error.print(false);
                     let why = format!("cannot expand its items: {}", expansion::first_line(&error));
-                    earlier.fail_expansion(name, why);
+                    fail_expansion(&mut earlier, &mut failed_once, name, why);
                 }
                 let (next_lock, next_unpinned) = apply_lockfile(&mut next, &|_| false)?;
                 if args.locked
@@ -211,7 +220,7 @@ pub fn run_with_cache(
                     e.print(false);
                     let why = expansion::first_line(&e);
                     for name in expansion::expanded(&plan, &next) {
-                        earlier.fail_expansion(name, why.clone());
+                        fail_expansion(&mut earlier, &mut failed_once, name, why.clone());
                     }
                     refused = true;
                 } else {
@@ -224,7 +233,12 @@ pub fn run_with_cache(
             expansion::Next::Stuck(due) => {
                 drop(held);
                 for name in due {
-                    earlier.fail_expansion(name, "not expanded after its producers ran".into());
+                    fail_expansion(
+                        &mut earlier,
+                        &mut failed_once,
+                        name,
+                        "not expanded after its producers ran".into(),
+                    );
                 }
             }
             expansion::Next::Invalid { error, due } => {
@@ -233,7 +247,7 @@ pub fn run_with_cache(
                 error.print(false);
                 let why = format!("cannot expand its items: {}", expansion::first_line(&error));
                 for name in due {
-                    earlier.fail_expansion(name, why.clone());
+                    fail_expansion(&mut earlier, &mut failed_once, name, why.clone());
                 }
             }
         }
@@ -252,7 +266,7 @@ pub fn run_with_cache(
                     "not expanded: more than {} fan-outs each over the last one's outputs",
                     expansion::MAX_PHASES
                 );
-                earlier.fail_expansion(task.name.clone(), why);
+                fail_expansion(earlier, &mut failed_once, task.name.clone(), why);
             }
         }
     }
@@ -408,6 +422,18 @@ pub(crate) fn collected_pins(
 /// a context switch: 1,000 `true` tasks cost ~8 context switches each more than `make -j2`.
 /// Downloads run on download lanes, one-thread runtimes of their own (`scheduler::lanes`).
 /// Blocking work (cache lookups and stores, hashing) has its own threads either way.
+/// Fails the stand-in `name` in the next phase (see [`scheduler::Earlier::fail_expansion`]),
+/// remembering it in `failed`.
+fn fail_expansion(
+    earlier: &mut scheduler::Earlier,
+    failed: &mut Vec<String>,
+    name: String,
+    why: String,
+) {
+    failed.push(name.clone());
+    earlier.fail_expansion(name, why);
+}
+
 /// When another taskrun holds the lock on `dir`, says so and waits for it to be free (the
 /// cache takes it then), or for a signal, which it returns.
 fn wait_for_cache_lock(

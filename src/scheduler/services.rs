@@ -20,8 +20,9 @@ impl Loop<'_> {
     /// The service's deps are done: its digest is its definition, so dependents may ask the
     /// cache now; the process starts only when one of them misses.
     pub(super) fn standby_service(&mut self, i: usize) {
-        if self.recs[i].open_dependents == 0 {
-            // Selected on its own (or nothing selected needs it): just run it.
+        // Selected on its own (or nothing selected needs it): just run it. One that only
+        // tasks parked for the next phase need waits on standby for them.
+        if self.recs[i].open_dependents == 0 && !self.serves_parked(i) {
             return self.start_service(i);
         }
         let digests = self.dep_digests(i);

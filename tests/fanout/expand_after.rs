@@ -516,3 +516,48 @@ fn a_chain_longer_than_the_phases_allowed_fails_its_last_link() {
     );
     assert!(ws.exists("d8/a"));
 }
+
+/// The shape of `pipelines/urls.toml`: the downloads of a produced list also depend on a
+/// service. It waits on standby for them (no `cancelled` line before it starts), and
+/// `--locked` refuses them once, failing the stand-in, with exit 2.
+#[test]
+fn a_service_the_instances_of_a_produced_list_need_waits_for_them_and_locked_refuses_once() {
+    let http = Http::start();
+    http.route("/a.csv", Route::ok("alpha\n"));
+    let ready = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.mirror]
+service = {{ run = "exec sleep 60", ready = {{ tcp = "{}" }}, ready_timeout = "10s" }}
+
+[tasks.mklist]
+outputs = ["list.txt"]
+run = "echo {} > list.txt"
+
+[tasks.get]
+deps = ["mklist", "mirror"]
+for_each = {{ lines = "list.txt" }}
+download = {{ url = "${{item.line}}", dest = "raw/${{item.name}}" }}
+"#,
+        ready.local_addr().unwrap(),
+        http.url("/a.csv")
+    ));
+    let (r, report) = ws.run_report(&["--locked"], 2);
+    assert_eq!(
+        r.stderr
+            .matches("--locked: taskrun.lock does not pin")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(entry(&report, "get[*]")["status"], "failed");
+    assert_eq!(report["status"], "failed");
+    assert_eq!(http.hits("/a.csv"), 0);
+
+    let (r, report) = ws.run_report(&["--force"], 0);
+    assert!(!r.stdout.contains("mirror: cancelled"), "{}", r.stdout);
+    assert_eq!(entry(&report, "mirror")["status"], "succeeded");
+    assert_eq!(entry(&report, "get[a.csv]")["status"], "succeeded");
+    assert_eq!(ws.read("raw/a.csv"), "alpha\n");
+}
