@@ -46,10 +46,26 @@ fn text(plan: &Plan, predictions: &[Prediction], placements: &Placements, expand
         .map(|&i| plan.level[i])
         .max()
         .map_or(0, |l| l + 1);
-    let runs = doc
-        .tasks
+    // A service that only hits depend on is never started (it is then `cached`).
+    let hit = |i: usize| {
+        predictions
+            .get(i)
+            .is_some_and(|p| p.status == CacheStatus::Hit)
+    };
+    let unneeded_service = |i: usize| {
+        let deps: Vec<usize> = plan.dependents[i]
+            .iter()
+            .copied()
+            .filter(|&d| plan.selected[d])
+            .collect();
+        plan.task(i).kind() == crate::model::TaskKind::Service
+            && !deps.is_empty()
+            && deps.iter().all(|&d| hit(d))
+    };
+    let runs = plan
+        .order
         .iter()
-        .filter(|t| t.cache.status != CacheStatus::Hit)
+        .filter(|&&i| !hit(i) && !unneeded_service(i))
         .count();
     let mut out = String::new();
     let _ = writeln!(

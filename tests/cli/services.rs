@@ -158,6 +158,9 @@ run = "{WAIT_STARTS}cp b.in b.out"
     ws.run(&[]).code(0);
     assert_eq!(ws.read("svc.starts").lines().count(), 1);
 
+    // The plan counts it as the run will find it: nothing to run.
+    let plan = ws.exec(&["plan", "taskrun.toml"]);
+    plan.code(0).says(&["3 tasks in 2 levels, 0 to run"]);
     ws.run(&[]).code(0);
     let report = ws.last_report();
     assert_eq!(task(&report, "svc")["status"], "cached");
