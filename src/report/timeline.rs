@@ -29,6 +29,21 @@ impl Times {
     pub fn busy(&self) -> Vec<(u64, u64)> {
         self.attempts.clone()
     }
+
+    /// The spans it is drawn in on its track: from its start to its end, less the waits
+    /// between attempts (no slot is held then, so another task may take the track).
+    fn occupied(&self) -> Vec<(u64, u64)> {
+        let (start, finish) = (self.start.unwrap_or(0), self.finish.unwrap_or(0));
+        let mut spans = self.attempts.clone();
+        match spans.first_mut() {
+            None => return vec![(start, finish)],
+            Some(first) => first.0 = first.0.min(start),
+        }
+        if let Some(last) = spans.last_mut() {
+            last.1 = last.1.max(finish);
+        }
+        spans
+    }
 }
 
 /// Which kind of track a task is drawn on.
@@ -104,7 +119,8 @@ impl<'a> Timeline<'a> {
             .filter(|&i| self.times[i].start.is_some())
             .collect();
         order.sort_by_key(|&i| (self.times[i].start, i));
-        let mut free_at: [Vec<u64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        // Per track, the spans of its tasks that may still meet a later one.
+        let mut lanes_of: [Vec<Vec<(u64, u64)>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut out = vec![None; self.times.len()];
         for i in order {
             let kind = match self.report.tasks[i].kind {
@@ -112,22 +128,30 @@ impl<'a> Timeline<'a> {
                 TaskKind::Download => TrackKind::Download,
                 _ => TrackKind::Slot,
             };
-            let t = &self.times[i];
-            let (start, end) = (t.start.unwrap_or(0), t.finish.unwrap_or(0));
-            let lanes = &mut free_at[kind as usize];
+            let spans = self.times[i].occupied();
+            let start = spans.first().map_or(0, |s| s.0);
+            let lanes = &mut lanes_of[kind as usize];
             // A task that starts the millisecond another ends takes its track: it took that
             // task's slot, and one more track than the limit would show a slot that was not.
-            let lane = match lanes.iter().position(|&f| f <= start) {
+            // Tasks come by start: what ended before this one began meets none after it.
+            for taken in lanes.iter_mut() {
+                taken.retain(|t| t.1 > start);
+            }
+            let meets = |a: &(u64, u64), b: &(u64, u64)| a.0 < b.1 && b.0 < a.1;
+            let lane = match lanes
+                .iter()
+                .position(|taken| !taken.iter().any(|t| spans.iter().any(|s| meets(t, s))))
+            {
                 Some(l) => l,
                 None => {
-                    lanes.push(0);
+                    lanes.push(Vec::new());
                     lanes.len() - 1
                 }
             };
-            lanes[lane] = end;
+            lanes[lane].extend(spans);
             out[i] = Some((kind, lane));
         }
-        (out, free_at.map(|l| l.len()))
+        (out, lanes_of.map(|l| l.len()))
     }
 
     /// A step curve: `(time, value)` at each change, of the busy spans weighted by `weight`.
@@ -241,6 +265,20 @@ mod tests {
         let (tracks, counts) = Timeline::new(&r).tracks();
         assert_eq!(counts, [2, 0, 0]);
         assert_eq!(tracks[2], Some((TrackKind::Slot, 0)));
+    }
+
+    #[test]
+    fn a_task_waiting_to_retry_leaves_its_track_to_another() {
+        let mut flaky = cmd("flaky", 0, 900, &[]);
+        flaky.attempts = vec![
+            attempt(1, 0, 100, AttemptOutcome::Failed, Some(500)),
+            attempt(2, 600, 900, AttemptOutcome::Succeeded, None),
+        ];
+        // Runs in flaky's wait, on the one slot.
+        let r = run(900, vec![flaky, cmd("side", 100, 600, &[])]);
+        let (tracks, counts) = Timeline::new(&r).tracks();
+        assert_eq!(counts, [1, 0, 0]);
+        assert_eq!(tracks[1], Some((TrackKind::Slot, 0)));
     }
 
     #[test]

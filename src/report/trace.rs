@@ -92,12 +92,13 @@ pub fn to_string(report: &RunReport) -> String {
             args.push('}');
             w.complete(name, "attempt", tid, s, e, &args);
         }
+        // A retry wait holds no slot (another task may have the track meanwhile): a mark
+        // where it begins, saying how long and why.
         for (pair, a) in times.attempts.windows(2).zip(&task.attempts) {
             if pair[1].0 > pair[0].1 {
                 let reason = a.error.as_deref().unwrap_or(a.outcome.as_str());
-                let args = format!("{{\"reason\":{}}}", json_str(reason));
-                let wait = format!("{name} (retry wait)");
-                w.complete(&wait, "wait", tid, pair[0].1, pair[1].0, &args);
+                let wait = format!("{name} (retry in {} ms: {reason})", pair[1].0 - pair[0].1);
+                w.instant(&wait, "wait", tid, pair[0].1);
             }
         }
         let last_end = times.attempts.last().map_or(start, |a| a.1);
@@ -112,7 +113,7 @@ pub fn to_string(report: &RunReport) -> String {
             );
         }
         if let Some(ready) = times.ready {
-            w.instant(&format!("{name} ready"), tid, ready);
+            w.instant(&format!("{name} ready"), "service", tid, ready);
         }
     }
     for (t, v) in tl.running() {
@@ -190,12 +191,13 @@ impl Writer {
         );
     }
 
-    fn instant(&mut self, name: &str, tid: usize, at: u64) {
+    fn instant(&mut self, name: &str, cat: &str, tid: usize, at: u64) {
         self.sep();
         let _ = write!(
             self.out,
-            "{{\"ph\":\"i\",\"s\":\"t\",\"name\":{},\"cat\":\"service\",\"pid\":{PID},\"tid\":{tid},\"ts\":{}}}",
+            "{{\"ph\":\"i\",\"s\":\"t\",\"name\":{},\"cat\":{},\"pid\":{PID},\"tid\":{tid},\"ts\":{}}}",
             json_str(name),
+            json_str(cat),
             at * 1000
         );
     }
