@@ -199,7 +199,7 @@ pub struct TimingsArgs {
     pub manifest: Option<PathBuf>,
     /// The run id, `latest`, or the path of a run report (.json)
     pub run: Option<String>,
-    /// Where to write the page (default: `.taskrun/runs/<run-id>.html`)
+    /// Where to write the page (default: `.taskrun/runs/<run-id>.html`; `-`: standard output)
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 }

@@ -35,6 +35,11 @@ pub fn run(args: TimingsArgs) -> Result<u8, Error> {
     let out = args
         .output
         .unwrap_or_else(|| report_path.with_extension("html"));
+    if out.as_os_str() == "-" {
+        return Ok(super::print_stdout(&crate::report::timings::render(
+            &report,
+        )));
+    }
     write_page(&report, &out)?;
     Ok(exit_code::SUCCESS)
 }

@@ -162,6 +162,14 @@ fn timings_of_a_stored_run_by_id_or_path_and_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // `-o -`: the page on standard output.
+    let out = ws.cmd(&["timings", &id, "-o", "-"]).output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.starts_with(b"<!DOCTYPE html>"),
+        "{out:?}"
+    );
+    assert!(!ws.exists("-"));
+
     // A workspace directory names its own runs, never its parent's; a missing manifest is
     // said.
     let child = Workspace::new("[tasks.b]\nrun = \"true\"\n");
