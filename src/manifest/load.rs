@@ -331,8 +331,23 @@ fn read_pipeline(
         return out;
     };
     r.check_keys(t, keys::PIPELINE, "[pipeline]");
-    if let Some((s, _)) = get(t, "name").and_then(|v| r.string(v, "pipeline.name")) {
-        out.0 = s;
+    if let Some((s, span)) = get(t, "name").and_then(|v| r.string(v, "pipeline.name")) {
+        // Printed in every summary line and report: no escape sequence rides along.
+        if s.chars().any(char::is_control) {
+            r.push(
+                Problem::at(
+                    span,
+                    format!(
+                        "`pipeline.name` `{}` holds a control character",
+                        s.escape_debug()
+                    ),
+                )
+                .label("not printable")
+                .help("name the pipeline with printable characters"),
+            );
+        } else {
+            out.0 = s;
+        }
     }
     out.1 = get(t, "description")
         .and_then(|v| r.string(v, "pipeline.description"))

@@ -164,6 +164,14 @@ fn vars_in_any_order_cycles_and_broken_vars_are_said_once_and_plainly() {
 }
 
 #[test]
+fn a_pipeline_name_with_a_control_character_is_refused() {
+    let ws = Workspace::new("[pipeline]\nname = \"a\\u001b[31mb\"\n[tasks.t]\nrun = \"true\"\n");
+    let stderr = refused(&ws);
+    assert!(stderr.contains("holds a control character"), "{stderr}");
+    assert!(stderr.contains("taskrun.toml:2:8"), "{stderr}");
+}
+
+#[test]
 fn columns_count_characters_and_bytes_that_are_not_utf8_are_placed() {
     let ws = Workspace::new("[tasks.t]\nrun = \"日本語 ${vars.y}\"\n");
     ws.taskrun(&["check", "taskrun.toml"])
