@@ -17,6 +17,11 @@ pub fn unquotable_context(before: &str) -> Option<&'static str> {
         Single,
         Double,
         Comment,
+        /// `$((...))`, with the depth of the parentheses open inside it: read like double
+        /// quotes, so single quotes there quote nothing.
+        Arith(u32),
+        /// `` `...` ``: the shell finds its end before it reads any quote inside it.
+        Backtick,
     }
     let bytes = before.as_bytes();
     let mut state = State::Plain;
@@ -40,14 +45,37 @@ pub fn unquotable_context(before: &str) -> Option<&'static str> {
                 i += 2;
                 continue;
             }
-            (State::Plain | State::Double, b'$')
-                if bytes.get(i + 1) == Some(&b'(') && bytes.get(i + 2) != Some(&b'(') =>
-            {
-                outer.push(state);
-                state = State::Plain;
+            (State::Backtick | State::Arith(_), b'\\') => {
                 i += 2;
                 continue;
             }
+            (State::Plain | State::Double | State::Arith(_), b'$')
+                if bytes.get(i + 1) == Some(&b'(') =>
+            {
+                outer.push(state);
+                if bytes.get(i + 2) == Some(&b'(') {
+                    state = State::Arith(0);
+                    i += 3;
+                } else {
+                    state = State::Plain;
+                    i += 2;
+                }
+                continue;
+            }
+            (State::Arith(d), b'(') => state = State::Arith(d + 1),
+            (State::Arith(d), b')') if d > 0 => state = State::Arith(d - 1),
+            (State::Arith(_), b')') => {
+                state = outer.pop().unwrap_or(State::Plain);
+                // `))` ends it; a lone `)` is malformed: leave it as it came.
+                if bytes.get(i + 1) == Some(&b')') {
+                    i += 1;
+                }
+            }
+            (State::Plain | State::Double, b'`') => {
+                outer.push(state);
+                state = State::Backtick;
+            }
+            (State::Backtick, b'`') => state = outer.pop().unwrap_or(State::Plain),
             (State::Plain, b'(') => outer.push(State::Plain),
             (State::Plain, b')') => state = outer.pop().unwrap_or(State::Plain),
             (State::Plain, b'\'') => state = State::Single,
@@ -97,6 +125,8 @@ pub fn unquotable_context(before: &str) -> Option<&'static str> {
         State::Single => Some("inside single quotes"),
         State::Double => Some("inside double quotes"),
         State::Comment => Some("inside a shell comment"),
+        State::Arith(_) => Some("inside an arithmetic expansion `$((...))`"),
+        State::Backtick => Some("inside backquotes (write `$(...)` instead)"),
     }
 }
 
@@ -183,10 +213,19 @@ mod tests {
             Some("inside double quotes")
         );
         assert_eq!(unquotable_context("(cd a && echo "), None);
-        assert_eq!(
-            unquotable_context("echo \"$(( "),
-            Some("inside double quotes")
-        );
+        // Arithmetic reads its text like double quotes; backquotes end at the value's own.
+        let arith = Some("inside an arithmetic expansion `$((...))`");
+        assert_eq!(unquotable_context(": $(( "), arith);
+        assert_eq!(unquotable_context("x=$(((1+2)*"), arith);
+        assert_eq!(unquotable_context("echo $(( $(echo 1) + "), arith);
+        assert_eq!(unquotable_context("echo $(echo $(("), arith);
+        assert_eq!(unquotable_context("echo \"$(( "), arith);
+        assert_eq!(unquotable_context("echo $((1+2)) "), None);
+        assert_eq!(unquotable_context("echo $(( $(printf '%s' "), None);
+        let back = Some("inside backquotes (write `$(...)` instead)");
+        assert_eq!(unquotable_context("echo `echo "), back);
+        assert_eq!(unquotable_context("echo \"`echo "), back);
+        assert_eq!(unquotable_context("echo `date` "), None);
         assert_eq!(unquotable_context("echo a#b "), None);
         assert_eq!(
             unquotable_context("cat <<EOF\n"),

@@ -343,6 +343,27 @@ fn a_placeholder_after_a_backslash_cannot_inject() {
     no_injection_through(r#""echo \\${item.value}""#);
 }
 
+/// Arithmetic expansion reads its text like double quotes (single quotes quote nothing
+/// there), and a backquoted command ends at the value's own backquote: both are load errors.
+#[test]
+fn a_placeholder_in_arithmetic_or_backquotes_cannot_inject() {
+    for run in [
+        r#"": $(( ${item.value} ))""#,
+        r#""x=$((${item.value}+0))""#,
+        r#""echo $(( $(echo 1) + ${item.value} ))""#,
+        r#""echo $(echo $((${item.value})))""#,
+        r#""echo `echo ${item.value}`""#,
+        r#""echo \"`echo ${item.value}`\"""#,
+    ] {
+        no_injection_through(run);
+        let ws = Workspace::new(&format!(
+            "[tasks.t]\nmatrix = {{ v = [\"1\"] }}\nrun = {}\n",
+            run.replace("item.value", "matrix.v")
+        ));
+        ws.check().code(2).says(&["inside"]);
+    }
+}
+
 #[test]
 fn a_placeholder_in_a_here_document_cannot_inject() {
     no_injection_through("\"\"\"cat <<EOF\n${item.value}\nEOF\"\"\"");
