@@ -18,8 +18,14 @@ pub async fn attempt(cmd: &CommandLine, ctx: &AttemptCtx<'_>) -> AttemptResult {
         return AttemptResult::failed(e, false);
     }
     let snapshot = Snapshot::take(&ctx.pipeline.root, &ctx.task.outputs);
-    let result = run(&argv, &cwd, &vars, ctx).await;
-    if result.outcome != AttemptOutcome::Succeeded && !ctx.task.keep_failed_outputs {
+    let mut result = run(&argv, &cwd, &vars, ctx).await;
+    if ctx.task.keep_failed_outputs {
+        return result;
+    }
+    if result.outcome == AttemptOutcome::Succeeded {
+        // Kept in case its outputs cannot be recorded (see `AttemptResult::before`).
+        result.before = Some(std::sync::Arc::new(snapshot));
+    } else {
         for path in snapshot.delete_changed() {
             let rel = path.strip_prefix(&ctx.pipeline.root).unwrap_or(&path);
             tracing::info!(task = %ctx.task.name, path = %rel.display(), "deleted output of failed attempt");

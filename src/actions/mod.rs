@@ -256,6 +256,9 @@ pub struct AttemptResult {
     pub exit_code: Option<i32>,
     /// A download's end; `None` for a command.
     pub download: Option<Box<DownloadEnd>>,
+    /// A successful command's declared outputs as they were before it ran: if its result
+    /// cannot be recorded after all, what it wrote is deleted (SPEC §8), nothing else.
+    pub before: Option<std::sync::Arc<outputs::Snapshot>>,
 }
 
 /// What a download attempt adds to its [`AttemptResult`].
@@ -293,6 +296,7 @@ impl AttemptResult {
             retry_after: None,
             exit_code: None,
             download: None,
+            before: None,
         }
     }
 

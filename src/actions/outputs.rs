@@ -26,30 +26,6 @@ pub fn unlink_escapes(root: &Path, outputs: &[RelPath]) -> Result<(), String> {
     Ok(())
 }
 
-/// Deletes the declared outputs of a command that exited 0 but failed after all, because its
-/// outputs could not be recorded (one missing, one a link leading outside): the failed
-/// task's outputs go, as after a failed attempt (SPEC §8). Links are removed, never
-/// followed. Returns what was deleted.
-pub fn delete_declared(root: &Path, outputs: &[RelPath]) -> Vec<String> {
-    let ws = Workspace::new(root);
-    let mut deleted = Vec::new();
-    for out in outputs {
-        if ws.unlink_escapes(out).is_err() {
-            continue;
-        }
-        let path = root.join(out.as_str());
-        let res = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
-            Ok(_) => std::fs::remove_file(&path),
-            Err(_) => continue,
-        };
-        if res.is_ok() {
-            deleted.push(out.to_string());
-        }
-    }
-    deleted
-}
-
 /// Best effort: a temp file that cannot be removed is left for the next restore's sweep.
 fn remove_temp_files(ws: &Workspace, out: &RelPath, found: &crate::workspace::Found) {
     if let Ok((parent, _)) = ws.open_parent(out, false) {

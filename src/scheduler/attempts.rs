@@ -46,16 +46,14 @@ impl Loop<'_> {
                 self.complete(task, TaskStatus::Succeeded);
             }
             (AttemptOutcome::Succeeded, Some(Err(e))) => {
-                let t = self.plan.task(task);
+                // Its outputs could not be recorded (one missing, one a link out): it failed
+                // after all, and what it wrote goes, as after a failed attempt (SPEC §8).
                 let unrecorded =
                     matches!(e, TaskFailure::Cache(crate::cache::CacheError::Outputs(_)));
-                if unrecorded
-                    && t.kind() == crate::model::TaskKind::Command
-                    && !t.keep_failed_outputs
-                {
-                    let root = &self.plan.pipeline.root;
-                    for path in crate::actions::outputs::delete_declared(root, &t.outputs) {
-                        tracing::info!(task = %t.name, %path, "deleted output of failed task");
+                if let (true, Some(before)) = (unrecorded, &result.before) {
+                    let t = self.plan.task(task);
+                    for path in before.delete_changed() {
+                        tracing::info!(task = %t.name, path = %path.display(), "deleted output of failed task");
                     }
                 }
                 self.fail(task, e.to_string())

@@ -259,6 +259,22 @@ fn download_manifest(http: &Http, dest: &str) -> String {
     )
 }
 
+/// A command that exits 0 without writing one of its outputs has failed: what it wrote goes,
+/// what it did not touch stays (SPEC §8: "that the attempt created or modified").
+#[test]
+fn a_missing_output_fails_the_task_and_deletes_only_what_the_attempt_wrote() {
+    let ws = Workspace::new(
+        "[tasks.t]\noutputs = [\"a\", \"b\", \"d\", \"e\"]\nrun = \"echo new > e\"\n",
+    );
+    ws.write("a", "mine\n").write("d/u", "mine too\n");
+    let r = run(&ws, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    r.says(&["declared output b was not created"]);
+    assert_eq!(ws.read("a"), "mine\n");
+    assert_eq!(ws.read("d/u"), "mine too\n");
+    assert!(!ws.exists("e"), "written by the failed attempt");
+}
+
 /// A symlinked parent of `dest` that leads outside is removed before the download: neither
 /// the part file nor the file appear outside.
 #[test]
