@@ -64,7 +64,14 @@ pub async fn run_phase(
 ) -> RunResult {
     // No write of this run lands on the manifest, its lockfile or the store (SPEC §13).
     let p = &plan.pipeline;
-    let reserved = crate::manifest::reserved::paths(&p.manifest_path, &p.root, &p.cache.dir);
+    let mut reserved = crate::manifest::reserved::paths(&p.manifest_path, &p.root, &p.cache.dir);
+    // And the item files the next load reads (a glob's matches are the workspace's own).
+    reserved.extend(
+        p.item_sources
+            .iter()
+            .filter(|s| s.kind != crate::manifest::fanout::sources::SourceKind::Glob)
+            .map(|s| (s.path.clone(), "an item file of a fan-out task")),
+    );
     crate::workspace::reserve(&p.root, reserved);
     let (progress_tx, progress_rx) = mpsc::channel(1024);
     let (done_tx, done_rx) = mpsc::unbounded_channel();

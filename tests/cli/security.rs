@@ -325,6 +325,27 @@ fn no_write_reaches_the_manifest_or_taskruns_state_through_a_link_inside() {
     assert_eq!(ws.read("taskrun.toml"), manifest);
 }
 
+/// The same for an item file a fan-out reads: `sub/deep -> ..` would lead a download onto it.
+#[test]
+fn no_write_reaches_an_item_file_through_a_link_inside() {
+    let http = Http::start();
+    http.route("/f.bin", Route::ok(&b"not a list\n"[..]));
+    let manifest = download_manifest(&http, "sub/deep/items.txt")
+        + "\n[tasks.each]\nfor_each = { lines = \"items.txt\" }\nrun = \"echo ${item.line}\"\n";
+    let ws = Workspace::new(&manifest);
+    ws.write("items.txt", "one\n");
+    std::fs::create_dir_all(ws.path("sub")).unwrap();
+    symlink("..", ws.path("sub/deep")).unwrap();
+    let r = run(&ws, &[]);
+    r.code(0);
+    r.says(&[
+        "removed the symlink sub/deep",
+        "an item file of a fan-out task",
+    ]);
+    assert_eq!(ws.read("items.txt"), "one\n");
+    assert_eq!(ws.read("sub/deep/items.txt"), "not a list\n");
+}
+
 /// A directory judged real before any command ran, then swapped for a symlink out by a
 /// command, is never written through: the symlink is removed before `write`, whose output
 /// lies in `data/`, runs. (This holds by two guards: the remembered directories are dropped
