@@ -46,11 +46,16 @@ fn text(plan: &Plan, predictions: &[Prediction], placements: &Placements, expand
         .map(|&i| plan.level[i])
         .max()
         .map_or(0, |l| l + 1);
-    // A service that only hits depend on is never started (it is then `cached`).
+    // A service that only hits depend on is never started (it is then `cached`), unless a
+    // hit asks its origin again (`revalidate = true`).
     let hit = |i: usize| {
         predictions
             .get(i)
             .is_some_and(|p| p.status == CacheStatus::Hit)
+    };
+    let asks_origin = |i: usize| match &plan.task(i).action {
+        crate::model::Action::Download(d) => d.revalidate && d.sha256.is_none(),
+        _ => false,
     };
     let unneeded_service = |i: usize| {
         let deps: Vec<usize> = plan.dependents[i]
@@ -60,7 +65,7 @@ fn text(plan: &Plan, predictions: &[Prediction], placements: &Placements, expand
             .collect();
         plan.task(i).kind() == crate::model::TaskKind::Service
             && !deps.is_empty()
-            && deps.iter().all(|&d| hit(d))
+            && deps.iter().all(|&d| hit(d) && !asks_origin(d))
     };
     let runs = plan
         .order
