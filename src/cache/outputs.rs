@@ -367,28 +367,42 @@ fn remove_unrecorded(ws: &Workspace, record: &ActionRecord) {
         if !matches!(ws.look(&dir), Ok(Found::Entry(m)) if m.is_dir()) {
             continue;
         }
+        // Deepest first, so a directory emptied here goes too.
         let walk = walkdir::WalkDir::new(ws.root().join(d))
             .follow_links(false)
-            .min_depth(1);
+            .min_depth(1)
+            .contents_first(true);
         for entry in walk.into_iter().flatten() {
-            if entry.file_type().is_dir() || is_temp(entry.file_name()) {
+            if is_temp(entry.file_name()) {
                 continue;
             }
-            let Some(rel) = entry
+            // A name that is not UTF-8 is in no record (a run refuses to record one).
+            let rel = entry
                 .path()
                 .strip_prefix(ws.root())
                 .ok()
-                .and_then(Path::to_str)
-            else {
-                continue;
-            };
-            if recorded.contains(rel) || under(rel) {
+                .and_then(Path::to_str);
+            if rel.is_some_and(|rel| recorded.contains(rel) || under(rel)) {
                 continue;
             }
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => tracing::debug!("removed {rel}: not in the output directory's record"),
+            let shown = entry
+                .path()
+                .strip_prefix(ws.root())
+                .unwrap_or(entry.path())
+                .display();
+            let removed = if entry.file_type().is_dir() {
+                // Only an empty one: what is left in it is recorded (or a temp file).
+                match std::fs::remove_dir(entry.path()) {
+                    Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => continue,
+                    other => other,
+                }
+            } else {
+                std::fs::remove_file(entry.path())
+            };
+            match removed {
+                Ok(()) => tracing::debug!("removed {shown}: not in the output directory's record"),
                 Err(e) => {
-                    tracing::warn!("cannot remove {rel} from a restored output directory: {e}")
+                    tracing::warn!("cannot remove {shown} from a restored output directory: {e}")
                 }
             }
         }

@@ -134,11 +134,23 @@ fn a_restored_output_directory_holds_only_its_records_files() {
     ws.run(&["-q"]).code(0);
     assert_eq!(task(&ws.last_report(), "gen")["status"], "cached");
     assert!(ws.exists("gen/c.txt"), "restored");
+    // Also an empty directory and a name that is not UTF-8, which no record can hold.
+    std::fs::create_dir_all(ws.path("gen/empty/deeper")).unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    let odd = ws
+        .path("gen")
+        .join(std::ffi::OsStr::from_bytes(b"\xff\xfe.txt"));
+    std::fs::write(&odd, "odd").unwrap();
     // Back to the version without c: restored from its record, without c.
     ws.manifest(&manifest("a b"));
     ws.run(&["-q"]).code(0);
     let report = ws.last_report();
     assert_eq!(task(&report, "gen")["status"], "cached");
     assert!(!ws.exists("gen/c.txt"), "left by the other version");
+    assert!(
+        !ws.exists("gen/empty") && !odd.exists(),
+        "not in the record"
+    );
+    assert!(ws.exists("gen/a.txt") && ws.exists("gen/b.txt"));
     assert_eq!(report["summary"]["total"], 3, "gen and two instances");
 }

@@ -312,7 +312,9 @@ run = "cat raw/a.txt > u.txt"
     ws.write("www/a.txt", "v1\n");
     ws.run(&["-q"]).code(0);
     // The hit asks its origin: the plan counts the service it needs as to run.
-    ws.exec(&["plan", "taskrun.toml"]).code(0).says(&["1 to run"]);
+    ws.exec(&["plan", "taskrun.toml"])
+        .code(0)
+        .says(&["1 to run"]);
     ws.run(&["-q"]).code(0);
     assert_eq!(task(&ws.last_report(), "get")["status"], "cached", "304");
     // A new version with a later Last-Modified (http.server's validator, in seconds).
