@@ -295,7 +295,7 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         self.path_text(r, &text, span, key, allow_root)
     }
 
-    fn path_text(
+    pub(super) fn path_text(
         &self,
         r: &mut Reader<'_>,
         text: &str,

@@ -454,3 +454,21 @@ fn a_fanout_without_instances_still_has_its_keys_checked() {
         "has 5 problems",
     ]);
 }
+
+/// Outputs of a task expanded later that hold no item value are known before the items:
+/// `check` holds them to the rules of any output (no reserved path, no clash).
+#[test]
+fn the_literal_outputs_of_a_task_expanded_later_are_checked_before_anything_runs() {
+    let ws = Workspace::new(
+        "[tasks.unpack]\noutputs = [\"un\"]\nrun = \"mkdir -p un && echo a > un/a.csv\"\n\n\
+         [tasks.f1]\ndeps = [\"unpack\"]\nfor_each = { glob = \"un/*.csv\" }\noutputs = [\"taskrun.toml\"]\nrun = \"true\"\n\n\
+         [tasks.f2]\ndeps = [\"unpack\"]\nfor_each = { glob = \"un/*.csv\" }\noutputs = [\"res\", \"o/${item.stem}\"]\nrun = \"true\"\n\n\
+         [tasks.other]\noutputs = [\"res/p\"]\nrun = \"true\"\n",
+    );
+    ws.check().code(2).says(&[
+        "would overwrite `taskrun.toml`, the manifest itself",
+        "output `res/p` lies inside `res`",
+        "has 2 problems",
+    ]);
+    assert!(!ws.exists("un"), "nothing ran");
+}

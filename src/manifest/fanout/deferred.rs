@@ -53,6 +53,7 @@ pub fn stand_in(
         }
     }
     let kind = instance_kind(b);
+    let (outputs, output_spans) = literal_outputs(r, b);
     let task = Task {
         name: stand_in_name(b.name),
         description,
@@ -61,7 +62,7 @@ pub fn stand_in(
         cwd: None,
         env: BTreeMap::new(),
         inputs: Vec::new(),
-        outputs: Vec::new(),
+        outputs,
         timeout: None,
         retry: RetryPolicy::default_for(TaskKind::Group),
         uses: BTreeMap::new(),
@@ -83,10 +84,47 @@ pub fn stand_in(
     let spans = TaskSpans {
         name: b.name_span.clone(),
         deps: dep_spans,
-        outputs: Vec::new(),
+        outputs: output_spans,
         uses: Vec::new(),
     };
     (task, spans)
+}
+
+/// The outputs (and `dest`) the instances will have that hold no item or matrix value: known
+/// before the items, so `check` holds them to the rules of any output now (no reserved path,
+/// no clash with another task's).
+fn literal_outputs(
+    r: &mut Reader<'_>,
+    b: &TaskBuilder<'_, '_>,
+) -> (Vec<crate::model::RelPath>, Vec<Range<usize>>) {
+    let literal = |t: &str| !t.contains("${item.") && !t.contains("${matrix.");
+    let mut texts: Vec<(String, Range<usize>)> = Vec::new();
+    if let Some(v) = get(b.table, "outputs")
+        && let toml::de::DeValue::Array(list) = v.get_ref()
+    {
+        for x in list {
+            if let toml::de::DeValue::String(s) = x.get_ref() {
+                texts.push((s.to_string(), x.span()));
+            }
+        }
+    }
+    if let Some(v) = get(b.table, "download")
+        && let toml::de::DeValue::Table(t) = v.get_ref()
+        && let Some(d) = get(t, "dest")
+        && let toml::de::DeValue::String(s) = d.get_ref()
+    {
+        texts.push((s.to_string(), d.span()));
+    }
+    let (mut outputs, mut spans) = (Vec::new(), Vec::new());
+    for (text, span) in texts.into_iter().filter(|(t, _)| literal(t)) {
+        if let Some(p) = b.path_text(r, &text, span.clone(), "output", false)
+            && !outputs.contains(&p)
+        {
+            outputs.push(p);
+            spans.push(span);
+        }
+    }
+    (outputs, spans)
 }
 
 /// The task's `deps` that name no item (`"unpack"`, not `"get[${item.name}]"`): what every
