@@ -96,8 +96,9 @@ pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
 }
 
 /// The load of the next phase failed: finds the stand-ins of `due` whose own items are
-/// invalid (each loaded with the others held back) and loads the phase without them. `None`
-/// when the failure is not theirs (each fails alone, or none does).
+/// invalid (each loaded with the others held back), each with its own error, and loads the
+/// phase without them. `None` when the failure is not theirs (none fails alone, or the load
+/// fails with all of them held back).
 fn blame(
     plan: &Plan,
     due: &[String],
@@ -117,7 +118,7 @@ fn blame(
             invalid.push((d.clone(), e));
         }
     }
-    if invalid.is_empty() || invalid.len() == due.len() {
+    if invalid.is_empty() {
         return None;
     }
     load(bad, false).ok().map(|next| (next, invalid))
