@@ -472,3 +472,34 @@ fn the_literal_outputs_of_a_task_expanded_later_are_checked_before_anything_runs
     ]);
     assert!(!ws.exists("un"), "nothing ran");
 }
+
+/// Two fan-outs expanded after one producer, each with invalid items: each fails with its
+/// own error, not the first one's.
+#[test]
+fn each_invalid_expansion_fails_with_its_own_error() {
+    let ws = Workspace::new(
+        "[tasks.list]\noutputs = [\"gen\"]\n\
+         run = \"mkdir -p gen && printf 'x\\\\nx\\\\n' > gen/a.txt && printf 'y\\\\ny\\\\n' > gen/b.txt\"\n\n\
+         [tasks.e1]\ndeps = [\"list\"]\nfor_each = { lines = \"gen/a.txt\" }\nrun = \"echo ${item.line}\"\n\n\
+         [tasks.e2]\ndeps = [\"list\"]\nfor_each = { lines = \"gen/b.txt\" }\nrun = \"echo ${item.line}\"\n",
+    );
+    let r = ws.run(&["-k"]);
+    r.code(1);
+    let report = ws.last_report();
+    let error = |n: &str| {
+        crate::support::entry(&report, n)["error"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        error("e1[*]").contains("task `e1` have the key `x`"),
+        "{}",
+        error("e1[*]")
+    );
+    assert!(
+        error("e2[*]").contains("task `e2` have the key `y`"),
+        "{}",
+        error("e2[*]")
+    );
+}
