@@ -189,6 +189,39 @@ fn an_executor_that_never_answers_means_a_local_run_with_one_warning() {
     assert_eq!(ws.read("b.txt"), "b\n");
 }
 
+/// Something takes the connection and never answers (not even HTTP/2): the first call gives
+/// up after 10 s, the tasks waiting behind it with it, and after the cluster retries the
+/// tasks run here. Without the limit the run waited forever.
+#[test]
+fn an_executor_that_takes_the_connection_and_never_answers_is_left_for_a_local_run() {
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("grpc://{}", hole.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        // Every connection accepted and kept open, never read from.
+        let mut open = Vec::new();
+        for conn in hole.incoming().take(16) {
+            match conn {
+                Ok(c) => open.push(c),
+                Err(_) => break,
+            }
+        }
+        open
+    });
+    let ws = Workspace::new(&manifest(&url, "", &nonce(), TWO));
+    let run = ws.run(&[]);
+    run.code(0);
+    assert!(
+        run.stdout.contains("no answer within 10 s"),
+        "{}",
+        run.stdout
+    );
+    let report = ws.last_report();
+    for name in ["a", "b"] {
+        assert_eq!(task(&report, name)["executed_on"], "local");
+    }
+    drop(held);
+}
+
 /// Without `fallback_local`, the tasks fail saying the cluster is unreachable.
 #[test]
 fn without_fallback_an_unreachable_executor_fails_the_tasks() {

@@ -38,6 +38,10 @@ const BATCH_ENTRY_OVERHEAD: u64 = 128;
 /// The largest message taken from the server (a batch of reads, a Tree, an ActionResult).
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// How long a server may take to answer its first call (GetCapabilities, which any server
+/// answers at once) before it counts as unreachable.
+const FIRST_ANSWER: Duration = Duration::from_secs(10);
+
 /// How to reach a server.
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
@@ -154,6 +158,9 @@ pub struct Client {
     /// The URL without user and password, for messages.
     shown: Arc<str>,
     caps: Arc<OnceCell<Capabilities>>,
+    /// How many first calls went unanswered: a caller that waited behind one of them fails
+    /// with it rather than waiting as long again.
+    unanswered: Arc<std::sync::atomic::AtomicU64>,
     /// A permit per execution waiting on an open stream (see [`ClientOptions::open_streams`]).
     streams: Arc<tokio::sync::Semaphore>,
 }
@@ -184,6 +191,7 @@ impl Client {
             instance: options.instance.as_str().into(),
             shown: shown.into(),
             caps: Arc::new(OnceCell::new()),
+            unanswered: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             streams: Arc::new(tokio::sync::Semaphore::new(
                 options
                     .open_streams
@@ -205,16 +213,30 @@ impl Client {
 
     /// The server's capabilities (asked once per client, then remembered).
     pub async fn capabilities(&self) -> Result<Capabilities, ReapiError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let no_answer =
+            || tonic::Status::unavailable(format!("no answer within {} s", FIRST_ANSWER.as_secs()));
+        let seen = self.unanswered.load(SeqCst);
         self.caps
             .get_or_try_init(|| async {
+                if self.unanswered.load(SeqCst) != seen {
+                    return Err(ReapiError::from_status("GetCapabilities", &no_answer()));
+                }
                 let mut c = proto::capabilities_client::CapabilitiesClient::new(self.svc())
                     .max_decoding_message_size(MAX_MESSAGE_BYTES);
-                let resp = c
-                    .get_capabilities(proto::GetCapabilitiesRequest {
-                        instance_name: self.instance.to_string(),
-                    })
-                    .await
-                    .map_err(|s| ReapiError::from_status("GetCapabilities", &s))?;
+                let call = c.get_capabilities(proto::GetCapabilitiesRequest {
+                    instance_name: self.instance.to_string(),
+                });
+                // The first call to a server: one that took the connection and never answers
+                // (no HTTP/2 either) is as unreachable as one that refused it.
+                let resp = match tokio::time::timeout(FIRST_ANSWER, call).await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        self.unanswered.fetch_add(1, SeqCst);
+                        Err(no_answer())
+                    }
+                }
+                .map_err(|s| ReapiError::from_status("GetCapabilities", &s))?;
                 Ok(Capabilities::from_proto(resp.get_ref()))
             })
             .await
