@@ -40,6 +40,9 @@ pub enum LocalReason {
     DependsOnService(String),
     /// Its command, `[env]` or `env` holds this secret (by name, never its value).
     HoldsSecret(String),
+    /// This output lies outside its `cwd`: an Action names outputs below its working
+    /// directory (`../out/x` is refused by clusters).
+    OutputOutsideCwd(String),
 }
 
 impl fmt::Display for LocalReason {
@@ -53,6 +56,7 @@ impl fmt::Display for LocalReason {
             LocalReason::OptedOut => f.write_str("remote = false"),
             LocalReason::DependsOnService(s) => write!(f, "depends on service {s}"),
             LocalReason::HoldsSecret(s) => write!(f, "holds secret {s}"),
+            LocalReason::OutputOutsideCwd(o) => write!(f, "output {o} outside its cwd"),
         }
     }
 }
@@ -152,6 +156,14 @@ fn place_one(plan: &Plan, i: usize, env_secret: Option<&str>) -> Placement {
         .find(|&&d| plan.task(d).kind() == TaskKind::Service)
     {
         return local(LocalReason::DependsOnService(plan.task(d).name.clone()));
+    }
+    if let Some(cwd) = task
+        .cwd
+        .as_ref()
+        .filter(|c| !matches!(c.as_str(), "" | "."))
+        && let Some(out) = task.outputs.iter().find(|o| !cwd.contains(o.as_str()))
+    {
+        return local(LocalReason::OutputOutsideCwd(out.to_string()));
     }
     let in_command = match command {
         CommandLine::Shell(t) => secret_in(std::iter::once(t)),
@@ -280,6 +292,25 @@ env = { TOKEN = "${secret.DEPLOY}" }
         let off = place(&plan, true);
         assert!(off.configured());
         assert_eq!(off.get(3).to_string(), "local (--remote-exec off)");
+    }
+
+    #[test]
+    fn an_output_outside_its_cwd_keeps_a_command_here() {
+        let text = "[execution]\nremote = \"grpc://h:1\"\n\
+                    [tasks.out]\ncwd = \"sub\"\noutputs = [\"o/x\"]\nrun = \"true\"\n\
+                    [tasks.in]\ncwd = \"sub\"\noutputs = [\"sub/x\"]\nrun = \"true\"\n\
+                    [tasks.root]\ncwd = \".\"\noutputs = [\"r\"]\nrun = \"true\"\n";
+        let plan = plan_of(text, &[]);
+        let got = words(&place(&plan, false), &plan);
+        assert_eq!(
+            got,
+            [
+                ("out", "local (output o/x outside its cwd)".to_string()),
+                ("in", "remote".to_string()),
+                ("root", "remote".to_string()),
+            ]
+            .map(|(n, w)| (n.to_string(), w))
+        );
     }
 
     #[test]

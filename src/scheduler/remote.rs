@@ -215,6 +215,10 @@ impl Loop<'_> {
         }
         if !r.fallback {
             let why = format!("the remote executor {} is unreachable: {error}", r.url);
+            // It never reached the cluster: it ran nowhere.
+            if self.recs[task].attempts.is_empty() {
+                self.recs[task].executed_on = None;
+            }
             return self.fail(task, why);
         }
         let waiting: Vec<usize> = r.ready.drain(..).collect();

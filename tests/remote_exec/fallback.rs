@@ -245,4 +245,9 @@ fn without_fallback_an_unreachable_executor_fails_the_tasks() {
     }
     assert!(!ws.path("a.txt").exists());
     assert!(!run.stdout.contains("warning:"), "{}", run.stdout);
+    // They never reached the cluster: they ran nowhere.
+    for name in ["a", "b"] {
+        assert!(task(&report, name)["executed_on"].is_null());
+    }
+    assert_eq!(report["summary"]["remote"], 0);
 }

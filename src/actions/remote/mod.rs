@@ -87,12 +87,24 @@ pub async fn attempt(ctx: RemoteCtx<'_>) -> RemoteEnd {
         RemoteEnd::Cached { .. } => false,
         RemoteEnd::Cluster(_) => true,
     };
-    if failed && !ctx.task.keep_failed_outputs {
+    if ctx.task.keep_failed_outputs {
+        return end;
+    }
+    if failed {
         for path in snapshot.delete_changed() {
             tracing::info!(task = %ctx.task.name, path = %path.display(), "deleted output of failed remote attempt");
         }
+        return end;
     }
-    end
+    match end {
+        // Kept in case its outputs cannot be recorded, as a local run's (see
+        // `AttemptResult::before`).
+        RemoteEnd::Ran(mut r) => {
+            r.before = Some(std::sync::Arc::new(snapshot));
+            RemoteEnd::Ran(r)
+        }
+        other => other,
+    }
 }
 
 /// The command ran: its output to the sink, its exit code to a result.
