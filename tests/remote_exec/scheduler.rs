@@ -147,6 +147,30 @@ fn remote_outputs_equal_local_ones_and_both_caches_answer_later_runs() {
 
 /// A file the command reads but the manifest does not declare is not on the worker: the
 /// remote run fails and says which file to declare; declared, it runs.
+/// A remote command that exits 0 without one of its outputs has failed, as a local one: what
+/// it wrote goes (SPEC §8), what it did not touch stays.
+#[test]
+fn a_remote_task_missing_an_output_leaves_only_what_was_there() {
+    let Some(c) = Cluster::shared() else { return };
+    let body = "[tasks.pre]\nrun = \"mkdir -p out && echo hi > out/n.txt\"\n\
+                outputs = [\"out/n.txt\", \"out/missing.txt\", \"mine.txt\"]\n";
+    let ws = Workspace::new(&manifest(c.url(), "", &nonce(), body));
+    ws.write_mode("mine.txt", "mine\n", 0o644);
+    let run = ws.run(&[]);
+    run.code(1);
+    let t = task(&ws.last_report(), "pre").clone();
+    assert!(
+        t["error"].as_str().unwrap().contains("out/missing.txt"),
+        "{t:#}"
+    );
+    assert_eq!(t["executed_on"], "remote");
+    assert!(
+        !ws.path("out/n.txt").exists(),
+        "written by the failed attempt"
+    );
+    assert_eq!(ws.read("mine.txt"), "mine\n");
+}
+
 #[test]
 fn an_undeclared_input_fails_remotely_with_a_hint() {
     let Some(c) = Cluster::shared() else { return };
