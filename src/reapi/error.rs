@@ -143,8 +143,15 @@ impl ReapiError {
         let mut text = format!("{what}: {e}");
         let mut tls = false;
         let mut src = std::error::Error::source(e);
+        let mut last = e.to_string();
         while let Some(inner) = src {
-            text.push_str(&format!(": {inner}"));
+            // Layers often repeat their cause's words ("tcp connect error: tcp connect
+            // error"): each said once.
+            let said = inner.to_string();
+            if said != last {
+                text.push_str(&format!(": {said}"));
+            }
+            last = said;
             tls |= is_certificate_error(inner);
             src = inner.source();
         }
