@@ -183,7 +183,11 @@ fn an_executor_that_never_answers_means_a_local_run_with_one_warning() {
     let warnings = run.stdout.matches("warning: the remote executor").count();
     assert_eq!(warnings, 1, "{}", run.stdout);
     // Each layer of the error said once.
-    assert!(!run.stdout.contains("error: tcp connect error"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("tcp connect error: tcp connect error"),
+        "{}",
+        run.stdout
+    );
     let report = ws.last_report();
     for name in ["a", "b"] {
         assert_eq!(task(&report, name)["executed_on"], "local");
