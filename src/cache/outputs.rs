@@ -353,13 +353,13 @@ fn remove_unrecorded(ws: &Workspace, record: &ActionRecord) {
     }
     let recorded: std::collections::HashSet<&str> =
         record.outputs.iter().map(|o| o.path.as_str()).collect();
-    let under = |rel: &str| {
-        record.outputs.iter().any(|o| {
-            o.path.len() > rel.len()
-                && o.path.starts_with(rel)
-                && o.path.as_bytes()[rel.len()] == b'/'
-        })
-    };
+    // Every directory a recorded file lies under (its parents), found in one pass.
+    let parents: std::collections::HashSet<&str> = record
+        .outputs
+        .iter()
+        .flat_map(|o| o.path.match_indices('/').map(|(i, _)| &o.path[..i]))
+        .collect();
+    let under = |rel: &str| parents.contains(rel);
     for d in &record.output_dirs {
         let Some(dir) = RelPath::parse(d) else {
             continue;

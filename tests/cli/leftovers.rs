@@ -154,3 +154,29 @@ fn a_restored_output_directory_holds_only_its_records_files() {
     assert!(ws.exists("gen/a.txt") && ws.exists("gen/b.txt"));
     assert_eq!(report["summary"]["total"], 3, "gen and two instances");
 }
+
+/// A link inside a restored output directory that recorded files lie under stays (the record
+/// reaches them through it); a stray one goes, its target untouched.
+#[test]
+fn a_restored_output_directory_keeps_the_links_its_record_goes_through() {
+    let ws = Workspace::new(
+        "[tasks.gen]\noutputs = [\"out\"]\n\
+         run = \"rm -rf out && mkdir -p out/real && echo f > out/real/f && ln -s real out/link\"\n",
+    );
+    ws.run(&["-q"]).code(0);
+    ws.write("keep.txt", "keep\n");
+    std::os::unix::fs::symlink("../keep.txt", ws.path("out/stray")).unwrap();
+    ws.run(&["-q"]).code(0);
+    assert_eq!(task(&ws.last_report(), "gen")["status"], "cached");
+    assert!(
+        std::fs::symlink_metadata(ws.path("out/link"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(ws.read("out/link/f"), "f\n");
+    assert!(
+        std::fs::symlink_metadata(ws.path("out/stray")).is_err(),
+        "not in the record"
+    );
+    assert_eq!(ws.read("keep.txt"), "keep\n");
+}
