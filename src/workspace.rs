@@ -226,10 +226,7 @@ impl Workspace {
                 let Some(inside) = self.resolve_inside(&path) else {
                     return Ok(Found::Escape(path));
                 };
-                // Where the write would land: the link's target, then the rest of `rel`.
-                let mut landing = inside;
-                landing.extend(parts.clone());
-                if reserved_clash(&self.root, &landing).is_some() {
+                if self.landing_clash(&inside, parts.clone()).is_some() {
                     return Ok(Found::Escape(path));
                 }
                 if last {
@@ -289,13 +286,28 @@ impl Workspace {
             .strip_prefix(&self.root)
             .ok()
             .and_then(|l| Path::new(rel.as_str()).strip_prefix(l).ok());
-        let landing = self
+        let rest = rest
+            .into_iter()
+            .flat_map(|r| r.iter().filter_map(|c| c.to_str()));
+        let clash = self
             .resolve_inside(link)
-            .map(|inside| rest.map_or(inside.clone(), |r| inside.join(r)));
-        match landing.and_then(|l| reserved_clash(&self.root, &l)) {
+            .and_then(|inside| self.landing_clash(&inside, rest));
+        match clash {
             Some((path, what)) => format!("{rel} through it would be `{path}`, {what}"),
             None => "it leads outside the workspace".to_string(),
         }
+    }
+
+    /// The reserved path (see `RESERVED`) a write through a link resolving to `inside`
+    /// would reach, `rest` being the components after the link.
+    fn landing_clash<'r>(
+        &self,
+        inside: &Path,
+        rest: impl IntoIterator<Item = &'r str>,
+    ) -> Option<(String, &'static str)> {
+        let mut landing = inside.to_path_buf();
+        landing.extend(rest);
+        reserved_clash(&self.root, &landing)
     }
 
     fn show<'a>(&self, path: &'a Path) -> std::path::Display<'a> {
@@ -356,20 +368,25 @@ impl Workspace {
                     self.show(&link)
                 )));
             }
-            match self.resolve_inside(&link) {
-                Some(inside) => {
+            // As `look` judges it: out of the workspace, or onto a path taskrun reads.
+            let inside = self.resolve_inside(&link);
+            let rest = || todo.iter().rev().map(String::as_str);
+            let clash = inside.as_ref().and_then(|i| self.landing_clash(i, rest()));
+            match (inside, clash) {
+                (Some(inside), None) => {
                     // Walk the resolved path from the root, with the same checks.
                     for p in inside.iter().rev() {
                         todo.push(p.to_string_lossy().into_owned());
                     }
                     dir = open_root()?;
                 }
-                None => {
+                (inside, clash) => {
                     rustix::fs::unlinkat(&dir.fd, part.as_str(), AtFlags::empty())?;
-                    tracing::warn!(
-                        "removed the symlink {}: it leads outside the workspace",
-                        self.show(&link)
-                    );
+                    let why = match (inside, clash) {
+                        (Some(_), Some((path, what))) => format!("it leads onto `{path}`, {what}"),
+                        _ => "it leads outside the workspace".to_string(),
+                    };
+                    tracing::warn!("removed the symlink {}: {why}", self.show(&link));
                     todo.push(part);
                 }
             }

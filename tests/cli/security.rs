@@ -325,6 +325,24 @@ fn no_write_reaches_the_manifest_or_taskruns_state_through_a_link_inside() {
     assert_eq!(ws.read("taskrun.toml"), manifest);
 }
 
+/// A restored output directory is created through no such link either (the directories are
+/// made before the files are written).
+#[test]
+fn no_output_directory_is_made_inside_taskruns_state_through_a_link() {
+    let ws = Workspace::new(
+        "[tasks.gen]\noutputs = [\"state/d\"]\nrun = \"mkdir -p state/d && echo x > state/d/f\"\n",
+    );
+    run(&ws, &[]).code(0);
+    fs::remove_dir_all(ws.path("state")).unwrap();
+    symlink(".taskrun", ws.path("state")).unwrap();
+    let r = run(&ws, &[]);
+    r.code(0);
+    assert_eq!(task(&ws.last_report(), "gen")["status"], "cached");
+    assert!(!ws.exists(".taskrun/d"), "made inside .taskrun/");
+    assert!(!fs::symlink_metadata(ws.path("state")).unwrap().is_symlink());
+    assert_eq!(ws.read("state/d/f"), "x\n");
+}
+
 /// The same for an item file a fan-out reads: `sub/deep -> ..` would lead a download onto it.
 #[test]
 fn no_write_reaches_an_item_file_through_a_link_inside() {
