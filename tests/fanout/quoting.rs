@@ -38,6 +38,14 @@ fn hostile_csv() -> String {
     s
 }
 
+/// Runs the workspace's manifest over `items.csv` of [`HOSTILE`] rows, into `out/`; it must
+/// succeed.
+fn run_over_hostile_csv(ws: &Workspace) {
+    ws.write("items.csv", &hostile_csv());
+    std::fs::create_dir_all(ws.path("out")).unwrap();
+    ws.run(&["-q"]).code(0);
+}
+
 /// No file named `pwned*` anywhere in the workspace.
 fn assert_nothing_executed(ws: &Workspace) {
     let pwned: Vec<String> = walkdir::WalkDir::new(ws.root())
@@ -60,9 +68,7 @@ run = "set -- ${item.value}; echo $# > out/${item.id}.n; printf '%s' ${item.valu
 cache = "off"
 "#,
     );
-    ws.write("items.csv", &hostile_csv());
-    std::fs::create_dir_all(ws.path("out")).unwrap();
-    ws.run(&["-q"]).code(0);
+    run_over_hostile_csv(&ws);
     for (id, v) in HOSTILE {
         assert_eq!(ws.read(&format!("out/{id}.n")), "1\n", "{id}: one word");
         assert_eq!(ws.read(&format!("out/{id}.v")), *v, "{id}: the raw value");
@@ -82,9 +88,7 @@ run = "printf '%s' \"$(printf '%s' ${item.value})\" > out/${item.id}.v"
 cache = "off"
 "#,
     );
-    ws.write("items.csv", &hostile_csv());
-    std::fs::create_dir_all(ws.path("out")).unwrap();
-    ws.run(&["-q"]).code(0);
+    run_over_hostile_csv(&ws);
     for (id, v) in HOSTILE {
         // `$(...)` drops trailing newlines, as it does for any output.
         assert_eq!(
@@ -201,9 +205,7 @@ run = "printf '%s|%s|%s|%s|%s' \"$TASKRUN_MATRIX_OS_NAME\" \"$TASKRUN_MATRIX_N\"
 cache = "off"
 "#,
     );
-    ws.write("items.csv", &hostile_csv());
-    std::fs::create_dir_all(ws.path("out")).unwrap();
-    ws.run(&["-q"]).code(0);
+    run_over_hostile_csv(&ws);
     for (id, v) in HOSTILE {
         assert_eq!(
             ws.read(&format!("out/{id}")),
