@@ -130,6 +130,7 @@ pub fn run_with_cache(
     if args.locked {
         refuse_unlocked(&plan, &unpinned, &sel.vars)?;
     }
+    check_destinations(&args)?;
     let runtime = runtime()?;
     let started = SystemTime::now();
     let run_id = report::new_run_id(started);
@@ -455,6 +456,23 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+/// Stops the run before it starts when a report file it was asked for cannot be written.
+fn check_destinations(args: &RunArgs) -> Result<(), Error> {
+    let asked = [
+        ("--report", &args.report),
+        ("--junit", &args.junit),
+        ("--trace", &args.trace),
+    ];
+    for (flag, path) in asked {
+        if let Some(path) = path {
+            report::destination::check(flag, path).map_err(|message| {
+                Error::usage_with_hint(message, format!("give {flag} a path you can write"))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Run reports and log directories kept in `.taskrun/` (older ones are deleted).

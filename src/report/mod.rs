@@ -6,6 +6,7 @@
 
 pub mod console;
 pub mod critical_path;
+pub mod destination;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod github;

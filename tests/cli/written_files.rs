@@ -101,3 +101,26 @@ fn the_json_log_spells_statuses_and_sources_as_the_report_does() {
     assert_eq!(field("run_finished", "status"), "succeeded");
     assert_eq!(field("cache_hit", "source"), "local");
 }
+
+#[test]
+fn a_report_path_that_cannot_be_written_stops_the_run_before_it_starts() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"echo ran > o.txt\"\noutputs = [\"o.txt\"]\n");
+    std::fs::write(ws.path("file"), "x").unwrap();
+    for flag in ["--report", "--junit", "--trace"] {
+        let r = ws.run(&[flag, "file/r.out"]);
+        r.code(2);
+        assert!(
+            r.stderr
+                .contains(&format!("cannot write {flag} file/r.out")),
+            "{}",
+            r.stderr
+        );
+        assert!(!ws.path("o.txt").exists(), "the task ran: {}", r.stdout);
+    }
+    let r = ws.run(&["--junit", "."]);
+    r.code(2);
+    assert!(r.stderr.contains("it is a directory"), "{}", r.stderr);
+    // A directory that does not exist yet is made, as before.
+    ws.run(&["--report", "new/dir/r.json"]).code(0);
+    assert!(ws.path("new/dir/r.json").is_file());
+}
