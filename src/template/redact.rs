@@ -93,6 +93,19 @@ pub fn secret_forms(value: &str) -> Vec<String> {
     out
 }
 
+/// A line of a multi-line secret is redacted on its own only from this many characters on
+/// (surrounding blanks aside): a `{` line of a JSON key file is not a secret by itself, and
+/// replacing every `{` would garble the output.
+const MIN_SECRET_LINE: usize = 4;
+
+/// The lines of a multi-line secret worth redacting on their own, trimmed of blanks.
+fn secret_lines(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|line| line.chars().count() >= MIN_SECRET_LINE)
+}
+
 /// Replaces every form of some secret values with `***`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redactor {
@@ -101,11 +114,19 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// A redactor for these values (empty ones are ignored).
+    /// A redactor for these values (empty ones are ignored). A value of several lines (a
+    /// PEM key, a token read with its newline) is also redacted line by line: output is
+    /// redacted a line at a time, so the whole value would never match.
     pub fn new<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> Self {
         let mut forms: Vec<String> = values
             .into_iter()
-            .flat_map(|v| secret_forms(v.as_ref()))
+            .flat_map(|v| {
+                let v = v.as_ref();
+                let lines = v.contains(['\n', '\r']).then(|| secret_lines(v));
+                let mut forms = secret_forms(v);
+                forms.extend(lines.into_iter().flatten().flat_map(secret_forms));
+                forms
+            })
             .collect();
         forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         forms.dedup();
@@ -156,6 +177,18 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_of_several_lines_is_redacted_line_by_line() {
+        let r = Redactor::new(["abc123\n"]);
+        assert_eq!(r.redact("token: abc123"), "token: ***");
+        let key = "-----BEGIN KEY-----\r\nb3BlbnNzaC1rZXk\n  }\n-----END KEY-----\n";
+        let r = Redactor::new([key]);
+        assert_eq!(r.redact("b3BlbnNzaC1rZXk"), "***");
+        assert_eq!(r.redact("-----END KEY-----"), "***");
+        // A short line alone is no secret: `}` stays readable elsewhere.
+        assert_eq!(r.redact("fn main() {}"), "fn main() {}");
+    }
 
     #[test]
     fn every_form_is_redacted() {

@@ -124,3 +124,34 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_starts() {
     ws.run(&["--report", "new/dir/r.json"]).code(0);
     assert!(ws.path("new/dir/r.json").is_file());
 }
+
+#[test]
+fn a_secret_of_several_lines_is_redacted_in_the_console_log_and_junit() {
+    let ws = Workspace::new(
+        "[tasks.t]\nrun = \"echo \\\"token: $TOKEN\\\"; printf '%s\\\\n' \\\"$KEY\\\"; exit 1\"\n\
+         env = { TOKEN = \"${secret.TOKEN}\", KEY = \"${secret.KEY}\" }\n",
+    );
+    let mut cmd = ws.cmd(&["taskrun.toml", "--junit", "j.xml"]);
+    cmd.env("TOKEN", "abc123def\n");
+    cmd.env(
+        "KEY",
+        "-----BEGIN KEY-----\nb3BlbnNzaC1rZXktdjE\n-----END KEY-----",
+    );
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("token: ***"), "{stdout}");
+    let log_dir = std::fs::read_dir(ws.path(".taskrun/logs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let log = std::fs::read_to_string(log_dir.join("t.log")).unwrap();
+    let junit = std::fs::read_to_string(ws.path("j.xml")).unwrap();
+    for (what, text) in [("console", &*stdout), ("log", &log), ("junit", &junit)] {
+        for leak in ["abc123def", "b3BlbnNzaC1rZXktdjE", "BEGIN KEY"] {
+            assert!(!text.contains(leak), "{what} shows {leak}: {text}");
+        }
+    }
+}
