@@ -311,6 +311,7 @@ pub fn restore(
 ) -> Result<Vec<(String, Drift)>, RestoreError> {
     record
         .check_declared(declared)
+        .and_then(|()| record.check_shape())
         .map_err(RestoreError::Undeclared)?;
     let parse = |p: &str| {
         RelPath::parse(p).ok_or_else(|| RestoreError::Undeclared(format!("unsafe path {p}")))
@@ -325,6 +326,9 @@ pub fn restore(
         let rel = parse(&o.path)?;
         if is_the_file_recorded(ws, o, stats) {
             continue;
+        }
+        if let Some(within) = declared.iter().find(|d| d.contains(rel.as_str())) {
+            unlink_links_leaving(ws, &rel, within)?;
         }
         let found = Ok(ws.unlink_escapes(&rel)?);
         let Some(drift) = drift_of(ws, o, found, stats) else {
@@ -341,6 +345,53 @@ pub fn restore(
     }
     remove_unrecorded(ws, record);
     Ok(restored)
+}
+
+/// Removes each symlink between the declared output `within` and the recorded file `rel`
+/// that leads out of `within`. A record may write only inside its task's output; a link left
+/// in an output directory (`out/g -> ../.git`, by the user or by another version of the task)
+/// must not carry a restore to another place in the workspace, which the workspace's own
+/// check allows. Links that stay inside the output are kept: the snapshot followed them.
+fn unlink_links_leaving(ws: &Workspace, rel: &RelPath, within: &RelPath) -> io::Result<()> {
+    let Some(below) = rel.as_str().strip_prefix(within.as_str()) else {
+        return Ok(());
+    };
+    // The last name is replaced by a rename, never written through.
+    let Some((dirs, _)) = below.trim_start_matches('/').rsplit_once('/') else {
+        return Ok(());
+    };
+    let mut path = ws.root().join(within.as_str());
+    // A missing output is created as a real directory.
+    let Ok(real_within) = std::fs::canonicalize(&path) else {
+        return Ok(());
+    };
+    for part in dirs.split('/') {
+        path.push(part);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            return Ok(());
+        };
+        if !meta.file_type().is_symlink() {
+            if !meta.is_dir() {
+                return Ok(());
+            }
+            continue;
+        }
+        if std::fs::canonicalize(&path).is_ok_and(|t| t.starts_with(&real_within)) {
+            continue;
+        }
+        let target = std::fs::read_link(&path).unwrap_or_default();
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        tracing::warn!(
+            "removed the symlink {} (to {}): {rel} through it would land outside the output `{within}`",
+            path.strip_prefix(ws.root()).unwrap_or(&path).display(),
+            target.display()
+        );
+        return Ok(());
+    }
+    Ok(())
 }
 
 /// Deletes the files in a recorded output directory that the record does not hold: left by

@@ -125,12 +125,39 @@ impl ActionRecord {
         if self.output_dirs.iter().any(|d| RelPath::parse(d).is_none()) {
             return Err("unsafe output directory".into());
         }
+        self.check_shape()?;
         if let Some(log) = &self.log
             && from_hex(&log.sha256).is_none()
         {
             return Err("bad log digest".into());
         }
         Ok(())
+    }
+
+    /// Checks that the paths form a tree a restore can write whole: no path recorded twice,
+    /// and none both a file and the directory of another path. Found before anything is
+    /// written, so such a record is never half-restored (its first file in the way of the
+    /// task that then runs).
+    pub fn check_shape(&self) -> Result<(), String> {
+        if self.outputs.len() < 2 && self.output_dirs.is_empty() {
+            return Ok(());
+        }
+        let mut files = std::collections::HashSet::with_capacity(self.outputs.len());
+        for o in &self.outputs {
+            if !files.insert(o.path.as_str()) {
+                return Err(format!("{} is recorded twice", o.path));
+            }
+        }
+        let paths = self.outputs.iter().map(|o| o.path.as_str());
+        let clash = paths
+            .chain(self.output_dirs.iter().map(String::as_str))
+            .flat_map(parents)
+            .chain(self.output_dirs.iter().map(String::as_str))
+            .find(|dir| files.contains(dir));
+        match clash {
+            Some(p) => Err(format!("{p} is recorded as a file and as a directory")),
+            None => Ok(()),
+        }
     }
 
     /// Checks that the record names only what its task declares (`declared`, see
@@ -194,6 +221,11 @@ pub fn record_parts(parts: &[KeyPart]) -> Vec<RecordPart> {
             digest: digest::to_hex(&p.digest),
         })
         .collect()
+}
+
+/// The directories `path` lies in, outermost first (`a/b/c` → `a`, `a/b`).
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 #[cfg(test)]
@@ -273,5 +305,30 @@ pub(crate) mod tests {
         r.outputs[0].path = "out/x".into();
         r.output_dirs.push(".git".into());
         assert!(r.check_declared(&declared(&["out"])).is_err());
+    }
+
+    #[test]
+    fn a_path_that_is_a_file_and_a_directory_or_recorded_twice_is_rejected() {
+        let key = "k".repeat(64);
+        let file = |path: &str| OutputFile {
+            path: path.into(),
+            ..sample().outputs[0].clone()
+        };
+        let check = |outputs: Vec<OutputFile>, dirs: &[&str]| {
+            let mut r = sample();
+            r.outputs = outputs;
+            r.output_dirs = dirs.iter().map(|d| d.to_string()).collect();
+            r.seal();
+            r.verify(&key)
+        };
+        assert_eq!(check(vec![file("od/a"), file("od/b/c")], &["od"]), Ok(()));
+        let err = check(vec![file("od/sub"), file("od/sub/q")], &["od"]).unwrap_err();
+        assert!(
+            err.contains("od/sub is recorded as a file and as a directory"),
+            "{err}"
+        );
+        assert!(check(vec![file("od"), file("x")], &["od"]).is_err());
+        let err = check(vec![file("a"), file("a")], &[]).unwrap_err();
+        assert!(err.contains("recorded twice"), "{err}");
     }
 }

@@ -27,6 +27,7 @@ mod remote_exec;
 mod run;
 mod security;
 mod security_io;
+mod security_records;
 mod services;
 mod signals;
 mod store_full;

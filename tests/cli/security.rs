@@ -24,7 +24,7 @@ outputs = ["out/a.txt"]
 run = "mkdir -p out && echo generated > out/a.txt"
 "#;
 
-const EVIL: &[u8] = b"#!/bin/sh\necho pwned\n";
+pub(crate) const EVIL: &[u8] = b"#!/bin/sh\necho pwned\n";
 
 /// `taskrun taskrun.toml <args>` with the default cache dir, whatever the developer's
 /// environment says (the harness clears every `TASKRUN_*`).
@@ -37,7 +37,7 @@ fn cache_dir(ws: &Workspace) -> PathBuf {
 }
 
 /// The stored record of `task` and its file.
-fn record_of(ws: &Workspace, task: &str) -> (ActionRecord, PathBuf) {
+pub(crate) fn record_of(ws: &Workspace, task: &str) -> (ActionRecord, PathBuf) {
     for entry in walkdir::WalkDir::new(cache_dir(ws).join("ac")) {
         let entry = entry.unwrap();
         if entry.file_type().is_file() {
@@ -52,7 +52,7 @@ fn record_of(ws: &Workspace, task: &str) -> (ActionRecord, PathBuf) {
 }
 
 /// Seals `rec` the way taskrun does and writes it over `path`.
-fn write_sealed(mut rec: ActionRecord, path: &Path) {
+pub(crate) fn write_sealed(mut rec: ActionRecord, path: &Path) {
     rec.seal();
     fs::write(path, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
 }
@@ -72,7 +72,7 @@ fn with_undeclared(ws: &Workspace, mut rec: ActionRecord) -> ActionRecord {
     rec
 }
 
-fn status(ws: &Workspace, name: &str) -> Value {
+pub(crate) fn status(ws: &Workspace, name: &str) -> Value {
     task(&ws.last_report(), name)["status"].clone()
 }
 

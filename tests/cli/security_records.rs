@@ -1,0 +1,125 @@
+//! SPEC §13 and §5: a sealed record whose paths a restore cannot write as they stand. One
+//! that goes through a symlink left in its output directory must not land elsewhere in the
+//! workspace; one whose paths do not form a tree must not be half-restored.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use taskrun::cache::digest::to_hex;
+use taskrun::cache::record::OutputFile;
+use taskrun::cache::store::Store;
+
+use crate::security::{EVIL, record_of, status, write_sealed};
+use crate::support::Workspace;
+
+const OUT_DIR: &str = r#"
+[tasks.build]
+outputs = ["out"]
+run = "mkdir -p out && echo ok > out/y.txt"
+"#;
+
+/// `rec` of the task also holding `path` with `content` (put in the store).
+fn add_file(
+    ws: &Workspace,
+    rec: &mut taskrun::cache::record::ActionRecord,
+    path: &str,
+    content: &[u8],
+    mode: u32,
+) {
+    let d = Store::new(ws.path(".taskrun/cache"), false)
+        .put_bytes(content)
+        .unwrap();
+    rec.outputs.push(OutputFile {
+        path: path.into(),
+        sha256: to_hex(&d),
+        size: content.len() as u64,
+        mode,
+    });
+    rec.outputs.sort_by(|a, b| a.path.cmp(&b.path));
+}
+
+/// A record naming `out/g/hooks/pre-commit`, with `out/g -> ../.git` planted in the output
+/// directory: the link is removed and the file lands in `out/`, never in `.git/hooks/`; a
+/// link to another of the user's directories is treated the same.
+#[test]
+fn a_restore_does_not_write_through_a_link_that_leaves_its_output() {
+    let ws = Workspace::new(OUT_DIR);
+    ws.run(&[]).code(0);
+    fs::create_dir_all(ws.path(".git/hooks")).unwrap();
+    fs::create_dir_all(ws.path("keep")).unwrap();
+    fs::write(ws.path("keep/k.txt"), "mine\n").unwrap();
+    symlink("../.git", ws.path("out/g")).unwrap();
+    symlink("../keep", ws.path("out/k")).unwrap();
+    let (mut rec, path) = record_of(&ws, "build");
+    add_file(&ws, &mut rec, "out/g/hooks/pre-commit", EVIL, 0o755);
+    add_file(&ws, &mut rec, "out/k/k.txt", EVIL, 0o644);
+    write_sealed(rec, &path);
+
+    let r = ws.run(&[]);
+    r.code(0);
+    assert!(!ws.path(".git/hooks/pre-commit").exists(), "{}", r.stderr);
+    assert_eq!(ws.read("keep/k.txt"), "mine\n", "{}", r.stderr);
+    assert!(
+        r.stderr.contains("removed the symlink out/g"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("outside the output `out`"),
+        "{}",
+        r.stderr
+    );
+    // The record's files are restored inside the output, as the record has them.
+    assert!(!ws.path("out/g").is_symlink());
+    assert_eq!(fs::read(ws.path("out/g/hooks/pre-commit")).unwrap(), EVIL);
+    assert_eq!(status(&ws, "build"), "cached");
+}
+
+/// A link that stays inside the output is the task's own (`out/latest -> v2`): kept.
+#[test]
+fn a_link_inside_the_output_is_kept_by_a_restore() {
+    let ws = Workspace::new(
+        "[tasks.build]\noutputs = [\"out\"]\n\
+         run = \"mkdir -p out/v2 && echo two > out/v2/a.txt && ln -sfn v2 out/latest\"\n",
+    );
+    ws.run(&[]).code(0);
+    fs::remove_file(ws.path("out/v2/a.txt")).unwrap();
+    let r = ws.run(&[]);
+    r.code(0);
+    assert_eq!(status(&ws, "build"), "cached", "{}", r.stderr);
+    assert!(ws.path("out/latest").is_symlink(), "{}", r.stderr);
+    assert_eq!(ws.read("out/latest/a.txt"), "two\n");
+    assert!(!r.stderr.contains("removed the symlink"), "{}", r.stderr);
+}
+
+/// A sealed record holding `od/sub` both as a file and as the directory of `od/sub/q` is
+/// corrupt: nothing of it is written, and the task runs as on a miss (it used to leave the
+/// file `od/sub` in the way, failing this and every later run).
+#[test]
+fn a_record_with_a_file_where_a_directory_must_be_is_not_half_restored() {
+    let ws = Workspace::new(
+        "[tasks.d]\noutputs = [\"od\"]\nrun = \"mkdir od && mkdir od/sub && echo d > od/sub/y.txt\"\n",
+    );
+    ws.run(&[]).code(0);
+    let (mut rec, path) = record_of(&ws, "d");
+    rec.outputs.clear();
+    add_file(&ws, &mut rec, "od/sub", b"x", 0o644);
+    add_file(&ws, &mut rec, "od/sub/q", b"y", 0o644);
+    write_sealed(rec, &path);
+    fs::remove_dir_all(ws.path("od")).unwrap();
+
+    let r = ws.run(&[]);
+    r.code(0);
+    assert!(
+        r.stderr.contains("recorded as a file and as a directory"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(status(&ws, "d"), "succeeded");
+    assert_eq!(ws.read("od/sub/y.txt"), "d\n");
+    // The task's own result replaced the entry: the next run restores nothing wrong.
+    fs::remove_dir_all(ws.path("od")).unwrap();
+    ws.run(&[]).code(0);
+    assert_eq!(status(&ws, "d"), "cached");
+    assert_eq!(ws.read("od/sub/y.txt"), "d\n");
+}
