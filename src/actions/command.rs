@@ -40,19 +40,7 @@ async fn run(
     vars: &[(String, String)],
     ctx: &AttemptCtx<'_>,
 ) -> AttemptResult {
-    // A plain shell string is exec'd without `sh` (see `env::direct_words`).
-    let direct = match argv {
-        [sh, c, text] if sh == "sh" && c == "-c" => env::direct_words(text),
-        _ => None,
-    };
-    let spawned = match direct
-        .as_deref()
-        .map(|words| process::spawn(words, cwd, vars))
-    {
-        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => process::spawn(argv, cwd, vars),
-        Some(other) => other,
-        None => process::spawn(argv, cwd, vars),
-    };
+    let spawned = process::spawn_task(argv, cwd, vars);
     let child = match spawned {
         Ok(c) => c,
         Err(e) => {

@@ -44,7 +44,7 @@ pub async fn run(
         Readiness::Tcp(addr) => Probe::Tcp(addr.clone()),
     };
     let cwd = env::workdir(pipeline, task);
-    let mut child = match process::spawn(&argv, &cwd, &vars) {
+    let mut child = match process::spawn_task(&argv, &cwd, &vars) {
         Ok(c) => c,
         Err(e) => return ServiceEnd::Failed(format!("cannot start the service: {e}")),
     };

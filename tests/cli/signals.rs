@@ -231,3 +231,60 @@ fn an_interrupt_while_waiting_for_the_cache_lock_is_reported() {
     assert!(!ws.exists("t.txt"), "nothing ran");
     drop(held);
 }
+
+/// A service whose `run` needs no shell is exec'd directly, as a command is: the server is
+/// taskrun's own child, which a kill -9 of taskrun stops (behind `sh -c` it outlived it).
+#[test]
+fn a_kill_9_of_taskrun_stops_a_service_started_from_plain_text() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.svc]
+service = {{ run = "python3 -m http.server {port} --bind 127.0.0.1", ready = {{ tcp = "127.0.0.1:{port}" }} }}
+
+[tasks.use]
+deps = ["svc"]
+run = "echo $PPID > use.pid; exec sleep 60"
+"#
+    ));
+    let child = ws
+        .cmd(&["taskrun.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_files(ws.root(), &["use.pid"]);
+    signal(&child, libc::SIGKILL);
+    child.wait_with_output().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "the service outlived taskrun");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a command leaves running in its group (`cmd &`) is stopped when the command ends:
+/// it would go on changing the outputs after they were recorded, and outlive the run.
+#[test]
+fn a_background_process_a_command_leaves_is_stopped_when_it_ends() {
+    let ws = Workspace::new(
+        r#"
+[tasks.a]
+run = "echo early > x.txt; (sleep 2; echo late >> x.txt) & echo $! > bg.pid"
+outputs = ["x.txt"]
+
+[tasks.f]
+run = "sleep 60 & echo $! > f.pid; exit 1"
+"#,
+    );
+    ws.run(&["-k"]).code(1);
+    for f in ["bg.pid", "f.pid"] {
+        let p = pid(ws.root(), f);
+        assert!(dies_soon(p), "{f} ({p}) outlived its task");
+    }
+    assert_eq!(ws.read("x.txt"), "early\n");
+}

@@ -94,6 +94,23 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::
     Child::new(cmd.spawn()?)
 }
 
+/// Spawns a task's command line (`argv` from [`crate::actions::env::argv`]): a shell string
+/// with no shell syntax is exec'd without `sh`, as make does (see
+/// [`crate::actions::env::direct_words`]), falling back to `sh -c` when its program is not
+/// found. Besides saving a process, the task's program is then taskrun's own child, which
+/// `PR_SET_PDEATHSIG` stops even on a kill -9 of taskrun (a shell's child it would not).
+pub fn spawn_task(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::Result<Child> {
+    let direct = match argv {
+        [sh, c, text] if sh == "sh" && c == "-c" => crate::actions::env::direct_words(text),
+        _ => None,
+    };
+    match direct.as_deref().map(|words| spawn(words, cwd, env)) {
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => spawn(argv, cwd, env),
+        Some(spawned) => spawned,
+        None => spawn(argv, cwd, env),
+    }
+}
+
 /// `/dev/null`, opened once per run: every child's stdin.
 fn dev_null() -> Option<&'static std::fs::File> {
     static NULL: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
@@ -199,6 +216,9 @@ pub async fn supervise(
         };
         tokio::select! {
             status = child.wait() => {
+                // What it left running in its group (`cmd &`) would go on changing the
+                // outputs after they are recorded, and outlive the run (SPEC §13).
+                signal_group(pid, libc::SIGKILL);
                 exited.notify_one();
                 return status.map(End::Exited);
             }
