@@ -77,14 +77,33 @@ fn state(path: &Path) -> State {
     }
 }
 
+/// The entries inside an output directory that existed before the attempt, by path.
+type Contents = std::collections::HashMap<PathBuf, State>;
+
+/// Every entry under `dir` (links not followed).
+fn contents(dir: &Path) -> Contents {
+    walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let s = state(e.path());
+            (e.into_path(), s)
+        })
+        .collect()
+}
+
 /// The declared outputs' states before an attempt.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    entries: Vec<(PathBuf, State)>,
+    /// Each output, its state and, for a directory, what was in it.
+    entries: Vec<(PathBuf, State, Option<Contents>)>,
 }
 
 impl Snapshot {
-    /// Records each output's existence, size and mtime.
+    /// Records each output's existence, size and mtime, and those of everything inside an
+    /// output directory.
     pub fn take(root: &Path, outputs: &[RelPath]) -> Self {
         Self {
             entries: outputs
@@ -92,21 +111,27 @@ impl Snapshot {
                 .map(|o| {
                     let p = root.join(o.as_str());
                     let s = state(&p);
-                    (p, s)
+                    let inside = s.is_dir.then(|| contents(&p));
+                    (p, s, inside)
                 })
                 .collect(),
         }
     }
 
-    /// Deletes the outputs the attempt created or modified; returns what was deleted.
+    /// Deletes what the attempt created or modified at the outputs; returns what was deleted.
     ///
-    /// A file is deleted when it is new or its size or mtime changed. A directory is deleted
-    /// only when the attempt created it: a changed directory may hold files the user keeps.
+    /// A file is deleted when it is new or its size or mtime changed. A directory the attempt
+    /// created goes whole; in one that was there before, only the entries the attempt added
+    /// or changed go: the others may be the user's, or the last good result's.
     pub fn delete_changed(&self) -> Vec<PathBuf> {
         let mut deleted = Vec::new();
-        for (path, before) in &self.entries {
+        for (path, before, inside) in &self.entries {
             let after = state(path);
             if !after.exists {
+                continue;
+            }
+            if let (true, Some(inside)) = (after.is_dir, inside) {
+                delete_changed_inside(path, inside, &mut deleted);
                 continue;
             }
             let created = !before.exists;
@@ -114,16 +139,43 @@ impl Snapshot {
             if !changed {
                 continue;
             }
-            let res = if after.is_dir {
-                std::fs::remove_dir_all(path)
-            } else {
-                std::fs::remove_file(path)
-            };
-            if res.is_ok() {
+            if remove(path, after.is_dir).is_ok() {
                 deleted.push(path.clone());
             }
         }
         deleted
+    }
+}
+
+fn remove(path: &Path, is_dir: bool) -> std::io::Result<()> {
+    if is_dir {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+/// Deletes the entries of `dir` that are not in `before` or whose file changed.
+fn delete_changed_inside(dir: &Path, before: &Contents, deleted: &mut Vec<PathBuf>) {
+    let mut walk = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .min_depth(1)
+        .into_iter();
+    while let Some(Ok(entry)) = walk.next() {
+        let is_dir = entry.file_type().is_dir();
+        let stale = match before.get(entry.path()) {
+            None => true,
+            Some(was) => !is_dir && (was.is_dir || state(entry.path()) != *was),
+        };
+        if !stale {
+            continue;
+        }
+        if is_dir {
+            walk.skip_current_dir();
+        }
+        if remove(entry.path(), is_dir).is_ok() {
+            deleted.push(entry.into_path());
+        }
     }
 }
 
@@ -153,5 +205,29 @@ mod tests {
             vec![root.join("modified"), root.join("new"), root.join("newdir")]
         );
         assert!(root.join("kept").exists());
+    }
+
+    #[test]
+    fn in_a_directory_that_was_there_only_what_the_attempt_wrote_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("out/keep")).unwrap();
+        std::fs::write(root.join("out/a.txt"), "a").unwrap();
+        std::fs::write(root.join("out/b.txt"), "b").unwrap();
+        std::fs::write(root.join("out/keep/k.txt"), "k").unwrap();
+        let snap = Snapshot::take(root, &[RelPath::parse("out").unwrap()]);
+        std::fs::write(root.join("out/a.txt"), "a3 longer").unwrap();
+        std::fs::write(root.join("out/c.txt"), "half").unwrap();
+        std::fs::create_dir_all(root.join("out/new/deep")).unwrap();
+        std::fs::write(root.join("out/new/deep/x"), "x").unwrap();
+        let mut deleted = snap.delete_changed();
+        deleted.sort();
+        let out = root.join("out");
+        assert_eq!(
+            deleted,
+            vec![out.join("a.txt"), out.join("c.txt"), out.join("new")]
+        );
+        assert_eq!(std::fs::read_to_string(out.join("b.txt")).unwrap(), "b");
+        assert!(out.join("keep/k.txt").exists());
     }
 }

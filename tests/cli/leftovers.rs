@@ -180,3 +180,33 @@ fn a_restored_output_directory_keeps_the_links_its_record_goes_through() {
     );
     assert_eq!(ws.read("keep.txt"), "keep\n");
 }
+
+/// SPEC §8: a failed attempt leaves no partial file at a declared output, also inside an
+/// output directory that was there before it: what it added or changed goes, the rest of the
+/// last good result stays (and the next run restores the changed file from the cache).
+#[test]
+fn a_failed_attempt_leaves_nothing_it_wrote_in_an_existing_output_directory() {
+    let good = "[tasks.d]\noutputs = [\"outdir\"]\n\
+                run = \"mkdir -p outdir; echo a > outdir/a.txt; echo b > outdir/b.txt\"\n";
+    let ws = Workspace::new(good);
+    ws.run(&[]).code(0);
+    ws.write(
+        "taskrun.toml",
+        "[tasks.d]\noutputs = [\"outdir\"]\nrun = \"mkdir -p outdir; echo a3 > outdir/a.txt; \
+         mkdir -p outdir/new; echo half > outdir/new/c.txt; exit 1\"\n",
+    );
+    ws.run(&[]).code(1);
+    assert!(!ws.path("outdir/a.txt").exists(), "the changed file stayed");
+    assert!(!ws.path("outdir/new").exists(), "the new directory stayed");
+    assert_eq!(ws.read("outdir/b.txt"), "b\n");
+    ws.write("taskrun.toml", good);
+    let r = ws.run(&[]);
+    r.code(0);
+    assert_eq!(
+        task(&ws.last_report(), "d")["status"],
+        "cached",
+        "{}",
+        r.stderr
+    );
+    assert_eq!(ws.read("outdir/a.txt"), "a\n");
+}
