@@ -306,11 +306,11 @@ impl RelPath {
     }
 
     /// A path from outside data, taken only as it is already normal: relative, no `..`,
-    /// `.` or empty components, no backslashes, not empty.
+    /// `.` or empty components, not empty. A backslash is an ordinary character of a name
+    /// here (`unit\x2dfoo.mount`), as it is to the kernel and to the manifest's paths.
     pub fn parse(p: &str) -> Option<Self> {
         let ok = !p.is_empty()
             && !p.starts_with('/')
-            && !p.contains('\\')
             && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
         ok.then(|| Self(p.to_string()))
     }

@@ -267,18 +267,11 @@ pub(crate) mod tests {
 
     #[test]
     fn unsafe_paths_are_rejected() {
-        for p in [
-            "../x",
-            "/etc/passwd",
-            "a/../../b",
-            "",
-            "a//b",
-            "./a",
-            "a\\b",
-        ] {
+        for p in ["../x", "/etc/passwd", "a/../../b", "", "a//b", "./a"] {
             assert!(RelPath::parse(p).is_none(), "{p}");
         }
         assert!(RelPath::parse("out/x.csv").is_some());
+        assert!(RelPath::parse("unit\\x2dfoo.mount").is_some());
         let mut r = sample();
         r.outputs[0].path = "../escape".into();
         r.seal();

@@ -123,3 +123,24 @@ fn a_record_with_a_file_where_a_directory_must_be_is_not_half_restored() {
     assert_eq!(status(&ws, "d"), "cached");
     assert_eq!(ws.read("od/sub/y.txt"), "d\n");
 }
+
+/// A backslash is an ordinary character of a file name: such an output is recorded, found a
+/// hit and restored (its record was taken for corrupt, so the task ran on every run).
+#[test]
+fn outputs_whose_names_hold_a_backslash_are_cached_and_restored() {
+    let ws = Workspace::new(
+        "[tasks.a]\noutputs = ['unit\\x2dfoo.mount', 'd']\n\
+         run = '''echo 1 > 'unit\\x2dfoo.mount'; mkdir -p d; echo 2 > 'd/a\\b' '''\n",
+    );
+    ws.run(&[]).code(0);
+    let r = ws.run(&[]);
+    r.code(0);
+    assert_eq!(status(&ws, "a"), "cached", "{}", r.stderr);
+    assert!(!r.stderr.contains("corrupt"), "{}", r.stderr);
+    fs::remove_file(ws.path("unit\\x2dfoo.mount")).unwrap();
+    fs::remove_dir_all(ws.path("d")).unwrap();
+    ws.run(&[]).code(0);
+    assert_eq!(status(&ws, "a"), "cached");
+    assert_eq!(ws.read("unit\\x2dfoo.mount"), "1\n");
+    assert_eq!(ws.read("d/a\\b"), "2\n");
+}
