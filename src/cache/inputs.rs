@@ -51,10 +51,17 @@ impl From<PathBuf> for InputFile {
 }
 
 /// Expands `patterns` under `root` into sorted, de-duplicated files relative to `root`.
+/// Neither `.taskrun/` nor the cache dir (`cache_dir`, wherever `[cache] dir` puts it) is
+/// ever walked: the store changes with every run, and as an input it would make every run
+/// a miss.
 ///
 /// A pattern that matches no file is an error unless it is optional (`?`-prefixed).
-pub fn expand(root: &Path, patterns: &[InputPattern]) -> Result<Vec<InputFile>, CacheError> {
-    let (mut found, unmatched) = collect(root, patterns, std::iter::empty())?;
+pub fn expand(
+    root: &Path,
+    cache_dir: &Path,
+    patterns: &[InputPattern],
+) -> Result<Vec<InputFile>, CacheError> {
+    let (mut found, unmatched) = collect(root, cache_dir, patterns, std::iter::empty())?;
     if let Some(glob) = unmatched.first() {
         return Err(CacheError::NoInputMatch(glob.clone()));
     }
@@ -73,10 +80,11 @@ pub fn expand(root: &Path, patterns: &[InputPattern]) -> Result<Vec<InputFile>, 
 /// will when the task runs (`plan` passes the outputs a predicted hit will restore).
 pub fn expand_with<'a>(
     root: &Path,
+    cache_dir: &Path,
     patterns: &[InputPattern],
     extra: impl Iterator<Item = &'a str> + Clone,
 ) -> Result<Expanded, CacheError> {
-    let (found, unmatched) = collect(root, patterns, extra)?;
+    let (found, unmatched) = collect(root, cache_dir, patterns, extra)?;
     let mut files: Vec<String> = found.into_iter().map(|(path, _)| path).collect();
     files.sort();
     files.dedup();
@@ -88,6 +96,7 @@ type Found = Vec<(String, Option<Metadata>)>;
 /// Every match of every pattern (unsorted), and the required patterns that matched nothing.
 fn collect<'a>(
     root: &Path,
+    cache_dir: &Path,
     patterns: &[InputPattern],
     extra: impl Iterator<Item = &'a str> + Clone,
 ) -> Result<(Found, Vec<String>), CacheError> {
@@ -113,7 +122,7 @@ fn collect<'a>(
                     reason: e.to_string(),
                 })?
                 .compile_matcher();
-            walk(root, pattern, &glob, &mut files)?;
+            walk(root, cache_dir, pattern, &glob, &mut files)?;
             files.extend(
                 extra
                     .clone()
@@ -134,6 +143,7 @@ fn is_literal(glob: &str) -> bool {
 
 fn walk(
     root: &Path,
+    cache_dir: &Path,
     pattern: &InputPattern,
     glob: &globset::GlobMatcher,
     found: &mut Found,
@@ -146,10 +156,11 @@ fn walk(
         .follow_links(true)
         .into_iter()
         .filter_entry(|e| {
-            let state = e
-                .path()
-                .strip_prefix(root)
-                .is_ok_and(|rel| rel == Path::new(STATE_DIR));
+            let state = e.file_type().is_dir()
+                && (e.path() == cache_dir
+                    || e.path()
+                        .strip_prefix(root)
+                        .is_ok_and(|rel| rel == Path::new(STATE_DIR)));
             // An interrupted write's temp file is never an input (SPEC §13, leftovers).
             let temp = e
                 .file_name()
@@ -198,6 +209,9 @@ fn literal_prefix(glob: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// A cache dir outside the tree walked.
+    const NO_CACHE_DIR: &str = "/nonexistent-cache";
+
     fn pat(glob: &str, optional: bool) -> InputPattern {
         InputPattern {
             glob: glob.into(),
@@ -225,7 +239,12 @@ mod tests {
         ] {
             touch(d.path(), f);
         }
-        let got = expand(d.path(), &[pat("data/*.csv", false), pat("**/*.py", false)]).unwrap();
+        let got = expand(
+            d.path(),
+            Path::new(NO_CACHE_DIR),
+            &[pat("data/*.csv", false), pat("**/*.py", false)],
+        )
+        .unwrap();
         let got: Vec<String> = got.iter().map(|p| p.path.display().to_string()).collect();
         assert_eq!(
             got,
@@ -242,7 +261,12 @@ mod tests {
     fn exact_file_and_overlaps_are_deduplicated() {
         let d = tempfile::tempdir().unwrap();
         touch(d.path(), "a.txt");
-        let got = expand(d.path(), &[pat("a.txt", false), pat("*.txt", false)]).unwrap();
+        let got = expand(
+            d.path(),
+            Path::new(NO_CACHE_DIR),
+            &[pat("a.txt", false), pat("*.txt", false)],
+        )
+        .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].path, PathBuf::from("a.txt"));
         assert!(
@@ -254,15 +278,24 @@ mod tests {
     #[test]
     fn nothing_matched_is_an_error_unless_optional() {
         let d = tempfile::tempdir().unwrap();
-        let err = expand(d.path(), &[pat("missing/*.csv", false)]).unwrap_err();
+        let err = expand(
+            d.path(),
+            Path::new(NO_CACHE_DIR),
+            &[pat("missing/*.csv", false)],
+        )
+        .unwrap_err();
         assert!(
             matches!(&err, CacheError::NoInputMatch(glob) if glob == "missing/*.csv"),
             "{err}"
         );
         assert!(
-            expand(d.path(), &[pat("missing/*.csv", true)])
-                .unwrap()
-                .is_empty()
+            expand(
+                d.path(),
+                Path::new(NO_CACHE_DIR),
+                &[pat("missing/*.csv", true)]
+            )
+            .unwrap()
+            .is_empty()
         );
     }
 
@@ -290,6 +323,7 @@ mod tests {
         };
         let e = expand_with(
             r,
+            Path::new(NO_CACHE_DIR),
             &pats(&["data/*.csv", "scripts/**/*.py", "?none/*", "gone/*"]),
             ["data/new.csv"].into_iter(),
         )
@@ -299,7 +333,13 @@ mod tests {
             vec!["data/a.csv", "data/b.csv", "data/new.csv", "scripts/x/y.py"]
         );
         assert_eq!(e.unmatched, vec!["gone/*".to_string()]);
-        let all = expand_with(r, &pats(&["**/*.csv"]), std::iter::empty()).unwrap();
+        let all = expand_with(
+            r,
+            Path::new(NO_CACHE_DIR),
+            &pats(&["**/*.csv"]),
+            std::iter::empty(),
+        )
+        .unwrap();
         assert_eq!(all.files.len(), 3, "{:?}", all.files);
     }
 }

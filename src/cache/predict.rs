@@ -150,14 +150,18 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
             continue;
         }
         let cacheable = t.is_cacheable();
-        let expanded =
-            match super::inputs::expand_with(root, &t.inputs, overlay.keys().map(String::as_str)) {
-                Ok(e) => e,
-                Err(e) => {
-                    out[i] = miss(None, Reason::Inputs(e), Vec::new());
-                    continue;
-                }
-            };
+        let expanded = match super::inputs::expand_with(
+            root,
+            &plan.pipeline.cache.dir,
+            &t.inputs,
+            overlay.keys().map(String::as_str),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                out[i] = miss(None, Reason::Inputs(e), Vec::new());
+                continue;
+            }
+        };
         let mut ins = Vec::with_capacity(expanded.files.len());
         let mut unreadable = None;
         for f in &expanded.files {

@@ -176,7 +176,8 @@ pub(super) fn check_cache(shared: &Shared, task: usize, dep_digests: &[Digest]) 
     let inputs = if t.inputs.is_empty() {
         Vec::new()
     } else {
-        match crate::cache::inputs::expand(&plan.pipeline.root, &t.inputs) {
+        match crate::cache::inputs::expand(&plan.pipeline.root, &plan.pipeline.cache.dir, &t.inputs)
+        {
             Ok(v) => v,
             Err(e) => return Checked::Failed(TaskFailure::Inputs(e)),
         }

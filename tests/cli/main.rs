@@ -14,6 +14,7 @@ mod served;
 #[path = "../support/workspace.rs"]
 mod workspace;
 
+mod cache_dir;
 mod caching;
 mod children;
 mod concurrent;

@@ -142,9 +142,14 @@ impl Machine {
 
     /// The task's inputs as the scheduler would expand them (unmatched patterns left out).
     fn expand(&self, plan: &Plan, i: usize) -> Vec<InputFile> {
-        taskrun::cache::inputs::expand_with(self.root(), &plan.task(i).inputs, std::iter::empty())
-            .unwrap()
-            .into_inputs()
+        taskrun::cache::inputs::expand_with(
+            self.root(),
+            &plan.pipeline.cache.dir,
+            &plan.task(i).inputs,
+            std::iter::empty(),
+        )
+        .unwrap()
+        .into_inputs()
     }
 
     /// Blob files in the local store.

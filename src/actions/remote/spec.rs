@@ -44,7 +44,7 @@ pub fn build(plan: &Plan, task: usize) -> Result<ActionSpec, SpecError> {
         .or_insert_with(|| pipeline.execution.path.clone());
     let root = pipeline.root.as_path();
     let mut inputs = Inputs::default();
-    let matched = crate::cache::inputs::expand(root, &t.inputs)
+    let matched = crate::cache::inputs::expand(root, &pipeline.cache.dir, &t.inputs)
         .map_err(|e| SpecError::Inputs(e.to_string()))?;
     for f in matched {
         if let Some(rel) = f.path.to_str().and_then(RelPath::parse) {

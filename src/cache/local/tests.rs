@@ -14,10 +14,14 @@ fn step(
     deps: &[Digest],
     work: impl FnOnce(),
 ) -> (bool, Digest) {
-    let inputs =
-        crate::cache::inputs::expand_with(&p.pipeline.root, &p.task(i).inputs, std::iter::empty())
-            .unwrap()
-            .into_inputs();
+    let inputs = crate::cache::inputs::expand_with(
+        &p.pipeline.root,
+        &p.pipeline.cache.dir,
+        &p.task(i).inputs,
+        std::iter::empty(),
+    )
+    .unwrap()
+    .into_inputs();
     match cache.lookup(p, i, &inputs, deps).unwrap() {
         Lookup::Hit { digest, .. } => (true, digest),
         Lookup::Run { key, .. } => {

@@ -1,0 +1,33 @@
+//! The cache dir where `[cache] dir` puts it, inside the workspace: it is taskrun's own
+//! state, never one of a task's inputs.
+
+use crate::support::{Workspace, task};
+
+/// `inputs = ["**/*"]` does not take in the store's files (`ac/`, `cas/`, `index/`): they
+/// change with every run, so every run was a miss.
+#[test]
+fn a_cache_dir_inside_the_workspace_is_never_an_input() {
+    let ws = Workspace::new(
+        "[cache]\ndir = \"build-cache\"\n\n[tasks.a]\ninputs = [\"**/*\"]\n\
+         outputs = [\"out/o.txt\"]\nrun = \"mkdir -p out && cat a.src > out/o.txt\"\n",
+    );
+    ws.write("a.src", "x\n");
+    // The first rerun runs again: the task's own output is one of its inputs now.
+    for _ in 0..2 {
+        ws.run(&[]).code(0);
+    }
+    assert!(ws.path("build-cache/ac").is_dir());
+    for _ in 0..2 {
+        let r = ws.run(&[]);
+        r.code(0);
+        assert_eq!(
+            task(&ws.last_report(), "a")["status"],
+            "cached",
+            "{}",
+            r.stdout
+        );
+    }
+    let plan = ws.exec(&["plan", "taskrun.toml"]);
+    plan.code(0);
+    assert!(!plan.stdout.contains("build-cache"), "{}", plan.stdout);
+}
