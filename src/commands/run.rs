@@ -139,10 +139,10 @@ pub fn run_with_cache(
     let log_dir = Some(state_dir.join("logs").join(&run_id));
     // Another taskrun may hold the cache lock: a signal while this one waits for it still
     // ends the run as an interrupted run, with its report.
-    let interrupted_before = match args.no_cache {
-        true => None,
-        false => wait_for_cache_lock(&runtime, &plan.pipeline.cache.dir),
-    };
+    // `--no-cache` takes the lock too, and holds it: a caching run beside it would record
+    // outputs this run is rewriting (the cache takes its own lock when it opens).
+    let (interrupted_before, _held) =
+        wait_for_cache_lock(&runtime, &plan.pipeline.cache.dir, args.no_cache);
     let cache = match interrupted_before {
         Some(_) => Arc::new(NoCache),
         None => make_cache(&plan),
@@ -436,19 +436,36 @@ fn fail_expansion(
 }
 
 /// When another taskrun holds the lock on `dir`, says so and waits for it to be free (the
-/// cache takes it then), or for a signal, which it returns.
+/// cache takes it then), or for a signal, which it returns. With `hold`, returns the lock
+/// taken, for a run without the cache to keep.
 fn wait_for_cache_lock(
     runtime: &tokio::runtime::Runtime,
     dir: &std::path::Path,
-) -> Option<scheduler::Signal> {
+    hold: bool,
+) -> (
+    Option<scheduler::Signal>,
+    Option<crate::cache::lock::CacheLock>,
+) {
     use crate::cache::lock::CacheLock;
-    // Free (or not lockable: the cache says why when it opens).
-    let free = || !matches!(CacheLock::try_acquire(dir), Ok(None));
-    if free() {
-        return None;
-    }
-    let say = || eprintln!("waiting for another taskrun using {}...", dir.display());
-    runtime.block_on(scheduler::wait_until(free, say))
+    let mut held = None;
+    let signal = {
+        // Free (or not lockable: the cache says why when it opens).
+        let mut free = || match CacheLock::try_acquire(dir) {
+            Ok(None) => false,
+            Ok(Some(lock)) => {
+                held = hold.then_some(lock);
+                true
+            }
+            Err(_) => true,
+        };
+        if free() {
+            None
+        } else {
+            let say = || eprintln!("waiting for another taskrun using {}...", dir.display());
+            runtime.block_on(scheduler::wait_until(free, say))
+        }
+    };
+    (signal, held)
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {

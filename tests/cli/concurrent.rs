@@ -105,3 +105,48 @@ fn processes_sharing_one_cache_never_see_a_wrong_output() {
         }
     }
 }
+
+/// A `--no-cache` run holds the workspace's cache lock too: a caching run started beside it
+/// waits (and says so) instead of recording outputs the other run is rewriting.
+#[test]
+fn a_caching_run_waits_for_a_no_cache_run_on_the_same_workspace() {
+    use std::io::BufRead;
+    let ws = Workspace::new(
+        "[tasks.a]\noutputs = [\"a.txt\"]\n\
+         run = \"touch started; while [ ! -e go ]; do sleep 0.02; done; echo $$$$ > a.txt\"\n",
+    );
+    let first = ws
+        .cmd(&["taskrun.toml", "--no-cache"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::http::wait_until("the first run's task", || ws.path("started").exists());
+    let mut second = ws
+        .cmd(&["taskrun.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = second.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let waiting = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap_or_default();
+    ws.write("go", "");
+    assert!(
+        waiting.contains("waiting for another taskrun"),
+        "{waiting:?}"
+    );
+    Run::from(first.wait_with_output().unwrap()).code(0);
+    assert!(second.wait().unwrap().success());
+    assert_eq!(task(&ws.last_report(), "a")["status"], "succeeded");
+}
