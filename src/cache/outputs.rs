@@ -317,7 +317,9 @@ pub fn restore(
         RelPath::parse(p).ok_or_else(|| RestoreError::Undeclared(format!("unsafe path {p}")))
     };
     for d in &record.output_dirs {
-        ws.open_dir(Some(parse(d)?.as_str()), true)?;
+        let d = parse(d)?;
+        remove_file_in_the_way(ws, d.as_str())?;
+        ws.open_dir(Some(d.as_str()), true)?;
     }
     let mut restored = Vec::new();
     // Directories written into: each is swept once of a killed restore's temp files.
@@ -328,7 +330,7 @@ pub fn restore(
             continue;
         }
         if let Some(within) = declared.iter().find(|d| d.contains(rel.as_str())) {
-            unlink_links_leaving(ws, &rel, within)?;
+            clear_the_way(ws, &rel, within)?;
         }
         let found = Ok(ws.unlink_escapes(&rel)?);
         let Some(drift) = drift_of(ws, o, found, stats) else {
@@ -347,51 +349,102 @@ pub fn restore(
     Ok(restored)
 }
 
-/// Removes each symlink between the declared output `within` and the recorded file `rel`
-/// that leads out of `within`. A record may write only inside its task's output; a link left
-/// in an output directory (`out/g -> ../.git`, by the user or by another version of the task)
-/// must not carry a restore to another place in the workspace, which the workspace's own
-/// check allows. Links that stay inside the output are kept: the snapshot followed them.
-fn unlink_links_leaving(ws: &Workspace, rel: &RelPath, within: &RelPath) -> io::Result<()> {
-    let Some(below) = rel.as_str().strip_prefix(within.as_str()) else {
-        return Ok(());
-    };
-    // The last name is replaced by a rename, never written through.
-    let Some((dirs, _)) = below.trim_start_matches('/').rsplit_once('/') else {
-        return Ok(());
-    };
+/// Makes the way from the declared output `within` to the recorded file `rel` one a restore
+/// can write and may write. A record may write only inside its task's output, so a symlink
+/// on the way that leads out of `within` (`out/g -> ../.git`, left by the user or by another
+/// version of the task) is removed: the workspace's own check would let a restore through
+/// it onto another place in the workspace. Links that stay inside the output are kept (the
+/// snapshot followed them). A file where the record has a directory, or a directory where it
+/// has a file, is in the task's own output and goes, as a run of the task would replace it.
+fn clear_the_way(ws: &Workspace, rel: &RelPath, within: &RelPath) -> io::Result<()> {
     let mut path = ws.root().join(within.as_str());
+    let below = rel
+        .as_str()
+        .strip_prefix(within.as_str())
+        .map(|b| b.trim_start_matches('/'))
+        .unwrap_or_default();
+    let mut parts: Vec<&str> = below.split('/').filter(|p| !p.is_empty()).collect();
+    let Some(name) = parts.pop() else {
+        return remove_dir_in_the_way(ws, &path);
+    };
     // A missing output is created as a real directory.
     let Ok(real_within) = std::fs::canonicalize(&path) else {
         return Ok(());
     };
-    for part in dirs.split('/') {
+    for part in parts {
         path.push(part);
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             return Ok(());
         };
-        if !meta.file_type().is_symlink() {
-            if !meta.is_dir() {
-                return Ok(());
-            }
+        if meta.is_dir() {
             continue;
+        }
+        if !meta.file_type().is_symlink() {
+            tracing::debug!(
+                "removed the file {}: the record has a directory there",
+                show(ws, &path)
+            );
+            return remove_entry(&path, false);
         }
         if std::fs::canonicalize(&path).is_ok_and(|t| t.starts_with(&real_within)) {
             continue;
         }
         let target = std::fs::read_link(&path).unwrap_or_default();
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        remove_entry(&path, false)?;
         tracing::warn!(
             "removed the symlink {} (to {}): {rel} through it would land outside the output `{within}`",
-            path.strip_prefix(ws.root()).unwrap_or(&path).display(),
+            show(ws, &path),
             target.display()
         );
         return Ok(());
     }
-    Ok(())
+    path.push(name);
+    remove_dir_in_the_way(ws, &path)
+}
+
+/// Removes the real directory at `path`, where a recorded file goes.
+fn remove_dir_in_the_way(ws: &Workspace, path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            tracing::debug!(
+                "removed the directory {}: the record has a file there",
+                show(ws, path)
+            );
+            remove_entry(path, true)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes the real file at a recorded output directory's place.
+fn remove_file_in_the_way(ws: &Workspace, dir: &str) -> io::Result<()> {
+    let path = ws.root().join(dir);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => {
+            tracing::debug!("removed the file {dir}: the record has a directory there");
+            remove_entry(&path, false)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn remove_entry(path: &Path, dir: bool) -> io::Result<()> {
+    let removed = if dir {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn show(ws: &Workspace, path: &Path) -> String {
+    path.strip_prefix(ws.root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// Deletes the files in a recorded output directory that the record does not hold: left by

@@ -144,3 +144,32 @@ fn outputs_whose_names_hold_a_backslash_are_cached_and_restored() {
     assert_eq!(ws.read("unit\\x2dfoo.mount"), "1\n");
     assert_eq!(ws.read("d/a\\b"), "2\n");
 }
+
+/// What stands at an output's place with the other type (a file where the record has a
+/// directory, a directory where it has a file) is the task's own output: a hit replaces it,
+/// as `plan` predicts, instead of running the task (whose command then failed).
+#[test]
+fn a_hit_restores_over_an_output_of_the_other_type() {
+    let ws = Workspace::new(
+        "[tasks.gen]\noutputs = [\"out\"]\nrun = \"mkdir -p out/sub && echo data > out/sub/f.txt\"\n\n\
+         [tasks.rep]\noutputs = [\"report.txt\"]\nrun = \"echo r > report.txt\"\n",
+    );
+    ws.run(&[]).code(0);
+    fs::remove_dir_all(ws.path("out")).unwrap();
+    fs::write(ws.path("out"), "a file").unwrap();
+    fs::remove_file(ws.path("report.txt")).unwrap();
+    fs::create_dir_all(ws.path("report.txt/inner")).unwrap();
+    let r = ws.run(&[]);
+    r.code(0);
+    assert_eq!(status(&ws, "gen"), "cached", "{}", r.stderr);
+    assert_eq!(status(&ws, "rep"), "cached", "{}", r.stderr);
+    assert_eq!(ws.read("out/sub/f.txt"), "data\n");
+    assert_eq!(ws.read("report.txt"), "r\n");
+    // Deeper down: a file where the record has a directory inside the output.
+    fs::remove_dir_all(ws.path("out/sub")).unwrap();
+    fs::write(ws.path("out/sub"), "in the way").unwrap();
+    let r = ws.run(&[]);
+    r.code(0);
+    assert_eq!(status(&ws, "gen"), "cached", "{}", r.stderr);
+    assert_eq!(ws.read("out/sub/f.txt"), "data\n");
+}
