@@ -24,6 +24,7 @@ mod downloads;
 mod http;
 mod leftovers;
 mod lockfile;
+mod redirect_secrets;
 mod remote_exec;
 mod run;
 mod security;

@@ -35,17 +35,27 @@ struct TlsServer {
     _rt: tokio::runtime::Runtime,
 }
 
+/// A TLS acceptor presenting the self-signed certificate (127.0.0.1 and localhost).
+pub fn acceptor() -> TlsAcceptor {
+    let certs = vec![CertificateDer::from_pem_slice(CERT).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
+    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// The PEM bundle that makes the self-signed certificate trusted, for `SSL_CERT_FILE`.
+pub fn bundle() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/cert.pem")
+}
+
 impl TlsServer {
     fn start() -> Self {
-        let certs = vec![CertificateDer::from_pem_slice(CERT).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
-        let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let acceptor = acceptor();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -165,8 +175,7 @@ fn a_certificate_trusted_through_ssl_cert_file_serves_directly_and_after_a_redir
     let server = TlsServer::start();
     let http = Http::start();
     http.route("/moved", Route::redirect(server.url("/file")));
-    let bundle =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/cert.pem");
+    let bundle = bundle();
     for url in [server.url("/file"), http.url("/moved")] {
         let ws = workspace(&url);
         let out = ws

@@ -337,7 +337,8 @@ fn combine(failures: Vec<AttemptFailure>) -> AttemptFailure {
     out
 }
 
-/// The task's headers with secrets exposed; secret-bearing values are marked sensitive.
+/// The task's headers with secrets exposed; secret-bearing values are marked sensitive, which
+/// also keeps them from a redirect to another origin (see `redirect::send`).
 fn build_headers(download: &Download) -> Result<HeaderMap, AttemptFailure> {
     let mut map = HeaderMap::new();
     for (name, value) in &download.headers {

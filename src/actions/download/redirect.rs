@@ -1,11 +1,12 @@
 //! Following redirects above both transports, by the rules reqwest followed them with when it
-//! did this itself, so that a chain may move between hyper (plain HTTP) and reqwest (HTTPS)
-//! with one budget of redirects.
+//! did this itself (stricter with credentials: see [`send`]), so that a chain may move between
+//! hyper (plain HTTP) and reqwest (HTTPS) with one budget of redirects.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
+use url::Origin;
 
 use super::transport::{Error, Response, Transport};
 
@@ -17,10 +18,13 @@ pub(crate) const MAX_REDIRECTS: usize = 10;
 /// including a redirect without a usable `Location`, is returned as it is.
 ///
 /// Credentials in `url` become basic auth unless `headers` has an `Authorization`. Every hop
-/// sends `headers`, minus the credentials (`Authorization`, `Cookie`, ...) when its host or
-/// port differs from the previous hop's; a 303 drops the payload headers for the rest of the
-/// chain. No `Referer` is sent: the previous URL may carry a `${secret.*}` in its query, and
-/// the next hop is chosen by the server, not by the manifest.
+/// sends `headers`, minus the credentials when it is not on the origin (scheme, host, port)
+/// of `url`: the manifest named that server, the next one is chosen by a server, and an https
+/// → http hop would carry them in clear text. The credentials are `Authorization`, `Cookie`
+/// and every value marked sensitive (a `${secret.*}` in the manifest, see `build_headers`);
+/// other custom headers follow, as curl keeps them. A 303 drops the payload headers for the
+/// rest of the chain. No `Referer` is sent: the previous URL may carry a `${secret.*}` in its
+/// query, and the next hop is chosen by the server, not by the manifest.
 ///
 /// `asked` ends as the URL of the last request sent (a redirect's target): messages name
 /// the server that failed, not the one that redirected.
@@ -36,13 +40,12 @@ pub(crate) async fn send(
     {
         slot.insert(auth);
     }
-    let mut previous: Option<Url> = None;
+    // Against the first URL, not the previous hop: after a hop to another server, that
+    // server's redirect to itself is no more trusted than its first answer.
+    let origin = current.origin();
     let mut followed = 0;
     loop {
-        let mut hop = headers.clone();
-        if let Some(prev) = &previous {
-            strip_credentials(&mut hop, &current, prev);
-        }
+        let hop = for_hop(&headers, &current, &origin);
         asked.clone_from(&current);
         let resp = transport.get(&current, hop).await?;
         let Some(next) = location(&resp, &current) else {
@@ -71,7 +74,7 @@ pub(crate) async fn send(
             }
         }
         followed += 1;
-        previous = Some(std::mem::replace(&mut current, next));
+        current = next;
     }
 }
 
@@ -109,20 +112,34 @@ fn take_credentials(url: &mut Url) -> Option<HeaderValue> {
     Some(value)
 }
 
-/// Drops the credentials of `headers` when `next` is on another host or port than `prev`.
-fn strip_credentials(headers: &mut HeaderMap, next: &Url, prev: &Url) {
-    if next.host_str() != prev.host_str()
-        || next.port_or_known_default() != prev.port_or_known_default()
-    {
-        for name in [
-            header::AUTHORIZATION,
-            header::COOKIE,
-            header::PROXY_AUTHORIZATION,
-            header::WWW_AUTHENTICATE,
-        ] {
-            headers.remove(name);
-        }
-        headers.remove("cookie2");
+/// `headers` for a request to `hop`: all of them on `origin` (the first URL's), without the
+/// credentials anywhere else.
+fn for_hop(headers: &HeaderMap, hop: &Url, origin: &Origin) -> HeaderMap {
+    let mut out = headers.clone();
+    if hop.origin() != *origin {
+        strip_credentials(&mut out);
+    }
+    out
+}
+
+/// Drops the credentials of `headers`: the usual ones and every sensitive value.
+fn strip_credentials(headers: &mut HeaderMap) {
+    for name in [
+        header::AUTHORIZATION,
+        header::COOKIE,
+        header::PROXY_AUTHORIZATION,
+        header::WWW_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("cookie2");
+    let secret: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(_, value)| value.is_sensitive())
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in secret {
+        headers.remove(name);
     }
 }
 
@@ -149,20 +166,31 @@ mod tests {
     }
 
     #[test]
-    fn credentials_stay_on_the_same_host_and_port() {
+    fn credentials_stay_on_the_first_origin() {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("a"));
         h.insert(header::COOKIE, HeaderValue::from_static("c"));
+        let mut key = HeaderValue::from_static("k");
+        key.set_sensitive(true);
+        h.insert("x-api-key", key);
         h.insert("x-other", HeaderValue::from_static("o"));
-        let from = url("http://127.0.0.1:80/a");
-        let mut same = h.clone();
-        strip_credentials(&mut same, &url("http://127.0.0.1/b"), &from);
-        assert_eq!(same.len(), 3);
-        let mut other_port = h.clone();
-        strip_credentials(&mut other_port, &url("http://127.0.0.1:81/b"), &from);
-        assert_eq!(other_port.len(), 1);
-        let mut other_host = h;
-        strip_credentials(&mut other_host, &url("http://127.0.0.2/b"), &from);
-        assert!(other_host.contains_key("x-other") && other_host.len() == 1);
+        let origin = url("https://127.0.0.1:443/a").origin();
+        let kept = |to: &str| {
+            let mut names: Vec<String> = for_hop(&h, &url(to), &origin)
+                .keys()
+                .map(|n| n.to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(kept("https://127.0.0.1/b").len(), 4);
+        for elsewhere in [
+            "https://127.0.0.1:444/b",
+            "https://127.0.0.2/b",
+            "http://127.0.0.1:443/b",
+            "http://127.0.0.1/b",
+        ] {
+            assert_eq!(kept(elsewhere), ["x-other"], "{elsewhere}");
+        }
     }
 }
