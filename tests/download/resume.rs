@@ -114,6 +114,73 @@ async fn a_changed_resource_fails_if_range_and_is_fetched_whole() {
     assert_eq!(std::fs::read(env.dest("c")).unwrap(), new);
 }
 
+/// Version 1 (`v1` sets its validators) is cut after `abc`; then version 2 answers the
+/// resume with 206 whatever `If-Range` names.
+async fn resume_against_another_version(env: &Env, v1: fn(Route) -> Route, v2: fn(Route) -> Route) {
+    let first = v1(Route::ok(b"abcdefghij".to_vec())).then(Fault::Truncate(3));
+    env.server.route("/v", first);
+    env.attempt(&env.download(&["/v"], "v")).await.unwrap_err();
+    assert_eq!(std::fs::read(env.dest("v.part")).unwrap(), b"abc");
+    let second = v2(Route::ok(b"newXYZWXYZ".to_vec())).ignore_if_range();
+    env.server.route("/v", second);
+}
+
+/// The resume was answered by a 206 of version 2, and the file was fetched whole, from
+/// version 2 alone.
+async fn assert_restarted_whole(env: &Env, validator: &str) {
+    let done = env.attempt(&env.download(&["/v"], "v")).await.unwrap();
+    let file = std::fs::read(env.dest("v")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&file),
+        "newXYZWXYZ",
+        "not abc + version 2"
+    );
+    let reqs = env.server.requests("/v");
+    assert_eq!(reqs.len(), 3, "no restart after the 206 of version 2");
+    assert_eq!(reqs[1].header("range"), Some("bytes=3-"));
+    assert_eq!(reqs[1].header("if-range"), Some(validator));
+    assert_eq!(reqs[2].header("range"), None);
+    assert_eq!(reqs[2].header("if-range"), None);
+    assert_eq!(done.http_status, 200);
+    assert_eq!(done.resumed_from, 0);
+    assert_eq!(env.files(), vec!["v"]);
+}
+
+const DAY1: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
+const DAY2: &str = "Thu, 22 Oct 2015 07:28:00 GMT";
+
+#[tokio::test]
+async fn a_206_with_another_etag_than_if_range_restarts_instead_of_splicing() {
+    let env = Env::new().await;
+    resume_against_another_version(&env, |r| r.etag("\"v1\""), |r| r.etag("\"v2\"")).await;
+    assert_restarted_whole(&env, "\"v1\"").await;
+}
+
+#[tokio::test]
+async fn a_206_with_another_last_modified_than_if_range_restarts_instead_of_splicing() {
+    let env = Env::new().await;
+    resume_against_another_version(&env, |r| r.last_modified(DAY1), |r| r.last_modified(DAY2))
+        .await;
+    assert_restarted_whole(&env, DAY1).await;
+}
+
+/// Only the validator that was sent decides: with the same `ETag`, a new `Last-Modified`
+/// (another node of a mirror, say) is the same version, and the part is continued.
+#[tokio::test]
+async fn a_206_with_the_same_etag_continues_whatever_its_last_modified() {
+    let env = Env::new().await;
+    resume_against_another_version(
+        &env,
+        |r| r.etag("\"v1\"").last_modified(DAY1),
+        |r| r.etag("\"v1\"").last_modified(DAY2),
+    )
+    .await;
+    let done = env.attempt(&env.download(&["/v"], "v")).await.unwrap();
+    assert_eq!(done.http_status, 206);
+    assert_eq!(done.resumed_from, 3);
+    assert_eq!(env.server.hits("/v"), 2);
+}
+
 #[tokio::test]
 async fn range_not_satisfiable_discards_the_part_and_restarts() {
     let env = Env::new().await;

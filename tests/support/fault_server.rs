@@ -45,6 +45,7 @@ pub struct Route {
     etag: Option<String>,
     last_modified: Option<String>,
     ignore_ranges: bool,
+    ignore_if_range: bool,
     chunked: bool,
     script: VecDeque<Fault>,
     redirect: Option<String>,
@@ -83,6 +84,13 @@ impl Route {
     /// Answers 200 with the whole body even to a `Range` request.
     pub fn ignore_ranges(mut self) -> Self {
         self.ignore_ranges = true;
+        self
+    }
+
+    /// Answers a `Range` with 206 whatever `If-Range` names, as a server that ignores it (or
+    /// replaced the file between checking it and sending it) would.
+    pub fn ignore_if_range(mut self) -> Self {
+        self.ignore_if_range = true;
         self
     }
 
@@ -378,6 +386,7 @@ async fn answer(out: &mut TcpStream, route: &Route, fault: Option<Fault>, req: &
     let mut start = 0;
     if let Some(range) = req.header("range").filter(|_| !route.ignore_ranges) {
         let if_range_ok = match req.header("if-range") {
+            _ if route.ignore_if_range => true,
             None => true,
             Some(v) => {
                 route.etag.as_deref() == Some(v) || route.last_modified.as_deref() == Some(v)

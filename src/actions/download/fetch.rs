@@ -175,6 +175,12 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
                 resume::discard(f.dest);
                 allow_resume = false;
             }
+            206 if offset > 0 && from.as_ref().is_some_and(|(m, _)| other_version(m, &resp)) => {
+                // Appending would splice two versions into one file.
+                tracing::debug!(url = shown, offset, "206 of another version; restarting");
+                resume::discard(f.dest);
+                allow_resume = false;
+            }
             206 if offset > 0 => match content_range(resp.headers()) {
                 Some((start, total)) if start == offset => {
                     let total = total.or_else(|| resp.content_length().map(|n| n + offset));
@@ -252,6 +258,23 @@ fn status_failure(resp: &Response) -> AttemptFailure {
     fail.http_status = Some(code);
     fail.retry_after = retry_after;
     fail
+}
+
+/// Whether a 206 to our `If-Range` names another version than the one `meta` sent: its
+/// `ETag` (or `Last-Modified`, when that was the validator) differs. A server must then answer
+/// 200; one that ignores `If-Range`, or changed the file between the check and the body, does
+/// not. A 206 without that header is taken at its word.
+fn other_version(meta: &PartMeta, resp: &Response) -> bool {
+    let Some(sent) = meta.validator() else {
+        return false;
+    };
+    let name = match meta.etag.as_deref() == Some(sent) {
+        true => header::ETAG,
+        false => header::LAST_MODIFIED,
+    };
+    resp.headers()
+        .get(name)
+        .is_some_and(|got| got.as_bytes().trim_ascii() != sent.as_bytes())
 }
 
 /// `Content-Range: bytes START-END/TOTAL` → (START, TOTAL); `*` totals are `None`.
