@@ -299,13 +299,19 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     })
 }
 
-/// A new run id: the UTC start second plus a random suffix, sortable and without colons.
+/// A new run id: the UTC start second plus a four-hex-digit suffix, without colons. The
+/// suffix holds the millisecond (times 16) and a random digit, so ids sort by start time
+/// also within one second: `latest` and the pruning of old runs go by that order.
 pub fn new_run_id(start: std::time::SystemTime) -> String {
     let stamp = rfc3339(start);
     // "YYYY-MM-DDTHH:MM:SS" of "YYYY-MM-DDTHH:MM:SS.mmmZ".
     let second = stamp.get(..19).unwrap_or(&stamp);
     let compact: String = second.chars().filter(|c| *c != '-' && *c != ':').collect();
-    format!("{compact}Z-{:04x}", rand::random::<u16>())
+    let millis = start
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    let suffix = millis * 16 + u32::from(rand::random::<u8>() % 16);
+    format!("{compact}Z-{suffix:04x}")
 }
 
 #[cfg(test)]
@@ -343,5 +349,13 @@ mod tests {
         assert!(id.starts_with("20261125T"), "{id}");
         assert!(id.contains("Z-"), "{id}");
         assert!(!id.contains(':'));
+        // Within one second, a later start sorts later.
+        let ms = std::time::Duration::from_millis;
+        let ids: Vec<String> = [0, 1, 500, 998, 999]
+            .into_iter()
+            .map(|m| new_run_id(t + ms(m)))
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert_eq!(ids[4].len(), id.len(), "{ids:?}");
     }
 }

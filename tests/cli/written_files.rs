@@ -155,3 +155,21 @@ fn a_secret_of_several_lines_is_redacted_in_the_console_log_and_junit() {
         }
     }
 }
+
+/// SPEC §6: run ids are sortable, also for runs started within one second, so the newest
+/// report is the last by name (`latest`, and which reports are pruned, go by it).
+#[test]
+fn run_ids_sort_in_start_order_within_one_second() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"true\"\n");
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            let path = format!("r{i}.json");
+            ws.run(&["--report", &path]).code(0);
+            let report: serde_json::Value = serde_json::from_str(&ws.read(&path)).unwrap();
+            report["run_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+}
