@@ -84,6 +84,18 @@ fn check_remote_cache_url(
     text: &str,
     span: std::ops::Range<usize>,
 ) -> Option<RemoteCacheUrl> {
+    // Taken as written: a placeholder here would be sent as its own text (a password
+    // `${secret.X}` included), so it is refused rather than ignored.
+    if text.contains("${") {
+        r.push(
+            Problem::at(span, "`cache.remote` is not interpolated: `${...}` would be sent as written")
+                .label("a placeholder in the remote cache URL")
+                .help(format!(
+                    "write the URL out, or set it (with any password) in the environment: {REMOTE_CACHE_ENV}=http://user:password@host/path"
+                )),
+        );
+        return None;
+    }
     if is_grpc_scheme(text) {
         return match GrpcUrl::parse(text) {
             Ok(u) => Some(RemoteCacheUrl::Grpc(u)),

@@ -49,6 +49,10 @@ fn bad_remotes_are_reported_at_their_place() {
             "remote = \"grpc://cache:1\"\nheaders = { grpc-timeout = \"1s\" }",
             "reserved by gRPC",
         ),
+        (
+            "remote = \"http://ci:${secret.RPW}@${vars.host}/tr4\"",
+            "`cache.remote` is not interpolated",
+        ),
     ];
     for (lines, message) in cases {
         let (code, text) = check(&format!("[cache]\n{lines}\n{TASK}"), None);
