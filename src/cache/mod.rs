@@ -26,6 +26,7 @@ pub mod reason;
 pub mod record;
 pub mod remote;
 mod remote_health;
+mod restore;
 pub mod sealed;
 pub mod stat;
 pub mod store;

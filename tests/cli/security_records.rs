@@ -173,3 +173,25 @@ fn a_hit_restores_over_an_output_of_the_other_type() {
     assert_eq!(status(&ws, "gen"), "cached", "{}", r.stderr);
     assert_eq!(ws.read("out/sub/f.txt"), "data\n");
 }
+
+/// SPEC §2: an output directory is cached and restored as the task left it, the empty
+/// directories in it included (a dependent may expect `site/uploads/`).
+#[test]
+fn empty_directories_in_an_output_directory_are_restored() {
+    let ws = Workspace::new(
+        "[tasks.scaffold]\noutputs = [\"site\"]\n\
+         run = \"mkdir -p site/uploads site/css/empty site/js && echo '<h1>' > site/index.html && echo x > site/js/a.js\"\n",
+    );
+    ws.run(&[]).code(0);
+    fs::remove_dir_all(ws.path("site")).unwrap();
+    let r = ws.run(&[]);
+    r.code(0);
+    assert_eq!(status(&ws, "scaffold"), "cached", "{}", r.stderr);
+    for d in ["site/uploads", "site/css/empty", "site/js"] {
+        assert!(ws.path(d).is_dir(), "{d} missing: {}", r.stderr);
+    }
+    assert_eq!(ws.read("site/js/a.js"), "x\n");
+    // A rerun with everything in place keeps them (the sweep of unrecorded entries too).
+    ws.run(&[]).code(0);
+    assert!(ws.path("site/css/empty").is_dir());
+}
