@@ -18,6 +18,7 @@ pub mod reserved;
 pub mod retry;
 pub mod schema;
 pub mod shell;
+mod string_offsets;
 mod suggest;
 pub mod task;
 mod vars;

@@ -255,8 +255,8 @@ impl<'s> Reader<'s> {
         Some(out)
     }
 
-    /// Maps a byte range inside a string value back to the manifest text, when the string was
-    /// written without escapes; otherwise the whole value.
+    /// Maps a byte range inside a string value back to the manifest text, escapes and line
+    /// continuations included; the whole value when the text cannot be matched up.
     pub fn inner_span(
         &self,
         value_span: &Range<usize>,
@@ -264,16 +264,12 @@ impl<'s> Reader<'s> {
         inner: Range<usize>,
     ) -> Range<usize> {
         let raw = self.source.get(value_span.clone()).unwrap_or("");
-        for quote in ["\"\"\"", "'''", "\"", "'"] {
-            if raw.len() >= 2 * quote.len() && raw.starts_with(quote) && raw.ends_with(quote) {
-                let body = &raw[quote.len()..raw.len() - quote.len()];
-                if body == text {
-                    let start = value_span.start + quote.len();
-                    return start + inner.start..start + inner.end;
-                }
+        match super::string_offsets::decode(raw) {
+            Some((decoded, offsets)) if decoded == text && inner.end < offsets.len() => {
+                value_span.start + offsets[inner.start]..value_span.start + offsets[inner.end]
             }
+            _ => value_span.clone(),
         }
-        value_span.clone()
     }
 }
 

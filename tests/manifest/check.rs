@@ -258,3 +258,22 @@ fn shipped_pipelines_pass_check() {
     assert!(n >= 3, "pipelines/ should hold at least three manifests");
     cmd.assert().code(0);
 }
+
+/// A placeholder inside a string with escapes or over several lines is pointed at where it
+/// was written (it was the start of the whole string).
+#[test]
+fn a_placeholder_is_placed_inside_escaped_and_multi_line_strings() {
+    let ws = Workspace::new(
+        "[tasks.a]\nrun = \"\"\"\nfirst line\n  then ${vars.nope} \\\n  more\n\"\"\"\n\
+         [tasks.b]\nrun = \"echo \\u00e9 ${vars.n2}\"\n\
+         [tasks.c]\nrun = \"\\\\ ${vars.n3}\"\n",
+    );
+    let text = refused(&ws);
+    for at in [
+        "taskrun.toml:4:8",
+        "taskrun.toml:8:20",
+        "taskrun.toml:10:11",
+    ] {
+        assert!(text.contains(at), "{at}: {text}");
+    }
+}
