@@ -112,9 +112,15 @@ impl Loop<'_> {
             .map(|(_, t)| t.elapsed())
             .unwrap_or_default();
         match retry::decide(policy, &failure, elapsed, &mut self.rng) {
-            retry::Decision::Retry { .. } if interrupted => {
-                // It would have been retried: the interrupt, not the task, stopped it.
-                self.recs[task].error = Some(format!("interrupted before a retry ({reason})"));
+            retry::Decision::Retry { .. } if self.stopping => {
+                // It would have been retried: the interrupt or fail-fast, not the task,
+                // stopped it. No retry is announced, nor a wait claimed, for one not coming.
+                let why = if interrupted {
+                    "interrupted before a retry"
+                } else {
+                    super::stopping::STOPPED_BEFORE_RETRY
+                };
+                self.recs[task].error = Some(format!("{why} ({reason})"));
                 self.complete(task, TaskStatus::Cancelled);
             }
             retry::Decision::Retry { next, wait } => {
@@ -132,10 +138,11 @@ impl Loop<'_> {
                 });
                 self.active += 1;
                 let tx = self.shared.done.clone();
-                tokio::spawn(async move {
+                let timer = tokio::spawn(async move {
                     tokio::time::sleep(wait).await;
                     let _ = tx.send(Done::RetryDue { task });
                 });
+                self.recs[task].retry_timer = Some(timer.abort_handle());
             }
             retry::Decision::GiveUp { why } => {
                 let msg = match (number > 1, early) {

@@ -31,12 +31,8 @@ impl Loop<'_> {
             signal: name,
             forced: false,
         });
+        self.cancel_retry_waits();
         for i in self.plan.order.clone() {
-            if self.recs[i].stage == Stage::RetryWait {
-                self.active -= 1;
-                self.recs[i].error = Some("interrupted while waiting to retry".into());
-                self.complete(i, TaskStatus::Cancelled);
-            }
             // A lookup a slow remote cache holds up: the run does not wait for its answer.
             if self.recs[i].lookup == super::state::LookupState::InFlight {
                 self.active -= 1;

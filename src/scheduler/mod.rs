@@ -19,6 +19,7 @@ pub mod retry;
 mod services;
 mod signals;
 mod state;
+mod stopping;
 mod worker;
 
 use std::collections::VecDeque;
@@ -495,15 +496,17 @@ impl<'a> Loop<'a> {
                 self.on_attempt(task, key, (started, finished), result, digest);
             }
             Done::RetryDue { task } => {
-                if self.recs[task].stage == Stage::RetryWait {
+                if self.recs[task].stage != Stage::RetryWait {
+                    // Cancelled during its wait: the timer's late word.
+                } else if self.stopping {
+                    // A run that stops cancels its waits at once; this is only a safety net.
+                    self.cancel_retry_wait(task);
+                } else {
                     self.active -= 1;
                     self.recs[task].stage = Stage::Ready;
-                    if self.stopping && self.interrupted.is_some() {
-                        self.complete(task, TaskStatus::Cancelled);
-                    } else {
-                        // Retries go first: the task already started.
-                        self.enqueue(task, true);
-                    }
+                    self.recs[task].retry_timer = None;
+                    // Retries go first: the task already started.
+                    self.enqueue(task, true);
                 }
             }
             Done::RemoteUnreachable { task, key, error } => {
@@ -532,16 +535,6 @@ impl<'a> Loop<'a> {
         rec.waiting_on = rec.waiting_on.saturating_sub(1);
         if rec.waiting_on == 0 {
             self.make_ready(d);
-        }
-    }
-
-    /// The task failed for good.
-    fn fail(&mut self, i: usize, error: String) {
-        self.recs[i].error = Some(error);
-        self.complete(i, TaskStatus::Failed);
-        if !self.keep_going && !self.stopping {
-            self.stopping = true;
-            self.release_all_unneeded_services();
         }
     }
 

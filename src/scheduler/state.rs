@@ -90,6 +90,8 @@ pub struct Rec {
     pub announced: bool,
     /// Where its last attempt ran; None while none did.
     pub executed_on: Option<ExecutedOn>,
+    /// The timer that ends its retry wait, to stop when the run stops first.
+    pub retry_timer: Option<tokio::task::AbortHandle>,
     /// Its report entry, built once when it finished: sent with `TaskFinished`, then moved
     /// into the run report.
     pub entry: Option<Box<TaskReport>>,
@@ -152,6 +154,7 @@ impl Rec {
             lookup: LookupState::Idle,
             announced: false,
             executed_on: None,
+            retry_timer: None,
             entry: None,
         }
     }

@@ -435,3 +435,86 @@ async fn download_progress_is_sent_only_when_a_sink_shows_it() {
         assert_eq!(len, 300 * 1024, "f{i} complete");
     }
 }
+
+/// A command that fails at once without a process (its program does not exist), so a test
+/// on paused time has nothing to wait for while it fails.
+fn fails_at_once(name: &str) -> Task {
+    let missing = Template::literal("/nonexistent/taskrun-test-program");
+    task(name, &[], Action::Command(CommandLine::Argv(vec![missing])))
+}
+
+/// A command that fails, then waits `wait` (no jitter) before each of its 3 attempts.
+fn retried(name: &str, script: &str, wait: Duration) -> Task {
+    let mut t = sh(name, &[], script);
+    t.retry = RetryPolicy {
+        max_attempts: 3,
+        initial_delay: wait,
+        jitter: crate::model::Jitter::None,
+        ..RetryPolicy::default_for(TaskKind::Command)
+    };
+    t
+}
+
+/// Checks that `name` was cancelled for fail-fast's sake after one real attempt, claiming
+/// neither that it never started nor a wait before an attempt that never came.
+#[track_caller]
+fn cancelled_before_its_next_attempt(res: &super::RunResult, name: &str) {
+    let t = res.report.tasks.iter().find(|t| t.name == name).unwrap();
+    assert_eq!(t.status, TaskStatus::Cancelled, "{t:?}");
+    let error = t.error.as_deref().unwrap_or_default();
+    assert!(!error.contains("not started"), "{error}");
+    assert!(error.contains("fail-fast") && error.contains("before its next attempt"));
+    assert_eq!(t.attempts.len(), 1, "{t:?}");
+    assert_eq!(t.attempts[0].wait_ms, None, "no wait happened: {t:?}");
+}
+
+/// SPEC §3/§8: a task waiting to retry holds nothing, and no attempt starts once a failure
+/// stopped the run: it is cancelled then, not once its wait is over.
+#[tokio::test(start_paused = true)]
+async fn fail_fast_cancels_a_task_waiting_to_retry_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    // One slot: `a-flaky` fails and waits, then `b-bad` fails for good.
+    let tasks = vec![
+        retried("a-flaky", "exit 1", Duration::from_secs(60)),
+        fails_at_once("b-bad"),
+    ];
+    let start = tokio::time::Instant::now();
+    let (res, events) = go(pipeline(d.path(), 1, tasks), opts()).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "the wait was sat out"
+    );
+    assert_eq!(res.exit_code, 1);
+    assert_eq!(status(&res, "b-bad"), TaskStatus::Failed);
+    cancelled_before_its_next_attempt(&res, "a-flaky");
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, Event::RetryScheduled { .. }))
+        .count();
+    assert_eq!(retries, 1, "the wait it was in when the run stopped");
+}
+
+/// An attempt that fails after fail-fast stopped the run is not retried: no retry is
+/// announced, none is waited for.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_failing_after_fail_fast_is_not_retried() {
+    let d = tempfile::tempdir().unwrap();
+    let tasks = vec![
+        retried("late", "sleep 0.5; exit 1", Duration::from_secs(60)),
+        fails_at_once("bad"),
+    ];
+    let start = tokio::time::Instant::now();
+    let (res, events) = go(pipeline(d.path(), 2, tasks), opts()).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "a wait was sat out"
+    );
+    assert_eq!(status(&res, "bad"), TaskStatus::Failed);
+    cancelled_before_its_next_attempt(&res, "late");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::RetryScheduled { .. })),
+        "a retry that will not happen was announced"
+    );
+}
