@@ -15,21 +15,21 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 /// How a service ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceEnd {
-    /// taskrun stopped it after use (or because the run was interrupted).
+    /// taskrun stopped it: after use, or because the run stopped (before it was ready, too).
     Stopped,
     /// It never became ready, or exited on its own: the message says which.
     Failed(String),
 }
 
-/// Runs the service until `release` fires (or the run stops); sends `Ok` on `ready` once the
-/// probe succeeds, or `Err` when it never does.
+/// Runs the service until `release` fires (or the run stops); sends on `ready` once the probe
+/// succeeds. `release` also stops it while it is starting: a run that stops needs it no more.
 pub async fn run(
     svc: &Service,
     pipeline: &Pipeline,
     task: &Task,
     output: &TaskOutput,
     mut stop: watch::Receiver<Stop>,
-    release: oneshot::Receiver<()>,
+    mut release: oneshot::Receiver<()>,
     ready: oneshot::Sender<()>,
 ) -> ServiceEnd {
     let (argv, vars) = match (env::argv(&svc.run), env::env(pipeline, task)) {
@@ -57,16 +57,17 @@ pub async fn run(
     );
     let control = async {
         let became_ready = tokio::select! {
-            status = child.wait() => Err(match status {
+            status = child.wait() => Err(ServiceEnd::Failed(match status {
                 Ok(s) => format!("exited before it was ready ({})", process::describe(&s).1),
                 Err(e) => format!("waiting for the service failed: {e}"),
-            }),
-            r = probe.until_ready(svc.ready_timeout) => r,
-            () = process::stopped(&mut stop) => Err("interrupted before it was ready".to_string()),
+            })),
+            r = probe.until_ready(svc.ready_timeout) => r.map_err(ServiceEnd::Failed),
+            () = process::stopped(&mut stop) => Err(ServiceEnd::Failed("interrupted before it was ready".to_string())),
+            _ = &mut release => Err(ServiceEnd::Stopped),
         };
-        if let Err(e) = became_ready {
+        if let Err(end) = became_ready {
             let _ = process::terminate(&mut child, pid, &mut stop).await;
-            return ServiceEnd::Failed(e);
+            return end;
         }
         let _ = ready.send(());
         tokio::select! {

@@ -171,9 +171,14 @@ impl Loop<'_> {
     ) {
         use crate::actions::service::ServiceEnd;
         let ready = self.recs[task].is_ready_service();
+        // Stopped before it was ready: the run stopped, and nothing it would serve may start.
+        let unready = match self.interrupted {
+            Some(_) => "interrupted before it was ready",
+            None => "the run stopped after a failure (fail-fast) before it was ready",
+        };
         let (outcome, error) = match &end {
             ServiceEnd::Stopped if ready => (AttemptOutcome::Succeeded, None),
-            ServiceEnd::Stopped => (AttemptOutcome::Cancelled, Some("interrupted".to_string())),
+            ServiceEnd::Stopped => (AttemptOutcome::Cancelled, Some(unready.to_string())),
             ServiceEnd::Failed(e) => (AttemptOutcome::Failed, Some(e.clone())),
         };
         let rec = &mut self.recs[task];
@@ -203,24 +208,28 @@ impl Loop<'_> {
         }
     }
 
-    /// Stops a running service once no dependent is pending or running.
+    /// Stops a running service once no dependent is pending or running, and one still
+    /// starting once the run stops (no dependent of it can have started; none will now).
     pub(super) fn release_unneeded_service(&mut self, s: usize) {
-        let running = self.recs[s]
-            .service
-            .as_ref()
-            .is_some_and(|x| x.ready && x.release.is_some());
-        if !running {
+        let Some(service) = self.recs[s].service.as_ref() else {
+            return;
+        };
+        if service.release.is_none() {
             return;
         }
-        let needed = self.plan.dependents[s].iter().any(|&d| {
-            self.plan.selected[d]
-                && !self.parked[d]
-                && match self.recs[d].stage {
-                    Stage::Running | Stage::RetryWait | Stage::WaitService => true,
-                    Stage::Waiting | Stage::Ready => !self.stopping,
-                    Stage::Done => false,
-                }
-        });
+        let needed = if !service.ready {
+            !self.stopping
+        } else {
+            self.plan.dependents[s].iter().any(|&d| {
+                self.plan.selected[d]
+                    && !self.parked[d]
+                    && match self.recs[d].stage {
+                        Stage::Running | Stage::RetryWait | Stage::WaitService => true,
+                        Stage::Waiting | Stage::Ready => !self.stopping,
+                        Stage::Done => false,
+                    }
+            })
+        };
         if !needed && let Some(tx) = self.recs[s].service_mut().release.take() {
             let _ = tx.send(());
         }

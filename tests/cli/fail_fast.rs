@@ -93,3 +93,51 @@ run = "exit 1"
         "its own failure is said: {error}"
     );
 }
+
+/// A service still waiting to become ready when fail-fast stops the run is stopped at once,
+/// not waited on for its whole `ready_timeout`: nothing will start that needs it. It and its
+/// dependent (not downstream of the failure) are `cancelled`, not `failed` and `skipped`.
+#[test]
+fn fail_fast_stops_a_service_still_starting() {
+    let nobody = crate::refused::RefusedPort::new();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.svc]
+service = {{ run = "echo $$$$ > svc.pid; exec sleep 48", ready = {{ tcp = "{}" }}, ready_timeout = "20s" }}
+
+[tasks.a]
+deps = ["svc"]
+run = "touch a.ran"
+
+[tasks.bad]
+run = "sleep 1; exit 1"
+"#,
+        nobody.addr()
+    ));
+    let started = Instant::now();
+    let run = ws.run(&[]);
+    let took = started.elapsed();
+    run.code(1);
+    assert!(
+        took < Duration::from_secs(12),
+        "waited for the service: {took:?}"
+    );
+    let report = ws.last_report();
+    assert_eq!(task(&report, "bad")["status"], "failed");
+    let svc = task(&report, "svc");
+    assert_eq!(svc["status"], "cancelled", "{svc:#}");
+    let error = svc["error"].as_str().unwrap_or_default();
+    assert!(error.contains("fail-fast"), "{svc:#}");
+    assert_eq!(task(&report, "a")["status"], "cancelled");
+    let s = &report["summary"];
+    assert_eq!(
+        (s["failed"].as_u64(), s["cancelled"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(!ws.exists("a.ran"));
+    let pid: i32 = ws.read("svc.pid").trim().parse().unwrap();
+    assert!(
+        crate::support::dies_soon(pid),
+        "service {pid} still running"
+    );
+}
