@@ -62,7 +62,8 @@ pub async fn run(
                 Err(e) => format!("waiting for the service failed: {e}"),
             })),
             r = probe.until_ready(svc.ready_timeout) => r.map_err(ServiceEnd::Failed),
-            () = process::stopped(&mut stop) => Err(ServiceEnd::Failed("interrupted before it was ready".to_string())),
+            // Not its failure: the run stopped (an interrupt, or fail-fast's release).
+            () = process::stopped(&mut stop) => Err(ServiceEnd::Stopped),
             _ = &mut release => Err(ServiceEnd::Stopped),
         };
         if let Err(end) = became_ready {

@@ -287,4 +287,48 @@ run = "sleep 60 & echo $! > f.pid; exit 1"
         assert!(dies_soon(p), "{f} ({p}) outlived its task");
     }
     assert_eq!(ws.read("x.txt"), "early\n");
+
+/// An interrupt while a service waits to become ready stops it, and it is `cancelled` (SPEC
+/// §6: stopped because the run stopped), as is its dependent, which never started (§8): not
+/// `failed` and `skipped`, and the run counts no failure.
+#[test]
+fn an_interrupt_while_a_service_starts_cancels_it_and_its_dependent() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let nobody = crate::refused::RefusedPort::new();
+        let ws = Workspace::new(&format!(
+            r#"
+[tasks.svc]
+service = {{ run = "echo $$$$ > svc.pid; exec sleep 48", ready = {{ tcp = "{}" }}, ready_timeout = "60s" }}
+
+[tasks.user]
+deps = ["svc"]
+run = "touch user.ran"
+"#,
+            nobody.addr()
+        ));
+        let child = ws
+            .cmd(&["taskrun.toml"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_files(ws.root(), &["svc.pid"]);
+        signal(&child, sig);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
+        let report = ws.last_report();
+        assert_eq!(report["status"], "interrupted");
+        let svc = task(&report, "svc");
+        assert_eq!(svc["status"], "cancelled", "{svc:#}");
+        let error = svc["error"].as_str().unwrap_or_default();
+        assert!(error.contains("interrupted before it was ready"), "{svc:#}");
+        assert_eq!(task(&report, "user")["status"], "cancelled");
+        let s = &report["summary"];
+        assert_eq!(
+            (s["failed"].as_u64(), s["cancelled"].as_u64()),
+            (Some(0), Some(2))
+        );
+        assert!(!ws.exists("user.ran"));
+        assert!(dies_soon(pid(ws.root(), "svc.pid")), "the service survived");
+    }
 }
