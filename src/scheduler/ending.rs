@@ -45,10 +45,7 @@ impl Loop<'_> {
 
     /// Everything not finished is cancelled; builds the report and tells the sinks.
     pub(super) fn finish(&mut self) -> RunResult {
-        let why = match self.interrupted {
-            Some(_) => "not started: the run was interrupted".to_string(),
-            None => "not started: the run stopped after a failure (fail-fast)".to_string(),
-        };
+        let why = self.not_started_why();
         // Parked for the next phase of the run: nothing to tell about them yet.
         let parked = (!self.stopping).then(|| super::earlier::parked(&self.plan));
         for i in self.plan.order.clone() {

@@ -90,20 +90,55 @@ impl Loop<'_> {
         }
     }
 
-    /// A standby service whose dependents are all done was never needed: it counts as cached
-    /// (unless tasks parked for the next phase of the run depend on it: it waits for them).
+    /// A standby service whose dependents are all done was never needed: see
+    /// [`Self::settle_unneeded_service`].
     pub(super) fn settle_standby_service(&mut self, s: usize) {
-        let serves_parked = self.serves_parked(s);
-        let rec = &mut self.recs[s];
-        if rec.is_standby()
-            && rec.open_dependents == 0
-            && rec.stage != Stage::Done
-            && !serves_parked
-        {
-            rec.service_mut().standby = false;
-            rec.error = None;
-            self.complete(s, TaskStatus::Cached);
+        if self.recs[s].is_standby() {
+            self.settle_unneeded_service(s);
         }
+    }
+
+    /// A service that never started, whose selected dependents are all done (none parked
+    /// for the next phase of the run), was not needed. It is `cached` when no dependent
+    /// failed, was skipped or cancelled (they were all hits, SPEC §2); else `cancelled` when
+    /// the run stopped (SPEC §8), and under `--keep-going` `skipped`: the failure that kept
+    /// its dependents from running is why nothing needed it.
+    fn settle_unneeded_service(&mut self, s: usize) {
+        let rec = &self.recs[s];
+        if rec.open_dependents > 0 || rec.stage == Stage::Done || self.serves_parked(s) {
+            return;
+        }
+        let mut dependents = self.plan.dependents[s]
+            .iter()
+            .filter(|&&d| self.plan.selected[d])
+            .peekable();
+        // Selected on its own: it is run for itself.
+        if dependents.peek().is_none() {
+            return;
+        }
+        let did_not_run = dependents.find(|&&d| {
+            matches!(
+                self.recs[d].status,
+                Some(TaskStatus::Failed | TaskStatus::Skipped | TaskStatus::Cancelled)
+            )
+        });
+        let (status, error) = match did_not_run {
+            None => (TaskStatus::Cached, None),
+            Some(_) if self.stopping => (TaskStatus::Cancelled, Some(self.not_started_why())),
+            Some(&d) => {
+                let dep = &self.recs[d];
+                let what = dep.status.map_or("cancelled", |s| s.as_str());
+                let why = format!(
+                    "skipped: not started, since no task that needs it ran (`{}` {what})",
+                    dep.name
+                );
+                (TaskStatus::Skipped, Some(why))
+            }
+        };
+        let rec = &mut self.recs[s];
+        rec.service_mut().standby = false;
+        rec.error = error;
+        self.complete(s, status);
     }
 
     /// Starts the service process (after the services it depends on are up).
@@ -112,7 +147,7 @@ impl Loop<'_> {
         if !needed {
             // Every dependent already reached a final status: nothing needs it.
             self.recs[i].stage = Stage::Waiting;
-            return;
+            return self.settle_unneeded_service(i);
         }
         if !self.ensure_services(i) {
             self.recs[i].stage = Stage::WaitService;

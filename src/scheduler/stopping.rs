@@ -10,11 +10,24 @@ impl Loop<'_> {
     /// The task failed for good: without `--keep-going` the run stops.
     pub(super) fn fail(&mut self, i: usize, error: String) {
         self.recs[i].error = Some(error);
-        self.complete(i, TaskStatus::Failed);
-        if !self.keep_going && !self.stopping {
+        let stops = !self.keep_going && !self.stopping;
+        // Before its failure settles what it leaves unneeded (a service only its skipped
+        // dependents needed): that is cancelled by a run that stops.
+        if stops {
             self.stopping = true;
+        }
+        self.complete(i, TaskStatus::Failed);
+        if stops {
             self.cancel_retry_waits();
             self.release_all_unneeded_services();
+        }
+    }
+
+    /// Why a task the stopped run never started is cancelled.
+    pub(super) fn not_started_why(&self) -> String {
+        match self.interrupted {
+            Some(_) => "not started: the run was interrupted".to_string(),
+            None => "not started: the run stopped after a failure (fail-fast)".to_string(),
         }
     }
 

@@ -331,3 +331,38 @@ run = "cat raw/a.txt > u.txt"
     assert_eq!(task(&report, "get")["status"], "succeeded");
     assert_eq!(ws.read("u.txt"), "v2\n");
 }
+
+/// A service none of whose dependents ran (its one dependent was skipped: the dependent's
+/// other dependency failed) never started, and nothing came from the cache: it is not
+/// `cached` (SPEC §2: only when every dependent is). Under fail-fast it is `cancelled`, as
+/// every task the stopped run never started (SPEC §8); under `--keep-going` the run did not
+/// stop, and it is `skipped`: the failure is why nothing needed it. Also when the service's
+/// own dependency ends after its dependent was skipped.
+#[test]
+fn a_service_whose_dependents_did_not_run_is_not_cached() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = format!(
+        r#"service = {{ run = "echo started >> svc.starts; exec sleep 60", ready = {{ tcp = "{addr}" }}, ready_timeout = "5s" }}"#
+    );
+    let plain = format!("[tasks.svc]\n{service}\n");
+    let after_slow =
+        format!("[tasks.slow]\nrun = \"sleep 0.5\"\n\n[tasks.svc]\ndeps = [\"slow\"]\n{service}\n");
+    for head in [plain, after_slow] {
+        let ws = Workspace::new(&format!(
+            "{head}\n[tasks.bad]\nrun = \"exit 1\"\n\n[tasks.x]\ndeps = [\"svc\", \"bad\"]\nrun = \"touch x.ran\"\n"
+        ));
+        for (flags, want) in [(&["-k"][..], "skipped"), (&[], "cancelled")] {
+            ws.run(flags).code(1);
+            let report = ws.last_report();
+            let svc = task(&report, "svc");
+            assert_eq!(svc["status"], want, "{flags:?} {head}\n{svc:#}");
+            assert_eq!(svc["cache_hit"], false);
+            assert!(svc["error"].is_string(), "it says why: {svc:#}");
+            assert_eq!(task(&report, "x")["status"], "skipped");
+            assert_eq!(report["summary"]["cached"], 0, "{flags:?} {head}");
+            assert!(!ws.exists("svc.starts") && !ws.exists("x.ran"));
+        }
+    }
+    drop(listener);
+}
