@@ -95,40 +95,46 @@ enum Probe {
     Tcp(String),
 }
 
+/// The longest one URL probe waits for an answer.
+const PROBE_ANSWER: Duration = Duration::from_secs(2);
+
 impl Probe {
+    /// Probes until ready; past `limit`, says what the last probe got.
     async fn until_ready(&self, limit: Duration) -> Result<(), String> {
         let client = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| format!("cannot build the readiness client: {e}"))?;
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let ok = match self {
-                Probe::Url(url, _) => match client.get(url).send().await {
-                    Ok(r) => r.status().as_u16() < 500,
-                    Err(_) => false,
+            let got = match self {
+                Probe::Url(url, shown) => {
+                    // A probe does not outlast the readiness limit by much.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let wait = PROBE_ANSWER.min(left).max(PROBE_INTERVAL);
+                    match client.get(url).timeout(wait).send().await {
+                        Ok(r) if r.status().as_u16() < 500 => return Ok(()),
+                        Ok(r) => format!("GET {shown} answered {}", r.status()),
+                        Err(e) if e.is_timeout() => {
+                            format!("GET {shown} got no answer (timed out)")
+                        }
+                        Err(e) if e.is_connect() => format!("GET {shown}: no connection"),
+                        // The error itself would name the exposed URL (maybe a secret).
+                        Err(_) => format!("GET {shown} got no valid HTTP answer"),
+                    }
+                }
+                Probe::Tcp(addr) => match tokio::net::TcpStream::connect(addr.as_str()).await {
+                    Ok(_) => return Ok(()),
+                    Err(_) => format!("no TCP connection to {addr}"),
                 },
-                Probe::Tcp(addr) => tokio::net::TcpStream::connect(addr.as_str()).await.is_ok(),
             };
-            if ok {
-                return Ok(());
-            }
             if tokio::time::Instant::now() + PROBE_INTERVAL > deadline {
                 return Err(format!(
-                    "not ready within {} ({})",
-                    humantime::format_duration(limit),
-                    self.describe()
+                    "not ready within {} ({got})",
+                    humantime::format_duration(limit)
                 ));
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Probe::Url(_, u) => format!("GET {u} answered no status below 500"),
-            Probe::Tcp(a) => format!("no TCP connection to {a}"),
         }
     }
 }

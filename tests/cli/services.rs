@@ -366,3 +366,41 @@ fn a_service_whose_dependents_did_not_run_is_not_cached() {
     }
     drop(listener);
 }
+
+/// A URL probe says what it last got: a server that takes the connection and never answers
+/// "got no answer" (it did not answer "no status below 500"), and one that answers 503 says
+/// so.
+#[test]
+fn a_url_probe_says_whether_it_got_no_answer_or_a_5xx() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let quiet = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        // Takes every connection and holds it, unanswered.
+        let held: Vec<_> = silent.incoming().collect();
+        drop(held);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let busy = ready_when(dir.path().join("never"));
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.quiet]
+service = {{ run = "exec sleep 60", ready = {{ url = "http://{quiet}/health" }}, ready_timeout = "2s" }}
+
+[tasks.busy]
+service = {{ run = "exec sleep 60", ready = {{ url = "http://{busy}/health" }}, ready_timeout = "2s" }}
+
+[tasks.user]
+deps = ["quiet", "busy"]
+run = "true"
+"#
+    ));
+    ws.run(&["-k"]).code(1);
+    let report = ws.last_report();
+    let error = |name: &str| task(&report, name)["error"].as_str().unwrap().to_string();
+    let quiet = error("quiet");
+    assert!(quiet.contains("not ready within 2s"), "{quiet}");
+    assert!(quiet.contains("got no answer"), "{quiet}");
+    assert!(!quiet.contains("status below 500"), "{quiet}");
+    let busy = error("busy");
+    assert!(busy.contains("answered 503"), "{busy}");
+}
