@@ -287,6 +287,7 @@ run = "sleep 60 & echo $! > f.pid; exit 1"
         assert!(dies_soon(p), "{f} ({p}) outlived its task");
     }
     assert_eq!(ws.read("x.txt"), "early\n");
+}
 
 /// An interrupt while a service waits to become ready stops it, and it is `cancelled` (SPEC
 /// §6: stopped because the run stopped), as is its dependent, which never started (§8): not
