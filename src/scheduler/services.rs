@@ -143,7 +143,11 @@ impl Loop<'_> {
 
     /// Starts the service process (after the services it depends on are up).
     pub(super) fn start_service(&mut self, i: usize) {
-        let needed = self.recs[i].open_dependents > 0 || self.plan.dependents[i].is_empty();
+        // Selected without any task that needs it (`taskrun M svc`): it is run for itself.
+        let on_its_own = !self.plan.dependents[i]
+            .iter()
+            .any(|&d| self.plan.selected[d]);
+        let needed = self.recs[i].open_dependents > 0 || on_its_own;
         if !needed {
             // Every dependent already reached a final status: nothing needs it.
             self.recs[i].stage = Stage::Waiting;

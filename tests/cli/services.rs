@@ -404,3 +404,33 @@ run = "true"
     let busy = error("busy");
     assert!(busy.contains("answered 503"), "{busy}");
 }
+
+/// A service named as the only TARGET is run for itself (started, ready, stopped), as one
+/// that no task needs is: it was left unstarted and reported as stopped by fail-fast in a
+/// run that succeeded.
+#[test]
+fn a_service_selected_without_its_dependents_runs_for_itself() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ws = Workspace::new(&format!(
+        r#"
+[tasks.svc]
+service = {{ run = "echo $$$$ > svc.pid; exec sleep 60", ready = {{ tcp = "{addr}" }}, ready_timeout = "5s" }}
+
+[tasks.use]
+deps = ["svc"]
+run = "touch use.ran"
+"#
+    ));
+    let r = ws.run(&["svc"]);
+    r.code(0);
+    assert_eq!(
+        task(&ws.last_report(), "svc")["status"],
+        "succeeded",
+        "{}",
+        r.stdout
+    );
+    assert!(!ws.path("use.ran").exists());
+    assert!(!r.stdout.contains("fail-fast"), "{}", r.stdout);
+    drop(listener);
+}
