@@ -20,7 +20,7 @@ use std::error::Error as _;
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::blocking::{Body, Client, Response};
@@ -41,9 +41,9 @@ const MAX_RECORD_BYTES: u64 = 64 << 20;
 pub struct RemoteOptions {
     /// TCP + TLS connect limit: short, so a dead host costs seconds, once.
     pub connect_timeout: Duration,
-    /// Limit on the wait for a response's headers, and on each read of its body (so a large
-    /// download is bounded by stalls, not by its size). An upload gets one more second per
-    /// MiB it sends, since its body is sent before the headers come back.
+    /// Limit on the wait for a response's headers, and on each read of its body. A whole
+    /// body (a record, a blob, an upload) gets this plus one second per MiB: a server that
+    /// sends a byte now and then must not hold a lookup for hours.
     pub timeout: Duration,
     /// Upload results (`[cache] remote_write`); false for laptops that only read.
     pub write: bool,
@@ -81,16 +81,43 @@ pub struct RemoteCache {
 }
 
 /// A response body reader that remembers whether a read failed (a network error), so a
-/// failed transfer can be told apart from a failed write to the local disk.
+/// failed transfer can be told apart from a failed write to the local disk, and gives up
+/// once the whole body is overdue.
 struct Tracked {
     inner: Response,
     failed: bool,
+    /// When the whole body must have arrived: the client's timeout bounds each read, and a
+    /// server sending a byte now and then would hold a lookup (and the run) for hours.
+    deadline: Instant,
+}
+
+impl Tracked {
+    /// `resp`'s body, to be read within `limit` from now.
+    fn new(inner: Response, limit: Duration) -> Self {
+        Self {
+            inner,
+            failed: false,
+            deadline: Instant::now() + limit,
+        }
+    }
 }
 
 impl Read for Tracked {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if Instant::now() > self.deadline {
+            self.failed = true;
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the body did not arrive in time",
+            ));
+        }
         self.inner.read(buf).inspect_err(|_| self.failed = true)
     }
+}
+
+/// The time a body of `len` bytes may take: the timeout plus a second per MiB.
+fn body_limit(timeout: Duration, len: u64) -> Duration {
+    timeout + Duration::from_secs(len >> 20)
 }
 
 /// "what failed: root cause" (reqwest's middle layers only repeat themselves).
@@ -212,7 +239,8 @@ impl RemoteCache {
                 return Ok(None);
             };
             let mut body = Vec::new();
-            resp.take(MAX_RECORD_BYTES)
+            Tracked::new(resp, self.options.timeout)
+                .take(MAX_RECORD_BYTES)
                 .read_to_end(&mut body)
                 .map_err(|e| Failure::Unreachable(e.to_string()))?;
             let rec: ActionRecord =
@@ -236,10 +264,8 @@ impl RemoteCache {
             let Some(resp) = self.send(client.get(self.url_for("cas", &hex)))? else {
                 return Ok(None);
             };
-            let mut body = Tracked {
-                inner: resp,
-                failed: false,
-            };
+            let len = size.or(resp.content_length()).unwrap_or(0);
+            let mut body = Tracked::new(resp, body_limit(self.options.timeout, len));
             match store.put_verified(&mut body, d, size) {
                 Ok(_) => Ok(Some(())),
                 Err(BlobError::Corrupt(_)) => {
@@ -264,7 +290,7 @@ impl RemoteCache {
         body: Body,
         len: u64,
     ) -> Result<(), Failure> {
-        let timeout = self.options.timeout + Duration::from_secs(len >> 20);
+        let timeout = body_limit(self.options.timeout, len);
         let req = client
             .put(self.url_for(kind, name))
             .timeout(timeout)
@@ -352,6 +378,47 @@ impl Drop for RemoteCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that announces a record and then sends a byte every 100 ms: the lookup gives
+    /// up once the whole body is overdue, rather than after every byte arrived (minutes).
+    #[test]
+    fn a_body_that_drips_is_given_up_on_its_deadline() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4000\r\n\r\n");
+            for _ in 0..4000 {
+                if s.write_all(b"{").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let url = url::Url::parse(&format!("http://{addr}/c")).unwrap();
+        let options = RemoteOptions {
+            timeout: Duration::from_millis(500),
+            ..RemoteOptions::default()
+        };
+        let remote = RemoteCache::new(&url, options);
+        let started = Instant::now();
+        assert!(remote.get_record(&"a".repeat(64)).is_none());
+        // 400 s if every byte were waited for; the deadline is half a second.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            !remote.is_enabled(),
+            "the remote stays off for the rest of the run"
+        );
+    }
 
     #[test]
     fn urls_join_without_double_slashes_and_hide_passwords() {
