@@ -77,7 +77,17 @@ pub struct RemoteCache {
     /// Blobs this run uploaded or found on the remote, each locked while it is being sent:
     /// two entries sharing a blob (the same log) send it once, and neither record goes
     /// out before the blob is there.
-    blobs: Mutex<FxHashMap<String, Arc<Mutex<bool>>>>,
+    blobs: Mutex<FxHashMap<String, Arc<Mutex<BlobState>>>>,
+}
+
+/// What this run knows of one blob on the remote.
+#[derive(Debug, Default)]
+struct BlobState {
+    /// Uploaded, or found there.
+    sent: bool,
+    /// Found there with content that does not match its name: sent again when this run
+    /// produces it, whatever `HEAD` says (it only tells that a file of that name is there).
+    corrupt: bool,
 }
 
 /// A response body reader that remembers whether a read failed (a network error), so a
@@ -269,6 +279,10 @@ impl RemoteCache {
             match store.put_verified(&mut body, d, size) {
                 Ok(_) => Ok(Some(())),
                 Err(BlobError::Corrupt(_)) => {
+                    self.blob_state(&hex)
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .corrupt = true;
                     Err(Failure::Corrupt("content does not match its digest".into()))
                 }
                 Err(e) if body.failed => Err(Failure::Unreachable(e.to_string())),
@@ -276,6 +290,16 @@ impl RemoteCache {
             }
         })();
         self.settle(&format!("cas/{hex}"), r).is_some()
+    }
+
+    /// The slot of blob `hex`, locked while it is being sent.
+    fn blob_state(&self, hex: &str) -> Arc<Mutex<BlobState>> {
+        self.blobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(hex.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Whether the remote already has blob `hex` (`HEAD`).
@@ -331,16 +355,10 @@ impl RemoteCache {
                 let Some(d) = from_hex(hex) else {
                     return Err(Failure::Local(format!("bad digest {hex}")));
                 };
-                let slot = self
-                    .blobs
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(hex.to_string())
-                    .or_default()
-                    .clone();
-                let mut sent = slot.lock().unwrap_or_else(PoisonError::into_inner);
-                if *sent || self.has_blob(client, hex)? {
-                    *sent = true;
+                let slot = self.blob_state(hex);
+                let mut state = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                if state.sent || (!state.corrupt && self.has_blob(client, hex)?) {
+                    state.sent = true;
                     continue;
                 }
                 let path = store.blob_path(&d);
@@ -351,7 +369,8 @@ impl RemoteCache {
                     .map_err(|e| Failure::Local(format!("{}: {e}", path.display())))?
                     .len();
                 self.put(client, ("cas", hex), Body::sized(file, len), len)?;
-                *sent = true;
+                state.sent = true;
+                state.corrupt = false;
             }
             let bytes = serde_json::to_vec_pretty(record)
                 .map_err(|e| Failure::Local(format!("serialising the record: {e}")))?;

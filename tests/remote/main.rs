@@ -210,6 +210,44 @@ fn a_corrupt_remote_blob_is_a_miss_never_a_wrong_output() {
     }
 }
 
+/// A machine that found a remote blob corrupt and then produced it sends it again, though
+/// `HEAD` says the remote has it: the damage is mended for every machine after it.
+#[test]
+fn a_corrupt_remote_blob_is_mended_by_the_next_machine_that_produces_it() {
+    let server = CacheServer::new();
+    machine(&server.url(), true).run();
+    // The blob of the output `out/merged.csv`.
+    let blobs: Vec<String> = server
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("/cas/") && server.get(p).as_deref() == Some(b"1\n2\n"))
+        .collect();
+    assert_eq!(blobs.len(), 1, "{:?}", server.paths());
+    let good: Vec<Vec<u8>> = blobs.iter().map(|p| server.get(p).unwrap()).collect();
+    for (path, bytes) in blobs.iter().zip(&good) {
+        let mut bad = bytes.clone();
+        bad.push(b'!');
+        server.put(path, bad);
+    }
+    let b = machine(&server.url(), true);
+    let (out, warnings) = with_warnings(|| b.run());
+    assert!(out.iter().any(ran), "{out:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("corrupt")),
+        "{warnings:?}"
+    );
+    for (path, bytes) in blobs.iter().zip(&good) {
+        assert_eq!(
+            server.get(path).as_ref(),
+            Some(bytes),
+            "{path} still corrupt"
+        );
+    }
+    let (out, warnings) = with_warnings(|| machine(&server.url(), false).run());
+    assert!(!out.iter().any(ran), "{out:?}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 #[test]
 fn a_corrupt_remote_record_is_a_miss_and_the_remote_stays_on() {
     let server = CacheServer::new();
