@@ -173,15 +173,17 @@ fn parents(path: &str) -> impl Iterator<Item = &str> {
 
 fn pool_use(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], pools: &Pools) {
     for (task, s) in tasks.values().zip(spans) {
+        // Reported once for all the tasks that take `uses` from `[defaults]`.
+        let who = match s.uses_from_defaults {
+            true => "`[defaults]`".to_string(),
+            false => format!("task `{}`", task.name),
+        };
         for (pool, slots, span) in &s.uses {
             match pools.get(pool) {
                 None => {
                     let p = Problem::at(
                         span.clone(),
-                        format!(
-                            "task `{}` uses pool `{pool}`, which is not declared",
-                            task.name
-                        ),
+                        format!("{who} uses pool `{pool}`, which is not declared"),
                     )
                     .label("unknown pool");
                     r.push(match suggest(pool, pools.keys().map(String::as_str)) {
@@ -193,10 +195,7 @@ fn pool_use(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], pools: &Po
                     r.push(
                         Problem::at(
                             span.clone(),
-                            format!(
-                                "task `{}` asks {slots} slots of pool `{pool}`, which has {size}",
-                                task.name
-                            ),
+                            format!("{who} asks {slots} slots of pool `{pool}`, which has {size}"),
                         )
                         .label("more than the pool has")
                         .help("the task could never start; lower `uses` or raise the pool size"),

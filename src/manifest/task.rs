@@ -27,18 +27,26 @@ pub struct TaskSpans {
     pub outputs: Vec<Range<usize>>,
     /// Each pool use: name, slots, place.
     pub uses: Vec<(String, u32, Range<usize>)>,
+    /// `uses` came from `[defaults]`: a problem with it is `[defaults]`'s, said once.
+    pub uses_from_defaults: bool,
 }
 
-/// A task field's name for messages: `tasks.NAME.KEY`.
+/// A task field's name for messages: `tasks.NAME.KEY`, or `defaults.KEY` when the task
+/// takes the field from `[defaults]` (so its problem reads the same, and is reported once,
+/// for every task).
 #[derive(Debug, Clone, Copy)]
 pub struct FieldName<'a, 'k> {
     task: &'a str,
     key: &'k str,
+    from_defaults: bool,
 }
 
 impl std::fmt::Display for FieldName<'_, '_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "tasks.{}.{}", self.task, self.key)
+        match self.from_defaults {
+            true => write!(f, "defaults.{}", self.key),
+            false => write!(f, "tasks.{}.{}", self.task, self.key),
+        }
     }
 }
 
@@ -61,11 +69,17 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         get(self.table, key).or_else(|| self.defaults.and_then(|d| get(d, key)))
     }
 
+    /// True when the task leaves `key` out and `[defaults]` gives it.
+    fn given_by_defaults(&self, key: &str) -> bool {
+        get(self.table, key).is_none() && self.defaults.is_some_and(|d| get(d, key).is_some())
+    }
+
     /// `tasks.NAME.KEY`, formatted only if a problem names it.
     pub(super) fn what<'k>(&self, key: &'k str) -> FieldName<'a, 'k> {
         FieldName {
             task: self.name,
             key,
+            from_defaults: self.given_by_defaults(key),
         }
     }
 
@@ -181,6 +195,7 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
                     spans.uses.push((pool, n as u32, k.span()));
                 }
             }
+            spans.uses_from_defaults = self.given_by_defaults("uses");
         }
         let cache = match self
             .field("cache")

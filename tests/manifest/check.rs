@@ -127,6 +127,22 @@ fn a_mistake_in_defaults_is_reported_once_where_it_is() {
         }
         assert!(!stderr.contains("`tasks.a."), "{stderr}");
     }
+    // `uses` too, whether it is no table or names pools that do not exist.
+    let three = "[tasks.a]\nrun = \"true\"\n[tasks.b]\nrun = \"true\"\n[tasks.c]\nrun = \"true\"\n";
+    for (uses, said) in [
+        ("[\"net\"]", "`defaults.uses` must be a table"),
+        (
+            "{ nett = 1 }",
+            "`[defaults]` uses pool `nett`, which is not declared",
+        ),
+    ] {
+        let ws = Workspace::new(&format!(
+            "[pools]\nnet = 2\n[defaults]\nuses = {uses}\n{three}"
+        ));
+        let stderr = refused(&ws);
+        assert!(stderr.contains("has 1 problem"), "{stderr}");
+        assert_eq!(stderr.matches(said).count(), 1, "{said}: {stderr}");
+    }
 }
 
 #[test]

@@ -86,6 +86,7 @@ pub fn stand_in(
         deps: dep_spans,
         outputs: output_spans,
         uses: Vec::new(),
+        uses_from_defaults: false,
     };
     (task, spans)
 }
