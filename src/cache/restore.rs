@@ -208,9 +208,17 @@ fn remove_unrecorded(ws: &Workspace, record: &ActionRecord) {
         if !matches!(ws.look(&dir), Ok(Found::Entry(m)) if m.is_dir()) {
             continue;
         }
+        // An output directory that is a link (`gen -> src`) leads to what other people
+        // keep there: its target is written into by a restore, never swept.
+        let abs = ws.root().join(d);
+        if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) {
+            tracing::debug!("{d} is a symlink: files the record does not hold are kept");
+            continue;
+        }
         // Deepest first, so a directory emptied here goes too.
-        let walk = walkdir::WalkDir::new(ws.root().join(d))
+        let walk = walkdir::WalkDir::new(&abs)
             .follow_links(false)
+            .follow_root_links(false)
             .min_depth(1)
             .contents_first(true);
         for entry in walk.into_iter().flatten() {

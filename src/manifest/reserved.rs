@@ -111,8 +111,10 @@ fn problem(span: &Range<usize>, task: &str, out: &str, path: &str, what: &str) -
 
 /// Equal, inside, or containing (an output directory holding the reserved path would
 /// delete or restore it). A cache dir that is the workspace is refused before this check.
+/// The workspace root itself (`""`, where a link such as `out -> .` lands) holds them all.
 pub fn clashes(out: &str, reserved: &str) -> bool {
-    RelPath::parse(out).is_some_and(|o| o.contains(reserved))
+    out.is_empty()
+        || RelPath::parse(out).is_some_and(|o| o.contains(reserved))
         || RelPath::parse(reserved).is_some_and(|r| r.contains(out))
 }
 
