@@ -130,7 +130,7 @@ pub fn run_with_cache(
     if args.locked {
         refuse_unlocked(&plan, &unpinned, &sel.vars)?;
     }
-    check_destinations(&args)?;
+    check_destinations(&args, &plan.pipeline)?;
     let runtime = runtime()?;
     let started = SystemTime::now();
     let run_id = report::new_run_id(started);
@@ -476,15 +476,19 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// Stops the run before it starts when a report file it was asked for cannot be written.
-fn check_destinations(args: &RunArgs) -> Result<(), Error> {
+fn check_destinations(args: &RunArgs, pipeline: &crate::model::Pipeline) -> Result<(), Error> {
     let asked = [
         ("--report", &args.report),
         ("--junit", &args.junit),
         ("--trace", &args.trace),
     ];
+    if asked.iter().all(|(_, path)| path.is_none()) {
+        return Ok(());
+    }
+    let taken = report::destination::Taken::of(pipeline);
     for (flag, path) in asked {
         if let Some(path) = path {
-            report::destination::check(flag, path).map_err(|message| {
+            report::destination::check(flag, path, &taken).map_err(|message| {
                 Error::usage_with_hint(message, format!("give {flag} a path you can write"))
             })?;
         }

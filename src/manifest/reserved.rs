@@ -72,7 +72,7 @@ pub fn paths(manifest: &Path, root: &Path, cache_dir: &Path) -> Vec<(String, &'s
 
 /// `path` with its symlinks and `..` resolved as far as it exists, the rest taken lexically
 /// (a cache dir need not exist yet).
-fn resolved(path: &Path) -> std::path::PathBuf {
+pub(crate) fn resolved(path: &Path) -> std::path::PathBuf {
     use std::path::Component;
     let mut rest = Vec::new();
     let mut base = path;

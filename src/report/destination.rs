@@ -1,66 +1,145 @@
 //! Checks, before a run starts, that the files it was asked to write at its end (`--report`,
-//! `--junit`, `--trace`) can be written: a typo in a CI job's path should stop the job at
-//! once, not after an hour of work whose report then goes nowhere.
+//! `--junit`, `--trace`) can be written, and may be: a typo in a CI job's path should stop
+//! the job at once, not after an hour of work whose report then goes nowhere, and a report
+//! must not take the place of the manifest or of a task's output. The check changes nothing
+//! on disk: a missing directory is made only when the report is written.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Why `path` (given with `flag`) cannot take a file, or `Ok` when a file can be created
-/// beside it. Creates the missing parent directories, as the writers at the end do.
-pub fn check(flag: &str, path: &Path) -> Result<(), String> {
+use crate::model::Pipeline;
+
+/// The workspace paths a report may not be written over, each with what it is.
+pub struct Taken {
+    root: PathBuf,
+    paths: Vec<(String, String)>,
+}
+
+impl Taken {
+    /// The manifest, its lockfile, `.taskrun/`, the cache dir and every declared output.
+    pub fn of(pipeline: &Pipeline) -> Self {
+        let reserved = crate::manifest::reserved::paths(
+            &pipeline.manifest_path,
+            &pipeline.root,
+            &pipeline.cache.dir,
+        );
+        let mut paths: Vec<(String, String)> = reserved
+            .into_iter()
+            .map(|(p, what)| (p, what.to_string()))
+            .collect();
+        for task in pipeline.tasks.values() {
+            for out in &task.outputs {
+                paths.push((
+                    out.as_str().to_string(),
+                    format!("an output of task `{}`", task.name),
+                ));
+            }
+        }
+        Self {
+            root: crate::manifest::reserved::resolved(&pipeline.root),
+            paths,
+        }
+    }
+
+    /// What `path` would overwrite or lie inside, if anything.
+    fn clash(&self, path: &Path) -> Option<&str> {
+        let abs = std::path::absolute(path).ok()?;
+        let resolved = crate::manifest::reserved::resolved(&abs);
+        let rel = resolved.strip_prefix(&self.root).ok()?.to_str()?;
+        self.paths
+            .iter()
+            .find(|(p, _)| crate::manifest::reserved::clashes(rel, p))
+            .map(|(_, what)| what.as_str())
+    }
+}
+
+/// Why `path` (given with `flag`) cannot or may not take the file, or `Ok`.
+pub fn check(flag: &str, path: &Path, taken: &Taken) -> Result<(), String> {
     let why = |e: &dyn std::fmt::Display| format!("cannot write {flag} {}: {e}", path.display());
     if path.as_os_str().is_empty() {
         return Err(format!("{flag} needs a file name"));
     }
+    if path == Path::new("-") {
+        return Err(why(&"`-` is not a file here (stdout is the console's)"));
+    }
     if path.is_dir() {
         return Err(why(&"it is a directory"));
     }
-    // `create_dir_all` would only say "File exists" of a file where a directory must be.
-    if let Some(file) = path
+    if let Some(what) = taken.clash(path) {
+        return Err(why(&format_args!("it is {what}")));
+    }
+    let access = rustix::fs::Access::WRITE_OK;
+    let denied = |at: &Path, e: rustix::io::Errno| {
+        why(&format_args!(
+            "{}: {}",
+            at.display(),
+            std::io::Error::from(e)
+        ))
+    };
+    // What is not a regular file (`/dev/stdout`, a FIFO) is written into as it is.
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
+        return rustix::fs::access(&target, access).map_err(|e| denied(&target, e));
+    }
+    // Else a temp file is renamed onto it: the nearest part of the path that exists must be
+    // a directory this user may write.
+    let existing = target
         .ancestors()
         .skip(1)
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
         .find(|a| a.exists() || a.is_symlink())
-        && !file.as_os_str().is_empty()
-        && !file.is_dir()
-    {
-        return Err(why(&format_args!("{} is not a directory", file.display())));
+        .unwrap_or(Path::new("."));
+    if !existing.is_dir() {
+        return Err(why(&format_args!(
+            "{} is not a directory",
+            existing.display()
+        )));
     }
-    // A temp file beside it, as the final write makes, proves the directory takes one.
-    crate::workspace::user_temp_beside(path)
-        .map(drop)
-        .map_err(|e| why(&e))
+    rustix::fs::access(existing, access | rustix::fs::Access::EXEC_OK)
+        .map_err(|e| denied(existing, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_new_file_in_a_new_directory_can_be_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reports/run.json");
-        assert_eq!(check("--report", &path), Ok(()));
-        assert!(dir.path().join("reports").is_dir());
-        // The probe leaves nothing behind, not even the file itself.
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("reports"))
-                .unwrap()
-                .count(),
-            0
-        );
+    fn nothing_taken(root: &Path) -> Taken {
+        Taken {
+            root: root.to_path_buf(),
+            paths: vec![("taskrun.toml".into(), "the manifest itself".into())],
+        }
     }
 
     #[test]
-    fn a_directory_or_a_path_under_a_file_is_refused() {
+    fn a_new_file_in_a_new_directory_is_fine_and_nothing_is_made() {
         let dir = tempfile::tempdir().unwrap();
-        let err = check("--junit", dir.path()).unwrap_err();
+        let path = dir.path().join("reports/run.json");
+        assert_eq!(check("--report", &path, &nothing_taken(dir.path())), Ok(()));
+        assert!(!dir.path().join("reports").exists());
+    }
+
+    #[test]
+    fn a_directory_a_path_under_a_file_stdout_and_the_manifest_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = crate::manifest::reserved::resolved(dir.path());
+        let taken = nothing_taken(&root);
+        let err = check("--junit", &root, &taken).unwrap_err();
         assert!(
             err.contains("--junit") && err.contains("is a directory"),
             "{err}"
         );
-        let file = dir.path().join("f");
+        let file = root.join("f");
         std::fs::write(&file, "x").unwrap();
-        let err = check("--trace", &file.join("t.json")).unwrap_err();
-        assert!(err.starts_with("cannot write --trace"), "{err}");
+        let err = check("--trace", &file.join("t.json"), &taken).unwrap_err();
         assert!(err.ends_with("f is not a directory"), "{err}");
+        let err = check("--report", Path::new("-"), &taken).unwrap_err();
+        assert!(err.contains("stdout"), "{err}");
+        let err = check("--report", &root.join("taskrun.toml"), &taken).unwrap_err();
+        assert!(err.ends_with("it is the manifest itself"), "{err}");
     }
 }

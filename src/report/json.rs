@@ -46,14 +46,22 @@ pub fn write_all<'a>(
         .collect()
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename.
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename. A link
+/// is written through (its target replaced, the link kept); what is not a regular file
+/// (`/dev/stdout`, a FIFO) is written into as it is, never replaced by a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&target)?;
+        f.write_all(bytes)?;
+        return f.write_all(b"\n");
+    }
     // Named like every interrupted write's temp file: a kill -9 here leaves nothing that
     // input globs or output snapshots would see (a report may be written into the workspace).
-    let mut tmp = crate::workspace::user_temp_beside(path)?;
+    let mut tmp = crate::workspace::user_temp_beside(&target)?;
     tmp.write_all(bytes)?;
     tmp.write_all(b"\n")?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    tmp.persist(&target).map_err(|e| e.error)?;
     Ok(())
 }
 

@@ -120,9 +120,35 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_starts() {
     let r = ws.run(&["--junit", "."]);
     r.code(2);
     assert!(r.stderr.contains("it is a directory"), "{}", r.stderr);
-    // A directory that does not exist yet is made, as before.
+    // Nor may a report take the place of the manifest or of an output, or go to `-`.
+    for (path, why) in [
+        ("taskrun.toml", "it is the manifest itself"),
+        ("o.txt", "it is an output of task `a`"),
+        ("-", "stdout"),
+    ] {
+        let r = ws.run(&["--report", path]);
+        r.code(2);
+        assert!(r.stderr.contains(why), "{path}: {}", r.stderr);
+    }
+    // A directory that does not exist yet is made when the report is written, not before
+    // the run (where a task's `mkdir` would find it).
+    ws.write(
+        "taskrun.toml",
+        "[tasks.a]\nrun = \"mkdir new && echo ran > new/o.txt\"\noutputs = [\"new/o.txt\"]\n",
+    );
     ws.run(&["--report", "new/dir/r.json"]).code(0);
     assert!(ws.path("new/dir/r.json").is_file());
+    // What is no regular file is written into, not replaced (a FIFO's reader gets it).
+    let fifo = std::ffi::CString::new(ws.path("pipe").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let reader = {
+        let path = ws.path("pipe");
+        std::thread::spawn(move || std::fs::read_to_string(path).unwrap())
+    };
+    ws.run(&["--report", "pipe"]).code(0);
+    assert!(reader.join().unwrap().contains("\"run_id\""));
+    assert!(!ws.path("pipe").is_file());
 }
 
 #[test]
