@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Workspace, dies_soon, task};
+use crate::support::{Workspace, dies_soon, dies_soon_within, task};
 
 const TREE: &str = r#"
 [pipeline]
@@ -287,6 +287,22 @@ run = "sleep 60 & echo $! > f.pid; exit 1"
         assert!(dies_soon(p), "{f} ({p}) outlived its task");
     }
     assert_eq!(ws.read("x.txt"), "early\n");
+    // A process that left the group (`setsid`) is not the task's: it outlives it.
+    ws.write(
+        "taskrun.toml",
+        "[tasks.d]\nrun = \"setsid sh -c 'echo $$$$ > d.pid; exec sleep 30' > /dev/null 2>&1 & \
+         while [ ! -s d.pid ]; do sleep 0.01; done\"\n",
+    );
+    ws.run(&[]).code(0);
+    let daemon = pid(ws.root(), "d.pid");
+    assert!(
+        !dies_soon_within(daemon, Duration::from_millis(500)),
+        "setsid's process was killed"
+    );
+    // SAFETY: stopping the test's own stray process.
+    unsafe {
+        libc::kill(daemon, libc::SIGKILL);
+    }
 }
 
 /// An interrupt while a service waits to become ready stops it, and it is `cancelled` (SPEC

@@ -52,7 +52,12 @@ pub fn max_overlap(iv: &[(String, u128, u128)]) -> usize {
 
 /// Whether `pid` is gone within a few seconds (SIGKILL is delivered asynchronously).
 pub fn dies_soon(pid: i32) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    dies_soon_within(pid, std::time::Duration::from_secs(5))
+}
+
+/// Whether `pid` is gone within `limit`.
+pub fn dies_soon_within(pid: i32, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
     while alive(pid) {
         if std::time::Instant::now() > deadline {
             return false;

@@ -182,6 +182,30 @@ pub fn signal_group(pid: u32, signal: libc::c_int) {
     }
 }
 
+/// How long what a command left in its group gets to leave it (`setsid x &` is still on its
+/// way to `setsid()` when the shell exits) before the group gets SIGKILL.
+const LEFTOVER_GRACE: Duration = Duration::from_millis(100);
+
+/// Stops what the command that led group `pid` left running in it (`cmd &`): it would go on
+/// changing the outputs after they are recorded, and outlive the run (SPEC §13). A group
+/// already empty (the usual case) costs one system call and no wait.
+async fn stop_leftovers(pid: u32) {
+    if !group_alive(pid) {
+        return;
+    }
+    tokio::time::sleep(LEFTOVER_GRACE).await;
+    signal_group(pid, libc::SIGKILL);
+}
+
+/// Whether any process is left in the group led by `pid`.
+fn group_alive(pid: u32) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: killpg with signal 0 only checks that the group exists.
+    pgid > 0 && unsafe { libc::killpg(pgid, 0) } == 0
+}
+
 /// Streams the child's stdout and stderr line by line into `sink` while waiting for it to end,
 /// stopping its group on `timeout` or on a stop request.
 pub async fn supervise(
@@ -216,9 +240,7 @@ pub async fn supervise(
         };
         tokio::select! {
             status = child.wait() => {
-                // What it left running in its group (`cmd &`) would go on changing the
-                // outputs after they are recorded, and outlive the run (SPEC §13).
-                signal_group(pid, libc::SIGKILL);
+                stop_leftovers(pid).await;
                 exited.notify_one();
                 return status.map(End::Exited);
             }
