@@ -4,37 +4,66 @@
 //!
 //! An advisory `flock` on `<cache dir>/lock` (std's `File::lock`): the kernel drops it when the
 //! process dies, so a crashed run never leaves a stale lock behind.
+//!
+//! A run tells the processes it starts which cache dir it holds ([`HELD_ENV`]): a task that
+//! runs taskrun on the same cache dir (a sub-pipeline) shares its parent's lock rather than
+//! waiting forever for a parent that waits for it.
 
+use std::ffi::OsString;
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Name of the lock file inside the cache dir.
 pub const LOCK_FILE: &str = "lock";
 
-/// Holds the exclusive lock until dropped.
+/// Set in the environment of the processes a run starts: the cache dir whose lock the run
+/// holds for them.
+pub const HELD_ENV: &str = "TASKRUN_CACHE_LOCK_HELD";
+
+/// The cache dir this process took the lock of for a run, for its children's environment.
+static HELD: OnceLock<OsString> = OnceLock::new();
+
+/// `(HELD_ENV, dir)` for a child's environment, when this process holds a run's lock.
+pub fn held_for_children() -> Option<(String, String)> {
+    HELD.get()
+        .map(|dir| (HELD_ENV.to_string(), dir.to_string_lossy().into_owned()))
+}
+
+/// Holds the exclusive lock until dropped (or shares the lock of the run that started this
+/// process: see the module doc).
 #[derive(Debug)]
 pub struct CacheLock {
-    _file: File,
+    _file: Option<File>,
     path: PathBuf,
 }
 
 impl CacheLock {
-    /// Takes the lock on `dir` (created if needed). When another process holds it, prints
-    /// "waiting for another taskrun using `<dir>`..." to stderr once, then blocks.
+    /// Takes the lock on `dir` (created if needed) for a run. When another process holds it,
+    /// prints "waiting for another taskrun using `<dir>`..." to stderr once, then blocks.
     pub fn acquire(dir: &Path) -> io::Result<Self> {
         Self::acquire_with(dir, &mut io::stderr())
     }
 
     /// [`CacheLock::acquire`], printing the waiting notice to `notice` (for tests).
     pub fn acquire_with(dir: &Path, notice: &mut dyn Write) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
-        let path = dir.join(LOCK_FILE);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
+        if let Some(shared) = Self::inherited(dir) {
+            return Ok(shared);
+        }
+        let lock = Self::acquire_exclusive_with(dir, notice)?;
+        lock.announce(dir);
+        Ok(lock)
+    }
+
+    /// Takes the lock on `dir` for this process alone, even under a run of the same cache
+    /// (`gc` and `clean` must not delete what a parent run is using).
+    pub fn acquire_exclusive(dir: &Path) -> io::Result<Self> {
+        Self::acquire_exclusive_with(dir, &mut io::stderr())
+    }
+
+    fn acquire_exclusive_with(dir: &Path, notice: &mut dyn Write) -> io::Result<Self> {
+        let (file, path) = Self::open(dir)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -48,11 +77,33 @@ impl CacheLock {
             }
             Err(TryLockError::Error(e)) => return Err(e),
         }
-        Ok(Self { _file: file, path })
+        Ok(Self {
+            _file: Some(file),
+            path,
+        })
     }
 
-    /// Takes the lock only if it is free right now.
+    /// Takes the lock for a run only if it is free right now (or held by the parent run).
     pub fn try_acquire(dir: &Path) -> io::Result<Option<Self>> {
+        if let Some(shared) = Self::inherited(dir) {
+            return Ok(Some(shared));
+        }
+        let (file, path) = Self::open(dir)?;
+        match file.try_lock() {
+            Ok(()) => {
+                let lock = Self {
+                    _file: Some(file),
+                    path,
+                };
+                lock.announce(dir);
+                Ok(Some(lock))
+            }
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn open(dir: &Path) -> io::Result<(File, PathBuf)> {
         fs::create_dir_all(dir)?;
         let path = dir.join(LOCK_FILE);
         let file = File::options()
@@ -60,11 +111,26 @@ impl CacheLock {
             .truncate(false)
             .write(true)
             .open(&path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Self { _file: file, path })),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(e),
-        }
+        Ok((file, path))
+    }
+
+    /// The lock of `dir` as the run that started this process holds it, if it does.
+    fn inherited(dir: &Path) -> Option<Self> {
+        let held = std::env::var_os(HELD_ENV)?;
+        let same = match (fs::canonicalize(&held), fs::canonicalize(dir)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        same.then(|| Self {
+            _file: None,
+            path: dir.join(LOCK_FILE),
+        })
+    }
+
+    /// Remembers `dir` for the environment of the processes this run starts.
+    fn announce(&self, dir: &Path) {
+        let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let _ = HELD.set(dir.into_os_string());
     }
 
     /// The lock file.

@@ -151,7 +151,7 @@ pub fn gc_command(
         return Ok(format!("{}: no cache yet\n", cache_dir.display()));
     }
     let io_err = |e: std::io::Error| Error::Failed(format!("{}: {e}", cache_dir.display()));
-    let _lock = CacheLock::acquire(cache_dir).map_err(io_err)?;
+    let _lock = CacheLock::acquire_exclusive(cache_dir).map_err(io_err)?;
     let o = gc::gc(cache_dir, limits, SystemTime::now()).map_err(io_err)?;
     Ok(format!(
         "removed {} entries and {} blobs: {} -> {}\n",
@@ -169,7 +169,7 @@ pub fn clean_command(cache_dir: &Path) -> Result<String, Error> {
         return Ok(format!("{}: no cache\n", cache_dir.display()));
     }
     let io_err = |e: std::io::Error| Error::Failed(format!("{}: {e}", cache_dir.display()));
-    let _lock = CacheLock::acquire(cache_dir).map_err(io_err)?;
+    let _lock = CacheLock::acquire_exclusive(cache_dir).map_err(io_err)?;
     let freed = gc::clean(cache_dir).map_err(io_err)?;
     Ok(format!(
         "removed {} ({})\n",

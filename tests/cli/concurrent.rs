@@ -150,3 +150,26 @@ fn a_caching_run_waits_for_a_no_cache_run_on_the_same_workspace() {
     assert!(second.wait().unwrap().success());
     assert_eq!(task(&ws.last_report(), "a")["status"], "succeeded");
 }
+
+/// A task that runs taskrun on the same cache dir (a sub-pipeline) shares its run's lock:
+/// it used to wait forever for the run that waits for it.
+#[test]
+fn a_nested_taskrun_on_the_same_cache_shares_the_lock() {
+    let bin = env!("CARGO_BIN_EXE_taskrun");
+    let ws = Workspace::new(&format!(
+        "[tasks.nested]\nrun = \"timeout 30 {bin} inner.toml -q && test -s i.txt\"\n"
+    ));
+    ws.write(
+        "inner.toml",
+        "[tasks.i]\noutputs = [\"i.txt\"]\nrun = \"echo inner > i.txt\"\n",
+    );
+    for flags in [&["--force"][..], &["--no-cache"][..]] {
+        let r = ws.run(flags);
+        r.code(0);
+        assert!(
+            !r.stderr.contains("waiting for another taskrun"),
+            "{}",
+            r.stderr
+        );
+    }
+}

@@ -50,6 +50,15 @@ pub enum End {
 /// Spawns `argv` (exec'd directly) in its own process group with piped output.
 pub fn spawn(argv: &[String], cwd: &Path, env: &[(String, String)]) -> std::io::Result<Child> {
     crate::workspace::children_started();
+    // A taskrun the child runs on the same cache shares this run's lock (see `cache::lock`).
+    let with_lock;
+    let env = match crate::cache::lock::held_for_children() {
+        Some(held) => {
+            with_lock = [env, &[held]].concat();
+            &with_lock[..]
+        }
+        None => env,
+    };
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
