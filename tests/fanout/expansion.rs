@@ -419,6 +419,25 @@ run = "true"
     ws.run(&[]).code(2);
 }
 
+/// A quote that breaks RFC 4180 is an error at its place in the item file: one that never
+/// closes (in the last column it swallowed every row after it, silently), one inside an
+/// unquoted field, and text after a closing quote.
+#[test]
+fn a_broken_csv_quote_is_an_error_at_its_line_and_column() {
+    let ws = Workspace::new("[tasks.c]\nfor_each = { csv = \"e.csv\" }\nrun = \"true\"\n");
+    for (text, says) in [
+        (
+            "id,url\na,1\nb,\"unterminated\nc,3\n",
+            "`e.csv:3:3`: this `\"` opens a field that never closes",
+        ),
+        ("id,url\nb,x\"y\"z\n", "`e.csv:2:4`"),
+        ("id,url\n\"a\"x,1\n", "`e.csv:2:4`"),
+    ] {
+        ws.write("e.csv", text);
+        ws.check().code(2).says(&[says, "taskrun.toml:2:"]);
+    }
+}
+
 #[test]
 fn a_missing_item_file_is_an_error_at_its_place() {
     let ws = Workspace::new("[tasks.get]\nfor_each = { lines = \"nope.txt\" }\nrun = \"true\"\n");

@@ -363,7 +363,12 @@ fn a_csv_quote_that_never_closes_is_said_so() {
     let ws = Workspace::new("[tasks.row]\nfor_each = { csv = \"items.csv\" }\nrun = \"true\"\n");
     ws.write("items.csv", "id,u\nx,2\n\"y,3\nz,4\n");
     ws.check().code(2).says(&[
-        "items.csv`, line 3: 1 field where the header has 2",
-        "never",
+        "`items.csv:3:1`: this `\"` opens a field that never closes",
+        "taskrun.toml:2:",
     ]);
+    // A row short of fields is still said with its line.
+    ws.write("items.csv", "id,u\nx,2\ny\n");
+    ws.check()
+        .code(2)
+        .says(&["items.csv`, line 3: 1 field where the header has 2"]);
 }

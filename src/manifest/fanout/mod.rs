@@ -7,6 +7,7 @@
 //! a task came from a fan-out except the renderers, which group instances by [`Origin`].
 
 mod build;
+mod csv_quotes;
 pub mod deferred;
 pub mod link;
 pub mod matrix;

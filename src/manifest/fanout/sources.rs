@@ -126,6 +126,7 @@ pub fn stem_ext(name: &str) -> (&str, &str) {
 }
 
 fn csv_rows(rel: &str, bytes: &[u8]) -> Result<Vec<Item>, String> {
+    super::csv_quotes::check(rel, bytes)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
