@@ -344,16 +344,23 @@ pub fn run_with_cache(
 /// Returns what to tell the user, if anything changed.
 fn record_new_pins(
     plan: &crate::plan::Plan,
-    mut lock: Lockfile,
+    lock: Lockfile,
     unpinned: &[Unpinned],
     result: &scheduler::RunResult,
 ) -> Option<Pinned> {
     let pins = collected_pins(plan, unpinned, result);
+    let path = lockfile::path_for(&plan.pipeline.manifest_path);
+    // Read again: another run (a targeted one, waiting for the cache beside this one) may
+    // have pinned its downloads since this run read the file; writing back the copy read
+    // at the start would drop them.
+    let mut lock = match lockfile::read(&path) {
+        Ok(Some(now)) => now,
+        _ => lock,
+    };
     let changes = standing::record(&mut lock, plan, &pins);
     if changes.is_empty() {
         return None;
     }
-    let path = lockfile::path_for(&plan.pipeline.manifest_path);
     let written = lockfile::write(&path, &lock);
     Some(Pinned {
         count: changes.len(),
