@@ -292,4 +292,8 @@ fn a_placeholder_is_placed_inside_escaped_and_multi_line_strings() {
     ] {
         assert!(text.contains(at), "{at}: {text}");
     }
+    // The same with CRLF line ends, which a multi-line string keeps.
+    ws.manifest("[tasks.a]\r\nrun = \"\"\"\r\necho one\r\n  echo ${vars.n2}\r\n\"\"\"\r\n");
+    let text = refused(&ws);
+    assert!(text.contains("taskrun.toml:4:8"), "{text}");
 }
