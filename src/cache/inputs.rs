@@ -152,12 +152,22 @@ fn walk(
     if !start.exists() {
         return Ok(());
     }
+    // The cache dir as it is spelled and as it resolves (`[cache] dir` may name a link).
+    let real_cache = std::fs::canonicalize(cache_dir).ok();
+    let is_cache = |e: &walkdir::DirEntry| {
+        e.path() == cache_dir
+            || real_cache.as_ref().is_some_and(|real| {
+                e.path() == real
+                    || (e.path_is_symlink()
+                        && std::fs::canonicalize(e.path()).is_ok_and(|p| p == *real))
+            })
+    };
     let walker = walkdir::WalkDir::new(&start)
         .follow_links(true)
         .into_iter()
         .filter_entry(|e| {
             let state = e.file_type().is_dir()
-                && (e.path() == cache_dir
+                && (is_cache(e)
                     || e.path()
                         .strip_prefix(root)
                         .is_ok_and(|rel| rel == Path::new(STATE_DIR)));

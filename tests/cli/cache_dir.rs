@@ -31,3 +31,28 @@ fn a_cache_dir_inside_the_workspace_is_never_an_input() {
     plan.code(0);
     assert!(!plan.stdout.contains("build-cache"), "{}", plan.stdout);
 }
+
+/// The same when `[cache] dir` names a link to the real directory: neither the link nor
+/// its target is walked.
+#[test]
+fn a_cache_dir_reached_through_a_link_is_never_an_input() {
+    let ws = Workspace::new(
+        "[cache]\ndir = \"cl\"\n\n[tasks.a]\ninputs = [\"**/*\"]\n\
+         outputs = [\"o.txt\"]\nrun = \"cat a.src > o.txt\"\n",
+    );
+    ws.write("a.src", "x\n");
+    std::fs::create_dir(ws.path("realc")).unwrap();
+    std::os::unix::fs::symlink("realc", ws.path("cl")).unwrap();
+    for _ in 0..2 {
+        ws.run(&[]).code(0);
+    }
+    assert!(ws.path("realc/ac").is_dir());
+    let r = ws.run(&[]);
+    r.code(0);
+    assert_eq!(
+        task(&ws.last_report(), "a")["status"],
+        "cached",
+        "{}",
+        r.stdout
+    );
+}
