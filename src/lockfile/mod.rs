@@ -46,8 +46,13 @@ pub fn path_for(manifest: &Path) -> PathBuf {
     manifest.with_file_name(file_name(manifest))
 }
 
-/// The lockfile's file name, as messages show it (`download.lock`).
+/// The lockfile's file name, as messages show it (`download.lock`). A manifest whose own
+/// name ends in `.lock` gets `NAME.lock.lock`: its lockfile must not be itself.
 pub fn file_name(manifest: &Path) -> String {
+    if manifest.extension().is_some_and(|e| e == "lock") {
+        let name = manifest.file_name().unwrap_or_default().to_string_lossy();
+        return format!("{name}.lock");
+    }
     let stem = manifest
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -284,6 +289,7 @@ mod tests {
         assert_eq!(p, Path::new("pipelines/download.lock"));
         assert_eq!(path_for(Path::new("m.toml")), Path::new("m.lock"));
         assert_eq!(file_name(Path::new("a/x.y.toml")), "x.y.lock");
+        assert_eq!(file_name(Path::new("p.lock")), "p.lock.lock");
     }
 
     #[test]
