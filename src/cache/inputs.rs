@@ -141,6 +141,24 @@ fn is_literal(glob: &str) -> bool {
     !glob.contains(['*', '?', '[', '{', '\\'])
 }
 
+/// `cache_dir` with its links resolved, found once per process: a run of 10,000 tasks with
+/// globs walks 10,000 times, always beside the same cache dir.
+fn resolved_cache_dir(cache_dir: &Path) -> Option<PathBuf> {
+    static FOUND: std::sync::Mutex<Option<(PathBuf, Option<PathBuf>)>> =
+        std::sync::Mutex::new(None);
+    let mut found = FOUND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match &*found {
+        Some((dir, real)) if dir == cache_dir => real.clone(),
+        _ => {
+            let real = std::fs::canonicalize(cache_dir).ok();
+            *found = Some((cache_dir.to_path_buf(), real.clone()));
+            real
+        }
+    }
+}
+
 fn walk(
     root: &Path,
     cache_dir: &Path,
@@ -153,7 +171,7 @@ fn walk(
         return Ok(());
     }
     // The cache dir as it is spelled and as it resolves (`[cache] dir` may name a link).
-    let real_cache = std::fs::canonicalize(cache_dir).ok();
+    let real_cache = resolved_cache_dir(cache_dir);
     let is_cache = |e: &walkdir::DirEntry| {
         e.path() == cache_dir
             || real_cache.as_ref().is_some_and(|real| {
