@@ -85,6 +85,19 @@ pub fn interpolate_as(
                 break;
             };
             let inner = &rest[2..close];
+            if inner.contains("${") {
+                // `${vars.${vars.x}}` or `${env.U:-${vars.a}}`: one placeholder inside another.
+                let end = nested_end(rest).unwrap_or(rest.len());
+                errors.push(InterpolationError {
+                    range: i..i + end,
+                    message: format!("`{}` holds a placeholder inside a placeholder", &rest[..end]),
+                    help: Some(
+                        "placeholders do not nest: give the whole value a name in [vars] (which may use other vars) and write `${vars.NAME}`".into(),
+                    ),
+                });
+                i += end;
+                continue;
+            }
             let range = i..i + close + 1;
             match resolve(inner, ctx) {
                 Ok(Resolved::Text(t)) => literal.push_str(&t),
@@ -130,6 +143,28 @@ pub fn interpolate_as(
     }
     segments.push(Segment::Literal(literal));
     Ok(Template::from_segments(segments))
+}
+
+/// The length of the placeholder `text` starts with, its nested `${...}` included.
+fn nested_end(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
+            depth += 1;
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'}' {
+            depth -= 1;
+            if depth == 0 {
+                return Some(i + 1);
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 enum Resolved<'c> {
@@ -335,5 +370,20 @@ mod tests {
         assert_eq!(errs[0].range, 0..14);
         assert!(errs[0].help.as_deref().unwrap().contains("vars.mirror"));
         assert!(errs[1].message.contains("NOPE"));
+    }
+
+    #[test]
+    fn a_placeholder_inside_a_placeholder_is_one_error_over_both() {
+        let text = "a ${vars.${vars.mirror}} b ${env.U:-${vars.mirror}} c";
+        let errs = ctx_run(text).unwrap_err();
+        assert_eq!(
+            errs.len(),
+            2,
+            "{:?}",
+            errs.iter().map(|e| &e.message).collect::<Vec<_>>()
+        );
+        assert_eq!(&text[errs[0].range.clone()], "${vars.${vars.mirror}}");
+        assert_eq!(&text[errs[1].range.clone()], "${env.U:-${vars.mirror}}");
+        assert!(errs[0].message.contains("inside a placeholder"));
     }
 }
