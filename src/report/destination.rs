@@ -12,6 +12,8 @@ use crate::model::Pipeline;
 pub struct Taken {
     root: PathBuf,
     paths: Vec<(String, String)>,
+    /// The cache dir, resolved: wherever it is (`TASKRUN_CACHE_DIR` may put it outside).
+    cache_dir: PathBuf,
 }
 
 impl Taken {
@@ -37,6 +39,7 @@ impl Taken {
         Self {
             root: crate::manifest::reserved::resolved(&pipeline.root),
             paths,
+            cache_dir: crate::manifest::reserved::resolved(&pipeline.cache.dir),
         }
     }
 
@@ -44,6 +47,9 @@ impl Taken {
     fn clash(&self, path: &Path) -> Option<&str> {
         let abs = std::path::absolute(path).ok()?;
         let resolved = crate::manifest::reserved::resolved(&abs);
+        if resolved.starts_with(&self.cache_dir) {
+            return Some("in the cache dir");
+        }
         let rel = resolved.strip_prefix(&self.root).ok()?.to_str()?;
         self.paths
             .iter()
@@ -101,7 +107,14 @@ pub fn check(flag: &str, path: &Path, taken: &Taken) -> Result<(), String> {
         )));
     }
     rustix::fs::access(existing, access | rustix::fs::Access::EXEC_OK)
-        .map_err(|e| denied(existing, e))
+        .map_err(|e| denied(existing, e))?;
+    // Permissions do not bind root, and say nothing of a read-only file system: a temp file
+    // made and dropped at once proves the directory takes one (nothing stays behind).
+    tempfile::Builder::new()
+        .prefix(crate::workspace::TEMP_PREFIX)
+        .tempfile_in(existing)
+        .map(drop)
+        .map_err(|e| why(&format_args!("{}: {e}", existing.display())))
 }
 
 #[cfg(test)]
@@ -112,6 +125,7 @@ mod tests {
         Taken {
             root: root.to_path_buf(),
             paths: vec![("taskrun.toml".into(), "the manifest itself".into())],
+            cache_dir: root.join(".taskrun/cache"),
         }
     }
 

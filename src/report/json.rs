@@ -52,7 +52,20 @@ pub fn write_all<'a>(
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
-        let mut f = std::fs::OpenOptions::new().write(true).open(&target)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking open: a FIFO nobody reads fails at once (ENXIO) instead of holding
+        // the end of the run, deaf to Ctrl-C, until a reader comes.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&target)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENXIO) => std::io::Error::other("no process reads from it"),
+                _ => e,
+            })?;
+        // Then blocking writes: a reader that is there gets it all.
+        let flags = rustix::fs::fcntl_getfl(&f)?;
+        rustix::fs::fcntl_setfl(&f, flags - rustix::fs::OFlags::NONBLOCK)?;
         f.write_all(bytes)?;
         return f.write_all(b"\n");
     }

@@ -149,6 +149,14 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_starts() {
     ws.run(&["--report", "pipe"]).code(0);
     assert!(reader.join().unwrap().contains("\"run_id\""));
     assert!(!ws.path("pipe").is_file());
+    // With no reader the run does not wait for one (it waited forever, deaf to Ctrl-C).
+    let r = ws.run(&["--report", "pipe"]);
+    r.code(0);
+    assert!(
+        r.stderr.contains("no process reads from it"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

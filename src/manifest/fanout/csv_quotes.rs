@@ -6,6 +6,12 @@
 /// Where the quoting of `bytes` (a CSV file) breaks RFC 4180, as
 /// "`FILE:LINE:COLUMN`: what is wrong", or `Ok`.
 pub fn check(rel: &str, bytes: &[u8]) -> Result<(), String> {
+    // A UTF-8 byte order mark (a spreadsheet's "CSV UTF-8") is not part of the first field.
+    let bom = if bytes.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
     #[derive(Clone, Copy, PartialEq)]
     enum State {
         FieldStart,
@@ -14,7 +20,7 @@ pub fn check(rel: &str, bytes: &[u8]) -> Result<(), String> {
         AfterQuote,
     }
     let mut state = State::FieldStart;
-    let (mut line, mut line_start) = (1usize, 0usize);
+    let (mut line, mut line_start) = (1usize, bom);
     let mut opened = (1usize, 0usize, 0usize);
     let at = |line: usize, line_start: usize, i: usize| {
         let col = String::from_utf8_lossy(&bytes[line_start..i])
@@ -23,7 +29,7 @@ pub fn check(rel: &str, bytes: &[u8]) -> Result<(), String> {
             + 1;
         format!("`{rel}:{line}:{col}`")
     };
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(bom) {
         state = match (state, b) {
             (State::Quoted, b'"') => State::AfterQuote,
             (State::Quoted, _) => State::Quoted,
@@ -73,6 +79,8 @@ mod tests {
     fn quoted_fields_with_commas_quotes_and_newlines_pass() {
         let ok = "id,url\na,\"x, \"\"y\"\"\nz\"\r\nb,plain\n\"c\",\"\"\n";
         assert_eq!(check("e.csv", ok.as_bytes()), Ok(()));
+        let bom = "\u{feff}\"id\",v\na,1\n";
+        assert_eq!(check("e.csv", bom.as_bytes()), Ok(()));
     }
 
     #[test]
