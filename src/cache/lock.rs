@@ -25,10 +25,62 @@ pub const HELD_ENV: &str = "TASKRUN_CACHE_LOCK_HELD";
 /// The cache dir this process took the lock of for a run, for its children's environment.
 static HELD: OnceLock<OsString> = OnceLock::new();
 
-/// `(HELD_ENV, dir)` for a child's environment, when this process holds a run's lock.
+/// `(HELD_ENV, "PID:DIR")` for a child's environment, when this process holds a run's lock.
 pub fn held_for_children() -> Option<(String, String)> {
-    HELD.get()
-        .map(|dir| (HELD_ENV.to_string(), dir.to_string_lossy().into_owned()))
+    HELD.get().map(|dir| {
+        let value = format!("{}:{}", std::process::id(), dir.to_string_lossy());
+        (HELD_ENV.to_string(), value)
+    })
+}
+
+/// Whether process `pid` holds the `flock` of `dir`'s lock file (`/proc/locks`: "N: FLOCK
+/// ADVISORY WRITE PID MAJ:MIN:INODE ...").
+fn holds(pid: u32, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    let Ok(locks) = fs::read_to_string("/proc/locks") else {
+        return false;
+    };
+    let (pid, inode) = (pid.to_string(), meta.ino().to_string());
+    locks.lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        f.get(1) == Some(&"FLOCK")
+            && f.get(4) == Some(&pid.as_str())
+            && f.get(5).and_then(|d| d.rsplit(':').next()) == Some(inode.as_str())
+    })
+}
+
+/// Whether `pid` is this process's parent, grandparent, ...: the variable is taken only
+/// from the run that started this process and is still waiting for it, never from a user's
+/// shell or by a process that outlived (or left) that run.
+fn is_ancestor(pid: u32) -> bool {
+    if pid <= 1 {
+        return false;
+    }
+    let mut at = std::os::unix::process::parent_id();
+    for _ in 0..64 {
+        if at == pid {
+            return true;
+        }
+        if at <= 1 {
+            return false;
+        }
+        // `/proc/PID/stat`: "PID (COMM) STATE PPID ...", COMM may hold spaces and `)`.
+        let Ok(stat) = fs::read_to_string(format!("/proc/{at}/stat")) else {
+            return false;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok());
+        match ppid {
+            Some(p) => at = p,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// Holds the exclusive lock until dropped (or shares the lock of the run that started this
@@ -116,12 +168,17 @@ impl CacheLock {
 
     /// The lock of `dir` as the run that started this process holds it, if it does.
     fn inherited(dir: &Path) -> Option<Self> {
-        let held = std::env::var_os(HELD_ENV)?;
-        let same = match (fs::canonicalize(&held), fs::canonicalize(dir)) {
+        let held = std::env::var(HELD_ENV).ok()?;
+        let (pid, held_dir) = held.split_once(':')?;
+        let same = match (fs::canonicalize(held_dir), fs::canonicalize(dir)) {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
         };
-        same.then(|| Self {
+        let ours = same
+            && pid
+                .parse()
+                .is_ok_and(|pid| is_ancestor(pid) && holds(pid, dir));
+        ours.then(|| Self {
             _file: None,
             path: dir.join(LOCK_FILE),
         })

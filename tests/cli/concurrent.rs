@@ -122,8 +122,16 @@ fn a_caching_run_waits_for_a_no_cache_run_on_the_same_workspace() {
         .spawn()
         .unwrap();
     crate::http::wait_until("the first run's task", || ws.path("started").exists());
+    // A variable claiming the lock is shared is not enough: the process it names (here the
+    // test, an ancestor) does not hold the lock.
+    let claim = format!(
+        "{}:{}",
+        std::process::id(),
+        ws.path(".taskrun/cache").display()
+    );
     let mut second = ws
         .cmd(&["taskrun.toml"])
+        .env("TASKRUN_CACHE_LOCK_HELD", claim)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
