@@ -1,7 +1,7 @@
 //! `taskrun run`: load, plan, run the scheduler, write the report files, pick the exit code.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -350,9 +350,17 @@ fn record_new_pins(
 ) -> Option<Pinned> {
     let pins = collected_pins(plan, unpinned, result);
     let path = lockfile::path_for(&plan.pipeline.manifest_path);
-    // Read again: another run (a targeted one, waiting for the cache beside this one) may
-    // have pinned its downloads since this run read the file; writing back the copy read
-    // at the start would drop them.
+    // Read again: another run (a targeted one, or one on another cache dir) may have pinned
+    // its downloads since this run read the file; writing back the copy read at the start
+    // would drop them. The read, the merge and the write hold a lock on the manifest's
+    // directory (an `flock`, dropped with the process), so two runs ending together take
+    // turns instead of one losing the other's pins.
+    let _turn = std::fs::File::open(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+    .and_then(|dir| dir.lock().map(|()| dir));
     let mut lock = match lockfile::read(&path) {
         Ok(Some(now)) => now,
         _ => lock,
