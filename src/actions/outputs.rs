@@ -165,7 +165,7 @@ fn delete_changed_inside(dir: &Path, before: &Contents, deleted: &mut Vec<PathBu
         let is_dir = entry.file_type().is_dir();
         let stale = match before.get(entry.path()) {
             None => true,
-            Some(was) => !is_dir && (was.is_dir || state(entry.path()) != *was),
+            Some(was) => was.is_dir != is_dir || (!is_dir && state(entry.path()) != *was),
         };
         if !stale {
             continue;
@@ -220,14 +220,22 @@ mod tests {
         std::fs::write(root.join("out/c.txt"), "half").unwrap();
         std::fs::create_dir_all(root.join("out/new/deep")).unwrap();
         std::fs::write(root.join("out/new/deep/x"), "x").unwrap();
+        // A file the attempt replaced with a directory goes too.
+        std::fs::remove_file(root.join("out/b.txt")).unwrap();
+        std::fs::create_dir(root.join("out/b.txt")).unwrap();
         let mut deleted = snap.delete_changed();
         deleted.sort();
         let out = root.join("out");
         assert_eq!(
             deleted,
-            vec![out.join("a.txt"), out.join("c.txt"), out.join("new")]
+            vec![
+                out.join("a.txt"),
+                out.join("b.txt"),
+                out.join("c.txt"),
+                out.join("new")
+            ]
         );
-        assert_eq!(std::fs::read_to_string(out.join("b.txt")).unwrap(), "b");
+        assert!(!out.join("b.txt").exists());
         assert!(out.join("keep/k.txt").exists());
     }
 }
