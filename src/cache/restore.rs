@@ -2,7 +2,7 @@
 //! only where it may write it, and the output directories made equal to their record.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::digest::from_hex;
 use super::outputs::{Drift, drift_of, is_temp, is_the_file_recorded};
@@ -52,6 +52,9 @@ pub fn restore(
     for d in &record.output_dirs {
         let d = parse(d)?;
         remove_file_in_the_way(ws, d.as_str())?;
+        if let Some(within) = declared.iter().find(|w| w.contains(d.as_str())) {
+            clear_the_way_to_dir(ws, &d, within)?;
+        }
         ws.open_dir(Some(d.as_str()), true)?;
     }
     let mut restored = Vec::new();
@@ -90,24 +93,55 @@ pub fn restore(
 /// snapshot followed them). A file where the record has a directory, or a directory where it
 /// has a file, is in the task's own output and goes, as a run of the task would replace it.
 fn clear_the_way(ws: &Workspace, rel: &RelPath, within: &RelPath) -> io::Result<()> {
-    let mut path = ws.root().join(within.as_str());
-    let below = rel
-        .as_str()
+    let mut parts = parts_below(rel, within);
+    let Some(name) = parts.pop() else {
+        return remove_dir_in_the_way(ws, &ws.root().join(within.as_str()));
+    };
+    match clear_dirs(ws, rel, within, &parts)? {
+        Some(mut path) => {
+            path.push(name);
+            remove_dir_in_the_way(ws, &path)
+        }
+        None => Ok(()),
+    }
+}
+
+/// [`clear_the_way`] for a recorded directory `dir` inside the output `within` (an empty
+/// one, which the restore makes): every part of it must be a real directory or a link that
+/// stays inside the output.
+fn clear_the_way_to_dir(ws: &Workspace, dir: &RelPath, within: &RelPath) -> io::Result<()> {
+    clear_dirs(ws, dir, within, &parts_below(dir, within)).map(drop)
+}
+
+/// The names of `rel` below the output `within` that contains it.
+fn parts_below<'r>(rel: &'r RelPath, within: &RelPath) -> Vec<&'r str> {
+    rel.as_str()
         .strip_prefix(within.as_str())
         .map(|b| b.trim_start_matches('/'))
-        .unwrap_or_default();
-    let mut parts: Vec<&str> = below.split('/').filter(|p| !p.is_empty()).collect();
-    let Some(name) = parts.pop() else {
-        return remove_dir_in_the_way(ws, &path);
-    };
+        .unwrap_or_default()
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Walks `parts` below `within`, removing a file where a directory must be and a link that
+/// leads out of `within`. The path reached, when the walk got to its end through
+/// directories that are there.
+fn clear_dirs(
+    ws: &Workspace,
+    rel: &RelPath,
+    within: &RelPath,
+    parts: &[&str],
+) -> io::Result<Option<PathBuf>> {
+    let mut path = ws.root().join(within.as_str());
     // A missing output is created as a real directory.
     let Ok(real_within) = std::fs::canonicalize(&path) else {
-        return Ok(());
+        return Ok(None);
     };
     for part in parts {
         path.push(part);
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            return Ok(());
+            return Ok(None);
         };
         if meta.is_dir() {
             continue;
@@ -117,7 +151,7 @@ fn clear_the_way(ws: &Workspace, rel: &RelPath, within: &RelPath) -> io::Result<
                 "removed the file {}: the record has a directory there",
                 show(ws, &path)
             );
-            return remove_entry(&path, false);
+            return remove_entry(&path, false).map(|()| None);
         }
         if std::fs::canonicalize(&path).is_ok_and(|t| t.starts_with(&real_within)) {
             continue;
@@ -129,10 +163,9 @@ fn clear_the_way(ws: &Workspace, rel: &RelPath, within: &RelPath) -> io::Result<
             show(ws, &path),
             target.display()
         );
-        return Ok(());
+        return Ok(None);
     }
-    path.push(name);
-    remove_dir_in_the_way(ws, &path)
+    Ok(Some(path))
 }
 
 /// Removes the real directory at `path`, where a recorded file goes.

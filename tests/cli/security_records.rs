@@ -194,6 +194,16 @@ fn empty_directories_in_an_output_directory_are_restored() {
     // A rerun with everything in place keeps them (the sweep of unrecorded entries too).
     ws.run(&[]).code(0);
     assert!(ws.path("site/css/empty").is_dir());
+    // A link where the record has an empty directory, leading out of the output, goes.
+    fs::create_dir(ws.path("real2")).unwrap();
+    fs::write(ws.path("real2/f"), "mine\n").unwrap();
+    fs::remove_dir(ws.path("site/uploads")).unwrap();
+    symlink("../real2", ws.path("site/uploads")).unwrap();
+    let r = ws.run(&[]);
+    r.code(0);
+    assert!(!ws.path("site/uploads").is_symlink(), "{}", r.stderr);
+    assert!(ws.path("site/uploads").is_dir());
+    assert_eq!(ws.read("real2/f"), "mine\n");
 }
 
 /// An output directory that is a link inside the workspace is written through by a restore
