@@ -361,13 +361,29 @@ fn record_new_pins(
             .unwrap_or(Path::new(".")),
     )
     .and_then(|dir| dir.lock().map(|()| dir));
-    let mut lock = match lockfile::read(&path) {
-        Ok(Some(now)) => now,
-        _ => lock,
+    let (mut lock, unreadable) = match lockfile::read(&path) {
+        Ok(Some(now)) => (now, None),
+        // Deleted during the run: only this run's pins go into the new one.
+        Ok(None) => (Lockfile::default(), None),
+        // Edited into something else during the run: the user's file is left as it is.
+        Err(e) => (lock, Some(e)),
     };
     let changes = standing::record(&mut lock, plan, &pins);
     if changes.is_empty() {
         return None;
+    }
+    if let Some(e) = unreadable {
+        let why = e.render(false);
+        let why = why.lines().next().unwrap_or("malformed");
+        return Some(Pinned {
+            count: changes.len(),
+            file: lockfile::file_name(&plan.pipeline.manifest_path),
+            path,
+            written: Err(std::io::Error::other(format!(
+                "it changed during the run and cannot be read ({why}); {} new pins not recorded",
+                changes.len()
+            ))),
+        });
     }
     let written = lockfile::write(&path, &lock);
     Some(Pinned {

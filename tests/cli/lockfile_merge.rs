@@ -31,3 +31,41 @@ fn pins_another_run_wrote_meanwhile_are_kept() {
     assert!(lock.contains("task = \"b\""), "{lock}");
     ws.run(&["--locked"]).code(0);
 }
+
+/// A lockfile edited into something unreadable during the run is left as the user made it
+/// (with a warning that the new pins were not recorded); one deleted during the run gets
+/// only the run's new pins.
+#[test]
+fn a_lockfile_broken_or_deleted_during_the_run_is_not_overwritten_with_old_entries() {
+    let http = Http::start();
+    http.route("/a", Route::ok("aye\n"));
+    http.route("/b", Route::ok("bee\n"));
+    let (a_url, b_url) = (http.url("/a"), http.url("/b"));
+    let manifest = |edit: &str| {
+        format!(
+            "[tasks.a]\ndownload = {{ url = \"{a_url}\", dest = \"raw/a\" }}\n\
+             [tasks.b]\ndownload = {{ url = \"{b_url}\", dest = \"raw/b\" }}\n\
+             [tasks.edit]\ndeps = [\"b\"]\nrun = \"{edit}\"\n"
+        )
+    };
+    let ws = Workspace::new(&manifest("true"));
+    ws.run(&["a"]).code(0);
+    let pinned_a = ws.read("taskrun.lock");
+    assert!(pinned_a.contains("task = \"a\""));
+
+    ws.manifest(&manifest("echo garbage [[[ > taskrun.lock"));
+    let r = ws.run(&["b", "edit"]);
+    r.code(0);
+    assert!(r.stderr.contains("changed during the run"), "{}", r.stderr);
+    assert_eq!(ws.read("taskrun.lock"), "garbage [[[\n");
+
+    ws.manifest(&manifest("rm taskrun.lock"));
+    ws.write("taskrun.lock", &pinned_a);
+    std::fs::remove_dir_all(ws.path(".taskrun")).unwrap();
+    ws.run(&["b", "edit"]).code(0);
+    let lock = ws.read("taskrun.lock");
+    assert!(
+        lock.contains("task = \"b\"") && !lock.contains("task = \"a\""),
+        "{lock}"
+    );
+}
