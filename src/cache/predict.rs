@@ -131,7 +131,9 @@ pub fn predict(plan: &Plan, view: &CacheView, options: PredictOptions) -> Vec<Ke
             .collect();
         match &t.action {
             Action::Group => {
-                if waiting.is_none() {
+                // A fan-out's stand-in (`clean[*]`) is replaced by its instances during the
+                // run: what it hands its dependents cannot be known before.
+                if waiting.is_none() && t.expands.is_none() {
                     let ds: Vec<Digest> = dep_digests.iter().map(|d| d.1).collect();
                     known[i] = Some(key::group_digest(&ds));
                 }

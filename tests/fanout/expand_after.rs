@@ -72,6 +72,22 @@ fn plan_and_check_show_the_stand_in_before_anything_ran() {
     assert!(!ws.exists(".taskrun/runs"), "plan ran nothing");
 }
 
+/// After a full run, what depends on the stand-in cannot be predicted before the fan-out is
+/// expanded: the plan says so, with no key, rather than a miss with made-up reasons
+/// (`dependency clean[*] added, clean[a.csv] removed`) and a key the run would not use.
+#[test]
+fn plan_after_a_run_does_not_make_up_why_a_dependent_of_the_stand_in_misses() {
+    let ws = unpack_workspace();
+    ws.run(&["-q"]).code(0);
+    ws.run(&["-q"]).code(0);
+    let text = ws.plan_text(&[]);
+    text.code(0)
+        .says(&["cache: miss (dependency clean[*] will run)"]);
+    assert!(!text.stdout.contains("removed"), "{}", text.stdout);
+    let plan = ws.plan_json(&[]);
+    assert!(entry(&plan, "report")["cache"]["key"].is_null(), "{plan}");
+}
+
 #[test]
 fn run_expands_after_the_producer_and_the_cache_is_per_instance() {
     let ws = unpack_workspace();
