@@ -115,7 +115,14 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             Some("service") => self.service(r).map(Action::Service),
             _ => Some(Action::Group),
         };
-        let kind = action.as_ref().map_or(TaskKind::Group, Action::kind);
+        // The other kinds are read too, for their own mistakes: all are reported at once.
+        for other in kinds.iter().skip(1) {
+            match *other {
+                "download" => drop(self.download(r)),
+                "service" => drop(self.service(r)),
+                _ => {}
+            }
+        }
         let declared = match kinds.first().copied() {
             Some("run") => TaskKind::Command,
             Some("download") => TaskKind::Download,
@@ -179,8 +186,10 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             spans.outputs.push(dest_span);
         }
 
-        let timeout = self.timeout(r, kind);
-        let retry = self.retry(r, kind);
+        // Checked against the kind declared, so a broken `service` table does not hide a
+        // `timeout` that a service may not have.
+        let timeout = self.timeout(r, declared);
+        let retry = self.retry(r, declared);
         if let Some(v) = self.field("uses")
             && let Some(t) = r.table(v, &self.what("uses"))
         {

@@ -297,3 +297,24 @@ fn a_placeholder_is_placed_inside_escaped_and_multi_line_strings() {
     let text = refused(&ws);
     assert!(text.contains("taskrun.toml:4:8"), "{text}");
 }
+
+/// SPEC §2: all problems together. A broken `service` table does not hide the `timeout` a
+/// service may not have, and a task with two kinds still has its second kind's mistakes said.
+#[test]
+fn a_broken_kind_hides_no_other_problem_of_its_task() {
+    let ws = Workspace::new(
+        "[tasks.s]\nservice = { run = \"x\", ready = { tcp = \"a:1\", url = \"http://x\" } }\n\
+         timeout = \"1s\"\n\
+         [tasks.t]\nrun = \"true\"\ndownload = { url = \"ftp://x\", dest = \"../x\" }\n",
+    );
+    let text = refused(&ws);
+    for said in [
+        "`ready` needs exactly one of `url` or `tcp`",
+        "`timeout` does not apply to a service",
+        "task `t` has two kinds",
+        "must be an http or https URL",
+        "dest `../x` escapes",
+    ] {
+        assert!(text.contains(said), "{said}: {text}");
+    }
+}
