@@ -438,6 +438,22 @@ fn a_broken_csv_quote_is_an_error_at_its_line_and_column() {
     }
 }
 
+/// A byte that is no UTF-8 character is placed by line and column, in a lines file and in
+/// a CSV file alike (the CSV reader's own message leaked before).
+#[test]
+fn a_non_utf8_item_file_is_an_error_at_its_line_and_column() {
+    let ws = Workspace::new("[tasks.u]\nfor_each = { lines = \"u.txt\" }\nrun = \"true\"\n");
+    std::fs::write(ws.path("u.txt"), b"ok\n\xff\n").unwrap();
+    ws.check()
+        .code(2)
+        .says(&["`u.txt:2:1`: item file is not UTF-8"]);
+    ws.manifest("[tasks.u]\nfor_each = { csv = \"u.csv\" }\nrun = \"true\"\n");
+    std::fs::write(ws.path("u.csv"), b"id,v\na,\xff\n").unwrap();
+    ws.check()
+        .code(2)
+        .says(&["`u.csv:2:3`: item file is not UTF-8"]);
+}
+
 #[test]
 fn a_missing_item_file_is_an_error_at_its_place() {
     let ws = Workspace::new("[tasks.get]\nfor_each = { lines = \"nope.txt\" }\nrun = \"true\"\n");

@@ -76,12 +76,16 @@ fn read_file(root: &Path, rel: &str) -> Result<Vec<u8>, String> {
 }
 
 fn utf8(rel: &str, bytes: Vec<u8>) -> Result<String, String> {
-    String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "item file `{rel}` is not UTF-8 (first bad byte at offset {})",
-            e.utf8_error().valid_up_to()
-        )
-    })
+    String::from_utf8(bytes)
+        .map_err(|e| not_utf8(rel, &e.as_bytes()[..e.utf8_error().valid_up_to()]))
+}
+
+/// The error for an item file whose text is UTF-8 only as far as `good`: at its place.
+fn not_utf8(rel: &str, good: &[u8]) -> String {
+    let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+    let start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&good[start..]).chars().count() + 1;
+    format!("`{rel}:{line}:{col}`: item file is not UTF-8 (a byte there is no character)")
 }
 
 fn lines(rel: &str, text: String) -> Vec<Item> {
@@ -126,6 +130,9 @@ pub fn stem_ext(name: &str) -> (&str, &str) {
 }
 
 fn csv_rows(rel: &str, bytes: &[u8]) -> Result<Vec<Item>, String> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(not_utf8(rel, &bytes[..e.valid_up_to()]));
+    }
     super::csv_quotes::check(rel, bytes)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
