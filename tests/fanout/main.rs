@@ -16,6 +16,7 @@ mod workspace;
 mod cache;
 mod expand_after;
 mod expansion;
+mod item_files;
 mod item_pins;
 mod names;
 mod produced;
