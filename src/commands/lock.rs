@@ -53,9 +53,17 @@ pub fn run(args: LockArgs) -> Result<u8, Error> {
         code = result.exit_code;
         pins = super::run::collected_pins(&fetch, &unpinned, &result);
     }
+    let path = lockfile::path_for(&manifest);
+    // As a run does: the file as it is now (a run beside this one may have pinned since),
+    // read, changed and written in one turn.
+    let _turn = lockfile::take_turn(&path);
+    match lockfile::read(&path) {
+        Ok(Some(now)) => lock = now,
+        Ok(None) => lock = lockfile::Lockfile::default(),
+        Err(e) => return Err(Error::Load(e)),
+    }
     let mut changes = standing::record(&mut lock, &plan, &pins);
     changes.extend(standing::prune(&mut lock, &prunable));
-    let path = lockfile::path_for(&manifest);
     if !changes.is_empty() {
         let written = if lock.entries.is_empty() {
             // Nothing left to pin: no lockfile, as for a manifest that never had one.

@@ -1,7 +1,7 @@
 //! `taskrun run`: load, plan, run the scheduler, write the report files, pick the exit code.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -355,12 +355,7 @@ fn record_new_pins(
     // would drop them. The read, the merge and the write hold a lock on the manifest's
     // directory (an `flock`, dropped with the process), so two runs ending together take
     // turns instead of one losing the other's pins.
-    let _turn = std::fs::File::open(
-        path.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )
-    .and_then(|dir| dir.lock().map(|()| dir));
+    let _turn = lockfile::take_turn(&path);
     let (mut lock, unreadable) = match lockfile::read(&path) {
         Ok(Some(now)) => (now, None),
         // Deleted during the run: only this run's pins go into the new one.

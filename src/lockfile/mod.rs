@@ -60,6 +60,20 @@ pub fn file_name(manifest: &Path) -> String {
     format!("{stem}.lock")
 }
 
+/// Holds an `flock` on the lockfile's directory while a process reads, merges and writes
+/// the lockfile (dropped with the value, or with the process): two runs, or a run and
+/// `taskrun lock`, ending together take turns instead of one writing back a copy without
+/// the other's pins. `None` when the directory cannot be locked (then there is no turn).
+pub fn take_turn(path: &Path) -> Option<std::fs::File> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::File::open(dir).ok()?;
+    dir.lock().ok()?;
+    Some(dir)
+}
+
 /// Reads the lockfile at `path`; `Ok(None)` when there is none. A malformed one is a
 /// [`LoadError::Invalid`] whose problems point into the lockfile.
 pub fn read(path: &Path) -> Result<Option<Lockfile>, LoadError> {

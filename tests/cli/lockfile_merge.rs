@@ -69,3 +69,46 @@ fn a_lockfile_broken_or_deleted_during_the_run_is_not_overwritten_with_old_entri
         "{lock}"
     );
 }
+
+/// `taskrun lock` merges as a run does: pins a run recorded while `lock` was downloading
+/// stay (it wrote back the file as it had read it at its start).
+#[test]
+fn taskrun_lock_keeps_pins_written_while_it_downloads() {
+    let http = Http::start();
+    http.route("/s", Route::ok("slow one\n"));
+    // Held (up to 3 s) so the test can write the lockfile while `lock` waits for it.
+    http.route(
+        "/o",
+        Route::ok("other\n").hold_until(2, 2, std::time::Duration::from_secs(3)),
+    );
+    let (s_url, o_url) = (http.url("/s"), http.url("/o"));
+    let ws = Workspace::new(&format!(
+        "[tasks.s]\ndownload = {{ url = \"{s_url}\", dest = \"raw/s\" }}\n\
+         [tasks.o]\ndownload = {{ url = \"{o_url}\", dest = \"raw/o\" }}\n"
+    ));
+    let child = ws
+        .cmd(&["lock", "taskrun.toml", "o"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::http::wait_until("lock's request", || http.hits("/o") >= 1);
+    ws.write(
+        "taskrun.lock",
+        &format!(
+            "version = 1\n[[download]]\ntask = \"s\"\nurl = \"{s_url}\"\nsha256 = \"{}\"\nsize = 9\n",
+            sha(b"slow one\n")
+        ),
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = ws.read("taskrun.lock");
+    assert!(
+        lock.contains("task = \"s\"") && lock.contains("task = \"o\""),
+        "{lock}"
+    );
+}
