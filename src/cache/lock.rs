@@ -33,6 +33,34 @@ pub fn held_for_children() -> Option<(String, String)> {
     })
 }
 
+/// How often a run sharing its parent's lock checks that the parent still holds it.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Stops this run (as a SIGTERM would) once process `pid` no longer holds the lock it
+/// shares: killed, it left this run writing the store with no lock at all, beside whatever
+/// run takes the lock next.
+fn watch_the_holder(pid: u32, dir: PathBuf) {
+    static WATCHING: OnceLock<()> = OnceLock::new();
+    if WATCHING.set(()).is_err() {
+        return;
+    }
+    let watch = move || {
+        while holds(pid, &dir) {
+            std::thread::sleep(WATCH_EVERY);
+        }
+        eprintln!(
+            "taskrun: the run whose cache lock this one shared (process {pid}) is gone; stopping"
+        );
+        // SAFETY: a signal to this very process; the run handles SIGTERM as an interrupt.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGTERM);
+        }
+    };
+    let _ = std::thread::Builder::new()
+        .name("lock-holder-watch".into())
+        .spawn(watch);
+}
+
 /// Whether process `pid` holds the `flock` of `dir`'s lock file (`/proc/locks`: "N: FLOCK
 /// ADVISORY WRITE PID MAJ:MIN:INODE ...").
 fn holds(pid: u32, dir: &Path) -> bool {
@@ -174,11 +202,12 @@ impl CacheLock {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
         };
-        let ours = same
-            && pid
-                .parse()
-                .is_ok_and(|pid| is_ancestor(pid) && holds(pid, dir));
-        ours.then(|| Self {
+        let pid: u32 = pid.parse().ok()?;
+        if !(same && is_ancestor(pid) && holds(pid, dir)) {
+            return None;
+        }
+        watch_the_holder(pid, dir.to_path_buf());
+        Some(Self {
             _file: None,
             path: dir.join(LOCK_FILE),
         })

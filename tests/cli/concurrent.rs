@@ -181,3 +181,34 @@ fn a_nested_taskrun_on_the_same_cache_shares_the_lock() {
         );
     }
 }
+
+/// A nested run sharing its parent's lock stops once the parent is gone (kill -9): it
+/// would go on writing the store with no lock, beside whatever run takes the lock next.
+#[test]
+fn a_nested_run_stops_when_the_run_whose_lock_it_shares_is_killed() {
+    let bin = env!("CARGO_BIN_EXE_taskrun");
+    let ws = Workspace::new(&format!(
+        "[tasks.nested]\nrun = \"{bin} inner.toml -q > nested.log 2>&1\"\n"
+    ));
+    ws.write(
+        "inner.toml",
+        "[tasks.i]\noutputs = [\"i.txt\"]\nrun = \"echo $PPID > inner.pid; sleep 30; echo late > i.txt\"\n",
+    );
+    let mut outer = ws
+        .cmd(&["taskrun.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::http::wait_until("the nested run's task", || {
+        ws.path("inner.pid").exists() && ws.read("inner.pid").ends_with('\n')
+    });
+    let nested: i32 = ws.read("inner.pid").trim().parse().unwrap();
+    outer.kill().unwrap();
+    outer.wait().unwrap();
+    assert!(
+        crate::support::dies_soon(nested),
+        "the nested run went on without the lock"
+    );
+    assert!(!ws.path("i.txt").exists());
+}
