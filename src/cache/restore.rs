@@ -110,7 +110,26 @@ fn clear_the_way(ws: &Workspace, rel: &RelPath, within: &RelPath) -> io::Result<
 /// one, which the restore makes): every part of it must be a real directory or a link that
 /// stays inside the output.
 fn clear_the_way_to_dir(ws: &Workspace, dir: &RelPath, within: &RelPath) -> io::Result<()> {
-    clear_dirs(ws, dir, within, &parts_below(dir, within)).map(drop)
+    let parts = parts_below(dir, within);
+    let Some((_, above)) = parts.split_last() else {
+        return Ok(());
+    };
+    let Some(parent) = clear_dirs(ws, dir, within, above)? else {
+        return Ok(());
+    };
+    // The record has a directory here: a link in its place (even one that stays inside the
+    // output, whose target the sweep may remove) goes, and a real one is made.
+    let path = parent.join(parts[parts.len() - 1]);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            tracing::debug!(
+                "removed the symlink {}: the record has a directory there",
+                show(ws, &path)
+            );
+            remove_entry(&path, false)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The names of `rel` below the output `within` that contains it.

@@ -204,6 +204,15 @@ fn empty_directories_in_an_output_directory_are_restored() {
     assert!(!ws.path("site/uploads").is_symlink(), "{}", r.stderr);
     assert!(ws.path("site/uploads").is_dir());
     assert_eq!(ws.read("real2/f"), "mine\n");
+    // One that stays inside the output goes too: the sweep removes its target, which left
+    // the link dangling where the record has a directory.
+    fs::remove_dir(ws.path("site/uploads")).unwrap();
+    fs::create_dir(ws.path("site/inner")).unwrap();
+    symlink("inner", ws.path("site/uploads")).unwrap();
+    let r = ws.run(&[]);
+    r.code(0);
+    assert!(!ws.path("site/uploads").is_symlink(), "{}", r.stderr);
+    assert!(ws.path("site/uploads").is_dir());
 }
 
 /// An output directory that is a link inside the workspace is written through by a restore
