@@ -46,6 +46,9 @@ pub fn write_all<'a>(
         .collect()
 }
 
+/// How long a FIFO given as a report path may wait for its reader.
+const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename. A link
 /// is written through (its target replaced, the link kept); what is not a regular file
 /// (`/dev/stdout`, a FIFO) is written into as it is, never replaced by a file.
@@ -53,16 +56,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
         use std::os::unix::fs::OpenOptionsExt;
-        // Non-blocking open: a FIFO nobody reads fails at once (ENXIO) instead of holding
-        // the end of the run, deaf to Ctrl-C, until a reader comes.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&target)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENXIO) => std::io::Error::other("no process reads from it"),
-                _ => e,
-            })?;
+        // Non-blocking open, tried for a while: a FIFO whose reader is a moment late still
+        // gets the report, and one nobody reads fails (ENXIO) instead of holding the end of
+        // the run, deaf to Ctrl-C, until a reader comes.
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&target)
+        };
+        let deadline = std::time::Instant::now() + READER_WAIT;
+        let mut f = loop {
+            match open() {
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(std::io::Error::other(format!(
+                            "no process read from it within {}s",
+                            READER_WAIT.as_secs()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         // Then blocking writes: a reader that is there gets it all.
         let flags = rustix::fs::fcntl_getfl(&f)?;
         rustix::fs::fcntl_setfl(&f, flags - rustix::fs::OFlags::NONBLOCK)?;
