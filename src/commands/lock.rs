@@ -157,7 +157,12 @@ fn check(
     }
     let changing = unpinned.len() + prunable.len();
     if changing == 0 {
-        out.push_str(&format!("{file} is current\n"));
+        let exists = crate::lockfile::path_for(&plan.pipeline.manifest_path).exists();
+        out.push_str(&match exists {
+            true => format!("{file} is current\n"),
+            // SPEC §10: a manifest with nothing to pin gets no lockfile.
+            false => format!("nothing to pin: no {file} is needed\n"),
+        });
         super::print_stdout(&out);
         return exit_code::SUCCESS;
     }
@@ -171,6 +176,9 @@ fn check(
 
 /// The last line: counts of each kind of change, or that nothing changed.
 fn summary(file: &str, changes: &[standing::Change], entries: usize) -> String {
+    if changes.is_empty() && entries == 0 {
+        return format!("nothing to pin: no {file} is needed\n");
+    }
     if changes.is_empty() {
         return format!("{file} is current ({entries} entr{})\n", plural_y(entries));
     }

@@ -112,3 +112,24 @@ fn taskrun_lock_keeps_pins_written_while_it_downloads() {
         "{lock}"
     );
 }
+
+/// SPEC §10: a manifest with nothing to pin gets no lockfile, and `lock` says so rather
+/// than that a file which does not exist "is current".
+#[test]
+fn lock_says_a_manifest_with_nothing_to_pin_needs_no_lockfile() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"true\"\n");
+    for args in [
+        &["lock", "taskrun.toml", "--check"][..],
+        &["lock", "taskrun.toml"][..],
+    ] {
+        let r = ws.exec(args);
+        r.code(0);
+        assert!(
+            r.stdout
+                .contains("nothing to pin: no taskrun.lock is needed"),
+            "{}",
+            r.stdout
+        );
+    }
+    assert!(!ws.path("taskrun.lock").exists());
+}
