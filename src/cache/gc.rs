@@ -28,26 +28,27 @@ pub struct StoreStats {
 }
 
 /// Counts the store at `cache_dir`; reads the newest run report in `runs_dir`, if given.
-pub fn stats(cache_dir: &Path, runs_dir: Option<&Path>) -> StoreStats {
+pub fn stats(
+    cache_dir: &Path,
+    runs_dir: Option<&Path>,
+    manifest: Option<&std::ffi::OsStr>,
+) -> StoreStats {
     let store = Store::new(cache_dir, true);
     StoreStats {
         entries: store.record_files().len(),
         blobs: store.blob_files().len(),
         bytes: owned::size(cache_dir),
-        last_run: runs_dir.and_then(last_run_summary),
+        last_run: runs_dir.and_then(|runs| last_run_summary(runs, manifest)),
     }
 }
 
-/// `summary.cached` and `summary.total` of the newest `<run-id>.json` (run ids sort by time).
-pub fn last_run_summary(runs_dir: &Path) -> Option<(u64, u64, PathBuf)> {
-    let mut reports: Vec<PathBuf> = fs::read_dir(runs_dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    reports.sort();
-    let newest = reports.pop()?;
+/// `summary.cached` and `summary.total` of the newest `<run-id>.json` (run ids sort by time),
+/// of the manifest named `manifest` when given.
+pub fn last_run_summary(
+    runs_dir: &Path,
+    manifest: Option<&std::ffi::OsStr>,
+) -> Option<(u64, u64, PathBuf)> {
+    let newest = crate::report::newest_run(runs_dir, manifest)?;
     let v: serde_json::Value = serde_json::from_slice(&fs::read(&newest).ok()?).ok()?;
     let summary = v.get("summary")?;
     Some((

@@ -18,7 +18,11 @@ pub fn run(cmd: CacheCommand) -> Result<u8, Error> {
     let text = match cmd {
         CacheCommand::Stats(args) => {
             let dirs = dirs(&args)?;
-            stats_text(&dirs.cache, Some(&dirs.runs))
+            stats_text(
+                &dirs.cache,
+                Some(&dirs.runs),
+                args.manifest.as_deref().and_then(Path::file_name),
+            )
         }
         CacheCommand::Gc(args) => {
             let dirs = dirs(&args.cache)?;
@@ -98,8 +102,12 @@ fn not_the_workspace(cache_dir: &Path, workspace: &Path, which: &str) -> Result<
 }
 
 /// `cache stats` output: entries, blobs, bytes and the last run's hit rate.
-pub fn stats_text(cache_dir: &Path, runs_dir: Option<&Path>) -> String {
-    let s = gc::stats(cache_dir, runs_dir);
+pub fn stats_text(
+    cache_dir: &Path,
+    runs_dir: Option<&Path>,
+    manifest: Option<&std::ffi::OsStr>,
+) -> String {
+    let s = gc::stats(cache_dir, runs_dir, manifest);
     let mut out = format!(
         "cache dir: {}\nentries:   {}\nblobs:     {}\nsize:      {} ({} bytes)\n",
         cache_dir.display(),

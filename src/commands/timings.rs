@@ -25,7 +25,13 @@ pub fn run(args: TimingsArgs) -> Result<u8, Error> {
             .join("runs"),
         None => PathBuf::from(".taskrun").join("runs"),
     };
-    let report_path = find(&runs, run.as_deref().unwrap_or("latest")).map_err(Error::usage)?;
+    // `latest` of a named manifest: its newest run, not its neighbours' in the directory.
+    let named = manifest
+        .as_deref()
+        .filter(|m| m.is_file())
+        .and_then(Path::file_name);
+    let report_path =
+        find(&runs, run.as_deref().unwrap_or("latest"), named).map_err(Error::usage)?;
     let report = read(&report_path).map_err(|e| {
         Error::usage(format!(
             "cannot read the run report {}: {e}",
@@ -67,7 +73,7 @@ fn split(first: Option<PathBuf>, second: Option<String>) -> (Option<PathBuf>, Op
 }
 
 /// The report of `run` (an id, `latest`, or a path to a report) in `runs`.
-fn find(runs: &Path, run: &str) -> Result<PathBuf, String> {
+fn find(runs: &Path, run: &str, manifest: Option<&std::ffi::OsStr>) -> Result<PathBuf, String> {
     let direct = Path::new(run);
     if run.ends_with(".json") && direct.is_file() {
         return Ok(direct.to_path_buf());
@@ -84,14 +90,10 @@ fn find(runs: &Path, run: &str) -> Result<PathBuf, String> {
             Err(format!("no run `{run}` in {}", runs.display()))
         };
     }
-    let entries =
-        std::fs::read_dir(runs).map_err(|e| format!("no runs in {}: {e}", runs.display()))?;
-    entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .max()
-        .ok_or_else(|| format!("no runs in {}", runs.display()))
+    crate::report::newest_run(runs, manifest).ok_or_else(|| match manifest {
+        Some(m) => format!("no runs of {} in {}", m.to_string_lossy(), runs.display()),
+        None => format!("no runs in {}", runs.display()),
+    })
 }
 
 fn read(path: &Path) -> Result<RunReport, String> {

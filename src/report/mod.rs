@@ -299,6 +299,35 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     })
 }
 
+/// The newest run report in `runs` (run ids sort by start time), of the manifest named
+/// `manifest` when given: the manifests of one directory share its `.taskrun/runs`, and
+/// "the latest run" of `pipelines/urls.toml` is not that of `pipelines/download.toml`.
+pub fn newest_run(
+    runs: &std::path::Path,
+    manifest: Option<&std::ffi::OsStr>,
+) -> Option<std::path::PathBuf> {
+    #[derive(Deserialize)]
+    struct Named {
+        manifest: String,
+    }
+    let mut reports: Vec<std::path::PathBuf> = std::fs::read_dir(runs)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    reports.sort();
+    let Some(name) = manifest else {
+        return reports.pop();
+    };
+    reports.into_iter().rev().find(|p| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Named>(&b).ok())
+            .is_some_and(|r| std::path::Path::new(&r.manifest).file_name() == Some(name))
+    })
+}
+
 /// A new run id: the UTC start second plus a four-hex-digit suffix, without colons. The
 /// suffix holds the millisecond (times 16) and a random digit, so ids sort by start time
 /// also within one second: `latest` and the pruning of old runs go by that order.

@@ -378,3 +378,25 @@ fn browser_check(report: &Value, page: &Path) {
     browse(&[&shot_arg]);
     assert!(shot.is_file(), "screenshot kept at {}", shot.display());
 }
+
+/// Manifests of one directory share its `.taskrun/runs`: `timings M latest` and `cache
+/// stats M` pick M's newest run, not whichever pipeline ran last there.
+#[test]
+fn latest_of_a_named_manifest_is_its_own_newest_run() {
+    let ws = Workspace::new("[pipeline]\nname = \"first\"\n[tasks.a]\nrun = \"true\"\n");
+    ws.write(
+        "other.toml",
+        "[pipeline]\nname = \"second\"\n[tasks.b]\nrun = \"true\"\n[tasks.c]\nrun = \"true\"\n",
+    );
+    ws.run(&[]).code(0);
+    ws.exec(&["other.toml"]).code(0);
+    let page = ws.exec(&["timings", "taskrun.toml", "latest", "-o", "-"]);
+    page.code(0);
+    assert!(page.stdout.contains("first"), "{}", page.stdout);
+    assert!(!page.stdout.contains("second"), "the other pipeline's run");
+    let stats = ws.exec(&["cache", "stats", "taskrun.toml"]);
+    stats.code(0);
+    assert!(stats.stdout.contains("/1 tasks"), "{}", stats.stdout);
+    let stats = ws.exec(&["cache", "stats", "other.toml"]);
+    assert!(stats.stdout.contains("/2 tasks"), "{}", stats.stdout);
+}
