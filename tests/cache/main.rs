@@ -162,11 +162,11 @@ fn stats_counts_entries_and_reads_the_last_run_report() {
     ws.run_all();
     ws.write(
         ".taskrun/runs/20260101T000000Z-aaaa.json",
-        r#"{"summary":{"cached":0,"total":2}}"#,
+        r#"{"manifest":"taskrun.toml","summary":{"cached":0,"total":2}}"#,
     );
     ws.write(
         ".taskrun/runs/20260102T000000Z-bbbb.json",
-        r#"{"summary":{"cached":3,"total":4}}"#,
+        r#"{"manifest":"taskrun.toml","summary":{"cached":3,"total":4}}"#,
     );
     let out = ws.taskrun(&["cache", "stats", "taskrun.toml"]);
     assert!(out.status.success(), "{out:?}");
