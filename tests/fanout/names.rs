@@ -370,5 +370,5 @@ fn a_csv_quote_that_never_closes_is_said_so() {
     ws.write("items.csv", "id,u\nx,2\ny\n");
     ws.check()
         .code(2)
-        .says(&["items.csv`, line 3: 1 field where the header has 2"]);
+        .says(&["`items.csv:3:1`: this row has 1 field where the header has 2"]);
 }

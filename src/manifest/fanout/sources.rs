@@ -168,8 +168,8 @@ fn csv_rows(rel: &str, bytes: &[u8]) -> Result<Vec<Item>, String> {
                 expected_len,
                 len,
             } => format!(
-                "item file `{rel}`, line {}: {len} field{} where the header has {expected_len} \
-                 (a field that opens a `\"` and never closes it runs on to the end of the file)",
+                "`{rel}:{}:1`: this row has {len} field{} where the header has {expected_len} \
+                 (an empty field is nothing between two commas)",
                 pos.as_ref().map_or(0, csv::Position::line),
                 if *len == 1 { "" } else { "s" }
             ),
