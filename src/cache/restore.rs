@@ -152,11 +152,10 @@ fn clear_dirs(
     within: &RelPath,
     parts: &[&str],
 ) -> io::Result<Option<PathBuf>> {
-    let mut path = ws.root().join(within.as_str());
-    // A missing output is created as a real directory.
-    let Ok(real_within) = std::fs::canonicalize(&path) else {
-        return Ok(None);
-    };
+    let output = ws.root().join(within.as_str());
+    let mut path = output.clone();
+    // Resolved only when a link is met: most restores meet none, and pay no `realpath`.
+    let mut real_within = None;
     for part in parts {
         path.push(part);
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -172,7 +171,11 @@ fn clear_dirs(
             );
             return remove_entry(&path, false).map(|()| None);
         }
-        if std::fs::canonicalize(&path).is_ok_and(|t| t.starts_with(&real_within)) {
+        let real = real_within.get_or_insert_with(|| std::fs::canonicalize(&output).ok());
+        let stays = real
+            .as_ref()
+            .is_some_and(|real| std::fs::canonicalize(&path).is_ok_and(|t| t.starts_with(real)));
+        if stays {
             continue;
         }
         let target = std::fs::read_link(&path).unwrap_or_default();
