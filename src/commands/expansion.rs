@@ -150,6 +150,27 @@ pub fn as_now(mut plan: Plan, selection: &Selection) -> Result<Plan, Error> {
     Ok(plan)
 }
 
+/// `plan`'s view of the stand-ins a run would expand at once: those whose producers are all
+/// predicted to stay as they are on disk (`settled`: a hit with nothing to restore), so their
+/// items are the ones there now. `None` when no more expands, or when the items do not load
+/// (the run fails that stand-in when it expands it; the plan keeps it).
+pub fn as_settled(plan: &Plan, settled: BTreeSet<String>, selection: &Selection) -> Option<Plan> {
+    if !has_stand_ins(plan) || settled.is_empty() {
+        return None;
+    }
+    let next = load_plan_after(
+        &selection.manifest,
+        &selection.vars,
+        &selection.targets,
+        settled,
+        BTreeSet::new(),
+        false,
+    )
+    .ok()?;
+    let expanded = !next.pipeline.tasks.keys().eq(plan.pipeline.tasks.keys());
+    expanded.then_some(next)
+}
+
 /// The first line of `error`'s message, for the report entry of a stand-in it fails (the
 /// whole message is printed above).
 pub fn first_line(error: &Error) -> String {

@@ -2,9 +2,10 @@
 //! connection, writes no file.
 
 use crate::cli::{PlanArgs, PlanFormat, RemoteExec, Selection};
+use crate::lockfile::standing::Unpinned;
 use crate::plan::Plan;
 use crate::plan::placement::place;
-use crate::plan::predict::Prediction;
+use crate::plan::predict::{CacheStatus, Prediction};
 use crate::plan::render::{PlanView, render};
 
 /// How the plan is shown and predicted.
@@ -46,17 +47,27 @@ pub fn run(args: PlanArgs) -> Result<u8, super::Error> {
 /// Loads, plans (with the lockfile's pins), predicts the cache and prints the plan.
 pub fn print_plan(sel: &Selection, view: View) -> Result<u8, super::Error> {
     let mut plan = super::load_plan(&sel.manifest, &sel.vars, &sel.targets)?;
-    // What the run with these options would do (`taskrun M -n -j 4 -k`).
-    if let Some(jobs) = view.jobs {
-        plan.pipeline.concurrency = jobs as usize;
+    let (mut unpinned, mut predictions) = prepare(&mut plan, view)?;
+    // A stand-in whose producers are cached and on disk expands as the run will expand it.
+    for _ in 0..super::expansion::MAX_PHASES {
+        let settled = plan
+            .order
+            .iter()
+            .filter(|&&i| {
+                predictions[i].status == CacheStatus::Hit && predictions[i].reason.is_none()
+            })
+            .map(|&i| plan.task(i).name.clone())
+            .collect();
+        let Some(next) = super::expansion::as_settled(&plan, settled, sel) else {
+            break;
+        };
+        plan = next;
+        (unpinned, predictions) = prepare(&mut plan, view)?;
     }
-    plan.pipeline.fail_fast &= !view.keep_going;
     let off = super::remote_exec_off(&plan.pipeline, view.remote_exec)?;
-    let (_, unpinned) = super::apply_lockfile(&mut plan, &|_| false)?;
     if view.locked {
         super::refuse_unlocked(&plan, &unpinned, &sel.vars)?;
     }
-    let predictions = predict(&plan, view.force, view.no_cache);
     let placements = place(&plan, off);
     let text = render(
         &plan,
@@ -71,6 +82,19 @@ pub fn print_plan(sel: &Selection, view: View) -> Result<u8, super::Error> {
     // The process ends next: freeing every task one by one is time a large plan need not pay.
     std::mem::forget(plan);
     Ok(super::print_stdout(&text))
+}
+
+/// Applies the run's options and the lockfile's pins to `plan`, and predicts its cache:
+/// the downloads left unpinned and each task's prediction.
+fn prepare(plan: &mut Plan, view: View) -> Result<(Vec<Unpinned>, Vec<Prediction>), super::Error> {
+    // What the run with these options would do (`taskrun M -n -j 4 -k`).
+    if let Some(jobs) = view.jobs {
+        plan.pipeline.concurrency = jobs as usize;
+    }
+    plan.pipeline.fail_fast &= !view.keep_going;
+    let (_, unpinned) = super::apply_lockfile(plan, &|_| false)?;
+    let predictions = predict(plan, view.force, view.no_cache);
+    Ok((unpinned, predictions))
 }
 
 /// Reads the cache (never writes it) to predict hit / miss for each task.

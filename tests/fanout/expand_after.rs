@@ -72,17 +72,59 @@ fn plan_and_check_show_the_stand_in_before_anything_ran() {
     assert!(!ws.exists(".taskrun/runs"), "plan ran nothing");
 }
 
-/// After a full run, what depends on the stand-in cannot be predicted before the fan-out is
-/// expanded: the plan says so, with no key, rather than a miss with made-up reasons
-/// (`dependency clean[*] added, clean[a.csv] removed`) and a key the run would not use.
+/// Once the producer is cached with its outputs on disk, the items there are the ones the
+/// run will read: `plan` and a dry run expand the fan-out and predict each instance, and
+/// nothing is left "to run" after a full run. `--force` and `--no-cache` keep the stand-in.
 #[test]
-fn plan_after_a_run_does_not_make_up_why_a_dependent_of_the_stand_in_misses() {
+fn plan_after_a_run_expands_the_fanout_from_the_items_on_disk() {
     let ws = unpack_workspace();
     ws.run(&["-q"]).code(0);
-    ws.run(&["-q"]).code(0);
+    assert_eq!(ran(&ws).len(), 4);
     let text = ws.plan_text(&[]);
-    text.code(0)
-        .says(&["cache: miss (dependency clean[*] will run)"]);
+    text.code(0).says(&[
+        "4 tasks in 3 levels, 0 to run",
+        "clean[*]  command   2 instances: clean[a.csv] … clean[b.csv]",
+        "cache: 2 hit",
+    ]);
+    assert!(!text.stdout.contains("expanded after"), "{}", text.stdout);
+    let plan = ws.plan_json(&[]);
+    assert_eq!(
+        entry(&plan, "clean[b.csv]")["cache"]["status"],
+        "hit",
+        "{plan}"
+    );
+    assert_eq!(entry(&plan, "report")["cache"]["status"], "hit", "{plan}");
+    ws.run(&["-n"]).code(0).says(&["0 to run"]);
+    for flag in ["--force", "--no-cache"] {
+        ws.plan_text(&[flag])
+            .code(0)
+            .says(&["clean[*] (expanded after unpack)"]);
+    }
+    // What the plan predicted is what the run does: nothing.
+    ws.run(&["-q"]).code(0);
+    assert_eq!(ran(&ws), Vec::<String>::new());
+}
+
+/// When the producer will run again (its input changed) or restore its outputs (they were
+/// edited), the items are not known yet: the stand-in stays, and its dependent's miss says
+/// so, with no key, rather than made-up reasons (`dependency clean[*] added,
+/// clean[a.csv] removed`) and a key the run would not use.
+#[test]
+fn plan_keeps_the_stand_in_while_the_producer_would_change_its_items() {
+    let ws = unpack_workspace();
+    ws.run(&["-q"]).code(0);
+    ws.write("unpacked/a.csv", "edited\n");
+    ws.plan_text(&[]).code(0).says(&[
+        "clean[*] (expanded after unpack)",
+        "cache: miss (dependency clean[*] will run)",
+    ]);
+    ws.run(&["-q"]).code(0);
+    ws.write("src/b.csv", "b,3\n");
+    let text = ws.plan_text(&[]);
+    text.code(0).says(&[
+        "clean[*] (expanded after unpack)",
+        "cache: miss (dependency clean[*] will run)",
+    ]);
     assert!(!text.stdout.contains("removed"), "{}", text.stdout);
     let plan = ws.plan_json(&[]);
     assert!(entry(&plan, "report")["cache"]["key"].is_null(), "{plan}");
