@@ -15,6 +15,7 @@ mod workspace;
 
 mod cache;
 mod expand_after;
+mod expand_after_plan;
 mod expansion;
 mod item_files;
 mod item_pins;

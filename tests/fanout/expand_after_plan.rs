@@ -1,0 +1,89 @@
+//! `plan` of a fan-out expanded after its producer (SPEC §9 "What is read when"): the
+//! stand-in `clean[*] (expanded after unpack)` until the producer has run, and the instances
+//! from the items on disk once the producer is cached with its outputs as recorded.
+
+use crate::expand_after::{ran, unpack_workspace};
+use crate::support::entry;
+
+#[test]
+fn plan_and_check_show_the_stand_in_before_anything_ran() {
+    let ws = unpack_workspace();
+    ws.check().code(0);
+    let text = ws.plan_text(&[]);
+    text.code(0).says(&[
+        "clean[*] (expanded after unpack)",
+        "one instance per file matching unpacked/*.csv",
+        "each: mkdir -p clean",
+        "after: clean[*]",
+    ]);
+    let plan = ws.plan_json(&[]);
+    let stand_in = entry(&plan, "clean[*]");
+    assert_eq!(stand_in["task"], "clean");
+    assert_eq!(stand_in["kind"], "command");
+    assert_eq!(stand_in["expanded_after"], serde_json::json!(["unpack"]));
+    assert_eq!(stand_in["deps"], serde_json::json!(["unpack"]));
+    assert_eq!(
+        entry(&plan, "report")["deps"],
+        serde_json::json!(["clean[*]"])
+    );
+    assert!(!ws.exists("unpacked"), "plan ran nothing");
+    assert!(!ws.exists(".taskrun/runs"), "plan ran nothing");
+}
+
+/// Once the producer is cached with its outputs on disk, the items there are the ones the
+/// run will read: `plan` and a dry run expand the fan-out and predict each instance, and
+/// nothing is left "to run" after a full run. `--force` and `--no-cache` keep the stand-in.
+#[test]
+fn plan_after_a_run_expands_the_fanout_from_the_items_on_disk() {
+    let ws = unpack_workspace();
+    ws.run(&["-q"]).code(0);
+    assert_eq!(ran(&ws).len(), 4);
+    let text = ws.plan_text(&[]);
+    text.code(0).says(&[
+        "4 tasks in 3 levels, 0 to run",
+        "clean[*]  command   2 instances: clean[a.csv] … clean[b.csv]",
+        "cache: 2 hit",
+    ]);
+    assert!(!text.stdout.contains("expanded after"), "{}", text.stdout);
+    let plan = ws.plan_json(&[]);
+    assert_eq!(
+        entry(&plan, "clean[b.csv]")["cache"]["status"],
+        "hit",
+        "{plan}"
+    );
+    assert_eq!(entry(&plan, "report")["cache"]["status"], "hit", "{plan}");
+    ws.run(&["-n"]).code(0).says(&["0 to run"]);
+    for flag in ["--force", "--no-cache"] {
+        ws.plan_text(&[flag])
+            .code(0)
+            .says(&["clean[*] (expanded after unpack)"]);
+    }
+    // What the plan predicted is what the run does: nothing.
+    ws.run(&["-q"]).code(0);
+    assert_eq!(ran(&ws), Vec::<String>::new());
+}
+
+/// When the producer will run again (its input changed) or restore its outputs (they were
+/// edited), the items are not known yet: the stand-in stays, and its dependent's miss says
+/// so, with no key, rather than made-up reasons (`dependency clean[*] added,
+/// clean[a.csv] removed`) and a key the run would not use.
+#[test]
+fn plan_keeps_the_stand_in_while_the_producer_would_change_its_items() {
+    let ws = unpack_workspace();
+    ws.run(&["-q"]).code(0);
+    ws.write("unpacked/a.csv", "edited\n");
+    ws.plan_text(&[]).code(0).says(&[
+        "clean[*] (expanded after unpack)",
+        "cache: miss (dependency clean[*] will run)",
+    ]);
+    ws.run(&["-q"]).code(0);
+    ws.write("src/b.csv", "b,3\n");
+    let text = ws.plan_text(&[]);
+    text.code(0).says(&[
+        "clean[*] (expanded after unpack)",
+        "cache: miss (dependency clean[*] will run)",
+    ]);
+    assert!(!text.stdout.contains("removed"), "{}", text.stdout);
+    let plan = ws.plan_json(&[]);
+    assert!(entry(&plan, "report")["cache"]["key"].is_null(), "{plan}");
+}
