@@ -25,6 +25,7 @@ mod fail_fast;
 mod http;
 mod leftovers;
 mod lockfile;
+mod lockfile_edges;
 mod lockfile_merge;
 mod redirect_secrets;
 mod remote_exec;
