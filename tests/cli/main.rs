@@ -30,6 +30,7 @@ mod lockfile_merge;
 mod redirect_secrets;
 mod remote_exec;
 mod run;
+mod run_output;
 mod security;
 mod security_io;
 mod security_records;
