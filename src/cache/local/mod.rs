@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::backend::RemoteBackend;
-use super::digest::{from_hex, to_hex};
+use super::digest::from_hex;
 use super::explain::miss_reason;
 use super::inputs::InputFile;
 use super::journal::{Journal, Stamp};
@@ -31,7 +31,7 @@ use super::key::{self, TaskKey, declared_outputs};
 use super::lock::CacheLock;
 use super::outputs::{self, RestoreError};
 use super::reason::Reason;
-use super::record::{ActionRecord, OutputFile, RECORD_VERSION, record_parts};
+use super::record::ActionRecord;
 use super::stat::StatCache;
 use super::store::Store;
 use super::uploads::Uploads;
@@ -39,6 +39,8 @@ use super::{CacheError, CacheSource, Digest, Lookup, Produced, TaskCache};
 use crate::model::{Action, Pipeline, Task};
 use crate::plan::Plan;
 use crate::workspace::Workspace;
+use pinned::pinned_blob;
+pub(crate) use pinned::pinned_record;
 
 /// Lookup threads when a remote is configured.
 const REMOTE_LOOKUP_THREADS: usize = 16;
@@ -96,53 +98,6 @@ pub fn expired_reason(
     let created = record.created_time().unwrap_or(SystemTime::UNIX_EPOCH);
     let age = now.duration_since(created).unwrap_or_default();
     (age > ttl).then_some(Reason::Expired(ttl))
-}
-
-/// The pin of a download whose only output is its pinned `dest`: its content is known
-/// before it runs, so its blob alone stands for a cache entry.
-fn pinned_blob(task: &Task) -> Option<Digest> {
-    let Action::Download(d) = &task.action else {
-        return None;
-    };
-    let pin = from_hex(d.sha256.as_deref()?)?;
-    (declared_outputs(task) == [d.dest.clone()]).then_some(pin)
-}
-
-/// The record a pinned download's blob stands for (SPEC §5: content-addressed downloads).
-pub(crate) fn pinned_record(task: &Task, key: &TaskKey, store: &Store) -> Option<ActionRecord> {
-    let Action::Download(d) = &task.action else {
-        return None;
-    };
-    let pin = pinned_blob(task)?;
-    if !store.has_blob(&pin) {
-        return None;
-    }
-    let size = std::fs::metadata(store.blob_path(&pin))
-        .map(|m| m.len())
-        .ok()?;
-    let file = OutputFile {
-        path: d.dest.as_str().to_string(),
-        sha256: to_hex(&pin),
-        size,
-        mode: 0o644,
-    };
-    let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    let mut rec = ActionRecord {
-        format_version: RECORD_VERSION,
-        key: key.hex(),
-        task: task.name.clone(),
-        parts: record_parts(&key.parts),
-        outputs: vec![file],
-        output_dirs: vec![],
-        digest: String::new(),
-        log: None,
-        created: now.clone(),
-        last_used: now,
-        http: None,
-        checksum: String::new(),
-    };
-    rec.digest = to_hex(&key::outputs_digest(&rec.output_entries()));
-    Some(rec)
 }
 
 impl LocalCache {
@@ -608,6 +563,7 @@ fn is_stale(rec: &ActionRecord, now: SystemTime) -> bool {
         .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= LAST_USED_GRANULARITY)
 }
 
+mod pinned;
 mod success;
 
 mod state;
