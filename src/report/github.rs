@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use crate::events::{Event, Sink, Stream};
 use crate::report::TaskStatus;
 use crate::report::plain::finished_line;
-use crate::report::summary::{markdown, table};
+use crate::report::summary::{closing_lines, markdown, table};
 
 /// The GitHub Actions sink.
 pub struct Github<W: Write + Send> {
@@ -116,7 +116,13 @@ impl<W: Write + Send> Sink for Github<W> {
                 let _ = writeln!(self.out, "::warning::{}", escape_data(message));
             }
             Event::RunFinished { report } => {
-                let _ = write!(self.out, "{}", table(report));
+                // `-q`: the summary line only (SPEC §7), as on any other console.
+                let summary = if self.quiet {
+                    format!("{}\n", closing_lines(report))
+                } else {
+                    table(report)
+                };
+                let _ = write!(self.out, "{summary}");
                 let _ = self.out.flush();
                 if let Some(path) = &self.step_summary {
                     let res = std::fs::OpenOptions::new()

@@ -189,14 +189,14 @@ pub fn table(r: &RunReport) -> String {
 
 /// The same table as Markdown, for `$GITHUB_STEP_SUMMARY`.
 pub fn markdown(r: &RunReport) -> String {
-    let mut out = format!("### taskrun: {}\n\n", r.pipeline);
+    let mut out = format!("### taskrun: {}\n\n", markdown_text(&r.pipeline));
     out.push_str("| task | status | attempts | duration | bytes |\n|---|---|---:|---:|---:|\n");
     for row in rows(r) {
         let [name, status, attempts, duration, bytes] = row;
-        let name = name.replace('|', "\\|");
+        let name = markdown_text(&name);
         let _ = writeln!(
             out,
-            "| `{name}` | {status} | {attempts} | {duration} | {bytes} |"
+            "| <code>{name}</code> | {status} | {attempts} | {duration} | {bytes} |"
         );
     }
     let _ = writeln!(out, "\n{}\n", totals_line(r));
@@ -206,9 +206,36 @@ pub fn markdown(r: &RunReport) -> String {
     out
 }
 
+/// `text` as literal Markdown text, also inside a table cell: every ASCII punctuation
+/// character backslash-escaped (a name's `` ` ``, `|`, `*` or `<` would end a code span,
+/// split the row, or start emphasis or HTML) and line breaks as spaces.
+fn markdown_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_ascii_punctuation() {
+            out.push('\\');
+            out.push(c);
+        } else if c.is_control() {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_text_is_literal_in_a_table_cell() {
+        assert_eq!(markdown_text("get[a.csv]"), "get\\[a\\.csv\\]");
+        assert_eq!(markdown_text("a`b"), "a\\`b");
+        // The backslash escaped too: the `|` stays escaped and does not split the row.
+        assert_eq!(markdown_text("e\\|f"), "e\\\\\\|f");
+        assert_eq!(markdown_text("x\ny"), "x y");
+    }
 
     #[test]
     fn units() {

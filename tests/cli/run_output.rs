@@ -159,7 +159,23 @@ fn github_actions_groups_errors_and_step_summary() {
         "{stdout}"
     );
     let md = ws.read("step-summary.md");
-    assert!(md.contains("| `x::y` | failed | 1 |"), "{md}");
+    assert!(md.contains(r"| <code>x\:\:y</code> | failed | 1 |"), "{md}");
+
+    // `-q`: the failure and the summary line, no table (SPEC §7).
+    let out = ws
+        .cmd(&["taskrun.toml", "-k", "-q"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stdout.contains("STATUS"), "{stdout}");
+    assert!(!stdout.contains("=> ok"), "{stdout}");
+    assert!(
+        stdout.contains("::error title=taskrun%3A task x%3A%3Ay"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failed: 2 tasks, 1 succeeded"), "{stdout}");
 
     // A usage error is annotated too.
     let out = ws
