@@ -74,7 +74,10 @@ pub(super) fn section(out: &mut String, tl: &Timeline, path: &CriticalPath) {
             100.0 * t as f64 / wall as f64,
             tick_label(t, step)
         );
-        t += step;
+        let Some(next) = t.checked_add(step) else {
+            break;
+        };
+        t = next;
     }
     out.push_str("</div>\n");
     for entry in entries(&tl.report.tasks) {

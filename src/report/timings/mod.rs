@@ -156,15 +156,16 @@ pub(crate) fn esc(s: &str) -> String {
 /// Time ticks for an axis: a round step giving about `n` ticks over `wall` ms.
 pub(crate) fn tick_step(wall: u64, n: u64) -> u64 {
     let raw = (wall / n.max(1)).max(1);
-    let mut unit = 1;
-    while unit * 10 <= raw {
+    // Saturating: a report's times are read from disk, and may be anything up to u64::MAX.
+    let mut unit: u64 = 1;
+    while unit.saturating_mul(10) <= raw && unit < u64::MAX / 10 {
         unit *= 10;
     }
     [1, 2, 5, 10]
         .into_iter()
-        .map(|m| m * unit)
+        .map(|m| unit.saturating_mul(m))
         .find(|&s| s >= raw)
-        .unwrap_or(10 * unit)
+        .unwrap_or(u64::MAX)
 }
 
 /// A time in ms as an x coordinate.

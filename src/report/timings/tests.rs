@@ -45,3 +45,19 @@ fn ticks_are_round() {
     assert_eq!(tick_step(12_000, 10), 2000);
     assert_eq!(tick_step(1, 10), 1);
 }
+
+/// A report is read from disk: times up to u64::MAX draw a page, they do not loop forever.
+#[test]
+fn absurd_times_in_a_report_still_draw_a_page() {
+    assert_eq!(tick_step(u64::MAX, 10), 2_000_000_000_000_000_000);
+    assert_eq!(tick_step(u64::MAX, 1), u64::MAX);
+    let mut report = sample();
+    report.duration_ms = u64::MAX;
+    let html = render(&report);
+    assert!(html.contains("flaky"));
+    report.duration_ms = 900;
+    report.tasks[0].duration_ms = Some(u64::MAX);
+    report.tasks[0].attempts[1].duration_ms = u64::MAX;
+    let html = render(&report);
+    assert!(html.contains("flaky"));
+}
