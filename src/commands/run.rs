@@ -512,11 +512,22 @@ fn check_destinations(args: &RunArgs, pipeline: &crate::model::Pipeline) -> Resu
         return Ok(());
     }
     let taken = report::destination::Taken::of(pipeline);
-    for (flag, path) in asked {
-        if let Some(path) = path {
-            report::destination::check(flag, path, &taken).map_err(|message| {
-                Error::usage_with_hint(message, format!("give {flag} a path you can write"))
-            })?;
+    for (n, &(flag, path)) in asked.iter().enumerate() {
+        let Some(path) = path else { continue };
+        report::destination::check(flag, path, &taken).map_err(|message| {
+            Error::usage_with_hint(message, format!("give {flag} a path you can write"))
+        })?;
+        let mut earlier = asked[..n]
+            .iter()
+            .filter_map(|(f, p)| Some((f, p.as_ref()?)));
+        if let Some((other, _)) = earlier.find(|(_, p)| report::destination::same_file(path, p)) {
+            return Err(Error::usage_with_hint(
+                format!(
+                    "cannot write {flag} {}: it is {other}'s file too, and one would overwrite the other",
+                    path.display()
+                ),
+                format!("give {flag} and {other} different paths"),
+            ));
         }
     }
     Ok(())

@@ -38,14 +38,18 @@ pub fn run(args: TimingsArgs) -> Result<u8, Error> {
             report_path.display()
         ))
     })?;
-    let out = args
-        .output
-        .unwrap_or_else(|| report_path.with_extension("html"));
-    if out.as_os_str() == "-" {
-        return Ok(super::print_stdout(&crate::report::timings::render(
-            &report,
-        )));
-    }
+    let out = match args.output {
+        Some(out) if out.as_os_str() == "-" => {
+            return Ok(super::print_stdout(&crate::report::timings::render(
+                &report,
+            )));
+        }
+        Some(out) => {
+            check_output(&out, &report_path, &runs, manifest.as_deref(), &report)?;
+            out
+        }
+        None => report_path.with_extension("html"),
+    };
     write_page(&report, &out)?;
     Ok(exit_code::SUCCESS)
 }
@@ -60,6 +64,50 @@ pub fn write_page(report: &RunReport, out: &Path) -> Result<(), Error> {
     })?;
     println!("timings: {}", out.display());
     Ok(())
+}
+
+/// Refuses an `-o` path the page may not take, as `run` refuses its `--report`: the report
+/// it is drawn from, the manifest, its lockfile, `.taskrun/`, the cache dir or a task's
+/// output (the workspace's manifest loaded for its outputs when it loads).
+fn check_output(
+    out: &Path,
+    report_path: &Path,
+    runs: &Path,
+    named: Option<&Path>,
+    report: &RunReport,
+) -> Result<(), Error> {
+    let hint = "give -o a path you can write, or leave it out for .taskrun/runs/<run-id>.html";
+    if crate::report::destination::same_file(out, report_path) {
+        let message = format!(
+            "cannot write -o {}: it is the run report the page is drawn from",
+            out.display()
+        );
+        return Err(Error::usage_with_hint(message, hint));
+    }
+    // The workspace: the manifest's directory, where `.taskrun/runs` lies; for a report
+    // read from elsewhere, this directory.
+    let in_state_dir = runs.ends_with(Path::new(".taskrun").join("runs"));
+    let root = match (named, runs.parent().and_then(Path::parent)) {
+        (Some(m), _) if m.is_dir() => m.to_path_buf(),
+        (Some(m), _) => m.parent().unwrap_or(Path::new("")).to_path_buf(),
+        (None, Some(root)) if in_state_dir => root.to_path_buf(),
+        _ => PathBuf::new(),
+    };
+    let root = if root.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        root
+    };
+    let manifest = match named {
+        Some(m) if m.is_file() => m.to_path_buf(),
+        _ => root.join(Path::new(&report.manifest).file_name().unwrap_or_default()),
+    };
+    let taken = match super::load_pipeline(&manifest, &[]) {
+        Ok(pipeline) => crate::report::destination::Taken::of(&pipeline),
+        Err(_) => crate::report::destination::Taken::reserved(&manifest, &root),
+    };
+    crate::report::destination::check("-o", out, &taken)
+        .map_err(|message| Error::usage_with_hint(message, hint))
 }
 
 /// One argument is the manifest when it names a `.toml` file, else the run.

@@ -43,18 +43,40 @@ impl Taken {
         }
     }
 
-    /// What `path` would overwrite or lie inside, if anything.
-    fn clash(&self, path: &Path) -> Option<&str> {
+    /// Only what the manifest's path alone tells: the manifest, its lockfile, `.taskrun/`
+    /// and the default cache dir (for a manifest that does not load).
+    pub fn reserved(manifest: &Path, root: &Path) -> Self {
+        let cache_dir = root.join(".taskrun").join("cache");
+        let paths = crate::manifest::reserved::paths(manifest, root, &cache_dir)
+            .into_iter()
+            .map(|(p, what)| (p, what.to_string()))
+            .collect();
+        Self {
+            root: crate::manifest::reserved::resolved(root),
+            paths,
+            cache_dir: crate::manifest::reserved::resolved(&cache_dir),
+        }
+    }
+
+    /// What `path` would overwrite or lie inside, if anything, in words: "it is the manifest
+    /// itself", "it lies in taskrun's state directory".
+    fn clash(&self, path: &Path) -> Option<String> {
         let abs = std::path::absolute(path).ok()?;
         let resolved = crate::manifest::reserved::resolved(&abs);
         if resolved.starts_with(&self.cache_dir) {
-            return Some("in the cache dir");
+            return Some("it is in the cache dir".into());
         }
         let rel = resolved.strip_prefix(&self.root).ok()?.to_str()?;
-        self.paths
+        let (p, what) = self
+            .paths
             .iter()
-            .find(|(p, _)| crate::manifest::reserved::clashes(rel, p))
-            .map(|(_, what)| what.as_str())
+            .find(|(p, _)| crate::manifest::reserved::clashes(rel, p))?;
+        let exact = crate::model::RelPath::parse(rel) == crate::model::RelPath::parse(p);
+        Some(if exact {
+            format!("it is {what}")
+        } else {
+            format!("it lies in {what}")
+        })
     }
 }
 
@@ -70,8 +92,17 @@ pub fn check(flag: &str, path: &Path, taken: &Taken) -> Result<(), String> {
     if path.is_dir() {
         return Err(why(&"it is a directory"));
     }
+    // A path under a file is said as such, before what the file is.
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let existing = nearest_existing_parent(&target);
+    if !existing.is_dir() {
+        return Err(why(&format_args!(
+            "{} is not a directory",
+            existing.display()
+        )));
+    }
     if let Some(what) = taken.clash(path) {
-        return Err(why(&format_args!("it is {what}")));
+        return Err(why(&what));
     }
     let access = rustix::fs::Access::WRITE_OK;
     let denied = |at: &Path, e: rustix::io::Errno| {
@@ -82,13 +113,26 @@ pub fn check(flag: &str, path: &Path, taken: &Taken) -> Result<(), String> {
         ))
     };
     // What is not a regular file (`/dev/stdout`, a FIFO) is written into as it is.
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
         return rustix::fs::access(&target, access).map_err(|e| denied(&target, e));
     }
     // Else a temp file is renamed onto it: the nearest part of the path that exists must be
     // a directory this user may write.
-    let existing = target
+    rustix::fs::access(existing, access | rustix::fs::Access::EXEC_OK)
+        .map_err(|e| denied(existing, e))?;
+    // Permissions do not bind root, and say nothing of a read-only file system: a temp file
+    // made and dropped at once proves the directory takes one (nothing stays behind).
+    tempfile::Builder::new()
+        .prefix(crate::workspace::TEMP_PREFIX)
+        .tempfile_in(existing)
+        .map(drop)
+        .map_err(|e| why(&format_args!("{}: {e}", existing.display())))
+}
+
+/// The nearest ancestor of `target` that exists (or is a link), `.` for a relative path
+/// none of whose parts exists.
+fn nearest_existing_parent(target: &Path) -> &Path {
+    target
         .ancestors()
         .skip(1)
         .map(|a| {
@@ -99,22 +143,21 @@ pub fn check(flag: &str, path: &Path, taken: &Taken) -> Result<(), String> {
             }
         })
         .find(|a| a.exists() || a.is_symlink())
-        .unwrap_or(Path::new("."));
-    if !existing.is_dir() {
-        return Err(why(&format_args!(
-            "{} is not a directory",
-            existing.display()
-        )));
+        .unwrap_or(Path::new("."))
+}
+
+/// Two flags given one file: the second would overwrite the first's file without a word.
+/// What is not a regular file (`/dev/stdout`, a FIFO) takes both.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    if std::fs::metadata(a).is_ok_and(|m| !m.is_file()) {
+        return false;
     }
-    rustix::fs::access(existing, access | rustix::fs::Access::EXEC_OK)
-        .map_err(|e| denied(existing, e))?;
-    // Permissions do not bind root, and say nothing of a read-only file system: a temp file
-    // made and dropped at once proves the directory takes one (nothing stays behind).
-    tempfile::Builder::new()
-        .prefix(crate::workspace::TEMP_PREFIX)
-        .tempfile_in(existing)
-        .map(drop)
-        .map_err(|e| why(&format_args!("{}: {e}", existing.display())))
+    let resolve = |p: &Path| {
+        std::path::absolute(p)
+            .ok()
+            .map(|abs| crate::manifest::reserved::resolved(&abs))
+    };
+    resolve(a).is_some_and(|ra| resolve(b).is_some_and(|rb| ra == rb))
 }
 
 #[cfg(test)]

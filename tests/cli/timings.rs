@@ -400,3 +400,47 @@ fn latest_of_a_named_manifest_is_its_own_newest_run() {
     let stats = ws.exec(&["cache", "stats", "other.toml"]);
     assert!(stats.stdout.contains("/2 tasks"), "{}", stats.stdout);
 }
+
+/// `timings -o` is refused, as `run --report` is, where the page would take the place of
+/// the manifest, a task's output or the run report it is drawn from; the run stays
+/// readable afterwards.
+#[test]
+fn timings_o_does_not_overwrite_the_manifest_an_output_or_the_report() {
+    let ws = Workspace::new("[tasks.p]\nrun = \"echo x > p.txt\"\noutputs = [\"p.txt\"]\n");
+    ws.run(&["--report", "r.json"]).code(0);
+    let manifest = ws.read("taskrun.toml");
+    for (args, says) in [
+        (
+            vec!["taskrun.toml", "-o", "taskrun.toml"],
+            "it is the manifest itself",
+        ),
+        (
+            vec!["taskrun.toml", "-o", "p.txt"],
+            "it is an output of task `p`",
+        ),
+        (
+            vec!["r.json", "-o", "./r.json"],
+            "it is the run report the page is drawn from",
+        ),
+        (
+            vec!["taskrun.toml", "-o", ".taskrun/p.html"],
+            "it lies in taskrun's state directory",
+        ),
+        (
+            vec!["taskrun.toml", "-o", "p.txt/t.html"],
+            "p.txt is not a directory",
+        ),
+    ] {
+        let mut all = vec!["timings"];
+        all.extend(args);
+        let r = ws.exec(&all);
+        r.code(2);
+        assert!(r.stderr.contains(says), "{all:?}: {}", r.stderr);
+    }
+    assert_eq!(ws.read("taskrun.toml"), manifest);
+    assert_eq!(ws.read("p.txt"), "x\n");
+    assert!(ws.read("r.json").contains("\"run_id\""));
+    ws.exec(&["timings", "taskrun.toml", "-o", "page.html"])
+        .code(0);
+    assert!(ws.read("page.html").contains("<svg"));
+}

@@ -125,6 +125,8 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_starts() {
         ("taskrun.toml", "it is the manifest itself"),
         ("o.txt", "it is an output of task `a`"),
         ("-", "stdout"),
+        (".taskrun/r.json", "it lies in taskrun's state directory"),
+        ("taskrun.toml/r.json", "taskrun.toml is not a directory"),
     ] {
         let r = ws.run(&["--report", path]);
         r.code(2);
@@ -153,6 +155,36 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_starts() {
     let r = ws.run(&["--report", "pipe"]);
     r.code(0);
     assert!(r.stderr.contains("no process read from it"), "{}", r.stderr);
+}
+
+/// One path for two of `--report`, `--junit` and `--trace` would keep only the file written
+/// last: refused before the run, also when spelled differently; a FIFO or
+/// `/dev/stdout` takes both.
+#[test]
+fn two_report_flags_may_not_share_a_file() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"echo ran > o.txt\"\noutputs = [\"o.txt\"]\n");
+    for (args, says) in [
+        (
+            ["--report", "out/r.json", "--trace", "./out/r.json"],
+            "cannot write --trace ./out/r.json: it is --report's file too",
+        ),
+        (
+            ["--junit", "out/r.json", "--report", "out/../out/r.json"],
+            "cannot write --junit out/r.json: it is --report's file too",
+        ),
+    ] {
+        let r = ws.run(&args);
+        r.code(2);
+        assert!(r.stderr.contains(says), "{}", r.stderr);
+        assert!(!ws.path("o.txt").exists(), "the task ran: {}", r.stdout);
+    }
+    let r = ws.run(&["--report", "/dev/stdout", "--junit", "/dev/stdout"]);
+    r.code(0);
+    assert!(
+        r.stdout.contains("\"run_id\"") && r.stdout.contains("<testsuites"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
