@@ -321,10 +321,20 @@ pub fn newest_run(
         return reports.pop();
     };
     reports.into_iter().rev().find(|p| {
-        std::fs::read(p)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Named>(&b).ok())
-            .is_some_and(|r| std::path::Path::new(&r.manifest).file_name() == Some(name))
+        let named = std::fs::read(p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Named>(&b).map_err(|e| e.to_string()));
+        match named {
+            Ok(r) => std::path::Path::new(&r.manifest).file_name() == Some(name),
+            Err(e) => {
+                // A newer run, maybe this manifest's: say so rather than pass it by unseen.
+                eprintln!(
+                    "warning: skipping {}, which cannot be read as a run report: {e}",
+                    p.display()
+                );
+                false
+            }
+        }
     })
 }
 

@@ -399,6 +399,16 @@ fn latest_of_a_named_manifest_is_its_own_newest_run() {
     assert!(stats.stdout.contains("/1 tasks"), "{}", stats.stdout);
     let stats = ws.exec(&["cache", "stats", "other.toml"]);
     assert!(stats.stdout.contains("/2 tasks"), "{}", stats.stdout);
+    // A newer report that cannot be read may be this manifest's: passed by with a word.
+    ws.write(".taskrun/runs/29990101T000000Z-ffff.json", "{ not json");
+    let page = ws.exec(&["timings", "taskrun.toml", "latest", "-o", "-"]);
+    page.code(0);
+    assert!(
+        page.stderr.contains("warning: skipping")
+            && page.stderr.contains("29990101T000000Z-ffff.json"),
+        "{}",
+        page.stderr
+    );
 }
 
 /// `timings -o` is refused, as `run --report` is, where the page would take the place of
