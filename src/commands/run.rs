@@ -289,8 +289,15 @@ pub fn run_with_cache(
         if args.timings {
             let page = run_report.with_extension("html");
             // A page that cannot be written is reported; the run's exit code stands.
-            if let Err(e) = crate::commands::timings::write_page(&result.report, &page) {
-                e.print(false);
+            match crate::commands::timings::write_page(&result.report, &page) {
+                Err(e) => e.print(false),
+                Ok(()) => match args.log_format {
+                    LogFormat::Text => println!("timings: {}", page.display()),
+                    // stdout is JSON lines: the path is one of them.
+                    LogFormat::Json => {
+                        tracing::info!(timings = %page.display(), "timings: {}", page.display())
+                    }
+                },
             }
         }
     };

@@ -51,19 +51,18 @@ pub fn run(args: TimingsArgs) -> Result<u8, Error> {
         None => report_path.with_extension("html"),
     };
     write_page(&report, &out)?;
+    println!("timings: {}", out.display());
     Ok(exit_code::SUCCESS)
 }
 
-/// Writes the page to `out` and prints its path.
+/// Writes the page to `out` (the caller says where it is, in its log format).
 pub fn write_page(report: &RunReport, out: &Path) -> Result<(), Error> {
     crate::report::timings::write(report, out).map_err(|e| {
         Error::Failed(format!(
             "cannot write the timings page {}: {e}",
             out.display()
         ))
-    })?;
-    println!("timings: {}", out.display());
-    Ok(())
+    })
 }
 
 /// Refuses an `-o` path the page may not take, as `run` refuses its `--report`: the report

@@ -192,14 +192,19 @@ fn github_actions_groups_errors_and_step_summary() {
 #[test]
 fn log_format_json_emits_json_lines() {
     let ws = Workspace::new("[tasks.a]\nrun = \"echo hi\"\n");
-    let r = ws.run(&["--log-format", "json"]);
+    // `--timings` too: its page's path is a JSON line like the rest.
+    let r = ws.run(&["--log-format", "json", "--timings"]);
     r.code(0);
     let mut events = Vec::new();
+    let mut page = None;
     for line in r.stdout.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         events.push(v["event"].as_str().unwrap_or("").to_string());
+        page = page.or(v["timings"].as_str().map(str::to_string));
     }
+    let page = page.unwrap_or_else(|| panic!("no timings line: {}", r.stdout));
+    assert!(std::path::Path::new(&page).is_file(), "{page}");
     for want in [
         "run_started",
         "task_started",
