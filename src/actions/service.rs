@@ -17,8 +17,9 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 pub enum ServiceEnd {
     /// taskrun stopped it: after use, or because the run stopped (before it was ready, too).
     Stopped,
-    /// It never became ready, or exited on its own: the message says which.
-    Failed(String),
+    /// It never became ready, or exited on its own: the message says which, with its exit
+    /// code when it exited with one (the report's `exit_code`).
+    Failed(String, Option<i32>),
 }
 
 /// Runs the service until `release` fires (or the run stops); sends on `ready` once the probe
@@ -34,19 +35,19 @@ pub async fn run(
 ) -> ServiceEnd {
     let (argv, vars) = match (env::argv(&svc.run), env::env(pipeline, task)) {
         (Ok(a), Ok(v)) => (a, v),
-        (Err(e), _) | (_, Err(e)) => return ServiceEnd::Failed(e.to_string()),
+        (Err(e), _) | (_, Err(e)) => return ServiceEnd::Failed(e.to_string(), None),
     };
     let probe = match &svc.ready {
         Readiness::Url(u) => match u.expose_url() {
             Ok(url) => Probe::Url(url, u.redacted()),
-            Err(e) => return ServiceEnd::Failed(e.to_string()),
+            Err(e) => return ServiceEnd::Failed(e.to_string(), None),
         },
         Readiness::Tcp(addr) => Probe::Tcp(addr.clone()),
     };
     let cwd = env::workdir(pipeline, task);
     let mut child = match process::spawn_task(&argv, &cwd, &vars) {
         Ok(c) => c,
-        Err(e) => return ServiceEnd::Failed(format!("cannot start the service: {e}")),
+        Err(e) => return ServiceEnd::Failed(format!("cannot start the service: {e}"), None),
     };
     let pid = child.id();
     // A service is read live from the start.
@@ -57,11 +58,8 @@ pub async fn run(
     );
     let control = async {
         let became_ready = tokio::select! {
-            status = child.wait() => Err(ServiceEnd::Failed(match status {
-                Ok(s) => format!("exited before it was ready ({})", process::describe(&s).1),
-                Err(e) => format!("waiting for the service failed: {e}"),
-            })),
-            r = probe.until_ready(svc.ready_timeout) => r.map_err(ServiceEnd::Failed),
+            status = child.wait() => Err(exited(status, "exited before it was ready")),
+            r = probe.until_ready(svc.ready_timeout) => r.map_err(|e| ServiceEnd::Failed(e, None)),
             // Not its failure: the run stopped (an interrupt, or fail-fast's release).
             () = process::stopped(&mut stop) => Err(ServiceEnd::Stopped),
             _ = &mut release => Err(ServiceEnd::Stopped),
@@ -72,10 +70,7 @@ pub async fn run(
         }
         let _ = ready.send(());
         tokio::select! {
-            status = child.wait() => ServiceEnd::Failed(match status {
-                Ok(s) => format!("exited on its own ({})", process::describe(&s).1),
-                Err(e) => format!("waiting for the service failed: {e}"),
-            }),
+            status = child.wait() => exited(status, "exited on its own"),
             _ = release => {
                 let _ = process::terminate(&mut child, pid, &mut stop).await;
                 ServiceEnd::Stopped
@@ -87,6 +82,17 @@ pub async fn run(
         }
     };
     process::drive(pumping, control).await
+}
+
+/// A service that ended by itself, `how` (before or after it was ready).
+fn exited(status: std::io::Result<std::process::ExitStatus>, how: &str) -> ServiceEnd {
+    match status {
+        Ok(s) => {
+            let (code, said) = process::describe(&s);
+            ServiceEnd::Failed(format!("{how} ({said})"), code)
+        }
+        Err(e) => ServiceEnd::Failed(format!("waiting for the service failed: {e}"), None),
+    }
 }
 
 enum Probe {

@@ -215,10 +215,10 @@ impl Loop<'_> {
             Some(_) => "interrupted before it was ready",
             None => "the run stopped after a failure (fail-fast) before it was ready",
         };
-        let (outcome, error) = match &end {
-            ServiceEnd::Stopped if ready => (AttemptOutcome::Succeeded, None),
-            ServiceEnd::Stopped => (AttemptOutcome::Cancelled, Some(unready.to_string())),
-            ServiceEnd::Failed(e) => (AttemptOutcome::Failed, Some(e.clone())),
+        let (outcome, error, exit_code) = match &end {
+            ServiceEnd::Stopped if ready => (AttemptOutcome::Succeeded, None, None),
+            ServiceEnd::Stopped => (AttemptOutcome::Cancelled, Some(unready.to_string()), None),
+            ServiceEnd::Failed(e, code) => (AttemptOutcome::Failed, Some(e.clone()), *code),
         };
         let rec = &mut self.recs[task];
         rec.service_mut().release = None;
@@ -228,7 +228,7 @@ impl Loop<'_> {
             finished_at: rfc3339(finished),
             duration_ms: millis(finished.duration_since(started).unwrap_or_default()),
             outcome,
-            exit_code: None,
+            exit_code,
             http_status: None,
             url: None,
             error: error.clone(),

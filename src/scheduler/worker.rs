@@ -468,7 +468,7 @@ pub(super) async fn run_service(shared: Arc<Shared>, task: usize, release: onesh
         }
     };
     let end = match end {
-        ServiceEnd::Failed(why) => ServiceEnd::Failed(sink.redact(&why).into_owned()),
+        ServiceEnd::Failed(why, code) => ServiceEnd::Failed(sink.redact(&why).into_owned(), code),
         other => other,
     };
     let _ = shared.done.send(Done::ServiceEnded {

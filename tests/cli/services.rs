@@ -66,6 +66,8 @@ run = "touch user.ran"
             .contains("exited before it was ready"),
         "{svc}"
     );
+    // SPEC §6: the attempt has the exit code the message names.
+    assert_eq!(svc["attempts"][0]["exit_code"], 3, "{svc}");
     let user = task(&report, "user");
     assert_eq!(user["status"], "skipped");
     assert!(user["error"].as_str().unwrap().contains("svc"), "{user}");
