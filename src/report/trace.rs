@@ -17,6 +17,9 @@ const PID: u32 = 1;
 const COUNTER_TID: usize = 0;
 /// Counter samples of download throughput over the run.
 const THROUGHPUT_BINS: usize = 200;
+/// A retry that starts this much later than its chosen wait says it waited for a slot
+/// (less is the scheduler's own latency).
+const SLOT_WAIT_SHOWN_MS: u64 = 20;
 
 /// The whole trace as JSON text.
 pub fn to_string(report: &RunReport) -> String {
@@ -97,7 +100,16 @@ pub fn to_string(report: &RunReport) -> String {
         for (pair, a) in times.attempts.windows(2).zip(&task.attempts) {
             if pair[1].0 > pair[0].1 {
                 let reason = a.error.as_deref().unwrap_or(a.outcome.as_str());
-                let wait = format!("{name} (retry in {} ms: {reason})", pair[1].0 - pair[0].1);
+                // The backoff chosen; a later start than that waited for a free slot.
+                let gap = pair[1].0 - pair[0].1;
+                let chosen = a.wait_ms.unwrap_or(gap);
+                let wait = if gap > chosen + SLOT_WAIT_SHOWN_MS {
+                    format!(
+                        "{name} (retry in {chosen} ms: {reason}; started {gap} ms later, when a slot was free)"
+                    )
+                } else {
+                    format!("{name} (retry in {chosen} ms: {reason})")
+                };
                 w.instant(&wait, "wait", tid, pair[0].1);
             }
         }

@@ -158,6 +158,23 @@ fn the_trace_follows_the_format() {
     }
 }
 
+/// The mark says the backoff chosen (the report's `wait_ms`); a retry that started later
+/// waited for a slot, and says so, rather than passing the whole gap off as backoff.
+#[test]
+fn a_retry_that_waited_for_a_slot_says_both_waits() {
+    let mut r = sample();
+    r.tasks[0].attempts[1] = attempt(2, 688, 750, AttemptOutcome::Succeeded, None);
+    let v: Value = serde_json::from_str(&to_string(&r)).unwrap();
+    let events = v["traceEvents"].as_array().unwrap();
+    let wait = events.iter().find(|e| e["cat"] == "wait").unwrap();
+    assert!(
+        wait["name"].as_str().unwrap().ends_with(
+            "(retry in 300 ms: exit code 1; started 588 ms later, when a slot was free)"
+        ),
+        "{wait}"
+    );
+}
+
 #[test]
 fn the_checker_refuses_broken_traces() {
     let bad = |s: &str| check_trace(&serde_json::from_str(s).unwrap()).is_err();

@@ -286,8 +286,15 @@ fn bars(out: &mut String, tl: &Timeline, i: usize) {
             && next > e
         {
             let reason = a.error.as_deref().unwrap_or(a.outcome.as_str());
+            // The backoff chosen, and the wait for a free slot after it when there was one.
+            let backoff = match a.wait_ms {
+                Some(w) if next - e > w + 20 => {
+                    format!(" (backoff {}, then a free slot)", human_ms(w))
+                }
+                _ => String::new(),
+            };
             let tip = format!(
-                "waited {} before attempt {} — attempt {} {reason}",
+                "waited {}{backoff} before attempt {} — attempt {} {reason}",
                 human_ms(next - e),
                 a.number + 1,
                 a.number
