@@ -155,7 +155,7 @@ pub fn as_now(mut plan: Plan, selection: &Selection) -> Result<Plan, Error> {
 /// items are the ones there now. `None` when no more expands, or when the items do not load
 /// (the run fails that stand-in when it expands it; the plan keeps it).
 pub fn as_settled(plan: &Plan, settled: BTreeSet<String>, selection: &Selection) -> Option<Plan> {
-    if !has_stand_ins(plan) || settled.is_empty() {
+    if settled.is_empty() {
         return None;
     }
     let next = load_plan_after(

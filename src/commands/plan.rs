@@ -50,6 +50,9 @@ pub fn print_plan(sel: &Selection, view: View) -> Result<u8, super::Error> {
     let (mut unpinned, mut predictions) = prepare(&mut plan, view)?;
     // A stand-in whose producers are cached and on disk expands as the run will expand it.
     for _ in 0..super::expansion::MAX_PHASES {
+        if !super::expansion::has_stand_ins(&plan) {
+            break;
+        }
         let settled = plan
             .order
             .iter()
