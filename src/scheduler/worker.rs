@@ -348,8 +348,9 @@ pub(super) fn redacted(mut result: AttemptResult, sink: &TaskOutput) -> AttemptR
 }
 
 /// `revalidate = true` on a hit of an unpinned download: ask the origin (If-None-Match /
-/// If-Modified-Since). `None` keeps the hit: 304, or the origin could not be asked (a warning;
-/// the cached file is still good). A 200 downloads anew and counts as the task's attempt.
+/// If-Modified-Since). `None` keeps the hit: 304, or the origin could not say (unreachable,
+/// a server error; a warning, the cached file is still good). A 200 downloads anew and a
+/// 4xx fails, each as the task's attempt.
 async fn revalidate_hit(
     shared: &Arc<Shared>,
     job: &Job,
@@ -394,6 +395,21 @@ async fn revalidate_hit(
                 digest: Some(digest),
             })
         }
+        // The origin answered that the file is gone or not for us (404, 410, 403): the task
+        // fails as a download would; the cached copy is no answer to that.
+        Err(f) if !f.retryable && f.http_status.is_some_and(|s| (400..500).contains(&s)) => {
+            let result = redacted(download::failed(f), &sink);
+            Some(Done::Attempt {
+                task: job.task,
+                key: Some(key.to_string()),
+                started,
+                finished: SystemTime::now(),
+                result,
+                digest: None,
+            })
+        }
+        // Unreachable, a server error, a cut body: the cached file is still good (HTTP's
+        // stale-if-error), said in the task's output.
         Err(f) => {
             sink.line(
                 crate::events::Stream::Stderr,

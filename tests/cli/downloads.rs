@@ -502,6 +502,8 @@ fn sigint_mid_download_keeps_only_resume_files_and_the_next_run_resumes() {
     let last = attempts(get).last().unwrap();
     assert_eq!(last["outcome"], "cancelled");
     assert_eq!(last["url"], http.url("/i.bin"), "{last}");
+    // The 200 had arrived: SPEC §6's HTTP status of the attempt.
+    assert_eq!(last["http_status"], 200, "{last}");
     // No cache entry for an interrupted task.
     assert!(
         !files_under(ws.root())

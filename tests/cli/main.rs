@@ -21,6 +21,7 @@ mod concurrent;
 mod crash;
 mod differential;
 mod downloads;
+mod downloads_ended;
 mod fail_fast;
 mod http;
 mod leftovers;

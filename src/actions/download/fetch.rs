@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::SystemTime;
 
@@ -43,6 +43,8 @@ pub(crate) struct Fetch<'a> {
     pub progress: &'a (dyn Fn(TransferProgress) + Send + Sync),
     /// Bytes received over the network in this attempt, across mirrors.
     pub received: &'a AtomicU64,
+    /// The status this mirror answered (see [`super::Tracker::http_status`]).
+    pub status: &'a AtomicU16,
     pub conditional: Option<&'a Conditional<'a>>,
     /// See [`super::AttemptRequest::keep_digest`].
     pub keep_digest: bool,
@@ -166,6 +168,7 @@ async fn request(f: &Fetch<'_>, url: &Template, shown: &str) -> Result<Outcome, 
             .map_err(|e| transport_failure(e, false, &Peer::of(&asked)))?;
         let peer = Peer::of(&asked);
         let status = resp.status().as_u16();
+        f.status.store(status, Ordering::Relaxed);
         let offset = from.as_ref().map_or(0, |(_, len)| *len);
         match status {
             304 if f.conditional.is_some() => return Ok(Outcome::NotModified),

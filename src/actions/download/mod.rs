@@ -21,7 +21,7 @@ mod transport;
 mod wording;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 pub use classify::{FailureKind, is_retryable_status};
 pub use client::{DownloadError, HttpClient};
 pub use retry_after::parse_retry_after;
-pub use task::{run_attempt, succeeded};
+pub use task::{failed, run_attempt, succeeded};
 pub use transport::enter_lane;
 
 use crate::cache::WrittenFile;
@@ -149,12 +149,20 @@ pub fn discard_resume(root: &Path, dest: &str) {
 pub struct Tracker {
     received: AtomicU64,
     current: Mutex<Option<String>>,
+    /// The status of the current mirror's response (0: none yet).
+    status: AtomicU16,
 }
 
 impl Tracker {
     /// Bytes received over the network so far in this attempt, across mirrors.
     pub fn bytes(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// The HTTP status the mirror being tried answered, once it did: an attempt cut short
+    /// in the body (timeout, interrupt) still reports it.
+    pub fn http_status(&self) -> Option<u16> {
+        Some(self.status.load(Ordering::Relaxed)).filter(|&s| s != 0)
     }
 
     /// The mirror being tried (secrets redacted), once one was.
@@ -217,8 +225,7 @@ async fn run(
         return Err(failure(FailureKind::Invalid, false, msg));
     }
     let secrets = secret_values(req.download);
-    let (received, current) = (&tracker.received, &tracker.current);
-    let work = mirrors(client, req, &dest, cond, received, current, &secrets);
+    let work = mirrors(client, req, &dest, cond, tracker, &secrets);
     let result = match req.timeout {
         None => work.await,
         Some(limit) => match tokio::time::timeout(limit, work).await {
@@ -227,10 +234,7 @@ async fn run(
                 // The transfer was dropped and has settled its part files; wait for any other
                 // holder of the destination (none is expected) before reporting.
                 drop(client.dest_lock(&dest).lock().await);
-                let url = current
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
+                let url = tracker.url();
                 let mut fail = failure(
                     FailureKind::Timeout,
                     true,
@@ -241,11 +245,12 @@ async fn run(
                     ),
                 );
                 fail.url = url;
+                fail.http_status = tracker.http_status();
                 Err(fail)
             }
         },
     };
-    let bytes = received.load(Ordering::Relaxed);
+    let bytes = tracker.bytes();
     match result {
         Ok(Outcome::Done(mut done)) => {
             done.bytes = bytes;
@@ -267,8 +272,7 @@ async fn mirrors(
     req: &AttemptRequest<'_>,
     dest: &Path,
     cond: Option<&Conditional<'_>>,
-    received: &AtomicU64,
-    current: &Mutex<Option<String>>,
+    tracker: &Tracker,
     secrets: &Redactor,
 ) -> Result<Outcome, AttemptFailure> {
     let headers = build_headers(req.download)?;
@@ -278,13 +282,18 @@ async fn mirrors(
         dest,
         headers: &headers,
         progress: req.progress,
-        received,
+        received: &tracker.received,
+        status: &tracker.status,
         conditional: cond,
         keep_digest: req.keep_digest,
     };
     let mut failures = Vec::new();
     for url in &req.download.urls {
-        *current.lock().unwrap_or_else(PoisonError::into_inner) = Some(url.redacted());
+        *tracker
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(url.redacted());
+        tracker.status.store(0, Ordering::Relaxed);
         match fetch::mirror(&fetch, url).await {
             Ok(outcome) => return Ok(outcome),
             Err(mut fail) => {

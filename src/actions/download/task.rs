@@ -46,7 +46,7 @@ pub async fn run_attempt(
 }
 
 /// The report fields of a failed download.
-fn failed(f: AttemptFailure) -> AttemptResult {
+pub fn failed(f: AttemptFailure) -> AttemptResult {
     let outcome = match f.kind {
         FailureKind::Timeout => AttemptOutcome::TimedOut,
         _ => AttemptOutcome::Failed,
@@ -70,6 +70,7 @@ fn interrupted(tracker: &Tracker) -> AttemptResult {
         false,
     )
     .with_download(DownloadEnd {
+        http_status: tracker.http_status(),
         url: tracker.url(),
         bytes: tracker.bytes(),
         ..DownloadEnd::default()
