@@ -349,9 +349,12 @@ impl RemoteCache {
         if !self.writes() {
             return;
         }
+        // The request a failure is about, for its warning: a blob's PUT or the record's.
+        let what = std::cell::RefCell::new(format!("ac/{}", record.key));
         let r = (|| {
             let client = self.client()?;
             for hex in record.blobs() {
+                *what.borrow_mut() = format!("cas/{hex}");
                 let Some(d) = from_hex(hex) else {
                     return Err(Failure::Local(format!("bad digest {hex}")));
                 };
@@ -375,10 +378,11 @@ impl RemoteCache {
             let bytes = serde_json::to_vec_pretty(record)
                 .map_err(|e| Failure::Local(format!("serialising the record: {e}")))?;
             let len = bytes.len() as u64;
+            *what.borrow_mut() = format!("ac/{}", record.key);
             self.put(client, ("ac", &record.key), Body::from(bytes), len)?;
             Ok(Some(()))
         })();
-        self.settle(&format!("ac/{}", record.key), r);
+        self.settle(&what.into_inner(), r);
     }
 }
 

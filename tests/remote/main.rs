@@ -281,6 +281,8 @@ fn a_read_only_remote_refusing_uploads_costs_one_warning() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("403"), "{warnings:?}");
     assert_eq!(methods(&server, "PUT"), 1);
+    // The warning names the request refused: the first blob's, not the record's.
+    assert!(warnings[0].contains("refused cas/"), "{warnings:?}");
 }
 
 #[test]
