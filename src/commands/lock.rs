@@ -13,6 +13,7 @@ use crate::events::Fanout;
 use crate::exit_code;
 use crate::lockfile::{self, standing};
 use crate::plan::Plan;
+use crate::report::TaskStatus;
 use crate::report::plain::{Plain, Verbosity};
 use crate::scheduler::{self, RunOptions};
 
@@ -42,6 +43,8 @@ pub fn run(args: LockArgs) -> Result<u8, Error> {
     }
     let mut code = exit_code::SUCCESS;
     let mut pins = Vec::new();
+    // Downloads that failed (or did not run): their entries stand as they were.
+    let mut unfetched = 0;
     if !unpinned.is_empty() {
         let names: Vec<String> = unpinned
             .iter()
@@ -52,6 +55,13 @@ pub fn run(args: LockArgs) -> Result<u8, Error> {
         let result = download(fetch.clone(), args.update)?;
         code = result.exit_code;
         pins = super::run::collected_pins(&fetch, &unpinned, &result);
+        unfetched = result
+            .report
+            .tasks
+            .iter()
+            .filter(|t| t.kind == crate::model::TaskKind::Download)
+            .filter(|t| !matches!(t.status, TaskStatus::Succeeded | TaskStatus::Cached))
+            .count();
     }
     let path = lockfile::path_for(&manifest);
     // As a run does: the file as it is now (a run beside this one may have pinned since),
@@ -79,7 +89,24 @@ pub fn run(args: LockArgs) -> Result<u8, Error> {
     for c in &changes {
         out.push_str(&format!("{c}\n"));
     }
-    out.push_str(&summary(&file, &changes, lock.entries.len()));
+    if unfetched > 0 {
+        // Not "current": it could not be checked against what the origins serve now.
+        out.push_str(&format!(
+            "{file}: {unfetched} download{} failed, {} left as {}\n",
+            if unfetched == 1 { "" } else { "s" },
+            if unfetched == 1 {
+                "its entry"
+            } else {
+                "their entries"
+            },
+            if unfetched == 1 {
+                "it was"
+            } else {
+                "they were"
+            },
+        ));
+    }
+    out.push_str(&summary(&file, &changes, lock.entries.len(), unfetched));
     super::print_stdout(&out);
     Ok(code)
 }
@@ -175,11 +202,11 @@ fn check(
 }
 
 /// The last line: counts of each kind of change, or that nothing changed.
-fn summary(file: &str, changes: &[standing::Change], entries: usize) -> String {
-    if changes.is_empty() && entries == 0 {
+fn summary(file: &str, changes: &[standing::Change], entries: usize, unfetched: usize) -> String {
+    if changes.is_empty() && entries == 0 && unfetched == 0 {
         return format!("nothing to pin: no {file} is needed\n");
     }
-    if changes.is_empty() {
+    if changes.is_empty() && unfetched == 0 {
         return format!("{file} is current ({entries} entr{})\n", plural_y(entries));
     }
     let count = |f: fn(&standing::Change) -> bool| changes.iter().filter(|c| f(c)).count();

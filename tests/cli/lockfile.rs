@@ -2,7 +2,7 @@
 //! HTTP server on 127.0.0.1 that counts requests: trust on first use, verification,
 //! `--locked`, `taskrun lock` with `--check`, `--update`, pruning and targets.
 
-use crate::fault_server::Route;
+use crate::fault_server::{Fault, Route};
 use crate::http::{Http, sha};
 use crate::support::{Run, Workspace, task};
 
@@ -311,6 +311,17 @@ fn lock_update_downloads_again_and_prints_old_and_new() {
     assert_eq!(ws.read("data/a.csv"), "alpha v2\n");
     assert_eq!((http.hits("/a.csv"), http.hits("/b.csv")), (2, 1));
     assert!(!run.stdout.contains("pinned"), "{}", run.stdout);
+    // An origin that fails the new download: exit 1, and the lockfile is not called current
+    // (it could not be checked); its entry stands.
+    http.route("/a.csv", Route::ok(&b""[..]).times(10, Fault::Status(404)));
+    let out = lock(&ws, &["--update", "a"]);
+    out.code(1);
+    assert_eq!(
+        out.stdout,
+        "taskrun.lock: 1 download failed, its entry left as it was\n\
+         taskrun.lock: 0 added, 0 changed, 0 removed (2 entries)\n"
+    );
+    assert!(ws.read("taskrun.lock").contains(&new));
 }
 
 #[test]
