@@ -14,7 +14,7 @@ use std::pin::pin;
 use std::time::SystemTime;
 
 use super::action::{ActionSpec, PreparedAction, prepare};
-use super::client::{BlobSource, Client, UploadBlob, UploadStats};
+use super::client::{BlobSource, Client, Deadline, UploadBlob, UploadStats};
 use super::digest::Digest;
 use super::error::ReapiError;
 use super::outputs;
@@ -168,8 +168,13 @@ pub async fn run_action(
     let mut upload = or_cancel(client.upload_missing(&blobs), cancel.as_mut()).await?;
     let mut reuploaded = false;
     let mut reexecuted = false;
+    // The task's timeout bounds the whole wait, the cluster's queue included.
+    let deadline = spec.timeout.map(Deadline::after);
     loop {
-        let resp = match client.execute(&digest, skip, cancel.as_mut()).await {
+        let resp = match client
+            .execute(&digest, skip, deadline, cancel.as_mut())
+            .await
+        {
             Ok(r) => r,
             Err(ReapiError::MissingBlobs(why)) if !reuploaded => {
                 tracing::debug!(action = %digest, "{why}; sending the inputs again");

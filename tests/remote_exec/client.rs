@@ -415,7 +415,7 @@ async fn execute_without_the_inputs_in_the_cas_says_they_are_missing() {
     }
     c.upload_missing(&blobs).await.unwrap();
     let err = c
-        .execute(&p.digest(), true, std::future::pending())
+        .execute(&p.digest(), true, None, std::future::pending())
         .await
         .unwrap_err();
     assert!(matches!(err, ReapiError::MissingBlobs(_)), "{err:?}");

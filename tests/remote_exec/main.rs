@@ -5,6 +5,7 @@
 mod client;
 mod client_connection;
 mod cluster;
+mod deadlines;
 mod fallback;
 mod grpc_cache;
 mod harness;

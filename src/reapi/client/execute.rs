@@ -9,15 +9,20 @@
 //! refuse its own bots, so nothing would ever run. An execution submitted while every
 //! stream is taken lets go of its stream once the operation is named and polls it
 //! (GetOperation) until it is done or a stream comes free.
+//!
+//! A [`Deadline`] (the task's `timeout`) bounds the whole wait, queue included: past it the
+//! operation is cancelled, and the error says whether a worker had started it (a timeout
+//! of the action) or it was still queued (the cluster's failure).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message;
 use tonic::Code;
 
 use super::Client;
+use super::progress::{Deadline, Seen};
 use crate::reapi::digest::Digest;
 use crate::reapi::error::{ReapiError, is_not_found, response_status};
 use crate::reapi::proto;
@@ -93,25 +98,36 @@ impl Client {
     /// Executes `action` (its Action, Command and inputs must be in the CAS) and waits for
     /// its `ExecuteResponse`, whose status is OK (a non-OK one is returned as the error it
     /// stands for: a timeout, a cluster failure, missing inputs). When `cancel` resolves
-    /// first, or the returned future is dropped, the operation is cancelled.
+    /// first, or the returned future is dropped, the operation is cancelled; so it is at
+    /// `deadline`, with the error [`Deadline::missed`] gives.
     pub async fn execute(
         &self,
         action: &Digest,
         skip_cache_lookup: bool,
+        deadline: Option<Deadline>,
         cancel: impl Future<Output = ()>,
     ) -> Result<proto::ExecuteResponse, ReapiError> {
         let guard = CancelOnDrop {
             client: self.clone(),
-            name: Arc::new(Mutex::new(None)),
+            seen: Arc::new(Mutex::new(Seen::default())),
         };
-        let work = self.execute_inner(action, skip_cache_lookup, &guard.name);
+        let work = self.execute_inner(action, skip_cache_lookup, &guard.seen);
         let result = tokio::select! {
             r = work => r,
             () = cancel => {
-                if let Some(name) = guard.take() {
+                if let (Some(name), _) = guard.take() {
                     self.cancel_operation(&name).await;
                 }
                 return Err(ReapiError::Cancelled);
+            }
+            () = Deadline::reached(deadline) => {
+                let (name, started) = guard.take();
+                if let Some(name) = &name {
+                    self.cancel_operation(name).await;
+                }
+                // `reached` resolves only with a deadline.
+                let missed = deadline.map(|d| d.missed(started));
+                return Err(missed.unwrap_or(ReapiError::Cancelled));
             }
         };
         // Done (or failed without a live operation): nothing left to cancel.
@@ -123,7 +139,7 @@ impl Client {
         &self,
         action: &Digest,
         skip_cache_lookup: bool,
-        name: &Mutex<Option<String>>,
+        name: &Mutex<Seen>,
     ) -> Result<proto::ExecuteResponse, ReapiError> {
         let req = proto::ExecuteRequest {
             instance_name: self.instance.to_string(),
@@ -169,7 +185,7 @@ impl Client {
     async fn follow(
         &self,
         mut stream: tonic::Streaming<Operation>,
-        name: &Mutex<Option<String>>,
+        name: &Mutex<Seen>,
         may_detach: bool,
     ) -> Result<Followed, ReapiError> {
         // Since when the operation has been out of reach.
@@ -178,7 +194,7 @@ impl Client {
             let why = match stream.message().await {
                 Ok(Some(op)) => {
                     lost = None;
-                    *name.lock().unwrap_or_else(PoisonError::into_inner) = Some(op.name.clone());
+                    Seen::note(name, &op);
                     if op.done {
                         return finished(op).map(|r| Followed::Done(Box::new(r)));
                     }
@@ -196,8 +212,7 @@ impl Client {
                     err.to_string()
                 }
             };
-            let current = name.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            let Some(op_name) = current else {
+            let Some(op_name) = Seen::name(name) else {
                 return Err(ReapiError::Cluster(why));
             };
             let since = *lost.get_or_insert_with(std::time::Instant::now);
@@ -212,7 +227,7 @@ impl Client {
     async fn poll(
         &self,
         op_name: &str,
-        name: &Mutex<Option<String>>,
+        name: &Mutex<Seen>,
     ) -> Result<proto::ExecuteResponse, ReapiError> {
         let mut interval = FIRST_POLL;
         let mut reached = std::time::Instant::now();
@@ -223,7 +238,8 @@ impl Client {
                 Ok(permit) => Some(permit),
                 Err(_) => match self.get_operation(op_name).await {
                     Ok(op) if op.done => return finished(op),
-                    Ok(_) => {
+                    Ok(op) => {
+                        Seen::note(name, &op);
                         reached = std::time::Instant::now();
                         None
                     }
@@ -376,22 +392,19 @@ fn finished(op: Operation) -> Result<proto::ExecuteResponse, ReapiError> {
 /// Cancels the operation when the execute future is dropped before it finished.
 struct CancelOnDrop {
     client: Client,
-    name: Arc<Mutex<Option<String>>>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl CancelOnDrop {
-    /// The operation's name, disarming the guard.
-    fn take(&self) -> Option<String> {
-        self.name
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+    /// The operation's name, disarming the guard, and whether a worker started it.
+    fn take(&self) -> (Option<String>, bool) {
+        Seen::take(&self.seen)
     }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        let Some(name) = self.take() else {
+        let (Some(name), _) = self.take() else {
             return;
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

@@ -3,11 +3,13 @@
 //! headers (`authorization`, ...); header values never appear in a message.
 //!
 //! The calls are split by service: `cas` (FindMissingBlobs, batch and ByteStream
-//! transfers), `execute` (ActionCache, Execute, WaitExecution, CancelOperation).
+//! transfers), `execute` (ActionCache, Execute, WaitExecution, CancelOperation), `progress` (what an
+//! execution's wait has seen, and its deadline).
 
 mod cas;
 mod execute;
 pub(crate) mod fetch;
+mod progress;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use bazel_remote_apis::google::bytestream::byte_stream_client::ByteStreamClient;
 use bazel_remote_apis::google::longrunning::operations_client::OperationsClient;
 
 pub use cas::{BlobSource, UploadBlob, UploadStats};
+pub use progress::Deadline;
 
 /// The channel every generated client is built on: headers added to each call.
 type Svc = InterceptedService<Channel, Headers>;
