@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::pin;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::action::{ActionSpec, PreparedAction, prepare};
 use super::client::{BlobSource, Client, Deadline, UploadBlob, UploadStats};
@@ -33,6 +33,8 @@ pub struct RunOptions {
     /// Most bytes of stdout, and of stderr, brought back (the rest is cut, flagged in
     /// [`RemoteOutcome::logs_truncated`]).
     pub max_log_bytes: u64,
+    /// The task's `cache_ttl`: a cached result older than this is a miss (SPEC §2).
+    pub max_age: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -41,6 +43,7 @@ impl Default for RunOptions {
             keep_failed_outputs: false,
             skip_cache_lookup: false,
             max_log_bytes: 64 << 20,
+            max_age: None,
         }
     }
 }
@@ -136,7 +139,20 @@ pub async fn run_action(
     if !skip {
         let hit = or_cancel(client.get_action_result(&digest), cancel.as_mut()).await?;
         // A failed result is never taken from the cache (SPEC §11), whoever stored it.
-        if let Some(result) = hit.filter(|r| r.exit_code == 0) {
+        let hit = hit.filter(|r| r.exit_code == 0);
+        let unfit = match &hit {
+            Some(result) => match unusable(&prepared, result, options) {
+                Ok(why) => why,
+                // A malformed entry: refused below, with its warning.
+                Err(ReapiError::Protocol(_)) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        if let Some(why) = unfit {
+            tracing::debug!(action = %digest, "cached result not taken: {why}; executing");
+            skip = true;
+        } else if let Some(result) = hit {
             let done = or_cancel(
                 outcome(client, &prepared, &ws, &result, options),
                 cancel.as_mut(),
@@ -191,6 +207,16 @@ pub async fn run_action(
                 "ExecuteResponse without a result".into(),
             ));
         };
+        // The cluster's own cache lookup may answer what a lookup here would refuse.
+        if resp.cached_result
+            && !reexecuted
+            && let Some(why) = unusable(&prepared, result, options)?
+        {
+            tracing::debug!(action = %digest, "cached result not taken: {why}; executing");
+            reexecuted = true;
+            skip = true;
+            continue;
+        }
         match or_cancel(
             outcome(client, &prepared, &ws, result, options),
             cancel.as_mut(),
@@ -209,6 +235,39 @@ pub async fn run_action(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Why a cached, successful `result` cannot stand for a run of the task, if it cannot: it is
+/// older than the task's `cache_ttl` (SPEC §2: a miss). The action is then executed again.
+fn unusable(
+    _prepared: &PreparedAction,
+    result: &proto::ActionResult,
+    options: &RunOptions,
+) -> Result<Option<String>, ReapiError> {
+    if let Some(ttl) = options.max_age
+        && expired(result, ttl, SystemTime::now())
+    {
+        let ttl = humantime::format_duration(ttl);
+        return Ok(Some(format!("older than cache_ttl {ttl}")));
+    }
+    Ok(None)
+}
+
+/// Whether `result` is older than `ttl` at `now`, counted from when its worker finished (or
+/// the latest other time it carries). A result with no time at all may be of any age: it
+/// counts as expired.
+fn expired(result: &proto::ActionResult, ttl: Duration, now: SystemTime) -> bool {
+    let i = info(result.execution_metadata.as_ref());
+    let made = i
+        .worker_completed
+        .or(i.execution_completed)
+        .or(i.execution_start)
+        .or(i.worker_start)
+        .or(i.queued);
+    match made {
+        Some(t) => now.duration_since(t).is_ok_and(|age| age > ttl),
+        None => true,
     }
 }
 
@@ -336,5 +395,35 @@ fn info(m: Option<&proto::ExecutedActionMetadata>) -> ExecutionInfo {
         execution_start: time(&m.execution_start_timestamp),
         execution_completed: time(&m.execution_completed_timestamp),
         worker_completed: time(&m.worker_completed_timestamp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bazel_remote_apis::google::protobuf::Timestamp;
+
+    fn finished_at(secs: i64) -> proto::ActionResult {
+        proto::ActionResult {
+            execution_metadata: Some(proto::ExecutedActionMetadata {
+                worker_completed_timestamp: Some(Timestamp {
+                    seconds: secs,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_result_expires_by_its_workers_time_and_without_one_is_expired() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let ttl = Duration::from_secs(10);
+        assert!(!expired(&finished_at(995), ttl, now));
+        assert!(expired(&finished_at(989), ttl, now));
+        // A clock ahead of ours: not older than anything.
+        assert!(!expired(&finished_at(1_005), ttl, now));
+        assert!(expired(&proto::ActionResult::default(), ttl, now));
     }
 }

@@ -2,6 +2,7 @@
 //! loopback: see `cluster.rs` and `cluster/README.md`. Without the cluster (no `cluster/install.sh` run) the tests skip,
 //! except under `CI`, where they fail.
 
+mod action_cache;
 mod client;
 mod client_connection;
 mod cluster;

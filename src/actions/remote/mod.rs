@@ -64,6 +64,7 @@ pub async fn attempt(ctx: RemoteCtx<'_>) -> RemoteEnd {
     let options = RunOptions {
         keep_failed_outputs: ctx.task.keep_failed_outputs,
         skip_cache_lookup: ctx.skip_cache_lookup,
+        max_age: ctx.task.cache_ttl,
         ..RunOptions::default()
     };
     let (mut stop, mut down) = (ctx.stop.clone(), ctx.down.clone());
