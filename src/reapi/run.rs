@@ -239,9 +239,11 @@ pub async fn run_action(
 }
 
 /// Why a cached, successful `result` cannot stand for a run of the task, if it cannot: it is
-/// older than the task's `cache_ttl` (SPEC §2: a miss). The action is then executed again.
+/// older than the task's `cache_ttl` (SPEC §2), or it lacks a declared output (the command
+/// exited 0 without making it: the task fails on it, so the cache holds no answer, only a
+/// failure that a new run may not repeat). Either is a miss: the action is executed again.
 fn unusable(
-    _prepared: &PreparedAction,
+    prepared: &PreparedAction,
     result: &proto::ActionResult,
     options: &RunOptions,
 ) -> Result<Option<String>, ReapiError> {
@@ -251,7 +253,12 @@ fn unusable(
         let ttl = humantime::format_duration(ttl);
         return Ok(Some(format!("older than cache_ttl {ttl}")));
     }
-    Ok(None)
+    let plan = outputs::Plan::check(prepared, result)?;
+    if plan.missing.is_empty() {
+        return Ok(None);
+    }
+    let missing: Vec<&str> = plan.missing.iter().map(RelPath::as_str).collect();
+    Ok(Some(format!("it lacks {}", missing.join(", "))))
 }
 
 /// Whether `result` is older than `ttl` at `now`, counted from when its worker finished (or

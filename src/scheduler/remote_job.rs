@@ -12,7 +12,7 @@ use super::remote::Executor;
 use super::worker::{Done, Job, Shared, blocking, look_up_first, record_blocking, redacted};
 use crate::actions::remote::{self, RemoteCtx, RemoteEnd};
 use crate::actions::{AttemptResult, Stop, TaskOutput};
-use crate::cache::{CacheSource, Produced};
+use crate::cache::{CacheError, CacheSource, Digest, Produced};
 use crate::reapi::ActionSpec;
 use crate::report::AttemptOutcome;
 
@@ -52,20 +52,52 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
     // `--no-cache` uses no cache at all, the cluster's included (SPEC §5).
     spec.do_not_cache |= !shared.cache.can_hit();
     let sink = super::worker::begin_attempt(shared, &job, true).await;
-    let started = SystemTime::now();
-    let end = with_cluster_retries(shared, &executor, &spec, &sink, job.task).await;
-    let finished = SystemTime::now();
-    let result = match end {
-        RemoteEnd::Cluster(e) => {
-            return Done::RemoteUnreachable {
-                task: job.task,
-                key,
-                error: sink.redact(&e.to_string()).into_owned(),
-            };
+    let mut started = SystemTime::now();
+    let mut skip_cache_lookup = executor.force;
+    let result = loop {
+        let end =
+            with_cluster_retries(shared, &executor, &spec, &sink, job.task, skip_cache_lookup)
+                .await;
+        let (output, before) = match end {
+            RemoteEnd::Ran(result) => break redacted(result, &sink),
+            RemoteEnd::Cluster(e) => {
+                return Done::RemoteUnreachable {
+                    task: job.task,
+                    key,
+                    error: sink.redact(&e.to_string()).into_owned(),
+                };
+            }
+            RemoteEnd::Cached { output, before } => (output, before),
+        };
+        match cached(shared, &job, key.as_deref(), &output).await {
+            Ok(digest) => {
+                return Done::Hit {
+                    task: job.task,
+                    key: key.unwrap_or_default(),
+                    source: CacheSource::Remote,
+                    digest,
+                    output: Some(output),
+                };
+            }
+            // Outputs the local cache refuses (a link that leads outside once resolved):
+            // the cluster's copy is no answer for this task, so it is a miss. What it wrote
+            // goes, and the action runs again without the ActionCache.
+            Err(TaskFailure::Cache(CacheError::Outputs(why))) if !skip_cache_lookup => {
+                let name = &shared.plan.task(job.task).name;
+                tracing::debug!(task = %name, "cached remote result refused ({why}); executing");
+                before.delete_changed();
+                skip_cache_lookup = true;
+                started = SystemTime::now();
+            }
+            Err(error) => {
+                return Done::Failed {
+                    task: job.task,
+                    error,
+                };
+            }
         }
-        RemoteEnd::Cached { output } => return cached(shared, job, key, output).await,
-        RemoteEnd::Ran(result) => redacted(result, &sink),
     };
+    let finished = SystemTime::now();
     let digest = if result.outcome == AttemptOutcome::Succeeded {
         let output = sink.take_captured();
         let (t, deps) = (job.task, job.dep_digests);
@@ -85,9 +117,18 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
 
 /// The cluster's ActionCache had the result: recorded locally (a later run hits here
 /// without asking the cluster), and the task is `cached` from the remote.
-async fn cached(shared: &Arc<Shared>, job: Job, key: Option<String>, output: Vec<u8>) -> Done {
+async fn cached(
+    shared: &Arc<Shared>,
+    job: &Job,
+    key: Option<&str>,
+    output: &[u8],
+) -> Result<Digest, TaskFailure> {
     let (plan, cache, t) = (shared.plan.clone(), shared.cache.clone(), job.task);
-    let (k, deps, out) = (key.clone(), job.dep_digests, output.clone());
+    let (k, deps, out) = (
+        key.map(str::to_string),
+        job.dep_digests.clone(),
+        output.to_vec(),
+    );
     let recorded = blocking(move || {
         let produced = Produced {
             output: &out,
@@ -96,23 +137,7 @@ async fn cached(shared: &Arc<Shared>, job: Job, key: Option<String>, output: Vec
         cache.record_success(&plan, t, k.as_deref(), &deps, produced)
     })
     .await;
-    match recorded {
-        Ok(Ok(digest)) => Done::Hit {
-            task: job.task,
-            key: key.unwrap_or_default(),
-            source: CacheSource::Remote,
-            digest,
-            output: Some(output),
-        },
-        Ok(Err(e)) => Done::Failed {
-            task: job.task,
-            error: TaskFailure::Cache(e),
-        },
-        Err(error) => Done::Failed {
-            task: job.task,
-            error,
-        },
-    }
+    recorded?.map_err(TaskFailure::Cache)
 }
 
 /// One attempt, with the cluster's failures retried up to [`CLUSTER_RETRIES`] times; ends
@@ -123,6 +148,7 @@ async fn with_cluster_retries(
     spec: &ActionSpec,
     sink: &TaskOutput,
     task: usize,
+    skip_cache_lookup: bool,
 ) -> RemoteEnd {
     let pipeline = &shared.plan.pipeline;
     let t = shared.plan.task(task);
@@ -138,7 +164,7 @@ async fn with_cluster_retries(
                     output: sink,
                     stop: shared.stop.clone(),
                     down: executor.down.clone(),
-                    skip_cache_lookup: executor.force,
+                    skip_cache_lookup,
                 })
                 .await
             }

@@ -121,6 +121,24 @@ async fn runs_an_action_then_hits_the_action_cache() {
     assert!(first.upload.uploaded >= 2, "{:?}", first.upload);
     assert!(!first.info.worker.is_empty());
 
+    // Cached, that result lacks `out/never`: a miss, executed again (and still lacking it).
+    let again = run_action(&c, &s, ws.path(), &opts, std::future::pending())
+        .await
+        .unwrap();
+    assert!(!again.cached);
+    assert_eq!(again.missing_outputs, [rel("out/never")]);
+
+    // Declaring only what it makes, the same command's result is taken from the cache.
+    let s = spec(
+        ws.path(),
+        &format!("cat in/a > out/b; echo {n}; echo err >&2"),
+        &[("in/a", "hello\n")],
+        &["out/b"],
+    );
+    let first = run_action(&c, &s, ws.path(), &opts, std::future::pending())
+        .await
+        .unwrap();
+    assert!(!first.cached);
     std::fs::remove_file(ws.path().join("out/b")).unwrap();
     let t = Instant::now();
     let second = run_action(&c, &s, ws.path(), &opts, std::future::pending())

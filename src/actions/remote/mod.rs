@@ -28,6 +28,9 @@ pub enum RemoteEnd {
     Cached {
         /// stdout followed by stderr.
         output: Vec<u8>,
+        /// The declared outputs before the result was written: if the local cache refuses
+        /// to record it, what it wrote is taken back before the action runs again.
+        before: Snapshot,
     },
     /// The cluster failed (unreachable, lost the action, overloaded): not the task's fault.
     Cluster(ReapiError),
@@ -50,7 +53,7 @@ pub struct RemoteCtx<'a> {
     /// Set once the scheduler judges the cluster down: the operation is abandoned and the
     /// task goes to the local fallback.
     pub down: watch::Receiver<bool>,
-    /// `--force`: do not take the ActionCache's result.
+    /// `--force`, or a cached result found unusable: do not take the ActionCache's result.
     pub skip_cache_lookup: bool,
 }
 
@@ -78,7 +81,10 @@ pub async fn attempt(ctx: RemoteCtx<'_>) -> RemoteEnd {
         Ok(o) if o.cached && o.exit_code == 0 => {
             let mut output = o.stdout;
             output.extend_from_slice(&o.stderr);
-            RemoteEnd::Cached { output }
+            return RemoteEnd::Cached {
+                output,
+                before: snapshot,
+            };
         }
         Ok(o) => RemoteEnd::Ran(ran(&ctx, &o).await),
         Err(e) => ended(&ctx, e),

@@ -500,7 +500,13 @@ impl TaskCache for LocalCache {
                 t.name
             )));
         }
-        self.snapshot_and_store(plan, t, &tk, dep_digests, produced)
+        let recorded = self.snapshot_and_store(plan, t, &tk, dep_digests, produced);
+        if matches!(recorded, Err(CacheError::Outputs(_))) {
+            // The outputs were refused, not the key: another attempt at the task (a remote
+            // cached result refused here, executed again) still records under it.
+            self.pending().insert(task, tk);
+        }
+        recorded
     }
 
     fn http_validators(&self, key: &str) -> Option<HttpValidators> {
