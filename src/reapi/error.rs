@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use prost::Message;
 use tonic::Code;
 
 use super::proto;
@@ -22,8 +23,9 @@ pub enum ReapiError {
     /// counts as a cluster failure.
     #[error("{0}")]
     Busy(String),
-    /// The cluster no longer has blobs the action needs (it answered FAILED_PRECONDITION):
-    /// upload them again and retry; still missing after that, it counts as a cluster failure.
+    /// The cluster no longer has blobs the action needs (it answered FAILED_PRECONDITION
+    /// with MISSING violations): upload them again and retry; still missing after that, it
+    /// counts as a cluster failure.
     #[error("the cluster is missing inputs: {0}")]
     MissingBlobs(String),
     /// A blob the cluster named (an output of a cached result) is no longer in its CAS:
@@ -118,7 +120,11 @@ impl ReapiError {
         } else {
             format!("{what}: {:?}: {message}", status.code())
         };
-        classify(status.code(), text)
+        // The details are an encoded google.rpc.Status; unreadable ones say nothing.
+        let details = bazel_remote_apis::google::rpc::Status::decode(status.details())
+            .map(|s| s.details)
+            .unwrap_or_default();
+        classify(status.code(), text, lacks_blobs(&details))
     }
 
     /// Classifies a non-OK `google.rpc.Status` found inside a response (an
@@ -133,7 +139,7 @@ impl ReapiError {
         if code == Code::DeadlineExceeded {
             return Self::TimedOut(text);
         }
-        classify(code, text)
+        classify(code, text, lacks_blobs(&status.details))
     }
 
     /// A failure to connect or a broken connection (refused, reset): a cluster failure; but
@@ -176,8 +182,39 @@ fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
     )
 }
 
-/// Sorts a status code into the kinds of [`ErrorKind`].
-fn classify(code: Code, text: String) -> ReapiError {
+/// `google.rpc.PreconditionFailure`, which the crate's generated messages lack.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PreconditionFailure {
+    #[prost(message, repeated, tag = "1")]
+    violations: Vec<Violation>,
+}
+
+/// One `PreconditionFailure.Violation`; REAPI names a blob missing from the CAS with type
+/// `MISSING` and subject `blobs/{hash}/{size}`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Violation {
+    #[prost(string, tag = "1")]
+    r#type: String,
+    #[prost(string, tag = "2")]
+    subject: String,
+    #[prost(string, tag = "3")]
+    description: String,
+}
+
+/// Whether a status's `details` say blobs are missing: a `PreconditionFailure` with a
+/// `MISSING` violation (REAPI: the way a server says so). Any other FAILED_PRECONDITION
+/// (an unknown platform property, a command not allowed) is the request's own problem.
+fn lacks_blobs(details: &[bazel_remote_apis::google::protobuf::Any]) -> bool {
+    details
+        .iter()
+        .filter(|any| any.type_url.ends_with("/google.rpc.PreconditionFailure"))
+        .filter_map(|any| PreconditionFailure::decode(&*any.value).ok())
+        .any(|pf| pf.violations.iter().any(|v| v.r#type == "MISSING"))
+}
+
+/// Sorts a status code into the kinds of [`ErrorKind`]; `lacks_blobs` tells a
+/// FAILED_PRECONDITION for missing inputs (upload again) from a refusal (not retried).
+fn classify(code: Code, text: String, lacks_blobs: bool) -> ReapiError {
     match code {
         // Down, overloaded, a lost worker or leader, a reset stream or broken connection
         // (tonic reports those as UNKNOWN or INTERNAL), a call that outlived the server's
@@ -189,10 +226,11 @@ fn classify(code: Code, text: String) -> ReapiError {
         | Code::Internal
         | Code::DeadlineExceeded => ReapiError::Cluster(text),
         Code::ResourceExhausted => ReapiError::Busy(text),
-        Code::FailedPrecondition => ReapiError::MissingBlobs(text),
-        Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented => {
-            ReapiError::Config(text)
-        }
+        Code::FailedPrecondition if lacks_blobs => ReapiError::MissingBlobs(text),
+        Code::FailedPrecondition
+        | Code::Unauthenticated
+        | Code::PermissionDenied
+        | Code::Unimplemented => ReapiError::Config(text),
         _ => ReapiError::Protocol(text),
     }
 }
@@ -233,13 +271,54 @@ mod tests {
                 .is_busy()
         );
         assert_eq!(kind(Code::Internal), ErrorKind::Cluster);
-        assert_eq!(kind(Code::FailedPrecondition), ErrorKind::Cluster);
+        // Without MISSING violations: the request's own problem.
+        assert_eq!(kind(Code::FailedPrecondition), ErrorKind::Config);
         assert_eq!(kind(Code::PermissionDenied), ErrorKind::Config);
         assert_eq!(kind(Code::Unimplemented), ErrorKind::Config);
         assert_eq!(kind(Code::InvalidArgument), ErrorKind::Protocol);
         let err = ReapiError::from_status("GetActionResult", &tonic::Status::unavailable("down"));
         assert!(err.is_cluster_failure());
         assert_eq!(err.to_string(), "GetActionResult: Unavailable: down");
+    }
+
+    fn violation(kind: &str) -> bazel_remote_apis::google::protobuf::Any {
+        let pf = PreconditionFailure {
+            violations: vec![Violation {
+                r#type: kind.into(),
+                subject: "blobs/ab/1".into(),
+                description: String::new(),
+            }],
+        };
+        bazel_remote_apis::google::protobuf::Any {
+            type_url: "type.googleapis.com/google.rpc.PreconditionFailure".into(),
+            value: pf.encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_missing_violations_make_a_failed_precondition_missing_blobs() {
+        let status = |kind: &str| Status {
+            code: Code::FailedPrecondition as i32,
+            message: "m".into(),
+            details: vec![violation(kind)],
+        };
+        let missing = ReapiError::from_rpc_status("execution", &status("MISSING"));
+        assert!(
+            matches!(missing, ReapiError::MissingBlobs(_)),
+            "{missing:?}"
+        );
+        let other = ReapiError::from_rpc_status("execution", &status("OTHER"));
+        assert_eq!(other.kind(), ErrorKind::Config);
+        // The same in a call's trailers (grpc-status-details-bin).
+        let encoded = status("MISSING").encode_to_vec();
+        let call = tonic::Status::with_details(Code::FailedPrecondition, "m", encoded.into());
+        let err = ReapiError::from_status("Execute", &call);
+        assert!(matches!(err, ReapiError::MissingBlobs(_)), "{err:?}");
+        let bare = tonic::Status::failed_precondition("Unregistered platform property");
+        assert_eq!(
+            ReapiError::from_status("Execute", &bare).to_string(),
+            "Execute: FailedPrecondition: Unregistered platform property"
+        );
     }
 
     #[test]

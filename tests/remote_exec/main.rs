@@ -10,6 +10,7 @@ mod deadlines;
 mod fallback;
 mod grpc_cache;
 mod harness;
+mod refusals;
 mod scheduler;
 mod support;
 #[path = "../support/workspace.rs"]

@@ -451,11 +451,12 @@ mod tests {
         }))))
         .unwrap_err();
         assert!(err.is_cluster_failure());
-        let missing = finished(done(Some(operation::Result::Error(Status {
+        // FAILED_PRECONDITION without MISSING violations: a refusal, not lost inputs.
+        let refused = finished(done(Some(operation::Result::Error(Status {
             code: Code::FailedPrecondition as i32,
             ..Default::default()
         }))));
-        assert!(matches!(missing, Err(ReapiError::MissingBlobs(_))));
+        assert!(matches!(refused, Err(ReapiError::Config(_))));
         assert!(matches!(finished(done(None)), Err(ReapiError::Protocol(_))));
         let no_result = Any {
             type_url: String::new(),

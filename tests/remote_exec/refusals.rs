@@ -1,0 +1,28 @@
+//! What the cluster refuses (SPEC §11): a request it will never take (a platform property
+//! it does not know) fails the task at once with the server's words, rather than passing for
+//! an unreachable cluster that is retried and then quietly left for a local run.
+
+use crate::cluster::Cluster;
+use crate::support::{Workspace, manifest, nonce, task};
+
+/// BuildGrid answers FAILED_PRECONDITION ("Unregistered platform property") without the
+/// MISSING violations that would mean lost inputs: a configuration problem, not retried,
+/// no local fallback, no warning.
+#[test]
+fn an_unknown_platform_property_fails_the_task_at_once() {
+    let Some(c) = Cluster::shared() else { return };
+    let body = "[tasks.p]\nplatform = { bogus = \"1\" }\noutputs = [\"p.txt\"]\n\
+                run = \"echo p > p.txt\"\n";
+    let ws = Workspace::new(&manifest(c.url(), "", &nonce(), body));
+    let run = ws.run(&[]);
+    run.code(1);
+    assert!(!run.stdout.contains("warning:"), "{}", run.stdout);
+    assert!(!run.stdout.contains("unreachable"), "{}", run.stdout);
+    let report = ws.last_report();
+    let p = task(&report, "p");
+    assert_eq!(p["status"], "failed", "{p:#}");
+    let error = p["error"].as_str().unwrap();
+    assert!(error.contains("Unregistered platform property"), "{error}");
+    assert!(!error.contains("missing inputs"), "{error}");
+    assert!(!ws.path("p.txt").exists(), "it ran here");
+}
