@@ -54,6 +54,9 @@ pub struct ActionSpec {
     pub output_directories: BTreeSet<RelPath>,
     /// The input root's files.
     pub inputs: Vec<InputFile>,
+    /// Directories of the input root that must exist even when no file lies in them (the
+    /// empty directories of a dependency's output directory, as a local run sees them).
+    pub input_dirs: Vec<RelPath>,
     /// The Action's timeout.
     pub timeout: Option<Duration>,
     /// Platform properties (the worker's OS, image, ...).
@@ -102,7 +105,12 @@ pub fn prepare(spec: &ActionSpec, api: ApiVersion) -> Result<PreparedAction, Rea
     if spec.argv.is_empty() {
         return Err(ReapiError::Input("the command has no arguments".into()));
     }
-    let dirs: Vec<RelPath> = spec.working_directory.iter().cloned().collect();
+    let dirs: Vec<RelPath> = spec
+        .working_directory
+        .iter()
+        .chain(&spec.input_dirs)
+        .cloned()
+        .collect();
     let tree = InputTree::build(&spec.inputs, &dirs)?;
     let (command, outputs) = command(spec, api);
     let command_blob = Digest::of_message(&command);

@@ -10,6 +10,7 @@ mod deadlines;
 mod fallback;
 mod grpc_cache;
 mod harness;
+mod inputs;
 mod refusals;
 mod scheduler;
 mod support;

@@ -4,7 +4,7 @@
 //! `[execution] path`), and the input root holds only what the task declared: the files its
 //! `inputs` match and its direct dependencies' outputs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -67,6 +67,7 @@ pub fn build(plan: &Plan, task: usize) -> Result<ActionSpec, SpecError> {
         output_paths: t.outputs.clone(),
         output_directories,
         inputs: inputs.files.into_values().collect(),
+        input_dirs: inputs.dirs.into_iter().collect(),
         timeout: t.timeout,
         platform: pipeline.execution.platform_for(t),
         // A task that always runs locally (SPEC §5: `cache = "off"`, or no outputs) must
@@ -101,10 +102,12 @@ pub fn dependency_outputs(plan: &Plan, task: usize) -> Vec<RelPath> {
     out
 }
 
-/// The input root's files, one entry per path.
+/// The input root's files, one entry per path, and the directories of output directories
+/// (so that empty ones exist on the worker too).
 #[derive(Default)]
 struct Inputs {
     files: BTreeMap<RelPath, InputFile>,
+    dirs: BTreeSet<RelPath>,
 }
 
 impl Inputs {
@@ -124,15 +127,13 @@ impl Inputs {
         if !meta.is_dir() {
             return;
         }
+        self.dirs.insert(rel.clone());
         for entry in walkdir::WalkDir::new(&path)
             .follow_links(false)
             .min_depth(1)
             .into_iter()
             .flatten()
         {
-            if entry.file_type().is_dir() {
-                continue;
-            }
             let Some(sub) = entry
                 .path()
                 .strip_prefix(root)
@@ -146,6 +147,10 @@ impl Inputs {
                 );
                 continue;
             };
+            if entry.file_type().is_dir() {
+                self.dirs.insert(sub);
+                continue;
+            }
             if let Some(m) = inside(root, entry.path()).filter(std::fs::Metadata::is_file) {
                 self.files.insert(sub.clone(), input(sub, entry.path(), &m));
             }
@@ -198,6 +203,7 @@ mod tests {
         let root = d.path();
         std::fs::create_dir_all(root.join("src")).unwrap();
         std::fs::create_dir_all(root.join("gen/sub")).unwrap();
+        std::fs::create_dir_all(root.join("gen/empty")).unwrap();
         std::fs::write(root.join("src/a.txt"), "a").unwrap();
         std::fs::write(root.join("src/b.md"), "b").unwrap();
         std::fs::write(root.join("gen/sub/x.sh"), "#!/bin/sh\n").unwrap();
@@ -246,6 +252,12 @@ timeout = "5s"
             .map(|f| (f.path.as_str(), f.executable))
             .collect();
         assert_eq!(files, [("gen/sub/x.sh", true), ("src/a.txt", false)]);
+        let dirs: Vec<_> = spec.input_dirs.iter().map(RelPath::as_str).collect();
+        assert_eq!(
+            dirs,
+            ["gen", "gen/empty", "gen/sub"],
+            "an output directory's own"
+        );
         assert_eq!(spec.output_paths.len(), 1);
         assert_eq!(spec.timeout, Some(std::time::Duration::from_secs(5)));
         let platform: Vec<_> = spec
