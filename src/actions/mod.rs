@@ -259,6 +259,9 @@ pub struct AttemptResult {
     /// A successful command's declared outputs as they were before it ran: if its result
     /// cannot be recorded after all, what it wrote is deleted (SPEC §8), nothing else.
     pub before: Option<std::sync::Arc<outputs::Snapshot>>,
+    /// The command never started: a remote action the cluster refused (or that failed
+    /// before it was executed). Such an attempt does not make the task `executed_on` there.
+    pub not_run: bool,
 }
 
 /// What a download attempt adds to its [`AttemptResult`].
@@ -297,6 +300,7 @@ impl AttemptResult {
             exit_code: None,
             download: None,
             before: None,
+            not_run: false,
         }
     }
 

@@ -23,7 +23,9 @@ pub use action::{ActionSpec, ApiVersion, PreparedAction};
 pub use client::{BlobSource, Capabilities, Client, ClientOptions, UploadBlob, UploadStats};
 pub use digest::Digest;
 pub use error::{ErrorKind, ReapiError};
-pub use run::{ExecutionInfo, RemoteOutcome, RunOptions, WrittenOutput, run_action};
+pub use run::{
+    ExecutionInfo, RemoteOutcome, RunOptions, WrittenOutput, run_action, run_action_noting,
+};
 pub use tree::{InputFile, InputTree};
 
 /// The REAPI v2 messages and service clients (`build.bazel.remote.execution.v2`).

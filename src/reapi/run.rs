@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::action::{ActionSpec, PreparedAction, prepare};
@@ -119,6 +120,28 @@ pub async fn run_action(
     options: &RunOptions,
     cancel: impl Future<Output = ()>,
 ) -> Result<RemoteOutcome, ReapiError> {
+    run_action_noting(
+        client,
+        spec,
+        workspace,
+        options,
+        cancel,
+        &AtomicBool::new(false),
+    )
+    .await
+}
+
+/// [`run_action`], setting `executed` once the cluster has run the command (a fresh result
+/// came back, or it ran past its timeout): an error without it means the command never ran
+/// (the cluster refused the action, or something failed before it was sent).
+pub async fn run_action_noting(
+    client: &Client,
+    spec: &ActionSpec,
+    workspace: &Path,
+    options: &RunOptions,
+    cancel: impl Future<Output = ()>,
+    executed: &AtomicBool,
+) -> Result<RemoteOutcome, ReapiError> {
     let mut cancel = pin!(cancel);
     let ws = Workspace::new(workspace);
     let caps = or_cancel(client.capabilities(), cancel.as_mut()).await?;
@@ -192,6 +215,10 @@ pub async fn run_action(
             .await
         {
             Ok(r) => r,
+            Err(e @ ReapiError::TimedOut(_)) => {
+                executed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
             Err(ReapiError::MissingBlobs(why)) if !reuploaded => {
                 tracing::debug!(action = %digest, "{why}; sending the inputs again");
                 reuploaded = true;
@@ -207,6 +234,9 @@ pub async fn run_action(
                 "ExecuteResponse without a result".into(),
             ));
         };
+        if !resp.cached_result {
+            executed.store(true, Ordering::Relaxed);
+        }
         // The cluster's own cache lookup may answer what a lookup here would refuse.
         if resp.cached_result
             && !reexecuted

@@ -23,6 +23,12 @@ impl Loop<'_> {
         let rec = &mut self.recs[task];
         rec.key = key;
         rec.exit_code = result.exit_code;
+        // Announced as a remote attempt when it was sent; it ran nowhere if the cluster
+        // refused it (and no earlier attempt ran).
+        rec.ran |= !result.not_run;
+        if !rec.ran {
+            rec.executed_on = None;
+        }
         if let Some(bytes) = result.bytes() {
             rec.bytes = Some(rec.bytes.unwrap_or(0) + bytes);
         }

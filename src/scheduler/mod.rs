@@ -447,6 +447,12 @@ impl<'a> Loop<'a> {
             Done::Failed { task, error } => {
                 self.active -= 1;
                 self.release_slots(task);
+                // Announced as a remote attempt, then failed before any command ran (a
+                // cluster's cached result that cannot be recorded): it ran nowhere.
+                let rec = &mut self.recs[task];
+                if !rec.ran && rec.executed_on == Some(ExecutedOn::Remote) {
+                    rec.executed_on = None;
+                }
                 self.fail(task, error.to_string());
             }
             Done::Hit {

@@ -169,10 +169,12 @@ async fn with_cluster_retries(
                 .await
             }
             Err(e) if e.is_cluster_failure() => RemoteEnd::Cluster(e),
-            Err(e) => RemoteEnd::Ran(AttemptResult::failed(
-                format!("remote executor: {e}"),
-                false,
-            )),
+            Err(e) => {
+                // No connection: nothing was sent, nothing ran.
+                let mut result = AttemptResult::failed(format!("remote executor: {e}"), false);
+                result.not_run = true;
+                RemoteEnd::Ran(result)
+            }
         };
         let RemoteEnd::Cluster(err) = end else {
             return end;

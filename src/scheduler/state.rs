@@ -90,6 +90,8 @@ pub struct Rec {
     pub announced: bool,
     /// Where its last attempt ran; None while none did.
     pub executed_on: Option<ExecutedOn>,
+    /// Some attempt of it really ran its command (a refused remote action did not).
+    pub ran: bool,
     /// The timer that ends its retry wait, to stop when the run stops first.
     pub retry_timer: Option<tokio::task::AbortHandle>,
     /// Its report entry, built once when it finished: sent with `TaskFinished`, then moved
@@ -154,6 +156,7 @@ impl Rec {
             lookup: LookupState::Idle,
             announced: false,
             executed_on: None,
+            ran: false,
             retry_timer: None,
             entry: None,
         }

@@ -8,13 +8,14 @@ pub mod hint;
 pub mod spec;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
 use crate::actions::outputs::{self, Snapshot};
 use crate::actions::{AttemptResult, Stop, TaskOutput};
 use crate::events::Stream;
 use crate::model::{Pipeline, Task};
-use crate::reapi::{ActionSpec, Client, ReapiError, RemoteOutcome, RunOptions, run_action};
+use crate::reapi::{ActionSpec, Client, ReapiError, RemoteOutcome, RunOptions, run_action_noting};
 use crate::report::AttemptOutcome;
 
 /// How a remote attempt ended.
@@ -77,7 +78,9 @@ pub async fn attempt(ctx: RemoteCtx<'_>) -> RemoteEnd {
             _ = down.wait_for(|d| *d) => {}
         }
     };
-    let end = match run_action(ctx.client, ctx.spec, root, &options, cancel).await {
+    let executed = AtomicBool::new(false);
+    let run = run_action_noting(ctx.client, ctx.spec, root, &options, cancel, &executed);
+    let end = match run.await {
         Ok(o) if o.cached && o.exit_code == 0 => {
             let mut output = o.stdout;
             output.extend_from_slice(&o.stderr);
@@ -87,7 +90,7 @@ pub async fn attempt(ctx: RemoteCtx<'_>) -> RemoteEnd {
             };
         }
         Ok(o) => RemoteEnd::Ran(ran(&ctx, &o).await),
-        Err(e) => ended(&ctx, e),
+        Err(e) => ended(&ctx, e, executed.load(Ordering::Relaxed)),
     };
     let failed = match &end {
         RemoteEnd::Ran(r) => r.outcome != AttemptOutcome::Succeeded,
@@ -148,8 +151,8 @@ async fn ran(ctx: &RemoteCtx<'_>, o: &RemoteOutcome) -> AttemptResult {
 }
 
 /// A run that ended in an error: the cluster's, the action's timeout, an interrupt, or a
-/// failure no retry cures.
-fn ended(ctx: &RemoteCtx<'_>, e: ReapiError) -> RemoteEnd {
+/// failure no retry cures (`executed`: after the command ran, else it never did).
+fn ended(ctx: &RemoteCtx<'_>, e: ReapiError, executed: bool) -> RemoteEnd {
     match e {
         ReapiError::Cancelled if *ctx.down.borrow() => RemoteEnd::Cluster(ReapiError::Cluster(
             "abandoned: the remote executor is unreachable".into(),
@@ -169,9 +172,10 @@ fn ended(ctx: &RemoteCtx<'_>, e: ReapiError) -> RemoteEnd {
                 AttemptResult::failed(error, true).with_outcome(AttemptOutcome::TimedOut),
             )
         }
-        e => RemoteEnd::Ran(AttemptResult::failed(
-            format!("remote execution: {e}"),
-            false,
-        )),
+        e => {
+            let mut result = AttemptResult::failed(format!("remote execution: {e}"), false);
+            result.not_run = !executed;
+            RemoteEnd::Ran(result)
+        }
     }
 }
