@@ -264,14 +264,24 @@ impl TaskCache for NoCache {
         })
     }
 
+    /// Nothing is stored, but a declared output the task did not make fails it as with
+    /// the cache on: `--no-cache` must not decide whether a task succeeds.
     fn record_success(
         &self,
-        _plan: &Plan,
-        _task: usize,
+        plan: &Plan,
+        task: usize,
         _key: Option<&str>,
         _dep_digests: &[Digest],
         _produced: Produced<'_>,
     ) -> Result<Digest, CacheError> {
+        let ws = crate::workspace::Workspace::new(&plan.pipeline.root);
+        for out in key::declared_outputs(plan.task(task)) {
+            if let Ok(crate::workspace::Found::Missing) = ws.look(&out) {
+                return Err(CacheError::Outputs(format!(
+                    "declared output {out} was not created"
+                )));
+            }
+        }
         Ok([0; 32])
     }
 }

@@ -12,8 +12,9 @@ pub(super) enum TaskFailure {
     /// the cache's).
     #[error("{0}")]
     Inputs(CacheError),
-    /// The cache could not be asked, or could not record the result.
-    #[error("cache: {0}")]
+    /// The cache could not be asked, or could not record the result (a declared output
+    /// the task did not make is said as it is: the task's mistake, also with the cache off).
+    #[error("{}", cache_failure(.0))]
     Cache(CacheError),
     /// The action for the remote executor could not be built.
     #[error("{0}")]
@@ -24,4 +25,12 @@ pub(super) enum TaskFailure {
     /// A blocking job panicked or was cancelled (a bug).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A cache failure in words: `cache: ...`, but for the task's own outputs.
+fn cache_failure(e: &CacheError) -> String {
+    match e {
+        CacheError::Outputs(why) => why.clone(),
+        other => format!("cache: {other}"),
+    }
 }

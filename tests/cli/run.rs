@@ -413,3 +413,32 @@ fn the_remembered_manifest_is_used_only_while_the_manifest_and_its_env_are_uncha
     bad.code(2);
     assert!(bad.stderr.contains("taskrun.toml:3"), "{}", bad.stderr);
 }
+
+/// A task that does not make a declared output fails, whatever the cache flags: with the
+/// cache on, `--force`, `cache = "off"` and `--no-cache` alike (it succeeded under
+/// `--no-cache`, and its dependent ran); the message is the task's, not the cache's.
+#[test]
+fn a_missing_declared_output_fails_the_task_also_without_the_cache() {
+    let ws = Workspace::new(
+        "[tasks.a]\noutputs = [\"never.txt\"]\nrun = \"true\"\n\
+         [tasks.b]\ndeps = [\"a\"]\nrun = \"touch b.ran\"\n",
+    );
+    for flags in [&[][..], &["--force"], &["--no-cache"]] {
+        let r = ws.run(flags);
+        r.code(1);
+        r.says(&["a: failed: declared output never.txt was not created"]);
+        assert!(
+            !r.all().contains("cache: declared"),
+            "{flags:?}: {}",
+            r.all()
+        );
+        assert!(!ws.path("b.ran").exists(), "{flags:?}: the dependent ran");
+    }
+    ws.write(
+        "taskrun.toml",
+        "[tasks.a]\noutputs = [\"never.txt\"]\ncache = \"off\"\nrun = \"true\"\n",
+    );
+    ws.run(&["--no-cache"])
+        .code(1)
+        .says(&["declared output never.txt was not created"]);
+}
