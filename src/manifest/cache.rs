@@ -32,6 +32,12 @@ pub(super) fn read_cache(
         r.check_keys(t, keys::CACHE, "[cache]");
         if let Some((s, span)) = get(t, "dir").and_then(|v| r.string(v, "cache.dir")) {
             match super::paths::normalize(&s, false) {
+                // Taken as written: a placeholder would name a directory `${vars.x}`.
+                _ if s.contains("${") => r.push(
+                    Problem::at(span, "`cache.dir` is not interpolated: `${...}` would be part of the directory's name")
+                        .label("a placeholder in the cache dir")
+                        .help("write the path out, or set TASKRUN_CACHE_DIR in the environment"),
+                ),
                 Ok(p) => cache.dir = root_dir.join(p.as_str()),
                 Err(e) => r.push(
                     Problem::at(span, e.message("cache.dir", &s))
@@ -46,7 +52,17 @@ pub(super) fn read_cache(
         if let Some(b) = get(t, "remote_write").and_then(|v| r.boolean(v, "cache.remote_write")) {
             cache.remote_write = b;
         }
-        if let Some((s, _)) = get(t, "instance").and_then(|v| r.string(v, "cache.instance")) {
+        if let Some((s, span)) = get(t, "instance").and_then(|v| r.string(v, "cache.instance")) {
+            if s.contains("${") {
+                r.push(
+                    Problem::at(
+                        span,
+                        "`cache.instance` is not interpolated: `${...}` would be sent as written",
+                    )
+                    .label("a placeholder in the instance name")
+                    .help("write the instance name out"),
+                );
+            }
             cache.instance = s;
         }
         if let Some(v) = get(t, "headers") {

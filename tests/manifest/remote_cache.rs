@@ -53,6 +53,16 @@ fn bad_remotes_are_reported_at_their_place() {
             "remote = \"http://ci:${secret.RPW}@${vars.host}/tr4\"",
             "`cache.remote` is not interpolated",
         ),
+        // Nor are the cache dir and the instance name: taken as written, a placeholder
+        // would have named a directory `${vars.c}`.
+        (
+            "dir = \".cache/${vars.c}\"",
+            "`cache.dir` is not interpolated",
+        ),
+        (
+            "remote = \"grpc://cache:1\"\ninstance = \"${vars.i}\"",
+            "`cache.instance` is not interpolated",
+        ),
     ];
     for (lines, message) in cases {
         let (code, text) = check(&format!("[cache]\n{lines}\n{TASK}"), None);
