@@ -56,11 +56,13 @@ struct Dirs {
 fn dirs(args: &CacheArgs) -> Result<Dirs, Error> {
     match &args.manifest {
         Some(m) => {
-            let p = super::load_pipeline(m, &[])?;
+            // Only `[cache] dir` is read: the rest of the manifest need not load now.
+            let cache = crate::manifest::cache_dir_only(m)?;
+            let root = crate::manifest::load::manifest_dir(m);
             Ok(Dirs {
-                cache: p.cache.dir,
-                runs: p.root.join(".taskrun").join("runs"),
-                workspace: p.root,
+                cache,
+                runs: root.join(".taskrun").join("runs"),
+                workspace: root,
             })
         }
         None => {

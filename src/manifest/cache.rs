@@ -3,11 +3,11 @@
 //! (with its `instance` and metadata `headers`). `TASKRUN_CACHE_DIR` and
 //! `TASKRUN_REMOTE_CACHE` are applied here, through the loader's `env`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
-use super::diagnostic::Problem;
+use super::diagnostic::{LoadError, Problem};
 use super::interpolate::Context;
 use super::keys;
 use super::walk::{Reader, get};
@@ -30,21 +30,8 @@ pub(super) fn read_cache(
     };
     if let Some(t) = get(root, "cache").and_then(|v| r.table(v, "cache")) {
         r.check_keys(t, keys::CACHE, "[cache]");
-        if let Some((s, span)) = get(t, "dir").and_then(|v| r.string(v, "cache.dir")) {
-            match super::paths::normalize(&s, false) {
-                // Taken as written: a placeholder would name a directory `${vars.x}`.
-                _ if s.contains("${") => r.push(
-                    Problem::at(span, "`cache.dir` is not interpolated: `${...}` would be part of the directory's name")
-                        .label("a placeholder in the cache dir")
-                        .help("write the path out, or set TASKRUN_CACHE_DIR in the environment"),
-                ),
-                Ok(p) => cache.dir = root_dir.join(p.as_str()),
-                Err(e) => r.push(
-                    Problem::at(span, e.message("cache.dir", &s))
-                        .label("must stay inside the manifest's directory")
-                        .help("use TASKRUN_CACHE_DIR for a cache elsewhere"),
-                ),
-            }
+        if let Some(dir) = read_dir(r, t, root_dir) {
+            cache.dir = dir;
         }
         if let Some((s, span)) = get(t, "remote").and_then(|v| r.string(v, "cache.remote")) {
             cache.remote = check_remote_cache_url(r, &s, span);
@@ -92,6 +79,63 @@ pub(super) fn read_cache(
 
 /// The environment variable that names the remote cache over `[cache] remote`.
 pub const REMOTE_CACHE_ENV: &str = "TASKRUN_REMOTE_CACHE";
+/// `[cache] dir`, resolved against the manifest's directory, when it is given and valid.
+fn read_dir(r: &mut Reader<'_>, t: &DeTable<'_>, root_dir: &Path) -> Option<PathBuf> {
+    if let Some((s, span)) = get(t, "dir").and_then(|v| r.string(v, "cache.dir")) {
+        match super::paths::normalize(&s, false) {
+            // Taken as written: a placeholder would name a directory `${vars.x}`.
+            _ if s.contains("${") => r.push(
+                Problem::at(span, "`cache.dir` is not interpolated: `${...}` would be part of the directory's name")
+                    .label("a placeholder in the cache dir")
+                    .help("write the path out, or set TASKRUN_CACHE_DIR in the environment"),
+            ),
+            Ok(p) => return Some(root_dir.join(p.as_str())),
+            Err(e) => r.push(
+                Problem::at(span, e.message("cache.dir", &s))
+                    .label("must stay inside the manifest's directory")
+                    .help("use TASKRUN_CACHE_DIR for a cache elsewhere"),
+            ),
+        }
+    }
+    None
+}
+
+/// The cache dir of the manifest at `path`, from its `[cache] dir` and `TASKRUN_CACHE_DIR`
+/// alone: `cache stats`, `gc` and `clean` need nothing else, and a manifest whose tasks do
+/// not load now (an unset `${env.X}`, an item file moved away) still has a cache to tend.
+pub fn cache_dir_only(path: &Path) -> Result<PathBuf, LoadError> {
+    let source = super::load::read_source(path)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let root_dir = super::load::manifest_dir(path);
+    let mut r = Reader {
+        source: &source,
+        problems: Vec::new(),
+    };
+    let mut dir = None;
+    match DeTable::parse(&source) {
+        Ok(doc) => {
+            if let Some(t) = get(doc.get_ref(), "cache").and_then(|v| r.table(v, "cache")) {
+                dir = read_dir(&mut r, t, &root_dir);
+            }
+        }
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let msg = e.message().trim().to_string();
+            r.push(Problem::at(span, format!("TOML syntax error: {msg}")).label("here"));
+        }
+    }
+    if !r.problems.is_empty() {
+        let problems = std::mem::take(&mut r.problems);
+        return Err(LoadError::Invalid(Box::new(super::ManifestErrors {
+            path: path.to_path_buf(),
+            source,
+            problems,
+        })));
+    }
+    Ok(super::load::env_cache_dir(&env)
+        .or(dir)
+        .unwrap_or_else(|| root_dir.join(".taskrun").join("cache")))
+}
 
 /// `[cache] remote`: an http(s) URL (the Bazel HTTP protocol) or a grpc(s) endpoint (the
 /// REAPI cache); a problem, and no remote, otherwise.

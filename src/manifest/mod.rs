@@ -24,6 +24,7 @@ pub mod task;
 mod vars;
 pub mod walk;
 
+pub use cache::cache_dir_only;
 pub use diagnostic::{LoadError, ManifestErrors, Problem};
 pub use load::{LoadOptions, load, load_str, parse_var_args};
 pub use suggest::{split_instance, suggest, suggest_task};

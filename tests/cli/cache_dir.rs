@@ -56,3 +56,31 @@ fn a_cache_dir_reached_through_a_link_is_never_an_input() {
         r.stdout
     );
 }
+
+/// `cache stats|gc|clean MANIFEST` read only `[cache] dir`: a manifest whose tasks do not
+/// load now (an unset `${env.X}`) still has its cache tended (they refused with exit 2,
+/// breaking a nightly gc), while a broken `[cache] dir` is still an error.
+#[test]
+fn cache_commands_need_only_the_cache_table_to_load() {
+    let ws = Workspace::new(
+        "[cache]\ndir = \"store\"\n\n[tasks.a]\noutputs = [\"o\"]\nrun = \"echo ${env.NEEDED} > o\"\n",
+    );
+    let mut run = ws.cmd(&["taskrun.toml"]);
+    run.env("NEEDED", "1");
+    assert!(run.output().unwrap().status.success());
+    assert!(ws.path("store/ac").is_dir());
+    let stats = ws.exec(&["cache", "stats", "taskrun.toml"]);
+    stats.code(0);
+    assert!(stats.stdout.contains("store"), "{}", stats.stdout);
+    ws.exec(&["cache", "gc", "taskrun.toml", "--max-size", "1GiB"])
+        .code(0);
+    ws.exec(&["cache", "clean", "taskrun.toml"]).code(0);
+    assert!(!ws.path("store/ac").exists());
+    ws.write(
+        "taskrun.toml",
+        "[cache]\ndir = \"../elsewhere\"\n\n[tasks.a]\nrun = \"true\"\n",
+    );
+    let r = ws.exec(&["cache", "clean", "taskrun.toml"]);
+    r.code(2);
+    assert!(r.stderr.contains("cache.dir"), "{}", r.stderr);
+}
