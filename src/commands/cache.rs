@@ -52,8 +52,20 @@ struct Dirs {
     workspace: PathBuf,
 }
 
-/// The cache dir and the run reports dir, from the manifest or the environment.
+/// The cache dir and the run reports dir, from the manifest or the environment; a cache dir
+/// that is a file is a configuration mistake (exit 2), not an empty cache.
 fn dirs(args: &CacheArgs) -> Result<Dirs, Error> {
+    let dirs = dirs_as_given(args)?;
+    if dirs.cache.exists() && !dirs.cache.is_dir() {
+        return Err(Error::usage(format!(
+            "the cache dir {} is a file, not a directory: point TASKRUN_CACHE_DIR or [cache] dir at a directory",
+            dirs.cache.display()
+        )));
+    }
+    Ok(dirs)
+}
+
+fn dirs_as_given(args: &CacheArgs) -> Result<Dirs, Error> {
     match &args.manifest {
         Some(m) => {
             // Only `[cache] dir` is read: the rest of the manifest need not load now.

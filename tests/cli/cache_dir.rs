@@ -84,3 +84,38 @@ fn cache_commands_need_only_the_cache_table_to_load() {
     r.code(2);
     assert!(r.stderr.contains("cache.dir"), "{}", r.stderr);
 }
+
+/// A cache dir that is a file: the run goes on without the cache saying so plainly (it said
+/// "File exists (os error 17)"), and the cache commands refuse it as a mistake (exit 2, not
+/// 1, which means a task failed; `stats` called it an empty cache).
+#[test]
+fn a_cache_dir_that_is_a_file_is_said_to_be_one() {
+    let ws = Workspace::new("[tasks.a]\noutputs = [\"o\"]\nrun = \"echo x > o\"\n");
+    ws.write("afile", "x");
+    let file = ws.path("afile");
+    let mut run = ws.cmd(&["taskrun.toml"]);
+    run.env("TASKRUN_CACHE_DIR", &file);
+    let out = crate::support::Run::from(run.output().unwrap());
+    out.code(0);
+    assert!(
+        out.stderr.contains("it is a file, not a directory"),
+        "{}",
+        out.stderr
+    );
+    for args in [
+        &["cache", "clean"][..],
+        &["cache", "stats"],
+        &["cache", "gc", "--max-size", "1GiB"],
+    ] {
+        let mut cmd = ws.cmd(args);
+        cmd.env("TASKRUN_CACHE_DIR", &file);
+        let r = crate::support::Run::from(cmd.output().unwrap());
+        r.code(2);
+        assert!(
+            r.stderr.contains("is a file, not a directory"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(ws.read("afile"), "x");
+}
