@@ -51,7 +51,7 @@ impl Facts {
 pub fn console_sinks(args: &RunArgs, facts: &Facts) -> Fanout {
     let mut sinks = Fanout::new();
     if args.log_format == LogFormat::Json {
-        sinks.push(Box::new(TracingSink));
+        sinks.push(Box::new(TracingSink { quiet: args.quiet }));
         return sinks;
     }
     let verbosity = if args.quiet {

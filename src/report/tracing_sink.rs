@@ -6,7 +6,27 @@ use crate::scheduler::retry_wait_ms;
 
 /// Forwards events to `tracing` (progress and attempt starts at debug, the rest at info/warn).
 #[derive(Debug, Default)]
-pub struct TracingSink;
+pub struct TracingSink {
+    /// `-q` (SPEC §7): only failures, warnings, an interrupt and the run's end, as on the
+    /// text console.
+    pub quiet: bool,
+}
+
+impl TracingSink {
+    /// Whether `-q` drops `event`: every per-event line but a failed task's.
+    fn drops(&self, event: &Event) -> bool {
+        self.quiet
+            && match event {
+                Event::TaskFinished { task, .. } => {
+                    task.status != crate::report::TaskStatus::Failed
+                }
+                Event::Interrupted { .. } | Event::Warning { .. } | Event::RunFinished { .. } => {
+                    false
+                }
+                _ => true,
+            }
+    }
+}
 
 impl Sink for TracingSink {
     fn wants_download_progress(&self) -> bool {
@@ -14,6 +34,9 @@ impl Sink for TracingSink {
     }
 
     fn event(&mut self, event: &Event) {
+        if self.drops(event) {
+            return;
+        }
         match event {
             Event::RunStarted {
                 run_id,

@@ -218,3 +218,30 @@ fn log_format_json_emits_json_lines() {
         );
     }
 }
+
+/// `-q` with `--log-format json` (SPEC §7): the failure and the run's end, not every event.
+#[test]
+fn log_format_json_quiet_keeps_failures_and_the_end() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"echo hi\"\n[tasks.b]\nrun = \"exit 3\"\n");
+    let r = ws.run(&["--log-format", "json", "-q", "-k"]);
+    r.code(1);
+    let events: Vec<(String, String)> = r
+        .stdout
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let field = |k: &str| v[k].as_str().unwrap_or("").to_string();
+            (field("event"), field("task"))
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("task_finished".to_string(), "b".to_string()),
+            ("run_finished".to_string(), String::new())
+        ],
+        "{}",
+        r.stdout
+    );
+}
