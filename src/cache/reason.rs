@@ -66,7 +66,11 @@ impl fmt::Display for Reason {
             Self::NoEntry => f.write_str("no entry"),
             Self::NoLocalEntry => f.write_str("no local entry (the remote may have it)"),
             Self::Changed(what) => f.write_str(what),
-            Self::DependencyWillRun(dep) => write!(f, "dependency {dep} will run"),
+            // Early cutoff may still make it a hit: the plan cannot know the outputs yet.
+            Self::DependencyWillRun(dep) => write!(
+                f,
+                "dependency {dep} will run; a hit if its outputs come out unchanged"
+            ),
             Self::Inputs(e) => write!(f, "{e}"),
             Self::InputUnmatched(glob) => write!(f, "input pattern {glob} matches nothing"),
             Self::InputUnreadable { path, error } => write!(f, "input {path} unreadable: {error}"),
@@ -116,7 +120,7 @@ mod tests {
             (Reason::NoEntry, "no entry"),
             (
                 Reason::DependencyWillRun("gen".into()),
-                "dependency gen will run",
+                "dependency gen will run; a hit if its outputs come out unchanged",
             ),
             (
                 Reason::Expired(Duration::from_secs(3600)),

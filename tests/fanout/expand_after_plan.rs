@@ -74,14 +74,14 @@ fn plan_keeps_the_stand_in_while_the_producer_would_change_its_items() {
     ws.write("unpacked/a.csv", "edited\n");
     ws.plan_text(&[]).code(0).says(&[
         "clean[*] (expanded after unpack)",
-        "cache: miss (dependency clean[*] will run)",
+        "cache: miss (dependency clean[*] will run; a hit if its outputs come out unchanged)",
     ]);
     ws.run(&["-q"]).code(0);
     ws.write("src/b.csv", "b,3\n");
     let text = ws.plan_text(&[]);
     text.code(0).says(&[
         "clean[*] (expanded after unpack)",
-        "cache: miss (dependency clean[*] will run)",
+        "cache: miss (dependency clean[*] will run; a hit if its outputs come out unchanged)",
     ]);
     assert!(!text.stdout.contains("removed"), "{}", text.stdout);
     let plan = ws.plan_json(&[]);
