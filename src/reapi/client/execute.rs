@@ -99,7 +99,7 @@ impl Client {
     /// its `ExecuteResponse`, whose status is OK (a non-OK one is returned as the error it
     /// stands for: a timeout, a cluster failure, missing inputs). When `cancel` resolves
     /// first, or the returned future is dropped, the operation is cancelled; so it is at
-    /// `deadline`, with the error [`Deadline::missed`] gives.
+    /// `deadline`, with the error `Deadline::missed` gives.
     pub async fn execute(
         &self,
         action: &Digest,
