@@ -10,6 +10,7 @@ mod earlier;
 mod ending;
 mod entry;
 mod failure;
+mod io;
 mod lanes;
 mod lookup;
 pub mod pools;
@@ -23,7 +24,6 @@ mod stopping;
 mod worker;
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -37,8 +37,7 @@ use crate::events::{Event, Sink};
 use crate::lockfile::standing::NewPin;
 use crate::model::{Action, ExecutedOn};
 use crate::plan::Plan;
-use crate::plan::placement::Placements;
-use crate::report::{RunReport, TaskStatus};
+use crate::report::TaskStatus;
 use pools::Slots;
 use signals::Signals;
 use state::{Held, Rec, Stage};
@@ -46,49 +45,10 @@ use worker::{Done, Job, Shared};
 
 pub use earlier::Earlier;
 pub use entry::{finish_then, run, run_phase, run_then};
+pub use io::{RunOptions, RunResult};
 pub use retry::retry_wait_ms;
 pub use signals::{Signal, wait_until};
 pub use worker::log_file_name;
-
-/// How a run is carried out (from the command line).
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// The run id (see [`crate::report::new_run_id`]).
-    pub run_id: String,
-    /// `-j`: overrides `pipeline.concurrency`.
-    pub jobs: Option<usize>,
-    /// `--keep-going` (else the pipeline's `fail_fast` decides).
-    pub keep_going: bool,
-    /// Where task logs go (`.taskrun/logs/<run-id>`); created by the caller. None: no logs.
-    pub log_dir: Option<PathBuf>,
-    /// Listen for SIGINT/SIGTERM/SIGHUP (the binary does; library tests need not).
-    pub handle_signals: bool,
-    /// `-v`: replay a cache hit's recorded output.
-    pub replay_cached_output: bool,
-    /// Where each task runs (SPEC §11); `None`: everything here.
-    pub placements: Option<Placements>,
-    /// `--force`: a remote executor's ActionCache is not taken either.
-    pub force: bool,
-    /// The phases of this run before this one (see [`Earlier`]); None for a run in one go.
-    pub earlier: Option<Arc<Earlier>>,
-    /// A signal that came before the loop listened (see [`wait_until`]): the run starts
-    /// interrupted, runs nothing, and is reported as such.
-    pub interrupted_before: Option<Signal>,
-}
-
-/// What a finished run hands back.
-#[derive(Debug, Clone)]
-pub struct RunResult {
-    /// The report (also sent to the sinks as `RunFinished`).
-    pub report: Arc<RunReport>,
-    /// The process exit code (0, 1, 130 or 143).
-    pub exit_code: u8,
-    /// The content of each download the lockfile does not pin yet that succeeded, for the
-    /// caller to record (SPEC §10: trust on first use).
-    pub new_pins: Vec<NewPin>,
-    /// What a next phase of the same run needs (see [`Earlier::after`]).
-    pub(crate) end: earlier::PhaseEnd,
-}
 
 struct Loop<'a> {
     plan: Arc<Plan>,
