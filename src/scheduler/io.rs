@@ -31,7 +31,7 @@ pub struct RunOptions {
     pub force: bool,
     /// The phases of this run before this one (see [`Earlier`]); None for a run in one go.
     pub earlier: Option<Arc<Earlier>>,
-    /// A signal that came before the loop listened (see [`wait_until`]): the run starts
+    /// A signal that came before the loop listened (see [`super::wait_until`]): the run starts
     /// interrupted, runs nothing, and is reported as such.
     pub interrupted_before: Option<Signal>,
 }
