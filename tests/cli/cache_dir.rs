@@ -93,9 +93,12 @@ fn a_cache_dir_that_is_a_file_is_said_to_be_one() {
     let ws = Workspace::new("[tasks.a]\noutputs = [\"o\"]\nrun = \"echo x > o\"\n");
     ws.write("afile", "x");
     let file = ws.path("afile");
-    let mut run = ws.cmd(&["taskrun.toml"]);
-    run.env("TASKRUN_CACHE_DIR", &file);
-    let out = crate::support::Run::from(run.output().unwrap());
+    let with_file_as_cache = |args: &[&str]| {
+        let mut cmd = ws.cmd(args);
+        cmd.env("TASKRUN_CACHE_DIR", &file);
+        crate::support::Run::from(cmd.output().unwrap())
+    };
+    let out = with_file_as_cache(&["taskrun.toml"]);
     out.code(0);
     assert!(
         out.stderr.contains("it is a file, not a directory"),
@@ -107,9 +110,7 @@ fn a_cache_dir_that_is_a_file_is_said_to_be_one() {
         &["cache", "stats"],
         &["cache", "gc", "--max-size", "1GiB"],
     ] {
-        let mut cmd = ws.cmd(args);
-        cmd.env("TASKRUN_CACHE_DIR", &file);
-        let r = crate::support::Run::from(cmd.output().unwrap());
+        let r = with_file_as_cache(args);
         r.code(2);
         assert!(
             r.stderr.contains("is a file, not a directory"),
