@@ -208,7 +208,7 @@ pub async fn run_action_noting(
     let mut reuploaded = false;
     let mut reexecuted = false;
     // The task's timeout bounds the whole wait, the cluster's queue included.
-    let deadline = spec.timeout.map(Deadline::after);
+    let deadline = spec.timeout.map(Deadline::new);
     loop {
         let resp = match client
             .execute(&digest, skip, deadline, cancel.as_mut())

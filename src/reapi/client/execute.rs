@@ -10,9 +10,10 @@
 //! stream is taken lets go of its stream once the operation is named and polls it
 //! (GetOperation) until it is done or a stream comes free.
 //!
-//! A [`Deadline`] (the task's `timeout`) bounds the whole wait, queue included: past it the
-//! operation is cancelled, and the error says whether a worker had started it (a timeout
-//! of the action) or it was still queued (the cluster's failure).
+//! A [`Deadline`] (the task's `timeout`) bounds the wait from when a worker takes the
+//! action: past it (and a short grace for the worker's report) the operation is cancelled as
+//! a timed-out action, so a lost worker does not hold the run. The queue is not bounded: a
+//! busy cluster is not the task's failure.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -115,18 +116,17 @@ impl Client {
         let result = tokio::select! {
             r = work => r,
             () = cancel => {
-                if let (Some(name), _) = guard.take() {
+                if let Some(name) = guard.take() {
                     self.cancel_operation(&name).await;
                 }
                 return Err(ReapiError::Cancelled);
             }
-            () = Deadline::reached(deadline) => {
-                let (name, started) = guard.take();
-                if let Some(name) = &name {
+            () = Deadline::reached(deadline, &guard.seen) => {
+                if let Some(name) = &guard.take() {
                     self.cancel_operation(name).await;
                 }
                 // `reached` resolves only with a deadline.
-                let missed = deadline.map(|d| d.missed(started));
+                let missed = deadline.map(|d| d.missed());
                 return Err(missed.unwrap_or(ReapiError::Cancelled));
             }
         };
@@ -396,15 +396,15 @@ struct CancelOnDrop {
 }
 
 impl CancelOnDrop {
-    /// The operation's name, disarming the guard, and whether a worker started it.
-    fn take(&self) -> (Option<String>, bool) {
+    /// The operation's name, disarming the guard.
+    fn take(&self) -> Option<String> {
         Seen::take(&self.seen)
     }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        let (Some(name), _) = self.take() else {
+        let Some(name) = self.take() else {
             return;
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

@@ -1,6 +1,7 @@
-//! What an execution's caller has seen of its operation so far (its name, whether a worker
-//! started it), and the deadline the task's `timeout` sets on the whole wait (SPEC §2:
-//! `timeout` bounds an attempt; a remote attempt's wait includes the cluster's queue).
+//! What an execution's caller has seen of its operation so far (its name, whether and when
+//! a worker started it), and the deadline the task's `timeout` sets on its execution (SPEC
+//! §2: `timeout` bounds an attempt). Time in the cluster's queue is not the task's: a busy
+//! cluster must not fail tasks that never got a worker, nor be judged down for it.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -11,46 +12,48 @@ use crate::reapi::error::ReapiError;
 use crate::reapi::proto;
 use bazel_remote_apis::google::longrunning::Operation;
 
-/// When an execution must be done by: the task's `timeout`, counted from when the action
-/// was first sent for execution.
+/// Beyond the task's timeout, what a worker may take to report (its own timeout answer,
+/// the outputs' upload) before taskrun stops waiting for it (a lost worker).
+const REPORT_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the wait looks whether a worker has taken the action.
+const START_POLL: Duration = Duration::from_millis(50);
+
+/// When an execution must be done by: the task's `timeout` (plus [`REPORT_GRACE`]),
+/// counted from when the cluster first reported a worker executing the action.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
-    /// The instant the wait ends.
-    pub at: tokio::time::Instant,
-    /// The timeout it stands for (for messages).
+    /// The timeout it stands for.
     pub timeout: Duration,
 }
 
 impl Deadline {
-    /// `timeout` from now.
-    pub fn after(timeout: Duration) -> Self {
-        Self {
-            at: tokio::time::Instant::now() + timeout,
-            timeout,
-        }
+    /// The deadline of a task with this `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
     }
 
-    /// Resolves at the deadline, or never without one.
-    pub(super) async fn reached(deadline: Option<Self>) {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d.at).await,
-            None => std::future::pending().await,
-        }
+    /// Resolves once a worker has had the action for longer than the timeout and the grace
+    /// (never while it is queued, never without a deadline).
+    pub(super) async fn reached(deadline: Option<Self>, seen: &Mutex<Seen>) {
+        let Some(d) = deadline else {
+            return std::future::pending().await;
+        };
+        let started = loop {
+            if let Some(at) = Seen::started_at(seen) {
+                break at;
+            }
+            tokio::time::sleep(START_POLL).await;
+        };
+        tokio::time::sleep_until(started + d.timeout + REPORT_GRACE).await;
     }
 
-    /// The error for an execution not done by the deadline: the action's own timeout once
-    /// a worker had started it, the cluster's failure while it still waited for one.
-    pub(super) fn missed(&self, started: bool) -> ReapiError {
-        let limit = humantime::format_duration(self.timeout);
-        if started {
-            ReapiError::TimedOut(format!(
-                "the action was not done within the task's timeout ({limit}); cancelled"
-            ))
-        } else {
-            ReapiError::Cluster(format!(
-                "the action was still queued after the task's timeout ({limit}); cancelled"
-            ))
-        }
+    /// The error for an execution a worker did not finish in time: the action's timeout.
+    pub(super) fn missed(&self) -> ReapiError {
+        ReapiError::TimedOut(format!(
+            "the action was not done within the task's timeout ({}) after a worker took it; cancelled",
+            humantime::format_duration(self.timeout)
+        ))
     }
 }
 
@@ -59,9 +62,9 @@ impl Deadline {
 pub(super) struct Seen {
     /// Its name, once the server gave one (cleared when nothing is left to cancel).
     pub name: Option<String>,
-    /// A worker started it (stage EXECUTING or later seen, even if it went back to the
-    /// queue since: a lost worker's action is requeued).
-    pub started: bool,
+    /// When a worker was first seen with it (stage EXECUTING or later, even if it went back
+    /// to the queue since: a lost worker's action is requeued).
+    pub started: Option<tokio::time::Instant>,
 }
 
 impl Seen {
@@ -70,13 +73,22 @@ impl Seen {
         let started = op.done || stage_started(op);
         let mut seen = cell.lock().unwrap_or_else(PoisonError::into_inner);
         seen.name = Some(op.name.clone());
-        seen.started |= started;
+        if started && seen.started.is_none() {
+            seen.started = Some(tokio::time::Instant::now());
+        }
     }
 
-    /// The name (disarming whoever would cancel it) and whether a worker started it.
-    pub fn take(cell: &Mutex<Seen>) -> (Option<String>, bool) {
-        let mut seen = cell.lock().unwrap_or_else(PoisonError::into_inner);
-        (seen.name.take(), seen.started)
+    /// The name, disarming whoever would cancel it.
+    pub fn take(cell: &Mutex<Seen>) -> Option<String> {
+        cell.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .name
+            .take()
+    }
+
+    /// When a worker was first seen with it.
+    fn started_at(cell: &Mutex<Seen>) -> Option<tokio::time::Instant> {
+        cell.lock().unwrap_or_else(PoisonError::into_inner).started
     }
 
     /// The name, if any.
@@ -127,23 +139,36 @@ mod tests {
         let cell = Mutex::new(Seen::default());
         Seen::note(&cell, &at(Value::Queued));
         assert_eq!(Seen::name(&cell).as_deref(), Some("op"));
-        assert!(!cell.lock().unwrap().started);
+        assert!(Seen::started_at(&cell).is_none());
         Seen::note(&cell, &at(Value::Executing));
+        let first = Seen::started_at(&cell);
+        assert!(first.is_some());
         Seen::note(&cell, &at(Value::Queued));
-        assert_eq!(Seen::take(&cell), (Some("op".into()), true));
-        assert_eq!(Seen::take(&cell), (None, true));
+        Seen::note(&cell, &at(Value::Executing));
+        assert_eq!(Seen::started_at(&cell), first);
+        assert_eq!(Seen::take(&cell), Some("op".into()));
+        assert_eq!(Seen::take(&cell), None);
     }
 
-    #[test]
-    fn a_missed_deadline_is_a_timeout_only_once_started() {
-        let d = Deadline::after(Duration::from_secs(3));
-        assert_eq!(d.missed(true).kind(), crate::reapi::ErrorKind::Action);
-        let queued = d.missed(false);
-        assert!(queued.is_cluster_failure());
+    /// The queue is not the task's time: the deadline runs from the worker's start.
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_counts_from_the_workers_start_not_the_queue() {
+        use proto::execution_stage::Value;
+        let cell = Mutex::new(Seen::default());
+        let deadline = Deadline::new(Duration::from_secs(3));
+        let d = Some(deadline);
+        let queued = tokio::time::timeout(Duration::from_secs(600), Deadline::reached(d, &cell));
+        assert!(queued.await.is_err(), "a queued action has no deadline");
+        Seen::note(&cell, &at(Value::Executing));
+        let t0 = tokio::time::Instant::now();
+        Deadline::reached(d, &cell).await;
+        assert_eq!(t0.elapsed(), Duration::from_secs(3) + REPORT_GRACE);
+        let missed = deadline.missed();
+        assert_eq!(missed.kind(), crate::reapi::ErrorKind::Action);
         assert!(
-            queued
+            missed
                 .to_string()
-                .contains("still queued after the task's timeout (3s)")
+                .contains("timeout (3s) after a worker took it")
         );
     }
 }
