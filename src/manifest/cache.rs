@@ -115,6 +115,8 @@ pub fn cache_dir_only(path: &Path) -> Result<PathBuf, LoadError> {
     match DeTable::parse(&source) {
         Ok(doc) => {
             if let Some(t) = get(doc.get_ref(), "cache").and_then(|v| r.table(v, "cache")) {
+                // A misspelt `dir` would point these commands at the default cache.
+                r.check_keys(t, keys::CACHE, "[cache]");
                 dir = read_dir(&mut r, t, &root_dir);
             }
         }

@@ -83,6 +83,14 @@ fn cache_commands_need_only_the_cache_table_to_load() {
     let r = ws.exec(&["cache", "clean", "taskrun.toml"]);
     r.code(2);
     assert!(r.stderr.contains("cache.dir"), "{}", r.stderr);
+    // A misspelt key is still an error: `clean` would have wiped the default cache.
+    ws.write(
+        "taskrun.toml",
+        "[cache]\ndirr = \"store\"\n\n[tasks.a]\nrun = \"true\"\n",
+    );
+    let r = ws.exec(&["cache", "clean", "taskrun.toml"]);
+    r.code(2);
+    assert!(r.stderr.contains("dirr"), "{}", r.stderr);
 }
 
 /// A cache dir that is a file: the run goes on without the cache saying so plainly (it said
