@@ -288,11 +288,19 @@ fn hit_prediction(
             return miss(Some(tk), Reason::Incomplete(path.clone()), parts);
         }
     }
-    let reason = drifted.first().map(|(path, drift)| Reason::Restore {
+    let mut reason = drifted.first().map(|(path, drift)| Reason::Restore {
         path: path.clone(),
         drift: drift.as_str(),
         more: drifted.len() - 1,
     });
+    if reason.is_none() {
+        let extras = outputs::extras(ws, rec);
+        reason = extras.first().map(|path| Reason::Restore {
+            path: path.clone(),
+            drift: "is not the task's",
+            more: extras.len() - 1,
+        });
+    }
     KeyPrediction {
         status: PredictedStatus::Hit,
         key: Some(tk.hex()),

@@ -3,7 +3,9 @@
 //! from the items on disk once the producer is cached with its outputs as recorded.
 
 use crate::expand_after::{ran, unpack_workspace};
-use crate::support::entry;
+use crate::fault_server::Route;
+use crate::served::Http;
+use crate::support::{Workspace, entry};
 
 #[test]
 fn plan_and_check_show_the_stand_in_before_anything_ran() {
@@ -77,6 +79,15 @@ fn plan_keeps_the_stand_in_while_the_producer_would_change_its_items() {
         "cache: miss (dependency clean[*] will run; a hit if its outputs come out unchanged)",
     ]);
     ws.run(&["-q"]).code(0);
+    // A file the record does not hold in the producer's output directory: the run's restore
+    // removes it, so the items on disk now are not the ones the run reads.
+    ws.write("unpacked/c.csv", "c,3\n");
+    ws.plan_text(&[]).code(0).says(&[
+        "output unpacked/c.csv is not the task's: restore",
+        "clean[*] (expanded after unpack)",
+    ]);
+    ws.run(&["-q"]).code(0);
+    assert!(!ws.exists("unpacked/c.csv"));
     ws.write("src/b.csv", "b,3\n");
     let text = ws.plan_text(&[]);
     text.code(0).says(&[
@@ -86,4 +97,25 @@ fn plan_keeps_the_stand_in_while_the_producer_would_change_its_items() {
     assert!(!text.stdout.contains("removed"), "{}", text.stdout);
     let plan = ws.plan_json(&[]);
     assert!(entry(&plan, "report")["cache"]["key"].is_null(), "{plan}");
+}
+
+/// A producer that is a `revalidate = true` download asks its origin again on a hit and
+/// may download a new list: its fan-out stays a stand-in in the plan.
+#[test]
+fn a_revalidating_download_producer_keeps_the_stand_in() {
+    let http = Http::start();
+    http.route("/list.txt", Route::ok("a\nb\n").etag("\"v1\""));
+    let ws = Workspace::new(&format!(
+        "[tasks.getlist]\ndownload = {{ url = \"{}\", dest = \"list.txt\", revalidate = true }}\n\
+         [tasks.proc]\ndeps = [\"getlist\"]\nfor_each = {{ lines = \"list.txt\" }}\n\
+         outputs = [\"o/${{item.line}}\"]\nrun = \"mkdir -p o && echo ${{item.line}} > o/${{item.line}}\"\n",
+        http.url("/list.txt")
+    ));
+    ws.run(&["-q"]).code(0);
+    http.route("/list.txt", Route::ok("a\nb\nc\n").etag("\"v2\""));
+    ws.plan_text(&[])
+        .code(0)
+        .says(&["proc[*] (expanded after getlist)"]);
+    ws.run(&["-q"]).code(0);
+    assert!(ws.exists("o/c"));
 }
