@@ -106,6 +106,12 @@ pub fn snapshot(
             Ok(Found::Escape(link)) => return Err(escapes(root, out.as_str(), &link)),
             Err(e) => return Err(format!("output {out}: {e}")),
         };
+        // A FIFO, socket or device is no file to keep: opening a FIFO would wait forever.
+        if !meta.is_dir() && !meta.is_file() {
+            return Err(format!(
+                "declared output {out} is not a regular file or a directory"
+            ));
+        }
         if meta.is_dir() {
             snap.dirs.push(out.as_str().to_string());
             let first_file = snap.files.len();

@@ -442,3 +442,17 @@ fn a_missing_declared_output_fails_the_task_also_without_the_cache() {
         .code(1)
         .says(&["declared output never.txt was not created"]);
 }
+
+/// A declared output that is a FIFO is no file to keep: the task fails at once (the cache
+/// opened it to hash it and waited forever, deaf to SIGTERM).
+#[test]
+fn a_declared_output_that_is_a_fifo_fails_the_task() {
+    let ws = Workspace::new("[tasks.f]\noutputs = [\"f.fifo\"]\nrun = \"mkfifo f.fifo\"\n");
+    let out = crate::workspace::output_within(
+        &mut ws.cmd(&["taskrun.toml"]),
+        std::time::Duration::from_secs(30),
+    );
+    let r = crate::support::Run::from(out);
+    r.code(1);
+    r.says(&["declared output f.fifo is not a regular file or a directory"]);
+}
