@@ -66,11 +66,7 @@ impl fmt::Display for Reason {
             Self::NoEntry => f.write_str("no entry"),
             Self::NoLocalEntry => f.write_str("no local entry (the remote may have it)"),
             Self::Changed(what) => f.write_str(what),
-            // Early cutoff may still make it a hit: the plan cannot know the outputs yet.
-            Self::DependencyWillRun(dep) => write!(
-                f,
-                "dependency {dep} will run; a hit if its outputs come out unchanged"
-            ),
+            Self::DependencyWillRun(dep) => write!(f, "dependency {dep} will run"),
             Self::Inputs(e) => write!(f, "{e}"),
             Self::InputUnmatched(glob) => write!(f, "input pattern {glob} matches nothing"),
             Self::InputUnreadable { path, error } => write!(f, "input {path} unreadable: {error}"),
@@ -120,7 +116,7 @@ mod tests {
             (Reason::NoEntry, "no entry"),
             (
                 Reason::DependencyWillRun("gen".into()),
-                "dependency gen will run; a hit if its outputs come out unchanged",
+                "dependency gen will run",
             ),
             (
                 Reason::Expired(Duration::from_secs(3600)),
