@@ -153,9 +153,13 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
         return false;
     }
     let resolve = |p: &Path| {
-        std::path::absolute(p)
-            .ok()
-            .map(|abs| crate::manifest::reserved::resolved(&abs))
+        let abs = std::path::absolute(p).ok()?;
+        // A dangling link is written through to its target: that is the file it names.
+        let abs = match std::fs::read_link(&abs) {
+            Ok(to) if !abs.exists() => abs.parent().map_or(to.clone(), |dir| dir.join(&to)),
+            _ => abs,
+        };
+        Some(crate::manifest::reserved::resolved(&abs))
     };
     resolve(a).is_some_and(|ra| resolve(b).is_some_and(|rb| ra == rb))
 }

@@ -163,6 +163,7 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_starts() {
 #[test]
 fn two_report_flags_may_not_share_a_file() {
     let ws = Workspace::new("[tasks.a]\nrun = \"echo ran > o.txt\"\noutputs = [\"o.txt\"]\n");
+    std::os::unix::fs::symlink("target.json", ws.path("dangling.json")).unwrap();
     for (args, says) in [
         (
             ["--report", "out/r.json", "--trace", "./out/r.json"],
@@ -171,6 +172,11 @@ fn two_report_flags_may_not_share_a_file() {
         (
             ["--junit", "out/r.json", "--report", "out/../out/r.json"],
             "cannot write --junit out/r.json: it is --report's file too",
+        ),
+        // A dangling link names the file it would be written through to.
+        (
+            ["--report", "dangling.json", "--junit", "target.json"],
+            "cannot write --junit target.json: it is --report's file too",
         ),
     ] {
         let r = ws.run(&args);
