@@ -295,7 +295,7 @@ pub fn run_with_cache(
                     LogFormat::Text => println!("timings: {}", page.display()),
                     // stdout is JSON lines: the path is one of them.
                     LogFormat::Json => {
-                        tracing::info!(timings = %page.display(), "timings: {}", page.display())
+                        tracing::info!(event = "timings_written", timings = %page.display(), "timings: {}", page.display())
                     }
                 },
             }
@@ -419,7 +419,9 @@ impl Pinned {
         );
         match log_format {
             LogFormat::Text => println!("{line}"),
-            LogFormat::Json => tracing::info!(lockfile = %path, pinned = n, "{line}"),
+            LogFormat::Json => {
+                tracing::info!(event = "lockfile_written", lockfile = %path, pinned = n, "{line}")
+            }
         }
     }
 }

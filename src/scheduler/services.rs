@@ -222,6 +222,8 @@ impl Loop<'_> {
         };
         let rec = &mut self.recs[task];
         rec.service_mut().release = None;
+        // The task's exit code is its last attempt's, as for a command.
+        rec.exit_code = exit_code;
         rec.attempts.push(AttemptReport {
             number: 1,
             started_at: rfc3339(started),

@@ -201,7 +201,9 @@ fn log_format_json_emits_json_lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         events.push(v["event"].as_str().unwrap_or("").to_string());
-        page = page.or(v["timings"].as_str().map(str::to_string));
+        if v["event"] == "timings_written" {
+            page = v["timings"].as_str().map(str::to_string);
+        }
     }
     let page = page.unwrap_or_else(|| panic!("no timings line: {}", r.stdout));
     assert!(std::path::Path::new(&page).is_file(), "{page}");

@@ -68,6 +68,7 @@ run = "touch user.ran"
     );
     // SPEC §6: the attempt has the exit code the message names.
     assert_eq!(svc["attempts"][0]["exit_code"], 3, "{svc}");
+    assert_eq!(svc["exit_code"], 3, "{svc}");
     let user = task(&report, "user");
     assert_eq!(user["status"], "skipped");
     assert!(user["error"].as_str().unwrap().contains("svc"), "{user}");
