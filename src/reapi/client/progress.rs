@@ -19,7 +19,7 @@ const REPORT_GRACE: Duration = Duration::from_secs(5);
 /// How often the wait looks whether a worker has taken the action.
 const START_POLL: Duration = Duration::from_millis(50);
 
-/// When an execution must be done by: the task's `timeout` (plus [`REPORT_GRACE`]),
+/// When an execution must be done by: the task's `timeout` (plus `REPORT_GRACE`),
 /// counted from when the cluster first reported a worker executing the action.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
