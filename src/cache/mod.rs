@@ -231,6 +231,9 @@ pub struct Produced<'a> {
     pub written: Option<WrittenOutput<'a>>,
     /// A download's ETag / Last-Modified, kept in its record for `revalidate = true`.
     pub validators: Option<&'a HttpValidators>,
+    /// When the result was made, if not just now: a cluster's cached result keeps its age,
+    /// so `cache_ttl` counts from its making, not from its copy here.
+    pub made: Option<std::time::SystemTime>,
 }
 
 /// No cache at all (`--no-cache`): everything runs, nothing is stored.

@@ -58,7 +58,7 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
         let end =
             with_cluster_retries(shared, &executor, &spec, &sink, job.task, skip_cache_lookup)
                 .await;
-        let (output, before) = match end {
+        let (output, before, made) = match end {
             RemoteEnd::Ran(result) => break redacted(result, &sink),
             RemoteEnd::Cluster(e) => {
                 return Done::RemoteUnreachable {
@@ -67,9 +67,13 @@ async fn job_inner(shared: &Arc<Shared>, job: Job) -> Done {
                     error: sink.redact(&e.to_string()).into_owned(),
                 };
             }
-            RemoteEnd::Cached { output, before } => (output, before),
+            RemoteEnd::Cached {
+                output,
+                before,
+                made,
+            } => (output, before, made),
         };
-        match cached(shared, &job, key.as_deref(), &output).await {
+        match cached(shared, &job, key.as_deref(), &output, made).await {
             Ok(digest) => {
                 return Done::Hit {
                     task: job.task,
@@ -122,6 +126,7 @@ async fn cached(
     job: &Job,
     key: Option<&str>,
     output: &[u8],
+    made: Option<std::time::SystemTime>,
 ) -> Result<Digest, TaskFailure> {
     let (plan, cache, t) = (shared.plan.clone(), shared.cache.clone(), job.task);
     let (k, deps, out) = (
@@ -132,6 +137,7 @@ async fn cached(
     let recorded = blocking(move || {
         let produced = Produced {
             output: &out,
+            made,
             ..Produced::default()
         };
         cache.record_success(&plan, t, k.as_deref(), &deps, produced)

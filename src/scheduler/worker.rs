@@ -441,6 +441,7 @@ pub(super) async fn record_blocking(
             output: &output,
             written: written.as_ref().map(WrittenFile::as_output),
             validators: validators.as_ref(),
+            made: None,
         };
         cache.record_success(&plan, task, key.as_deref(), &deps, produced)
     });

@@ -40,6 +40,29 @@ fn a_cluster_result_older_than_cache_ttl_is_run_again() {
     assert_eq!(runs_of(c, &ws.action_digest("t")), 2, "{}", c.worker_log());
 }
 
+/// A cluster result copied into a fresh local cache keeps its age: `cache_ttl` counts from
+/// when the worker made it, not from the copy (which doubled the ttl).
+#[test]
+fn a_cluster_result_copied_here_keeps_its_age() {
+    let Some(c) = Cluster::shared() else { return };
+    let body = "[tasks.t]\ncache_ttl = \"3s\"\noutputs = [\"t.txt\"]\n\
+                run = \"date +%s.%N > t.txt\"\n";
+    let ws = Workspace::new(&manifest(c.url(), "", &nonce(), body));
+    ws.run(&[]).code(0);
+    let first = ws.read("t.txt");
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::remove_dir_all(ws.path(".taskrun/cache")).unwrap();
+    ws.run(&[]).code(0);
+    let t = &task(&ws.last_report(), "t").clone();
+    assert_eq!(t["cache_source"], "remote", "{t:#}");
+    // Past the ttl of the result, though not of its copy.
+    std::thread::sleep(Duration::from_millis(2000));
+    ws.run(&[]).code(0);
+    let t = &task(&ws.last_report(), "t").clone();
+    assert_eq!(t["status"], "succeeded", "{t:#}");
+    assert_ne!(ws.read("t.txt"), first, "the old result was served");
+}
+
 /// A command that exits 0 without its declared output the first time (the cluster caches
 /// that success) and makes it the next: the first run fails as a local one does, the second
 /// runs the action again (the cached result lacks the output) and succeeds.

@@ -32,6 +32,8 @@ pub enum RemoteEnd {
         /// The declared outputs before the result was written: if the local cache refuses
         /// to record it, what it wrote is taken back before the action runs again.
         before: Snapshot,
+        /// When the cluster made the result (its worker finished), as far as it says.
+        made: Option<std::time::SystemTime>,
     },
     /// The cluster failed (unreachable, lost the action, overloaded): not the task's fault.
     Cluster(ReapiError),
@@ -84,9 +86,15 @@ pub async fn attempt(ctx: RemoteCtx<'_>) -> RemoteEnd {
         Ok(o) if o.cached && o.exit_code == 0 => {
             let mut output = o.stdout;
             output.extend_from_slice(&o.stderr);
+            let i = &o.info;
+            let made = i
+                .worker_completed
+                .or(i.execution_completed)
+                .or(i.worker_start);
             return RemoteEnd::Cached {
                 output,
                 before: snapshot,
+                made,
             };
         }
         Ok(o) => RemoteEnd::Ran(ran(&ctx, &o).await),

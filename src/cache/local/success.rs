@@ -82,7 +82,9 @@ impl LocalCache {
             output_dirs: snap.dirs,
             digest: to_hex(&digest),
             log,
-            created: now.clone(),
+            created: produced.made.map_or(now.clone(), |t| {
+                humantime::format_rfc3339_millis(t).to_string()
+            }),
             last_used: now,
             http: produced.validators.cloned(),
             checksum: String::new(),
