@@ -8,6 +8,7 @@ pub mod explain;
 pub mod list;
 pub mod lock;
 pub mod plan;
+mod prune;
 pub mod run;
 pub mod timings;
 
