@@ -238,48 +238,6 @@ pub enum Drift {
     Changed,
 }
 
-/// Files in the record's output directories that the record does not hold: a restore
-/// removes them (an output directory holds what its record holds), so a hit that finds
-/// one is not "nothing to restore". For `plan`, which must not pass such a hit off as
-/// settled; a run's lookup does not walk the directories.
-pub fn extras(ws: &Workspace, record: &ActionRecord) -> Vec<String> {
-    let root = ws.root();
-    let recorded: std::collections::HashSet<&str> = record
-        .outputs
-        .iter()
-        .map(|o| o.path.as_str())
-        .chain(record.output_dirs.iter().map(String::as_str))
-        .collect();
-    let mut found = Vec::new();
-    for dir in &record.output_dirs {
-        // Only the declared directories: the inner ones are walked as part of them.
-        if record
-            .output_dirs
-            .iter()
-            .any(|d| d != dir && dir.starts_with(&format!("{d}/")))
-        {
-            continue;
-        }
-        let walk = walkdir::WalkDir::new(root.join(dir))
-            .min_depth(1)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| !is_temp(e.file_name()));
-        for entry in walk.filter_map(Result::ok) {
-            let Ok(rel) = rel_string(root, entry.path()) else {
-                continue;
-            };
-            let is_dir = entry.file_type().is_dir();
-            let holds = |p: &&str| p.starts_with(&format!("{rel}/"));
-            let held = recorded.contains(rel.as_str()) || (is_dir && recorded.iter().any(holds));
-            if !held {
-                found.push(rel);
-            }
-        }
-    }
-    found
-}
-
 impl Drift {
     /// `missing` / `changed`, as used in reasons.
     pub fn as_str(self) -> &'static str {

@@ -294,11 +294,17 @@ fn hit_prediction(
         more: drifted.len() - 1,
     });
     if reason.is_none() {
-        let extras = outputs::extras(ws, rec);
-        reason = extras.first().map(|path| Reason::Restore {
-            path: path.clone(),
+        // What the restore would sweep from an output directory also changes it.
+        let swept = super::restore::unrecorded(ws, rec);
+        reason = swept.last().map(|entry| Reason::Restore {
+            path: entry
+                .path()
+                .strip_prefix(ws.root())
+                .unwrap_or(entry.path())
+                .display()
+                .to_string(),
             drift: "is not the task's",
-            more: extras.len() - 1,
+            more: swept.len() - 1,
         });
     }
     KeyPrediction {

@@ -240,8 +240,38 @@ fn show(ws: &Workspace, path: &Path) -> String {
 /// stands for (a fan-out over it would see them). Links are removed, never followed; a link
 /// the recorded files lie under is kept.
 fn remove_unrecorded(ws: &Workspace, record: &ActionRecord) {
+    for entry in unrecorded(ws, record) {
+        let shown = entry
+            .path()
+            .strip_prefix(ws.root())
+            .unwrap_or(entry.path())
+            .display();
+        let removed = if entry.file_type().is_dir() {
+            // Only an empty one: what is left in it is recorded (or a temp file).
+            match std::fs::remove_dir(entry.path()) {
+                Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => continue,
+                other => other,
+            }
+        } else {
+            std::fs::remove_file(entry.path())
+        };
+        match removed {
+            Ok(()) => tracing::debug!("removed {shown}: not in the output directory's record"),
+            Err(e) => {
+                tracing::warn!("cannot remove {shown} from a restored output directory: {e}")
+            }
+        }
+    }
+}
+
+/// What a restore of `record` sweeps from its output directories, deepest first: every
+/// entry the record does not hold, nor lies under one it holds (temp files aside). An output
+/// directory that is a link leads to what other people keep there, and is never swept.
+/// `plan` asks too: a hit that would sweep something is not one with nothing to restore.
+pub(crate) fn unrecorded(ws: &Workspace, record: &ActionRecord) -> Vec<walkdir::DirEntry> {
+    let mut found = Vec::new();
     if record.output_dirs.is_empty() {
-        return;
+        return found;
     }
     let recorded: std::collections::HashSet<&str> =
         record.outputs.iter().map(|o| o.path.as_str()).collect();
@@ -255,7 +285,7 @@ fn remove_unrecorded(ws: &Workspace, record: &ActionRecord) {
         .flat_map(|p| p.match_indices('/').map(|(i, _)| &p[..i]))
         .chain(record.output_dirs.iter().map(String::as_str))
         .collect();
-    let under = |rel: &str| parents.contains(rel);
+    let held = |rel: &str| recorded.contains(rel) || parents.contains(rel);
     for d in &record.output_dirs {
         let Some(dir) = RelPath::parse(d) else {
             continue;
@@ -263,14 +293,11 @@ fn remove_unrecorded(ws: &Workspace, record: &ActionRecord) {
         if !matches!(ws.look(&dir), Ok(Found::Entry(m)) if m.is_dir()) {
             continue;
         }
-        // An output directory that is a link (`gen -> src`) leads to what other people
-        // keep there: its target is written into by a restore, never swept.
         let abs = ws.root().join(d);
         if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) {
             tracing::debug!("{d} is a symlink: files the record does not hold are kept");
             continue;
         }
-        // Deepest first, so a directory emptied here goes too.
         let walk = walkdir::WalkDir::new(&abs)
             .follow_links(false)
             .follow_root_links(false)
@@ -286,29 +313,10 @@ fn remove_unrecorded(ws: &Workspace, record: &ActionRecord) {
                 .strip_prefix(ws.root())
                 .ok()
                 .and_then(Path::to_str);
-            if rel.is_some_and(|rel| recorded.contains(rel) || under(rel)) {
-                continue;
-            }
-            let shown = entry
-                .path()
-                .strip_prefix(ws.root())
-                .unwrap_or(entry.path())
-                .display();
-            let removed = if entry.file_type().is_dir() {
-                // Only an empty one: what is left in it is recorded (or a temp file).
-                match std::fs::remove_dir(entry.path()) {
-                    Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => continue,
-                    other => other,
-                }
-            } else {
-                std::fs::remove_file(entry.path())
-            };
-            match removed {
-                Ok(()) => tracing::debug!("removed {shown}: not in the output directory's record"),
-                Err(e) => {
-                    tracing::warn!("cannot remove {shown} from a restored output directory: {e}")
-                }
+            if !rel.is_some_and(held) {
+                found.push(entry);
             }
         }
     }
+    found
 }

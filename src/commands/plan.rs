@@ -60,7 +60,9 @@ pub fn print_plan(sel: &Selection, view: View) -> Result<u8, super::Error> {
                 predictions[i].status == CacheStatus::Hit && predictions[i].reason.is_none()
             })
             // A hit that asks its origin again may download anew.
-            .filter(|&&i| !revalidates(plan.task(i)))
+            .filter(|&&i| {
+                !matches!(&plan.task(i).action, crate::model::Action::Download(d) if d.asks_origin_on_hit())
+            })
             .map(|&i| plan.task(i).name.clone())
             .collect();
         let Some(next) = super::expansion::as_settled(&plan, settled, sel) else {
@@ -105,10 +107,4 @@ fn prepare(plan: &mut Plan, view: View) -> Result<(Vec<Unpinned>, Vec<Prediction
 /// Reads the cache (never writes it) to predict hit / miss for each task.
 fn predict(plan: &Plan, force: bool, no_cache: bool) -> Vec<Prediction> {
     crate::cache::plan_predictions(plan, force, no_cache)
-}
-
-/// Whether a hit of `task` still asks its origin (`revalidate = true` without a pin), and so
-/// may change its output in the run.
-fn revalidates(task: &crate::model::Task) -> bool {
-    matches!(&task.action, crate::model::Action::Download(d) if d.revalidate && d.sha256.is_none())
 }

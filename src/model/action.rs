@@ -119,6 +119,12 @@ impl Download {
     pub fn lockable(&self) -> bool {
         self.sha256.is_none() && !self.revalidate
     }
+
+    /// Whether a cache hit of it still asks the origin (`revalidate = true` without a pin:
+    /// a pinned file cannot change), and so may download anew in the run.
+    pub fn asks_origin_on_hit(&self) -> bool {
+        self.revalidate && self.sha256.is_none()
+    }
 }
 
 /// Where a download's `sha256` pin came from.

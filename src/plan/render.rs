@@ -54,7 +54,7 @@ fn text(plan: &Plan, predictions: &[Prediction], placements: &Placements, expand
             .is_some_and(|p| p.status == CacheStatus::Hit)
     };
     let asks_origin = |i: usize| match &plan.task(i).action {
-        crate::model::Action::Download(d) => d.revalidate && d.sha256.is_none(),
+        crate::model::Action::Download(d) => d.asks_origin_on_hit(),
         _ => false,
     };
     let unneeded_service = |i: usize| {

@@ -213,7 +213,7 @@ impl<'a> Loop<'a> {
         match &self.plan.task(i).action {
             Action::Group | Action::Service(_) => self.instant.push(i),
             // Revalidation is an async request: that lookup stays with the job.
-            Action::Download(d) if d.revalidate && d.sha256.is_none() => self.enqueue(i, false),
+            Action::Download(d) if d.asks_origin_on_hit() => self.enqueue(i, false),
             // Nothing to look up or expand: straight to the slots (unless a service it needs
             // is on standby: the lookup path starts it).
             _ if !self.shared.cache.can_hit()

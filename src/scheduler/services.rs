@@ -69,8 +69,7 @@ impl Loop<'_> {
         self.recs[task].started = None;
         // A revalidating download looks up (and asks its origin) again once they are up.
         if let crate::model::Action::Download(d) = &self.plan.task(task).action
-            && d.revalidate
-            && d.sha256.is_none()
+            && d.asks_origin_on_hit()
         {
             self.recs[task].looked_up = false;
         }

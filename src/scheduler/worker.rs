@@ -226,8 +226,7 @@ pub(super) async fn look_up_first(shared: &Arc<Shared>, job: &Job) -> Result<Opt
                 output,
             }) => {
                 if let Action::Download(d) = &task.action
-                    && d.revalidate
-                    && d.sha256.is_none()
+                    && d.asks_origin_on_hit()
                 {
                     // The origin is asked: a service it is served by must be up first.
                     if job.needs_services {

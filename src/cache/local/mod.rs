@@ -472,8 +472,7 @@ impl TaskCache for LocalCache {
         let found = self.look_up_key(t, &key)?;
         // Only a task that runs is recorded: keep its key for `record_success` (a hit of
         // an unpinned `revalidate` download runs again when the origin has a new version).
-        let revalidates =
-            matches!(&t.action, Action::Download(d) if d.revalidate && d.sha256.is_none());
+        let revalidates = matches!(&t.action, Action::Download(d) if d.asks_origin_on_hit());
         if revalidates || matches!(found, Lookup::Run { .. }) {
             self.pending().insert(task, key);
         }
