@@ -77,6 +77,18 @@ pub struct ExecutionInfo {
     pub worker_completed: Option<SystemTime>,
 }
 
+impl ExecutionInfo {
+    /// When the result was made, as near as the cluster says: its worker's finish, else the
+    /// latest other time it gives.
+    pub fn made(&self) -> Option<SystemTime> {
+        self.worker_completed
+            .or(self.execution_completed)
+            .or(self.execution_start)
+            .or(self.worker_start)
+            .or(self.queued)
+    }
+}
+
 /// What a remote action did.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteOutcome {
@@ -292,18 +304,18 @@ fn unusable(
 }
 
 /// Whether `result` is older than `ttl` at `now`, counted from when its worker finished (or
-/// the latest other time it carries). A result with no time at all may be of any age: it
-/// counts as expired.
+/// the latest other time it carries). A result with no time at all, or one further ahead
+/// than [`CLOCK_SKEW`], may be of any age: it counts as expired.
+/// How far a worker's clock may run ahead of ours before its times are not believed.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
 fn expired(result: &proto::ActionResult, ttl: Duration, now: SystemTime) -> bool {
-    let i = info(result.execution_metadata.as_ref());
-    let made = i
-        .worker_completed
-        .or(i.execution_completed)
-        .or(i.execution_start)
-        .or(i.worker_start)
-        .or(i.queued);
-    match made {
-        Some(t) => now.duration_since(t).is_ok_and(|age| age > ttl),
+    let made = info(result.execution_metadata.as_ref()).made();
+    // A worker's clock a little ahead of ours is skew; far ahead, an error or a lie that
+    // would keep the result fresh for ever: no age to trust, so expired.
+    match made.map(|t| now.duration_since(t)) {
+        Some(Ok(age)) => age > ttl,
+        Some(Err(ahead)) => ahead.duration() > CLOCK_SKEW,
         None => true,
     }
 }
@@ -459,8 +471,9 @@ mod tests {
         let ttl = Duration::from_secs(10);
         assert!(!expired(&finished_at(995), ttl, now));
         assert!(expired(&finished_at(989), ttl, now));
-        // A clock ahead of ours: not older than anything.
+        // A clock a little ahead of ours: not older than anything; far ahead: not believed.
         assert!(!expired(&finished_at(1_005), ttl, now));
+        assert!(expired(&finished_at(1_000 + 3_600), ttl, now));
         assert!(expired(&proto::ActionResult::default(), ttl, now));
     }
 }

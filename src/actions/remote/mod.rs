@@ -86,11 +86,9 @@ pub async fn attempt(ctx: RemoteCtx<'_>) -> RemoteEnd {
         Ok(o) if o.cached && o.exit_code == 0 => {
             let mut output = o.stdout;
             output.extend_from_slice(&o.stderr);
-            let i = &o.info;
-            let made = i
-                .worker_completed
-                .or(i.execution_completed)
-                .or(i.worker_start);
+            // The cluster's word, never later than now: a time to come would keep the local
+            // copy from ever expiring.
+            let made = o.info.made().map(|t| t.min(std::time::SystemTime::now()));
             return RemoteEnd::Cached {
                 output,
                 before: snapshot,
