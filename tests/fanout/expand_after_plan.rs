@@ -55,6 +55,15 @@ fn plan_after_a_run_expands_the_fanout_from_the_items_on_disk() {
     );
     assert_eq!(entry(&plan, "report")["cache"]["status"], "hit", "{plan}");
     ws.run(&["-n"]).code(0).says(&["0 to run"]);
+    ws.run(&["-n", "-k"]).code(0).says(&["0 to run"]);
+    // A target naming one instance: it and its producer, both hits.
+    let one = ws.plan_json(&["clean[b.csv]"]);
+    assert_eq!(
+        entry(&one, "clean[b.csv]")["cache"]["status"],
+        "hit",
+        "{one}"
+    );
+    assert_eq!(entry(&one, "unpack")["cache"]["status"], "hit", "{one}");
     for flag in ["--force", "--no-cache"] {
         ws.plan_text(&[flag])
             .code(0)
