@@ -21,11 +21,12 @@ pub(super) fn read_vars(
     // `--var` wins over the manifest, also inside the vars that refer to it.
     let overrides: BTreeMap<String, String> = opts.vars.iter().cloned().collect();
     let mut vars = overrides.clone();
-    let Some(entries) = get(root, "vars").and_then(|v| r.string_table(v, "vars")) else {
-        return vars;
-    };
+    let entries = get(root, "vars")
+        .and_then(|v| r.string_table(v, "vars"))
+        .unwrap_or_default();
     let declared: std::collections::HashSet<String> =
         entries.iter().map(|e| e.key.clone()).collect();
+    refuse_unused_overrides(r, &overrides, &declared);
     let mut pending: Vec<_> = entries
         .into_iter()
         .filter(|e| !overrides.contains_key(&e.key))
@@ -110,6 +111,45 @@ pub(super) fn read_vars(
         vars.insert(e.key, String::new());
     }
     vars
+}
+
+/// A `--var` that names no `[vars]` entry and no `${vars.NAME}` of the manifest is a typo
+/// (`--var mirorr=...`): the run would silently use the default, so it is refused, like
+/// `just` does. A var used but not declared may still be given on the command line.
+fn refuse_unused_overrides(
+    r: &mut Reader<'_>,
+    overrides: &BTreeMap<String, String>,
+    declared: &std::collections::HashSet<String>,
+) {
+    let used: BTreeSet<&str> = var_refs(r.source).collect();
+    for name in overrides.keys() {
+        if declared.contains(name) || used.contains(name.as_str()) {
+            continue;
+        }
+        let known = declared
+            .iter()
+            .map(String::as_str)
+            .chain(used.iter().copied());
+        let help = match super::suggest(name, known) {
+            Some(s) => format!("did you mean `--var {s}=...`?"),
+            None if declared.is_empty() && used.is_empty() => {
+                "this manifest has no [vars]; declare it there, or drop the --var".to_string()
+            }
+            None => {
+                let mut names: Vec<&str> = declared.iter().map(String::as_str).collect();
+                names.extend(used.iter().copied());
+                names.sort_unstable();
+                names.dedup();
+                format!("the manifest's vars: {}", names.join(", "))
+            }
+        };
+        r.push(
+            Problem::global(format!(
+                "--var {name}: the manifest neither declares nor uses a var `{name}`"
+            ))
+            .help(help),
+        );
+    }
 }
 
 /// The names `${vars.NAME}` in `text` (not after `$$`, a literal `$`).

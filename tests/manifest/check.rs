@@ -179,6 +179,40 @@ fn vars_in_any_order_cycles_and_broken_vars_are_said_once_and_plainly() {
     assert!(!stderr.contains("outside the workspace"), "{stderr}");
 }
 
+/// A `--var` naming nothing in the manifest is a typo that would run with the default: it is
+/// refused before anything runs, with the closest name; a var only used (not declared) may
+/// still be given.
+#[test]
+fn a_var_flag_that_names_nothing_is_refused_with_the_closest_name() {
+    let ws = Workspace::new(
+        "[vars]\nmirror = \"http://127.0.0.1:9\"\n[tasks.t]\nrun = \"echo ${vars.mirror} ${vars.tag} > t.txt\"\n",
+    );
+    for args in [&["run"][..], &["plan"], &["check"]] {
+        let out = ws
+            .taskrun(args)
+            .args(["taskrun.toml", "--var", "mirorr=x", "--var", "tag=1"])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains("--var mirorr: the manifest neither declares nor uses a var `mirorr`"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("did you mean `--var mirror=...`?"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("has 1 problem"), "{stderr}");
+    }
+    assert!(!ws.root().join("t.txt").exists(), "nothing may run");
+    ws.taskrun(&["taskrun.toml", "--var", "tag=1", "-q"])
+        .assert()
+        .code(0);
+    assert_eq!(ws.read("t.txt"), "http://127.0.0.1:9 1\n");
+}
+
 #[test]
 fn a_pipeline_name_with_a_control_character_is_refused() {
     let ws = Workspace::new("[pipeline]\nname = \"a\\u001b[31mb\"\n[tasks.t]\nrun = \"true\"\n");
