@@ -41,6 +41,9 @@ pub struct ItemScope<'a> {
     pub matrix: &'a [(String, String)],
     /// Item fields by name (a line's `line`/`name`/`stem`/`ext`, a CSV row's columns, ...).
     pub item: &'a [(String, String)],
+    /// The task's items could not be read (their problem is reported): every `${matrix.*}`
+    /// and `${item.*}` stands for a plain value, so the rest of the task is still checked.
+    pub any: bool,
 }
 
 /// How a fan-out value is inserted, decided by the field it lands in.
@@ -235,6 +238,9 @@ fn resolve_item<'c>(
     };
     if let Some((_, v)) = values.iter().find(|(k, _)| k == name) {
         return Ok(Resolved::Item(v.as_str()));
+    }
+    if scope.any {
+        return Ok(Resolved::Item("p"));
     }
     let (what, whats) = if ns == "matrix" {
         ("matrix axis", "matrix axes")

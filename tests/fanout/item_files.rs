@@ -43,3 +43,28 @@ fn a_missing_item_file_is_an_error_at_its_place() {
     let ws = Workspace::new("[tasks.get]\nfor_each = { lines = \"nope.txt\" }\nrun = \"true\"\n");
     ws.check().code(2).says(&["nope.txt", "taskrun.toml:2:"]);
 }
+
+/// A task whose items cannot be read (a missing file, a float or an empty matrix axis) is
+/// still checked through: its unknown var, bad `retry` and unknown key are said in the same
+/// `check`, each once, while the `${item.*}` and `${matrix.*}` it uses are no problems.
+#[test]
+fn a_task_whose_items_fail_still_has_its_other_problems_said() {
+    for items in [
+        "for_each = { lines = \"nope.txt\" }",
+        "matrix = { x = [1.5, 2] }",
+        "matrix = { x = [] }",
+    ] {
+        let ws = Workspace::new(&format!(
+            "[tasks.t]\n{items}\nrun = \"echo ${{item.line}} ${{matrix.x}} ${{vars.nope}}\"\nretry = \"x\"\nretires = 2\n"
+        ));
+        ws.check().code(2).says(&[
+            "has 4 problems",
+            "unknown variable `vars.nope`",
+            "taskrun.toml:3:",
+            "`tasks.t.retry` must be a number of attempts or a table",
+            "taskrun.toml:4:",
+            "retires",
+            "taskrun.toml:5:",
+        ]);
+    }
+}

@@ -109,6 +109,7 @@ impl Recipe<'_, '_, '_> {
         let scope = ItemScope {
             matrix: &row.values,
             item: item.map_or(&[], |i| i.fields.as_slice()),
+            any: self.items.any,
         };
         let b = self.builder;
         let ctx = Context {

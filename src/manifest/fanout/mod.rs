@@ -58,6 +58,8 @@ pub(super) struct Items {
     pub(super) axes: Vec<String>,
     pub(super) rows: Vec<matrix::Row>,
     pub(super) items: Option<Vec<Item>>,
+    /// Stand-ins for items that could not be read (see [`probe::check_body`]).
+    pub(super) any: bool,
 }
 
 /// Expands the fan-out task `builder` describes into its instances.
@@ -98,8 +100,9 @@ pub fn expand(r: &mut Reader<'_>, builder: &TaskBuilder<'_, '_>, root: &Path, ou
         instances(r, builder, &items, out.tasks, out.spans);
     }
     if out.tasks.len() == start {
-        // No instance checked them: an unknown key is said beside the items' problem.
-        check_task_keys(r, builder);
+        // No instance checked the task: its keys and fields are said beside the items'
+        // problem, so one `check` shows everything wrong with it.
+        probe::check_body(r, builder);
     }
     out.fanouts.push(FanOut {
         name: name.to_string(),
@@ -234,7 +237,12 @@ fn declared_items(
             Some(items)
         }
     };
-    Some(Items { axes, rows, items })
+    Some(Items {
+        axes,
+        rows,
+        items,
+        any: false,
+    })
 }
 
 /// Reads `for_each = { lines | csv | glob = "...", allow_empty = bool }`.

@@ -1,7 +1,8 @@
 //! The templates of a fan-out task expanded after its producer, checked when the manifest
 //! loads: its items do not exist yet, but a glob's and a lines file's fields are fixed, so an
 //! unknown `${item.X}` or a placeholder inside shell quotes is a problem `check` and `plan`
-//! report, not one the run meets after the producer has run.
+//! report, not one the run meets after the producer has run. A task whose items cannot be
+//! read at all is built once from stand-in values, so its other problems are not hidden.
 
 use super::matrix::{self, Row};
 use super::sources::{Item, SourceKind};
@@ -60,6 +61,7 @@ pub(super) fn check_templates(r: &mut Reader<'_>, b: &TaskBuilder<'_, '_>, kind:
         axes,
         rows: vec![row],
         items: Some(vec![item]),
+        any: false,
     };
     let mut probe = Reader {
         source: r.source,
@@ -72,6 +74,37 @@ pub(super) fn check_templates(r: &mut Reader<'_>, b: &TaskBuilder<'_, '_>, kind:
             continue;
         }
         // Said of every item to come, not of the stand-in one.
+        if let Some(at) = p.message.rfind(" (instance ") {
+            p.message.truncate(at);
+        }
+        r.push(p);
+    }
+}
+
+/// Builds one instance of `b` in which every `${matrix.*}` and `${item.*}` stands for a plain
+/// value, and records its problems: the task's items could not be read (that problem is
+/// reported), and its keys, fields and other templates are still the user's to fix.
+pub(super) fn check_body(r: &mut Reader<'_>, b: &TaskBuilder<'_, '_>) {
+    let items = Items {
+        axes: Vec::new(),
+        rows: vec![Row {
+            values: Vec::new(),
+            origin: String::new(),
+        }],
+        items: Some(vec![Item {
+            fields: Vec::new(),
+            key: "p".into(),
+            origin: String::new(),
+        }]),
+        any: true,
+    };
+    let mut probe = Reader {
+        source: r.source,
+        problems: Vec::new(),
+    };
+    let (mut tasks, mut spans) = (TaskMap::default(), Vec::new());
+    instances(&mut probe, b, &items, &mut tasks, &mut spans);
+    for mut p in probe.problems {
         if let Some(at) = p.message.rfind(" (instance ") {
             p.message.truncate(at);
         }
