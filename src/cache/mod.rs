@@ -49,6 +49,21 @@ pub use remote::{RemoteCache, RemoteOptions};
 /// A sha256 digest.
 pub type Digest = [u8; 32];
 
+/// Why `dir` cannot be a cache dir because of what is already on its path: it is a file, or
+/// a file stands where one of its parents should be. Said as such, not as the OS's "File
+/// exists" or "Not a directory" of making it.
+pub fn cache_dir_blocked(dir: &std::path::Path) -> Option<String> {
+    let mut at = dir;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(m) if m.is_dir() => return None,
+            Ok(_) if at == dir => return Some("it is a file, not a directory".into()),
+            Ok(_) => return Some(format!("{} is a file, not a directory", at.display())),
+            Err(_) => at = at.parent().filter(|p| !p.as_os_str().is_empty())?,
+        }
+    }
+}
+
 /// Where a hit came from.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,

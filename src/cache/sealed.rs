@@ -32,7 +32,15 @@ pub enum SealedError {
 pub fn read<T: DeserializeOwned>(path: &Path, magic: &[u8]) -> Result<Option<T>, SealedError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // A file where a parent directory should be: there is no such file either.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
         Err(e) => return Err(e.into()),
     };
     let Some(body) = bytes.strip_prefix(magic) else {

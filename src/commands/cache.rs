@@ -53,12 +53,12 @@ struct Dirs {
 }
 
 /// The cache dir and the run reports dir, from the manifest or the environment; a cache dir
-/// that is a file is a configuration mistake (exit 2), not an empty cache.
+/// that is a file, or under one, is a configuration mistake (exit 2), not an empty cache.
 fn dirs(args: &CacheArgs) -> Result<Dirs, Error> {
     let dirs = dirs_as_given(args)?;
-    if dirs.cache.exists() && !dirs.cache.is_dir() {
+    if let Some(why) = crate::cache::cache_dir_blocked(&dirs.cache) {
         return Err(Error::usage(format!(
-            "the cache dir {} is a file, not a directory: point TASKRUN_CACHE_DIR or [cache] dir at a directory",
+            "the cache dir {}: {why}; point TASKRUN_CACHE_DIR or [cache] dir at a directory",
             dirs.cache.display()
         )));
     }

@@ -93,38 +93,41 @@ fn cache_commands_need_only_the_cache_table_to_load() {
     assert!(r.stderr.contains("dirr"), "{}", r.stderr);
 }
 
-/// A cache dir that is a file: the run goes on without the cache saying so plainly (it said
-/// "File exists (os error 17)"), and the cache commands refuse it as a mistake (exit 2, not
-/// 1, which means a task failed; `stats` called it an empty cache).
+/// A cache dir that is a file, or under one: the run goes on without the cache saying so
+/// plainly (it said "File exists (os error 17)" or "Not a directory (os error 20)", and
+/// warned about unreadable journals), and the cache commands refuse it as a mistake (exit 2,
+/// not 1, which means a task failed; `stats` called it an empty cache).
 #[test]
 fn a_cache_dir_that_is_a_file_is_said_to_be_one() {
     let ws = Workspace::new("[tasks.a]\noutputs = [\"o\"]\nrun = \"echo x > o\"\n");
     ws.write("afile", "x");
     let file = ws.path("afile");
-    let with_file_as_cache = |args: &[&str]| {
-        let mut cmd = ws.cmd(args);
-        cmd.env("TASKRUN_CACHE_DIR", &file);
-        crate::support::Run::from(cmd.output().unwrap())
-    };
-    let out = with_file_as_cache(&["taskrun.toml"]);
-    out.code(0);
-    assert!(
-        out.stderr.contains("it is a file, not a directory"),
-        "{}",
-        out.stderr
-    );
-    for args in [
-        &["cache", "clean"][..],
-        &["cache", "stats"],
-        &["cache", "gc", "--max-size", "1GiB"],
+    for (cache, says) in [
+        (file.clone(), "it is a file, not a directory".to_string()),
+        (
+            file.join("sub"),
+            format!("{} is a file, not a directory", file.display()),
+        ),
     ] {
-        let r = with_file_as_cache(args);
-        r.code(2);
-        assert!(
-            r.stderr.contains("is a file, not a directory"),
-            "{args:?}: {}",
-            r.stderr
-        );
+        let with_file_as_cache = |args: &[&str]| {
+            let mut cmd = ws.cmd(args);
+            cmd.env("TASKRUN_CACHE_DIR", &cache);
+            crate::support::Run::from(cmd.output().unwrap())
+        };
+        let out = with_file_as_cache(&["taskrun.toml"]);
+        out.code(0);
+        assert!(out.stderr.contains(&says), "{}", out.stderr);
+        assert!(!out.stderr.contains("os error"), "{}", out.stderr);
+        assert!(!out.stderr.contains("unreadable"), "{}", out.stderr);
+        for args in [
+            &["cache", "clean"][..],
+            &["cache", "stats"],
+            &["cache", "gc", "--max-size", "1GiB"],
+        ] {
+            let r = with_file_as_cache(args);
+            r.code(2);
+            assert!(r.stderr.contains(&says), "{args:?}: {}", r.stderr);
+        }
     }
     assert_eq!(ws.read("afile"), "x");
 }

@@ -120,12 +120,7 @@ impl LocalCache {
         } else {
             Some(CacheLock::acquire(dir).map_err(|e| CacheError::CacheDir {
                 dir: dir.display().to_string(),
-                // Said as it is, not as the OS's "File exists" of making it.
-                reason: if dir.exists() && !dir.is_dir() {
-                    "it is a file, not a directory".into()
-                } else {
-                    e.to_string()
-                },
+                reason: crate::cache::cache_dir_blocked(dir).unwrap_or_else(|| e.to_string()),
             })?)
         };
         let (stats, journal) =
