@@ -223,7 +223,7 @@ pub async fn run_action_noting(
     let deadline = spec.timeout.map(Deadline::new);
     loop {
         let resp = match client
-            .execute(&digest, skip, deadline, cancel.as_mut())
+            .execute(&digest, skip, deadline, cancel.as_mut(), executed)
             .await
         {
             Ok(r) => r,

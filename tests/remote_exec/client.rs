@@ -433,7 +433,13 @@ async fn execute_without_the_inputs_in_the_cas_says_they_are_missing() {
     }
     c.upload_missing(&blobs).await.unwrap();
     let err = c
-        .execute(&p.digest(), true, None, std::future::pending())
+        .execute(
+            &p.digest(),
+            true,
+            None,
+            std::future::pending(),
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, ReapiError::MissingBlobs(_)), "{err:?}");

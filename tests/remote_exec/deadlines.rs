@@ -78,3 +78,63 @@ fn an_action_whose_worker_is_lost_times_out_with_the_task() {
     assert_eq!(lost["error"], "timed out after 5s", "{lost:#}");
     assert_eq!(lost["executed_on"], "remote", "{lost:#}");
 }
+
+/// SIGINT while one action runs on the only bot and another waits in the cluster's queue:
+/// both are `cancelled`, the running one `executed_on: "remote"`, the queued one nowhere
+/// (`null`: it never ran; it was reported as remote).
+#[test]
+fn an_interrupt_in_the_queue_is_not_a_remote_execution() {
+    let Some(c) = Cluster::start(1) else { return };
+    let state = tempfile::tempdir().unwrap();
+    let began = |t: &str| state.path().join(format!("began-{t}"));
+    let body = format!(
+        "[tasks.x]\nrun = \"touch {}; sleep 30\"\n[tasks.y]\nrun = \"touch {}; sleep 30\"\n",
+        began("x").display(),
+        began("y").display()
+    );
+    let ws = Workspace::new(&manifest(c.url(), "", &nonce(), &body));
+    let child = ws
+        .cmd(&["taskrun.toml", "-j2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        if let Some(t) = ["x", "y"].into_iter().find(|t| began(t).exists()) {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never started: {}",
+            c.worker_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let queued = if running == "x" { "y" } else { "x" };
+    // The other one was submitted with it (-j2) and waits for the only bot.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!began(queued).exists(), "{}", c.worker_log());
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = output_within_wait(child);
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    let report = ws.last_report();
+    let (ran, waited) = (task(&report, running), task(&report, queued));
+    assert_eq!(ran["status"], "cancelled", "{ran:#}");
+    assert_eq!(ran["executed_on"], "remote", "{ran:#}");
+    assert_eq!(waited["status"], "cancelled", "{waited:#}");
+    assert!(waited["executed_on"].is_null(), "{waited:#}");
+}
+
+/// Waits for `child`, killing it (and failing) after [`HANG_LIMIT`].
+fn output_within_wait(mut child: std::process::Child) -> std::process::Output {
+    let deadline = Instant::now() + HANG_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the interrupted run did not end within {HANG_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

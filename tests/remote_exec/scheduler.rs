@@ -364,6 +364,8 @@ fn interrupt_cancels_the_operation(execution: &str) {
     let report = ws.last_report();
     assert_eq!(report["status"], "interrupted");
     assert_eq!(task(&report, "long")["status"], "cancelled");
+    // A worker had it (a polled operation's stage is asked for on the interrupt).
+    assert_eq!(task(&report, "long")["executed_on"], "remote");
     assert!(!ws.path("out.txt").exists());
     // The bot learns of the cancellation at its next call-in and stops the command.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -163,9 +163,13 @@ fn ended(ctx: &RemoteCtx<'_>, e: ReapiError, executed: bool) -> RemoteEnd {
         ReapiError::Cancelled if *ctx.down.borrow() => RemoteEnd::Cluster(ReapiError::Cluster(
             "abandoned: the remote executor is unreachable".into(),
         )),
-        ReapiError::Cancelled => RemoteEnd::Ran(
-            AttemptResult::failed("interrupted", false).with_outcome(AttemptOutcome::Cancelled),
-        ),
+        ReapiError::Cancelled => {
+            let mut result =
+                AttemptResult::failed("interrupted", false).with_outcome(AttemptOutcome::Cancelled);
+            // Interrupted in the cluster's queue: it ran nowhere.
+            result.not_run = !executed;
+            RemoteEnd::Ran(result)
+        }
         e if e.is_cluster_failure() => RemoteEnd::Cluster(e),
         ReapiError::TimedOut(why) => {
             tracing::debug!(task = %ctx.task.name, "remote timeout: {why}");

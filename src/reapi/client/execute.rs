@@ -16,6 +16,7 @@
 //! busy cluster is not the task's failure.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ const FIRST_POLL: Duration = Duration::from_millis(100);
 const MAX_POLL: Duration = Duration::from_millis(500);
 /// Longest wait for CancelOperation (best effort: the run is stopping).
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait, on a cancel, to learn whether a worker took the operation (the report's
+/// `executed_on`; the run is stopping).
+const TAKEN_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Client {
     /// The cached result of `action`, or `None` on a miss (NOT_FOUND).
@@ -100,13 +104,16 @@ impl Client {
     /// its `ExecuteResponse`, whose status is OK (a non-OK one is returned as the error it
     /// stands for: a timeout, a cluster failure, missing inputs). When `cancel` resolves
     /// first, or the returned future is dropped, the operation is cancelled; so it is at
-    /// `deadline`, with the error `Deadline::missed` gives.
+    /// `deadline`, with the error `Deadline::missed` gives. `taken` is set when it is
+    /// cancelled after a worker took the action: whether the command may have run, which
+    /// an interrupt in the queue must not claim.
     pub async fn execute(
         &self,
         action: &Digest,
         skip_cache_lookup: bool,
         deadline: Option<Deadline>,
         cancel: impl Future<Output = ()>,
+        taken: &AtomicBool,
     ) -> Result<proto::ExecuteResponse, ReapiError> {
         let guard = CancelOnDrop {
             client: self.clone(),
@@ -116,6 +123,9 @@ impl Client {
         let result = tokio::select! {
             r = work => r,
             () = cancel => {
+                if self.taken(&guard.seen).await {
+                    taken.store(true, Ordering::Relaxed);
+                }
                 if let Some(name) = guard.take() {
                     self.cancel_operation(&name).await;
                 }
@@ -275,6 +285,21 @@ impl Client {
                 };
             }
         }
+    }
+
+    /// Whether a worker has taken the operation: as last seen, or else as the server has it
+    /// now (a polled operation's stage may be a poll old).
+    async fn taken(&self, seen: &Mutex<Seen>) -> bool {
+        if Seen::started_at(seen).is_some() {
+            return true;
+        }
+        let Some(name) = Seen::name(seen) else {
+            return false;
+        };
+        if let Ok(Ok(op)) = tokio::time::timeout(TAKEN_TIMEOUT, self.get_operation(&name)).await {
+            Seen::note(seen, &op);
+        }
+        Seen::started_at(seen).is_some()
     }
 
     /// The operation `op_name` as the server has it now.

@@ -87,7 +87,7 @@ impl Seen {
     }
 
     /// When a worker was first seen with it.
-    fn started_at(cell: &Mutex<Seen>) -> Option<tokio::time::Instant> {
+    pub fn started_at(cell: &Mutex<Seen>) -> Option<tokio::time::Instant> {
         cell.lock().unwrap_or_else(PoisonError::into_inner).started
     }
 
