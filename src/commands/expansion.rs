@@ -71,9 +71,18 @@ pub fn next(plan: &Plan, earlier: &Earlier, selection: &Selection) -> Next {
         .filter(|(i, _)| earlier.has_ended(&plan.task(*i).name))
         .map(|(_, e)| e.task.clone())
         .collect();
+    let kept = selected(plan);
     let load = |held: BTreeSet<String>, remember| {
         let (manifest, vars, targets) = (&selection.manifest, &selection.vars, &selection.targets);
-        load_plan_after(manifest, vars, targets, finished.clone(), held, remember)
+        load_plan_after(
+            manifest,
+            vars,
+            targets,
+            &kept,
+            finished.clone(),
+            held,
+            remember,
+        )
     };
     let (next, invalid) = match load(held.clone(), true) {
         Ok(next) => (next, Vec::new()),
@@ -137,6 +146,7 @@ pub fn as_now(mut plan: Plan, selection: &Selection) -> Result<Plan, Error> {
             &selection.manifest,
             &selection.vars,
             &selection.targets,
+            &selected(&plan),
             all,
             BTreeSet::new(),
             false,
@@ -162,6 +172,7 @@ pub fn as_settled(plan: &Plan, settled: BTreeSet<String>, selection: &Selection)
         &selection.manifest,
         &selection.vars,
         &selection.targets,
+        &selected(plan),
         settled,
         BTreeSet::new(),
         false,
@@ -169,6 +180,16 @@ pub fn as_settled(plan: &Plan, settled: BTreeSet<String>, selection: &Selection)
     .ok()?;
     let expanded = !next.pipeline.tasks.keys().eq(plan.pipeline.tasks.keys());
     expanded.then_some(next)
+}
+
+/// The selected tasks of `plan` other than stand-ins (a stand-in's name would select every
+/// instance of its task, where a target may have named one).
+fn selected(plan: &Plan) -> Vec<String> {
+    let tasks = plan.order.iter().map(|&i| plan.task(i));
+    tasks
+        .filter(|t| t.expands.is_none())
+        .map(|t| t.name.clone())
+        .collect()
 }
 
 /// The first line of `error`'s message, for the report entry of a stand-in it fails (the

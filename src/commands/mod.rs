@@ -131,11 +131,14 @@ fn load_pipeline_with(
 /// [`load_plan`] once `finished` have run: the fan-out tasks whose items only they produce
 /// are expanded (SPEC §9), read from the files as they are now, except those `held` names
 /// (see [`LoadOptions::held`]). `run` passes `remember` (see [`manifest::memo`]); `explain`
-/// does not.
+/// does not. With `targets`, the tasks `kept` names stay selected where they still exist:
+/// what the phase before selected (a fan-out target of no instances selects nothing, and
+/// its producers, which ran, would leave the report).
 pub fn load_plan_after(
     path: &Path,
     vars: &[String],
     targets: &[String],
+    kept: &[String],
     finished: std::collections::BTreeSet<String>,
     held: std::collections::BTreeSet<String>,
     remember: bool,
@@ -150,7 +153,15 @@ pub fn load_plan_after(
     } else {
         manifest::load(path, &opts)?
     };
-    plan_pipeline(path, targets, pipeline)
+    if targets.is_empty() {
+        return plan_pipeline(path, targets, pipeline);
+    }
+    let mut targets = targets.to_vec();
+    let still = kept
+        .iter()
+        .filter(|n| pipeline.tasks.contains_key(n.as_str()));
+    targets.extend(still.cloned());
+    plan_pipeline(path, &targets, pipeline)
 }
 
 /// Loads a manifest and builds its plan for `targets`.

@@ -128,3 +128,28 @@ fn a_revalidating_download_producer_keeps_the_stand_in() {
     ws.run(&["-q"]).code(0);
     assert!(ws.exists("o/c"));
 }
+
+/// A target that names a fan-out expanded after its producer, whose items turn out to be
+/// none (`allow_empty`): the producer ran for it, so the report, the summary and the plan
+/// keep it (the run reported "0 tasks" and left it out).
+#[test]
+fn a_targeted_fanout_of_no_items_keeps_its_producer_in_the_report_and_plan() {
+    let ws = Workspace::new(
+        "[tasks.unpack]\nrun = \"mkdir -p unpacked\"\noutputs = [\"unpacked\"]\n\
+         [tasks.proc]\ndeps = [\"unpack\"]\nfor_each = { glob = \"unpacked/*.txt\", allow_empty = true }\n\
+         run = \"cat ${item.path}\"\n[tasks.other]\nrun = \"true\"\n",
+    );
+    let (_, report) = ws.run_report(&["proc"], 0);
+    assert_eq!(
+        crate::support::statuses(&report),
+        [("unpack".to_string(), "succeeded".to_string())]
+    );
+    assert_eq!(report["summary"]["total"], 1);
+    let (_, report) = ws.run_report(&["proc"], 0);
+    assert_eq!(
+        crate::support::statuses(&report),
+        [("unpack".to_string(), "cached".to_string())]
+    );
+    let plan = ws.plan_json(&["proc"]);
+    assert_eq!(crate::support::names(&plan), ["unpack"]);
+}
