@@ -78,7 +78,13 @@ pub fn console_sinks(args: &RunArgs, facts: &Facts) -> Fanout {
     } else if live && !args.quiet {
         sinks.push(Box::new(report::console::Console::new(color)));
     } else {
-        sinks.push(Box::new(plain::Plain::new(std::io::stdout(), verbosity)));
+        // SPEC §7: plain lines have no escape codes off a terminal or under CI, unless asked.
+        let color = match args.color {
+            When::Auto => color && !facts.is_ci && !facts.dumb_term,
+            _ => color,
+        };
+        let plain = plain::Plain::new(std::io::stdout(), verbosity).colored(color);
+        sinks.push(Box::new(plain));
     }
     sinks
 }

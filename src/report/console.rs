@@ -171,18 +171,6 @@ impl Console {
         });
     }
 
-    fn paint(&self, status: TaskStatus, text: String) -> String {
-        if !self.color {
-            return text;
-        }
-        let code = match status {
-            TaskStatus::Succeeded | TaskStatus::Cached => "32",
-            TaskStatus::Failed => "31",
-            TaskStatus::Skipped | TaskStatus::Cancelled => "33",
-        };
-        format!("\x1b[{code}m{text}\x1b[0m")
-    }
-
     /// Prints `line` above the view: at once, unless a print was less than [`PRINT_EVERY`]
     /// ago (then with the next one).
     fn say(&self, line: String) {
@@ -280,7 +268,11 @@ impl Sink for Console {
                 let quiet = task.item.is_some()
                     && matches!(task.status, TaskStatus::Succeeded | TaskStatus::Cached);
                 if !quiet {
-                    self.say(self.paint(task.status, finished_line(task)));
+                    self.say(super::plain::paint(
+                        self.color,
+                        task.status,
+                        finished_line(task),
+                    ));
                 }
             }
             Event::Interrupted { signal, forced } => self.say(if *forced {

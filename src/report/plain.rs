@@ -1,7 +1,8 @@
 //! Plain lines, one per event, with no escape codes: for logs, pipes and CI (SPEC §7).
 //!
 //! Task output is shown line by line as `task | text`; `-q` keeps only failures and the
-//! final totals line.
+//! final totals line. Colour is only for who asks for it (`--color always`, or a terminal
+//! with `--progress never`): each finished task's line in its status's colour.
 
 use std::io::Write;
 
@@ -23,18 +24,42 @@ pub enum Verbosity {
 pub struct Plain<W: Write + Send> {
     out: W,
     verbosity: Verbosity,
+    color: bool,
 }
 
 impl<W: Write + Send> Plain<W> {
-    /// A sink writing to `out`.
+    /// A sink writing to `out`, without colour.
     pub fn new(out: W, verbosity: Verbosity) -> Self {
-        Self { out, verbosity }
+        Self {
+            out,
+            verbosity,
+            color: false,
+        }
+    }
+
+    /// The same, with each finished task's line in its status's colour when `color`.
+    pub fn colored(mut self, color: bool) -> Self {
+        self.color = color;
+        self
     }
 
     /// The writer back (for tests).
     pub fn into_inner(self) -> W {
         self.out
     }
+}
+
+/// `text` in the colour of `status` (green done, red failed, yellow not run) when `color`.
+pub fn paint(color: bool, status: TaskStatus, text: String) -> String {
+    if !color {
+        return text;
+    }
+    let code = match status {
+        TaskStatus::Succeeded | TaskStatus::Cached => "32",
+        TaskStatus::Failed => "31",
+        TaskStatus::Skipped | TaskStatus::Cancelled => "33",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
 }
 
 /// The one-line description of a finished task, e.g. `=> build: succeeded in 1.20s`.
@@ -129,7 +154,7 @@ impl<W: Write + Send> Sink for Plain<W> {
             Event::ServiceReady { name } if !quiet => Some(format!("=> {name}: ready")),
             Event::TaskFinished { task, .. } => {
                 let show = !quiet || task.status == TaskStatus::Failed;
-                show.then(|| finished_line(task))
+                show.then(|| paint(self.color, task.status, finished_line(task)))
             }
             Event::Interrupted { signal, forced } => Some(if *forced {
                 format!("=> {signal} again: killing every task now")

@@ -120,6 +120,32 @@ fn output_is_prefixed_and_logged_per_task() {
     assert!(!ws.path(&format!(".taskrun/logs/{id}")).exists());
 }
 
+/// `--color always` colours the plain lines (as `ls` and `cargo` do when asked): each
+/// finished task's line in its status's colour, with `-q` too; task output is left as the
+/// task printed it, and without the flag a pipe gets no escape codes.
+#[test]
+fn color_always_colours_the_finished_lines_of_the_plain_console() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"echo hi\"\n[tasks.b]\nrun = \"exit 3\"\n");
+    let r = ws.run(&["-k", "--color", "always"]);
+    r.code(1);
+    assert!(r.stdout.contains("\x1b[32m=> a: succeeded"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("\x1b[31m=> b: failed: exit code 3\x1b[0m"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("\na | hi\n"), "{}", r.stdout);
+    let r = ws.run(&["-k", "-q", "--color", "always"]);
+    r.code(1);
+    assert!(r.stdout.contains("\x1b[31m=> b: failed"), "{}", r.stdout);
+    for args in [&["-k"][..], &["-k", "--color", "never"]] {
+        let r = ws.run(args);
+        r.code(1);
+        assert!(!r.stdout.contains('\x1b'), "{args:?}: {}", r.stdout);
+    }
+}
+
 #[test]
 fn secrets_are_redacted_from_output() {
     let ws = Workspace::new("[tasks.s]\nrun = \"echo token=${secret.TR_TEST_TOKEN}\"\n");
