@@ -35,6 +35,15 @@ impl Taken {
                     format!("an output of task `{}`", task.name),
                 ));
             }
+            // A fan-out expanded later: its instances' outputs are not known yet, the
+            // directories they write into are.
+            if let Some(e) = &task.expands {
+                let dirs = e.writes.iter().map(|w| w.trim_end_matches('/'));
+                for dir in dirs.filter(|w| !w.is_empty()) {
+                    let what = format!("the output directory of fan-out task `{}`", e.task);
+                    paths.push((dir.to_string(), what));
+                }
+            }
         }
         Self {
             root: crate::manifest::reserved::resolved(&pipeline.root),

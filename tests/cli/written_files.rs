@@ -157,6 +157,32 @@ fn a_report_path_that_cannot_be_written_stops_the_run_before_it_starts() {
     assert!(r.stderr.contains("no process read from it"), "{}", r.stderr);
 }
 
+/// A fan-out expanded after its producer has no instance outputs until then: the
+/// directory its instances write into is taken all the same, by `--report` and by
+/// `timings -o` (the report overwrote `clean/a.txt`, an instance's output, before).
+#[test]
+fn a_report_may_not_go_where_the_instances_of_a_later_fanout_write() {
+    let ws = Workspace::new(
+        "[tasks.unpack]\nrun = \"mkdir -p unpacked && echo a > unpacked/a.txt\"\noutputs = [\"unpacked\"]\n\
+         [tasks.proc]\ndeps = [\"unpack\"]\nfor_each = { glob = \"unpacked/*.txt\" }\n\
+         run = \"mkdir -p clean && cp ${item.path} clean/${item.name}\"\noutputs = [\"clean/${item.name}\"]\n",
+    );
+    let says = "it lies in the output directory of fan-out task `proc`";
+    let r = ws.run(&["--report", "clean/a.txt"]);
+    r.code(2);
+    assert!(r.stderr.contains(says), "{}", r.stderr);
+    assert!(!ws.path("unpacked").exists(), "nothing may run");
+    ws.run(&["-q"]).code(0);
+    assert_eq!(ws.read("clean/a.txt"), "a\n");
+    let r = ws
+        .cmd(&["timings", "taskrun.toml", "-o", "clean/t.html"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.stderr).contains(says), "{r:?}");
+    assert_eq!(ws.read("clean/a.txt"), "a\n");
+}
+
 /// One path for two of `--report`, `--junit` and `--trace` would keep only the file written
 /// last: refused before the run, also when spelled differently; a FIFO or
 /// `/dev/stdout` takes both.
