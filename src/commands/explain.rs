@@ -14,8 +14,16 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         vars: args.vars.clone(),
     };
     let plan = super::load_plan(&args.manifest, &args.vars, &selection.targets)?;
-    // A task expanded after its producers: explained with the items as they are now.
-    let mut plan = super::expansion::as_now(plan, &selection)?;
+    // A task expanded after its producers: explained with the items as they are now. Items
+    // not there yet (the producers have not run here) leave the stand-ins as they are, which
+    // is enough for any other task.
+    let mut plan = match super::expansion::as_now(plan.clone(), &selection) {
+        Ok(expanded) => expanded,
+        Err(e) => match stand_in_of(&plan, &args.task) {
+            None => plan,
+            Some(stand_in) => return Err(not_expanded_yet(&args, stand_in, &e)),
+        },
+    };
     // Keys as `run` computes them: with the lockfile's pins.
     super::apply_lockfile(&mut plan, &|_| false)?;
     let Some(index) = plan.pipeline.tasks.get_index_of(args.task.as_str()) else {
@@ -29,6 +37,42 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     let predictions = predict(&plan, &view, options);
     let text = crate::cache::explain::explain_text(&plan, &view, index, &predictions[index]);
     Ok(super::print_stdout(&text))
+}
+
+/// The stand-in `args.task` stands for, when it is one or an instance of one.
+fn stand_in_of<'p>(plan: &'p crate::plan::Plan, task: &str) -> Option<&'p crate::model::Task> {
+    if plan.pipeline.tasks.contains_key(task) {
+        return plan
+            .pipeline
+            .tasks
+            .get(task)
+            .filter(|t| t.expands.is_some());
+    }
+    let base = task.split_once('[').map_or(task, |(b, _)| b);
+    plan.pipeline
+        .tasks
+        .values()
+        .find(|t| t.expands.as_ref().is_some_and(|e| e.task == base))
+}
+
+/// An instance of a fan-out whose items its producers have not made here yet: said as such,
+/// not as the invalid manifest the items' absence would make it.
+fn not_expanded_yet(args: &ExplainArgs, stand_in: &crate::model::Task, why: &Error) -> Error {
+    let after: &[String] = stand_in.expands.as_ref().map_or(&[], |e| &e.after);
+    let named: Vec<String> = after.iter().map(|a| format!("`{a}`")).collect();
+    Error::usage_with_hint(
+        format!(
+            "`{}` is expanded after {} has run, and its items are not here yet: {}",
+            args.task,
+            named.join(", "),
+            super::expansion::first_line(why)
+        ),
+        format!(
+            "run them first: taskrun run {} {}",
+            args.manifest.display(),
+            after.join(" ")
+        ),
+    )
 }
 
 /// Why `args.task`, a target the plan took, is not one task to explain: a fan-out task's

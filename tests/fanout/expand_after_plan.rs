@@ -153,3 +153,26 @@ fn a_targeted_fanout_of_no_items_keeps_its_producer_in_the_report_and_plan() {
     let plan = ws.plan_json(&["proc"]);
     assert_eq!(crate::support::names(&plan), ["unpack"]);
 }
+
+/// Before the producer has run here (a fresh checkout), `explain` of a task after the
+/// fan-out explains it with the stand-in, and one of the fan-out's instances is said to wait
+/// for the producer; both called the manifest invalid (`gives task clean no items`, exit 2)
+/// while `check` passed it.
+#[test]
+fn explain_before_the_producer_ran_keeps_the_stand_in() {
+    let ws = unpack_workspace();
+    ws.exec(&["explain", "taskrun.toml", "report"])
+        .code(0)
+        .says(&["report: miss (dependency clean[*] will run)"]);
+    for task in ["clean[a.csv]", "clean"] {
+        ws.exec(&["explain", "taskrun.toml", task]).code(2).says(&[
+            &format!("`{task}` is expanded after `unpack` has run, and its items are not here yet"),
+            "run them first: taskrun run taskrun.toml unpack",
+        ]);
+    }
+    assert!(!ws.exists("unpacked"), "explain ran nothing");
+    ws.run_report(&[], 0);
+    ws.exec(&["explain", "taskrun.toml", "clean[a.csv]"])
+        .code(0)
+        .says(&["clean[a.csv]: hit"]);
+}
