@@ -32,7 +32,7 @@ where
             true => Some(task.to_string()),
             false => suggest(task, tasks()),
         };
-        let closest = task.and_then(|task| {
+        let closest = task.as_deref().and_then(|task| {
             candidates
                 .clone()
                 .into_iter()
@@ -44,6 +44,15 @@ where
         });
         if let Some((_, c)) = closest {
             return Some(c.to_string());
+        }
+        // A task expanded later (its stand-in `TASK[*]`) has no keys yet: any may come.
+        if let Some(task) = task
+            && candidates
+                .clone()
+                .into_iter()
+                .any(|c| c == format!("{task}[*]"))
+        {
+            return Some(format!("{task}[{key}]"));
         }
     }
     suggest(name, candidates)
@@ -116,5 +125,15 @@ mod tests {
         assert_eq!(suggest_task("nope[x/a.txt]", names()), None);
         assert_eq!(suggest_task("biuld", names()).as_deref(), Some("build"));
         assert_eq!(suggest_task("deploy", names()), None);
+    }
+
+    #[test]
+    fn a_misspelt_task_expanded_later_keeps_the_typed_key() {
+        let later = || ["unpack", "clean", "clean[*]"].into_iter();
+        assert_eq!(
+            suggest_task("clen[a.csv]", later()).as_deref(),
+            Some("clean[a.csv]")
+        );
+        assert_eq!(suggest_task("nope[a.csv]", later()), None);
     }
 }
