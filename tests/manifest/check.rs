@@ -352,3 +352,23 @@ fn a_broken_kind_hides_no_other_problem_of_its_task() {
         assert!(text.contains(said), "{said}: {text}");
     }
 }
+
+/// A matrix whose `exclude` is wrong still has its `include` rows checked: both are said in
+/// one `check` (the `include` row was reported only once `exclude` was fixed).
+#[test]
+fn a_matrixs_exclude_and_include_problems_are_said_together() {
+    let ws = Workspace::new(
+        "[tasks.a]\nrun = \"echo ${matrix.year}\"\n[tasks.a.matrix]\nyear = [\"2023\", \"2024\"]\n\
+         month = [\"01\"]\nexclude = [{ yaer = \"2024\" }]\ninclude = [{ year = \"2022\" }]\n",
+    );
+    let stderr = refused(&ws);
+    for said in [
+        "has 2 problems",
+        "`exclude` names `yaer`, which is not an axis of the matrix",
+        "taskrun.toml:6:",
+        "an `include` row of task `a` must give every axis, in order: year, month",
+        "taskrun.toml:7:",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
+}

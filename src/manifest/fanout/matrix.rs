@@ -62,7 +62,13 @@ pub fn read(r: &mut Reader<'_>, v: &Val<'_>, task: &str) -> Option<(Vec<String>,
     let names: Vec<String> = axes.iter().map(|(n, _)| n.clone()).collect();
     let exclude = rows_of(r, t, "exclude", &names, false, task);
     let include = rows_of(r, t, "include", &names, true, task);
-    if !ok {
+    if !ok || exclude.is_none() {
+        // The `include` rows' own problems are said with the others.
+        if let Some(include) = include
+            && !names.is_empty()
+        {
+            whole_rows(r, include, &names, task);
+        }
         return None;
     }
     let (exclude, include) = (exclude?, include?);
@@ -128,9 +134,33 @@ pub fn read(r: &mut Reader<'_>, v: &Val<'_>, task: &str) -> Option<(Vec<String>,
             break;
         }
     }
+    rows.extend(whole_rows(r, include, &names, task));
+    if rows.is_empty() {
+        // As a `for_each` without items is an error: a task that silently never runs.
+        r.push(
+            Problem::at(
+                v.span(),
+                format!("the matrix of task `{task}` has no rows: `exclude` removes every one"),
+            )
+            .label("no instances")
+            .help("narrow the `exclude` rows, or remove the task"),
+        );
+        return None;
+    }
+    Some((names, rows))
+}
+
+/// The `include` rows that give every axis in `names`, in order; each other one is a problem.
+fn whole_rows(
+    r: &mut Reader<'_>,
+    include: Vec<SpannedRow>,
+    names: &[String],
+    task: &str,
+) -> Vec<Row> {
+    let mut rows = Vec::with_capacity(include.len());
     for (row, span) in include {
-        let keys: Vec<&str> = row.iter().map(|(k, _)| k.as_str()).collect();
-        if keys != names.iter().map(String::as_str).collect::<Vec<_>>() {
+        let keys = row.iter().map(|(k, _)| k.as_str());
+        if !keys.eq(names.iter().map(String::as_str)) {
             r.push(
                 Problem::at(
                     span,
@@ -149,19 +179,7 @@ pub fn read(r: &mut Reader<'_>, v: &Val<'_>, task: &str) -> Option<(Vec<String>,
             values: row,
         });
     }
-    if rows.is_empty() {
-        // As a `for_each` without items is an error: a task that silently never runs.
-        r.push(
-            Problem::at(
-                v.span(),
-                format!("the matrix of task `{task}` has no rows: `exclude` removes every one"),
-            )
-            .label("no instances")
-            .help("narrow the `exclude` rows, or remove the task"),
-        );
-        return None;
-    }
-    Some((names, rows))
+    rows
 }
 
 /// `year=2024, month=03`
