@@ -97,6 +97,10 @@ fn contents(dir: &Path) -> Contents {
 /// The declared outputs' states before an attempt.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The workspace.
+    root: PathBuf,
+    /// The declared outputs, as declared.
+    outputs: Vec<RelPath>,
     /// Each output, its state and, for a directory, what was in it.
     entries: Vec<(PathBuf, State, Option<Contents>)>,
 }
@@ -106,6 +110,8 @@ impl Snapshot {
     /// output directory.
     pub fn take(root: &Path, outputs: &[RelPath]) -> Self {
         Self {
+            root: root.to_path_buf(),
+            outputs: outputs.to_vec(),
             entries: outputs
                 .iter()
                 .map(|o| {
@@ -123,9 +129,18 @@ impl Snapshot {
     /// A file is deleted when it is new or its size or mtime changed. A directory the attempt
     /// created goes whole; in one that was there before, only the entries the attempt added
     /// or changed go: the others may be the user's, or the last good result's.
+    ///
+    /// A symlink the attempt left at an output or on the way to one, leading outside the
+    /// workspace, is removed, never followed (SPEC §13): `ln -s /elsewhere out; ...; exit 1`
+    /// must not cost a file that was there.
     pub fn delete_changed(&self) -> Vec<PathBuf> {
+        let ws = Workspace::new(&self.root);
         let mut deleted = Vec::new();
-        for (path, before, inside) in &self.entries {
+        for (out, (path, before, inside)) in self.outputs.iter().zip(&self.entries) {
+            if let Err(e) = ws.unlink_escapes(out) {
+                tracing::warn!("not deleting output {out}: cannot check it for symlinks: {e}");
+                continue;
+            }
             let after = state(path);
             if !after.exists {
                 continue;

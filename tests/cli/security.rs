@@ -252,6 +252,36 @@ fn an_output_linking_outside_is_not_read_into_the_cache() {
     }
 }
 
+/// A failed attempt's outputs are deleted without following a symlinked parent it made:
+/// `ln -s /elsewhere pd; ... > pd/h` then a failure (its exit code, or the link itself)
+/// deleted `/elsewhere/h`, a file that was there before the run.
+#[test]
+fn deleting_a_failed_attempts_outputs_never_follows_a_parent_link_it_made() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let kept = elsewhere.path().join("h");
+    for tail in ["echo more >> pd/h", "echo more >> pd/h; exit 1"] {
+        fs::write(&kept, "there before\n").unwrap();
+        let ws = Workspace::new(&format!(
+            "[tasks.t]\noutputs = [\"pd/h\"]\nrun = \"ln -sfn {} pd; {tail}\"\n",
+            elsewhere.path().display()
+        ));
+        let r = run(&ws, &[]);
+        assert_eq!(r.code, 1, "{tail}: {}", r.stderr);
+        // What the command itself wrote through its link is its doing; taskrun deletes
+        // nothing there.
+        assert_eq!(
+            fs::read_to_string(&kept).unwrap(),
+            "there before\nmore\n",
+            "{tail}"
+        );
+        assert!(
+            fs::symlink_metadata(ws.path("pd")).is_err(),
+            "{tail}: link left"
+        );
+        r.says(&["removed the symlink pd"]);
+    }
+}
+
 fn download_manifest(http: &Http, dest: &str) -> String {
     format!(
         "[tasks.get]\ndownload = {{ url = \"{}\", dest = \"{dest}\" }}\n",
