@@ -70,7 +70,12 @@ pub async fn run(
         }
         let _ = ready.send(());
         tokio::select! {
-            status = child.wait() => exited(status, "exited on its own"),
+            status = child.wait() => {
+                // What it started (`server & sleep 1`) goes with it: children do not outlive
+                // the run (SPEC §13).
+                process::stop_leftovers(pid).await;
+                exited(status, "exited on its own")
+            }
             _ = release => {
                 let _ = process::terminate(&mut child, pid, &mut stop).await;
                 ServiceEnd::Stopped

@@ -267,6 +267,22 @@ run = "echo $PPID > use.pid; exec sleep 60"
     }
 }
 
+/// A service that exits on its own once ready takes what it started with it (`server &
+/// sleep 1`): its children do not outlive the run (SPEC §13), as they did.
+#[test]
+fn what_a_service_started_goes_when_it_exits_on_its_own() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ws = Workspace::new(&format!(
+        "[tasks.svc]\nservice = {{ run = \"sleep 60 & echo $! > s.pid; sleep 0.3\", ready = {{ tcp = \"127.0.0.1:{port}\" }} }}\n\
+         [tasks.d]\ndeps = [\"svc\"]\nrun = \"sleep 1\"\n"
+    ));
+    ws.run(&["-k"]).code(1);
+    let p = pid(ws.root(), "s.pid");
+    assert!(dies_soon(p), "s.pid ({p}) outlived its service");
+    drop(listener);
+}
+
 /// What a command leaves running in its group (`cmd &`) is stopped when the command ends:
 /// it would go on changing the outputs after they were recorded, and outlive the run.
 #[test]

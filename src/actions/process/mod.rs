@@ -198,7 +198,7 @@ const LEFTOVER_GRACE: Duration = Duration::from_millis(100);
 /// Stops what the command that led group `pid` left running in it (`cmd &`): it would go on
 /// changing the outputs after they are recorded, and outlive the run (SPEC §13). A group
 /// already empty (the usual case) costs one system call and no wait.
-async fn stop_leftovers(pid: u32) {
+pub async fn stop_leftovers(pid: u32) {
     if !group_alive(pid) {
         return;
     }
