@@ -298,12 +298,13 @@ impl TaskCache for NoCache {
             return Ok([0; 32]);
         }
         let ws = crate::workspace::Workspace::new(&plan.pipeline.root);
-        for out in key::declared_outputs(t) {
-            if let Ok(crate::workspace::Found::Missing) = ws.look(&out) {
-                return Err(CacheError::Outputs(format!(
-                    "declared output {out} was not created"
-                )));
-            }
+        let declared = key::declared_outputs(t);
+        let missing: Vec<&crate::model::RelPath> = declared
+            .iter()
+            .filter(|out| matches!(ws.look(out), Ok(crate::workspace::Found::Missing)))
+            .collect();
+        if !missing.is_empty() {
+            return Err(CacheError::Outputs(outputs::not_created(&missing)));
         }
         Ok([0; 32])
     }

@@ -80,6 +80,17 @@ impl WrittenFile {
     }
 }
 
+/// The error for declared outputs a task did not make, naming each.
+pub fn not_created(missing: &[&RelPath]) -> String {
+    match missing {
+        [one] => format!("declared output {one} was not created"),
+        many => {
+            let names: Vec<&str> = many.iter().map(|m| m.as_str()).collect();
+            format!("declared outputs {} were not created", names.join(", "))
+        }
+    }
+}
+
 /// Hashes every declared output and, with a `store`, copies it in (one read per file that
 /// is new to the store; none to hash a `written` file that is unchanged since its writer
 /// hashed it). A declared output that does not exist is an error: the task said it would
@@ -98,11 +109,15 @@ pub fn snapshot(
         store,
         failed: None,
     };
+    let mut missing = Vec::new();
     for out in declared {
         let abs = root.join(out.as_str());
         let meta = match ws.look(out) {
             Ok(Found::Entry(m)) => m,
-            Ok(Found::Missing) => return Err(format!("declared output {out} was not created")),
+            Ok(Found::Missing) => {
+                missing.push(out);
+                continue;
+            }
             Ok(Found::Escape(link)) => return Err(escapes(root, out.as_str(), &link)),
             Err(e) => return Err(format!("output {out}: {e}")),
         };
@@ -150,6 +165,9 @@ pub fn snapshot(
                 written,
             )?);
         }
+    }
+    if !missing.is_empty() {
+        return Err(not_created(&missing));
     }
     snap.unstored = storing.failed;
     snap.files.sort_by(|a, b| a.path.cmp(&b.path));

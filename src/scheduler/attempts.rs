@@ -56,6 +56,12 @@ impl Loop<'_> {
                 // after all, and what it wrote goes, as after a failed attempt (SPEC §8).
                 let unrecorded =
                     matches!(e, TaskFailure::Cache(crate::cache::CacheError::Outputs(_)));
+                if unrecorded && let Some(attempt) = rec.attempts.last_mut() {
+                    // The attempt did not do what the task declares: it failed, in the
+                    // report too. Not retried: its exit code, 0, is no failure to retry (§3).
+                    attempt.outcome = AttemptOutcome::Failed;
+                    attempt.error = Some(e.to_string());
+                }
                 if let (true, Some(before)) = (unrecorded, &result.before) {
                     let t = self.plan.task(task);
                     for path in before.delete_changed() {

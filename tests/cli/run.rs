@@ -467,6 +467,32 @@ fn a_missing_declared_output_fails_the_task_also_without_the_cache() {
     ws.run(&["--no-cache"])
         .code(1)
         .says(&["declared output never.txt was not created"]);
+    // Each missing one is named, and the attempt failed in the report too (it said
+    // `succeeded` under a failed task); exit code 0 is no failure to retry (SPEC §3).
+    ws.write(
+        "taskrun.toml",
+        "[tasks.a]\noutputs = [\"x.txt\", \"never.txt\", \"made.txt\"]\n\
+         retry = { max_attempts = 3, initial_delay = \"10ms\" }\nrun = \"touch made.txt\"\n",
+    );
+    for flags in [&[][..], &["--no-cache"]] {
+        let r = ws.run(flags);
+        r.code(1);
+        let said = "declared outputs never.txt, x.txt were not created";
+        r.says(&[said]);
+        let a = &ws.last_report()["tasks"][0];
+        assert_eq!(
+            a["attempts"].as_array().unwrap().len(),
+            1,
+            "{flags:?}: {a:#}"
+        );
+        assert_eq!(a["attempts"][0]["outcome"], "failed", "{flags:?}: {a:#}");
+        assert_eq!(a["attempts"][0]["error"], said, "{flags:?}: {a:#}");
+        assert_eq!(a["attempts"][0]["exit_code"], 0, "{flags:?}: {a:#}");
+        assert!(
+            !ws.path("made.txt").exists(),
+            "{flags:?}: the attempt's output stayed"
+        );
+    }
 }
 
 /// A declared output that is a FIFO is no file to keep: the task fails at once (the cache
