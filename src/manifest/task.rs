@@ -437,6 +437,32 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             apply_retry(r, v, &mut policy, "defaults.retry");
         }
         if let Some(v) = get(self.table, "retry") {
+            // Said, as `timeout` on a service is: accepted, it would be silently ignored.
+            if matches!(kind, TaskKind::Service | TaskKind::Group) {
+                let help = match kind {
+                    TaskKind::Service => "a service is started once; retry the tasks that use it",
+                    _ => "a group runs nothing; retry its dependencies",
+                };
+                r.push(
+                    Problem::at(
+                        v.span(),
+                        format!("`retry` does not apply to a {}", kind.as_str()),
+                    )
+                    .label(format!("not for {}s", kind.as_str()))
+                    .help(help),
+                );
+                return policy;
+            }
+            if kind == TaskKind::Download
+                && let DeValue::Table(t) = v.get_ref()
+                && let Some(codes) = get(t, "exit_codes")
+            {
+                r.push(
+                    Problem::at(codes.span(), "`exit_codes` does not apply to a download")
+                        .label("for `run` tasks")
+                        .help("a download retries by what failed: connection errors, timeouts, truncated bodies, checksum mismatches and HTTP 408, 425, 429, 500, 502, 503, 504"),
+                );
+            }
             apply_retry(r, v, &mut policy, &self.what("retry"));
         }
         policy

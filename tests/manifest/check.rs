@@ -372,3 +372,35 @@ fn a_matrixs_exclude_and_include_problems_are_said_together() {
         assert!(stderr.contains(said), "{said}: {stderr}");
     }
 }
+
+/// `retry` on a service or a group, and `exit_codes` on a download, were accepted and then
+/// ignored: each is an error at its place, as `timeout` on a service is.
+#[test]
+fn retry_where_it_cannot_apply_is_refused_at_its_place() {
+    let ws = Workspace::new(
+        "[tasks.svc]\nservice = { run = \"exit 1\", ready = { tcp = \"127.0.0.1:1\" } }\n\
+         retry = { max_attempts = 3 }\n[tasks.g]\ndeps = [\"svc\"]\nretry = 2\n\
+         [tasks.d]\ndownload = { url = \"http://127.0.0.1:1/x\", dest = \"x\" }\n\
+         retry = { max_attempts = 2, exit_codes = [3] }\n",
+    );
+    let stderr = refused(&ws);
+    for said in [
+        "has 3 problems",
+        "`retry` does not apply to a service",
+        "taskrun.toml:3:9",
+        "`retry` does not apply to a group",
+        "taskrun.toml:6:9",
+        "`exit_codes` does not apply to a download",
+        "taskrun.toml:9:42",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
+    // `[defaults] retry` is for whatever it applies to: no problem for a service.
+    ws.write(
+        "taskrun.toml",
+        "[defaults]\nretry = { max_attempts = 2, exit_codes = [3] }\n\
+         [tasks.svc]\nservice = { run = \"sleep 1\", ready = { tcp = \"127.0.0.1:1\" } }\n\
+         [tasks.d]\ndownload = { url = \"http://127.0.0.1:1/x\", dest = \"x\" }\n",
+    );
+    ws.taskrun(&["check", "taskrun.toml"]).assert().code(0);
+}
