@@ -65,6 +65,14 @@ pub fn apply_retry(
             {
                 if f.is_finite() && f >= 1.0 {
                     policy.factor = f;
+                } else if !f.is_finite() {
+                    r.push(
+                        Problem::at(fv.span(), format!("`factor = {f}` is not a finite number"))
+                            .label("no wait can be computed from it")
+                            .help(
+                                "1.0 keeps the wait constant; 2.0 doubles it; `max_delay` caps it",
+                            ),
+                    );
                 } else {
                     r.push(
                         Problem::at(fv.span(), format!("`factor = {f}` must be at least 1.0"))

@@ -404,3 +404,16 @@ fn retry_where_it_cannot_apply_is_refused_at_its_place() {
     );
     ws.taskrun(&["check", "taskrun.toml"]).assert().code(0);
 }
+
+/// `factor = inf` or `nan` is not "below 1.0", as it was called: it is no finite number.
+#[test]
+fn a_factor_that_is_no_finite_number_is_said_to_be_one() {
+    for f in ["inf", "nan", "1e400"] {
+        let ws = Workspace::new(&format!(
+            "[tasks.t]\nrun = \"true\"\nretry = {{ max_attempts = 2, factor = {f} }}\n"
+        ));
+        let stderr = refused(&ws);
+        assert!(stderr.contains("is not a finite number"), "{f}: {stderr}");
+        assert!(!stderr.contains("at least 1.0"), "{f}: {stderr}");
+    }
+}
