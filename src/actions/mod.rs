@@ -117,11 +117,18 @@ impl TaskOutput {
     /// with one system call instead of one per line.
     /// The log and the recorded output get the bytes as printed; the console gets text.
     pub(crate) async fn line_held(&self, stream: Stream, bytes: &[u8]) {
+        self.printed(stream, bytes, b"\n").await;
+    }
+
+    /// [`TaskOutput::line_held`] for a line of the command's own output: `ending` is what
+    /// ended it (`\n`, `\r\n`, or nothing at the very end), which the log file keeps, so
+    /// it holds the bytes the command printed.
+    pub(crate) async fn printed(&self, stream: Stream, bytes: &[u8], ending: &[u8]) {
         let bytes = self.secrets.redact_bytes(bytes);
         if let Some(log) = &self.log
             && let Ok(mut log) = log.lock()
         {
-            log.hold_line(&bytes);
+            log.hold_line(&bytes, ending);
         }
         if let Ok(mut c) = self.captured.lock()
             && c.len() < CAPTURE_LIMIT
@@ -180,9 +187,9 @@ struct LogFile {
 }
 
 impl LogFile {
-    fn hold_line(&mut self, line: &[u8]) {
+    fn hold_line(&mut self, line: &[u8], ending: &[u8]) {
         self.held.extend_from_slice(line);
-        self.held.push(b'\n');
+        self.held.extend_from_slice(ending);
     }
 
     fn flush(&mut self) {

@@ -78,6 +78,16 @@ fn a_log_keeps_the_bytes_a_command_printed_with_secrets_redacted() {
         .path();
     let log = std::fs::read(run.join("x.log")).unwrap();
     assert_eq!(log, b"a\xff\xfeb *** c\n");
+    // Line endings too: `\r\n` stays (it became `\n`), and output that does not end in a
+    // newline gets none (one was added).
+    ws.write(
+        "taskrun.toml",
+        "[tasks.y]\nrun = \"printf 'a\\\\r\\\\nb\\\\r\\\\n\\\\n\\\\rend'\"\n",
+    );
+    ws.run(&["-q"]).code(0);
+    let id = ws.last_report()["run_id"].as_str().unwrap().to_string();
+    let log = std::fs::read(ws.path(&format!(".taskrun/logs/{id}/y.log"))).unwrap();
+    assert_eq!(log, b"a\r\nb\r\n\n\rend");
 }
 
 #[test]

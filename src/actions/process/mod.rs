@@ -376,19 +376,24 @@ pub(crate) async fn pump(reader: impl AsyncRead + Unpin, stream: Stream, sink: &
                 return;
             }
             Ok(_) => {
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                }
-                if buf.last() == Some(&b'\r') {
-                    buf.pop();
-                }
-                sink.line_held(stream, &buf).await;
+                let (line, ending) = split_ending(&buf);
+                sink.printed(stream, line, ending).await;
                 if !lines.buffer().contains(&b'\n') {
                     sink.flush_log();
                 }
             }
         }
     }
+}
+
+/// A line as read, and what ended it: `\r\n`, `\n`, or nothing (the output's last bytes).
+pub(crate) fn split_ending(read: &[u8]) -> (&[u8], &[u8]) {
+    let n = if read.ends_with(b"\r\n") {
+        2
+    } else {
+        usize::from(read.ends_with(b"\n"))
+    };
+    read.split_at(read.len() - n)
 }
 
 /// Describes an exit status for reports: the code, or the signal that killed it.
@@ -453,7 +458,8 @@ mod tests {
         assert!(matches!(end, End::Exited(s) if s.success()));
         assert_eq!(log, "");
         let (_, log, _) = run_sh("echo a; sleep 0.1; printf 'b\\r\\nc'").await;
-        assert_eq!(log, "a\nb\nc\n");
+        // The bytes as printed: `\r\n` kept, no newline added at the end.
+        assert_eq!(log, "a\nb\r\nc");
     }
 
     #[tokio::test]

@@ -127,11 +127,10 @@ pub async fn attempt(ctx: RemoteCtx<'_>) -> RemoteEnd {
 async fn ran(ctx: &RemoteCtx<'_>, o: &RemoteOutcome) -> AttemptResult {
     let sink = ctx.output;
     for (stream, bytes) in [(Stream::Stdout, &o.stdout), (Stream::Stderr, &o.stderr)] {
-        // Line by line as a local run's pipes are read: the bytes as printed, less `\r\n`.
-        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        for line in body.split(|b| *b == b'\n').filter(|_| !bytes.is_empty()) {
-            sink.line_held(stream, line.strip_suffix(b"\r").unwrap_or(line))
-                .await;
+        // Line by line as a local run's pipes are read: the log gets the bytes as printed.
+        for read in bytes.split_inclusive(|b| *b == b'\n') {
+            let (line, ending) = crate::actions::process::split_ending(read);
+            sink.printed(stream, line, ending).await;
         }
     }
     if o.logs_truncated {
