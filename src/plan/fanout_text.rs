@@ -148,15 +148,21 @@ impl<'d> Groups<'d> {
             words.join(", "),
             if same_reason { common } else { String::new() }
         );
+        // A hit that must restore outputs (its reason says which) differs from one that
+        // leaves the files as they are: a reader wants to know what will be rewritten.
+        let restores =
+            |t: &PlanTask| t.cache.status == CacheStatus::Hit && t.cache.reason.is_some();
         let odd: Vec<&&PlanTask> = members
             .iter()
-            .filter(|t| t.cache.status != majority)
+            .filter(|t| t.cache.status != majority || (!same_reason && restores(t)))
             .collect();
         if odd.is_empty() {
             return;
         }
         let runs = |s: CacheStatus| s != CacheStatus::Hit;
-        let verb = if odd.iter().all(|t| runs(t.cache.status)) {
+        let verb = if odd.iter().all(|t| restores(t)) {
+            "are restored from the cache"
+        } else if odd.iter().all(|t| runs(t.cache.status)) {
             "will run"
         } else if odd.iter().all(|t| !runs(t.cache.status)) {
             "are cached"

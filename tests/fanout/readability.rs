@@ -87,6 +87,28 @@ fn after_a_run_the_plan_lists_only_the_instance_that_will_run_with_its_reason() 
     }
 }
 
+/// Instances whose outputs are gone are hits that rewrite files: listed under the count
+/// (the summary said `12 hit` and hid them; only `--expand` showed the restore).
+#[test]
+fn the_plan_lists_the_instances_it_will_restore() {
+    let ws = twelve();
+    ws.run(&["-q"]).code(0);
+    std::fs::remove_file(ws.path("out/f03.txt")).unwrap();
+    let r = ws.plan_text(&[]);
+    r.code(0).says(&[
+        "cache: 12 hit",
+        "1 of 12 are restored from the cache:",
+        "conv[f03.txt]  hit (output out/f03.txt missing: restore)",
+    ]);
+    ws.write("in/f07.txt", "seven\n");
+    ws.plan_text(&[]).code(0).says(&[
+        "11 hit, 1 miss",
+        "2 of 12 differ:",
+        "conv[f03.txt]  hit (output out/f03.txt missing: restore)",
+        "conv[f07.txt]  miss (input in/f07.txt changed",
+    ]);
+}
+
 #[test]
 fn plan_expand_lists_every_instance() {
     let ws = twelve();
