@@ -503,3 +503,57 @@ fn each_invalid_expansion_fails_with_its_own_error() {
         error("e2[*]")
     );
 }
+
+/// A fan-out paired with another one that waits for the same list (`get[${item.line}]`)
+/// reaches the list's producer through it, as the README says ("directly, or through
+/// another task"): accepted, expanded after the producer, each instance after its own
+/// `get` instance (it asked for `deps = ["list"]` too). Pairing with a fan-out that does
+/// not wait for the producer is still refused.
+#[test]
+fn a_fanout_paired_with_one_after_the_producer_waits_for_it_through_the_pairing() {
+    let manifest = r#"
+[tasks.list]
+outputs = ["list.txt"]
+run = "printf 'a\nb\n' > list.txt"
+
+[tasks.get]
+deps = ["list"]
+for_each = { lines = "list.txt" }
+outputs = ["raw/${item.line}"]
+run = "mkdir -p raw && echo ${item.line} > raw/${item.line}"
+
+[tasks.proc]
+for_each = { lines = "list.txt" }
+deps = ["get[${item.line}]"]
+outputs = ["p/${item.line}"]
+run = "mkdir -p p && cp raw/${item.line} p/${item.line}"
+"#;
+    let ws = Workspace::new(manifest);
+    ws.check().code(0);
+    ws.plan_text(&[])
+        .code(0)
+        .says(&["proc[*] (expanded after list)"]);
+    let (_, report) = ws.run_report(&[], 0);
+    assert_eq!(crate::support::with_status(&report, "succeeded").len(), 5);
+    assert_eq!(
+        crate::support::entry(&report, "proc[b]")["deps"],
+        serde_json::json!(["get[b]"])
+    );
+    assert_eq!(ws.read("p/b"), "b\n");
+    let (_, report) = ws.run_report(&[], 0);
+    assert_eq!(crate::support::with_status(&report, "cached").len(), 5);
+
+    let ws = Workspace::new(&manifest.replace(
+        "[tasks.get]\ndeps = [\"list\"]\nfor_each = { lines = \"list.txt\" }",
+        "[tasks.get]\nfor_each = { lines = \"static.txt\" }",
+    ));
+    ws.write("static.txt", "a\nb\n");
+    refused(
+        &ws,
+        &[
+            "list.txt",
+            "`list`",
+            "add `deps = [\"list\"]` to task `proc`",
+        ],
+    );
+}

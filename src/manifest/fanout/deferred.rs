@@ -52,6 +52,15 @@ pub fn stand_in(
             }
         }
     }
+    // A task that may reach its producers only through a paired dep (`get[${item.name}]`,
+    // resolved per instance later): the stand-in waits for the producers themselves.
+    let paired = waited_deps(b.table).len() > deps.len();
+    for p in deferral.producers.iter().filter(|_| paired) {
+        if !deps.contains(p) {
+            deps.push(p.clone());
+            dep_spans.push(b.name_span.clone());
+        }
+    }
     let kind = instance_kind(b);
     let (outputs, output_spans) = literal_outputs(r, b);
     let task = Task {
@@ -128,19 +137,29 @@ fn literal_outputs(
     (outputs, spans)
 }
 
-/// The task's `deps` that name no item (`"unpack"`, not `"get[${item.name}]"`): what every
-/// instance waits for, and so what may produce its items.
-pub fn plain_deps(table: &toml::de::DeTable<'_>) -> Vec<String> {
-    match get(table, "deps").map(|v| v.get_ref()) {
-        Some(toml::de::DeValue::Array(a)) => a
-            .iter()
-            .filter_map(|x| match x.get_ref() {
-                toml::de::DeValue::String(s) if !s.contains("${") => Some(s.to_string()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
+/// The tasks the task's instances wait for, by the names of its `deps`: a plain name as it
+/// is (`"unpack"`), and for a paired dep (`"get[${item.name}]"`) the fan-out task it pairs
+/// with (`get`), each of whose instances waits for what `get` waits for. What may produce
+/// the task's items is among these or theirs.
+pub fn waited_deps(table: &toml::de::DeTable<'_>) -> Vec<String> {
+    let Some(toml::de::DeValue::Array(a)) = get(table, "deps").map(|v| v.get_ref()) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = Vec::new();
+    for x in a.iter() {
+        let toml::de::DeValue::String(s) = x.get_ref() else {
+            continue;
+        };
+        let name = match s.split_once('[') {
+            _ if !s.contains("${") => s.as_ref(),
+            Some((base, _)) if !base.is_empty() && !base.contains("${") => base,
+            _ => continue,
+        };
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
     }
+    names
 }
 
 /// The kind the instances will have, from the action key the task is written with.

@@ -49,24 +49,25 @@ pub fn expand_deps(tasks: &mut TaskMap, spans: &mut [TaskSpans], fanouts: &[FanO
         if !needs(&task.deps) {
             continue;
         }
-        let mut deps = Vec::with_capacity(task.deps.len());
+        let mut deps: Vec<String> = Vec::with_capacity(task.deps.len());
         let mut dep_spans = Vec::with_capacity(task.deps.len());
+        // Each once: a stand-in may name a producer that a bare fan-out name also gives.
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut push = |name: String, span: Range<usize>| {
+            if seen.insert(name.clone()) {
+                deps.push(name);
+                dep_spans.push(span);
+            }
+        };
         for (dep, span) in task.deps.drain(..).zip(s.deps.drain(..)) {
             match (by_name.get(dep.as_str()), stand_in(&dep)) {
                 (Some(range), _) => {
                     for i in (*range).clone() {
-                        deps.push(names[i].clone());
-                        dep_spans.push(span.clone());
+                        push(names[i].clone(), span.clone());
                     }
                 }
-                (None, Some(stand_in)) => {
-                    deps.push(stand_in.clone());
-                    dep_spans.push(span);
-                }
-                (None, None) => {
-                    deps.push(dep);
-                    dep_spans.push(span);
-                }
+                (None, Some(stand_in)) => push(stand_in.clone(), span),
+                (None, None) => push(dep, span),
             }
         }
         task.deps = deps;
@@ -83,7 +84,7 @@ pub struct SourceUse {
     pub span: Range<usize>,
     /// The fan-out task's declared name.
     pub task: String,
-    /// Its `deps` that name no item (see [`super::deferred::plain_deps`]).
+    /// The tasks its instances wait for, by name (see [`super::deferred::waited_deps`]).
     pub after: Vec<String>,
 }
 
@@ -135,7 +136,7 @@ pub fn check_produced(
             .iter()
             .map(|&(i, _)| tasks[i].name.clone())
             .collect();
-        let waited_for = reachable(tasks, fanouts, deps);
+        let waited_for = reachable(tasks, fanouts, sources, deps);
         if let Some(&(i, ref out)) = producers
             .iter()
             .find(|(i, _)| !waited_for.contains(tasks[*i].name.as_str()))
@@ -224,14 +225,29 @@ fn drop_superseded(r: &mut Reader<'_>, span: &Range<usize>) {
 }
 
 /// Every task that `deps` (names as written: a fan-out task's bare name is all of its
-/// instances) waits for, directly or through theirs.
-fn reachable<'t>(tasks: &'t TaskMap, fanouts: &[FanOut], deps: &[String]) -> HashSet<&'t str> {
+/// instances) waits for, directly or through theirs. A fan-out whose items are not read yet
+/// has no instances: what it waits for is taken from its `sources` entry.
+fn reachable<'t>(
+    tasks: &'t TaskMap,
+    fanouts: &[FanOut],
+    sources: &[SourceUse],
+    deps: &[String],
+) -> HashSet<&'t str> {
     let mut seen: HashSet<&str> = HashSet::new();
     let mut stack: Vec<usize> = Vec::new();
-    for d in deps {
-        match fanouts.iter().find(|f| f.name == *d) {
-            Some(f) => stack.extend(f.instances.clone()),
-            None => stack.extend(tasks.get_index_of(d.as_str())),
+    let mut named: HashSet<&str> = HashSet::new();
+    let mut names: Vec<&str> = deps.iter().map(String::as_str).collect();
+    while let Some(d) = names.pop() {
+        if !named.insert(d) {
+            continue;
+        }
+        match fanouts.iter().find(|f| f.name == d) {
+            Some(f) => {
+                stack.extend(f.instances.clone());
+                let declared = sources.iter().filter(|s| s.task == d);
+                names.extend(declared.flat_map(|s| s.after.iter().map(String::as_str)));
+            }
+            None => stack.extend(tasks.get_index_of(d)),
         }
     }
     while let Some(i) = stack.pop() {

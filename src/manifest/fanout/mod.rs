@@ -186,7 +186,7 @@ fn declared_items(
                         source,
                         span,
                         task: b.name.to_string(),
-                        after: deferred::plain_deps(b.table),
+                        after: deferred::waited_deps(b.table),
                     });
                     return None;
                 }
@@ -232,7 +232,7 @@ fn declared_items(
                 },
                 span,
                 task: b.name.to_string(),
-                after: deferred::plain_deps(b.table),
+                after: deferred::waited_deps(b.table),
             });
             Some(items)
         }
