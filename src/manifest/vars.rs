@@ -121,6 +121,9 @@ fn refuse_unused_overrides(
     overrides: &BTreeMap<String, String>,
     declared: &std::collections::HashSet<String>,
 ) {
+    if overrides.is_empty() {
+        return;
+    }
     let used: BTreeSet<&str> = var_refs(r.source).collect();
     for name in overrides.keys() {
         if declared.contains(name) || used.contains(name.as_str()) {
