@@ -45,6 +45,28 @@ pub fn hash_bytes(data: &[u8]) -> Digest {
     Sha256::digest(data).into()
 }
 
+/// HMAC-SHA256 (RFC 2104) of `data` under `key`: a seal only the key's holder can make, for
+/// state a workspace's writer must not forge (see [`crate::manifest::memo`]).
+pub fn hmac(key: &[u8], data: &[u8]) -> Digest {
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&hash_bytes(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| k.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(data)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 /// sha256 and length of everything `reader` yields, optionally copying it to `sink` in the
 /// same pass (hash while copying: one read of the data, not two).
 pub fn hash_copy(
@@ -79,6 +101,22 @@ pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 4231, test cases 2 and 6 (a key longer than the block is hashed first).
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        assert_eq!(
+            to_hex(&hmac(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            to_hex(&hmac(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
 
     #[test]
     fn hex_round_trips() {

@@ -30,6 +30,24 @@ pub enum SealedError {
 
 /// Reads the value sealed at `path` with `magic`; `Ok(None)` when there is no file.
 pub fn read<T: DeserializeOwned>(path: &Path, magic: &[u8]) -> Result<Option<T>, SealedError> {
+    read_with(path, magic, &hash_bytes)
+}
+
+/// [`read`] of a file sealed by [`write_keyed`] with `key`: one anybody else sealed (who
+/// could write the file but not read the key) is refused as altered.
+pub fn read_keyed<T: DeserializeOwned>(
+    path: &Path,
+    magic: &[u8],
+    key: &[u8],
+) -> Result<Option<T>, SealedError> {
+    read_with(path, magic, &|payload| super::digest::hmac(key, payload))
+}
+
+fn read_with<T: DeserializeOwned>(
+    path: &Path,
+    magic: &[u8],
+    seal: &dyn Fn(&[u8]) -> super::Digest,
+) -> Result<Option<T>, SealedError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         // A file where a parent directory should be: there is no such file either.
@@ -50,7 +68,7 @@ pub fn read<T: DeserializeOwned>(path: &Path, magic: &[u8]) -> Result<Option<T>,
         return Err(SealedError::Invalid("truncated".into()));
     }
     let (payload, digest) = body.split_at(body.len() - DIGEST_LEN);
-    if hash_bytes(payload).as_slice() != digest {
+    if seal(payload).as_slice() != digest {
         return Err(SealedError::Invalid("checksum mismatch".into()));
     }
     postcard::from_bytes(payload)
@@ -60,9 +78,30 @@ pub fn read<T: DeserializeOwned>(path: &Path, magic: &[u8]) -> Result<Option<T>,
 
 /// Writes `value` sealed with `magic`, atomically (temp file + rename).
 pub fn write<T: Serialize>(path: &Path, magic: &[u8], value: &T) -> io::Result<()> {
+    write_with(path, magic, value, &hash_bytes)
+}
+
+/// [`write()`] with an HMAC under `key` for a seal (see [`read_keyed`]).
+pub fn write_keyed<T: Serialize>(
+    path: &Path,
+    magic: &[u8],
+    key: &[u8],
+    value: &T,
+) -> io::Result<()> {
+    write_with(path, magic, value, &|payload| {
+        super::digest::hmac(key, payload)
+    })
+}
+
+fn write_with<T: Serialize>(
+    path: &Path,
+    magic: &[u8],
+    value: &T,
+    seal: &dyn Fn(&[u8]) -> super::Digest,
+) -> io::Result<()> {
     let mut bytes = magic.to_vec();
     bytes = postcard::to_extend(value, bytes).map_err(io::Error::other)?;
-    let digest = hash_bytes(&bytes[magic.len()..]);
+    let digest = seal(&bytes[magic.len()..]);
     bytes.extend_from_slice(&digest);
     write_atomic(path, &bytes)
 }

@@ -13,7 +13,8 @@
 //! the produced item files among those it checks. Secrets are never in it: `${secret.*}` is
 //! resolved only when a task runs,
 //! and a manifest whose remote cache URL carries a user or password is not remembered.
-//! `check`, `plan` and `--dry-run` never read or write it.
+//! `check`, `plan` and `--dry-run` never read or write it. It is sealed with this user's key
+//! (kept in `~/.cache/taskrun/memo.key`): one written by anybody else is not used.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ fn load_remembered_with(
     let source = super::load::read_source(path)?;
     // A load that holds stand-ins back happens once, after a failure: not worth a memo.
     let id = memo_id(path, opts, &source).filter(|_| opts.held.is_empty());
-    let Some(id) = id else {
+    let (Some(id), Some(key)) = (id, super::memo_key::memo_key()) else {
         return load_str(path, source, opts, env);
     };
     let file = memo_path(path, &opts.finished);
@@ -65,7 +66,7 @@ fn load_remembered_with(
         let tasks = m.len() / MEMO_BYTES_PER_TASK;
         super::load::heap_for_tasks(usize::try_from(tasks).unwrap_or(usize::MAX));
     }
-    if let Ok(Some(memo)) = sealed::read::<Memo>(&file, MAGIC)
+    if let Ok(Some(memo)) = sealed::read_keyed::<Memo>(&file, MAGIC, &key)
         && memo.id == id
         && memo.env.iter().all(|(k, v)| env(k).as_ref() == v.as_ref())
         && items_unchanged(&memo.pipeline)
@@ -92,7 +93,7 @@ fn load_remembered_with(
     env.sort();
     env.dedup();
     let memo = Memo { id, env, pipeline };
-    if let Err(e) = sealed::write(&file, MAGIC, &memo) {
+    if let Err(e) = sealed::write_keyed(&file, MAGIC, &key, &memo) {
         tracing::debug!("cannot remember the manifest in {}: {e}", file.display());
     }
     Ok(memo.pipeline)

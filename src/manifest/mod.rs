@@ -13,6 +13,7 @@ pub mod keys;
 pub mod kinds;
 pub mod load;
 pub mod memo;
+mod memo_key;
 pub mod paths;
 pub mod reserved;
 pub mod retry;

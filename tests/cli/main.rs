@@ -35,6 +35,7 @@ mod run_output;
 mod security;
 mod security_io;
 mod security_records;
+mod security_state;
 mod services;
 mod signals;
 mod store_full;
