@@ -49,10 +49,29 @@ pub use remote::{RemoteCache, RemoteOptions};
 /// A sha256 digest.
 pub type Digest = [u8; 32];
 
+/// The store's own directories (`cas/`, `ac/`, `index/`) are taskrun's: one that is a
+/// symlink would have it write, and `clean`/`gc` delete, wherever it leads (SPEC §13).
+pub(crate) fn store_links(dir: &std::path::Path) -> Option<String> {
+    ["cas", "ac", "index"].into_iter().find_map(|name| {
+        let path = dir.join(name);
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        meta.file_type().is_symlink().then(|| {
+            let to = std::fs::read_link(&path).unwrap_or_default();
+            format!(
+                "its `{name}` is a symlink (to {}): taskrun writes and deletes only in a store of its own; remove the link",
+                to.display()
+            )
+        })
+    })
+}
+
 /// Why `dir` cannot be a cache dir because of what is already on its path: it is a file, or
 /// a file stands where one of its parents should be. Said as such, not as the OS's "File
 /// exists" or "Not a directory" of making it.
 pub fn cache_dir_blocked(dir: &std::path::Path) -> Option<String> {
+    if let Some(why) = store_links(dir) {
+        return Some(why);
+    }
     let mut at = dir;
     loop {
         match std::fs::metadata(at) {

@@ -56,6 +56,7 @@ struct Dirs {
 /// that is a file, or under one, is a configuration mistake (exit 2), not an empty cache.
 fn dirs(args: &CacheArgs) -> Result<Dirs, Error> {
     let dirs = dirs_as_given(args)?;
+    super::refuse_state_links(&dirs.workspace)?;
     if let Some(why) = crate::cache::cache_dir_blocked(&dirs.cache) {
         return Err(Error::usage(format!(
             "the cache dir {}: {why}; point TASKRUN_CACHE_DIR or [cache] dir at a directory",

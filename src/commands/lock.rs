@@ -22,6 +22,7 @@ use super::Error;
 /// `taskrun lock MANIFEST [TARGET...] [--update] [--check]`.
 pub fn run(args: LockArgs) -> Result<u8, Error> {
     let sel = &args.selection;
+    super::refuse_state_links(&crate::manifest::load::manifest_dir(&sel.manifest))?;
     let plan = super::load_plan(&sel.manifest, &sel.vars, &sel.targets)?;
     // Downloads listed in produced files: pinned from the files as they are now, when they
     // are there (their producers ran here before); else said to be left to `run`.

@@ -85,6 +85,32 @@ fn run_command(command: Command, color: bool) -> Result<u8, Error> {
     }
 }
 
+/// Refuses a workspace whose `.taskrun` (or one of the directories taskrun keeps in it) is a
+/// symlink leading outside the workspace: reports, logs and the memo would be written there,
+/// and old ones pruned there, wherever a repository's link points (SPEC §13).
+pub fn refuse_state_links(root: &Path) -> Result<(), Error> {
+    let ws = crate::workspace::Workspace::new(root);
+    let state = root.join(".taskrun");
+    let inner = ["runs", "logs", "manifest", "cache"].map(|d| state.join(d));
+    for path in std::iter::once(state.clone()).chain(inner) {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() && !ws.leads_inside(&path) {
+            let to = std::fs::read_link(&path).unwrap_or_default();
+            return Err(Error::usage_with_hint(
+                format!(
+                    "{} is a symlink to {}, outside the workspace: taskrun keeps its state only inside it",
+                    path.strip_prefix(root).unwrap_or(&path).display(),
+                    to.display()
+                ),
+                "remove the link (TASKRUN_CACHE_DIR or [cache] dir put the cache elsewhere)",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Writes to stdout; a closed pipe (e.g. `| head`) is not an error.
 pub fn print_stdout(text: &str) -> u8 {
     let mut out = std::io::stdout().lock();

@@ -127,6 +127,7 @@ pub fn run_with_cache(
     make_cache: impl FnOnce(&crate::plan::Plan) -> Arc<dyn TaskCache>,
 ) -> Result<u8, Error> {
     let sel = &args.selection;
+    super::refuse_state_links(&crate::manifest::load::manifest_dir(&sel.manifest))?;
     let mut plan = load_plan_remembered(&sel.manifest, &sel.vars, &sel.targets)?;
     // Where tasks run is the scheduler's business; a flag that cannot be honoured stops the
     // run before anything starts.

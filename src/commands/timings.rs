@@ -25,6 +25,15 @@ pub fn run(args: TimingsArgs) -> Result<u8, Error> {
             .join("runs"),
         None => PathBuf::from(".taskrun").join("runs"),
     };
+    // The page is written beside the report, in the workspace's `.taskrun/runs`.
+    if let Some(root) = runs.parent().and_then(Path::parent) {
+        let root = if root.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            root
+        };
+        super::refuse_state_links(root)?;
+    }
     // `latest` of a named manifest: its newest run, not its neighbours' in the directory.
     let named = manifest
         .as_deref()

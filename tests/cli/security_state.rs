@@ -48,3 +48,70 @@ fn swap_bytes(body: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out[at..at + from.len()].copy_from_slice(to);
     out
 }
+
+/// A `.taskrun` (or a directory in it) that is a link leading outside the workspace: taskrun
+/// wrote its reports, logs and memo there, and pruned old reports there. Every command that
+/// writes state refuses it before anything runs (exit 2); `plan` only reads.
+#[test]
+fn a_state_dir_linked_outside_the_workspace_is_refused() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let old = elsewhere.path().join("runs/20200101T000010Z-abcd.json");
+    fs::create_dir_all(old.parent().unwrap()).unwrap();
+    fs::write(&old, "not taskrun's").unwrap();
+    let ws = Workspace::new("[tasks.b]\nrun = \"echo hi > f.txt\"\noutputs = [\"f.txt\"]\n");
+    std::os::unix::fs::symlink(elsewhere.path(), ws.path(".taskrun")).unwrap();
+    for args in [
+        &["taskrun.toml"][..],
+        &["lock", "taskrun.toml"],
+        &["timings", "taskrun.toml"],
+        &["cache", "clean", "taskrun.toml"],
+        &["cache", "gc", "taskrun.toml", "--max-age", "1s"],
+    ] {
+        ws.exec(args).code(2).says(&[
+            ".taskrun is a symlink to",
+            "outside the workspace: taskrun keeps its state only inside it",
+        ]);
+    }
+    assert!(!ws.exists("f.txt"), "nothing may run");
+    assert_eq!(fs::read_to_string(&old).unwrap(), "not taskrun's");
+    let entries = fs::read_dir(elsewhere.path()).unwrap().count();
+    assert_eq!(entries, 1, "only the old runs dir is there");
+    ws.exec(&["plan", "taskrun.toml"]).code(0);
+    // A link inside `.taskrun` too.
+    fs::remove_file(ws.path(".taskrun")).unwrap();
+    fs::create_dir(ws.path(".taskrun")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path().join("runs"), ws.path(".taskrun/runs")).unwrap();
+    ws.exec(&["taskrun.toml"])
+        .code(2)
+        .says(&[".taskrun/runs is a symlink to"]);
+}
+
+/// The store's own directories linked elsewhere (`cas -> /somewhere`): `run` wrote blobs
+/// there and `cache clean` deleted blob-named files there. Now `run` goes on without the
+/// cache, saying why, and `clean` refuses (exit 2); the files there are untouched.
+#[test]
+fn a_store_directory_linked_elsewhere_is_never_written_or_cleaned() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let blob = elsewhere
+        .path()
+        .join("ab/ab00000000000000000000000000000000000000000000000000000000000007");
+    fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    fs::write(&blob, "not taskrun's").unwrap();
+    let ws = Workspace::new("[tasks.b]\nrun = \"echo hi > f.txt\"\noutputs = [\"f.txt\"]\n");
+    ws.run(&["-q"]).code(0);
+    fs::remove_dir_all(ws.path(".taskrun/cache/cas")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), ws.path(".taskrun/cache/cas")).unwrap();
+    let says = "its `cas` is a symlink";
+    ws.run(&["-q", "--force"])
+        .code(0)
+        .says(&[says, "running without the cache"]);
+    for args in [
+        &["cache", "clean", "taskrun.toml"][..],
+        &["cache", "gc", "taskrun.toml", "--max-age", "1s"],
+    ] {
+        ws.exec(args).code(2).says(&[says]);
+    }
+    assert_eq!(fs::read_to_string(&blob).unwrap(), "not taskrun's");
+    let entries = fs::read_dir(elsewhere.path()).unwrap().count();
+    assert_eq!(entries, 1, "nothing was stored there");
+}

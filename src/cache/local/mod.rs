@@ -115,6 +115,12 @@ impl LocalCache {
         prefetch: Option<Prefetch>,
     ) -> Result<Self, CacheError> {
         let dir = &pipeline.cache.dir;
+        if let Some(reason) = crate::cache::store_links(dir).filter(|_| !options.read_only) {
+            return Err(CacheError::CacheDir {
+                dir: dir.display().to_string(),
+                reason,
+            });
+        }
         let lock = if options.read_only {
             None
         } else {
