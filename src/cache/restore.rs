@@ -286,7 +286,14 @@ pub(crate) fn unrecorded(ws: &Workspace, record: &ActionRecord) -> Vec<walkdir::
         .chain(record.output_dirs.iter().map(String::as_str))
         .collect();
     let held = |rel: &str| recorded.contains(rel) || parents.contains(rel);
-    for d in &record.output_dirs {
+    // A directory inside another recorded one is walked with it, once.
+    let nested = |d: &str| {
+        let outer = record.output_dirs.iter();
+        outer
+            .filter(|o| o.as_str() != d)
+            .any(|o| d.starts_with(&format!("{o}/")))
+    };
+    for d in record.output_dirs.iter().filter(|d| !nested(d)) {
         let Some(dir) = RelPath::parse(d) else {
             continue;
         };
@@ -294,8 +301,19 @@ pub(crate) fn unrecorded(ws: &Workspace, record: &ActionRecord) -> Vec<walkdir::
             continue;
         }
         let abs = ws.root().join(d);
-        if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) {
-            tracing::debug!("{d} is a symlink: files the record does not hold are kept");
+        // The directory, or one it lies in, reached through a link: never swept.
+        let linked = d
+            .match_indices('/')
+            .map(|(i, _)| &d[..i])
+            .chain(std::iter::once(d.as_str()))
+            .any(|p| {
+                std::fs::symlink_metadata(ws.root().join(p))
+                    .is_ok_and(|m| m.file_type().is_symlink())
+            });
+        if linked {
+            tracing::debug!(
+                "{d} is reached through a symlink: files the record does not hold are kept"
+            );
             continue;
         }
         let walk = walkdir::WalkDir::new(&abs)

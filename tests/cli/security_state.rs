@@ -115,3 +115,29 @@ fn a_store_directory_linked_elsewhere_is_never_written_or_cleaned() {
     let entries = fs::read_dir(elsewhere.path()).unwrap().count();
     assert_eq!(entries, 1, "nothing was stored there");
 }
+
+/// README: "Nothing is deleted through an output directory that is a link". A restore of
+/// `out` (recorded with an empty `out/sub`) through `out -> important` swept
+/// `important/sub/q.txt`, while it kept `important/p.txt`. Now nothing there is swept; a
+/// real `out` is swept as before, and without a warning about a file removed twice.
+#[test]
+fn a_restore_sweeps_nothing_through_an_output_dir_reached_by_a_link() {
+    let ws = Workspace::new(
+        "[tasks.a]\nrun = \"mkdir -p out/sub && echo data > out/x.txt\"\noutputs = [\"out\"]\n",
+    );
+    ws.run(&["-q"]).code(0);
+    fs::remove_dir_all(ws.path("out")).unwrap();
+    ws.write("important/p.txt", "precious\n")
+        .write("important/sub/q.txt", "precious too\n");
+    std::os::unix::fs::symlink("important", ws.path("out")).unwrap();
+    ws.run(&["-q"]).code(0);
+    assert_eq!(ws.read("important/sub/q.txt"), "precious too\n");
+    assert_eq!(ws.read("important/p.txt"), "precious\n");
+    fs::remove_file(ws.path("out")).unwrap();
+    ws.write("out/sub/q.txt", "stale\n");
+    let r = ws.run(&["-q"]);
+    r.code(0);
+    assert!(!ws.exists("out/sub/q.txt"), "a real output dir is swept");
+    assert!(!r.all().contains("cannot remove"), "{}", r.all());
+    assert_eq!(ws.read("out/x.txt"), "data\n");
+}
