@@ -63,22 +63,9 @@ pub(super) fn check_templates(r: &mut Reader<'_>, b: &TaskBuilder<'_, '_>, kind:
         items: Some(vec![item]),
         any: false,
     };
-    let mut probe = Reader {
-        source: r.source,
-        problems: Vec::new(),
-    };
-    let (mut tasks, mut spans) = (TaskMap::default(), Vec::new());
-    instances(&mut probe, b, &items, &mut tasks, &mut spans);
-    for mut p in probe.problems {
-        if p.label.as_deref() != Some(CANNOT_INTERPOLATE) {
-            continue;
-        }
-        // Said of every item to come, not of the stand-in one.
-        if let Some(at) = p.message.rfind(" (instance ") {
-            p.message.truncate(at);
-        }
-        r.push(p);
-    }
+    let templates_only =
+        |p: &crate::manifest::diagnostic::Problem| p.label.as_deref() == Some(CANNOT_INTERPOLATE);
+    report_probe(r, b, &items, &templates_only);
 }
 
 /// Builds one instance of `b` in which every `${matrix.*}` and `${item.*}` stands for a plain
@@ -98,13 +85,24 @@ pub(super) fn check_body(r: &mut Reader<'_>, b: &TaskBuilder<'_, '_>) {
         }]),
         any: true,
     };
+    report_probe(r, b, &items, &|_| true);
+}
+
+/// Builds the one instance `items` gives and records in `r` the problems `keep` takes, said
+/// of every item to come rather than of the stand-in one.
+fn report_probe(
+    r: &mut Reader<'_>,
+    b: &TaskBuilder<'_, '_>,
+    items: &Items,
+    keep: &dyn Fn(&crate::manifest::diagnostic::Problem) -> bool,
+) {
     let mut probe = Reader {
         source: r.source,
         problems: Vec::new(),
     };
     let (mut tasks, mut spans) = (TaskMap::default(), Vec::new());
-    instances(&mut probe, b, &items, &mut tasks, &mut spans);
-    for mut p in probe.problems {
+    instances(&mut probe, b, items, &mut tasks, &mut spans);
+    for mut p in probe.problems.into_iter().filter(|p| keep(p)) {
         if let Some(at) = p.message.rfind(" (instance ") {
             p.message.truncate(at);
         }
