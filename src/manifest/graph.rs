@@ -61,7 +61,9 @@ fn cycles(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], deps: &[Vec<
     let n = tasks.len();
     // 0 = unvisited, 1 = on the stack, 2 = done.
     let mut state = vec![0u8; n];
-    let mut seen_cycles: Vec<Vec<usize>> = Vec::new();
+    // One problem per dependency that closes a cycle: a fan-out's instances close many
+    // cycles through the one `deps` entry, which is the one thing to fix.
+    let mut closing: std::collections::HashSet<(usize, usize)> = std::collections::HashSet::new();
     for start in 0..n {
         if state[start] != 0 {
             continue;
@@ -82,16 +84,14 @@ fn cycles(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], deps: &[Vec<
                         stack.push((dep, 0));
                     }
                     1 => {
-                        let from = stack.iter().position(|&(t, _)| t == dep).unwrap_or(0);
-                        let cycle: Vec<usize> = stack[from..].iter().map(|&(t, _)| t).collect();
-                        let mut key = cycle.clone();
-                        key.sort_unstable();
-                        if !seen_cycles.contains(&key) {
-                            seen_cycles.push(key);
-                            let mut names: Vec<&str> =
-                                cycle.iter().map(|&t| tasks[t].name.as_str()).collect();
+                        let span = spans[node].deps[dep_pos].clone();
+                        if closing.insert((span.start, span.end)) {
+                            let from = stack.iter().position(|&(t, _)| t == dep).unwrap_or(0);
+                            let mut names: Vec<&str> = stack[from..]
+                                .iter()
+                                .map(|&(t, _)| tasks[t].name.as_str())
+                                .collect();
                             names.push(&tasks[dep].name);
-                            let span = spans[node].deps[dep_pos].clone();
                             r.push(
                                 Problem::at(
                                     span,

@@ -372,3 +372,24 @@ fn a_csv_quote_that_never_closes_is_said_so() {
         .code(2)
         .says(&["`items.csv:3:1`: this row has 1 field where the header has 2"]);
 }
+
+/// A fan-out that depends on its own bare name (or two that depend on each other) is one
+/// mistake per `deps` entry: said once each. It was every instance on every other, N²
+/// edges and as many "dependency cycle" problems (1,000 instances: minutes and gigabytes).
+#[test]
+fn a_fanout_depending_on_itself_is_one_cycle_said_once() {
+    let values: Vec<String> = (0..1000).map(|i| format!("\"{i}\"")).collect();
+    let axis = values.join(",");
+    let ws = Workspace::new(&format!(
+        "[tasks.m]\nmatrix = {{ v = [{axis}] }}\ndeps = [\"m\"]\nrun = \"echo\"\n\
+         [tasks.p]\nmatrix = {{ v = [\"1\", \"2\", \"3\"] }}\ndeps = [\"q\"]\nrun = \"echo\"\n\
+         [tasks.q]\nmatrix = {{ v = [\"1\", \"2\", \"3\"] }}\ndeps = [\"p\"]\nrun = \"echo\"\n"
+    ));
+    let r = ws.check();
+    r.code(2).says(&[
+        "has 3 problems",
+        "dependency cycle: m[0] -> m[0]",
+        "taskrun.toml:3:",
+        "dependency cycle: p[1] -> q[1] -> p[1]",
+    ]);
+}

@@ -59,8 +59,14 @@ pub fn expand_deps(tasks: &mut TaskMap, spans: &mut [TaskSpans], fanouts: &[FanO
                 dep_spans.push(span);
             }
         };
+        let own = task.origin.as_ref().map(|o| o.task.clone());
         for (dep, span) in task.deps.drain(..).zip(s.deps.drain(..)) {
             match (by_name.get(dep.as_str()), stand_in(&dep)) {
+                // Its own task's bare name: a cycle, said once through the instance itself
+                // (all N instances each on all N would be N² edges and as many cycles).
+                (Some(_), _) if own.as_deref() == Some(dep.as_str()) => {
+                    push(task.name.clone(), span);
+                }
                 (Some(range), _) => {
                     for i in (*range).clone() {
                         push(names[i].clone(), span.clone());
