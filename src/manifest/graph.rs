@@ -36,24 +36,43 @@ pub fn check(
     deps
 }
 
+/// Each `deps` entry that names no task, said once: a fan-out's instances share the entry,
+/// and 1,000 copies of one mistake would bury the others.
 fn missing_deps(r: &mut Reader<'_>, tasks: &TaskMap, spans: &[TaskSpans], found: &[Vec<usize>]) {
+    // By the entry's place: the first problem, and how many instances share it.
+    let mut by_entry: indexmap::IndexMap<(usize, usize), (Problem, usize)> = Default::default();
     for ((task, s), found) in tasks.values().zip(spans).zip(found) {
         for ((dep, span), &i) in task.deps.iter().zip(&s.deps).zip(found) {
-            if i == MISSING {
-                let p = Problem::at(
-                    span.clone(),
-                    format!(
-                        "task `{}` depends on `{dep}`, which does not exist",
-                        task.name
-                    ),
-                )
-                .label("no such task");
-                r.push(match suggest_task(dep, tasks.keys().map(String::as_str)) {
-                    Some(s) => p.help(format!("did you mean `{s}`?")),
-                    None => p,
-                });
+            if i != MISSING {
+                continue;
             }
+            if let Some((_, n)) = by_entry.get_mut(&(span.start, span.end)) {
+                *n += 1;
+                continue;
+            }
+            let p = Problem::at(
+                span.clone(),
+                format!(
+                    "task `{}` depends on `{dep}`, which does not exist",
+                    task.name
+                ),
+            )
+            .label("no such task");
+            let p = match suggest_task(dep, tasks.keys().map(String::as_str)) {
+                Some(s) => p.help(format!("did you mean `{s}`?")),
+                None => p,
+            };
+            by_entry.insert((span.start, span.end), (p, 1));
         }
+    }
+    for (_, (mut p, n)) in by_entry {
+        if n > 1 {
+            p.message.push_str(&format!(
+                " (this entry fails for {} more instances too)",
+                n - 1
+            ));
+        }
+        r.push(p);
     }
 }
 

@@ -393,3 +393,22 @@ fn a_fanout_depending_on_itself_is_one_cycle_said_once() {
         "dependency cycle: p[1] -> q[1] -> p[1]",
     ]);
 }
+
+/// A `deps` entry of a fan-out that names no task is one problem, however many instances
+/// share it (it was one per instance: 1,000 copies, 19,000 lines of stderr).
+#[test]
+fn a_missing_dep_of_a_fanout_is_said_once() {
+    let values: Vec<String> = (0..1000).map(|i| format!("\"{i}\"")).collect();
+    let ws = Workspace::new(&format!(
+        "[tasks.fetch]\nrun = \"echo\"\n[tasks.m]\nmatrix = {{ v = [{}] }}\n\
+         deps = [\"fetc\", \"fetch[${{matrix.v}}]\"]\nrun = \"echo\"\n",
+        values.join(",")
+    ));
+    let r = ws.check();
+    r.code(2).says(&[
+        "has 2 problems",
+        "task `m[0]` depends on `fetc`, which does not exist (this entry fails for 999 more",
+        "did you mean `fetch`?",
+        "task `m[0]` depends on `fetch[0]`, which does not exist",
+    ]);
+}
