@@ -190,7 +190,10 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
         // `timeout` that a service may not have.
         let timeout = self.timeout(r, declared);
         let retry = self.retry(r, declared);
+        // A group runs nothing and a service takes no slot: `[defaults] uses` is not theirs.
+        let slotless = matches!(declared, TaskKind::Group | TaskKind::Service);
         if let Some(v) = self.field("uses")
+            && !(slotless && self.given_by_defaults("uses"))
             && let Some(t) = r.table(v, &self.what("uses"))
         {
             for (k, n) in t.iter() {
@@ -419,7 +422,19 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
             }
             return None;
         }
-        let own = get(self.table, "timeout").and_then(|v| r.duration(v, &self.what("timeout")));
+        let own = get(self.table, "timeout").and_then(|v| {
+            let d = r.duration(v, &self.what("timeout"))?;
+            if d.is_zero() {
+                // As `max_attempts = 0` is: no attempt could ever succeed.
+                r.push(
+                    Problem::at(v.span(), "`timeout = 0` would fail every attempt at once")
+                        .label("no time to run")
+                        .help("give the task time to run, e.g. \"10m\", or leave `timeout` out"),
+                );
+                return None;
+            }
+            Some(d)
+        });
         match kind {
             // `[defaults] timeout` is for commands and downloads; a group has nothing to time.
             TaskKind::Group => None,
@@ -432,8 +447,14 @@ impl<'a, 'i> TaskBuilder<'a, 'i> {
 
     fn retry(&self, r: &mut Reader<'_>, kind: TaskKind) -> RetryPolicy {
         let mut policy = RetryPolicy::default_for(kind);
+        let retried = matches!(kind, TaskKind::Command | TaskKind::Download);
         // A mistake in `[defaults]` is named there (and reported once: see `load`).
-        if let Some(v) = self.defaults.and_then(|d| get(d, "retry")) {
+        // `[defaults] retry` is for what retries: a group or a service shows none.
+        if let Some(v) = self
+            .defaults
+            .and_then(|d| get(d, "retry"))
+            .filter(|_| retried)
+        {
             apply_retry(r, v, &mut policy, "defaults.retry");
         }
         if let Some(v) = get(self.table, "retry") {

@@ -417,3 +417,46 @@ fn a_factor_that_is_no_finite_number_is_said_to_be_one() {
         assert!(!stderr.contains("at least 1.0"), "{f}: {stderr}");
     }
 }
+
+/// `timeout = "0s"` failed every attempt at run time; it is refused at its place, as
+/// `max_attempts = 0` is. `[defaults]` `retry` and `uses` are not shown for a group or a
+/// service, which never retry nor take a pool slot (the plan said 3 attempts, `pools net=1`).
+#[test]
+fn a_zero_timeout_is_refused_and_defaults_skip_groups_and_services() {
+    let ws = Workspace::new("[tasks.z]\nrun = \"true\"\ntimeout = \"0s\"\n");
+    let stderr = refused(&ws);
+    assert!(
+        stderr.contains("`timeout = 0` would fail every attempt at once"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("taskrun.toml:3:11"), "{stderr}");
+    ws.write(
+        "taskrun.toml",
+        "[pools]\nnet = 1\n[defaults]\nuses = { net = 1 }\nretry = 3\n\
+         [tasks.srv]\nservice = { run = \"sleep 5\", ready = { tcp = \"127.0.0.1:1\" } }\n\
+         [tasks.get]\ndeps = [\"srv\"]\nrun = \"true\"\n[tasks.g]\ndeps = [\"get\"]\n",
+    );
+    let out = ws
+        .taskrun(&["plan", "taskrun.toml", "--format", "json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let task = |name: &str| {
+        plan["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(task("get")["retry"]["max_attempts"], 3);
+    for name in ["g", "srv"] {
+        let t = task(name);
+        assert_eq!(t["retry"]["max_attempts"], 1, "{t:#}");
+        assert!(t["pools"].as_object().is_none_or(|p| p.is_empty()), "{t:#}");
+    }
+    assert_eq!(task("get")["pools"]["net"], 1);
+}
