@@ -201,7 +201,29 @@ impl LoadError {
     pub fn render(&self, color: bool) -> String {
         match self {
             LoadError::Io { path, error } => {
-                format!("error: cannot read manifest {}: {error}\n", display(path))
+                let mut text = format!("error: cannot read manifest {}: {error}\n", display(path));
+                // `taskrun lsit m.toml`: a misspelt command reads as a manifest's name.
+                let typed = path
+                    .to_str()
+                    .filter(|p| !p.contains(['/', '.']) && !path.exists());
+                let commands = [
+                    "run",
+                    "plan",
+                    "check",
+                    "list",
+                    "explain",
+                    "lock",
+                    "cache",
+                    "timings",
+                    "schema",
+                    "completions",
+                ];
+                if let Some(command) = typed.and_then(|t| super::suggest(t, commands)) {
+                    text.push_str(&format!(
+                        "hint: did you mean the command `taskrun {command}`?\n"
+                    ));
+                }
+                text
             }
             LoadError::Invalid(errors) => errors.render(color),
             LoadError::BadVar(msg) => format!("error: {msg}\n"),

@@ -460,3 +460,25 @@ fn a_zero_timeout_is_refused_and_defaults_skip_groups_and_services() {
     }
     assert_eq!(task("get")["pools"]["net"], 1);
 }
+
+/// `taskrun lsit m.toml` read `lsit` as a manifest's name and said only that it is missing:
+/// the command it was meant to be is suggested.
+#[test]
+fn a_misspelt_command_is_suggested() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"true\"\n");
+    for (typed, meant) in [("lsit", "list"), ("plna", "plan")] {
+        let out = ws
+            .taskrun(&[typed, "taskrun.toml"])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains(&format!(
+                "hint: did you mean the command `taskrun {meant}`?"
+            )),
+            "{stderr}"
+        );
+    }
+}
