@@ -390,6 +390,32 @@ pub fn read_env(
     let entries = r.string_table(v?, what)?;
     let mut out = BTreeMap::new();
     for e in entries {
+        // What the OS cannot take: `A=B` would set `A`, and a NUL ends the string early.
+        if e.key.is_empty() || e.key.contains(['=', '\0']) {
+            r.push(
+                Problem::at(
+                    e.key_span.clone(),
+                    format!(
+                        "`{}` cannot name an environment variable",
+                        e.key.escape_debug()
+                    ),
+                )
+                .label("not a variable name")
+                .help("a name may not be empty nor hold `=` or a NUL byte; e.g. `MY_VAR`"),
+            );
+            continue;
+        }
+        if e.value.contains('\0') {
+            r.push(
+                Problem::at(
+                    e.span.clone(),
+                    format!("the value of `{}` holds a NUL byte", e.key),
+                )
+                .label("no environment value can")
+                .help("remove the `\\u0000`"),
+            );
+            continue;
+        }
         match interpolate(&e.value, ctx) {
             Ok(t) => {
                 out.insert(e.key, t);

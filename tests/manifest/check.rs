@@ -482,3 +482,25 @@ fn a_misspelt_command_is_suggested() {
         );
     }
 }
+
+/// An environment name the OS cannot take (`A=B` became `A` with value `B=x`; an empty one)
+/// and a NUL byte in a value passed `check` and failed or misbehaved at run time.
+#[test]
+fn environment_names_and_values_the_os_cannot_take_are_refused() {
+    let ws = Workspace::new(
+        "[env]\n\"A=B\" = \"x\"\n\"\" = \"y\"\nOK = \"a\\u0000b\"\n[tasks.a]\nrun = \"true\"\nenv = { \"X=1\" = \"z\" }\n",
+    );
+    let stderr = refused(&ws);
+    for said in [
+        "has 4 problems",
+        "`A=B` cannot name an environment variable",
+        "taskrun.toml:2:1",
+        "`` cannot name an environment variable",
+        "the value of `OK` holds a NUL byte",
+        "taskrun.toml:4:6",
+        "`X=1` cannot name an environment variable",
+        "taskrun.toml:7:9",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
+}
