@@ -131,6 +131,26 @@ impl TaskBuilder<'_, '_> {
             get(t, "headers").and_then(|h| r.string_table(h, &self.what("download.headers")))
         {
             for e in h {
+                // Known now, not when the request is built: `check` says it.
+                if reqwest::header::HeaderName::from_bytes(e.key.as_bytes()).is_err() {
+                    r.push(
+                        Problem::at(e.key_span.clone(), format!("`{}` is not a valid header name", e.key.escape_debug()))
+                            .label("not an HTTP header name")
+                            .help("a header name is a token: letters, digits and `-` (e.g. `X-Api-Key`), no spaces"),
+                    );
+                    continue;
+                }
+                if e.value.contains(['\r', '\n', '\0']) {
+                    r.push(
+                        Problem::at(
+                            e.span.clone(),
+                            format!("the value of header `{}` holds a line break or NUL", e.key),
+                        )
+                        .label("not an HTTP header value")
+                        .help("a header value is one line"),
+                    );
+                    continue;
+                }
                 if let Some(tpl) = self.template(r, &e.value, &e.span) {
                     headers.insert(e.key, tpl);
                 }

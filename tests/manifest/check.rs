@@ -504,3 +504,20 @@ fn environment_names_and_values_the_os_cannot_take_are_refused() {
         assert!(stderr.contains(said), "{said}: {stderr}");
     }
 }
+
+/// A download header the request could never carry (a name with a space, a value with a
+/// line break) passed `check` and failed each attempt at run time.
+#[test]
+fn a_header_no_request_can_carry_is_refused() {
+    let ws = Workspace::new(
+        "[tasks.d]\ndownload = { url = \"http://127.0.0.1:9/x\", dest = \"x\", headers = { \"Bad Header\" = \"x\", X-Ok = \"a\\nb\", X-Fine = \"c\" } }\n",
+    );
+    let stderr = refused(&ws);
+    for said in [
+        "has 2 problems",
+        "`Bad Header` is not a valid header name",
+        "the value of header `X-Ok` holds a line break or NUL",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
+}
