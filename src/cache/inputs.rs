@@ -63,6 +63,9 @@ pub fn expand(
 ) -> Result<Vec<InputFile>, CacheError> {
     let (mut found, unmatched) = collect(root, cache_dir, patterns, std::iter::empty())?;
     if let Some(glob) = unmatched.first() {
+        if root.join(glob).is_dir() {
+            return Err(CacheError::InputIsDir(glob.clone()));
+        }
         return Err(CacheError::NoInputMatch(glob.clone()));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));

@@ -135,6 +135,11 @@ pub enum CacheError {
     /// A required input pattern matched no file.
     #[error("input pattern `{0}` matches no file (prefix it with `?` if that is fine)")]
     NoInputMatch(String),
+    /// A required input pattern names a directory: inputs are files.
+    #[error(
+        "input pattern `{0}` names a directory, and inputs are files: write `{0}/**` for every file in it"
+    )]
+    InputIsDir(String),
     /// An input pattern that is not a valid glob.
     #[error("bad input pattern `{glob}`: {reason}")]
     BadPattern {

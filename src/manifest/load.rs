@@ -315,7 +315,9 @@ fn check_task_name(r: &mut Reader<'_>, name: &str, span: std::ops::Range<usize>)
         r.push(
             Problem::at(span, format!("task name `{name}` is not allowed"))
                 .label("bad task name")
-                .help("use letters, digits, `-`, `_`, `.` and `:` (it names log files too)"),
+                .help(
+                    "use ASCII letters and digits, `-`, `_`, `.` and `:` (it names log files too)",
+                ),
         );
     }
 }
@@ -436,9 +438,11 @@ fn read_pools(r: &mut Reader<'_>, root: &DeTable<'_>) -> Pools {
     };
     for (k, v) in t.iter() {
         let name = k.get_ref().to_string();
-        if let Some(n) = r.integer_in(v, &format!("pools.{name}"), 1, u32::MAX as i64) {
-            pools.insert(name, (n as u32, k.span()));
-        }
+        match r.integer_in(v, &format!("pools.{name}"), 1, u32::MAX as i64) {
+            Some(n) => pools.insert(name, (n as u32, k.span())),
+            // Declared, if wrongly (that is reported): its users are no problem of their own.
+            None => pools.insert(name, (u32::MAX, k.span())),
+        };
     }
     pools
 }

@@ -521,3 +521,31 @@ fn a_header_no_request_can_carry_is_refused() {
         assert!(stderr.contains(said), "{said}: {stderr}");
     }
 }
+
+/// A pool declared with a bad size is one problem: its users were said to use a pool "which
+/// is not declared", with advice to declare it. A directory as an input says what to write.
+#[test]
+fn a_bad_pool_is_one_problem_and_a_directory_input_says_what_to_write() {
+    let ws = Workspace::new("[pools]\nnet = 0\n[tasks.a]\nrun = \"true\"\nuses = { net = 5 }\n");
+    let stderr = refused(&ws);
+    assert!(stderr.contains("has 1 problem"), "{stderr}");
+    assert!(!stderr.contains("not declared"), "{stderr}");
+    ws.write(
+        "taskrun.toml",
+        "[tasks.a]\nrun = \"true\"\ninputs = [\"src\"]\n",
+    )
+    .write("src/a.txt", "a\n");
+    let out = ws
+        .taskrun(&["taskrun.toml"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains(
+            "input pattern `src` names a directory, and inputs are files: write `src/**`"
+        ),
+        "{stdout}"
+    );
+}
