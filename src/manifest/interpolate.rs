@@ -292,6 +292,11 @@ fn resolve<'c>(inner: &str, ctx: &Context<'c>) -> Result<Resolved<'c>, (String, 
             match ((ctx.env)(var), default) {
                 (Some(v), _) => Ok(Resolved::Text(v)),
                 (None, Some(d)) => Ok(Resolved::Text(d.to_string())),
+                // `${env.X-d}`, the shell's other default form: the `:-` one is meant.
+                (None, None) if let Some((name, d)) = var.split_once('-') => Err((
+                    format!("environment variable `{var}` is not set"),
+                    Some(format!("a default is written `${{env.{name}:-{d}}}`")),
+                )),
                 (None, None) => Err((
                     format!("environment variable `{var}` is not set"),
                     Some(format!(

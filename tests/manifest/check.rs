@@ -549,3 +549,15 @@ fn a_bad_pool_is_one_problem_and_a_directory_input_says_what_to_write() {
         "{stdout}"
     );
 }
+
+/// `${env.X-d}` (the shell's other default form) pointed at `${env.X-d:-default}`; it now
+/// shows the `:-` form of what was meant.
+#[test]
+fn a_shell_style_env_default_is_shown_its_own_form() {
+    let ws = Workspace::new("[tasks.a]\nrun = \"echo ${env.TASKRUN_TEST_SURELY_UNSET-x}\"\n");
+    let stderr = refused(&ws);
+    assert!(
+        stderr.contains("a default is written `${env.TASKRUN_TEST_SURELY_UNSET:-x}`"),
+        "{stderr}"
+    );
+}
