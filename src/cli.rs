@@ -318,7 +318,8 @@ pub enum LogFormat {
     Json,
 }
 
-const SUBCOMMANDS: &[&str] = &[
+/// The command names (a first argument that is none of them is a manifest).
+pub(crate) const SUBCOMMANDS: &[&str] = &[
     "run",
     "timings",
     "plan",

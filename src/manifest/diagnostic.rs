@@ -206,19 +206,9 @@ impl LoadError {
                 let typed = path
                     .to_str()
                     .filter(|p| !p.contains(['/', '.']) && !path.exists());
-                let commands = [
-                    "run",
-                    "plan",
-                    "check",
-                    "list",
-                    "explain",
-                    "lock",
-                    "cache",
-                    "timings",
-                    "schema",
-                    "completions",
-                ];
-                if let Some(command) = typed.and_then(|t| super::suggest(t, commands)) {
+                if let Some(command) =
+                    typed.and_then(|t| super::suggest(t, crate::cli::SUBCOMMANDS.iter().copied()))
+                {
                     text.push_str(&format!(
                         "hint: did you mean the command `taskrun {command}`?\n"
                     ));
