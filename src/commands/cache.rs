@@ -57,6 +57,12 @@ struct Dirs {
 fn dirs(args: &CacheArgs) -> Result<Dirs, Error> {
     let dirs = dirs_as_given(args)?;
     super::refuse_state_links(&dirs.workspace)?;
+    if let Some(why) = crate::cache::store_links(&dirs.cache) {
+        return Err(Error::usage(format!(
+            "the cache dir {}: {why}",
+            dirs.cache.display()
+        )));
+    }
     if let Some(why) = crate::cache::cache_dir_blocked(&dirs.cache) {
         return Err(Error::usage(format!(
             "the cache dir {}: {why}; point TASKRUN_CACHE_DIR or [cache] dir at a directory",

@@ -39,20 +39,14 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     Ok(super::print_stdout(&text))
 }
 
-/// The stand-in `args.task` stands for, when it is one or an instance of one.
+/// The stand-in `NAME[*]` that `task` (`NAME`, `NAME[*]` or `NAME[KEY]`) stands for, if any.
 fn stand_in_of<'p>(plan: &'p crate::plan::Plan, task: &str) -> Option<&'p crate::model::Task> {
-    if plan.pipeline.tasks.contains_key(task) {
-        return plan
-            .pipeline
-            .tasks
-            .get(task)
-            .filter(|t| t.expands.is_some());
-    }
-    let base = task.split_once('[').map_or(task, |(b, _)| b);
+    let base = crate::manifest::split_instance(task).map_or(task, |(base, _)| base);
+    let name = crate::manifest::fanout::deferred::stand_in_name(base);
     plan.pipeline
         .tasks
-        .values()
-        .find(|t| t.expands.as_ref().is_some_and(|e| e.task == base))
+        .get(name.as_str())
+        .filter(|t| t.expands.is_some())
 }
 
 /// An instance of a fan-out whose items its producers have not made here yet: said as such,

@@ -115,7 +115,8 @@ impl LocalCache {
         prefetch: Option<Prefetch>,
     ) -> Result<Self, CacheError> {
         let dir = &pipeline.cache.dir;
-        if let Some(reason) = crate::cache::store_links(dir).filter(|_| !options.read_only) {
+        let linked = (!options.read_only).then(|| crate::cache::store_links(dir));
+        if let Some(reason) = linked.flatten() {
             return Err(CacheError::CacheDir {
                 dir: dir.display().to_string(),
                 reason,
